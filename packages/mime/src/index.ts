@@ -1,0 +1,328 @@
+/**
+ * MIME structure of a stored message, computed once at delivery or APPEND.
+ *
+ * Invariant: the message bytes are never rewritten. Every node records byte
+ * offsets into the original buffer, so IMAP can serve BODY[1.2.MIME],
+ * BODY[TEXT], BODY[HEADER] … straight from the blob (RFC 3501 §6.4.5), and
+ * the parsed fields that ENVELOPE and BODYSTRUCTURE need (RFC 3501 §7.4.2).
+ */
+import addressparser from 'nodemailer/lib/addressparser/index.js';
+
+export interface HeaderField {
+  /** Lower-cased field name. */
+  key: string;
+  /** Unfolded value, without the name and colon, leading white space trimmed. */
+  value: string;
+}
+
+export interface ParamValue {
+  value: string;
+  params: Record<string, string>;
+}
+
+export interface EnvelopeAddress {
+  name: string;
+  address: string;
+}
+
+export interface EnvelopeGroup {
+  name: string;
+  group: EnvelopeAddress[];
+}
+
+export type AddressEntry = EnvelopeAddress | EnvelopeGroup;
+
+/** The raw (still encoded) values IMAP's ENVELOPE needs (RFC 3501 §7.4.2). */
+export interface Envelope {
+  date: string | null;
+  subject: string | null;
+  from: AddressEntry[] | null;
+  sender: AddressEntry[] | null;
+  replyTo: AddressEntry[] | null;
+  to: AddressEntry[] | null;
+  cc: AddressEntry[] | null;
+  bcc: AddressEntry[] | null;
+  inReplyTo: string | null;
+  messageId: string | null;
+}
+
+export interface MimeNode {
+  /** Offset of the first header byte. */
+  start: number;
+  /** Offset of the first body byte (after the blank line), equal to `end` when there is no body. */
+  bodyStart: number;
+  /** Offset one past the last byte of this part. */
+  end: number;
+  contentType: ParamValue;
+  disposition: ParamValue | null;
+  encoding: string;
+  contentId: string | null;
+  description: string | null;
+  language: string | null;
+  location: string | null;
+  md5: string | null;
+  /** Number of lines in the body (BODYSTRUCTURE for text/* and message/rfc822). */
+  bodyLines: number;
+  /** Sub-parts of a multipart/*. */
+  children?: MimeNode[];
+  /** The embedded message of a message/rfc822 (or message/global) part. */
+  message?: MimeNode;
+  /** Set on the root node and on the root of every embedded message. */
+  envelope?: Envelope;
+}
+
+export interface MessageStructure {
+  size: number;
+  root: MimeNode;
+}
+
+/** Deeper nesting than this is treated as an opaque leaf, so hostile mail cannot exhaust the stack. */
+const MAX_DEPTH = 64;
+
+const CR = 0x0d;
+const LF = 0x0a;
+
+/** Finds the end of the header block: returns [headerEnd, bodyStart]. */
+function findHeaderEnd(buf: Buffer, start: number, end: number): [number, number] {
+  let i = start;
+  // A part that starts with an empty line has an empty header.
+  if (buf[i] === LF) return [i, i + 1];
+  if (buf[i] === CR && buf[i + 1] === LF) return [i, i + 2];
+  while (i < end) {
+    const nl = buf.indexOf(LF, i);
+    if (nl === -1 || nl >= end) return [end, end];
+    const next = nl + 1;
+    if (next >= end) return [end, end];
+    if (buf[next] === LF) return [next, next + 1];
+    if (buf[next] === CR && next + 1 < end && buf[next + 1] === LF) return [next, next + 2];
+    i = next;
+  }
+  return [end, end];
+}
+
+export function parseHeaderBlock(text: string): HeaderField[] {
+  const fields: HeaderField[] = [];
+  const lines = text.split(/\r?\n/);
+  let current: string | null = null;
+  const flush = () => {
+    if (current === null) return;
+    const colon = current.indexOf(':');
+    if (colon > 0) {
+      fields.push({
+        key: current.slice(0, colon).trim().toLowerCase(),
+        value: current.slice(colon + 1).replace(/^[ \t]+/, ''),
+      });
+    }
+    current = null;
+  };
+  for (const line of lines) {
+    if (/^[ \t]/.test(line) && current !== null) {
+      // RFC 5322 §2.2.3: unfolding removes the CRLF, keeping the white space.
+      current += line;
+    } else {
+      flush();
+      if (line.length > 0) current = line;
+    }
+  }
+  flush();
+  return fields;
+}
+
+function splitParams(value: string): string[] {
+  const out: string[] = [];
+  let buf = '';
+  let quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (quoted && c === '\\' && i + 1 < value.length) {
+      buf += c + value[++i];
+      continue;
+    }
+    if (c === '"') quoted = !quoted;
+    if (c === ';' && !quoted) {
+      out.push(buf);
+      buf = '';
+    } else {
+      buf += c;
+    }
+  }
+  out.push(buf);
+  return out;
+}
+
+/** Parses `type/subtype; a=b; c="d"` (RFC 2045 §5.1). Parameter names are lower-cased. */
+export function parseParamValue(value: string): ParamValue {
+  const [head = '', ...rest] = splitParams(value);
+  const params: Record<string, string> = {};
+  for (const part of rest) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) continue;
+    const key = part.slice(0, eq).trim().toLowerCase();
+    let val = part.slice(eq + 1).trim();
+    if (val.startsWith('"') && val.endsWith('"') && val.length >= 2) {
+      val = val.slice(1, -1).replace(/\\(.)/g, '$1');
+    }
+    if (key) params[key] = val;
+  }
+  return { value: head.trim().toLowerCase(), params };
+}
+
+function parseAddresses(value: string | undefined): AddressEntry[] | null {
+  if (value === undefined) return null;
+  const parsed = addressparser(value, { flatten: false }) as Array<{
+    name: string;
+    address?: string;
+    group?: Array<{ name: string; address?: string }>;
+  }>;
+  const out: AddressEntry[] = [];
+  for (const a of parsed) {
+    if (a.group) {
+      out.push({ name: a.name, group: a.group.map((g) => ({ name: g.name, address: g.address ?? '' })) });
+    } else {
+      out.push({ name: a.name, address: a.address ?? '' });
+    }
+  }
+  return out.length > 0 ? out : null;
+}
+
+export function buildEnvelope(fields: HeaderField[]): Envelope {
+  const first = (key: string) => fields.find((f) => f.key === key)?.value;
+  const from = parseAddresses(first('from'));
+  return {
+    date: first('date') ?? null,
+    subject: first('subject') ?? null,
+    from,
+    // RFC 3501 §7.4.2: sender and reply-to default to from.
+    sender: parseAddresses(first('sender')) ?? from,
+    replyTo: parseAddresses(first('reply-to')) ?? from,
+    to: parseAddresses(first('to')),
+    cc: parseAddresses(first('cc')),
+    bcc: parseAddresses(first('bcc')),
+    inReplyTo: first('in-reply-to')?.trim() ?? null,
+    messageId: first('message-id')?.trim() ?? null,
+  };
+}
+
+function countLines(buf: Buffer, start: number, end: number): number {
+  if (end <= start) return 0;
+  let n = 0;
+  let i = start;
+  for (;;) {
+    const nl = buf.indexOf(LF, i);
+    if (nl === -1 || nl >= end) break;
+    n++;
+    i = nl + 1;
+  }
+  return i < end ? n + 1 : n;
+}
+
+/**
+ * Locates the body parts of a multipart between `start` and `end`
+ * (RFC 2046 §5.1.1): a delimiter is CRLF "--" boundary at the start of a line;
+ * the line break before it belongs to the delimiter, not to the part.
+ */
+function findParts(buf: Buffer, start: number, end: number, boundary: string): Array<[number, number]> {
+  const delim = Buffer.from(`--${boundary}`, 'latin1');
+  const parts: Array<[number, number]> = [];
+  let partStart = -1;
+  let i = start;
+  while (i < end) {
+    const at = buf.indexOf(delim, i);
+    if (at === -1 || at + delim.length > end) break;
+    const lineStart = at === start || buf[at - 1] === LF;
+    if (!lineStart) {
+      i = at + 1;
+      continue;
+    }
+    const afterDelim = at + delim.length;
+    const closing = buf[afterDelim] === 0x2d && buf[afterDelim + 1] === 0x2d;
+    // The rest of the delimiter line may hold only transport padding.
+    let j = closing ? afterDelim + 2 : afterDelim;
+    while (j < end && (buf[j] === 0x20 || buf[j] === 0x09)) j++;
+    const eol = j >= end || buf[j] === LF || (buf[j] === CR && buf[j + 1] === LF);
+    if (!eol) {
+      i = at + 1;
+      continue;
+    }
+    if (partStart !== -1) {
+      let partEnd = at;
+      if (partEnd > partStart && buf[partEnd - 1] === LF) partEnd--;
+      if (partEnd > partStart && buf[partEnd - 1] === CR) partEnd--;
+      parts.push([partStart, Math.max(partStart, partEnd)]);
+    }
+    if (closing) return parts;
+    const nl = buf.indexOf(LF, j);
+    partStart = nl === -1 || nl >= end ? end : nl + 1;
+    i = partStart;
+  }
+  // A missing closing delimiter: the last part runs to the end.
+  if (partStart !== -1 && partStart < end) parts.push([partStart, end]);
+  return parts;
+}
+
+function parseNode(
+  buf: Buffer,
+  start: number,
+  end: number,
+  depth: number,
+  defaultType: string,
+  isMessageRoot: boolean,
+): MimeNode {
+  const [headerEnd, bodyStart] = findHeaderEnd(buf, start, end);
+  const fields = parseHeaderBlock(buf.toString('utf8', start, headerEnd));
+  const get = (key: string) => fields.find((f) => f.key === key)?.value;
+  const ctRaw = get('content-type');
+  let contentType = ctRaw ? parseParamValue(ctRaw) : { value: defaultType, params: {} };
+  if (!contentType.value.includes('/')) contentType = { value: defaultType, params: contentType.params };
+  if (contentType.value === 'text/plain' && !ctRaw) contentType.params.charset = 'us-ascii';
+  const dispRaw = get('content-disposition');
+  const node: MimeNode = {
+    start,
+    bodyStart,
+    end,
+    contentType,
+    disposition: dispRaw ? parseParamValue(dispRaw) : null,
+    encoding: (get('content-transfer-encoding') ?? '7bit').trim().toLowerCase(),
+    contentId: get('content-id')?.trim() ?? null,
+    description: get('content-description') ?? null,
+    language: get('content-language')?.trim() ?? null,
+    location: get('content-location')?.trim() ?? null,
+    md5: get('content-md5')?.trim() ?? null,
+    bodyLines: countLines(buf, bodyStart, end),
+  };
+  if (isMessageRoot) node.envelope = buildEnvelope(fields);
+  if (depth >= MAX_DEPTH) return node;
+  const [type, subtype] = contentType.value.split('/') as [string, string];
+  if (type === 'multipart' && contentType.params.boundary) {
+    const childDefault = subtype === 'digest' ? 'message/rfc822' : 'text/plain';
+    node.children = findParts(buf, bodyStart, end, contentType.params.boundary).map(([s, e]) =>
+      parseNode(buf, s, e, depth + 1, childDefault, false),
+    );
+  } else if (type === 'message' && (subtype === 'rfc822' || subtype === 'global')) {
+    node.message = parseNode(buf, bodyStart, end, depth + 1, 'text/plain', true);
+  }
+  return node;
+}
+
+export function parseMessage(raw: Buffer): MessageStructure {
+  return { size: raw.length, root: parseNode(raw, 0, raw.length, 0, 'text/plain', true) };
+}
+
+/** Resolves an IMAP section part number such as `1.2` (RFC 3501 §6.4.5) to its node. */
+export function findPart(root: MimeNode, path: number[]): MimeNode | null {
+  let node: MimeNode = root;
+  for (const n of path) {
+    if (node.message && !node.children) node = node.message;
+    if (node.children) {
+      const child = node.children[n - 1];
+      if (!child) return null;
+      node = child;
+    } else if (n === 1) {
+      // A non-multipart message has one part, numbered 1 (RFC 3501 §6.4.5).
+      continue;
+    } else {
+      return null;
+    }
+  }
+  return node;
+}

@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { findPart, parseMessage } from '../src/index.ts';
+
+const crlf = (s: string) => Buffer.from(s.replace(/\r?\n/g, '\r\n'));
+const slice = (buf: Buffer, a: number, b: number) => buf.subarray(a, b).toString();
+
+describe('parseMessage', () => {
+  it('parses a simple text message with its envelope', () => {
+    const raw = crlf(
+      'From: "Ann Example" <ann@example.org>\nTo: bob@example.net, Team: c@x.org, d@x.org;\n' +
+        'Subject: =?utf-8?q?Hi?=\n  folded\nMessage-ID: <1@x>\nDate: Mon, 23 Nov 2026 10:00:00 +0000\n\nline1\nline2\n',
+    );
+    const { root, size } = parseMessage(raw);
+    assert.equal(size, raw.length);
+    assert.equal(root.contentType.value, 'text/plain');
+    assert.equal(root.contentType.params.charset, 'us-ascii');
+    assert.equal(slice(raw, root.bodyStart, root.end), 'line1\r\nline2\r\n');
+    assert.equal(root.bodyLines, 2);
+    const env = root.envelope!;
+    assert.equal(env.subject, '=?utf-8?q?Hi?=  folded');
+    assert.deepEqual(env.from, [{ name: 'Ann Example', address: 'ann@example.org' }]);
+    assert.deepEqual(env.sender, env.from);
+    assert.deepEqual(env.to, [
+      { name: '', address: 'bob@example.net' },
+      {
+        name: 'Team',
+        group: [
+          { name: '', address: 'c@x.org' },
+          { name: '', address: 'd@x.org' },
+        ],
+      },
+    ]);
+    assert.equal(env.cc, null);
+    assert.equal(env.messageId, '<1@x>');
+  });
+
+  it('finds multipart children by byte offsets, nested and with an attached message', () => {
+    const raw = crlf(
+      [
+        'Content-Type: multipart/mixed; boundary="outer"',
+        '',
+        'preamble',
+        '--outer',
+        'Content-Type: multipart/alternative; boundary=inner',
+        '',
+        '--inner',
+        'Content-Type: text/plain; charset=utf-8',
+        '',
+        'plain body',
+        '--inner',
+        'Content-Type: text/html',
+        '',
+        '<p>html</p>',
+        '--inner--',
+        '--outer',
+        'Content-Type: message/rfc822',
+        'Content-Disposition: attachment; filename="fwd.eml"',
+        '',
+        'Subject: inner message',
+        'From: x@y.org',
+        '',
+        'inner body',
+        '--outer--  ',
+        'epilogue',
+      ].join('\n'),
+    );
+    const { root } = parseMessage(raw);
+    assert.equal(root.children?.length, 2);
+    const plain = findPart(root, [1, 1])!;
+    assert.equal(plain.contentType.params.charset, 'utf-8');
+    assert.equal(slice(raw, plain.bodyStart, plain.end), 'plain body');
+    assert.equal(slice(raw, findPart(root, [1, 2])!.bodyStart, findPart(root, [1, 2])!.end), '<p>html</p>');
+    const fwd = findPart(root, [2])!;
+    assert.equal(fwd.disposition?.params.filename, 'fwd.eml');
+    assert.equal(fwd.message?.envelope?.subject, 'inner message');
+    assert.equal(slice(raw, fwd.message!.bodyStart, fwd.message!.end), 'inner body');
+    assert.equal(findPart(root, [3]), null);
+  });
+
+  it('keeps a boundary-looking string inside a line from splitting a part', () => {
+    const raw = crlf('Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx --b y\n--b--\n');
+    const { root } = parseMessage(raw);
+    assert.equal(root.children?.length, 1);
+    assert.equal(slice(raw, root.children![0]!.bodyStart, root.children![0]!.end), 'x --b y');
+  });
+
+  it('handles LF-only messages, messages without a body and an unterminated multipart', () => {
+    const lf = Buffer.from('Subject: a\n\nbody\n');
+    assert.equal(slice(lf, parseMessage(lf).root.bodyStart, lf.length), 'body\n');
+    const headOnly = Buffer.from('Subject: only headers\r\n');
+    const r = parseMessage(headOnly).root;
+    assert.equal(r.bodyStart, headOnly.length);
+    assert.equal(r.envelope?.subject, 'only headers');
+    const open = crlf('Content-Type: multipart/mixed; boundary=z\n\n--z\n\npart\n');
+    assert.equal(parseMessage(open).root.children?.length, 1);
+  });
+
+  it('stops descending at a bounded depth', () => {
+    let msg = 'Subject: leaf\n\nleaf\n';
+    for (let i = 0; i < 200; i++) msg = `Content-Type: message/rfc822\n\n${msg}`;
+    let node = parseMessage(Buffer.from(msg)).root;
+    let depth = 0;
+    while (node.message) {
+      node = node.message;
+      depth++;
+    }
+    assert.ok(depth <= 64, `depth ${depth}`);
+  });
+});
