@@ -1,0 +1,192 @@
+/** Messages: UIDs, MODSEQs, flags, copy/move/expunge, quota, the change journal, and concurrency. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { isStoreError } from '../errors.ts';
+import { deliver, newAccount, sampleMessage, type StoreFactory, useStore } from './harness.ts';
+
+const rejects = (p: Promise<unknown>, code: Parameters<typeof isStoreError>[1]) =>
+  assert.rejects(p, (err: unknown) => isStoreError(err, code));
+
+export function messageSuite(factory: StoreFactory): void {
+  describe('messages', () => {
+    const ctx = useStore(factory);
+
+    it('assigns ascending UIDs and MODSEQs and keeps the bytes exact', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      const raw = Buffer.from('Subject: exact\n\nbare LF body\r\nmixed\rline endings \u00e9\n', 'utf8');
+      const date = new Date('2026-01-02T03:04:05.000Z');
+      const m1 = await deliver(ctx.store, account, inbox.id, raw, { flags: ['\\seen', 'Work', 'work'], internalDate: date });
+      const m2 = await deliver(ctx.store, account, inbox.id, sampleMessage('two'));
+      assert.deepEqual([m1.uid, m2.uid], [1, 2]);
+      assert.ok(m2.modseq > m1.modseq);
+      assert.deepEqual(m1.flags, ['\\Seen', 'Work']);
+      const got = (await ctx.store.getMessage(inbox.id, 1))!;
+      assert.equal(got.internalDate.getTime(), date.getTime());
+      assert.equal(got.size, raw.length);
+      assert.equal(got.structure.root.envelope?.subject, 'exact');
+      assert.ok((await ctx.store.blobs.get(got.blobId)).equals(raw));
+      const box = (await ctx.store.getMailboxById(inbox.id))!;
+      assert.equal(box.uidNext, 3);
+      assert.equal(box.highestModseq, m2.modseq);
+      const status = await ctx.store.mailboxStatus(inbox.id);
+      assert.deepEqual(status, {
+        messages: 2,
+        unseen: 1,
+        size: raw.length + m2.size,
+        uidNext: 3,
+        uidValidity: box.uidValidity,
+        highestModseq: m2.modseq,
+      });
+      assert.deepEqual(
+        (await ctx.store.listMessages(inbox.id, { uidFrom: 2 })).map((m) => m.uid),
+        [2],
+      );
+      await rejects(deliver(ctx.store, account, inbox.id, sampleMessage('x'), { flags: ['\\Bogus'] }), 'invalid');
+    });
+
+    it('never reuses a UID after expunge', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      await deliver(ctx.store, account, inbox.id, sampleMessage('a'));
+      await deliver(ctx.store, account, inbox.id, sampleMessage('b'));
+      assert.deepEqual(await ctx.store.expungeMessages(inbox.id, [2, 7]), [2]);
+      const m = await deliver(ctx.store, account, inbox.id, sampleMessage('c'));
+      assert.equal(m.uid, 3);
+    });
+
+    it('updates flags with add, remove and set, and honours UNCHANGEDSINCE', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      const a = await deliver(ctx.store, account, inbox.id, sampleMessage('a'));
+      const b = await deliver(ctx.store, account, inbox.id, sampleMessage('b'), { flags: ['\\Seen'] });
+      const r1 = await ctx.store.updateFlags(inbox.id, [1, 2], { op: 'add', flags: ['\\Seen'] });
+      assert.deepEqual(
+        r1.updated.map((m) => [m.uid, m.flags]),
+        [[1, ['\\Seen']]],
+      );
+      const ms = r1.updated[0]!.modseq;
+      assert.ok(ms > b.modseq);
+      const r2 = await ctx.store.updateFlags(inbox.id, [1, 2], { op: 'set', flags: ['\\Flagged', '$Label1'] });
+      assert.equal(r2.updated.length, 2);
+      const r3 = await ctx.store.updateFlags(inbox.id, [1], { op: 'remove', flags: ['$label1'] });
+      assert.deepEqual(r3.updated[0]!.flags, ['\\Flagged']);
+      // UNCHANGEDSINCE below message 2's modseq: message 2 is reported, message 1 changed.
+      const m2 = (await ctx.store.getMessage(inbox.id, 2))!;
+      const r4 = await ctx.store.updateFlags(inbox.id, [1, 2], {
+        op: 'add',
+        flags: ['\\Answered'],
+        unchangedSince: m2.modseq - 1,
+      });
+      assert.deepEqual(r4.modified, [2]);
+      assert.deepEqual(
+        r4.updated.map((m) => m.uid),
+        [1],
+      );
+      assert.equal((await ctx.store.mailboxStatus(inbox.id)).unseen, 2);
+      assert.ok(a.modseq < ms);
+    });
+
+    it('copies and moves messages with new UIDs, and keeps quota right', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      const trash = (await ctx.store.getMailbox(account.id, 'Trash'))!;
+      const m1 = await deliver(ctx.store, account, inbox.id, sampleMessage('a'), { flags: ['\\Seen'] });
+      const m2 = await deliver(ctx.store, account, inbox.id, sampleMessage('b'));
+      const size = m1.size + m2.size;
+      const copy = await ctx.store.copyMessages(inbox.id, [1, 2, 9], trash.id);
+      assert.equal(copy.uidValidity, trash.uidValidity);
+      assert.deepEqual(copy.uids, [
+        [1, 1],
+        [2, 2],
+      ]);
+      assert.deepEqual((await ctx.store.getMessage(trash.id, 1))?.flags, ['\\Seen']);
+      assert.equal((await ctx.store.getAccount(account.id))!.usedBytes, size * 2);
+      const move = await ctx.store.moveMessages(inbox.id, [2], trash.id);
+      assert.deepEqual(move.uids, [[2, 3]]);
+      assert.equal(await ctx.store.getMessage(inbox.id, 2), null);
+      assert.equal((await ctx.store.getAccount(account.id))!.usedBytes, size * 2);
+      assert.equal(await ctx.store.recalculateQuota(account.id), size * 2);
+    });
+
+    it('refuses a message over quota and writes nothing', async () => {
+      const raw = sampleMessage('q');
+      const { account, inbox } = await newAccount(ctx.store, 'bob@example.org', raw.length * 2);
+      await deliver(ctx.store, account, inbox.id, raw);
+      await deliver(ctx.store, account, inbox.id, raw);
+      await rejects(deliver(ctx.store, account, inbox.id, raw), 'over_quota');
+      await rejects(ctx.store.copyMessages(inbox.id, [1], inbox.id), 'over_quota');
+      const status = await ctx.store.mailboxStatus(inbox.id);
+      assert.equal(status.messages, 2);
+      assert.equal(status.uidNext, 3);
+      assert.equal((await ctx.store.getAccount(account.id))!.usedBytes, raw.length * 2);
+      // Mail the admin allows past the quota (enforceQuota: false) is still counted.
+      await deliver(ctx.store, account, inbox.id, raw, { enforceQuota: false });
+      assert.equal((await ctx.store.getAccount(account.id))!.usedBytes, raw.length * 3);
+    });
+
+    it('journals appends, flag changes and expunges for IDLE and CONDSTORE', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      const start = (await ctx.store.getMailboxById(inbox.id))!.highestModseq;
+      await deliver(ctx.store, account, inbox.id, sampleMessage('a'));
+      await deliver(ctx.store, account, inbox.id, sampleMessage('b'));
+      await ctx.store.updateFlags(inbox.id, [1], { op: 'add', flags: ['\\Seen'] });
+      await ctx.store.expungeMessages(inbox.id, [2]);
+      const changes = await ctx.store.changesSince(inbox.id, start);
+      assert.deepEqual(
+        changes.map((c) => [c.kind, c.uid]),
+        [
+          ['append', 1],
+          ['append', 2],
+          ['flags', 1],
+          ['expunge', 2],
+        ],
+      );
+      assert.deepEqual(changes[2]!.flags, ['\\Seen']);
+      for (let i = 1; i < changes.length; i++) assert.ok(changes[i]!.modseq > changes[i - 1]!.modseq);
+      const last = changes.at(-1)!.modseq;
+      assert.deepEqual(await ctx.store.changesSince(inbox.id, last), []);
+      assert.equal((await ctx.store.changesSince(inbox.id, changes[1]!.modseq)).length, 2);
+    });
+  });
+
+  describe('concurrency', () => {
+    const ctx = useStore(factory);
+
+    it('two writers delivering at once never share a UID', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      const other = await ctx.openAnother();
+      const n = 40;
+      const jobs = [];
+      for (let i = 0; i < n; i++) {
+        jobs.push(deliver(i % 2 ? other : ctx.store, account, inbox.id, sampleMessage(`m${i}`)));
+      }
+      const uids = (await Promise.all(jobs)).map((m) => m.uid).sort((a, b) => a - b);
+      assert.deepEqual(
+        uids,
+        Array.from({ length: n }, (_, i) => i + 1),
+      );
+      assert.equal((await ctx.store.listMessages(inbox.id)).length, n);
+    });
+
+    it('quota usage never drifts under concurrent appends, copies and expunges', async () => {
+      const raw = sampleMessage('quota', 'x'.repeat(500));
+      const limit = raw.length * 25;
+      const { account, inbox } = await newAccount(ctx.store, 'bob@example.org', limit);
+      const trash = (await ctx.store.getMailbox(account.id, 'Trash'))!;
+      const other = await ctx.openAnother();
+      const ops: Array<Promise<unknown>> = [];
+      for (let i = 0; i < 40; i++) {
+        const s = i % 2 ? other : ctx.store;
+        ops.push(deliver(s, account, inbox.id, raw).catch((e) => (isStoreError(e, 'over_quota') ? null : Promise.reject(e))));
+        if (i % 5 === 4) ops.push(s.expungeMessages(inbox.id, [i - 2]));
+        if (i % 7 === 6) {
+          ops.push(s.copyMessages(inbox.id, [i - 1], trash.id).catch((e) => (isStoreError(e, 'over_quota') ? null : Promise.reject(e))));
+        }
+      }
+      await Promise.all(ops);
+      const used = (await ctx.store.getAccount(account.id))!.usedBytes;
+      const inboxSize = (await ctx.store.mailboxStatus(inbox.id)).size;
+      const trashSize = (await ctx.store.mailboxStatus(trash.id)).size;
+      assert.equal(used, inboxSize + trashSize);
+      assert.ok(used <= limit, `${used} <= ${limit}`);
+      assert.equal(await ctx.store.recalculateQuota(account.id), used);
+    });
+  });
+}

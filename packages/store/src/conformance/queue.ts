@@ -1,0 +1,149 @@
+/** The outbound queue: per-recipient state, attempts, leases; and the blob store. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { isStoreError } from '../errors.ts';
+import type { MailStore } from '../types.ts';
+import { type StoreFactory, useStore } from './harness.ts';
+
+const rejects = (p: Promise<unknown>, code: Parameters<typeof isStoreError>[1]) =>
+  assert.rejects(p, (err: unknown) => isStoreError(err, code));
+
+async function enqueueOne(store: MailStore, recipients = ['a@x.org', 'b@y.org'], nextAttemptAt?: Date) {
+  const blobId = await store.blobs.put(Buffer.from('Subject: queued\r\n\r\nbody\r\n'));
+  return store.enqueue({
+    sender: 'sender@example.org',
+    recipients: recipients.map((address) => ({ address, notify: ['FAILURE'] })),
+    blobId,
+    size: 25,
+    meta: { envid: 'E1' },
+    ...(nextAttemptAt ? { nextAttemptAt } : {}),
+  });
+}
+
+export function queueSuite(factory: StoreFactory): void {
+  describe('queue', () => {
+    const ctx = useStore(factory);
+
+    it('enqueues with per-recipient state and lists entries', async () => {
+      const e = await enqueueOne(ctx.store);
+      assert.equal(e.sender, 'sender@example.org');
+      assert.deepEqual(
+        e.recipients.map((r) => [r.address, r.state, r.attempts]),
+        [
+          ['a@x.org', 'pending', 0],
+          ['b@y.org', 'pending', 0],
+        ],
+      );
+      assert.deepEqual(e.recipients[0]!.notify, ['FAILURE']);
+      assert.deepEqual(e.meta, { envid: 'E1' });
+      assert.equal(e.leaseOwner, null);
+      assert.equal((await ctx.store.listQueue()).length, 1);
+      assert.equal((await ctx.store.getQueueEntry(e.id))?.blobId, e.blobId);
+      await rejects(ctx.store.enqueue({ sender: '', recipients: [], blobId: e.blobId, size: 1 }), 'invalid');
+    });
+
+    it('leases only due, unheld, unleased entries, and records attempts per recipient', async () => {
+      const now = new Date('2026-11-23T10:00:00Z');
+      const due = await enqueueOne(ctx.store, ['a@x.org', 'b@y.org'], new Date(now.getTime() - 1000));
+      await enqueueOne(ctx.store, ['later@x.org'], new Date(now.getTime() + 60_000));
+      const held = await enqueueOne(ctx.store, ['held@x.org'], new Date(now.getTime() - 1000));
+      await ctx.store.setQueueHeld(held.id, true);
+      const leased = await ctx.store.leaseQueue({ owner: 'w1', leaseMs: 30_000, limit: 10, now });
+      assert.deepEqual(
+        leased.map((e) => e.id),
+        [due.id],
+      );
+      assert.equal(leased[0]!.leaseOwner, 'w1');
+      assert.deepEqual(await ctx.store.leaseQueue({ owner: 'w2', leaseMs: 30_000, limit: 10, now }), []);
+      const next = new Date(now.getTime() + 300_000);
+      const after = await ctx.store.recordAttempt(due.id, 'w1', {
+        results: [
+          { address: 'a@x.org', state: 'delivered', reply: '250 2.0.0 ok' },
+          { address: 'b@y.org', state: 'pending', reply: '451 4.3.0 try later' },
+        ],
+        nextAttemptAt: next,
+      });
+      assert.equal(after.attempts, 1);
+      assert.equal(after.leaseOwner, null);
+      assert.equal(after.nextAttemptAt.getTime(), next.getTime());
+      assert.deepEqual(
+        after.recipients.map((r) => [r.state, r.attempts, r.lastReply]),
+        [
+          ['delivered', 1, '250 2.0.0 ok'],
+          ['pending', 1, '451 4.3.0 try later'],
+        ],
+      );
+      await rejects(ctx.store.recordAttempt(due.id, 'w1', { results: [], nextAttemptAt: next }), 'lease_lost');
+      // Released entries become due again at nextAttemptAt; held ones after release.
+      const later = new Date(next.getTime() + 1);
+      await ctx.store.setQueueHeld(held.id, false);
+      const again = await ctx.store.leaseQueue({ owner: 'w2', leaseMs: 1000, limit: 10, now: later });
+      assert.equal(again.length, 3);
+    });
+
+    it('lets an expired lease be taken over, and the old owner then loses it', async () => {
+      const now = new Date('2026-11-23T10:00:00Z');
+      const e = await enqueueOne(ctx.store, ['a@x.org'], now);
+      await ctx.store.leaseQueue({ owner: 'w1', leaseMs: 1000, limit: 1, now });
+      const stolen = await ctx.store.leaseQueue({ owner: 'w2', leaseMs: 1000, limit: 1, now: new Date(now.getTime() + 1001) });
+      assert.equal(stolen[0]?.id, e.id);
+      await rejects(
+        ctx.store.recordAttempt(e.id, 'w1', { results: [{ address: 'a@x.org', state: 'delivered' }], nextAttemptAt: now }),
+        'lease_lost',
+      );
+      await ctx.store.releaseLease(e.id, 'w2');
+      assert.equal((await ctx.store.getQueueEntry(e.id))?.leaseOwner, null);
+    });
+
+    it('holds, releases, retries and removes entries', async () => {
+      const e = await enqueueOne(ctx.store, ['a@x.org'], new Date(Date.now() + 3_600_000));
+      assert.equal((await ctx.store.setQueueHeld(e.id, true)).held, true);
+      const retried = await ctx.store.retryQueueEntry(e.id);
+      assert.ok(retried.nextAttemptAt.getTime() <= Date.now());
+      assert.equal((await ctx.store.leaseQueue({ owner: 'w', leaseMs: 1000, limit: 5 })).length, 0);
+      await ctx.store.setQueueHeld(e.id, false);
+      assert.equal((await ctx.store.leaseQueue({ owner: 'w', leaseMs: 1000, limit: 5 })).length, 1);
+      await ctx.store.removeQueueEntry(e.id);
+      assert.equal(await ctx.store.getQueueEntry(e.id), null);
+      await rejects(ctx.store.removeQueueEntry(e.id), 'not_found');
+      await rejects(ctx.store.setQueueHeld(e.id, true), 'not_found');
+    });
+
+    it('never leases an entry twice to concurrent workers', async () => {
+      const now = new Date();
+      for (let i = 0; i < 30; i++) await enqueueOne(ctx.store, [`r${i}@x.org`], new Date(now.getTime() - 1));
+      const other = await ctx.openAnother();
+      const workers = [];
+      for (let w = 0; w < 6; w++) {
+        const s = w % 2 ? other : ctx.store;
+        workers.push(
+          (async () => {
+            const got: string[] = [];
+            for (let k = 0; k < 5; k++) {
+              for (const e of await s.leaseQueue({ owner: `w${w}`, leaseMs: 60_000, limit: 2, now })) got.push(e.id);
+            }
+            return got;
+          })(),
+        );
+      }
+      const all = (await Promise.all(workers)).flat();
+      assert.equal(all.length, 30);
+      assert.equal(new Set(all).size, 30);
+    });
+  });
+
+  describe('blobs', () => {
+    const ctx = useStore(factory);
+
+    it('stores bytes by content, exactly, once', async () => {
+      const data = Buffer.from([0, 13, 10, 46, 13, 10, 255, 254]);
+      const id = await ctx.store.blobs.put(data);
+      assert.equal(await ctx.store.blobs.put(Buffer.from(data)), id);
+      assert.ok((await ctx.store.blobs.get(id)).equals(data));
+      assert.equal(await ctx.store.blobs.has(id), true);
+      await ctx.store.blobs.delete(id);
+      assert.equal(await ctx.store.blobs.has(id), false);
+      await assert.rejects(ctx.store.blobs.get(id), (e: unknown) => isStoreError(e, 'not_found'));
+    });
+  });
+}

@@ -1,0 +1,6 @@
+export * from './address.ts';
+export * from './errors.ts';
+export * from './flags.ts';
+export * from './mailbox-name.ts';
+export * from './resolve.ts';
+export * from './types.ts';

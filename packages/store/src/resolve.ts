@@ -1,0 +1,91 @@
+/**
+ * Recipient resolution over the MailStore primitives, the same for every
+ * adapter. Order, as Postfix's virtual(5) lookups behave: the exact address
+ * (account, then alias), then the address without its `+tag`, then the
+ * domain's catch-all `@domain`.
+ */
+import { normalizeAddress, splitPlus } from './address.ts';
+import { StoreError } from './errors.ts';
+import type { Account, Alias, MailStore } from './types.ts';
+
+export type Resolution =
+  | { kind: 'account'; account: Account; /** the `+tag`, to file into a folder of that name */ tag: string | null }
+  | { kind: 'alias'; alias: Alias; tag: string | null };
+
+export async function resolveRecipient(store: MailStore, address: string): Promise<Resolution | null> {
+  const canonical = normalizeAddress(address);
+  const exact = await lookup(store, canonical, null);
+  if (exact) return exact;
+  const plus = splitPlus(canonical);
+  if (plus) {
+    const base = await lookup(store, plus.base, plus.tag);
+    if (base) return base;
+  }
+  const domain = canonical.slice(canonical.lastIndexOf('@'));
+  const catchAll = await store.getAlias(domain);
+  return catchAll ? { kind: 'alias', alias: catchAll, tag: null } : null;
+}
+
+async function lookup(store: MailStore, address: string, tag: string | null): Promise<Resolution | null> {
+  const account = await store.getAccountByAddress(address);
+  if (account) return { kind: 'account', account, tag };
+  const alias = await store.getAlias(address);
+  return alias ? { kind: 'alias', alias, tag } : null;
+}
+
+export interface Expansion {
+  /** Each local account once, with the `+tag` it was reached with. */
+  accounts: Array<{ account: Account; tag: string | null }>;
+  /** External (non-local) addresses, each once. */
+  external: string[];
+}
+
+/** A chain of aliases longer than this is treated as a loop. */
+export const MAX_ALIAS_DEPTH = 10;
+
+/**
+ * Expands a recipient through aliases to accounts and external addresses.
+ * An alias loop (a → b → a) or a chain deeper than MAX_ALIAS_DEPTH is refused
+ * with `conflict`, so one message cannot turn into a storm. A local address
+ * that resolves to nothing is `not_found`.
+ */
+export async function expandRecipient(
+  store: MailStore,
+  address: string,
+  isLocalDomain: (domain: string) => Promise<boolean>,
+): Promise<Expansion> {
+  const out: Expansion = { accounts: [], external: [] };
+  const seenAccounts = new Set<string>();
+  const seenExternal = new Set<string>();
+
+  const visit = async (addr: string, path: string[]): Promise<void> => {
+    const canonical = normalizeAddress(addr);
+    if (path.includes(canonical)) {
+      throw new StoreError('conflict', `alias loop: ${[...path, canonical].join(' -> ')}`);
+    }
+    if (path.length > MAX_ALIAS_DEPTH) {
+      throw new StoreError('conflict', `alias chain deeper than ${MAX_ALIAS_DEPTH}: ${path.join(' -> ')}`);
+    }
+    const domain = canonical.slice(canonical.lastIndexOf('@') + 1);
+    if (!(await isLocalDomain(domain))) {
+      if (!seenExternal.has(canonical)) {
+        seenExternal.add(canonical);
+        out.external.push(canonical);
+      }
+      return;
+    }
+    const res = await resolveRecipient(store, canonical);
+    if (!res) throw new StoreError('not_found', `no such recipient: ${canonical}`);
+    if (res.kind === 'account') {
+      if (!seenAccounts.has(res.account.id)) {
+        seenAccounts.add(res.account.id);
+        out.accounts.push({ account: res.account, tag: res.tag });
+      }
+      return;
+    }
+    for (const target of res.alias.targets) await visit(target, [...path, canonical]);
+  };
+
+  await visit(address, []);
+  return out;
+}

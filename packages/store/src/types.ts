@@ -1,0 +1,330 @@
+/**
+ * The domain model and the MailStore contract.
+ *
+ * Every operation is designed so that a document store can implement it with
+ * single-document atomic updates and unique indexes, without multi-document
+ * transactions:
+ * - UIDs and MODSEQs come from an atomic increment on the mailbox document;
+ *   (mailboxId, uid) is a unique index, so two deliveries can never share a UID.
+ * - Quota is reserved with one conditional increment on the account document
+ *   (`usedBytes + size <= quotaBytes`) before the message is written, and given
+ *   back if the write fails.
+ * - A queue entry is leased by one conditional update on its own document.
+ * Adapters with transactions (SQLite) may do more in one step; the
+ * conformance suite checks only the observable contract.
+ */
+import type { MessageStructure } from '@mailwerk/mime';
+
+export interface Domain {
+  /** Canonical A-label, lower case. */
+  name: string;
+  createdAt: Date;
+}
+
+export interface Account {
+  id: string;
+  /** Primary address, canonical (see address.ts). */
+  address: string;
+  domain: string;
+  displayName: string;
+  /** PHC or crypt(3) string; see @mailwerk/auth. */
+  passwordHash: string;
+  /** null: no limit. */
+  quotaBytes: number | null;
+  usedBytes: number;
+  disabled: boolean;
+  createdAt: Date;
+}
+
+export interface NewAccount {
+  address: string;
+  passwordHash: string;
+  displayName?: string;
+  quotaBytes?: number | null;
+  /** Mailboxes created with the account, in one step. */
+  mailboxes?: Array<{ name: string; specialUse?: SpecialUse | null }>;
+}
+
+export interface AccountPatch {
+  passwordHash?: string;
+  displayName?: string;
+  quotaBytes?: number | null;
+  disabled?: boolean;
+}
+
+/** An alias: `local@domain`, or `@domain` for the domain's catch-all. */
+export interface Alias {
+  address: string;
+  domain: string;
+  /** Local account addresses and/or external addresses, canonical. */
+  targets: string[];
+  createdAt: Date;
+}
+
+/** RFC 6154 special-use attributes. */
+export type SpecialUse = '\\Sent' | '\\Drafts' | '\\Junk' | '\\Trash' | '\\Archive' | '\\All' | '\\Flagged';
+
+export const SPECIAL_USES: readonly SpecialUse[] = [
+  '\\Sent',
+  '\\Drafts',
+  '\\Junk',
+  '\\Trash',
+  '\\Archive',
+  '\\All',
+  '\\Flagged',
+];
+
+export const DEFAULT_MAILBOXES: ReadonlyArray<{ name: string; specialUse: SpecialUse | null }> = [
+  { name: 'INBOX', specialUse: null },
+  { name: 'Sent', specialUse: '\\Sent' },
+  { name: 'Drafts', specialUse: '\\Drafts' },
+  { name: 'Junk', specialUse: '\\Junk' },
+  { name: 'Trash', specialUse: '\\Trash' },
+  { name: 'Archive', specialUse: '\\Archive' },
+];
+
+export interface Mailbox {
+  id: string;
+  accountId: string;
+  /** Unicode, "/"-separated, INBOX in upper case (see mailbox-name.ts). */
+  name: string;
+  specialUse: SpecialUse | null;
+  subscribed: boolean;
+  uidValidity: number;
+  uidNext: number;
+  highestModseq: number;
+  createdAt: Date;
+}
+
+export interface MailboxStatus {
+  messages: number;
+  unseen: number;
+  /** Total of the message sizes, in bytes. */
+  size: number;
+  uidNext: number;
+  uidValidity: number;
+  highestModseq: number;
+}
+
+export interface Message {
+  id: string;
+  accountId: string;
+  mailboxId: string;
+  uid: number;
+  modseq: number;
+  /** System flags (`\Seen` …) and keywords, each once, in the order set. */
+  flags: string[];
+  internalDate: Date;
+  size: number;
+  /** Key of the byte-exact message in the blob store. */
+  blobId: string;
+  structure: MessageStructure;
+}
+
+export interface NewMessage {
+  accountId: string;
+  mailboxId: string;
+  blobId: string;
+  size: number;
+  structure: MessageStructure;
+  flags?: string[];
+  internalDate?: Date;
+  /** Refuse with `over_quota` when the account has no room (default true). */
+  enforceQuota?: boolean;
+}
+
+export type FlagOperation = 'add' | 'remove' | 'set';
+
+export interface FlagUpdate {
+  op: FlagOperation;
+  flags: string[];
+  /** CONDSTORE (RFC 7162 §3.1.3): skip messages whose modseq is above this. */
+  unchangedSince?: number;
+}
+
+export interface FlagUpdateResult {
+  /** Messages whose flags changed, with their new modseq. */
+  updated: Message[];
+  /** UIDs refused because they changed after `unchangedSince`. */
+  modified: number[];
+}
+
+export interface CopyResult {
+  uidValidity: number;
+  /** Pairs of [source UID, destination UID], in source order. */
+  uids: Array<[number, number]>;
+}
+
+export type ChangeKind = 'append' | 'flags' | 'expunge';
+
+/** One entry of a mailbox's change journal; read with `changesSince` for IDLE and CONDSTORE. */
+export interface Change {
+  mailboxId: string;
+  modseq: number;
+  kind: ChangeKind;
+  uid: number;
+  /** The flags after the change, for `append` and `flags`. */
+  flags?: string[];
+}
+
+export type RecipientState = 'pending' | 'delivered' | 'failed';
+
+export interface QueueRecipient {
+  address: string;
+  state: RecipientState;
+  attempts: number;
+  /** The last reply or error text, e.g. `550 5.1.1 unknown user`. */
+  lastReply?: string;
+  lastAttemptAt?: Date;
+  /** DSN parameters (RFC 3461): ORCPT and NOTIFY. */
+  orcpt?: string;
+  notify?: string[];
+}
+
+export interface QueueEntry {
+  id: string;
+  /** Envelope sender; '' for the null sender `<>`. */
+  sender: string;
+  recipients: QueueRecipient[];
+  blobId: string;
+  size: number;
+  createdAt: Date;
+  nextAttemptAt: Date;
+  attempts: number;
+  held: boolean;
+  leaseOwner: string | null;
+  leaseUntil: Date | null;
+  /** Free-form data the MTA needs later (DSN ENVID/RET, auth user, client …). */
+  meta: Record<string, unknown>;
+}
+
+export interface NewQueueEntry {
+  sender: string;
+  recipients: Array<Pick<QueueRecipient, 'address'> & Partial<Pick<QueueRecipient, 'orcpt' | 'notify'>>>;
+  blobId: string;
+  size: number;
+  nextAttemptAt?: Date;
+  meta?: Record<string, unknown>;
+}
+
+export interface LeaseRequest {
+  owner: string;
+  /** How long the lease lasts. */
+  leaseMs: number;
+  limit: number;
+  now?: Date;
+}
+
+export interface RecipientResult {
+  address: string;
+  state: RecipientState;
+  reply?: string;
+}
+
+export interface AttemptResult {
+  results: RecipientResult[];
+  /** When the remaining pending recipients are tried next. */
+  nextAttemptAt: Date;
+}
+
+export interface SieveScript {
+  accountId: string;
+  name: string;
+  content: string;
+  active: boolean;
+  updatedAt: Date;
+}
+
+/** Byte-exact message bodies. Ids are content hashes, so a message delivered to many recipients is stored once. */
+export interface BlobStore {
+  /** Stores the bytes durably (synced) and returns their id. */
+  put(data: Buffer): Promise<string>;
+  get(id: string): Promise<Buffer>;
+  has(id: string): Promise<boolean>;
+  delete(id: string): Promise<void>;
+}
+
+export interface MailStore {
+  readonly blobs: BlobStore;
+  close(): Promise<void>;
+
+  addDomain(name: string): Promise<Domain>;
+  getDomain(name: string): Promise<Domain | null>;
+  listDomains(): Promise<Domain[]>;
+  /** Refused with `conflict` while the domain has accounts or aliases, unless `force`, which removes them too. */
+  removeDomain(name: string, options?: { force?: boolean }): Promise<void>;
+
+  /** Creates the account and its `mailboxes`. Refused with `exists` when the address is an account or alias. */
+  createAccount(input: NewAccount): Promise<Account>;
+  getAccount(id: string): Promise<Account | null>;
+  getAccountByAddress(address: string): Promise<Account | null>;
+  listAccounts(filter?: { domain?: string }): Promise<Account[]>;
+  updateAccount(id: string, patch: AccountPatch): Promise<Account>;
+  /** Removes the account with its mailboxes, messages and Sieve scripts. */
+  removeAccount(id: string): Promise<void>;
+
+  /** Refused with `exists` when the address is an account or an alias already. */
+  addAlias(input: { address: string; targets: string[] }): Promise<Alias>;
+  getAlias(address: string): Promise<Alias | null>;
+  listAliases(filter?: { domain?: string }): Promise<Alias[]>;
+  removeAlias(address: string): Promise<void>;
+
+  /** Creates a mailbox; missing parents are created too (RFC 3501 §6.3.3). */
+  createMailbox(
+    accountId: string,
+    name: string,
+    options?: { specialUse?: SpecialUse | null; subscribed?: boolean },
+  ): Promise<Mailbox>;
+  getMailbox(accountId: string, name: string): Promise<Mailbox | null>;
+  getMailboxById(id: string): Promise<Mailbox | null>;
+  listMailboxes(accountId: string): Promise<Mailbox[]>;
+  /** Renames a mailbox and everything below it (RFC 3501 §6.3.5). Renaming INBOX is refused here. */
+  renameMailbox(accountId: string, from: string, to: string): Promise<Mailbox>;
+  /** Deletes the mailbox and its messages (freeing quota). Children stay. INBOX cannot be deleted. */
+  deleteMailbox(accountId: string, name: string): Promise<void>;
+  setSubscribed(mailboxId: string, subscribed: boolean): Promise<void>;
+  mailboxStatus(mailboxId: string): Promise<MailboxStatus>;
+
+  /** Stores a message with the mailbox's next UID. The blob must already be in `blobs`. */
+  appendMessage(input: NewMessage): Promise<Message>;
+  getMessage(mailboxId: string, uid: number): Promise<Message | null>;
+  /** Messages in UID order, optionally within [uidFrom, uidTo]. */
+  listMessages(mailboxId: string, range?: { uidFrom?: number; uidTo?: number }): Promise<Message[]>;
+  updateFlags(mailboxId: string, uids: number[], update: FlagUpdate): Promise<FlagUpdateResult>;
+  copyMessages(
+    fromMailboxId: string,
+    uids: number[],
+    toMailboxId: string,
+    options?: { enforceQuota?: boolean },
+  ): Promise<CopyResult>;
+  /** Copy then expunge from the source (RFC 6851); quota is unchanged. */
+  moveMessages(fromMailboxId: string, uids: number[], toMailboxId: string): Promise<CopyResult>;
+  /** Removes the messages; returns the UIDs that were removed. */
+  expungeMessages(mailboxId: string, uids: number[]): Promise<number[]>;
+  /** Journal entries with modseq > `modseq`, in modseq order. */
+  changesSince(mailboxId: string, modseq: number): Promise<Change[]>;
+  /** Recomputes `usedBytes` from the messages; returns it. */
+  recalculateQuota(accountId: string): Promise<number>;
+
+  enqueue(input: NewQueueEntry): Promise<QueueEntry>;
+  /** Claims up to `limit` due, unheld entries whose lease is free or expired. */
+  leaseQueue(request: LeaseRequest): Promise<QueueEntry[]>;
+  /** Records an attempt and frees the lease; `lease_lost` if `owner` no longer holds it. */
+  recordAttempt(id: string, owner: string, attempt: AttemptResult): Promise<QueueEntry>;
+  releaseLease(id: string, owner: string): Promise<void>;
+  getQueueEntry(id: string): Promise<QueueEntry | null>;
+  listQueue(): Promise<QueueEntry[]>;
+  removeQueueEntry(id: string): Promise<void>;
+  setQueueHeld(id: string, held: boolean): Promise<QueueEntry>;
+  /** Makes an entry due now. */
+  retryQueueEntry(id: string, now?: Date): Promise<QueueEntry>;
+
+  putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript>;
+  getSieveScript(accountId: string, name: string): Promise<SieveScript | null>;
+  listSieveScripts(accountId: string): Promise<SieveScript[]>;
+  /** Refused with `conflict` for the active script (RFC 5804 §2.10). */
+  deleteSieveScript(accountId: string, name: string): Promise<void>;
+  /** Makes `name` the one active script; null deactivates all. */
+  setActiveSieveScript(accountId: string, name: string | null): Promise<void>;
+  getActiveSieveScript(accountId: string): Promise<SieveScript | null>;
+}
