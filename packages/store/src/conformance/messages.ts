@@ -68,12 +68,13 @@ export function messageSuite(factory: StoreFactory): void {
       assert.equal(r2.updated.length, 2);
       const r3 = await ctx.store.updateFlags(inbox.id, [1], { op: 'remove', flags: ['$label1'] });
       assert.deepEqual(r3.updated[0]!.flags, ['\\Flagged']);
-      // UNCHANGEDSINCE below message 2's modseq: message 2 is reported, message 1 changed.
-      const m2 = (await ctx.store.getMessage(inbox.id, 2))!;
+      // Message 2 changes after message 1 did: UNCHANGEDSINCE at message 1's modseq lets 1 through, refuses 2.
+      const m1 = r3.updated[0]!;
+      await ctx.store.updateFlags(inbox.id, [2], { op: 'add', flags: ['Later'] });
       const r4 = await ctx.store.updateFlags(inbox.id, [1, 2], {
         op: 'add',
         flags: ['\\Answered'],
-        unchangedSince: m2.modseq - 1,
+        unchangedSince: m1.modseq,
       });
       assert.deepEqual(r4.modified, [2]);
       assert.deepEqual(

@@ -1,0 +1,118 @@
+/**
+ * Blob stores for message bodies. Ids are SHA-256 hex digests of the bytes:
+ * a message delivered to many recipients is stored once, and a body can be
+ * checked against its id.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import type { DatabaseSync } from 'node:sqlite';
+import { join } from 'node:path';
+import { type BlobStore, StoreError } from '@mailwerk/store';
+
+const ID = /^[0-9a-f]{64}$/;
+export const blobId = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+function checkId(id: string): void {
+  // The id becomes a path: never let one name anything outside the blob tree.
+  if (!ID.test(id)) throw new StoreError('invalid', `invalid blob id "${id}"`);
+}
+
+const notFound = (id: string) => new StoreError('not_found', `no blob ${id}`);
+
+/**
+ * Files under `dir/ab/cd/<id>`, written to a temporary name, fsync'd, renamed
+ * into place and the directory fsync'd: after `put` returns, the bytes
+ * survive a crash; a crash before leaves at most a stray temporary file.
+ */
+export class FsBlobStore implements BlobStore {
+  private readonly dir: string;
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  private pathOf(id: string): string {
+    return join(this.dir, id.slice(0, 2), id.slice(2, 4), id);
+  }
+
+  async put(data: Buffer): Promise<string> {
+    const id = blobId(data);
+    const path = this.pathOf(id);
+    if (await this.has(id)) return id;
+    const parent = join(path, '..');
+    await mkdir(parent, { recursive: true });
+    const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+    const fh = await open(tmp, 'wx', 0o640);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+    const dh = await open(parent, 'r');
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+    return id;
+  }
+
+  async get(id: string): Promise<Buffer> {
+    checkId(id);
+    try {
+      return await readFile(this.pathOf(id));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(id);
+      throw err;
+    }
+  }
+
+  async has(id: string): Promise<boolean> {
+    checkId(id);
+    try {
+      await stat(this.pathOf(id));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async delete(id: string): Promise<void> {
+    checkId(id);
+    await unlink(this.pathOf(id)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+  }
+}
+
+/** Bodies inside the SQLite database: one synced WAL commit per message. */
+export class SqliteBlobStore implements BlobStore {
+  private readonly db: DatabaseSync;
+  constructor(db: DatabaseSync) {
+    this.db = db;
+  }
+
+  async put(data: Buffer): Promise<string> {
+    const id = blobId(data);
+    this.db.prepare('INSERT OR IGNORE INTO blobs (id, data) VALUES (?, ?)').run(id, data);
+    return id;
+  }
+
+  async get(id: string): Promise<Buffer> {
+    checkId(id);
+    const row = this.db.prepare('SELECT data FROM blobs WHERE id = ?').get(id) as { data: Uint8Array } | undefined;
+    if (!row) throw notFound(id);
+    return Buffer.from(row.data.buffer, row.data.byteOffset, row.data.byteLength);
+  }
+
+  async has(id: string): Promise<boolean> {
+    checkId(id);
+    return this.db.prepare('SELECT 1 FROM blobs WHERE id = ?').get(id) !== undefined;
+  }
+
+  async delete(id: string): Promise<void> {
+    checkId(id);
+    this.db.prepare('DELETE FROM blobs WHERE id = ?').run(id);
+  }
+}

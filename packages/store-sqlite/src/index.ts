@@ -1,0 +1,29 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { MailStore } from '@mailwerk/store';
+import { FsBlobStore, SqliteBlobStore } from './blobs.ts';
+import { openDatabase } from './db.ts';
+import { SqliteMailStore } from './store.ts';
+
+export { FsBlobStore, SqliteBlobStore, blobId } from './blobs.ts';
+export { openDatabase, transaction } from './db.ts';
+export { SqliteMailStore } from './store.ts';
+
+export interface SqliteStoreOptions {
+  /** The database file; created with its directory when missing. */
+  path: string;
+  /** Where message bodies go: a directory for files (the default), or "sqlite" to keep them in the database. */
+  blobs: { dir: string } | 'sqlite';
+  busyTimeoutMs?: number;
+}
+
+/**
+ * Opens the embedded store. Several processes on one host may open the same
+ * files at once (WAL, busy timeout, BEGIN IMMEDIATE writes).
+ */
+export function openSqliteStore(options: SqliteStoreOptions): MailStore {
+  mkdirSync(dirname(options.path), { recursive: true });
+  const db = openDatabase({ path: options.path, ...(options.busyTimeoutMs ? { busyTimeoutMs: options.busyTimeoutMs } : {}) });
+  const blobs = options.blobs === 'sqlite' ? new SqliteBlobStore(db) : new FsBlobStore(options.blobs.dir);
+  return new SqliteMailStore(db, blobs);
+}

@@ -1,0 +1,105 @@
+/**
+ * Versioned migrations, applied in order inside one write transaction each.
+ * `PRAGMA user_version` holds the number applied, so several processes opening
+ * the same data directory at once apply each migration exactly once.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE domains (
+    name TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY,
+    address TEXT NOT NULL UNIQUE,
+    domain TEXT NOT NULL REFERENCES domains(name),
+    display_name TEXT NOT NULL DEFAULT '',
+    password_hash TEXT NOT NULL,
+    quota_bytes INTEGER,
+    used_bytes INTEGER NOT NULL DEFAULT 0,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    last_uid_validity INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX accounts_domain ON accounts(domain);
+
+  CREATE TABLE aliases (
+    address TEXT PRIMARY KEY,
+    domain TEXT NOT NULL REFERENCES domains(name),
+    targets TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX aliases_domain ON aliases(domain);
+
+  CREATE TABLE mailboxes (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    special_use TEXT,
+    subscribed INTEGER NOT NULL DEFAULT 0,
+    uid_validity INTEGER NOT NULL,
+    uid_next INTEGER NOT NULL DEFAULT 1,
+    highest_modseq INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL,
+    UNIQUE (account_id, name)
+  ) STRICT;
+
+  CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL,
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    flags TEXT NOT NULL,
+    seen INTEGER NOT NULL,
+    internal_date INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    blob_id TEXT NOT NULL,
+    structure TEXT NOT NULL,
+    UNIQUE (mailbox_id, uid)
+  ) STRICT;
+  CREATE INDEX messages_account ON messages(account_id);
+  CREATE INDEX messages_blob ON messages(blob_id);
+
+  CREATE TABLE journal (
+    id INTEGER PRIMARY KEY,
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    modseq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    uid INTEGER NOT NULL,
+    flags TEXT
+  ) STRICT;
+  CREATE INDEX journal_mailbox_modseq ON journal(mailbox_id, modseq);
+
+  CREATE TABLE queue (
+    id TEXT PRIMARY KEY,
+    sender TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    blob_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    held INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until INTEGER,
+    meta TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX queue_due ON queue(held, next_attempt_at);
+
+  CREATE TABLE sieve_scripts (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    content TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, name)
+  ) STRICT;
+
+  CREATE TABLE blobs (
+    id TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+  ) STRICT;
+  `,
+];
