@@ -1,0 +1,139 @@
+/**
+ * The one configuration schema of the suite. The documented sample file
+ * (`mailwerk config sample`) is generated from it, so a key and its
+ * documentation cannot drift apart. An empty string means "derived": from the
+ * data directory or the system, as each key's description says.
+ */
+import { z } from 'zod';
+import { parseByteSize } from './size.ts';
+
+const port = (def: number, what: string) =>
+  z.number().int().min(1).max(65535).default(def).describe(`${what} (TCP port).`);
+
+const byteSize = (def: string, what: string) =>
+  z
+    .union([z.number().int().min(0), z.string()])
+    .default(def)
+    .describe(`${what}. Bytes, or a size such as "25 MB", "50M" or "1 GiB".`)
+    .transform((v, ctx) => {
+      try {
+        return parseByteSize(v);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    });
+
+const listen = z
+  .string()
+  .default('0.0.0.0')
+  .describe('Address the listeners bind to: "0.0.0.0" for all IPv4, "::" for all IPv4 and IPv6.');
+
+export const configSchema = z.strictObject({
+  hostname: z
+    .string()
+    .regex(/^$|^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/, 'must be a host name such as mail.example.org')
+    .default('')
+    .describe(
+      'Fully qualified name of this host, used in SMTP greetings, Received: headers and the self-signed certificate. Empty: the system host name.',
+    ),
+  data_dir: z
+    .string()
+    .default('/var/lib/mailwerk')
+    .describe('Directory holding the embedded store, message bodies, TLS files and sockets. Relative paths are relative to this file.'),
+  log_level: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Least severe log level written.'),
+
+  store: z
+    .strictObject({
+      backend: z
+        .enum(['sqlite', 'mongodb'])
+        .default('sqlite')
+        .describe('"sqlite": the embedded store on this host. "mongodb": the shared store for several hosts.'),
+      sqlite_path: z.string().default('').describe('SQLite database file. Empty: mailwerk.sqlite in data_dir.'),
+      bodies: z
+        .enum(['sqlite', 'files'])
+        .default('sqlite')
+        .describe(
+          'Where the embedded store keeps message bodies: "sqlite" (inside the database; measured faster, see bench/blob-store.ts) or "files" (content-addressed files under data_dir/blobs).',
+        ),
+      mongodb_url: z
+        .string()
+        .default('')
+        .describe('MongoDB connection string (a replica set), required when backend is "mongodb".'),
+    })
+    .prefault({})
+    .describe('Where mailboxes, accounts and the queue live.'),
+
+  redis: z
+    .strictObject({
+      url: z
+        .string()
+        .default('')
+        .describe('Redis URL for change events, locks and rate limits shared by several processes. Empty: in-process.'),
+    })
+    .prefault({})
+    .describe('Optional Redis, for the shared (multi-host) setup.'),
+
+  tls: z
+    .strictObject({
+      cert: z.string().default('').describe('PEM certificate chain. Empty: data_dir/tls/cert.pem, self-signed on first start.'),
+      key: z.string().default('').describe('PEM private key. Empty: data_dir/tls/key.pem, generated with the certificate.'),
+      allow_plaintext_auth: z
+        .boolean()
+        .default(false)
+        .describe('Allow passwords over connections without TLS. Leave off except for tests on loopback.'),
+    })
+    .prefault({})
+    .describe('TLS for every protocol (STARTTLS and implicit TLS).'),
+
+  mta: z
+    .strictObject({
+      listen,
+      smtp_port: port(25, 'SMTP for mail from the internet (MX)'),
+      submission_port: port(587, 'Submission with STARTTLS for your users'),
+      submissions_port: port(465, 'Submission over implicit TLS for your users'),
+    })
+    .prefault({})
+    .describe('The MTA: receives and sends mail over SMTP.'),
+
+  mda: z
+    .strictObject({
+      lmtp: z
+        .string()
+        .default('')
+        .describe('Where the MDA takes LMTP: "unix:/path/to/socket" or "host:port" (loopback). Empty: unix socket data_dir/lmtp.sock.'),
+    })
+    .prefault({})
+    .describe('The MDA: delivers into mailboxes over LMTP.'),
+
+  access: z
+    .strictObject({
+      listen,
+      imap_port: port(143, 'IMAP with STARTTLS'),
+      imaps_port: port(993, 'IMAP over implicit TLS'),
+      pop3_port: port(110, 'POP3 with STLS'),
+      pop3s_port: port(995, 'POP3 over implicit TLS'),
+      managesieve_port: port(4190, 'ManageSieve'),
+    })
+    .prefault({})
+    .describe('Mailbox access for mail clients.'),
+
+  limits: z
+    .strictObject({
+      message_size: byteSize('50 MiB', 'Largest message accepted'),
+      max_recipients: z.number().int().min(1).max(100000).default(100).describe('Most recipients of one message.'),
+      max_connections: z.number().int().min(1).default(1000).describe('Most simultaneous connections per service.'),
+      max_connections_per_ip: z
+        .number()
+        .int()
+        .min(1)
+        .default(20)
+        .describe('Most simultaneous connections from one client address per service.'),
+    })
+    .prefault({})
+    .describe('Limits that protect the server.'),
+});
+
+/** The configuration as read from the file, before derived values are filled in. */
+export type ConfigInput = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
