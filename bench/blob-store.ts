@@ -21,7 +21,11 @@ for (const kind of ['files', 'sqlite'] as const) {
     blobs: kind === 'files' ? { dir: join(dir, 'blobs') } : 'sqlite',
   });
   await store.addDomain('example.org');
-  const acc = await store.createAccount({ address: 'b@example.org', passwordHash: 'x', mailboxes: [{ name: 'INBOX' }] });
+  const acc = await store.createAccount({
+    address: 'b@example.org',
+    passwordHash: 'x',
+    mailboxes: [{ name: 'INBOX' }],
+  });
   const inbox = (await store.getMailbox(acc.id, 'INBOX'))!;
   const lat: number[] = [];
   const t0 = performance.now();
@@ -29,7 +33,13 @@ for (const kind of ['files', 'sqlite'] as const) {
     const raw = Buffer.from(`Subject: bench ${i}\r\n\r\n${'x'.repeat(size - 30)}\r\n`);
     const s = performance.now();
     const blobId = await store.blobs.put(raw);
-    await store.appendMessage({ accountId: acc.id, mailboxId: inbox.id, blobId, size: raw.length, structure: parseMessage(raw) });
+    await store.appendMessage({
+      accountId: acc.id,
+      mailboxId: inbox.id,
+      blobId,
+      size: raw.length,
+      structure: parseMessage(raw),
+    });
     lat.push(performance.now() - s);
   }
   const secs = (performance.now() - t0) / 1000;

@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
-import { type ParsedConfig, configSchema } from './schema.ts';
+import { configSchema, type ParsedConfig } from './schema.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/mailwerk/mailwerk.toml';
 const ENV_PREFIX = 'MAILWERK_';
@@ -36,7 +36,11 @@ export interface Config extends ParsedConfig {
 type Env = Record<string, string | undefined>;
 
 /** The config file to use: the explicit path, else MAILWERK_CONFIG, else ./mailwerk.toml if present, else /etc/mailwerk/mailwerk.toml. */
-export function resolveConfigPath(explicit?: string, env: Env = process.env, exists: (p: string) => boolean = fileExists): string {
+export function resolveConfigPath(
+  explicit?: string,
+  env: Env = process.env,
+  exists: (p: string) => boolean = fileExists,
+): string {
   if (explicit) return resolve(explicit);
   if (env.MAILWERK_CONFIG) return resolve(env.MAILWERK_CONFIG);
   const local = resolve('mailwerk.toml');
@@ -124,7 +128,8 @@ export function loadConfig({ path, optional = false, env = process.env }: LoadOp
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && optional) source = null;
-    else throw new ConfigError(path, [code === 'ENOENT' ? 'the file does not exist' : (err as Error).message]);
+    else
+      throw new ConfigError(path, [code === 'ENOENT' ? 'the file does not exist' : (err as Error).message]);
   }
   if (text !== null) {
     try {
@@ -142,7 +147,8 @@ export function fromData(data: unknown, source: string | null): Config {
   if (!result.success) {
     const problems = result.error.issues.map((i) => {
       const key = i.path.join('.') || '(top level)';
-      if (i.code === 'unrecognized_keys') return `${key === '(top level)' ? '' : `${key}: `}unknown key(s) ${i.keys.join(', ')}`;
+      if (i.code === 'unrecognized_keys')
+        return `${key === '(top level)' ? '' : `${key}: `}unknown key(s) ${i.keys.join(', ')}`;
       return `${key}: ${i.message}`;
     });
     throw new ConfigError(source ?? 'the environment', problems);
@@ -151,7 +157,8 @@ export function fromData(data: unknown, source: string | null): Config {
   const base = source ? dirname(source) : process.cwd();
   const dataDir = isAbsolute(c.data_dir) ? c.data_dir : resolve(base, c.data_dir);
   const problems: string[] = [];
-  if (c.store.backend === 'mongodb' && !c.store.mongodb_url) problems.push('store.mongodb_url: required when store.backend is "mongodb"');
+  if (c.store.backend === 'mongodb' && !c.store.mongodb_url)
+    problems.push('store.mongodb_url: required when store.backend is "mongodb"');
   if (Boolean(c.tls.cert) !== Boolean(c.tls.key)) problems.push('tls: set both cert and key, or neither');
   if (problems.length > 0) throw new ConfigError(source ?? 'the environment', problems);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
@@ -160,7 +167,10 @@ export function fromData(data: unknown, source: string | null): Config {
     source,
     hostname: c.hostname || hostname(),
     data_dir: dataDir,
-    store: { ...c.store, sqlite_path: c.store.sqlite_path ? abs(c.store.sqlite_path) : join(dataDir, 'mailwerk.sqlite') },
+    store: {
+      ...c.store,
+      sqlite_path: c.store.sqlite_path ? abs(c.store.sqlite_path) : join(dataDir, 'mailwerk.sqlite'),
+    },
     tls: {
       ...c.tls,
       cert: c.tls.cert ? abs(c.tls.cert) : join(dataDir, 'tls', 'cert.pem'),

@@ -24,7 +24,9 @@ function tomlValue(v: unknown): string {
 function describeKey(key: string, node: JsonSchema, path: string[]): string[] {
   const out = wrap(node.description ?? '');
   const types = typesOf(node);
-  const allowed = node.enum ? `one of ${node.enum.map((e) => JSON.stringify(e)).join(', ')}` : types.join(' or ');
+  const allowed = node.enum
+    ? `one of ${node.enum.map((e) => JSON.stringify(e)).join(', ')}`
+    : types.join(' or ');
   out.push(`# Type: ${allowed}. Environment: ${envName(path)}.`);
   out.push(node.default !== undefined ? `${key} = ${tomlValue(node.default)}` : `# ${key} =`);
   return out;

@@ -40,16 +40,26 @@ export const configSchema = z.strictObject({
   data_dir: z
     .string()
     .default('/var/lib/mailwerk')
-    .describe('Directory holding the embedded store, message bodies, TLS files and sockets. Relative paths are relative to this file.'),
-  log_level: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Least severe log level written.'),
+    .describe(
+      'Directory holding the embedded store, message bodies, TLS files and sockets. Relative paths are relative to this file.',
+    ),
+  log_level: z
+    .enum(['debug', 'info', 'warn', 'error'])
+    .default('info')
+    .describe('Least severe log level written.'),
 
   store: z
     .strictObject({
       backend: z
         .enum(['sqlite', 'mongodb'])
         .default('sqlite')
-        .describe('"sqlite": the embedded store on this host. "mongodb": the shared store for several hosts.'),
-      sqlite_path: z.string().default('').describe('SQLite database file. Empty: mailwerk.sqlite in data_dir.'),
+        .describe(
+          '"sqlite": the embedded store on this host. "mongodb": the shared store for several hosts.',
+        ),
+      sqlite_path: z
+        .string()
+        .default('')
+        .describe('SQLite database file. Empty: mailwerk.sqlite in data_dir.'),
       bodies: z
         .enum(['sqlite', 'files'])
         .default('sqlite')
@@ -69,15 +79,23 @@ export const configSchema = z.strictObject({
       url: z
         .string()
         .default('')
-        .describe('Redis URL for change events, locks and rate limits shared by several processes. Empty: in-process.'),
+        .describe(
+          'Redis URL for change events, locks and rate limits shared by several processes. Empty: in-process.',
+        ),
     })
     .prefault({})
     .describe('Optional Redis, for the shared (multi-host) setup.'),
 
   tls: z
     .strictObject({
-      cert: z.string().default('').describe('PEM certificate chain. Empty: data_dir/tls/cert.pem, self-signed on first start.'),
-      key: z.string().default('').describe('PEM private key. Empty: data_dir/tls/key.pem, generated with the certificate.'),
+      cert: z
+        .string()
+        .default('')
+        .describe('PEM certificate chain. Empty: data_dir/tls/cert.pem, self-signed on first start.'),
+      key: z
+        .string()
+        .default('')
+        .describe('PEM private key. Empty: data_dir/tls/key.pem, generated with the certificate.'),
       allow_plaintext_auth: z
         .boolean()
         .default(false)
@@ -101,7 +119,9 @@ export const configSchema = z.strictObject({
       lmtp: z
         .string()
         .default('')
-        .describe('Where the MDA takes LMTP: "unix:/path/to/socket" or "host:port" (loopback). Empty: unix socket data_dir/lmtp.sock.'),
+        .describe(
+          'Where the MDA takes LMTP: "unix:/path/to/socket" or "host:port" (loopback). Empty: unix socket data_dir/lmtp.sock.',
+        ),
     })
     .prefault({})
     .describe('The MDA: delivers into mailboxes over LMTP.'),
@@ -121,8 +141,19 @@ export const configSchema = z.strictObject({
   limits: z
     .strictObject({
       message_size: byteSize('50 MiB', 'Largest message accepted'),
-      max_recipients: z.number().int().min(1).max(100000).default(100).describe('Most recipients of one message.'),
-      max_connections: z.number().int().min(1).default(1000).describe('Most simultaneous connections per service.'),
+      max_recipients: z
+        .number()
+        .int()
+        .min(1)
+        .max(100000)
+        .default(100)
+        .describe('Most recipients of one message.'),
+      max_connections: z
+        .number()
+        .int()
+        .min(1)
+        .default(1000)
+        .describe('Most simultaneous connections per service.'),
       max_connections_per_ip: z
         .number()
         .int()

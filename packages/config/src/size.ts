@@ -22,13 +22,16 @@ const UNITS: Record<string, number> = {
 
 export function parseByteSize(input: string | number): number {
   if (typeof input === 'number') {
-    if (!Number.isSafeInteger(input) || input < 0) throw new Error(`invalid size ${input}: not a whole number of bytes`);
+    if (!Number.isSafeInteger(input) || input < 0)
+      throw new Error(`invalid size ${input}: not a whole number of bytes`);
     return input;
   }
   const m = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(input);
   const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
   if (!m || unit === undefined) {
-    throw new Error(`invalid size "${input}": use bytes or a number with K, M, G, T (1024) or KB, MB, GB, TB (1000)`);
+    throw new Error(
+      `invalid size "${input}": use bytes or a number with K, M, G, T (1024) or KB, MB, GB, TB (1000)`,
+    );
   }
   const bytes = Math.round(Number(m[1]) * unit);
   if (!Number.isSafeInteger(bytes)) throw new Error(`invalid size "${input}": too large`);

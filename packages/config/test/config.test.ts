@@ -75,7 +75,14 @@ describe('configuration', () => {
     assert.ok(err instanceof ConfigError);
     assert.match(err.message, new RegExp(p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
     const text = err.problems.join('\n');
-    for (const key of ['data_dir', 'typo_key', 'mta.smtp_port', 'limits.message_size', 'limits.max_recipients', 'store.backend']) {
+    for (const key of [
+      'data_dir',
+      'typo_key',
+      'mta.smtp_port',
+      'limits.message_size',
+      'limits.max_recipients',
+      'store.backend',
+    ]) {
       assert.ok(text.includes(key), `${key} in ${text}`);
     }
     assert.match(text, /12 parsecs/);
@@ -96,8 +103,14 @@ describe('configuration', () => {
   it('finds the file from the flag, MAILWERK_CONFIG, ./mailwerk.toml or /etc', () => {
     assert.equal(resolveConfigPath('/a/b.toml', {}), '/a/b.toml');
     assert.equal(resolveConfigPath(undefined, { MAILWERK_CONFIG: '/c.toml' }), '/c.toml');
-    assert.equal(resolveConfigPath(undefined, {}, () => true), join(process.cwd(), 'mailwerk.toml'));
-    assert.equal(resolveConfigPath(undefined, {}, () => false), '/etc/mailwerk/mailwerk.toml');
+    assert.equal(
+      resolveConfigPath(undefined, {}, () => true),
+      join(process.cwd(), 'mailwerk.toml'),
+    );
+    assert.equal(
+      resolveConfigPath(undefined, {}, () => false),
+      '/etc/mailwerk/mailwerk.toml',
+    );
   });
 });
 
@@ -114,7 +127,8 @@ describe('byte sizes', () => {
     ['50M', 50 * 1024 ** 2],
     ['1T', 1024 ** 4],
   ];
-  for (const [input, want] of good) it(`${JSON.stringify(input)} = ${want}`, () => assert.equal(parseByteSize(input), want));
+  for (const [input, want] of good)
+    it(`${JSON.stringify(input)} = ${want}`, () => assert.equal(parseByteSize(input), want));
   for (const bad of ['12 parsecs', '', 'M', '-5', '1e9', -1, 1.5, '10 MBB']) {
     it(`refuses ${JSON.stringify(bad)}`, () => assert.throws(() => parseByteSize(bad), /invalid size/));
   }

@@ -318,8 +318,6 @@ export function findPart(root: MimeNode, path: number[]): MimeNode | null {
       if (!child) return null;
       node = child;
     } else if (n === 1) {
-      // A non-multipart message has one part, numbered 1 (RFC 3501 §6.4.5).
-      continue;
     } else {
       return null;
     }

@@ -5,8 +5,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
-import type { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
+import type { DatabaseSync } from 'node:sqlite';
 import { type BlobStore, StoreError } from '@mailwerk/store';
 
 const ID = /^[0-9a-f]{64}$/;
@@ -101,7 +101,9 @@ export class SqliteBlobStore implements BlobStore {
 
   async get(id: string): Promise<Buffer> {
     checkId(id);
-    const row = this.db.prepare('SELECT data FROM blobs WHERE id = ?').get(id) as { data: Uint8Array } | undefined;
+    const row = this.db.prepare('SELECT data FROM blobs WHERE id = ?').get(id) as
+      | { data: Uint8Array }
+      | undefined;
     if (!row) throw notFound(id);
     return Buffer.from(row.data.buffer, row.data.byteOffset, row.data.byteLength);
   }

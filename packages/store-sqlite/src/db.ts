@@ -22,7 +22,8 @@ export function openDatabase({ path, busyTimeoutMs = 10_000 }: OpenOptions): Dat
 }
 
 function migrate(db: DatabaseSync): void {
-  const version = () => Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
+  const version = () =>
+    Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
   while (version() < MIGRATIONS.length) {
     transaction(db, () => {
       // Re-read inside the write lock: another process may have migrated meanwhile.

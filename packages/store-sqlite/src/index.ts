@@ -5,7 +5,7 @@ import { FsBlobStore, SqliteBlobStore } from './blobs.ts';
 import { openDatabase } from './db.ts';
 import { SqliteMailStore } from './store.ts';
 
-export { FsBlobStore, SqliteBlobStore, blobId } from './blobs.ts';
+export { blobId, FsBlobStore, SqliteBlobStore } from './blobs.ts';
 export { openDatabase, transaction } from './db.ts';
 export { SqliteMailStore } from './store.ts';
 
@@ -23,7 +23,10 @@ export interface SqliteStoreOptions {
  */
 export function openSqliteStore(options: SqliteStoreOptions): MailStore {
   mkdirSync(dirname(options.path), { recursive: true });
-  const db = openDatabase({ path: options.path, ...(options.busyTimeoutMs ? { busyTimeoutMs: options.busyTimeoutMs } : {}) });
+  const db = openDatabase({
+    path: options.path,
+    ...(options.busyTimeoutMs ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
+  });
   const blobs = options.blobs === 'sqlite' ? new SqliteBlobStore(db) : new FsBlobStore(options.blobs.dir);
   return new SqliteMailStore(db, blobs);
 }

@@ -27,9 +27,9 @@ import {
   hasFlag,
   isSameOrChild,
   type LeaseRequest,
-  type MailStore,
   type Mailbox,
   type MailboxStatus,
+  type MailStore,
   type Message,
   type NewAccount,
   type NewMessage,
@@ -40,12 +40,12 @@ import {
   normalizeFlags,
   normalizeMailboxName,
   parentNames,
+  parseAddress,
   type QueueEntry,
   type QueueRecipient,
   type SieveScript,
   type SpecialUse,
   StoreError,
-  parseAddress,
 } from '@mailwerk/store';
 import { transaction, uniqueAs } from './db.ts';
 
@@ -284,7 +284,8 @@ export class SqliteMailStore implements MailStore {
     }
     if (patch.quotaBytes !== undefined) {
       const q = patch.quotaBytes;
-      if (q !== null && (!Number.isSafeInteger(q) || q < 0)) throw new StoreError('invalid', `invalid quota ${q}`);
+      if (q !== null && (!Number.isSafeInteger(q) || q < 0))
+        throw new StoreError('invalid', `invalid quota ${q}`);
       sets.push('quota_bytes = ?');
       params.push(q);
     }
@@ -311,7 +312,8 @@ export class SqliteMailStore implements MailStore {
 
   async addAlias(input: { address: string; targets: string[] }): Promise<Alias> {
     const { address, domain } = normalizeAliasSource(input.address);
-    if (input.targets.length === 0) throw new StoreError('invalid', `alias ${address} needs at least one target`);
+    if (input.targets.length === 0)
+      throw new StoreError('invalid', `alias ${address} needs at least one target`);
     if (input.targets.length > MAX_ALIAS_TARGETS) {
       throw new StoreError('invalid', `alias ${address} has more than ${MAX_ALIAS_TARGETS} targets`);
     }
@@ -346,9 +348,10 @@ export class SqliteMailStore implements MailStore {
 
   async listAliases(filter: { domain?: string } = {}): Promise<Alias[]> {
     if (filter.domain !== undefined) {
-      return this.all('SELECT * FROM aliases WHERE domain = ? ORDER BY address', normalizeDomain(filter.domain)).map(
-        toAlias,
-      );
+      return this.all(
+        'SELECT * FROM aliases WHERE domain = ? ORDER BY address',
+        normalizeDomain(filter.domain),
+      ).map(toAlias);
     }
     return this.all('SELECT * FROM aliases ORDER BY address').map(toAlias);
   }
@@ -400,7 +403,12 @@ export class SqliteMailStore implements MailStore {
     return this.insertMailbox(accountId, name, specialUse, subscribed);
   }
 
-  private insertMailbox(accountId: number, name: string, specialUse: SpecialUse | null, subscribed: boolean): Row {
+  private insertMailbox(
+    accountId: number,
+    name: string,
+    specialUse: SpecialUse | null,
+    subscribed: boolean,
+  ): Row {
     return this.get(
       `INSERT INTO mailboxes (account_id, name, special_use, subscribed, uid_validity, created_at)
        VALUES (?, ?, ?, ?, ?, ?) RETURNING *`,
@@ -420,7 +428,12 @@ export class SqliteMailStore implements MailStore {
   ): Promise<Mailbox> {
     const canonical = normalizeMailboxName(name);
     const row = this.tx(() =>
-      this.insertMailboxTree(rowId(accountId), canonical, options.specialUse ?? null, options.subscribed ?? false),
+      this.insertMailboxTree(
+        rowId(accountId),
+        canonical,
+        options.specialUse ?? null,
+        options.subscribed ?? false,
+      ),
     );
     return toMailbox(row);
   }
@@ -428,7 +441,11 @@ export class SqliteMailStore implements MailStore {
   async getMailbox(accountId: string, name: string): Promise<Mailbox | null> {
     const canonical = tryNormalize(() => normalizeMailboxName(name));
     if (!canonical) return null;
-    const r = this.get('SELECT * FROM mailboxes WHERE account_id = ? AND name = ?', rowId(accountId), canonical);
+    const r = this.get(
+      'SELECT * FROM mailboxes WHERE account_id = ? AND name = ?',
+      rowId(accountId),
+      canonical,
+    );
     return r ? toMailbox(r) : null;
   }
 
@@ -438,7 +455,9 @@ export class SqliteMailStore implements MailStore {
   }
 
   async listMailboxes(accountId: string): Promise<Mailbox[]> {
-    return this.all('SELECT * FROM mailboxes WHERE account_id = ? ORDER BY name', rowId(accountId)).map(toMailbox);
+    return this.all('SELECT * FROM mailboxes WHERE account_id = ? ORDER BY name', rowId(accountId)).map(
+      toMailbox,
+    );
   }
 
   async renameMailbox(accountId: string, from: string, to: string): Promise<Mailbox> {
@@ -455,7 +474,10 @@ export class SqliteMailStore implements MailStore {
       const tree = this.all('SELECT id, name FROM mailboxes WHERE account_id = ?', acc).filter((r) =>
         isSameOrChild(r.name as string, src),
       );
-      const renamed = tree.map((r) => ({ id: Number(r.id), name: dst + (r.name as string).slice(src.length) }));
+      const renamed = tree.map((r) => ({
+        id: Number(r.id),
+        name: dst + (r.name as string).slice(src.length),
+      }));
       for (const r of renamed) {
         if (this.get('SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?', acc, r.name)) {
           throw new StoreError('exists', `mailbox ${r.name} exists already`);
@@ -479,14 +501,18 @@ export class SqliteMailStore implements MailStore {
     this.tx(() => {
       const box = this.get('SELECT id FROM mailboxes WHERE account_id = ? AND name = ?', acc, canonical);
       if (!box) throw new StoreError('not_found', `no mailbox ${canonical}`);
-      const size = Number(this.get('SELECT coalesce(sum(size), 0) AS s FROM messages WHERE mailbox_id = ?', box.id!)!.s);
+      const size = Number(
+        this.get('SELECT coalesce(sum(size), 0) AS s FROM messages WHERE mailbox_id = ?', box.id!)!.s,
+      );
       this.run('UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?', size, acc);
       this.run('DELETE FROM mailboxes WHERE id = ?', box.id!);
     });
   }
 
   async setSubscribed(mailboxId: string, subscribed: boolean): Promise<void> {
-    if (this.run('UPDATE mailboxes SET subscribed = ? WHERE id = ?', subscribed ? 1 : 0, rowId(mailboxId)) === 0) {
+    if (
+      this.run('UPDATE mailboxes SET subscribed = ? WHERE id = ?', subscribed ? 1 : 0, rowId(mailboxId)) === 0
+    ) {
       throw new StoreError('not_found', `no mailbox ${mailboxId}`);
     }
   }
@@ -521,8 +547,16 @@ export class SqliteMailStore implements MailStore {
   private chargeQuota(accountId: number, size: number, enforce: boolean): void {
     const acc = this.get('SELECT quota_bytes, used_bytes FROM accounts WHERE id = ?', accountId);
     if (!acc) throw new StoreError('not_found', `no account ${accountId}`);
-    if (enforce && size > 0 && acc.quota_bytes !== null && Number(acc.used_bytes) + size > Number(acc.quota_bytes)) {
-      throw new StoreError('over_quota', `quota exceeded (${acc.used_bytes} of ${acc.quota_bytes} bytes used)`);
+    if (
+      enforce &&
+      size > 0 &&
+      acc.quota_bytes !== null &&
+      Number(acc.used_bytes) + size > Number(acc.quota_bytes)
+    ) {
+      throw new StoreError(
+        'over_quota',
+        `quota exceeded (${acc.used_bytes} of ${acc.quota_bytes} bytes used)`,
+      );
     }
     this.run('UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?', size, accountId);
   }
@@ -577,7 +611,8 @@ export class SqliteMailStore implements MailStore {
     const structure = JSON.stringify(input.structure);
     const row = this.tx(() => {
       const box = this.mailboxRow(mailboxId);
-      if (Number(box.account_id) !== accountId) throw new StoreError('not_found', `no mailbox ${input.mailboxId}`);
+      if (Number(box.account_id) !== accountId)
+        throw new StoreError('not_found', `no mailbox ${input.mailboxId}`);
       this.chargeQuota(accountId, input.size, input.enforceQuota ?? true);
       const { firstUid, modseq } = this.allocate(mailboxId, 1);
       const inserted = this.insertMessage(
@@ -600,7 +635,10 @@ export class SqliteMailStore implements MailStore {
     return r ? toMessage(r) : null;
   }
 
-  async listMessages(mailboxId: string, range: { uidFrom?: number; uidTo?: number } = {}): Promise<Message[]> {
+  async listMessages(
+    mailboxId: string,
+    range: { uidFrom?: number; uidTo?: number } = {},
+  ): Promise<Message[]> {
     return this.all(
       'SELECT * FROM messages WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid',
       rowId(mailboxId),
@@ -653,7 +691,13 @@ export class SqliteMailStore implements MailStore {
   }
 
   /** Copies inside the current transaction; `chargeQuota: false` for MOVE, whose net size change is zero. */
-  private copyInTx(from: number, uids: number[], to: number, enforce: boolean, charge: boolean): CopyResult & { rows: Row[] } {
+  private copyInTx(
+    from: number,
+    uids: number[],
+    to: number,
+    enforce: boolean,
+    charge: boolean,
+  ): CopyResult & { rows: Row[] } {
     const src = this.mailboxRow(from);
     const dst = this.mailboxRow(to);
     if (Number(src.account_id) !== Number(dst.account_id)) {
@@ -699,7 +743,12 @@ export class SqliteMailStore implements MailStore {
       this.journal(mailboxId, modseq, 'expunge', Number(r.uid));
       size += Number(r.size);
     }
-    if (refund) this.run('UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?', size, Number(rows[0]!.account_id));
+    if (refund)
+      this.run(
+        'UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?',
+        size,
+        Number(rows[0]!.account_id),
+      );
     return rows.map((r) => Number(r.uid));
   }
 
@@ -749,7 +798,9 @@ export class SqliteMailStore implements MailStore {
   async recalculateQuota(accountId: string): Promise<number> {
     const acc = rowId(accountId);
     return this.tx(() => {
-      const used = Number(this.get('SELECT coalesce(sum(size), 0) AS s FROM messages WHERE account_id = ?', acc)!.s);
+      const used = Number(
+        this.get('SELECT coalesce(sum(size), 0) AS s FROM messages WHERE account_id = ?', acc)!.s,
+      );
       if (this.run('UPDATE accounts SET used_bytes = ? WHERE id = ?', used, acc) === 0) {
         throw new StoreError('not_found', `no account ${accountId}`);
       }
@@ -760,7 +811,8 @@ export class SqliteMailStore implements MailStore {
   // ---- queue ---------------------------------------------------------------
 
   async enqueue(input: NewQueueEntry): Promise<QueueEntry> {
-    if (input.recipients.length === 0) throw new StoreError('invalid', 'a queue entry needs at least one recipient');
+    if (input.recipients.length === 0)
+      throw new StoreError('invalid', 'a queue entry needs at least one recipient');
     const now = Date.now();
     // Sortable by time, unique across processes.
     const id = now.toString(36).padStart(9, '0') + randomBytes(5).toString('hex');
@@ -811,7 +863,8 @@ export class SqliteMailStore implements MailStore {
     const row = this.tx(() => {
       const r = this.get('SELECT * FROM queue WHERE id = ?', id);
       if (!r) throw new StoreError('not_found', `no queue entry ${id}`);
-      if (r.lease_owner !== owner) throw new StoreError('lease_lost', `queue entry ${id} is not leased by ${owner}`);
+      if (r.lease_owner !== owner)
+        throw new StoreError('lease_lost', `queue entry ${id} is not leased by ${owner}`);
       const entry = toQueueEntry(r);
       const at = new Date();
       const byAddress = new Map(attempt.results.map((x) => [x.address, x]));
@@ -838,7 +891,11 @@ export class SqliteMailStore implements MailStore {
   }
 
   async releaseLease(id: string, owner: string): Promise<void> {
-    this.run('UPDATE queue SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?', id, owner);
+    this.run(
+      'UPDATE queue SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?',
+      id,
+      owner,
+    );
   }
 
   async getQueueEntry(id: string): Promise<QueueEntry | null> {
@@ -851,7 +908,8 @@ export class SqliteMailStore implements MailStore {
   }
 
   async removeQueueEntry(id: string): Promise<void> {
-    if (this.run('DELETE FROM queue WHERE id = ?', id) === 0) throw new StoreError('not_found', `no queue entry ${id}`);
+    if (this.run('DELETE FROM queue WHERE id = ?', id) === 0)
+      throw new StoreError('not_found', `no queue entry ${id}`);
   }
 
   async setQueueHeld(id: string, held: boolean): Promise<QueueEntry> {
@@ -874,7 +932,8 @@ export class SqliteMailStore implements MailStore {
     }
     const acc = rowId(accountId);
     const row = this.tx(() => {
-      if (!this.get('SELECT 1 FROM accounts WHERE id = ?', acc)) throw new StoreError('not_found', `no account ${accountId}`);
+      if (!this.get('SELECT 1 FROM accounts WHERE id = ?', acc))
+        throw new StoreError('not_found', `no account ${accountId}`);
       return this.get(
         `INSERT INTO sieve_scripts (account_id, name, content, updated_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (account_id, name) DO UPDATE SET content = excluded.content, updated_at = excluded.updated_at
@@ -889,12 +948,18 @@ export class SqliteMailStore implements MailStore {
   }
 
   async getSieveScript(accountId: string, name: string): Promise<SieveScript | null> {
-    const r = this.get('SELECT * FROM sieve_scripts WHERE account_id = ? AND name = ?', rowId(accountId), name);
+    const r = this.get(
+      'SELECT * FROM sieve_scripts WHERE account_id = ? AND name = ?',
+      rowId(accountId),
+      name,
+    );
     return r ? toSieve(r) : null;
   }
 
   async listSieveScripts(accountId: string): Promise<SieveScript[]> {
-    return this.all('SELECT * FROM sieve_scripts WHERE account_id = ? ORDER BY name', rowId(accountId)).map(toSieve);
+    return this.all('SELECT * FROM sieve_scripts WHERE account_id = ? ORDER BY name', rowId(accountId)).map(
+      toSieve,
+    );
   }
 
   async deleteSieveScript(accountId: string, name: string): Promise<void> {
@@ -910,11 +975,15 @@ export class SqliteMailStore implements MailStore {
   async setActiveSieveScript(accountId: string, name: string | null): Promise<void> {
     const acc = rowId(accountId);
     this.tx(() => {
-      if (name !== null && !this.get('SELECT 1 FROM sieve_scripts WHERE account_id = ? AND name = ?', acc, name)) {
+      if (
+        name !== null &&
+        !this.get('SELECT 1 FROM sieve_scripts WHERE account_id = ? AND name = ?', acc, name)
+      ) {
         throw new StoreError('not_found', `no Sieve script ${name}`);
       }
       this.run('UPDATE sieve_scripts SET active = 0 WHERE account_id = ? AND active = 1', acc);
-      if (name !== null) this.run('UPDATE sieve_scripts SET active = 1 WHERE account_id = ? AND name = ?', acc, name);
+      if (name !== null)
+        this.run('UPDATE sieve_scripts SET active = 1 WHERE account_id = ? AND name = ?', acc, name);
     });
   }
 

@@ -8,7 +8,10 @@ for (const blobs of ['files', 'sqlite'] as const) {
   runStoreConformance(`sqlite (bodies in ${blobs})`, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mailwerk-store-'));
     const open = () =>
-      openSqliteStore({ path: join(dir, 'mailwerk.sqlite'), blobs: blobs === 'files' ? { dir: join(dir, 'blobs') } : 'sqlite' });
+      openSqliteStore({
+        path: join(dir, 'mailwerk.sqlite'),
+        blobs: blobs === 'files' ? { dir: join(dir, 'blobs') } : 'sqlite',
+      });
     return {
       store: open(),
       openAnother: async () => open(),

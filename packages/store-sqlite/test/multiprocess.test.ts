@@ -36,11 +36,18 @@ describe('sqlite store shared by several processes', () => {
 
   it('gives every message a distinct UID when three processes deliver at once', async () => {
     await store.addDomain('example.org');
-    const acc = await store.createAccount({ address: 'bob@example.org', passwordHash: 'x', mailboxes: [{ name: 'INBOX' }] });
+    const acc = await store.createAccount({
+      address: 'bob@example.org',
+      passwordHash: 'x',
+      mailboxes: [{ name: 'INBOX' }],
+    });
     const inbox = (await store.getMailbox(acc.id, 'INBOX'))!;
     const per = 40;
     const results = await spawnWorkers((i) => ['deliver', acc.id, inbox.id, String(per), `w${i}`], 3);
-    const uids = results.flat().map(Number).sort((a, b) => a - b);
+    const uids = results
+      .flat()
+      .map(Number)
+      .sort((a, b) => a - b);
     assert.deepEqual(
       uids,
       Array.from({ length: per * 3 }, (_, i) => i + 1),
@@ -52,7 +59,8 @@ describe('sqlite store shared by several processes', () => {
 
   it('never leases a queue entry to two processes', async () => {
     const blobId = await store.blobs.put(Buffer.from('x'));
-    for (let i = 0; i < 60; i++) await store.enqueue({ sender: '', recipients: [{ address: `r${i}@x.org` }], blobId, size: 1 });
+    for (let i = 0; i < 60; i++)
+      await store.enqueue({ sender: '', recipients: [{ address: `r${i}@x.org` }], blobId, size: 1 });
     const results = await spawnWorkers((i) => ['lease', '0', '0', '30', `p${i}`], 3);
     const ids = results.flat();
     assert.equal(ids.length, 60);

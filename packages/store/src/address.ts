@@ -20,7 +20,6 @@ function invalid(input: string, why: string): StoreError {
 }
 
 function printable(s: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we escape.
   return s.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
@@ -30,15 +29,16 @@ export function normalizeDomain(input: string): string {
   if (input.normalize('NFC') !== input) {
     throw new StoreError('invalid', `invalid domain "${printable(input)}": not in Unicode NFC form`);
   }
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters and spaces.
   if (/[\s\u0000-\u001f\u007f@]/.test(input) || input.startsWith('.') || input.endsWith('.')) {
     throw new StoreError('invalid', `invalid domain "${printable(input)}"`);
   }
   const ascii = domainToASCII(input);
   if (!ascii) throw new StoreError('invalid', `invalid domain "${printable(input)}": not a valid IDNA name`);
-  if (ascii.length > 253) throw new StoreError('invalid', `invalid domain "${input}": longer than 253 octets`);
+  if (ascii.length > 253)
+    throw new StoreError('invalid', `invalid domain "${input}": longer than 253 octets`);
   for (const label of ascii.split('.')) {
-    if (!LDH_LABEL.test(label)) throw new StoreError('invalid', `invalid domain "${input}": bad label "${label}"`);
+    if (!LDH_LABEL.test(label))
+      throw new StoreError('invalid', `invalid domain "${input}": bad label "${label}"`);
   }
   if (/^[0-9.]+$/.test(ascii)) throw new StoreError('invalid', `invalid domain "${input}": an IP address`);
   return ascii;
@@ -63,10 +63,11 @@ export function parseAddress(input: string): ParsedAddress {
   const domainRaw = input.slice(at + 1);
   if (localRaw.normalize('NFC') !== localRaw) throw invalid(input, 'not in Unicode NFC form');
   if (!ATEXT.test(localRaw.replaceAll('.', ''))) {
-    throw invalid(input, 'the local part may hold only letters, digits and #$&\'*+-/=?^_`{|}~.');
+    throw invalid(input, "the local part may hold only letters, digits and #$&'*+-/=?^_`{|}~.");
   }
   // `%` and `!` route mail on old MTAs (a%b@relay, b!a@relay): never part of an address we own or accept.
-  if (/[%!]/.test(localRaw)) throw invalid(input, '"%" and "!" (source routing) are not allowed in the local part');
+  if (/[%!]/.test(localRaw))
+    throw invalid(input, '"%" and "!" (source routing) are not allowed in the local part');
   if (localRaw.startsWith('.') || localRaw.endsWith('.') || localRaw.includes('..')) {
     throw invalid(input, 'misplaced "." in the local part');
   }

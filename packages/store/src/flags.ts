@@ -21,7 +21,8 @@ export function normalizeFlags(flags: readonly string[]): string[] {
       if (!system) throw new StoreError('invalid', `unknown system flag ${flag}`);
       canonical = system;
     } else {
-      if (!KEYWORD.test(flag) || flag.length > 128) throw new StoreError('invalid', `invalid keyword "${flag}"`);
+      if (!KEYWORD.test(flag) || flag.length > 128)
+        throw new StoreError('invalid', `invalid keyword "${flag}"`);
       canonical = flag;
     }
     const key = canonical.toLowerCase();
@@ -34,7 +35,11 @@ export function normalizeFlags(flags: readonly string[]): string[] {
 }
 
 /** Applies a STORE operation; returns the new list, or null when nothing changes. */
-export function applyFlagOperation(current: readonly string[], op: FlagOperation, flags: readonly string[]): string[] | null {
+export function applyFlagOperation(
+  current: readonly string[],
+  op: FlagOperation,
+  flags: readonly string[],
+): string[] | null {
   const change = normalizeFlags(flags);
   const has = new Set(current.map((f) => f.toLowerCase()));
   let next: string[];

@@ -15,7 +15,6 @@ export function normalizeMailboxName(input: string): string {
   const fail = (why: string) => new StoreError('invalid', `invalid mailbox name: ${why}`);
   if (input.length === 0) throw fail('empty');
   if (input.normalize('NFC') !== input) throw fail('not in Unicode NFC form');
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters.
   if (/[\u0000-\u001f\u007f-\u009f]/.test(input)) throw fail('control characters');
   // LIST wildcards (RFC 3501 §6.3.8) cannot be part of a name a client can address.
   if (/[*%]/.test(input)) throw fail('"*" and "%" are not allowed');

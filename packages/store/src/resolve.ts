@@ -9,7 +9,11 @@ import { StoreError } from './errors.ts';
 import type { Account, Alias, MailStore } from './types.ts';
 
 export type Resolution =
-  | { kind: 'account'; account: Account; /** the `+tag`, to file into a folder of that name */ tag: string | null }
+  | {
+      kind: 'account';
+      account: Account /** the `+tag`, to file into a folder of that name */;
+      tag: string | null;
+    }
   | { kind: 'alias'; alias: Alias; tag: string | null };
 
 export async function resolveRecipient(store: MailStore, address: string): Promise<Resolution | null> {

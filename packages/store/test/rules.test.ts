@@ -3,8 +3,8 @@ import { describe, it } from 'node:test';
 import {
   applyFlagOperation,
   isStoreError,
-  normalizeAliasSource,
   normalizeAddress,
+  normalizeAliasSource,
   normalizeDomain,
   normalizeMailboxName,
   splitPlus,
@@ -41,13 +41,23 @@ describe('address rules', () => {
   ];
   for (const input of bad) {
     it(`refuses ${JSON.stringify(input)}`, () =>
-      assert.throws(() => normalizeAddress(input), (e: unknown) => isStoreError(e, 'invalid')));
+      assert.throws(
+        () => normalizeAddress(input),
+        (e: unknown) => isStoreError(e, 'invalid'),
+      ));
   }
 
   it('canonicalises domains and catch-alls, and splits plus tags', () => {
     assert.equal(normalizeDomain('MAIL.Example.org'), 'mail.example.org');
-    assert.throws(() => normalizeDomain('a..b'), (e: unknown) => isStoreError(e, 'invalid'));
-    assert.deepEqual(normalizeAliasSource('@Example.org'), { address: '@example.org', domain: 'example.org', catchAll: true });
+    assert.throws(
+      () => normalizeDomain('a..b'),
+      (e: unknown) => isStoreError(e, 'invalid'),
+    );
+    assert.deepEqual(normalizeAliasSource('@Example.org'), {
+      address: '@example.org',
+      domain: 'example.org',
+      catchAll: true,
+    });
     assert.deepEqual(splitPlus('bob+lists+x@example.org'), { base: 'bob@example.org', tag: 'lists+x' });
     assert.equal(splitPlus('+x@example.org'), null);
     assert.equal(splitPlus('bob@example.org'), null);
@@ -63,7 +73,10 @@ describe('mailbox names', () => {
   });
   for (const bad of ['', '/', 'a//b', '..', 'a/./b', ' a', 'a\u0007', 'x*', 'A\u0301']) {
     it(`refuses ${JSON.stringify(bad)}`, () =>
-      assert.throws(() => normalizeMailboxName(bad), (e: unknown) => isStoreError(e, 'invalid')));
+      assert.throws(
+        () => normalizeMailboxName(bad),
+        (e: unknown) => isStoreError(e, 'invalid'),
+      ));
   }
 });
 
@@ -77,10 +90,17 @@ describe('flag operations', () => {
     [['a'], 'set', [], []],
   ];
   for (const [cur, op, flags, want] of table) {
-    it(`${JSON.stringify(cur)} ${op} ${JSON.stringify(flags)}`, () => assert.deepEqual(applyFlagOperation(cur, op, flags), want));
+    it(`${JSON.stringify(cur)} ${op} ${JSON.stringify(flags)}`, () =>
+      assert.deepEqual(applyFlagOperation(cur, op, flags), want));
   }
   it('refuses unknown system flags and bad keywords', () => {
-    assert.throws(() => applyFlagOperation([], 'add', ['\\Recent']), (e: unknown) => isStoreError(e, 'invalid'));
-    assert.throws(() => applyFlagOperation([], 'add', ['a b']), (e: unknown) => isStoreError(e, 'invalid'));
+    assert.throws(
+      () => applyFlagOperation([], 'add', ['\\Recent']),
+      (e: unknown) => isStoreError(e, 'invalid'),
+    );
+    assert.throws(
+      () => applyFlagOperation([], 'add', ['a b']),
+      (e: unknown) => isStoreError(e, 'invalid'),
+    );
   });
 });

@@ -31,7 +31,11 @@ export function directorySuite(factory: StoreFactory): void {
 
     it('refuses to remove a domain with accounts or aliases unless forced', async () => {
       await ctx.store.addDomain('example.org');
-      const a = await ctx.store.createAccount({ address: 'a@example.org', passwordHash: 'x', mailboxes: [{ name: 'INBOX' }] });
+      const a = await ctx.store.createAccount({
+        address: 'a@example.org',
+        passwordHash: 'x',
+        mailboxes: [{ name: 'INBOX' }],
+      });
       await ctx.store.addAlias({ address: 'postmaster@example.org', targets: ['a@example.org'] });
       await rejects(ctx.store.removeDomain('example.org'), 'conflict');
       assert.ok(await ctx.store.getAccount(a.id));
@@ -62,7 +66,14 @@ export function directorySuite(factory: StoreFactory): void {
       assert.equal(acc.usedBytes, 0);
       assert.equal(acc.disabled, false);
       const boxes = await ctx.store.listMailboxes(acc.id);
-      assert.deepEqual(boxes.map((b) => b.name).sort(), ['Archive', 'Drafts', 'INBOX', 'Junk', 'Sent', 'Trash']);
+      assert.deepEqual(boxes.map((b) => b.name).sort(), [
+        'Archive',
+        'Drafts',
+        'INBOX',
+        'Junk',
+        'Sent',
+        'Trash',
+      ]);
       assert.equal(boxes.find((b) => b.name === 'Junk')?.specialUse, '\\Junk');
       assert.ok(boxes.every((b) => b.subscribed && b.uidNext === 1 && b.uidValidity > 0));
       assert.equal((await ctx.store.getAccountByAddress('BOB@example.org'))?.id, acc.id);
@@ -77,7 +88,11 @@ export function directorySuite(factory: StoreFactory): void {
       await rejects(ctx.store.createAccount({ address: 'sales@example.org', passwordHash: 'x' }), 'exists');
       await rejects(ctx.store.createAccount({ address: 'a b@example.org', passwordHash: 'x' }), 'invalid');
       await rejects(
-        ctx.store.createAccount({ address: 'new@example.org', passwordHash: 'x', mailboxes: [{ name: '../x' }] }),
+        ctx.store.createAccount({
+          address: 'new@example.org',
+          passwordHash: 'x',
+          mailboxes: [{ name: '../x' }],
+        }),
         'invalid',
       );
       assert.equal(await ctx.store.getAccountByAddress('new@example.org'), null);
@@ -87,9 +102,18 @@ export function directorySuite(factory: StoreFactory): void {
     it('updates and removes accounts, and lists them by domain', async () => {
       await ctx.store.addDomain('a.org');
       await ctx.store.addDomain('b.org');
-      const x = await ctx.store.createAccount({ address: 'x@a.org', passwordHash: 'h1', mailboxes: [{ name: 'INBOX' }] });
+      const x = await ctx.store.createAccount({
+        address: 'x@a.org',
+        passwordHash: 'h1',
+        mailboxes: [{ name: 'INBOX' }],
+      });
       await ctx.store.createAccount({ address: 'y@b.org', passwordHash: 'h1' });
-      const up = await ctx.store.updateAccount(x.id, { passwordHash: 'h2', disabled: true, quotaBytes: 5, displayName: 'X' });
+      const up = await ctx.store.updateAccount(x.id, {
+        passwordHash: 'h2',
+        disabled: true,
+        quotaBytes: 5,
+        displayName: 'X',
+      });
       assert.deepEqual([up.passwordHash, up.disabled, up.quotaBytes, up.displayName], ['h2', true, 5, 'X']);
       assert.equal((await ctx.store.updateAccount(x.id, { quotaBytes: null })).quotaBytes, null);
       assert.deepEqual(
@@ -117,7 +141,10 @@ export function directorySuite(factory: StoreFactory): void {
 
     it('adds, lists and removes aliases, including a catch-all', async () => {
       const { s } = await setup();
-      await s.addAlias({ address: 'Team@example.org', targets: ['bob@example.org', 'Ann@Example.org', 'x@ext.net'] });
+      await s.addAlias({
+        address: 'Team@example.org',
+        targets: ['bob@example.org', 'Ann@Example.org', 'x@ext.net'],
+      });
       await s.addAlias({ address: '@example.org', targets: ['bob@example.org'] });
       const team = await s.getAlias('team@example.org');
       assert.deepEqual(team?.targets, ['bob@example.org', 'ann@example.org', 'x@ext.net']);
@@ -152,7 +179,10 @@ export function directorySuite(factory: StoreFactory): void {
 
     it('expands aliases to accounts and external addresses, and stops loops', async () => {
       const { s, bob, ann } = await setup();
-      await s.addAlias({ address: 'all@example.org', targets: ['team@example.org', 'ann@example.org', 'Out@Ext.net'] });
+      await s.addAlias({
+        address: 'all@example.org',
+        targets: ['team@example.org', 'ann@example.org', 'Out@Ext.net'],
+      });
       await s.addAlias({ address: 'team@example.org', targets: ['bob@example.org', 'ann@example.org'] });
       const local = async (d: string) => (await s.getDomain(d)) !== null;
       const exp = await expandRecipient(s, 'all@example.org', local);

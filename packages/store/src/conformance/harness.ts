@@ -69,7 +69,11 @@ export async function deliver(
   });
 }
 
-export async function newAccount(store: MailStore, address = 'bob@example.org', quotaBytes: number | null = null) {
+export async function newAccount(
+  store: MailStore,
+  address = 'bob@example.org',
+  quotaBytes: number | null = null,
+) {
   const domain = address.slice(address.indexOf('@') + 1);
   if (!(await store.getDomain(domain))) await store.addDomain(domain);
   const account = await store.createAccount({

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isStoreError } from '../errors.ts';
-import { deliver, newAccount, sampleMessage, type StoreFactory, useStore } from './harness.ts';
+import { deliver, newAccount, type StoreFactory, sampleMessage, useStore } from './harness.ts';
 
 const rejects = (p: Promise<unknown>, code: Parameters<typeof isStoreError>[1]) =>
   assert.rejects(p, (err: unknown) => isStoreError(err, code));
@@ -26,11 +26,26 @@ export function mailboxSuite(factory: StoreFactory): void {
 
     it('refuses names that could escape or confuse the hierarchy', async () => {
       const { account } = await newAccount(ctx.store);
-      for (const bad of ['', '..', 'a/../b', 'a//b', '/a', 'a/', './x', 'a\u0000b', 'tab\there', 'star*', 'pct%']) {
+      for (const bad of [
+        '',
+        '..',
+        'a/../b',
+        'a//b',
+        '/a',
+        'a/',
+        './x',
+        'a\u0000b',
+        'tab\there',
+        'star*',
+        'pct%',
+      ]) {
         await rejects(ctx.store.createMailbox(account.id, bad), 'invalid');
       }
       await rejects(ctx.store.createMailbox(account.id, 'Cafe\u0301'), 'invalid');
-      assert.deepEqual((await ctx.store.listMailboxes(account.id)).map((b) => b.name).sort(), ['INBOX', 'Trash']);
+      assert.deepEqual((await ctx.store.listMailboxes(account.id)).map((b) => b.name).sort(), [
+        'INBOX',
+        'Trash',
+      ]);
     });
 
     it('keeps users apart: one account cannot reach another account mailbox by name', async () => {

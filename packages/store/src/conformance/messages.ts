@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isStoreError } from '../errors.ts';
-import { deliver, newAccount, sampleMessage, type StoreFactory, useStore } from './harness.ts';
+import { deliver, newAccount, type StoreFactory, sampleMessage, useStore } from './harness.ts';
 
 const rejects = (p: Promise<unknown>, code: Parameters<typeof isStoreError>[1]) =>
   assert.rejects(p, (err: unknown) => isStoreError(err, code));
@@ -15,7 +15,10 @@ export function messageSuite(factory: StoreFactory): void {
       const { account, inbox } = await newAccount(ctx.store);
       const raw = Buffer.from('Subject: exact\n\nbare LF body\r\nmixed\rline endings \u00e9\n', 'utf8');
       const date = new Date('2026-01-02T03:04:05.000Z');
-      const m1 = await deliver(ctx.store, account, inbox.id, raw, { flags: ['\\seen', 'Work', 'work'], internalDate: date });
+      const m1 = await deliver(ctx.store, account, inbox.id, raw, {
+        flags: ['\\seen', 'Work', 'work'],
+        internalDate: date,
+      });
       const m2 = await deliver(ctx.store, account, inbox.id, sampleMessage('two'));
       assert.deepEqual([m1.uid, m2.uid], [1, 2]);
       assert.ok(m2.modseq > m1.modseq);
@@ -41,7 +44,10 @@ export function messageSuite(factory: StoreFactory): void {
         (await ctx.store.listMessages(inbox.id, { uidFrom: 2 })).map((m) => m.uid),
         [2],
       );
-      await rejects(deliver(ctx.store, account, inbox.id, sampleMessage('x'), { flags: ['\\Bogus'] }), 'invalid');
+      await rejects(
+        deliver(ctx.store, account, inbox.id, sampleMessage('x'), { flags: ['\\Bogus'] }),
+        'invalid',
+      );
     });
 
     it('never reuses a UID after expunge', async () => {
@@ -64,7 +70,10 @@ export function messageSuite(factory: StoreFactory): void {
       );
       const ms = r1.updated[0]!.modseq;
       assert.ok(ms > b.modseq);
-      const r2 = await ctx.store.updateFlags(inbox.id, [1, 2], { op: 'set', flags: ['\\Flagged', '$Label1'] });
+      const r2 = await ctx.store.updateFlags(inbox.id, [1, 2], {
+        op: 'set',
+        flags: ['\\Flagged', '$Label1'],
+      });
       assert.equal(r2.updated.length, 2);
       const r3 = await ctx.store.updateFlags(inbox.id, [1], { op: 'remove', flags: ['$label1'] });
       assert.deepEqual(r3.updated[0]!.flags, ['\\Flagged']);
@@ -175,10 +184,18 @@ export function messageSuite(factory: StoreFactory): void {
       const ops: Array<Promise<unknown>> = [];
       for (let i = 0; i < 40; i++) {
         const s = i % 2 ? other : ctx.store;
-        ops.push(deliver(s, account, inbox.id, raw).catch((e) => (isStoreError(e, 'over_quota') ? null : Promise.reject(e))));
+        ops.push(
+          deliver(s, account, inbox.id, raw).catch((e) =>
+            isStoreError(e, 'over_quota') ? null : Promise.reject(e),
+          ),
+        );
         if (i % 5 === 4) ops.push(s.expungeMessages(inbox.id, [i - 2]));
         if (i % 7 === 6) {
-          ops.push(s.copyMessages(inbox.id, [i - 1], trash.id).catch((e) => (isStoreError(e, 'over_quota') ? null : Promise.reject(e))));
+          ops.push(
+            s
+              .copyMessages(inbox.id, [i - 1], trash.id)
+              .catch((e) => (isStoreError(e, 'over_quota') ? null : Promise.reject(e))),
+          );
         }
       }
       await Promise.all(ops);

@@ -73,7 +73,10 @@ export function queueSuite(factory: StoreFactory): void {
           ['pending', 1, '451 4.3.0 try later'],
         ],
       );
-      await rejects(ctx.store.recordAttempt(due.id, 'w1', { results: [], nextAttemptAt: next }), 'lease_lost');
+      await rejects(
+        ctx.store.recordAttempt(due.id, 'w1', { results: [], nextAttemptAt: next }),
+        'lease_lost',
+      );
       // Released entries become due again at nextAttemptAt; held ones after release.
       const later = new Date(next.getTime() + 1);
       await ctx.store.setQueueHeld(held.id, false);
@@ -85,10 +88,18 @@ export function queueSuite(factory: StoreFactory): void {
       const now = new Date('2026-11-23T10:00:00Z');
       const e = await enqueueOne(ctx.store, ['a@x.org'], now);
       await ctx.store.leaseQueue({ owner: 'w1', leaseMs: 1000, limit: 1, now });
-      const stolen = await ctx.store.leaseQueue({ owner: 'w2', leaseMs: 1000, limit: 1, now: new Date(now.getTime() + 1001) });
+      const stolen = await ctx.store.leaseQueue({
+        owner: 'w2',
+        leaseMs: 1000,
+        limit: 1,
+        now: new Date(now.getTime() + 1001),
+      });
       assert.equal(stolen[0]?.id, e.id);
       await rejects(
-        ctx.store.recordAttempt(e.id, 'w1', { results: [{ address: 'a@x.org', state: 'delivered' }], nextAttemptAt: now }),
+        ctx.store.recordAttempt(e.id, 'w1', {
+          results: [{ address: 'a@x.org', state: 'delivered' }],
+          nextAttemptAt: now,
+        }),
         'lease_lost',
       );
       await ctx.store.releaseLease(e.id, 'w2');
@@ -120,7 +131,8 @@ export function queueSuite(factory: StoreFactory): void {
           (async () => {
             const got: string[] = [];
             for (let k = 0; k < 5; k++) {
-              for (const e of await s.leaseQueue({ owner: `w${w}`, leaseMs: 60_000, limit: 2, now })) got.push(e.id);
+              for (const e of await s.leaseQueue({ owner: `w${w}`, leaseMs: 60_000, limit: 2, now }))
+                got.push(e.id);
             }
             return got;
           })(),

@@ -1,0 +1,10 @@
+export {
+  ARGON2_PARAMS,
+  type HashScheme,
+  hashPassword,
+  hashScheme,
+  importHash,
+  needsRehash,
+  verifyPassword,
+} from './passwords.ts';
+export { sha512Crypt } from './sha512-crypt.ts';
