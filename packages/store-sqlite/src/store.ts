@@ -204,7 +204,7 @@ export class SqliteMailStore implements MailStore {
       if ((accounts > 0 || aliases > 0) && !options.force) {
         throw new StoreError(
           'conflict',
-          `domain ${domain} still has ${accounts} account(s) and ${aliases} alias(es); remove them first or force`,
+          `domain ${domain} still has ${accounts} account(s) and ${aliases} alias(es)`,
         );
       }
       this.run('DELETE FROM accounts WHERE domain = ?', domain);

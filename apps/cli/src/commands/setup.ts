@@ -1,0 +1,196 @@
+/** init, start and config: the data directory, the certificate, the configuration file. */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { type Config, loadConfig, sampleConfig } from '@mailwerk/config';
+import { describeCertificate, ensureCertificate } from '@mailwerk/tls';
+import type { Command } from '../command.ts';
+import { CliError, type Context } from '../context.ts';
+import { printJson, printTable } from '../output.ts';
+
+/** Ports a non-root user can bind, for trying Mailwerk out. */
+const UNPRIVILEGED_PORTS: Record<string, Record<string, number>> = {
+  mta: { smtp_port: 2525, submission_port: 2587, submissions_port: 2465 },
+  access: { imap_port: 2143, imaps_port: 2993, pop3_port: 2110, pop3s_port: 2995, managesieve_port: 24190 },
+};
+
+function setKey(text: string, section: string | null, key: string, value: string | number): string {
+  const lines = text.split('\n');
+  let current: string | null = null;
+  for (let i = 0; i < lines.length; i++) {
+    const header = /^\[(\w+)\]$/.exec(lines[i]!);
+    if (header) current = header[1]!;
+    else if (current === section && lines[i]!.startsWith(`${key} = `)) {
+      lines[i] = `${key} = ${typeof value === 'string' ? JSON.stringify(value) : value}`;
+      return lines.join('\n');
+    }
+  }
+  throw new Error(`no key ${section ? `${section}.` : ''}${key} in the sample`);
+}
+
+interface InitResult {
+  config: Config;
+  createdConfig: boolean;
+  generatedCertificate: boolean;
+}
+
+async function initialise(
+  ctx: Context,
+  opts: Record<string, string | boolean | undefined>,
+): Promise<InitResult> {
+  let createdConfig = false;
+  if (!existsSync(ctx.configPath)) {
+    let text = sampleConfig();
+    const dataDir = typeof opts['data-dir'] === 'string' ? resolve(opts['data-dir']) : null;
+    if (dataDir) text = setKey(text, null, 'data_dir', dataDir);
+    if (typeof opts.hostname === 'string') text = setKey(text, null, 'hostname', opts.hostname);
+    if (opts['unprivileged-ports']) {
+      for (const [section, ports] of Object.entries(UNPRIVILEGED_PORTS)) {
+        for (const [key, port] of Object.entries(ports)) text = setKey(text, section, key, port);
+      }
+    }
+    // Validate before writing, so a bad --hostname leaves no file behind.
+    const dir = dirname(ctx.configPath);
+    await mkdir(dir, { recursive: true });
+    const tmp = `${ctx.configPath}.tmp-${process.pid}`;
+    await writeFile(tmp, text, { mode: 0o640 });
+    try {
+      loadConfig({ path: tmp });
+    } catch (err) {
+      await unlink(tmp);
+      throw err;
+    }
+    await rename(tmp, ctx.configPath);
+    createdConfig = true;
+  } else if (opts['data-dir'] || opts.hostname || opts['unprivileged-ports']) {
+    throw new CliError(`${ctx.configPath} exists already; edit it instead of passing init options`);
+  }
+  const config = ctx.config();
+  await mkdir(config.data_dir, { recursive: true, mode: 0o750 });
+  const tls = await ensureCertificate({
+    certPath: config.tls.cert,
+    keyPath: config.tls.key,
+    hostname: config.hostname,
+  });
+  ctx.store(); // Opens the store, which creates and migrates it.
+  return { config, createdConfig, generatedCertificate: tls.generated };
+}
+
+const initOptions = {
+  'data-dir': { type: 'string' },
+  hostname: { type: 'string' },
+  'unprivileged-ports': { type: 'boolean' },
+} as const;
+
+async function summary(ctx: Context, result: InitResult, verb: 'init' | 'start'): Promise<void> {
+  const { config } = result;
+  const store = ctx.store();
+  const domains = [];
+  for (const d of await store.listDomains()) {
+    domains.push({ name: d.name, users: (await store.listAccounts({ domain: d.name })).length });
+  }
+  const cert = describeCertificate(await readFile(config.tls.cert, 'utf8'));
+  const services = [
+    { service: 'SMTP (MX)', listen: `${config.mta.listen}:${config.mta.smtp_port}` },
+    { service: 'Submission (STARTTLS)', listen: `${config.mta.listen}:${config.mta.submission_port}` },
+    { service: 'Submission (TLS)', listen: `${config.mta.listen}:${config.mta.submissions_port}` },
+    { service: 'LMTP (MDA)', listen: config.mda.lmtp },
+    { service: 'IMAP (STARTTLS)', listen: `${config.access.listen}:${config.access.imap_port}` },
+    { service: 'IMAP (TLS)', listen: `${config.access.listen}:${config.access.imaps_port}` },
+    { service: 'POP3 (STLS)', listen: `${config.access.listen}:${config.access.pop3_port}` },
+    { service: 'POP3 (TLS)', listen: `${config.access.listen}:${config.access.pop3s_port}` },
+    { service: 'ManageSieve', listen: `${config.access.listen}:${config.access.managesieve_port}` },
+  ];
+  if (ctx.json) {
+    return printJson(ctx, {
+      config: ctx.configPath,
+      createdConfig: result.createdConfig,
+      dataDir: config.data_dir,
+      hostname: config.hostname,
+      store: { backend: config.store.backend, path: config.store.sqlite_path, bodies: config.store.bodies },
+      tls: {
+        cert: config.tls.cert,
+        generated: result.generatedCertificate,
+        selfSigned: cert.selfSigned,
+        validTo: cert.validTo,
+      },
+      domains,
+      services: services.map((s) => ({ ...s, running: false })),
+    });
+  }
+  ctx.print(`Mailwerk on ${config.hostname}`);
+  ctx.print(`  config   ${ctx.configPath}${result.createdConfig ? ' (created)' : ''}`);
+  ctx.print(`  data     ${config.data_dir}`);
+  ctx.print(
+    `  store    ${config.store.backend} ${config.store.sqlite_path} (bodies in ${config.store.bodies})`,
+  );
+  ctx.print(
+    `  TLS      ${config.tls.cert} (${cert.selfSigned ? 'self-signed' : 'signed by a CA'}${result.generatedCertificate ? ', generated now' : ''}, valid until ${cert.validTo.toISOString().slice(0, 10)})`,
+  );
+  ctx.print(
+    `  domains  ${domains.map((d) => `${d.name} (${d.users} user${d.users === 1 ? '' : 's'})`).join(', ') || 'none yet: mailwerk domain add example.org'}`,
+  );
+  ctx.print();
+  ctx.print(
+    verb === 'start'
+      ? 'Services and where they will listen (this version prepares the data directory; the servers themselves are not built yet):'
+      : 'Services and where they will listen:',
+  );
+  printTable(
+    ctx,
+    ['SERVICE', 'LISTEN'],
+    services.map((s) => [s.service, s.listen]),
+  );
+}
+
+export const setupCommands: Command[] = [
+  {
+    name: ['init'],
+    args: '',
+    summary:
+      'create the configuration file (if missing), the data directory, a self-signed certificate and the store',
+    options: initOptions,
+    optionalConfig: true,
+    minArgs: 0,
+    maxArgs: 0,
+    async run(ctx, _args, opts) {
+      await summary(ctx, await initialise(ctx, opts), 'init');
+    },
+  },
+  {
+    name: ['start'],
+    args: '',
+    summary: 'initialise what is missing and start the services',
+    options: initOptions,
+    optionalConfig: true,
+    minArgs: 0,
+    maxArgs: 0,
+    async run(ctx, _args, opts) {
+      const exists = existsSync(ctx.configPath);
+      await summary(ctx, await initialise(ctx, exists ? {} : opts), 'start');
+    },
+  },
+  {
+    name: ['config', 'sample'],
+    args: '',
+    summary: 'print a documented sample configuration generated from the schema',
+    optionalConfig: true,
+    minArgs: 0,
+    maxArgs: 0,
+    async run(ctx) {
+      ctx.io.stdout.write(sampleConfig());
+    },
+  },
+  {
+    name: ['config', 'check'],
+    args: '',
+    summary: 'validate the configuration file and print the values in effect',
+    minArgs: 0,
+    maxArgs: 0,
+    async run(ctx) {
+      const config = ctx.config();
+      if (ctx.json) printJson(ctx, config);
+      else ctx.print(`${ctx.configPath}: valid`);
+    },
+  },
+];

@@ -1,0 +1,74 @@
+/** What every command gets: parsed options, the configuration, the store, and where to write. */
+import { join } from 'node:path';
+import { type Config, loadConfig, resolveConfigPath } from '@mailwerk/config';
+import type { MailStore } from '@mailwerk/store';
+import { openSqliteStore } from '@mailwerk/store-sqlite';
+
+export class UsageError extends Error {}
+/** A failure already explained to the user in `message`. */
+export class CliError extends Error {}
+/** Ends the command with this exit status, output already written. */
+export class ExitStatus extends Error {
+  readonly status: number;
+  constructor(status: number) {
+    super(`exit ${status}`);
+    this.status = status;
+  }
+}
+
+export interface Io {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };
+}
+
+export interface Context {
+  io: Io;
+  json: boolean;
+  configPath: string;
+  config(): Config;
+  store(): MailStore;
+  close(): Promise<void>;
+  print(line?: string): void;
+}
+
+export function openStoreFor(config: Config): MailStore {
+  if (config.store.backend === 'mongodb') {
+    throw new CliError('store.backend "mongodb" is not available in this build yet; use "sqlite"');
+  }
+  return openSqliteStore({
+    path: config.store.sqlite_path,
+    blobs: config.store.bodies === 'sqlite' ? 'sqlite' : { dir: join(config.data_dir, 'blobs') },
+  });
+}
+
+export function createContext(options: {
+  io: Io;
+  json: boolean;
+  configFlag?: string;
+  optionalConfig?: boolean;
+}): Context {
+  const configPath = resolveConfigPath(options.configFlag);
+  let config: Config | null = null;
+  let store: MailStore | null = null;
+  const ctx: Context = {
+    io: options.io,
+    json: options.json,
+    configPath,
+    config() {
+      config ??= loadConfig({ path: configPath, optional: options.optionalConfig ?? false });
+      return config;
+    },
+    store() {
+      store ??= openStoreFor(ctx.config());
+      return store;
+    },
+    async close() {
+      await store?.close();
+    },
+    print(line = '') {
+      options.io.stdout.write(`${line}\n`);
+    },
+  };
+  return ctx;
+}

@@ -1,0 +1,243 @@
+// Runs the real `mailwerk` binary (bin/mailwerk) against a temporary data directory.
+import assert from 'node:assert/strict';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type Sandbox, sandbox } from './helpers.ts';
+
+interface User {
+  address: string;
+  displayName: string;
+  quotaBytes: number | null;
+  usedBytes: number;
+  disabled: boolean;
+  mailboxes?: Array<{ name: string; specialUse: string | null }>;
+  aliases?: string[];
+}
+
+const PASSWORD = 'correct horse battery\n';
+
+describe('mailwerk CLI', () => {
+  let sb: Sandbox;
+  before(async () => {
+    sb = await sandbox();
+    const init = await sb.run([
+      'init',
+      '--data-dir',
+      'data',
+      '--hostname',
+      'mail.example.org',
+      '--unprivileged-ports',
+    ]);
+    assert.equal(init.code, 0, init.stderr);
+  });
+  after(() => sb.cleanup());
+
+  /** A failed command: non-zero exit, exactly one line on stderr, nothing on stdout. */
+  async function fails(args: string[], pattern: RegExp, input = '', status = 1) {
+    const r = await sb.run(args, input);
+    assert.equal(r.code, status, `exit status of ${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr.trimEnd().split('\n').length, 1, `one line: ${r.stderr}`);
+    assert.match(r.stderr, /^mailwerk: /);
+    assert.match(r.stderr, pattern);
+  }
+
+  it('init creates the config, the data directory, a certificate and the store, and says what it serves', async () => {
+    const text = await readFile(sb.config, 'utf8');
+    assert.match(text, /^hostname = "mail\.example\.org"$/m);
+    assert.match(text, /^smtp_port = 2525$/m);
+    assert.ok((await stat(join(sb.dir, 'data', 'tls', 'cert.pem'))).isFile());
+    assert.ok((await stat(join(sb.dir, 'data', 'mailwerk.sqlite'))).isFile());
+    const again = await sb.json<{
+      createdConfig: boolean;
+      tls: { generated: boolean; selfSigned: boolean };
+      services: unknown[];
+    }>(['init']);
+    assert.equal(again.createdConfig, false);
+    assert.equal(again.tls.generated, false);
+    assert.equal(again.tls.selfSigned, true);
+    assert.equal(again.services.length, 9);
+    const start = await sb.run(['start']);
+    assert.equal(start.code, 0);
+    assert.match(start.stdout, /SMTP \(MX\)\s+0\.0\.0\.0:2525/);
+    assert.match(start.stdout, /IMAP \(TLS\)\s+0\.0\.0\.0:2993/);
+  });
+
+  it('manages domains, refusing bad input with one line and no change', async () => {
+    assert.equal((await sb.run(['domain', 'add', 'Example.ORG'])).code, 0);
+    await sb.run(['domain', 'add', 'other.example']);
+    const list = await sb.json<Array<{ name: string; users: number }>>(['domain', 'list']);
+    assert.deepEqual(
+      list.map((d) => d.name),
+      ['example.org', 'other.example'],
+    );
+    await fails(['domain', 'add', 'example.org'], /exists already/);
+    await fails(['domain', 'add', 'not a domain'], /invalid domain/);
+    await fails(['domain', 'remove', 'missing.example'], /no domain/);
+    assert.equal((await sb.run(['domain', 'remove', 'other.example'])).code, 0);
+    assert.deepEqual(
+      (await sb.json<Array<{ name: string }>>(['domain', 'list'])).map((d) => d.name),
+      ['example.org'],
+    );
+  });
+
+  it('adds users with argon2id passwords from stdin and the six standard mailboxes', async () => {
+    const r = await sb.run(
+      ['user', 'add', 'Bob@Example.org', '--name', 'Bob Builder', '--quota', '2 GiB'],
+      PASSWORD,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const bob = await sb.json<User>(['user', 'show', 'bob@example.org']);
+    assert.equal(bob.address, 'bob@example.org');
+    assert.equal(bob.displayName, 'Bob Builder');
+    assert.equal(bob.quotaBytes, 2 * 1024 ** 3);
+    assert.deepEqual(bob.mailboxes?.map((m) => [m.name, m.specialUse]).sort(), [
+      ['Archive', '\\Archive'],
+      ['Drafts', '\\Drafts'],
+      ['INBOX', null],
+      ['Junk', '\\Junk'],
+      ['Sent', '\\Sent'],
+      ['Trash', '\\Trash'],
+    ]);
+    assert.equal((await sb.run(['user', 'check-password', 'bob@example.org'], PASSWORD)).code, 0);
+    const wrong = await sb.run(['user', 'check-password', 'bob@example.org'], 'nope\n');
+    assert.equal(wrong.code, 1);
+    // The hash in the store is argon2id; no password ever appears in output.
+    const { DatabaseSync } = await import('node:sqlite');
+    const db = new DatabaseSync(join(sb.dir, 'data', 'mailwerk.sqlite'), { readOnly: true });
+    const row = db.prepare('SELECT password_hash FROM accounts WHERE address = ?').get('bob@example.org') as {
+      password_hash: string;
+    };
+    db.close();
+    assert.match(row.password_hash, /^\$argon2id\$/);
+    assert.doesNotMatch(r.stdout + r.stderr, /correct horse/);
+  });
+
+  it('refuses a user with bad input, changing nothing', async () => {
+    const before = await sb.json<User[]>(['user', 'list']);
+    await fails(['user', 'add', 'bob@example.org'], /exists already/, PASSWORD);
+    await fails(['user', 'add', 'ann@unknown.example'], /not a local domain/, PASSWORD);
+    await fails(['user', 'add', 'not-an-address'], /invalid address/, PASSWORD);
+    await fails(['user', 'add', 'Jo\u0308rg@example.org'], /NFC/, PASSWORD);
+    await fails(['user', 'add', '"quoted"@example.org'], /invalid address/, PASSWORD);
+    await fails(
+      ['user', 'add', 'ann@example.org', '--quota', '12 parsecs'],
+      /invalid size "12 parsecs"/,
+      PASSWORD,
+    );
+    await fails(['user', 'add', 'ann@example.org'], /no password given/, '');
+    await fails(['user', 'add', 'ann@example.org'], /at least 8 characters/, 'short\n');
+    await fails(
+      ['user', 'add', 'ann@example.org', '--password-hash', '{PLAIN}secret'],
+      /unsupported password hash/,
+    );
+    // A password is never taken as an argument.
+    await fails(
+      ['user', 'add', 'ann@example.org', '--password', 'secret123'],
+      /Unknown option '--password'/,
+      '',
+      2,
+    );
+    await fails(['user', 'frobnicate'], /unknown command/, '', 2);
+    assert.deepEqual(await sb.json<User[]>(['user', 'list']), before);
+  });
+
+  it('imports bcrypt and SHA-512-crypt hashes that then verify', async () => {
+    const sha =
+      '$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgVgozkYH9B80bAip/08R2BPH2xk/';
+    const bcrypt = '$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW';
+    assert.equal(
+      (await sb.run(['user', 'add', 'old1@example.org', '--password-hash', `{SHA512-CRYPT}${sha}`])).code,
+      0,
+    );
+    assert.equal((await sb.run(['user', 'add', 'old2@example.org', '--password-hash', bcrypt])).code, 0);
+    assert.equal((await sb.run(['user', 'check-password', 'old1@example.org'], 'pw\n')).code, 0);
+    assert.equal((await sb.run(['user', 'check-password', 'old2@example.org'], 'U*U\n')).code, 0);
+    assert.equal((await sb.run(['user', 'check-password', 'old2@example.org'], 'U*V\n')).code, 1);
+  });
+
+  it('changes passwords, quotas and the disabled state', async () => {
+    assert.equal((await sb.run(['user', 'passwd', 'bob@example.org'], 'a brand new password\n')).code, 0);
+    assert.equal(
+      (await sb.run(['user', 'check-password', 'bob@example.org'], 'a brand new password\n')).code,
+      0,
+    );
+    assert.equal((await sb.run(['user', 'check-password', 'bob@example.org'], PASSWORD)).code, 1);
+    assert.equal(
+      (await sb.json<User>(['user', 'quota', 'bob@example.org', '500M'])).quotaBytes,
+      500 * 1024 ** 2,
+    );
+    assert.equal((await sb.json<User>(['user', 'quota', 'bob@example.org', 'unlimited'])).quotaBytes, null);
+    await fails(['user', 'quota', 'bob@example.org', '12 parsecs'], /invalid size/);
+    await fails(['user', 'quota', 'nobody@example.org', '1G'], /no user nobody@example\.org/);
+    assert.equal((await sb.json<User>(['user', 'disable', 'bob@example.org'])).disabled, true);
+    assert.equal((await sb.json<User>(['user', 'enable', 'bob@example.org'])).disabled, false);
+    const list = await sb.run(['user', 'list']);
+    assert.match(list.stdout, /^USER\s+NAME\s+QUOTA\s+STATE$/m);
+    assert.match(list.stdout, /bob@example\.org\s+Bob Builder\s+0 B of unlimited\s+active/);
+  });
+
+  it('manages aliases and catch-alls', async () => {
+    assert.equal(
+      (await sb.run(['alias', 'add', 'Sales@example.org', 'bob@example.org', 'partner@elsewhere.net'])).code,
+      0,
+    );
+    assert.equal((await sb.run(['alias', 'add', '@example.org', 'bob@example.org'])).code, 0);
+    await fails(['alias', 'add', 'sales@example.org', 'bob@example.org'], /exists already/);
+    await fails(['alias', 'add', 'bob@example.org', 'old1@example.org'], /is an account already/);
+    await fails(['alias', 'add', 'x@unknown.example', 'bob@example.org'], /not a local domain/);
+    await fails(['alias', 'add', 'y@example.org', 'not an address'], /invalid address/);
+    await fails(['alias', 'add', 'y@example.org'], /expected/, '', 2);
+    const list = await sb.json<Array<{ address: string; targets: string[] }>>([
+      'alias',
+      'list',
+      '--domain',
+      'example.org',
+    ]);
+    assert.deepEqual(list, [
+      {
+        address: '@example.org',
+        domain: 'example.org',
+        targets: ['bob@example.org'],
+        createdAt: (list[0] as { createdAt: string } & (typeof list)[0]).createdAt,
+      },
+      {
+        address: 'sales@example.org',
+        domain: 'example.org',
+        targets: ['bob@example.org', 'partner@elsewhere.net'],
+        createdAt: (list[1] as { createdAt: string } & (typeof list)[1]).createdAt,
+      },
+    ]);
+    assert.deepEqual((await sb.json<User>(['user', 'show', 'bob@example.org'])).aliases, [
+      '@example.org',
+      'sales@example.org',
+    ]);
+    assert.equal((await sb.run(['alias', 'remove', 'sales@example.org'])).code, 0);
+    await fails(['alias', 'remove', 'sales@example.org'], /no alias/);
+  });
+
+  it('refuses to remove a domain that still has users unless forced', async () => {
+    await fails(['domain', 'remove', 'example.org'], /still has .*--force/);
+    assert.equal((await sb.json<User[]>(['user', 'list'])).length, 3);
+    assert.equal((await sb.run(['user', 'remove', 'old2@example.org'])).code, 0);
+    await fails(['user', 'remove', 'old2@example.org'], /no user/);
+    assert.equal((await sb.run(['domain', 'remove', 'example.org', '--force'])).code, 0);
+    assert.deepEqual(await sb.json(['user', 'list']), []);
+    assert.deepEqual(await sb.json(['alias', 'list']), []);
+  });
+
+  it('prints the documented sample and refuses an invalid config file with every problem', async () => {
+    const sample = await sb.run(['config', 'sample']);
+    assert.equal(sample.code, 0);
+    assert.match(sample.stdout, /^\[limits\]$/m);
+    const { writeFile } = await import('node:fs/promises');
+    const bad = join(sb.dir, 'bad.toml');
+    await writeFile(bad, '[mta]\nsmtp_port = "twenty-five"\n[limits]\nmessage_size = "12 parsecs"\n');
+    const r = await sb.run(['--config', bad, 'domain', 'list']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /bad\.toml/);
+    assert.match(r.stderr, /mta\.smtp_port/);
+    assert.match(r.stderr, /limits\.message_size: invalid size "12 parsecs"/);
+  });
+});
