@@ -1,13 +1,9 @@
 /** Domains, accounts, aliases and recipient resolution. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isStoreError } from '../errors.ts';
 import { expandRecipient, resolveRecipient } from '../resolve.ts';
 import { DEFAULT_MAILBOXES } from '../types.ts';
-import { type StoreFactory, useStore } from './harness.ts';
-
-const rejects = (p: Promise<unknown>, code: Parameters<typeof isStoreError>[1]) =>
-  assert.rejects(p, (err: unknown) => isStoreError(err, code));
+import { rejects, type StoreFactory, useStore } from './harness.ts';
 
 export function directorySuite(factory: StoreFactory): void {
   describe('domains', () => {

@@ -1,5 +1,7 @@
+import assert from 'node:assert/strict';
 import { afterEach, beforeEach } from 'node:test';
 import { parseMessage } from '@mailwerk/mime';
+import { isStoreError, type StoreErrorCode } from '../errors.ts';
 import type { Account, MailStore, Message } from '../types.ts';
 
 export interface StoreHarness {
@@ -85,3 +87,7 @@ export async function newAccount(
   const inbox = (await store.getMailbox(account.id, 'INBOX'))!;
   return { account, inbox };
 }
+
+/** Asserts that `p` fails with a StoreError of this code. */
+export const rejects = (p: Promise<unknown>, code: StoreErrorCode) =>
+  assert.rejects(p, (err: unknown) => isStoreError(err, code));

@@ -2,10 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isStoreError } from '../errors.ts';
-import { deliver, newAccount, type StoreFactory, sampleMessage, useStore } from './harness.ts';
-
-const rejects = (p: Promise<unknown>, code: Parameters<typeof isStoreError>[1]) =>
-  assert.rejects(p, (err: unknown) => isStoreError(err, code));
+import { deliver, newAccount, rejects, type StoreFactory, sampleMessage, useStore } from './harness.ts';
 
 export function messageSuite(factory: StoreFactory): void {
   describe('messages', () => {

@@ -3,10 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isStoreError } from '../errors.ts';
 import type { MailStore } from '../types.ts';
-import { type StoreFactory, useStore } from './harness.ts';
-
-const rejects = (p: Promise<unknown>, code: Parameters<typeof isStoreError>[1]) =>
-  assert.rejects(p, (err: unknown) => isStoreError(err, code));
+import { rejects, type StoreFactory, useStore } from './harness.ts';
 
 async function enqueueOne(store: MailStore, recipients = ['a@x.org', 'b@y.org'], nextAttemptAt?: Date) {
   const blobId = await store.blobs.put(Buffer.from('Subject: queued\r\n\r\nbody\r\n'));
