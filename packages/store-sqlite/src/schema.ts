@@ -102,4 +102,8 @@ export const MIGRATIONS: readonly string[] = [
     data BLOB NOT NULL
   ) STRICT;
   `,
+  `
+  ALTER TABLE messages ADD COLUMN delivery_key TEXT;
+  CREATE UNIQUE INDEX messages_delivery_key ON messages(account_id, delivery_key) WHERE delivery_key IS NOT NULL;
+  `,
 ];

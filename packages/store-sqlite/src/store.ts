@@ -586,11 +586,11 @@ export class SqliteMailStore implements MailStore {
 
   private insertMessage(
     r: { accountId: number; mailboxId: number; uid: number; modseq: number; flags: string[] },
-    m: { internalDate: number; size: number; blobId: string; structure: string },
+    m: { internalDate: number; size: number; blobId: string; structure: string; deliveryKey?: string | undefined },
   ): Row {
     return this.get(
-      `INSERT INTO messages (account_id, mailbox_id, uid, modseq, flags, seen, internal_date, size, blob_id, structure)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+      `INSERT INTO messages (account_id, mailbox_id, uid, modseq, flags, seen, internal_date, size, blob_id, structure, delivery_key)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
       r.accountId,
       r.mailboxId,
       r.uid,
@@ -601,6 +601,7 @@ export class SqliteMailStore implements MailStore {
       m.size,
       m.blobId,
       m.structure,
+      m.deliveryKey ?? null,
     )!;
   }
 
@@ -613,6 +614,12 @@ export class SqliteMailStore implements MailStore {
       const box = this.mailboxRow(mailboxId);
       if (Number(box.account_id) !== accountId)
         throw new StoreError('not_found', `no mailbox ${input.mailboxId}`);
+      if (
+        input.deliveryKey !== undefined &&
+        this.get('SELECT 1 FROM messages WHERE account_id = ? AND delivery_key = ?', accountId, input.deliveryKey)
+      ) {
+        throw new StoreError('exists', `already delivered (${input.deliveryKey})`);
+      }
       this.chargeQuota(accountId, input.size, input.enforceQuota ?? true);
       const { firstUid, modseq } = this.allocate(mailboxId, 1);
       const inserted = this.insertMessage(
@@ -622,6 +629,7 @@ export class SqliteMailStore implements MailStore {
           size: input.size,
           blobId: input.blobId,
           structure,
+          deliveryKey: input.deliveryKey,
         },
       );
       this.journal(mailboxId, modseq, 'append', firstUid, flags);

@@ -131,6 +131,13 @@ export interface NewMessage {
   internalDate?: Date;
   /** Refuse with `over_quota` when the account has no room (default true). */
   enforceQuota?: boolean;
+  /**
+   * Makes delivery idempotent: a second append with the same key for the same
+   * account is refused with `exists` and writes nothing (a unique index), so a
+   * queue entry retried after a crash between the LMTP reply and the queue
+   * update is not delivered twice. Copies do not inherit the key.
+   */
+  deliveryKey?: string;
 }
 
 export type FlagOperation = 'add' | 'remove' | 'set';

@@ -58,7 +58,7 @@ export async function deliver(
   account: Account,
   mailboxId: string,
   raw: Buffer,
-  extra: { flags?: string[]; internalDate?: Date; enforceQuota?: boolean } = {},
+  extra: { flags?: string[]; internalDate?: Date; enforceQuota?: boolean; deliveryKey?: string } = {},
 ): Promise<Message> {
   const blobId = await store.blobs.put(raw);
   return store.appendMessage({

@@ -128,6 +128,20 @@ export function messageSuite(factory: StoreFactory): void {
       assert.equal((await ctx.store.getAccount(account.id))!.usedBytes, raw.length * 3);
     });
 
+    it('delivers once per delivery key, even when retried', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      const trash = (await ctx.store.getMailbox(account.id, 'Trash'))!;
+      const raw = sampleMessage('once');
+      const first = await deliver(ctx.store, account, inbox.id, raw, { deliveryKey: 'q1:bob@example.org' });
+      await rejects(deliver(ctx.store, account, trash.id, raw, { deliveryKey: 'q1:bob@example.org' }), 'exists');
+      assert.equal((await ctx.store.mailboxStatus(trash.id)).messages, 0);
+      assert.equal((await ctx.store.getAccount(account.id))!.usedBytes, raw.length);
+      // Copies do not carry the key, and other keys are independent.
+      await ctx.store.copyMessages(inbox.id, [first.uid], trash.id);
+      await deliver(ctx.store, account, inbox.id, raw, { deliveryKey: 'q2:bob@example.org' });
+      assert.equal((await ctx.store.mailboxStatus(inbox.id)).messages, 2);
+    });
+
     it('journals appends, flag changes and expunges for IDLE and CONDSTORE', async () => {
       const { account, inbox } = await newAccount(ctx.store);
       const start = (await ctx.store.getMailboxById(inbox.id))!.highestModseq;
