@@ -324,3 +324,24 @@ export function findPart(root: MimeNode, path: number[]): MimeNode | null {
   }
   return node;
 }
+
+function shiftNode(node: MimeNode, by: number, isRoot: boolean): MimeNode {
+  const out: MimeNode = {
+    ...node,
+    start: isRoot ? 0 : node.start + by,
+    bodyStart: node.bodyStart + by,
+    end: node.end + by,
+  };
+  if (node.children) out.children = node.children.map((c) => shiftNode(c, by, false));
+  if (node.message) out.message = shiftNode(node.message, by, false);
+  return out;
+}
+
+/**
+ * The structure of the same message with `prefixLength` bytes of header
+ * fields (Return-Path:, Delivered-To: …) put in front, without parsing it
+ * again: the delivery of one message to many recipients parses it once.
+ */
+export function withPrependedHeaders(structure: MessageStructure, prefixLength: number): MessageStructure {
+  return { size: structure.size + prefixLength, root: shiftNode(structure.root, prefixLength, true) };
+}

@@ -108,3 +108,16 @@ describe('parseMessage', () => {
     assert.ok(depth <= 64, `depth ${depth}`);
   });
 });
+
+describe('withPrependedHeaders', () => {
+  it('gives the same structure as parsing the message with the header in front', async () => {
+    const { withPrependedHeaders } = await import('../src/index.ts');
+    const raw = crlf(
+      'Subject: x\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\n\nSubject: in\n\nhi\n--b--\n',
+    );
+    const prefix = Buffer.from('Return-Path: <a@b.org>\r\nDelivered-To: c@d.org\r\n');
+    const shifted = withPrependedHeaders(parseMessage(raw), prefix.length);
+    const reparsed = parseMessage(Buffer.concat([prefix, raw]));
+    assert.deepEqual(shifted, reparsed);
+  });
+});

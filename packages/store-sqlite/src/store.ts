@@ -586,7 +586,13 @@ export class SqliteMailStore implements MailStore {
 
   private insertMessage(
     r: { accountId: number; mailboxId: number; uid: number; modseq: number; flags: string[] },
-    m: { internalDate: number; size: number; blobId: string; structure: string; deliveryKey?: string | undefined },
+    m: {
+      internalDate: number;
+      size: number;
+      blobId: string;
+      structure: string;
+      deliveryKey?: string | undefined;
+    },
   ): Row {
     return this.get(
       `INSERT INTO messages (account_id, mailbox_id, uid, modseq, flags, seen, internal_date, size, blob_id, structure, delivery_key)
@@ -616,7 +622,11 @@ export class SqliteMailStore implements MailStore {
         throw new StoreError('not_found', `no mailbox ${input.mailboxId}`);
       if (
         input.deliveryKey !== undefined &&
-        this.get('SELECT 1 FROM messages WHERE account_id = ? AND delivery_key = ?', accountId, input.deliveryKey)
+        this.get(
+          'SELECT 1 FROM messages WHERE account_id = ? AND delivery_key = ?',
+          accountId,
+          input.deliveryKey,
+        )
       ) {
         throw new StoreError('exists', `already delivered (${input.deliveryKey})`);
       }

@@ -133,7 +133,10 @@ export function messageSuite(factory: StoreFactory): void {
       const trash = (await ctx.store.getMailbox(account.id, 'Trash'))!;
       const raw = sampleMessage('once');
       const first = await deliver(ctx.store, account, inbox.id, raw, { deliveryKey: 'q1:bob@example.org' });
-      await rejects(deliver(ctx.store, account, trash.id, raw, { deliveryKey: 'q1:bob@example.org' }), 'exists');
+      await rejects(
+        deliver(ctx.store, account, trash.id, raw, { deliveryKey: 'q1:bob@example.org' }),
+        'exists',
+      );
       assert.equal((await ctx.store.mailboxStatus(trash.id)).messages, 0);
       assert.equal((await ctx.store.getAccount(account.id))!.usedBytes, raw.length);
       // Copies do not carry the key, and other keys are independent.

@@ -1,0 +1,126 @@
+/**
+ * Delivery of one message to the recipients of one LMTP transaction: one
+ * result per recipient (RFC 2033 §4.2), never all-or-nothing.
+ *
+ * Invariants:
+ * - The message is parsed once; each recipient's copy only gets its own
+ *   Return-Path:/Delivered-To: in front (structure offsets shifted, not re-parsed).
+ * - A change event is published only after the message row has committed.
+ * - With a delivery key (the MTA's queue id), a retried delivery that already
+ *   reached an account is reported as delivered, not stored twice.
+ */
+import type { Bus } from '@mailwerk/bus';
+import { type MessageStructure, withPrependedHeaders } from '@mailwerk/mime';
+import { reply, type SmtpError } from '@mailwerk/smtp';
+import { type Account, type Expansion, isStoreError, type Mailbox, type MailStore } from '@mailwerk/store';
+
+export interface DeliveryInput {
+  store: MailStore;
+  bus: Bus;
+  /** Envelope sender; '' for `<>`. */
+  sender: string;
+  raw: Buffer;
+  structure: MessageStructure;
+  /** Idempotency key for this message (see NewMessage.deliveryKey), or null. */
+  deliveryKey: string | null;
+}
+
+/** Picks the folder: the `+tag` folder when the account has one (case-insensitively), else INBOX. */
+async function targetMailbox(store: MailStore, account: Account, tag: string | null): Promise<Mailbox> {
+  if (tag) {
+    const exact = await store.getMailbox(account.id, tag);
+    if (exact) return exact;
+    const lower = tag.toLowerCase();
+    const match = (await store.listMailboxes(account.id)).find((m) => m.name.toLowerCase() === lower);
+    if (match) return match;
+  }
+  const inbox = await store.getMailbox(account.id, 'INBOX');
+  if (inbox) return inbox;
+  // An account without INBOX (removed by hand) gets it back rather than losing mail.
+  return store.createMailbox(account.id, 'INBOX', { subscribed: true });
+}
+
+export type AccountOutcome = 'delivered' | 'duplicate' | 'over_quota';
+
+/** Stores the message for one account. Over quota is a temporary failure (RFC 3463 4.2.2). */
+export async function deliverToAccount(
+  input: DeliveryInput,
+  account: Account,
+  tag: string | null,
+): Promise<AccountOutcome> {
+  const { store, bus } = input;
+  const mailbox = await targetMailbox(store, account, tag);
+  const prefix = Buffer.from(`Return-Path: <${input.sender}>\r\nDelivered-To: ${account.address}\r\n`);
+  const bytes = Buffer.concat([prefix, input.raw]);
+  const blobId = await store.blobs.put(bytes);
+  try {
+    const m = await store.appendMessage({
+      accountId: account.id,
+      mailboxId: mailbox.id,
+      blobId,
+      size: bytes.length,
+      structure: withPrependedHeaders(input.structure, prefix.length),
+      ...(input.deliveryKey ? { deliveryKey: input.deliveryKey } : {}),
+    });
+    await bus.publish({
+      type: 'message.new',
+      accountId: account.id,
+      mailboxId: mailbox.id,
+      uid: m.uid,
+      modseq: m.modseq,
+    });
+    return 'delivered';
+  } catch (err) {
+    if (isStoreError(err, 'exists') && input.deliveryKey) return 'duplicate';
+    if (isStoreError(err, 'over_quota')) return 'over_quota';
+    throw err;
+  }
+}
+
+export type RecipientResult = { ok: true; text: string } | { ok: false; error: SmtpError };
+
+/**
+ * Delivers to every account and external address one RCPT expanded to.
+ * `done` holds the accounts already served in this transaction, so an account
+ * reached twice (directly and through an alias) gets one copy.
+ * External targets and alias members that failed temporarily go back to the
+ * queue on their own, so the reply for the alias can be final.
+ */
+export async function deliverToRecipient(
+  input: DeliveryInput,
+  rcpt: string,
+  expansion: Expansion,
+  done: Set<string>,
+): Promise<RecipientResult> {
+  const retryLater: string[] = [...expansion.external];
+  let delivered = 0;
+  let overQuota = 0;
+  for (const { account, tag } of expansion.accounts) {
+    if (done.has(account.id)) {
+      delivered++;
+      continue;
+    }
+    const outcome = await deliverToAccount(input, account, tag);
+    if (outcome === 'over_quota') {
+      overQuota++;
+      if (expansion.accounts.length > 1) retryLater.push(account.address);
+    } else {
+      delivered++;
+      done.add(account.id);
+    }
+  }
+  if (overQuota > 0 && expansion.accounts.length === 1 && expansion.external.length === 0) {
+    return { ok: false, error: reply(452, '4.2.2', `<${rcpt}> mailbox full, try again later`) };
+  }
+  if (retryLater.length > 0) {
+    const blobId = await input.store.blobs.put(input.raw);
+    await input.store.enqueue({
+      sender: input.sender,
+      recipients: retryLater.map((address) => ({ address })),
+      blobId,
+      size: input.raw.length,
+      meta: { origin: 'mda', via: rcpt },
+    });
+  }
+  return { ok: true, text: `2.0.0 <${rcpt}> ${delivered > 0 ? 'delivered' : 'accepted for forwarding'}` };
+}

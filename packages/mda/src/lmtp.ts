@@ -1,0 +1,131 @@
+/**
+ * The MDA's LMTP server (RFC 2033) on smtp-server in LMTP mode. RCPT checks
+ * that the recipient exists; DATA delivers to each and replies once per
+ * recipient. It never listens by itself: the caller does (socket or loopback).
+ */
+import type { Bus } from '@mailwerk/bus';
+import { parseMessage } from '@mailwerk/mime';
+import { installReplyCodes, readBounded, reply } from '@mailwerk/smtp';
+import {
+  type Expansion,
+  expandRecipient,
+  isStoreError,
+  type MailStore,
+  normalizeAddress,
+} from '@mailwerk/store';
+import { SMTPServer, type SMTPServerSession } from 'smtp-server';
+import { deliverToRecipient } from './deliver.ts';
+
+export interface LmtpServerOptions {
+  store: MailStore;
+  bus: Bus;
+  hostname: string;
+  /** Largest message accepted, in bytes. */
+  maxMessageSize: number;
+  /** Called for errors worth an admin's attention. */
+  onError?: (err: unknown, context: string) => void;
+}
+
+/** Queue ids of our own MTA travel as ENVID=mailwerk.<id>, the key that makes redelivery idempotent. */
+const OWN_ENVID = /^mailwerk\.[0-9a-z]+$/;
+
+export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
+  installReplyCodes();
+  const { store, bus } = options;
+  const expansions = new Map<string, Map<string, Expansion>>();
+  const isLocal = async (domain: string) => (await store.getDomain(domain)) !== null;
+
+  const server: SMTPServer = new SMTPServer({
+    lmtp: true,
+    name: options.hostname,
+    banner: 'Mailwerk LMTP',
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    hideDSN: false,
+    hideENHANCEDSTATUSCODES: false,
+    size: options.maxMessageSize,
+    rejectOversized: true,
+    disableReverseLookup: true,
+    logger: false,
+    onConnect(session, callback) {
+      expansions.set(session.id, new Map());
+      callback();
+    },
+    onClose(session) {
+      expansions.delete(session.id);
+    },
+    onMailFrom(_address, session, callback) {
+      expansions.set(session.id, new Map());
+      callback();
+    },
+    onRcptTo(address, session, callback) {
+      resolve(address.address)
+        .then((expansion) => {
+          expansions.get(session.id)?.set(address.address, expansion);
+          callback();
+        })
+        .catch((err: unknown) => callback(err as Error));
+    },
+    onData(stream, session, callback) {
+      handleData(stream, session)
+        .then((results) => callback(null, results))
+        .catch((err: unknown) => {
+          options.onError?.(err, 'lmtp data');
+          callback(reply(451, '4.3.0', 'local error in processing, try again later'));
+        });
+    },
+  });
+
+  async function resolve(rcpt: string): Promise<Expansion> {
+    let canonical: string;
+    try {
+      canonical = normalizeAddress(rcpt);
+    } catch {
+      throw reply(550, '5.1.3', `<${rcpt}> bad recipient address syntax`);
+    }
+    const domain = canonical.slice(canonical.lastIndexOf('@') + 1);
+    if (!(await isLocal(domain))) throw reply(550, '5.1.2', `<${rcpt}> not a local domain`);
+    try {
+      return await expandRecipient(store, canonical, isLocal);
+    } catch (err) {
+      if (isStoreError(err, 'not_found')) throw reply(550, '5.1.1', `<${rcpt}> no such user here`);
+      if (isStoreError(err, 'conflict')) throw reply(550, '5.4.6', `<${rcpt}> alias loop: ${err.message}`);
+      throw err;
+    }
+  }
+
+  async function handleData(stream: NodeJS.ReadableStream, session: SMTPServerSession) {
+    const { data } = await readBounded(stream as import('node:stream').Readable, options.maxMessageSize);
+    const rcpts = session.envelope.rcptTo.map((r) => r.address);
+    // Oversized data is answered by smtp-server itself (rejectOversized), once per recipient.
+    if (!data) return rcpts.map(() => reply(552, '5.3.4', 'message too big'));
+    const envid = session.envelope.dsn?.envid ?? null;
+    const input = {
+      store,
+      bus,
+      sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+      raw: data,
+      structure: parseMessage(data),
+      deliveryKey: envid && OWN_ENVID.test(envid) ? envid : null,
+    };
+    const byRcpt = expansions.get(session.id) ?? new Map<string, Expansion>();
+    const done = new Set<string>();
+    const results: Array<string | Error> = [];
+    for (const rcpt of rcpts) {
+      const expansion = byRcpt.get(rcpt);
+      if (!expansion) {
+        results.push(reply(451, '4.3.0', `<${rcpt}> lost its lookup, try again`));
+        continue;
+      }
+      try {
+        const r = await deliverToRecipient(input, rcpt, expansion, done);
+        results.push(r.ok ? r.text : r.error);
+      } catch (err) {
+        options.onError?.(err, `delivery to ${rcpt}`);
+        results.push(reply(451, '4.3.0', `<${rcpt}> local error in processing, try again later`));
+      }
+    }
+    return results;
+  }
+
+  return server;
+}

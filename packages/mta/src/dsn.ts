@@ -1,0 +1,109 @@
+/**
+ * Delivery status notifications (RFC 3464): a multipart/report with a
+ * human-readable part, the machine-readable message/delivery-status part,
+ * and the original message's header (or all of it with RET=FULL).
+ */
+import { randomBytes } from 'node:crypto';
+import { headerBlock, rfc5322Date } from '@mailwerk/smtp';
+
+export interface DsnRecipient {
+  address: string;
+  orcpt?: string | undefined;
+  /** `failed` (a bounce) or `delayed` (a warning). */
+  action: 'failed' | 'delayed';
+  /** Enhanced status code, e.g. 5.1.1. */
+  status: string;
+  /** The remote reply that decided it, e.g. `550 5.1.1 no such user`. */
+  diagnostic: string;
+  /** Who gave that reply (the MDA, a remote MX). */
+  remoteMta?: string;
+}
+
+export interface DsnInput {
+  reportingMta: string;
+  /** Where the DSN goes: the original envelope sender. */
+  to: string;
+  originalMessage: Buffer;
+  arrivalDate: Date;
+  envid?: string | undefined;
+  /** RET=FULL returns the whole message; otherwise only its header. */
+  returnFull?: boolean;
+  recipients: DsnRecipient[];
+  date?: Date;
+}
+
+/** The enhanced status code in a reply such as `550 5.1.1 …`, or one made from the reply code. */
+export function statusOf(reply: string): string {
+  const m = /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(reply);
+  if (m) return m[1]!;
+  const c = reply.charAt(0);
+  return c === '5' ? '5.0.0' : c === '4' ? '4.0.0' : '2.0.0';
+}
+
+const oneLine = (s: string) => s.replace(/[\r\n]+/g, ' ').slice(0, 900);
+
+export function buildDsn(d: DsnInput): Buffer {
+  const boundary = `mw-${randomBytes(12).toString('hex')}`;
+  const failed = d.recipients.filter((r) => r.action === 'failed');
+  const subject =
+    failed.length > 0 ? 'Undelivered Mail Returned to Sender' : 'Delayed Mail (still being retried)';
+  const human = [
+    `This is the mail system at host ${d.reportingMta}.`,
+    '',
+    failed.length > 0
+      ? 'I am sorry to inform you that your message could not be delivered to one or more recipients. It is attached below.'
+      : 'Your message could not be delivered yet. The mail system will keep trying; you do not need to send it again.',
+    '',
+    ...d.recipients.map((r) => `<${r.address}>: ${oneLine(r.diagnostic)}`),
+    '',
+  ].join('\r\n');
+  const perMessage = [
+    `Reporting-MTA: dns; ${d.reportingMta}`,
+    ...(d.envid ? [`Original-Envelope-Id: ${oneLine(d.envid)}`] : []),
+    `Arrival-Date: ${rfc5322Date(d.arrivalDate)}`,
+  ];
+  const perRecipient = d.recipients.map((r) =>
+    [
+      ...(r.orcpt ? [`Original-Recipient: ${oneLine(r.orcpt)}`] : []),
+      `Final-Recipient: rfc822; ${r.address}`,
+      `Action: ${r.action}`,
+      `Status: ${r.status}`,
+      ...(r.remoteMta ? [`Remote-MTA: dns; ${r.remoteMta}`] : []),
+      `Diagnostic-Code: smtp; ${oneLine(r.diagnostic)}`,
+    ].join('\r\n'),
+  );
+  const original = d.returnFull
+    ? d.originalMessage.toString('latin1')
+    : `${headerBlock(d.originalMessage)}\r\n`;
+  const date = d.date ?? new Date();
+  const head = [
+    `From: Mail Delivery System <MAILER-DAEMON@${d.reportingMta}>`,
+    `To: <${d.to}>`,
+    `Subject: ${subject}`,
+    `Date: ${rfc5322Date(date)}`,
+    `Message-ID: <${randomBytes(10).toString('hex')}.dsn@${d.reportingMta}>`,
+    'Auto-Submitted: auto-replied',
+    'MIME-Version: 1.0',
+    `Content-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"`,
+  ].join('\r\n');
+  const body = [
+    `--${boundary}`,
+    'Content-Type: text/plain; charset=utf-8',
+    'Content-Description: Notification',
+    '',
+    human,
+    `--${boundary}`,
+    'Content-Type: message/delivery-status',
+    'Content-Description: Delivery report',
+    '',
+    `${perMessage.join('\r\n')}\r\n\r\n${perRecipient.join('\r\n\r\n')}\r\n`,
+    `--${boundary}`,
+    `Content-Type: ${d.returnFull ? 'message/rfc822' : 'text/rfc822-headers'}`,
+    `Content-Description: ${d.returnFull ? 'Undelivered Message' : 'Undelivered Message Headers'}`,
+    '',
+    original,
+    `--${boundary}--`,
+    '',
+  ].join('\r\n');
+  return Buffer.from(`${head}\r\n\r\n${body}`, 'latin1');
+}

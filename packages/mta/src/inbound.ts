@@ -1,0 +1,266 @@
+/**
+ * The MX: SMTP from the internet for local domains only (RFC 5321), on
+ * smtp-server. Nothing is answered 250 before it is on disk in the queue.
+ *
+ * Invariants:
+ * - Relay is refused at RCPT (554 5.7.1) for any recipient whose domain is not
+ *   local, and for local-looking addresses that carry routing (`%`, `!`,
+ *   quoted `@`, source routes), so no trick turns the MX into an open relay.
+ * - An unknown local recipient is refused at RCPT (550 5.1.1), never accepted
+ *   and bounced later (no backscatter).
+ * - The 250 after DATA is sent only once the message and its queue entry are
+ *   committed; on any failure to store the reply is 451 4.3.0.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  countHeaderFields,
+  hasBareLineEndingAtDot,
+  installRelayGuard,
+  installReplyCodes,
+  readBounded,
+  receivedHeader,
+  reply,
+  type SmtpError,
+} from '@mailwerk/smtp';
+import {
+  type MailStore,
+  normalizeAddress,
+  normalizeDomain,
+  type QueueEntry,
+  resolveRecipient,
+} from '@mailwerk/store';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
+
+export interface InboundLimits {
+  maxMessageSize: number;
+  maxRecipients: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  /** Refused commands in one session before it is closed with 421. */
+  maxErrors: number;
+  /** Idle time before a client is disconnected (RFC 5321 §4.5.3.2 asks for minutes). */
+  idleTimeoutMs: number;
+  /** The longest a session may last, whatever it does. */
+  sessionTimeoutMs: number;
+  /** Most Received: headers before a message is taken for a loop (RFC 5321 §6.3). */
+  maxHops: number;
+}
+
+export const defaultInboundLimits: InboundLimits = {
+  maxMessageSize: 50 * 1024 * 1024,
+  maxRecipients: 100,
+  maxConnections: 1000,
+  maxConnectionsPerIp: 20,
+  maxErrors: 10,
+  idleTimeoutMs: 300_000,
+  sessionTimeoutMs: 1_800_000,
+  maxHops: 50,
+};
+
+export interface InboundServerOptions {
+  store: MailStore;
+  hostname: string;
+  tls: { key: string; cert: string };
+  limits?: Partial<InboundLimits>;
+  /** Called after a message is queued (to wake the queue runner). */
+  onQueued?: (entry: QueueEntry) => void;
+  onError?: (err: unknown, context: string) => void;
+}
+
+interface SessionState {
+  errors: number;
+  timer: NodeJS.Timeout | null;
+}
+
+/** Characters that route mail on old MTAs or hide a second address: never in a local part we accept. */
+const ROUTING = /[%!@":\\]/;
+
+export function createInboundServer(options: InboundServerOptions): SMTPServer {
+  installReplyCodes();
+  installRelayGuard();
+  const limits = { ...defaultInboundLimits, ...options.limits };
+  const { store } = options;
+  const perIp = new Map<string, number>();
+  const sessions = new Map<string, SessionState>();
+
+  /** Counts a refusal; past the limit the session ends with 421. */
+  const refuse = (session: SMTPServerSession, err: SmtpError): SmtpError => {
+    const state = sessions.get(session.id);
+    if (state && ++state.errors > limits.maxErrors) {
+      return reply(421, '4.7.0', `${options.hostname} too many errors, closing connection`);
+    }
+    return err;
+  };
+
+  const server: SMTPServer = new SMTPServer({
+    // Read by installRelayGuard; smtp-server keeps unknown options.
+    ...({ refuseQuotedRouting: true } as object),
+    name: options.hostname,
+    banner: 'Mailwerk',
+    key: options.tls.key,
+    cert: options.tls.cert,
+    disabledCommands: ['AUTH'],
+    hideENHANCEDSTATUSCODES: false,
+    hideDSN: false,
+    size: limits.maxMessageSize,
+    rejectOversized: true,
+    maxRecipients: limits.maxRecipients,
+    maxClients: limits.maxConnections,
+    socketTimeout: limits.idleTimeoutMs,
+    disableReverseLookup: true,
+    // Our hooks check every address themselves; strict parsing would answer a
+    // quoted relay trick ("a@ext"@local) with a syntax error instead of 554 5.7.1.
+    lenientAddressParsing: true,
+    logger: false,
+    onConnect(session, callback) {
+      const ip = session.remoteAddress;
+      const n = perIp.get(ip) ?? 0;
+      if (n >= limits.maxConnectionsPerIp) {
+        return callback(
+          reply(421, '4.7.0', `${options.hostname} too many connections from your address, try again later`),
+        );
+      }
+      perIp.set(ip, n + 1);
+      const timer = setTimeout(() => {
+        for (const c of server.connections as Set<{ id: string; send(code: number, text: string): void }>) {
+          if (c.id === session.id)
+            c.send(421, `4.4.2 ${options.hostname} session time limit reached, closing connection`);
+        }
+      }, limits.sessionTimeoutMs);
+      timer.unref();
+      sessions.set(session.id, { errors: 0, timer });
+      callback();
+    },
+    onClose(session) {
+      const state = sessions.get(session.id);
+      if (!state) return;
+      if (state.timer) clearTimeout(state.timer);
+      sessions.delete(session.id);
+      const ip = session.remoteAddress;
+      const n = (perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) perIp.delete(ip);
+      else perIp.set(ip, n);
+    },
+    onMailFrom(address, session, callback) {
+      // Senders from the internet may use any RFC 5321 local part (quoted ones too);
+      // only the domain has to make sense, so that a bounce could reach it.
+      const a = address.address;
+      const at = a.lastIndexOf('@');
+      let ok = a === '';
+      if (at > 0 && !/[\s\u0000-\u001f\u007f<>]/.test(a)) {
+        try {
+          normalizeDomain(a.slice(at + 1));
+          ok = true;
+        } catch {
+          ok = false;
+        }
+      }
+      if (!ok) return callback(refuse(session, reply(553, '5.1.7', `<${a}> bad sender address syntax`)));
+      callback();
+    },
+    onRcptTo(address, session, callback) {
+      checkRecipient(address, session)
+        .then(() => callback())
+        .catch((err: unknown) => {
+          if (err instanceof Error && 'responseCode' in err)
+            return callback(refuse(session, err as SmtpError));
+          options.onError?.(err, 'rcpt');
+          callback(reply(451, '4.3.0', 'temporary lookup failure, try again later'));
+        });
+    },
+    onData(stream, session, callback) {
+      accept(stream as unknown as import('node:stream').Readable, session)
+        .then((id) => callback(null, `2.0.0 Ok: queued as ${id}`))
+        .catch((err: unknown) => {
+          if (err instanceof Error && 'responseCode' in err) return callback(err);
+          options.onError?.(err, 'data');
+          callback(reply(451, '4.3.0', 'local error in processing, message not accepted; try again later'));
+        });
+    },
+  });
+
+  async function checkRecipient(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+    const raw = address.address;
+    // RFC 3461 §4.1 and common practice: a bounce (null sender) goes to one recipient.
+    if (
+      session.envelope.mailFrom &&
+      session.envelope.mailFrom.address === '' &&
+      session.envelope.rcptTo.length >= 1
+    ) {
+      throw reply(452, '4.5.3', 'a message with a null sender may have one recipient only');
+    }
+    const at = raw.lastIndexOf('@');
+    if (at <= 0) throw reply(501, '5.1.3', `<${raw}> bad recipient address syntax`);
+    let domain: string;
+    try {
+      domain = normalizeDomain(raw.slice(at + 1));
+    } catch {
+      throw reply(501, '5.1.3', `<${raw}> bad recipient address syntax`);
+    }
+    const local = raw.slice(0, at);
+    if (!(await store.getDomain(domain)) || ROUTING.test(local) || local.startsWith('@')) {
+      throw reply(554, '5.7.1', `<${raw}> relay access denied`);
+    }
+    let canonical: string;
+    try {
+      canonical = normalizeAddress(raw);
+    } catch {
+      throw reply(501, '5.1.3', `<${raw}> bad recipient address syntax`);
+    }
+    if (!(await resolveRecipient(store, canonical)))
+      throw reply(550, '5.1.1', `<${raw}> recipient address rejected: no such user here`);
+  }
+
+  async function accept(stream: import('node:stream').Readable, session: SMTPServerSession): Promise<string> {
+    const { data } = await readBounded(stream, limits.maxMessageSize);
+    if (!data) throw reply(552, '5.3.4', `message exceeds the size limit of ${limits.maxMessageSize} bytes`);
+    if (hasBareLineEndingAtDot(data)) {
+      throw reply(
+        554,
+        '5.6.0',
+        'message refused: a bare CR or LF next to a "." line (SMTP smuggling); send CRLF line endings',
+      );
+    }
+    if (countHeaderFields(data, 'Received') > limits.maxHops) {
+      throw reply(554, '5.4.0', `too many hops (more than ${limits.maxHops} Received: headers), mail loop?`);
+    }
+    const env = session.envelope;
+    const tls =
+      session.secure && session.tlsOptions
+        ? { protocol: session.tlsOptions.version ?? 'TLS', cipher: session.tlsOptions.name }
+        : null;
+    const traceId = `${session.id}${randomBytes(2).toString('hex')}`;
+    const received = receivedHeader({
+      helo: session.hostNameAppearsAs,
+      clientAddress: session.remoteAddress,
+      by: options.hostname,
+      protocol: session.secure ? 'ESMTPS' : 'ESMTP',
+      id: traceId,
+      tls,
+      ...(env.rcptTo.length === 1 ? { recipient: env.rcptTo[0]!.address } : {}),
+    });
+    const message = Buffer.concat([Buffer.from(received, 'latin1'), data]);
+    const blobId = await store.blobs.put(message);
+    const entry = await store.enqueue({
+      sender: env.mailFrom ? env.mailFrom.address : '',
+      recipients: env.rcptTo.map((r) => ({
+        address: normalizeAddress(r.address),
+        ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
+        ...(r.dsn?.notify?.length ? { notify: r.dsn.notify.map((n) => n.toUpperCase()) } : {}),
+      })),
+      blobId,
+      size: message.length,
+      meta: {
+        client: session.remoteAddress,
+        helo: session.hostNameAppearsAs,
+        trace: traceId,
+        ...(env.dsn?.envid ? { envid: env.dsn.envid } : {}),
+        ...(env.dsn?.ret ? { ret: env.dsn.ret.toUpperCase() } : {}),
+      },
+    });
+    options.onQueued?.(entry);
+    return entry.id;
+  }
+
+  return server;
+}

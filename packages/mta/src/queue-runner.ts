@@ -1,0 +1,224 @@
+/**
+ * Works the queue: leases due entries, hands local recipients to the MDA over
+ * LMTP, records one result per recipient, retries temporary failures with
+ * backoff, and returns a DSN to the sender for permanent failures.
+ *
+ * Invariants:
+ * - An entry is worked only under a lease (store.leaseQueue), so several MTA
+ *   processes can share one queue.
+ * - Our queue id travels to the MDA as ENVID, so a crash between the MDA's
+ *   reply and `recordAttempt` cannot deliver a message twice.
+ * - A DSN is queued before the attempt is recorded: after a crash the sender
+ *   may get a bounce twice, never not at all. Never a DSN to `<>`.
+ */
+import { hostname as osHostname } from 'node:os';
+import { isStoreError, type MailStore, type QueueEntry, type RecipientResult } from '@mailwerk/store';
+import { buildDsn, type DsnRecipient, statusOf } from './dsn.ts';
+import { deliverOverLmtp, type LmtpReply, type LmtpTarget } from './lmtp-client.ts';
+import { defaultRetryPolicy, type RetryPolicy } from './schedule.ts';
+
+export interface QueueRunnerOptions {
+  store: MailStore;
+  hostname: string;
+  lmtp: LmtpTarget;
+  isLocalDomain(domain: string): Promise<boolean>;
+  retry?: RetryPolicy;
+  /** How long a lease lasts; an entry whose worker died is picked up again after this. */
+  leaseMs?: number;
+  /** Entries worked at once. */
+  concurrency?: number;
+  /** How often to look for due entries when nobody calls wake(). */
+  pollMs?: number;
+  now?: () => Date;
+  onError?: (err: unknown, context: string) => void;
+}
+
+const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+
+export class QueueRunner {
+  private readonly o: Required<Omit<QueueRunnerOptions, 'onError'>> & Pick<QueueRunnerOptions, 'onError'>;
+  private readonly owner: string;
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private wakeUp: (() => void) | null = null;
+  private pendingWake = false;
+  private readonly active = new Set<Promise<void>>();
+
+  constructor(options: QueueRunnerOptions) {
+    this.o = {
+      retry: defaultRetryPolicy,
+      leaseMs: 300_000,
+      concurrency: 8,
+      pollMs: 1_000,
+      now: () => new Date(),
+      ...options,
+    };
+    this.owner = `${osHostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Looks at the queue now (after a new message was queued). */
+  wake(): void {
+    this.pendingWake = true;
+    this.wakeUp?.();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wakeUp?.();
+    await this.loop;
+    await Promise.all(this.active);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.pendingWake) {
+      this.pendingWake = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeUp = () => {
+        this.wakeUp = null;
+        this.pendingWake = false;
+        done();
+      };
+    });
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      const free = this.o.concurrency - this.active.size;
+      let leased: QueueEntry[] = [];
+      if (free > 0) {
+        try {
+          this.pendingWake = false;
+          leased = await this.o.store.leaseQueue({
+            owner: this.owner,
+            leaseMs: this.o.leaseMs,
+            limit: free,
+            now: this.o.now(),
+          });
+        } catch (err) {
+          this.o.onError?.(err, 'queue lease');
+        }
+      }
+      for (const entry of leased) {
+        const job = this.work(entry).catch((err) => this.o.onError?.(err, `queue entry ${entry.id}`));
+        this.active.add(job);
+        void job.finally(() => {
+          this.active.delete(job);
+          this.wakeUp?.();
+        });
+      }
+      if (leased.length === 0 || this.active.size >= this.o.concurrency) await this.sleep(this.o.pollMs);
+    }
+  }
+
+  /** One attempt at every pending recipient of an entry. */
+  async work(entry: QueueEntry): Promise<void> {
+    const { store } = this.o;
+    const now = this.o.now();
+    const pending = entry.recipients.filter((r) => r.state === 'pending');
+    const local: string[] = [];
+    const results: RecipientResult[] = [];
+    for (const r of pending) {
+      if (await this.o.isLocalDomain(domainOf(r.address))) local.push(r.address);
+      else
+        results.push({
+          address: r.address,
+          state: 'pending',
+          reply: '451 4.4.0 delivery to other domains is not available yet',
+        });
+    }
+    let data: Buffer | null = null;
+    if (local.length > 0) {
+      let replies: LmtpReply[];
+      try {
+        data = await store.blobs.get(entry.blobId);
+        replies = await deliverOverLmtp(this.o.lmtp, {
+          sender: entry.sender,
+          recipients: local,
+          data,
+          envid: `mailwerk.${entry.id}`,
+          hostname: this.o.hostname,
+        });
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        replies = local.map((address) => ({
+          address,
+          code: 451,
+          text: `451 4.4.1 mail delivery agent unavailable: ${why}`,
+        }));
+      }
+      for (const r of replies) {
+        const state = r.code < 300 ? 'delivered' : r.code < 500 ? 'pending' : 'failed';
+        results.push({ address: r.address, state, reply: r.text });
+      }
+    }
+    // Past the maximum age, what is still temporary becomes final (RFC 3463 4.4.7).
+    const expired = now.getTime() - entry.createdAt.getTime() >= this.o.retry.maxAgeMs;
+    for (const r of results) {
+      if (expired && r.state === 'pending') {
+        r.state = 'failed';
+        r.reply = `${r.reply ?? ''} (gave up: 4.4.7 message expired after ${Math.round(this.o.retry.maxAgeMs / 3_600_000)} hours in the queue)`;
+      }
+    }
+    const failures = results.filter((r) => r.state === 'failed');
+    if (failures.length > 0) await this.bounce(entry, failures, data);
+    const nextAttemptAt = new Date(now.getTime() + this.o.retry.delayMs(entry.attempts + 1));
+    let updated: QueueEntry;
+    try {
+      updated = await store.recordAttempt(entry.id, this.owner, { results, nextAttemptAt });
+    } catch (err) {
+      if (isStoreError(err, 'lease_lost')) return; // Another worker owns it now.
+      throw err;
+    }
+    if (!updated.recipients.some((r) => r.state === 'pending')) await store.removeQueueEntry(entry.id);
+  }
+
+  private async bounce(entry: QueueEntry, failures: RecipientResult[], data: Buffer | null): Promise<void> {
+    // RFC 3461 §4.1: never a DSN for the null sender; NOTIFY without FAILURE (or NEVER) asks for none.
+    if (entry.sender === '') return;
+    const recipients: DsnRecipient[] = [];
+    for (const f of failures) {
+      const r = entry.recipients.find((x) => x.address === f.address);
+      if (r?.notify && !r.notify.includes('FAILURE')) continue;
+      recipients.push({
+        address: f.address,
+        orcpt: r?.orcpt,
+        action: 'failed',
+        status: statusOf(f.reply ?? '5.0.0').replace(/^4/, '5'),
+        diagnostic: f.reply ?? 'failed',
+      });
+    }
+    if (recipients.length === 0) return;
+    const original = data ?? (await this.o.store.blobs.get(entry.blobId));
+    const dsn = buildDsn({
+      reportingMta: this.o.hostname,
+      to: entry.sender,
+      originalMessage: original,
+      arrivalDate: entry.createdAt,
+      envid: typeof entry.meta.envid === 'string' ? entry.meta.envid : undefined,
+      returnFull: entry.meta.ret === 'FULL',
+      recipients,
+    });
+    const blobId = await this.o.store.blobs.put(dsn);
+    await this.o.store.enqueue({
+      sender: '',
+      recipients: [{ address: entry.sender }],
+      blobId,
+      size: dsn.length,
+      meta: { dsnFor: entry.id },
+    });
+    this.wake();
+  }
+}

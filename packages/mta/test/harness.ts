@@ -1,0 +1,202 @@
+/**
+ * The receiving path on loopback: a fresh store, the MDA's LMTP server and the
+ * MX on 127.0.0.1 with ephemeral ports, and the queue runner between them.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InProcessBus } from '@mailwerk/bus';
+import { createLmtpServer } from '@mailwerk/mda';
+import { type Account, DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
+import { openSqliteStore } from '@mailwerk/store-sqlite';
+import { generateSelfSigned } from '@mailwerk/tls';
+import type { SMTPServer } from 'smtp-server';
+import { createInboundServer, type InboundLimits, QueueRunner } from '../src/index.ts';
+
+let tlsPair: { key: string; cert: string } | null = null;
+export async function testTls() {
+  tlsPair ??= await generateSelfSigned('mx.test.example');
+  return tlsPair;
+}
+
+export async function listen(server: SMTPServer): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.server.address() as AddressInfo).port;
+}
+
+export const closeServer = (server: SMTPServer) =>
+  new Promise<void>((resolve) => server.close(() => resolve()));
+
+export interface Rig {
+  dir: string;
+  store: MailStore;
+  bus: InProcessBus;
+  smtpPort: number;
+  lmtpPort: number;
+  runner: QueueRunner;
+  users: Record<string, Account>;
+  /** Stops the MDA (to test queueing while it is down) and starts it again on the same port. */
+  stopMda(): Promise<void>;
+  startMda(): Promise<void>;
+  inbox(address: string, mailbox?: string): Promise<Buffer[]>;
+  close(): Promise<void>;
+}
+
+export async function rig(limits: Partial<InboundLimits> = {}): Promise<Rig> {
+  const dir = await mkdtemp(join(tmpdir(), 'mailwerk-mta-'));
+  const store = openSqliteStore({ path: join(dir, 'mailwerk.sqlite'), blobs: 'sqlite' });
+  const bus = new InProcessBus();
+  await store.addDomain('example.org');
+  const users: Record<string, Account> = {};
+  for (const name of ['bob', 'ann', 'carl']) {
+    users[name] = await store.createAccount({
+      address: `${name}@example.org`,
+      passwordHash: 'x',
+      mailboxes: [...DEFAULT_MAILBOXES, { name: 'Lists' }],
+    });
+  }
+  let mda = createLmtpServer({ store, bus, hostname: 'mda.test.example', maxMessageSize: 10_000_000 });
+  const lmtpPort = await listen(mda);
+  const runner = new QueueRunner({
+    store,
+    hostname: 'mx.test.example',
+    lmtp: `127.0.0.1:${lmtpPort}`,
+    isLocalDomain: async (d) => (await store.getDomain(d)) !== null,
+    retry: { delayMs: () => 200, maxAgeMs: 3_600_000 },
+    pollMs: 50,
+  });
+  const smtp = createInboundServer({
+    store,
+    hostname: 'mx.test.example',
+    tls: await testTls(),
+    limits: { maxMessageSize: 200_000, maxRecipients: 5, ...limits },
+    onQueued: () => runner.wake(),
+  });
+  const smtpPort = await listen(smtp);
+  runner.start();
+  return {
+    dir,
+    store,
+    bus,
+    smtpPort,
+    lmtpPort,
+    runner,
+    users,
+    async stopMda() {
+      await closeServer(mda);
+    },
+    async startMda() {
+      mda = createLmtpServer({ store, bus, hostname: 'mda.test.example', maxMessageSize: 10_000_000 });
+      await new Promise<void>((resolve) => mda.listen(lmtpPort, '127.0.0.1', resolve));
+    },
+    async inbox(address, mailbox = 'INBOX') {
+      const acc = (await store.getAccountByAddress(address))!;
+      const box = (await store.getMailbox(acc.id, mailbox))!;
+      return Promise.all((await store.listMessages(box.id)).map((m) => store.blobs.get(m.blobId)));
+    },
+    async close() {
+      await runner.stop();
+      await Promise.all([closeServer(smtp), closeServer(mda).catch(() => {})]);
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls until `check` returns a truthy value or the time is up. */
+export async function eventually<T>(
+  check: () => Promise<T | null | undefined | false>,
+  ms = 5000,
+): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
+ * A raw SMTP client: writes exactly what the test says (pipelined, bare LFs
+ * and all) and collects complete replies, so reply codes can be checked to
+ * the digit.
+ */
+export class RawClient {
+  private buffer = '';
+  private readonly replies: string[] = [];
+  private waiters: Array<() => void> = [];
+  closed = false;
+  greeting = '';
+  readonly socket: Socket;
+
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      this.buffer += d;
+      let m: RegExpExecArray | null;
+      // A complete reply ends with a line whose code is followed by a space.
+      while ((m = /^(?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n/.exec(this.buffer))) {
+        this.replies.push(m[0].trimEnd());
+        this.buffer = this.buffer.slice(m[0].length);
+      }
+      for (const w of this.waiters.splice(0)) w();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      for (const w of this.waiters.splice(0)) w();
+    });
+    socket.on('error', () => {});
+  }
+
+  static async open(port: number): Promise<RawClient> {
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    const c = new RawClient(socket);
+    c.greeting = await c.read();
+    return c;
+  }
+
+  /** The next reply, waiting up to `ms`. */
+  async read(ms = 5000): Promise<string> {
+    const until = Date.now() + ms;
+    while (this.replies.length === 0) {
+      if (this.closed) throw new Error(`connection closed; unparsed: ${JSON.stringify(this.buffer)}`);
+      const left = until - Date.now();
+      if (left <= 0) throw new Error(`no reply in time; unparsed: ${JSON.stringify(this.buffer)}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.replies.shift()!;
+  }
+
+  write(text: string): void {
+    this.socket.write(text, 'latin1');
+  }
+
+  /** Sends one command and returns its reply. */
+  async cmd(line: string): Promise<string> {
+    this.write(`${line}\r\n`);
+    return this.read();
+  }
+
+  /** Replies that are already in, without waiting. */
+  drain(): string[] {
+    return this.replies.splice(0);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}

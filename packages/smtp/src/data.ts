@@ -1,0 +1,72 @@
+/** Reading the DATA of a transaction, bounded, and checks on what was read. */
+import type { Readable } from 'node:stream';
+
+export interface ReadResult {
+  /** The message, or null when it went over `limit` (then only counted, not kept). */
+  data: Buffer | null;
+  size: number;
+}
+
+/**
+ * Reads the message stream, keeping at most `limit` bytes in memory: past the
+ * limit the rest is read and counted but thrown away, so an oversized message
+ * costs no more memory than the limit.
+ */
+export async function readBounded(stream: Readable, limit: number): Promise<ReadResult> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let over = false;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (over) continue;
+    if (size > limit) {
+      over = true;
+      chunks.length = 0;
+      continue;
+    }
+    chunks.push(chunk);
+  }
+  return { data: over ? null : Buffer.concat(chunks, size), size };
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+const DOT = 0x2e;
+
+/**
+ * True when the message holds a dot next to a bare CR or bare LF: `\n.\n`,
+ * `\r.\r`, `\n.\r\n`, `\r\n.\n` … Such a line ends a message for some SMTP
+ * servers and not for others, which is how SMTP smuggling slips a second
+ * message past the first server. We refuse them rather than pass them on.
+ * (The data seen here has the transparency dots already removed.)
+ */
+export function hasBareLineEndingAtDot(data: Buffer): boolean {
+  let i = data.indexOf(DOT);
+  while (i !== -1) {
+    const prev = i === 0 ? LF : data[i - 1]!;
+    const atLineStart = i === 0 || prev === LF || prev === CR;
+    if (atLineStart) {
+      const bareBefore = i > 0 && (prev === CR || (prev === LF && (i < 2 || data[i - 2] !== CR)));
+      const next = data[i + 1];
+      const bareAfter = next === LF || (next === CR && data[i + 2] !== LF);
+      if (bareBefore || bareAfter) return true;
+    }
+    i = data.indexOf(DOT, i + 1);
+  }
+  return false;
+}
+
+/** The header block: up to the first empty line. */
+export function headerBlock(data: Buffer): string {
+  const crlf = data.indexOf('\r\n\r\n');
+  const lf = data.indexOf('\n\n');
+  const ends = [crlf, lf].filter((n) => n !== -1);
+  const end = ends.length ? Math.min(...ends) : data.length;
+  return data.toString('latin1', 0, end);
+}
+
+/** How many header fields named `name` the message has (RFC 5321 §6.3 counts Received: for loop detection). */
+export function countHeaderFields(data: Buffer, name: string): number {
+  const re = new RegExp(`^${name}:`, 'gim');
+  return headerBlock(data).match(re)?.length ?? 0;
+}

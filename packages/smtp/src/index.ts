@@ -1,0 +1,9 @@
+export {
+  countHeaderFields,
+  hasBareLineEndingAtDot,
+  headerBlock,
+  type ReadResult,
+  readBounded,
+} from './data.ts';
+export { type ReceivedInfo, receivedHeader, rfc5322Date } from './received.ts';
+export { installRelayGuard, installReplyCodes, reply, SmtpError } from './reply.ts';

@@ -1,0 +1,67 @@
+/**
+ * SMTP and LMTP replies with their enhanced status codes (RFC 3463), mapped
+ * to the wire in one place.
+ *
+ * smtp-server picks an enhanced code from the reply code alone for errors
+ * raised in hooks (so a relay refusal, 554, would read 5.6.0). `installReplyCodes`
+ * wraps its reply writer once at this boundary: a reply text that starts with
+ * its own enhanced code is sent as it is; every other reply keeps the code
+ * smtp-server chooses. So every reply carries exactly one enhanced code.
+ */
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+
+export class SmtpError extends Error {
+  readonly responseCode: number;
+  readonly enhanced: string;
+  constructor(code: number, enhanced: string, text: string) {
+    super(`${enhanced} ${text}`);
+    this.name = 'SmtpError';
+    this.responseCode = code;
+    this.enhanced = enhanced;
+  }
+}
+
+export const reply = (code: number, enhanced: string, text: string) => new SmtpError(code, enhanced, text);
+
+const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
+let installed = false;
+
+export function installReplyCodes(): void {
+  if (installed) return;
+  installed = true;
+  const proto = SMTPConnection.prototype as unknown as {
+    send(code: number, data?: unknown, context?: unknown): void;
+  };
+  const original = proto.send;
+  proto.send = function send(code: number, data?: unknown, context?: unknown) {
+    if (typeof data === 'string' && ENHANCED.test(data)) return original.call(this, code, data, false);
+    return original.call(this, code, data, context);
+  };
+}
+
+/**
+ * smtp-server refuses a recipient such as `"a@ext"@local` with a syntax error
+ * before any hook sees it. It is a relay trick, and an admin reading the log
+ * should see it refused as one: servers created with `refuseQuotedRouting`
+ * answer such RCPTs 554 5.7.1 (the recipient is refused either way).
+ */
+export function installRelayGuard(): void {
+  const proto = SMTPConnection.prototype as unknown as {
+    handler_RCPT(command: Buffer | string, callback: () => void): void;
+    send(code: number, data?: unknown, context?: unknown): void;
+    _server: { options: { refuseQuotedRouting?: boolean } };
+  };
+  if ((proto as { _relayGuard?: boolean })._relayGuard) return;
+  (proto as { _relayGuard?: boolean })._relayGuard = true;
+  const original = proto.handler_RCPT;
+  proto.handler_RCPT = function handlerRcpt(command, callback) {
+    if (this._server.options.refuseQuotedRouting) {
+      const m = /^RCPT\s+TO\s*:\s*<("(?:[^"\\]|\\.)*")@([^<>@]*)>/i.exec(command.toString());
+      if (m && /[@%!:]/.test(m[1]!)) {
+        this.send(554, `5.7.1 <${m[1]}@${m[2]}> relay access denied`.replace(/[\r\n]/g, ''));
+        return callback();
+      }
+    }
+    return original.call(this, command, callback);
+  };
+}

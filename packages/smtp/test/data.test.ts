@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { countHeaderFields, hasBareLineEndingAtDot, readBounded, receivedHeader } from '../src/index.ts';
+
+describe('smuggling check', () => {
+  const bad = [
+    'a\n.\nb',
+    'a\r.\rb',
+    'a\n.\r\nb',
+    'a\r\n.\nb',
+    'a\r\n.\rb',
+    'a\r.\r\nb',
+    'a\n.\r',
+    '.\nx',
+    'x\n.',
+  ];
+  for (const s of bad)
+    it(`refuses ${JSON.stringify(s)}`, () => assert.equal(hasBareLineEndingAtDot(Buffer.from(s)), true));
+  const good = ['a\r\n.\r\nb', 'a.b\nc', '...\r\n', 'a\r\n.. x\r\n', 'a\r\n.x\r\n', '', 'no dots\nat all\n'];
+  for (const s of good)
+    it(`accepts ${JSON.stringify(s)}`, () => assert.equal(hasBareLineEndingAtDot(Buffer.from(s)), false));
+});
+
+describe('message reading', () => {
+  it('keeps at most the limit in memory and still counts the size', async () => {
+    const chunks = [Buffer.alloc(600, 97), Buffer.alloc(600, 98)];
+    assert.deepEqual(await readBounded(Readable.from(chunks), 1000), { data: null, size: 1200 });
+    const ok = await readBounded(Readable.from(chunks), 1200);
+    assert.equal(ok.data?.length, 1200);
+  });
+
+  it('counts header fields only in the header block', () => {
+    const msg = Buffer.from('Received: a\r\nreceived: b\r\nSubject: x\r\n\r\nReceived: not a header\r\n');
+    assert.equal(countHeaderFields(msg, 'Received'), 2);
+  });
+
+  it('writes a Received: header without control characters from the client', () => {
+    const h = receivedHeader({
+      helo: 'evil\r\nX-Injected: 1',
+      clientAddress: '127.0.0.1',
+      by: 'mx.example.org',
+      protocol: 'ESMTPS',
+      id: 'Q1',
+      tls: { protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' },
+      date: new Date(Date.UTC(2026, 10, 23, 10, 0, 0)),
+    });
+    assert.equal(
+      h,
+      'Received: from evil??X-Injected:?1 ([127.0.0.1])\r\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n\tby mx.example.org (Mailwerk) with ESMTPS id Q1;\r\n\tMon, 23 Nov 2026 10:00:00 +0000\r\n',
+    );
+  });
+});
