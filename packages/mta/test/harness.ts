@@ -137,9 +137,10 @@ export class RawClient {
     socket.setEncoding('latin1');
     socket.on('data', (d: string) => {
       this.buffer += d;
-      let m: RegExpExecArray | null;
       // A complete reply ends with a line whose code is followed by a space.
-      while ((m = /^(?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n/.exec(this.buffer))) {
+      for (;;) {
+        const m = /^(?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n/.exec(this.buffer);
+        if (!m) break;
         this.replies.push(m[0].trimEnd());
         this.buffer = this.buffer.slice(m[0].length);
       }

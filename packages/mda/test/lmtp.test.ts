@@ -1,0 +1,145 @@
+// The MDA's LMTP server driven by nodemailer's LMTP client over loopback.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { InProcessBus, type MailEvent } from '@mailwerk/bus';
+import { DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
+import { openSqliteStore } from '@mailwerk/store-sqlite';
+import nodemailer from 'nodemailer';
+import type { SMTPServer } from 'smtp-server';
+import { createLmtpServer } from '../src/index.ts';
+
+describe('MDA over LMTP', () => {
+  let dir: string;
+  let store: MailStore;
+  let server: SMTPServer;
+  let port: number;
+  const events: MailEvent[] = [];
+  const bus = new InProcessBus();
+  const ids: Record<string, string> = {};
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mailwerk-mda-'));
+    store = openSqliteStore({ path: join(dir, 'db.sqlite'), blobs: 'sqlite' });
+    await store.addDomain('example.org');
+    for (const name of ['bob', 'ann', 'carl']) {
+      const a = await store.createAccount({
+        address: `${name}@example.org`,
+        passwordHash: 'x',
+        mailboxes: [...DEFAULT_MAILBOXES, { name: 'Lists' }],
+      });
+      ids[name] = a.id;
+      bus.subscribe(a.id, (e) => events.push(e));
+    }
+    await store.addAlias({ address: 'team@example.org', targets: ['bob@example.org', 'ann@example.org'] });
+    await store.addAlias({ address: 'fwd@example.org', targets: ['out@elsewhere.net', 'carl@example.org'] });
+    await store.addAlias({ address: 'loop1@example.org', targets: ['loop2@example.org'] });
+    await store.addAlias({ address: 'loop2@example.org', targets: ['loop1@example.org'] });
+    server = createLmtpServer({ store, bus, hostname: 'mda.test', maxMessageSize: 100_000 });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.server.address() as AddressInfo).port;
+  });
+  after(async () => {
+    await new Promise<void>((r) => server.close(() => r()));
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function lmtp(to: string[], subject: string, envelope: Record<string, unknown> = {}) {
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port, lmtp: true, ignoreTLS: true });
+    try {
+      return await t.sendMail({
+        envelope: { from: 'sender@ext.org', to, ...envelope },
+        from: 'sender@ext.org',
+        to: 'whoever@example.org',
+        subject,
+        text: 'body\n',
+      });
+    } finally {
+      t.close();
+    }
+  }
+
+  async function mails(name: string, subject: string, mailbox = 'INBOX'): Promise<string[]> {
+    const box = (await store.getMailbox(ids[name]!, mailbox))!;
+    const out: string[] = [];
+    for (const m of await store.listMessages(box.id)) {
+      const text = (await store.blobs.get(m.blobId)).toString();
+      if (text.includes(`Subject: ${subject}`)) out.push(text);
+    }
+    return out;
+  }
+
+  it('delivers to an account with Return-Path and Delivered-To, and publishes the event after the write', async () => {
+    const before = events.length;
+    const info = await lmtp(['bob@example.org'], 'direct');
+    assert.deepEqual(info.accepted, ['bob@example.org']);
+    const [text] = await mails('bob', 'direct');
+    assert.match(text!, /^Return-Path: <sender@ext\.org>\r\nDelivered-To: bob@example\.org\r\n/);
+    const e = events.slice(before);
+    assert.equal(e.length, 1);
+    assert.equal(e[0]!.type, 'message.new');
+    const box = (await store.getMailbox(ids.bob!, 'INBOX'))!;
+    assert.ok(e[0]!.type === 'message.new' && (await store.getMessage(box.id, e[0]!.uid)) !== null);
+  });
+
+  it('fans an alias out to each account once, and an account reached twice gets one copy', async () => {
+    const info = await lmtp(['team@example.org', 'bob@example.org'], 'fan-out');
+    assert.deepEqual(info.accepted, ['team@example.org', 'bob@example.org']);
+    assert.equal((await mails('bob', 'fan-out')).length, 1);
+    const [annCopy] = await mails('ann', 'fan-out');
+    assert.match(annCopy!, /Delivered-To: ann@example\.org/);
+  });
+
+  it('sends external alias targets back to the queue, delivering the local ones', async () => {
+    await lmtp(['fwd@example.org'], 'forwarded');
+    assert.equal((await mails('carl', 'forwarded')).length, 1);
+    const queued = (await store.listQueue()).find((e) =>
+      e.recipients.some((r) => r.address === 'out@elsewhere.net'),
+    );
+    assert.ok(queued);
+    assert.equal(queued.sender, 'sender@ext.org');
+    assert.match((await store.blobs.get(queued.blobId)).toString(), /Subject: forwarded/);
+  });
+
+  it('files user+tag into the folder of that name, else into INBOX; and uses the catch-all', async () => {
+    await lmtp(['bob+lists@example.org', 'ann+nosuchfolder@example.org'], 'tagged');
+    assert.equal((await mails('bob', 'tagged', 'Lists')).length, 1);
+    assert.equal((await mails('ann', 'tagged')).length, 1);
+    await assert.rejects(lmtp(['stranger@example.org'], 'caught'), /550 5\.1\.1/);
+    await store.addAlias({ address: '@example.org', targets: ['carl@example.org'] });
+    await lmtp(['stranger@example.org'], 'caught');
+    assert.equal((await mails('carl', 'caught')).length, 1);
+    await store.removeAlias('@example.org');
+  });
+
+  it('answers per recipient: an alias loop and a full mailbox fail, the others are delivered', async () => {
+    await store.updateAccount(ids.ann!, { quotaBytes: 1 });
+    const info = await lmtp(['loop1@example.org', 'ann@example.org', 'carl@example.org'], 'mixed');
+    assert.deepEqual(info.accepted, ['carl@example.org']);
+    const errors = Object.fromEntries(
+      (
+        info as unknown as { rejectedErrors: Array<{ recipient: string; response: string }> }
+      ).rejectedErrors.map((e) => [e.recipient, e.response]),
+    );
+    assert.match(errors['loop1@example.org']!, /^550 5\.4\.6 .*alias loop/);
+    assert.match(errors['ann@example.org']!, /^452 4\.2\.2 /);
+    assert.equal((await mails('ann', 'mixed')).length, 0);
+    await store.updateAccount(ids.ann!, { quotaBytes: null });
+  });
+
+  it('does not deliver twice when our MTA retries the same queue entry', async () => {
+    const dsn = { dsn: { envid: 'mailwerk.0abc123' } };
+    await lmtp(['carl@example.org'], 'retried', dsn);
+    const again = await lmtp(['carl@example.org'], 'retried', dsn);
+    assert.deepEqual(again.accepted, ['carl@example.org']);
+    assert.equal((await mails('carl', 'retried')).length, 1);
+    // A foreign ENVID is no key: two messages stay two messages.
+    await lmtp(['carl@example.org'], 'foreign', { dsn: { envid: 'client-id-1' } });
+    await lmtp(['carl@example.org'], 'foreign', { dsn: { envid: 'client-id-1' } });
+    assert.equal((await mails('carl', 'foreign')).length, 2);
+  });
+});

@@ -1,0 +1,78 @@
+// The queue between the MX and the MDA: retries, per-recipient results, DSNs.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import nodemailer from 'nodemailer';
+import { eventually, type Rig, rig } from './harness.ts';
+
+describe('queue and LMTP hand-off', () => {
+  let r: Rig;
+  before(async () => {
+    r = await rig();
+  });
+  after(() => r.close());
+
+  const send = async (from: string, to: string[], subject: string) => {
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port: r.smtpPort, ignoreTLS: true });
+    try {
+      return await t.sendMail({ from, to, subject, text: `${subject}\n` });
+    } finally {
+      t.close();
+    }
+  };
+  const count = async (address: string, subject: string, mailbox = 'INBOX') =>
+    (await r.inbox(address, mailbox)).filter((m) => m.includes(`Subject: ${subject}`)).length;
+
+  it('keeps mail queued while the MDA is down and delivers it when it is back', async () => {
+    await r.stopMda();
+    await send('sender@ext.org', ['bob@example.org'], 'while down');
+    const entry = await eventually(async () => (await r.store.listQueue()).find((e) => e.attempts >= 2));
+    assert.equal(entry.recipients[0]!.state, 'pending');
+    assert.match(entry.recipients[0]!.lastReply ?? '', /^451 4\.4\.1 mail delivery agent unavailable/);
+    assert.equal(await count('bob@example.org', 'while down'), 0);
+    await r.startMda();
+    await eventually(async () => (await count('bob@example.org', 'while down')) === 1);
+    await eventually(async () => (await r.store.listQueue()).length === 0);
+  });
+
+  it('with three recipients of which one fails, replies per recipient and retries only that one', async () => {
+    const ann = r.users.ann!;
+    await r.store.updateAccount(ann.id, { quotaBytes: 10 }); // far too small: 452 4.2.2 at the MDA
+    await send('sender@ext.org', ['bob@example.org', 'ann@example.org', 'carl@example.org'], 'three');
+    const entry = await eventually(async () => (await r.store.listQueue()).find((e) => e.attempts >= 2));
+    const states = Object.fromEntries(entry.recipients.map((x) => [x.address, [x.state, x.attempts]]));
+    assert.deepEqual(states['bob@example.org'], ['delivered', 1]);
+    assert.deepEqual(states['carl@example.org'], ['delivered', 1]);
+    assert.equal(states['ann@example.org']![0], 'pending');
+    assert.match(entry.recipients.find((x) => x.address === 'ann@example.org')!.lastReply!, /^452 4\.2\.2 /);
+    await r.store.updateAccount(ann.id, { quotaBytes: null });
+    await eventually(async () => (await r.store.listQueue()).length === 0);
+    assert.equal(await count('ann@example.org', 'three'), 1);
+    assert.equal(await count('bob@example.org', 'three'), 1);
+    assert.equal(await count('carl@example.org', 'three'), 1);
+  });
+
+  it('bounces a permanent failure to the sender as an RFC 3464 report, and never to <>', async () => {
+    await r.stopMda();
+    await send('carl@example.org', ['ann@example.org'], 'to a user about to go');
+    await send('', ['ann@example.org'], 'null sender');
+    await eventually(async () => (await r.store.listQueue()).filter((e) => e.attempts >= 1).length === 2);
+    // ann is removed while her mail waits: the MDA now answers 550 5.1.1.
+    await r.store.removeAccount(r.users.ann!.id);
+    await r.startMda();
+    const dsn = await eventually(async () =>
+      (await r.inbox('carl@example.org')).find((m) => m.includes('Undelivered Mail Returned to Sender')),
+    );
+    const text = dsn.toString();
+    assert.match(text, /^Return-Path: <>\r\n/);
+    assert.match(text, /Content-Type: multipart\/report; report-type=delivery-status;/);
+    assert.match(text, /Content-Type: message\/delivery-status/);
+    assert.match(text, /Reporting-MTA: dns; mx\.test\.example/);
+    assert.match(text, /Final-Recipient: rfc822; ann@example\.org\r\nAction: failed\r\nStatus: 5\.1\.1\r\n/);
+    assert.match(text, /Diagnostic-Code: smtp; 550 5\.1\.1 /);
+    assert.match(text, /Content-Type: text\/rfc822-headers[\s\S]*Subject: to a user about to go/);
+    await eventually(async () => (await r.store.listQueue()).length === 0);
+    // The bounce of the null-sender message went nowhere: carl got exactly one report.
+    const reports = (await r.inbox('carl@example.org')).filter((m) => m.includes('multipart/report'));
+    assert.equal(reports.length, 1);
+  });
+});
