@@ -1,8 +1,7 @@
 /** What every command gets: parsed options, the configuration, the store, and where to write. */
-import { join } from 'node:path';
 import { type Config, loadConfig, resolveConfigPath } from '@mailwerk/config';
+import { openStore, UnsupportedBackendError } from '@mailwerk/runtime';
 import type { MailStore } from '@mailwerk/store';
-import { openSqliteStore } from '@mailwerk/store-sqlite';
 
 export class UsageError extends Error {}
 /** A failure already explained to the user in `message`. */
@@ -28,18 +27,19 @@ export interface Context {
   configPath: string;
   config(): Config;
   store(): MailStore;
+  /** Hands the open store over to a long-running service, which closes it itself. */
+  releaseStore(): void;
   close(): Promise<void>;
   print(line?: string): void;
 }
 
 export function openStoreFor(config: Config): MailStore {
-  if (config.store.backend === 'mongodb') {
-    throw new CliError('store.backend "mongodb" is not available in this build yet; use "sqlite"');
+  try {
+    return openStore(config);
+  } catch (err) {
+    if (err instanceof UnsupportedBackendError) throw new CliError(err.message);
+    throw err;
   }
-  return openSqliteStore({
-    path: config.store.sqlite_path,
-    blobs: config.store.bodies === 'sqlite' ? 'sqlite' : { dir: join(config.data_dir, 'blobs') },
-  });
 }
 
 export function createContext(options: {
@@ -62,6 +62,9 @@ export function createContext(options: {
     store() {
       store ??= openStoreFor(ctx.config());
       return store;
+    },
+    releaseStore() {
+      store = null;
     },
     async close() {
       await store?.close();

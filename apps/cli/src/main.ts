@@ -8,11 +8,18 @@ import { StoreError } from '@mailwerk/store';
 import type { Command } from './command.ts';
 import { aliasCommands } from './commands/alias.ts';
 import { domainCommands } from './commands/domain.ts';
+import { mailCommands } from './commands/mail.ts';
 import { setupCommands } from './commands/setup.ts';
 import { userCommands } from './commands/user.ts';
 import { CliError, createContext, ExitStatus, type Io, UsageError } from './context.ts';
 
-export const COMMANDS: Command[] = [...setupCommands, ...domainCommands, ...userCommands, ...aliasCommands];
+export const COMMANDS: Command[] = [
+  ...setupCommands,
+  ...domainCommands,
+  ...userCommands,
+  ...aliasCommands,
+  ...mailCommands,
+];
 
 const GLOBAL_OPTIONS = {
   config: { type: 'string' },

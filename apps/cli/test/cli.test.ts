@@ -58,10 +58,9 @@ describe('mailwerk CLI', () => {
     assert.equal(again.tls.generated, false);
     assert.equal(again.tls.selfSigned, true);
     assert.equal(again.services.length, 9);
-    const start = await sb.run(['start']);
-    assert.equal(start.code, 0);
-    assert.match(start.stdout, /SMTP \(MX\)\s+0\.0\.0\.0:2525/);
-    assert.match(start.stdout, /IMAP \(TLS\)\s+0\.0\.0\.0:2993/);
+    const text2 = await sb.run(['init']);
+    assert.match(text2.stdout, /SMTP \(MX\)\s+0\.0\.0\.0:2525/);
+    assert.match(text2.stdout, /IMAP \(TLS\)\s+0\.0\.0\.0:2993/);
   });
 
   it('manages domains, refusing bad input with one line and no change', async () => {

@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -16,9 +17,70 @@ export interface Sandbox {
   config: string;
   /** Runs the real `mailwerk` binary against this sandbox's config, feeding `input` on stdin. */
   run(args: string[], input?: string): Promise<Result>;
+  /** Starts a long-running `mailwerk` (start) and resolves once its output matches `ready`. */
+  spawn(args: string[], ready: RegExp, env?: Record<string, string>): Promise<Service>;
   /** Like run, but fails the test unless the exit status is 0, and parses --json output. */
   json<T = unknown>(args: string[], input?: string): Promise<T>;
   cleanup(): Promise<void>;
+}
+
+export interface Service {
+  child: ChildProcess;
+  output(): string;
+  /** Ends the process and waits for it. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+function startService(
+  dir: string,
+  config: string,
+  args: string[],
+  ready: RegExp,
+  env: Record<string, string>,
+): Promise<Service> {
+  const child = spawn(BIN, args, {
+    cwd: dir,
+    env: { PATH: process.env.PATH, HOME: dir, MAILWERK_CONFIG: config, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const service: Service = {
+    child,
+    output: () => out,
+    async kill(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`service did not start: ${out}`)), 15_000);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (ready.test(out)) {
+        clearTimeout(timer);
+        resolve(service);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`service exited with ${code}: ${out}`));
+    });
+  });
+}
+
+/** A port nothing listens on right now (for a service that needs its port in its config). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 export async function sandbox(): Promise<Sandbox> {
@@ -47,6 +109,7 @@ export async function sandbox(): Promise<Sandbox> {
     dir,
     config,
     run,
+    spawn: (args, ready, env = {}) => startService(dir, config, args, ready, env),
     async json<T>(args: string[], input?: string) {
       const r = await run(['--json', ...args], input);
       if (r.code !== 0) throw new Error(`mailwerk ${args.join(' ')} exited ${r.code}: ${r.stderr}`);

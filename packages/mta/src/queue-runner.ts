@@ -33,6 +33,15 @@ export interface QueueRunnerOptions {
   onError?: (err: unknown, context: string) => void;
 }
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 
 export class QueueRunner {
@@ -59,7 +68,27 @@ export class QueueRunner {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.loop = this.run();
+    this.loop = this.recoverLeases().then(() => this.run());
+  }
+
+  /**
+   * Frees leases held by dead processes on this host (a crash or SIGKILL), so
+   * their entries are retried now rather than when the lease runs out. Leases
+   * of other hosts expire on their own.
+   */
+  private async recoverLeases(): Promise<void> {
+    const host = `${osHostname()}:`;
+    try {
+      for (const e of await this.o.store.listQueue()) {
+        const owner = e.leaseOwner;
+        if (!owner?.startsWith(host) || owner === this.owner) continue;
+        const pid = Number(owner.slice(host.length).split(':')[0]);
+        if (Number.isInteger(pid) && pid > 0 && !processAlive(pid))
+          await this.o.store.releaseLease(e.id, owner);
+      }
+    } catch (err) {
+      this.o.onError?.(err, 'lease recovery');
+    }
   }
 
   /** Looks at the queue now (after a new message was queued). */

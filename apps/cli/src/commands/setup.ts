@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { type Config, loadConfig, sampleConfig } from '@mailwerk/config';
+import { type Listening, SERVICES, type ServiceName, startServices } from '@mailwerk/runtime';
 import { describeCertificate, ensureCertificate } from '@mailwerk/tls';
 import type { Command } from '../command.ts';
 import { CliError, type Context } from '../context.ts';
@@ -82,7 +83,7 @@ const initOptions = {
   'unprivileged-ports': { type: 'boolean' },
 } as const;
 
-async function summary(ctx: Context, result: InitResult, verb: 'init' | 'start'): Promise<void> {
+async function summary(ctx: Context, result: InitResult, running: Listening[] | null): Promise<void> {
   const { config } = result;
   const store = ctx.store();
   const domains = [];
@@ -92,15 +93,18 @@ async function summary(ctx: Context, result: InitResult, verb: 'init' | 'start')
   const cert = describeCertificate(await readFile(config.tls.cert, 'utf8'));
   const services = [
     { service: 'SMTP (MX)', listen: `${config.mta.listen}:${config.mta.smtp_port}` },
+    { service: 'LMTP (MDA)', listen: config.mda.lmtp },
     { service: 'Submission (STARTTLS)', listen: `${config.mta.listen}:${config.mta.submission_port}` },
     { service: 'Submission (TLS)', listen: `${config.mta.listen}:${config.mta.submissions_port}` },
-    { service: 'LMTP (MDA)', listen: config.mda.lmtp },
     { service: 'IMAP (STARTTLS)', listen: `${config.access.listen}:${config.access.imap_port}` },
     { service: 'IMAP (TLS)', listen: `${config.access.listen}:${config.access.imaps_port}` },
     { service: 'POP3 (STLS)', listen: `${config.access.listen}:${config.access.pop3_port}` },
     { service: 'POP3 (TLS)', listen: `${config.access.listen}:${config.access.pop3s_port}` },
     { service: 'ManageSieve', listen: `${config.access.listen}:${config.access.managesieve_port}` },
-  ];
+  ].map((s) => {
+    const live = running?.find((l) => l.service === s.service);
+    return { ...s, listen: live?.address ?? s.listen, running: Boolean(live) };
+  });
   if (ctx.json) {
     return printJson(ctx, {
       config: ctx.configPath,
@@ -115,7 +119,7 @@ async function summary(ctx: Context, result: InitResult, verb: 'init' | 'start')
         validTo: cert.validTo,
       },
       domains,
-      services: services.map((s) => ({ ...s, running: false })),
+      services,
     });
   }
   ctx.print(`Mailwerk on ${config.hostname}`);
@@ -131,15 +135,11 @@ async function summary(ctx: Context, result: InitResult, verb: 'init' | 'start')
     `  domains  ${domains.map((d) => `${d.name} (${d.users} user${d.users === 1 ? '' : 's'})`).join(', ') || 'none yet: mailwerk domain add example.org'}`,
   );
   ctx.print();
-  ctx.print(
-    verb === 'start'
-      ? 'Services and where they will listen (this version prepares the data directory; the servers themselves are not built yet):'
-      : 'Services and where they will listen:',
-  );
+  ctx.print(running ? 'Services:' : 'Services and where they will listen:');
   printTable(
     ctx,
-    ['SERVICE', 'LISTEN'],
-    services.map((s) => [s.service, s.listen]),
+    ['SERVICE', 'LISTEN', 'STATE'],
+    services.map((s) => [s.service, s.listen, s.running ? 'running' : running ? 'not built yet' : '']),
   );
 }
 
@@ -154,20 +154,39 @@ export const setupCommands: Command[] = [
     minArgs: 0,
     maxArgs: 0,
     async run(ctx, _args, opts) {
-      await summary(ctx, await initialise(ctx, opts), 'init');
+      await summary(ctx, await initialise(ctx, opts), null);
     },
   },
   {
     name: ['start'],
     args: '',
-    summary: 'initialise what is missing and start the services',
-    options: initOptions,
+    summary: 'initialise what is missing and run the services until stopped (SIGINT or SIGTERM)',
+    help: '--service mta|mda runs one service only (one process per service in the shared setup; repeatable as a comma list).',
+    options: { ...initOptions, service: { type: 'string' } },
     optionalConfig: true,
     minArgs: 0,
     maxArgs: 0,
     async run(ctx, _args, opts) {
       const exists = existsSync(ctx.configPath);
-      await summary(ctx, await initialise(ctx, exists ? {} : opts), 'start');
+      const { service, ...rest } = opts;
+      const wanted = typeof service === 'string' ? service.split(',').map((s) => s.trim()) : [...SERVICES];
+      for (const s of wanted) {
+        if (!SERVICES.includes(s as ServiceName))
+          throw new CliError(`unknown service "${s}": use ${SERVICES.join(', ')}`);
+      }
+      const result = await initialise(ctx, exists ? {} : rest);
+      await ctx.close();
+      ctx.releaseStore();
+      const running = await startServices(result.config, wanted as ServiceName[]);
+      ctx.store = () => running.store;
+      await summary(ctx, result, running.listening);
+      ctx.releaseStore();
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await running.stop();
     },
   },
   {

@@ -1,0 +1,89 @@
+/** Looking at mail: a mailbox's messages, and the queue. */
+import { formatByteSize } from '@mailwerk/config';
+import { normalizeAddress } from '@mailwerk/store';
+import type { Command } from '../command.ts';
+import { CliError } from '../context.ts';
+import { printJson, printTable } from '../output.ts';
+
+export const mailCommands: Command[] = [
+  {
+    name: ['mail', 'list'],
+    args: 'ADDRESS',
+    summary: "list the messages in a user's mailbox (INBOX unless --mailbox)",
+    options: { mailbox: { type: 'string' } },
+    minArgs: 1,
+    maxArgs: 1,
+    async run(ctx, [address], opts) {
+      const store = ctx.store();
+      const account = await store.getAccountByAddress(normalizeAddress(address!));
+      if (!account) throw new CliError(`no user ${normalizeAddress(address!)}`);
+      const name = typeof opts.mailbox === 'string' ? opts.mailbox : 'INBOX';
+      const box = await store.getMailbox(account.id, name);
+      if (!box) throw new CliError(`${account.address} has no mailbox "${name}"`);
+      const messages = (await store.listMessages(box.id)).map((m) => ({
+        uid: m.uid,
+        date: m.internalDate,
+        from:
+          m.structure.root.envelope?.from?.map((a) => ('address' in a ? a.address : a.name)).join(', ') ?? '',
+        subject: m.structure.root.envelope?.subject ?? '',
+        size: m.size,
+        flags: m.flags,
+      }));
+      if (ctx.json) return printJson(ctx, { mailbox: box.name, uidValidity: box.uidValidity, messages });
+      if (messages.length === 0) return ctx.print(`${account.address} ${box.name}: no messages`);
+      printTable(
+        ctx,
+        ['UID', 'DATE', 'FROM', 'SUBJECT', 'SIZE', 'FLAGS'],
+        messages.map((m) => [
+          String(m.uid),
+          m.date.toISOString().slice(0, 16).replace('T', ' '),
+          m.from,
+          m.subject.slice(0, 60),
+          formatByteSize(m.size),
+          m.flags.join(' '),
+        ]),
+      );
+    },
+  },
+  {
+    name: ['queue', 'list'],
+    args: '',
+    summary: 'list the messages waiting in the queue',
+    minArgs: 0,
+    maxArgs: 0,
+    async run(ctx) {
+      const entries = await ctx.store().listQueue();
+      if (ctx.json) return printJson(ctx, entries);
+      if (entries.length === 0) return ctx.print('the queue is empty');
+      printTable(
+        ctx,
+        ['ID', 'ARRIVED', 'SENDER', 'RECIPIENTS', 'NEXT ATTEMPT', 'LAST REPLY'],
+        entries.map((e) => {
+          const pending = e.recipients.filter((r) => r.state === 'pending');
+          return [
+            e.id + (e.held ? ' (held)' : ''),
+            e.createdAt.toISOString().slice(0, 19).replace('T', ' '),
+            e.sender || '<>',
+            pending.map((r) => r.address).join(', '),
+            e.nextAttemptAt.toISOString().slice(0, 19).replace('T', ' '),
+            pending[0]?.lastReply ?? '',
+          ];
+        }),
+      );
+    },
+  },
+  {
+    name: ['queue', 'retry'],
+    args: 'ID|all',
+    summary: 'make queued messages due now (the queue runner picks them up within a second)',
+    minArgs: 1,
+    maxArgs: 1,
+    async run(ctx, [id]) {
+      const store = ctx.store();
+      const ids = id === 'all' ? (await store.listQueue()).map((e) => e.id) : [id!];
+      for (const one of ids) await store.retryQueueEntry(one);
+      if (ctx.json) printJson(ctx, { retried: ids });
+      else ctx.print(`${ids.length} message(s) due now`);
+    },
+  },
+];

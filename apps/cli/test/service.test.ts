@@ -1,0 +1,105 @@
+// `mailwerk start` as a real process: mail sent to it lands in the mailbox,
+// survives SIGKILL right after the 250, and waits in the queue while the MDA
+// (a separate process here) is down.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import nodemailer from 'nodemailer';
+import { freePort, type Sandbox, sandbox } from './helpers.ts';
+
+interface Listing {
+  messages: Array<{ uid: number; subject: string }>;
+}
+
+async function eventually<T>(check: () => Promise<T | null | undefined | false>, ms = 15_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('mailwerk start', () => {
+  let sb: Sandbox;
+  let env: Record<string, string>;
+  let port: number;
+  before(async () => {
+    sb = await sandbox();
+    port = await freePort();
+    env = { MAILWERK_MTA__SMTP_PORT: String(port), MAILWERK_MTA__LISTEN: '127.0.0.1' };
+    assert.equal((await sb.run(['init', '--data-dir', 'data', '--hostname', 'mx.example.org'])).code, 0);
+    await sb.run(['domain', 'add', 'example.org']);
+    assert.equal((await sb.run(['user', 'add', 'bob@example.org'], 'a good password\n')).code, 0);
+  });
+  after(() => sb.cleanup());
+
+  const send = async (subject: string) => {
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port, ignoreTLS: true });
+    try {
+      return await t.sendMail({ from: 'a@ext.org', to: 'bob@example.org', subject, text: 'hello\n' });
+    } finally {
+      t.close();
+    }
+  };
+  const subjects = async () =>
+    (await sb.json<Listing>(['mail', 'list', 'bob@example.org'])).messages.map((m) => m.subject);
+
+  it('delivers mail sent to the MX into the mailbox', async () => {
+    const svc = await sb.spawn(['start'], /SMTP \(MX\)\s+127\.0\.0\.1:\d+\s+running/, env);
+    try {
+      const info = await send('first');
+      assert.match(info.response, /^250 2\.0\.0 Ok: queued as/);
+      await eventually(async () => (await subjects()).includes('first'));
+    } finally {
+      await svc.kill();
+    }
+  });
+
+  it('delivers a message acknowledged just before SIGKILL exactly once after a restart', async () => {
+    const svc = await sb.spawn(['start'], /SMTP \(MX\)\s+127\.0\.0\.1:\d+\s+running/, env);
+    const info = await send('killed');
+    await svc.kill('SIGKILL');
+    assert.match(info.response, /^250 /);
+    const again = await sb.spawn(['start'], /SMTP \(MX\)\s+127\.0\.0\.1:\d+\s+running/, env);
+    try {
+      await eventually(async () => (await subjects()).includes('killed'));
+      await eventually(async () => (await sb.json<unknown[]>(['queue', 'list'])).length === 0);
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal((await subjects()).filter((s) => s === 'killed').length, 1);
+    } finally {
+      await again.kill();
+    }
+  });
+
+  it('keeps mail queued while the MDA process is down, then delivers it', async () => {
+    const mta = await sb.spawn(
+      ['start', '--service', 'mta'],
+      /SMTP \(MX\)\s+127\.0\.0\.1:\d+\s+running/,
+      env,
+    );
+    try {
+      await send('mda down');
+      const queued = await eventually(async () => {
+        const q = await sb.json<Array<{ attempts: number; recipients: Array<{ lastReply?: string }> }>>([
+          'queue',
+          'list',
+        ]);
+        return q.find((e) => e.attempts >= 1);
+      });
+      assert.match(queued.recipients[0]!.lastReply!, /^451 4\.4\.1 /);
+      assert.ok(!(await subjects()).includes('mda down'));
+      const mda = await sb.spawn(['start', '--service', 'mda'], /LMTP \(MDA\)\s+unix:\S+\s+running/, env);
+      try {
+        // The next retry would come after the backoff (30 s); the admin asks for it now.
+        assert.equal((await sb.run(['queue', 'retry', 'all'])).code, 0);
+        await eventually(async () => (await subjects()).includes('mda down'));
+        await eventually(async () => (await sb.json<unknown[]>(['queue', 'list'])).length === 0);
+      } finally {
+        await mda.kill();
+      }
+    } finally {
+      await mta.kill();
+    }
+  });
+});

@@ -1,0 +1,153 @@
+/**
+ * Starts the services a process runs: every one of them in `mailwerk start`
+ * (the embedded default), or one per process in the shared setup. The MTA
+ * always reaches the MDA over LMTP, even inside one process, so either side
+ * can be replaced by another product.
+ */
+import { existsSync, unlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import { type Bus, InProcessBus } from '@mailwerk/bus';
+import type { Config } from '@mailwerk/config';
+import { createLmtpServer } from '@mailwerk/mda';
+import { createInboundServer, QueueRunner } from '@mailwerk/mta';
+import type { MailStore } from '@mailwerk/store';
+import { ensureCertificate } from '@mailwerk/tls';
+import type { SMTPServer } from 'smtp-server';
+import { createLogger, type Logger } from './log.ts';
+import { openStore } from './store.ts';
+
+export type ServiceName = 'mta' | 'mda';
+export const SERVICES: readonly ServiceName[] = ['mta', 'mda'];
+
+export interface Listening {
+  service: string;
+  address: string;
+}
+
+export interface Running {
+  listening: Listening[];
+  store: MailStore;
+  stop(): Promise<void>;
+}
+
+/** A socket file left by a process that died is in the way; one that still answers belongs to a running MDA. */
+function removeStaleSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      reject(new Error(`${path} is in use by a running process`));
+    });
+    probe.once('error', () => {
+      unlinkSync(path);
+      resolve();
+    });
+  });
+}
+
+async function listen(server: SMTPServer, where: string, host: string): Promise<string> {
+  if (where.startsWith('unix:')) await removeStaleSocket(where.slice(5));
+  return new Promise((resolve, reject) => {
+    server.server.once('error', reject);
+    if (where.startsWith('unix:')) {
+      const path = where.slice(5);
+      server.listen(path, () => resolve(`unix:${path}`));
+    } else {
+      const m = /^(?:\[?([^\]]*)\]?:)?(\d+)$/.exec(where);
+      if (!m) return reject(new Error(`cannot listen on "${where}"`));
+      server.listen(Number(m[2]), m[1] || host, () => {
+        const a = server.server.address();
+        resolve(typeof a === 'object' && a ? `${a.address}:${a.port}` : String(a));
+      });
+    }
+  });
+}
+
+const close = (s: SMTPServer) => new Promise<void>((resolve) => s.close(() => resolve()));
+
+export async function startServices(
+  config: Config,
+  services: readonly ServiceName[] = SERVICES,
+  logger?: Logger,
+): Promise<Running> {
+  const log = logger ?? createLogger(config.log_level, 'mailwerk');
+  const store = openStore(config);
+  const bus: Bus = new InProcessBus();
+  const tls = await ensureCertificate({
+    certPath: config.tls.cert,
+    keyPath: config.tls.key,
+    hostname: config.hostname,
+  });
+  const servers: SMTPServer[] = [];
+  const listening: Listening[] = [];
+  let runner: QueueRunner | null = null;
+  const onError = (err: unknown, context: string) => log.error(err, context);
+  try {
+    if (services.includes('mda')) {
+      const lmtp = createLmtpServer({
+        store,
+        bus,
+        hostname: config.hostname,
+        maxMessageSize: config.limits.message_size,
+        onError,
+      });
+      servers.push(lmtp);
+      listening.push({ service: 'LMTP (MDA)', address: await listen(lmtp, config.mda.lmtp, '127.0.0.1') });
+    }
+    if (services.includes('mta')) {
+      const isLocalDomain = async (d: string) => (await store.getDomain(d)) !== null;
+      runner = new QueueRunner({
+        store,
+        hostname: config.hostname,
+        lmtp: config.mda.lmtp,
+        isLocalDomain,
+        onError,
+      });
+      const queue = runner;
+      const mx = createInboundServer({
+        store,
+        hostname: config.hostname,
+        tls,
+        limits: {
+          maxMessageSize: config.limits.message_size,
+          maxRecipients: config.limits.max_recipients,
+          maxConnections: config.limits.max_connections,
+          maxConnectionsPerIp: config.limits.max_connections_per_ip,
+        },
+        onQueued: (entry) => {
+          log.log('info', 'queued', {
+            id: entry.id,
+            from: entry.sender,
+            to: entry.recipients.map((r) => r.address),
+            size: entry.size,
+          });
+          queue.wake();
+        },
+        onError,
+      });
+      servers.push(mx);
+      listening.push({
+        service: 'SMTP (MX)',
+        address: await listen(mx, String(config.mta.smtp_port), config.mta.listen),
+      });
+      runner.start();
+    }
+  } catch (err) {
+    await runner?.stop();
+    await Promise.all(servers.map(close));
+    await store.close();
+    throw err;
+  }
+  for (const l of listening) log.log('info', 'listening', { service: l.service, address: l.address });
+  return {
+    listening,
+    store,
+    async stop() {
+      await Promise.all(servers.map(close));
+      await runner?.stop();
+      await bus.close();
+      await store.close();
+    },
+  };
+}
