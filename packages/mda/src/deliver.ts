@@ -12,7 +12,14 @@
 import type { Bus } from '@mailwerk/bus';
 import { type MessageStructure, withPrependedHeaders } from '@mailwerk/mime';
 import { reply, type SmtpError } from '@mailwerk/smtp';
-import { type Account, type Expansion, isStoreError, type Mailbox, type MailStore } from '@mailwerk/store';
+import {
+  type Account,
+  contentId,
+  type Expansion,
+  isStoreError,
+  type Mailbox,
+  type MailStore,
+} from '@mailwerk/store';
 
 export interface DeliveryInput {
   store: MailStore;
@@ -52,12 +59,12 @@ export async function deliverToAccount(
   const mailbox = await targetMailbox(store, account, tag);
   const prefix = Buffer.from(`Return-Path: <${input.sender}>\r\nDelivered-To: ${account.address}\r\n`);
   const bytes = Buffer.concat([prefix, input.raw]);
-  const blobId = await store.blobs.put(bytes);
   try {
     const m = await store.appendMessage({
       accountId: account.id,
       mailboxId: mailbox.id,
-      blobId,
+      blobId: contentId(bytes),
+      data: bytes,
       size: bytes.length,
       structure: withPrependedHeaders(input.structure, prefix.length),
       ...(input.deliveryKey ? { deliveryKey: input.deliveryKey } : {}),
@@ -113,11 +120,11 @@ export async function deliverToRecipient(
     return { ok: false, error: reply(452, '4.2.2', `<${rcpt}> mailbox full, try again later`) };
   }
   if (retryLater.length > 0) {
-    const blobId = await input.store.blobs.put(input.raw);
     await input.store.enqueue({
       sender: input.sender,
       recipients: retryLater.map((address) => ({ address })),
-      blobId,
+      blobId: contentId(input.raw),
+      data: input.raw,
       size: input.raw.length,
       meta: { origin: 'mda', via: rcpt },
     });

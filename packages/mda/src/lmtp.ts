@@ -5,7 +5,7 @@
  */
 import type { Bus } from '@mailwerk/bus';
 import { parseMessage } from '@mailwerk/mime';
-import { installReplyCodes, readBounded, reply } from '@mailwerk/smtp';
+import { installGreetingDelay, installReplyCodes, readBounded, reply } from '@mailwerk/smtp';
 import {
   type Expansion,
   expandRecipient,
@@ -31,12 +31,15 @@ const OWN_ENVID = /^mailwerk\.[0-9a-z]+$/;
 
 export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
   installReplyCodes();
+  installGreetingDelay();
   const { store, bus } = options;
   const expansions = new Map<string, Map<string, Expansion>>();
   const isLocal = async (domain: string) => (await store.getDomain(domain)) !== null;
 
   const server: SMTPServer = new SMTPServer({
     lmtp: true,
+    // The MTA on the other end never talks first; no pause before the greeting.
+    ...({ greetingDelayMs: 0 } as object),
     name: options.hostname,
     banner: 'Mailwerk LMTP',
     disabledCommands: ['AUTH', 'STARTTLS'],

@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import {
   countHeaderFields,
   hasBareLineEndingAtDot,
+  installGreetingDelay,
   installRelayGuard,
   installReplyCodes,
   readBounded,
@@ -23,6 +24,7 @@ import {
   type SmtpError,
 } from '@mailwerk/smtp';
 import {
+  contentId,
   type MailStore,
   normalizeAddress,
   normalizeDomain,
@@ -44,6 +46,8 @@ export interface InboundLimits {
   sessionTimeoutMs: number;
   /** Most Received: headers before a message is taken for a loop (RFC 5321 §6.3). */
   maxHops: number;
+  /** Pause before the greeting, in ms (smtp-server's own is 100 ms, paid by every connection). */
+  greetingDelayMs: number;
 }
 
 export const defaultInboundLimits: InboundLimits = {
@@ -55,6 +59,7 @@ export const defaultInboundLimits: InboundLimits = {
   idleTimeoutMs: 300_000,
   sessionTimeoutMs: 1_800_000,
   maxHops: 50,
+  greetingDelayMs: 0,
 };
 
 export interface InboundServerOptions {
@@ -78,6 +83,7 @@ const ROUTING = /[%!@":\\]/;
 export function createInboundServer(options: InboundServerOptions): SMTPServer {
   installReplyCodes();
   installRelayGuard();
+  installGreetingDelay();
   const limits = { ...defaultInboundLimits, ...options.limits };
   const { store } = options;
   const perIp = new Map<string, number>();
@@ -94,7 +100,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
 
   const server: SMTPServer = new SMTPServer({
     // Read by installRelayGuard; smtp-server keeps unknown options.
-    ...({ refuseQuotedRouting: true } as object),
+    ...({ refuseQuotedRouting: true, greetingDelayMs: limits.greetingDelayMs } as object),
     name: options.hostname,
     banner: 'Mailwerk',
     key: options.tls.key,
@@ -240,7 +246,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
       ...(env.rcptTo.length === 1 ? { recipient: env.rcptTo[0]!.address } : {}),
     });
     const message = Buffer.concat([Buffer.from(received, 'latin1'), data]);
-    const blobId = await store.blobs.put(message);
+    // The body and its queue entry are committed together, synced, before the 250.
     const entry = await store.enqueue({
       sender: env.mailFrom ? env.mailFrom.address : '',
       recipients: env.rcptTo.map((r) => ({
@@ -248,7 +254,8 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
         ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
         ...(r.dsn?.notify?.length ? { notify: r.dsn.notify.map((n) => n.toUpperCase()) } : {}),
       })),
-      blobId,
+      blobId: contentId(message),
+      data: message,
       size: message.length,
       meta: {
         client: session.remoteAddress,

@@ -5,6 +5,6 @@ export {
   type InboundLimits,
   type InboundServerOptions,
 } from './inbound.ts';
-export { deliverOverLmtp, type LmtpReply, type LmtpTarget } from './lmtp-client.ts';
+export { deliverOverLmtp, LmtpClient, type LmtpReply, type LmtpTarget } from './lmtp-client.ts';
 export { QueueRunner, type QueueRunnerOptions } from './queue-runner.ts';
 export { defaultRetryPolicy, type RetryPolicy } from './schedule.ts';

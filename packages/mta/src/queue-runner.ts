@@ -12,9 +12,15 @@
  *   may get a bounce twice, never not at all. Never a DSN to `<>`.
  */
 import { hostname as osHostname } from 'node:os';
-import { isStoreError, type MailStore, type QueueEntry, type RecipientResult } from '@mailwerk/store';
+import {
+  contentId,
+  isStoreError,
+  type MailStore,
+  type QueueEntry,
+  type RecipientResult,
+} from '@mailwerk/store';
 import { buildDsn, type DsnRecipient, statusOf } from './dsn.ts';
-import { deliverOverLmtp, type LmtpReply, type LmtpTarget } from './lmtp-client.ts';
+import { LmtpClient, type LmtpReply, type LmtpTarget } from './lmtp-client.ts';
 import { defaultRetryPolicy, type RetryPolicy } from './schedule.ts';
 
 export interface QueueRunnerOptions {
@@ -52,6 +58,7 @@ export class QueueRunner {
   private wakeUp: (() => void) | null = null;
   private pendingWake = false;
   private readonly active = new Set<Promise<void>>();
+  private readonly lmtp: LmtpClient;
 
   constructor(options: QueueRunnerOptions) {
     this.o = {
@@ -62,6 +69,7 @@ export class QueueRunner {
       now: () => new Date(),
       ...options,
     };
+    this.lmtp = new LmtpClient(this.o.lmtp, { hostname: this.o.hostname });
     this.owner = `${osHostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
   }
 
@@ -102,6 +110,7 @@ export class QueueRunner {
     this.wakeUp?.();
     await this.loop;
     await Promise.all(this.active);
+    this.lmtp.close();
   }
 
   private sleep(ms: number): Promise<void> {
@@ -173,12 +182,11 @@ export class QueueRunner {
       let replies: LmtpReply[];
       try {
         data = await store.blobs.get(entry.blobId);
-        replies = await deliverOverLmtp(this.o.lmtp, {
+        replies = await this.lmtp.deliver({
           sender: entry.sender,
           recipients: local,
           data,
           envid: `mailwerk.${entry.id}`,
-          hostname: this.o.hostname,
         });
       } catch (err) {
         const why = err instanceof Error ? err.message : String(err);
@@ -204,14 +212,13 @@ export class QueueRunner {
     const failures = results.filter((r) => r.state === 'failed');
     if (failures.length > 0) await this.bounce(entry, failures, data);
     const nextAttemptAt = new Date(now.getTime() + this.o.retry.delayMs(entry.attempts + 1));
-    let updated: QueueEntry;
     try {
-      updated = await store.recordAttempt(entry.id, this.owner, { results, nextAttemptAt });
+      // Removes the entry when no recipient is left pending.
+      await store.recordAttempt(entry.id, this.owner, { results, nextAttemptAt });
     } catch (err) {
       if (isStoreError(err, 'lease_lost')) return; // Another worker owns it now.
       throw err;
     }
-    if (!updated.recipients.some((r) => r.state === 'pending')) await store.removeQueueEntry(entry.id);
   }
 
   private async bounce(entry: QueueEntry, failures: RecipientResult[], data: Buffer | null): Promise<void> {
@@ -240,11 +247,11 @@ export class QueueRunner {
       returnFull: entry.meta.ret === 'FULL',
       recipients,
     });
-    const blobId = await this.o.store.blobs.put(dsn);
     await this.o.store.enqueue({
       sender: '',
       recipients: [{ address: entry.sender }],
-      blobId,
+      blobId: contentId(dsn),
+      data: dsn,
       size: dsn.length,
       meta: { dsnFor: entry.id },
     });

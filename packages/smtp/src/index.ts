@@ -6,4 +6,4 @@ export {
   readBounded,
 } from './data.ts';
 export { type ReceivedInfo, receivedHeader, rfc5322Date } from './received.ts';
-export { installRelayGuard, installReplyCodes, reply, SmtpError } from './reply.ts';
+export { installGreetingDelay, installRelayGuard, installReplyCodes, reply, SmtpError } from './reply.ts';

@@ -65,3 +65,40 @@ export function installRelayGuard(): void {
     return original.call(this, command, callback);
   };
 }
+
+/**
+ * smtp-server waits a fixed 100 ms before its greeting to catch clients that
+ * talk first. That pause is paid by every connection: an LMTP hop or an MX
+ * taking one message per connection (the common case) could not exceed
+ * connections / 0.1 s. Servers created with `greetingDelayMs` use that delay
+ * instead (0: greet at once). smtp-server is pinned to an exact version
+ * because this reaches into its connection setup.
+ */
+export function installGreetingDelay(): void {
+  const proto = SMTPConnection.prototype as unknown as {
+    init(): void;
+    connectionReady(): void;
+    send(code: number, data?: unknown, context?: unknown): void;
+    _setListeners(done: () => void): void;
+    _server: { options: { greetingDelayMs?: number; maxClients?: number }; connections: Set<unknown> };
+    name: string;
+  };
+  if ((proto as { _greetingDelay?: boolean })._greetingDelay) return;
+  (proto as { _greetingDelay?: boolean })._greetingDelay = true;
+  const original = proto.init;
+  proto.init = function init() {
+    // Replies are small separate writes (one per pipelined command): with Nagle's
+    // algorithm each waits for the client's delayed ACK, up to 40 ms.
+    (this as unknown as { _socket?: { setNoDelay?: (on: boolean) => void } })._socket?.setNoDelay?.(true);
+    const delay = this._server.options.greetingDelayMs;
+    if (delay === undefined) return original.call(this);
+    this._setListeners(() => {
+      const { maxClients } = this._server.options;
+      if (maxClients && this._server.connections.size > maxClients) {
+        return this.send(421, `${this.name} Too many connected clients, try again in a moment`, false);
+      }
+      if (delay > 0) setTimeout(() => this.connectionReady(), delay).unref();
+      else this.connectionReady();
+    });
+  };
+}

@@ -3,14 +3,15 @@
  * a message delivered to many recipients is stored once, and a body can be
  * checked against its id.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
-import { type BlobStore, StoreError } from '@mailwerk/store';
+import { type BlobStore, contentId, StoreError } from '@mailwerk/store';
+import type { GroupCommit } from './db.ts';
 
 const ID = /^[0-9a-f]{64}$/;
-export const blobId = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+export const blobId = contentId;
 
 function checkId(id: string): void {
   // The id becomes a path: never let one name anything outside the blob tree.
@@ -86,17 +87,24 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
-/** Bodies inside the SQLite database: one synced WAL commit per message. */
+/** Bodies inside the SQLite database, written with the group commit of the store. */
 export class SqliteBlobStore implements BlobStore {
   private readonly db: DatabaseSync;
-  constructor(db: DatabaseSync) {
+  private readonly writer: GroupCommit;
+  constructor(db: DatabaseSync, writer: GroupCommit) {
     this.db = db;
+    this.writer = writer;
   }
 
   async put(data: Buffer): Promise<string> {
     const id = blobId(data);
-    this.db.prepare('INSERT OR IGNORE INTO blobs (id, data) VALUES (?, ?)').run(id, data);
+    await this.writer.write(() => this.insertInTransaction(id, data));
     return id;
+  }
+
+  /** Stores a blob as part of a write already running in the group commit. */
+  insertInTransaction(id: string, data: Buffer): void {
+    this.db.prepare('INSERT OR IGNORE INTO blobs (id, data) VALUES (?, ?)').run(id, data);
   }
 
   async get(id: string): Promise<Buffer> {
@@ -115,6 +123,6 @@ export class SqliteBlobStore implements BlobStore {
 
   async delete(id: string): Promise<void> {
     checkId(id);
-    this.db.prepare('DELETE FROM blobs WHERE id = ?').run(id);
+    await this.writer.write(() => this.db.prepare('DELETE FROM blobs WHERE id = ?').run(id));
   }
 }

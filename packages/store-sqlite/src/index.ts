@@ -2,11 +2,11 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { MailStore } from '@mailwerk/store';
 import { FsBlobStore, SqliteBlobStore } from './blobs.ts';
-import { openDatabase } from './db.ts';
+import { GroupCommit, openDatabase } from './db.ts';
 import { SqliteMailStore } from './store.ts';
 
 export { blobId, FsBlobStore, SqliteBlobStore } from './blobs.ts';
-export { openDatabase, transaction } from './db.ts';
+export { GroupCommit, openDatabase, transaction } from './db.ts';
 export { SqliteMailStore } from './store.ts';
 
 export interface SqliteStoreOptions {
@@ -27,6 +27,8 @@ export function openSqliteStore(options: SqliteStoreOptions): MailStore {
     path: options.path,
     ...(options.busyTimeoutMs ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
   });
-  const blobs = options.blobs === 'sqlite' ? new SqliteBlobStore(db) : new FsBlobStore(options.blobs.dir);
-  return new SqliteMailStore(db, blobs);
+  const writer = new GroupCommit(db);
+  const blobs =
+    options.blobs === 'sqlite' ? new SqliteBlobStore(db, writer) : new FsBlobStore(options.blobs.dir);
+  return new SqliteMailStore(db, writer, blobs);
 }

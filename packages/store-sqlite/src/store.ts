@@ -10,7 +10,7 @@
  * - Message bodies live in the blob store; rows hold only their ids.
  */
 import { randomBytes } from 'node:crypto';
-import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
+import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import {
   type Account,
   type AccountPatch,
@@ -21,6 +21,7 @@ import {
   type Change,
   type ChangeKind,
   type CopyResult,
+  contentId,
   type Domain,
   type FlagUpdate,
   type FlagUpdateResult,
@@ -47,7 +48,8 @@ import {
   type SpecialUse,
   StoreError,
 } from '@mailwerk/store';
-import { transaction, uniqueAs } from './db.ts';
+import { SqliteBlobStore } from './blobs.ts';
+import { type GroupCommit, uniqueAs } from './db.ts';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -139,33 +141,70 @@ const MAX_SIEVE_NAME = 128;
 export class SqliteMailStore implements MailStore {
   readonly blobs: BlobStore;
   private readonly db: DatabaseSync;
+  private readonly writer: GroupCommit;
   private readonly onClose: () => Promise<void>;
 
-  constructor(db: DatabaseSync, blobs: BlobStore, onClose: () => Promise<void> = async () => {}) {
+  constructor(
+    db: DatabaseSync,
+    writer: GroupCommit,
+    blobs: BlobStore,
+    onClose: () => Promise<void> = async () => {},
+  ) {
     this.db = db;
+    this.writer = writer;
     this.blobs = blobs;
     this.onClose = onClose;
   }
 
   async close(): Promise<void> {
+    // Writes are committed in order: once this empty one settles, every earlier one has.
+    if (this.db.isOpen) await this.writer.write(() => undefined);
     if (this.db.isOpen) this.db.close();
     await this.onClose();
   }
 
+  /** Prepared statements by SQL text: preparing costs more than running most of ours. */
+  private readonly statements = new Map<string, StatementSync>();
+
+  private stmt(sql: string): StatementSync {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
   private get(sql: string, ...params: SQLInputValue[]): Row | undefined {
-    return this.db.prepare(sql).get(...params) as Row | undefined;
+    return this.stmt(sql).get(...params) as Row | undefined;
   }
 
   private all(sql: string, ...params: SQLInputValue[]): Row[] {
-    return this.db.prepare(sql).all(...params) as Row[];
+    return this.stmt(sql).all(...params) as Row[];
   }
 
   private run(sql: string, ...params: SQLInputValue[]): number {
-    return Number(this.db.prepare(sql).run(...params).changes);
+    return Number(this.stmt(sql).run(...params).changes);
   }
 
-  private tx<T>(fn: () => T): T {
-    return transaction(this.db, fn);
+  /** A write, committed (and synced) together with the writes issued alongside it; see GroupCommit. */
+  private tx<T>(fn: () => T): Promise<T> {
+    return this.writer.write(fn);
+  }
+
+  /** A write that also stores a not yet stored blob: in the same transaction when bodies live in SQLite. */
+  private async txWithBlob<T>(blobId: string, data: Buffer | undefined, fn: () => T): Promise<T> {
+    if (!data) return this.tx(fn);
+    if (contentId(data) !== blobId) throw new StoreError('invalid', 'blobId is not the content id of data');
+    const blobs = this.blobs;
+    if (blobs instanceof SqliteBlobStore) {
+      return this.tx(() => {
+        blobs.insertInTransaction(blobId, data);
+        return fn();
+      });
+    }
+    await blobs.put(data);
+    return this.tx(fn);
   }
 
   // ---- domains -------------------------------------------------------------
@@ -173,8 +212,10 @@ export class SqliteMailStore implements MailStore {
   async addDomain(name: string): Promise<Domain> {
     const domain = normalizeDomain(name);
     const now = Date.now();
-    uniqueAs(`domain ${domain} exists already`, () =>
-      this.run('INSERT INTO domains (name, created_at) VALUES (?, ?)', domain, now),
+    await this.tx(() =>
+      uniqueAs(`domain ${domain} exists already`, () =>
+        this.run('INSERT INTO domains (name, created_at) VALUES (?, ?)', domain, now),
+      ),
     );
     return { name: domain, createdAt: new Date(now) };
   }
@@ -195,7 +236,7 @@ export class SqliteMailStore implements MailStore {
 
   async removeDomain(name: string, options: { force?: boolean } = {}): Promise<void> {
     const domain = normalizeDomain(name);
-    this.tx(() => {
+    await this.tx(() => {
       if (!this.get('SELECT 1 FROM domains WHERE name = ?', domain)) {
         throw new StoreError('not_found', `no domain ${domain}`);
       }
@@ -225,7 +266,7 @@ export class SqliteMailStore implements MailStore {
     if (quota !== null && (!Number.isSafeInteger(quota) || quota < 0)) {
       throw new StoreError('invalid', `invalid quota ${quota}`);
     }
-    const id = this.tx(() => {
+    const id = await this.tx(() => {
       if (!this.get('SELECT 1 FROM domains WHERE name = ?', domain)) {
         throw new StoreError('not_found', `domain ${domain} is not a local domain; add it first`);
       }
@@ -295,7 +336,9 @@ export class SqliteMailStore implements MailStore {
     }
     const r =
       sets.length > 0
-        ? this.get(`UPDATE accounts SET ${sets.join(', ')} WHERE id = ? RETURNING *`, ...params, rowId(id))
+        ? await this.tx(() =>
+            this.get(`UPDATE accounts SET ${sets.join(', ')} WHERE id = ? RETURNING *`, ...params, rowId(id)),
+          )
         : this.get('SELECT * FROM accounts WHERE id = ?', rowId(id));
     if (!r) throw new StoreError('not_found', `no account ${id}`);
     return toAccount(r);
@@ -303,7 +346,7 @@ export class SqliteMailStore implements MailStore {
 
   async removeAccount(id: string): Promise<void> {
     // Mailboxes, messages, journal and Sieve scripts go by ON DELETE CASCADE.
-    if (this.run('DELETE FROM accounts WHERE id = ?', rowId(id)) === 0) {
+    if ((await this.tx(() => this.run('DELETE FROM accounts WHERE id = ?', rowId(id)))) === 0) {
       throw new StoreError('not_found', `no account ${id}`);
     }
   }
@@ -319,7 +362,7 @@ export class SqliteMailStore implements MailStore {
     }
     const targets = [...new Set(input.targets.map(normalizeAddress))];
     const now = Date.now();
-    this.tx(() => {
+    await this.tx(() => {
       if (!this.get('SELECT 1 FROM domains WHERE name = ?', domain)) {
         throw new StoreError('not_found', `domain ${domain} is not a local domain; add it first`);
       }
@@ -358,7 +401,7 @@ export class SqliteMailStore implements MailStore {
 
   async removeAlias(address: string): Promise<void> {
     const { address: source } = normalizeAliasSource(address);
-    if (this.run('DELETE FROM aliases WHERE address = ?', source) === 0) {
+    if ((await this.tx(() => this.run('DELETE FROM aliases WHERE address = ?', source))) === 0) {
       throw new StoreError('not_found', `no alias ${source}`);
     }
   }
@@ -427,7 +470,7 @@ export class SqliteMailStore implements MailStore {
     options: { specialUse?: SpecialUse | null; subscribed?: boolean } = {},
   ): Promise<Mailbox> {
     const canonical = normalizeMailboxName(name);
-    const row = this.tx(() =>
+    const row = await this.tx(() =>
       this.insertMailboxTree(
         rowId(accountId),
         canonical,
@@ -468,7 +511,7 @@ export class SqliteMailStore implements MailStore {
       throw new StoreError('invalid', `cannot rename ${src} to ${dst}`);
     }
     const acc = rowId(accountId);
-    const row = this.tx(() => {
+    const row = await this.tx(() => {
       const source = this.get('SELECT * FROM mailboxes WHERE account_id = ? AND name = ?', acc, src);
       if (!source) throw new StoreError('not_found', `no mailbox ${src}`);
       const tree = this.all('SELECT id, name FROM mailboxes WHERE account_id = ?', acc).filter((r) =>
@@ -498,7 +541,7 @@ export class SqliteMailStore implements MailStore {
     const canonical = normalizeMailboxName(name);
     if (canonical === 'INBOX') throw new StoreError('invalid', 'INBOX cannot be deleted');
     const acc = rowId(accountId);
-    this.tx(() => {
+    await this.tx(() => {
       const box = this.get('SELECT id FROM mailboxes WHERE account_id = ? AND name = ?', acc, canonical);
       if (!box) throw new StoreError('not_found', `no mailbox ${canonical}`);
       const size = Number(
@@ -511,7 +554,9 @@ export class SqliteMailStore implements MailStore {
 
   async setSubscribed(mailboxId: string, subscribed: boolean): Promise<void> {
     if (
-      this.run('UPDATE mailboxes SET subscribed = ? WHERE id = ?', subscribed ? 1 : 0, rowId(mailboxId)) === 0
+      (await this.tx(() =>
+        this.run('UPDATE mailboxes SET subscribed = ? WHERE id = ?', subscribed ? 1 : 0, rowId(mailboxId)),
+      )) === 0
     ) {
       throw new StoreError('not_found', `no mailbox ${mailboxId}`);
     }
@@ -616,7 +661,7 @@ export class SqliteMailStore implements MailStore {
     const accountId = rowId(input.accountId);
     const mailboxId = rowId(input.mailboxId);
     const structure = JSON.stringify(input.structure);
-    const row = this.tx(() => {
+    const row = await this.txWithBlob(input.blobId, input.data, () => {
       const box = this.mailboxRow(mailboxId);
       if (Number(box.account_id) !== accountId)
         throw new StoreError('not_found', `no mailbox ${input.mailboxId}`);
@@ -776,7 +821,7 @@ export class SqliteMailStore implements MailStore {
     toMailboxId: string,
     options: { enforceQuota?: boolean } = {},
   ): Promise<CopyResult> {
-    const { uidValidity, uids: pairs } = this.tx(() =>
+    const { uidValidity, uids: pairs } = await this.tx(() =>
       this.copyInTx(rowId(fromMailboxId), uids, rowId(toMailboxId), options.enforceQuota ?? true, true),
     );
     return { uidValidity, uids: pairs };
@@ -841,18 +886,23 @@ export class SqliteMailStore implements MailStore {
       ...(r.orcpt !== undefined ? { orcpt: r.orcpt } : {}),
       ...(r.notify !== undefined ? { notify: r.notify } : {}),
     }));
-    const row = this.get(
-      `INSERT INTO queue (id, sender, recipients, blob_id, size, created_at, next_attempt_at, meta)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
-      id,
-      input.sender,
-      JSON.stringify(recipients),
+    const row = await this.txWithBlob(
       input.blobId,
-      input.size,
-      now,
-      (input.nextAttemptAt ?? new Date(now)).getTime(),
-      JSON.stringify(input.meta ?? {}),
-    )!;
+      input.data,
+      () =>
+        this.get(
+          `INSERT INTO queue (id, sender, recipients, blob_id, size, created_at, next_attempt_at, meta)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+          id,
+          input.sender,
+          JSON.stringify(recipients),
+          input.blobId,
+          input.size,
+          now,
+          (input.nextAttemptAt ?? new Date(now)).getTime(),
+          JSON.stringify(input.meta ?? {}),
+        )!,
+    );
     return toQueueEntry(row);
   }
 
@@ -860,25 +910,26 @@ export class SqliteMailStore implements MailStore {
     const now = (request.now ?? new Date()).getTime();
     // One statement: the subquery and the update run under one write lock, so no
     // entry can be claimed by two workers.
-    return this.all(
-      `UPDATE queue SET lease_owner = ?, lease_until = ?
+    const rows = await this.tx(() =>
+      this.all(
+        `UPDATE queue SET lease_owner = ?, lease_until = ?
        WHERE id IN (
          SELECT id FROM queue
          WHERE held = 0 AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
          ORDER BY next_attempt_at LIMIT ?)
        RETURNING *`,
-      request.owner,
-      now + request.leaseMs,
-      now,
-      now,
-      request.limit,
-    )
-      .map(toQueueEntry)
-      .sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime());
+        request.owner,
+        now + request.leaseMs,
+        now,
+        now,
+        request.limit,
+      ),
+    );
+    return rows.map(toQueueEntry).sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime());
   }
 
   async recordAttempt(id: string, owner: string, attempt: AttemptResult): Promise<QueueEntry> {
-    const row = this.tx(() => {
+    const row = await this.tx(() => {
       const r = this.get('SELECT * FROM queue WHERE id = ?', id);
       if (!r) throw new StoreError('not_found', `no queue entry ${id}`);
       if (r.lease_owner !== owner)
@@ -897,22 +948,26 @@ export class SqliteMailStore implements MailStore {
           ...(res.reply !== undefined ? { lastReply: res.reply } : {}),
         };
       });
-      return this.get(
+      const updated = this.get(
         `UPDATE queue SET recipients = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL
          WHERE id = ? RETURNING *`,
         JSON.stringify(recipients),
         attempt.nextAttemptAt.getTime(),
         id,
       )!;
+      if (!recipients.some((rc) => rc.state === 'pending')) this.run('DELETE FROM queue WHERE id = ?', id);
+      return updated;
     });
     return toQueueEntry(row);
   }
 
   async releaseLease(id: string, owner: string): Promise<void> {
-    this.run(
-      'UPDATE queue SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?',
-      id,
-      owner,
+    await this.tx(() =>
+      this.run(
+        'UPDATE queue SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?',
+        id,
+        owner,
+      ),
     );
   }
 
@@ -926,18 +981,22 @@ export class SqliteMailStore implements MailStore {
   }
 
   async removeQueueEntry(id: string): Promise<void> {
-    if (this.run('DELETE FROM queue WHERE id = ?', id) === 0)
+    if ((await this.tx(() => this.run('DELETE FROM queue WHERE id = ?', id))) === 0)
       throw new StoreError('not_found', `no queue entry ${id}`);
   }
 
   async setQueueHeld(id: string, held: boolean): Promise<QueueEntry> {
-    const r = this.get('UPDATE queue SET held = ? WHERE id = ? RETURNING *', held ? 1 : 0, id);
+    const r = await this.tx(() =>
+      this.get('UPDATE queue SET held = ? WHERE id = ? RETURNING *', held ? 1 : 0, id),
+    );
     if (!r) throw new StoreError('not_found', `no queue entry ${id}`);
     return toQueueEntry(r);
   }
 
   async retryQueueEntry(id: string, now: Date = new Date()): Promise<QueueEntry> {
-    const r = this.get('UPDATE queue SET next_attempt_at = ? WHERE id = ? RETURNING *', now.getTime(), id);
+    const r = await this.tx(() =>
+      this.get('UPDATE queue SET next_attempt_at = ? WHERE id = ? RETURNING *', now.getTime(), id),
+    );
     if (!r) throw new StoreError('not_found', `no queue entry ${id}`);
     return toQueueEntry(r);
   }
@@ -949,7 +1008,7 @@ export class SqliteMailStore implements MailStore {
       throw new StoreError('invalid', `invalid Sieve script name "${name}"`);
     }
     const acc = rowId(accountId);
-    const row = this.tx(() => {
+    const row = await this.tx(() => {
       if (!this.get('SELECT 1 FROM accounts WHERE id = ?', acc))
         throw new StoreError('not_found', `no account ${accountId}`);
       return this.get(
@@ -982,7 +1041,7 @@ export class SqliteMailStore implements MailStore {
 
   async deleteSieveScript(accountId: string, name: string): Promise<void> {
     const acc = rowId(accountId);
-    this.tx(() => {
+    await this.tx(() => {
       const r = this.get('SELECT active FROM sieve_scripts WHERE account_id = ? AND name = ?', acc, name);
       if (!r) throw new StoreError('not_found', `no Sieve script ${name}`);
       if (r.active === 1) throw new StoreError('conflict', `Sieve script ${name} is active`);
@@ -992,7 +1051,7 @@ export class SqliteMailStore implements MailStore {
 
   async setActiveSieveScript(accountId: string, name: string | null): Promise<void> {
     const acc = rowId(accountId);
-    this.tx(() => {
+    await this.tx(() => {
       if (
         name !== null &&
         !this.get('SELECT 1 FROM sieve_scripts WHERE account_id = ? AND name = ?', acc, name)

@@ -13,6 +13,7 @@
  * Adapters with transactions (SQLite) may do more in one step; the
  * conformance suite checks only the observable contract.
  */
+import { createHash } from 'node:crypto';
 import type { MessageStructure } from '@mailwerk/mime';
 
 export interface Domain {
@@ -124,7 +125,10 @@ export interface Message {
 export interface NewMessage {
   accountId: string;
   mailboxId: string;
+  /** `contentId(data)`; the blob must be in `blobs` already unless `data` is given. */
   blobId: string;
+  /** The bytes, when they are not stored yet: the adapter stores them with the message in one step. */
+  data?: Buffer;
   size: number;
   structure: MessageStructure;
   flags?: string[];
@@ -208,7 +212,10 @@ export interface QueueEntry {
 export interface NewQueueEntry {
   sender: string;
   recipients: Array<Pick<QueueRecipient, 'address'> & Partial<Pick<QueueRecipient, 'orcpt' | 'notify'>>>;
+  /** `contentId(data)`; the blob must be in `blobs` already unless `data` is given. */
   blobId: string;
+  /** The bytes, when they are not stored yet: the adapter stores them with the entry in one step. */
+  data?: Buffer;
   size: number;
   nextAttemptAt?: Date;
   meta?: Record<string, unknown>;
@@ -241,6 +248,9 @@ export interface SieveScript {
   active: boolean;
   updatedAt: Date;
 }
+
+/** The id of a blob: the SHA-256 of its bytes, in hex. */
+export const contentId = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
 /** Byte-exact message bodies. Ids are content hashes, so a message delivered to many recipients is stored once. */
 export interface BlobStore {
@@ -316,7 +326,11 @@ export interface MailStore {
   enqueue(input: NewQueueEntry): Promise<QueueEntry>;
   /** Claims up to `limit` due, unheld entries whose lease is free or expired. */
   leaseQueue(request: LeaseRequest): Promise<QueueEntry[]>;
-  /** Records an attempt and frees the lease; `lease_lost` if `owner` no longer holds it. */
+  /**
+   * Records an attempt and frees the lease; `lease_lost` if `owner` no longer
+   * holds it. An entry left with no pending recipient is removed in the same
+   * step (the returned entry shows the final states).
+   */
   recordAttempt(id: string, owner: string, attempt: AttemptResult): Promise<QueueEntry>;
   releaseLease(id: string, owner: string): Promise<void>;
   getQueueEntry(id: string): Promise<QueueEntry | null>;

@@ -1,7 +1,9 @@
 /** Messages: UIDs, MODSEQs, flags, copy/move/expunge, quota, the change journal, and concurrency. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { parseMessage } from '@mailwerk/mime';
 import { isStoreError } from '../errors.ts';
+import { contentId } from '../types.ts';
 import { deliver, newAccount, rejects, type StoreFactory, sampleMessage, useStore } from './harness.ts';
 
 export function messageSuite(factory: StoreFactory): void {
@@ -45,6 +47,20 @@ export function messageSuite(factory: StoreFactory): void {
         deliver(ctx.store, account, inbox.id, sampleMessage('x'), { flags: ['\\Bogus'] }),
         'invalid',
       );
+    });
+
+    it('stores the body with the message when given', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      const raw = sampleMessage('inline');
+      const m = await ctx.store.appendMessage({
+        accountId: account.id,
+        mailboxId: inbox.id,
+        blobId: contentId(raw),
+        data: raw,
+        size: raw.length,
+        structure: parseMessage(raw),
+      });
+      assert.ok((await ctx.store.blobs.get(m.blobId)).equals(raw));
     });
 
     it('never reuses a UID after expunge', async () => {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isStoreError } from '../errors.ts';
-import type { MailStore } from '../types.ts';
+import { contentId, type MailStore } from '../types.ts';
 import { rejects, type StoreFactory, useStore } from './harness.ts';
 
 async function enqueueOne(store: MailStore, recipients = ['a@x.org', 'b@y.org'], nextAttemptAt?: Date) {
@@ -79,6 +79,35 @@ export function queueSuite(factory: StoreFactory): void {
       await ctx.store.setQueueHeld(held.id, false);
       const again = await ctx.store.leaseQueue({ owner: 'w2', leaseMs: 1000, limit: 10, now: later });
       assert.equal(again.length, 3);
+    });
+
+    it('stores the body with the entry when given, and removes an entry with nothing left to do', async () => {
+      const data = Buffer.from('Subject: inline\r\n\r\nbody\r\n');
+      const e = await ctx.store.enqueue({
+        sender: 's@example.org',
+        recipients: [{ address: 'a@x.org' }],
+        blobId: contentId(data),
+        data,
+        size: data.length,
+      });
+      assert.ok((await ctx.store.blobs.get(e.blobId)).equals(data));
+      await rejects(
+        ctx.store.enqueue({
+          sender: '',
+          recipients: [{ address: 'a@x.org' }],
+          blobId: 'f'.repeat(64),
+          data,
+          size: 1,
+        }),
+        'invalid',
+      );
+      const [leased] = await ctx.store.leaseQueue({ owner: 'w', leaseMs: 1000, limit: 1 });
+      const done = await ctx.store.recordAttempt(leased!.id, 'w', {
+        results: [{ address: 'a@x.org', state: 'failed', reply: '550 5.1.1 no' }],
+        nextAttemptAt: new Date(),
+      });
+      assert.equal(done.recipients[0]!.state, 'failed');
+      assert.equal(await ctx.store.getQueueEntry(e.id), null);
     });
 
     it('lets an expired lease be taken over, and the old owner then loses it', async () => {

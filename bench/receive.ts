@@ -1,0 +1,166 @@
+// Receiving benchmark (issue: "Receiving mail"): N messages of about SIZE bytes
+// over C concurrent SMTP connections to a real `mailwerk start` process on
+// loopback, every message synced to disk before its 250.
+// Prints: accepted msg/s, delivered-into-mailbox msg/s, p50/p99 latency from the
+// end of DATA to the 250, and the server's resident memory.
+// Usage: node bench/receive.ts [count=5000] [size=5000] [connections=20]
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { connect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+
+const count = Number(process.argv[2] ?? 5000);
+const size = Number(process.argv[3] ?? 5000);
+const connections = Number(process.argv[4] ?? 20);
+const BIN = join(import.meta.dirname, '..', 'bin', 'mailwerk');
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+
+const dir = await mkdtemp(join(tmpdir(), 'mailwerk-bench-'));
+const port = await freePort();
+const env = {
+  PATH: process.env.PATH,
+  MAILWERK_CONFIG: join(dir, 'mailwerk.toml'),
+  MAILWERK_MTA__SMTP_PORT: String(port),
+  MAILWERK_MTA__LISTEN: '127.0.0.1',
+  MAILWERK_LIMITS__MAX_CONNECTIONS_PER_IP: String(connections + 5),
+  MAILWERK_LOG_LEVEL: 'warn',
+  ...(process.env.BENCH_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROF}` } : {}),
+};
+const cli = (args: string[], input = '') =>
+  new Promise<void>((resolve, reject) => {
+    const c = spawn(BIN, args, { env, stdio: ['pipe', 'ignore', 'inherit'] });
+    c.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`mailwerk ${args.join(' ')}: ${code}`)),
+    );
+    c.stdin.end(input);
+  });
+await cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example.org']);
+await cli(['domain', 'add', 'example.org']);
+await cli(['user', 'add', 'bob@example.org'], 'benchmark password\n');
+
+const server = spawn(
+  BIN,
+  ['start', ...(process.env.BENCH_SERVICES ? ['--service', process.env.BENCH_SERVICES] : [])],
+  { env, stdio: ['ignore', 'pipe', 'inherit'] },
+);
+await new Promise<void>((resolve) => {
+  let out = '';
+  server.stdout!.on('data', (d) => {
+    out += d;
+    if (/SMTP \(MX\).*running/.test(out)) resolve();
+  });
+});
+
+const body = `Subject: benchmark\r\nFrom: load@ext.org\r\nTo: bob@example.org\r\n\r\n${'0123456789abcdef'.repeat(Math.ceil(size / 16)).slice(0, size - 60)}\r\n`;
+
+class Client {
+  private buf = '';
+  private waiting: ((line: string) => void) | null = null;
+  private readonly s: Socket;
+  constructor(s: Socket) {
+    this.s = s;
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => {
+      this.buf += d;
+      this.flush();
+    });
+  }
+  private flush() {
+    const m = /^(?:\d{3}-[^\n]*\n)*\d{3} [^\n]*\n/.exec(this.buf);
+    if (m && this.waiting) {
+      this.buf = this.buf.slice(m[0].length);
+      const w = this.waiting;
+      this.waiting = null;
+      w(m[0]);
+    }
+  }
+  read(): Promise<string> {
+    return new Promise((resolve) => {
+      this.waiting = resolve;
+      this.flush();
+    });
+  }
+  async cmd(line: string): Promise<string> {
+    this.s.write(`${line}\r\n`);
+    return this.read();
+  }
+}
+
+const latencies: number[] = [];
+let next = 0;
+const t0 = performance.now();
+if (process.env.BENCH_LOADGEN === 'smtp-source') {
+  // Postfix's load generator (Debian package postfix) instead of ours; it reports no latencies.
+  await new Promise<void>((resolve, reject) => {
+    const args = [
+      '-s',
+      String(connections),
+      '-m',
+      String(count),
+      '-l',
+      String(size),
+      '-f',
+      'load@ext.org',
+      '-t',
+      'bob@example.org',
+      `127.0.0.1:${port}`,
+    ];
+    const p = spawn('smtp-source', args, { stdio: 'inherit' });
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`smtp-source exited ${code}`))));
+  });
+} else
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      const s = connect(port, '127.0.0.1');
+      // Without this, Nagle's algorithm and delayed ACKs add ~40 ms to every small write.
+      s.setNoDelay(true);
+      const c = new Client(s);
+      await c.read();
+      await c.cmd('EHLO load.example');
+      while (next < count) {
+        next++;
+        await c.cmd('MAIL FROM:<load@ext.org>');
+        await c.cmd('RCPT TO:<bob@example.org>');
+        await c.cmd('DATA');
+        const start = performance.now();
+        const reply = await c.cmd(`${body}.`);
+        latencies.push(performance.now() - start);
+        if (!reply.startsWith('250')) throw new Error(`not accepted: ${reply}`);
+      }
+      await c.cmd('QUIT');
+      s.destroy();
+    }),
+  );
+const acceptedSecs = (performance.now() - t0) / 1000;
+
+const db = new DatabaseSync(join(dir, 'data', 'mailwerk.sqlite'), { readOnly: true, timeout: 10_000 });
+const delivered = () => Number((db.prepare('SELECT count(*) AS n FROM messages').get() as { n: number }).n);
+while (!process.env.BENCH_SERVICES && delivered() < count) await new Promise((r) => setTimeout(r, 50));
+const deliveredSecs = (performance.now() - t0) / 1000;
+const rss =
+  Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+db.close();
+
+latencies.sort((a, b) => a - b);
+const pct = (p: number) =>
+  latencies.length
+    ? latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]!.toFixed(1)
+    : 'n/a';
+console.log(`messages: ${count} x ${size} B over ${connections} connections`);
+console.log(`accepted:  ${(count / acceptedSecs).toFixed(0)} msg/s`);
+console.log(`delivered: ${(count / deliveredSecs).toFixed(0)} msg/s (into the mailbox, end to end)`);
+console.log(`latency end of DATA -> 250: p50 ${pct(50)} ms, p99 ${pct(99)} ms`);
+console.log(`server peak RSS: ${rss.toFixed(0)} MiB`);
+server.kill('SIGTERM');
+await new Promise((r) => server.once('exit', r));
+await rm(dir, { recursive: true, force: true });
