@@ -48,18 +48,23 @@ await cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example
 await cli(['domain', 'add', 'example.org']);
 await cli(['user', 'add', 'bob@example.org'], 'benchmark password\n');
 
-const server = spawn(
-  BIN,
-  ['start', ...(process.env.BENCH_SERVICES ? ['--service', process.env.BENCH_SERVICES] : [])],
-  { env, stdio: ['ignore', 'pipe', 'inherit'] },
-);
-await new Promise<void>((resolve) => {
-  let out = '';
-  server.stdout!.on('data', (d) => {
-    out += d;
-    if (/SMTP \(MX\).*running/.test(out)) resolve();
+// BENCH_SPLIT=1 runs the MX and the MDA as two processes (as the shared setup does).
+const split = process.env.BENCH_SPLIT === '1';
+const start = (service: string | undefined, ready: RegExp) => {
+  const p = spawn(BIN, ['start', ...(service ? ['--service', service] : [])], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
-});
+  return new Promise<typeof p>((resolve) => {
+    let out = '';
+    p.stdout!.on('data', (d) => {
+      out += d;
+      if (ready.test(out)) resolve(p);
+    });
+  });
+};
+const mda = split ? await start('mda', /LMTP \(MDA\).*running/) : null;
+const server = await start(split ? 'mta' : process.env.BENCH_SERVICES, /SMTP \(MX\).*running/);
 
 const body = `Subject: benchmark\r\nFrom: load@ext.org\r\nTo: bob@example.org\r\n\r\n${'0123456789abcdef'.repeat(Math.ceil(size / 16)).slice(0, size - 60)}\r\n`;
 
@@ -161,6 +166,9 @@ console.log(`accepted:  ${(count / acceptedSecs).toFixed(0)} msg/s`);
 console.log(`delivered: ${(count / deliveredSecs).toFixed(0)} msg/s (into the mailbox, end to end)`);
 console.log(`latency end of DATA -> 250: p50 ${pct(50)} ms, p99 ${pct(99)} ms`);
 console.log(`server peak RSS: ${rss.toFixed(0)} MiB`);
-server.kill('SIGTERM');
-await new Promise((r) => server.once('exit', r));
+for (const p of [server, mda]) {
+  if (!p) continue;
+  p.kill('SIGTERM');
+  await new Promise((r) => p.once('exit', r));
+}
 await rm(dir, { recursive: true, force: true });

@@ -66,11 +66,15 @@ export class LmtpClient {
   private readonly target: ReturnType<typeof parseTarget>;
   private readonly hostname: string;
   private readonly idle: SMTPConnection[] = [];
+  private readonly idleTimers = new Map<SMTPConnection, NodeJS.Timeout>();
+  /** How long an unused connection is kept (Postfix keeps its cached ones 2 s). */
+  private readonly idleMs: number;
   private readonly timeoutMs: number;
   private closed = false;
 
-  constructor(target: LmtpTarget, options: { hostname: string; timeoutMs?: number }) {
+  constructor(target: LmtpTarget, options: { hostname: string; timeoutMs?: number; idleMs?: number }) {
     this.target = parseTarget(target);
+    this.idleMs = options.idleMs ?? 2000;
     this.hostname = options.hostname;
     this.timeoutMs = options.timeoutMs ?? 60_000;
   }
@@ -100,6 +104,8 @@ export class LmtpClient {
   }
 
   private discard(conn: SMTPConnection): void {
+    clearTimeout(this.idleTimers.get(conn));
+    this.idleTimers.delete(conn);
     const i = this.idle.indexOf(conn);
     if (i !== -1) this.idle.splice(i, 1);
     conn.close();
@@ -131,6 +137,10 @@ export class LmtpClient {
   async deliver(msg: LmtpMessage): Promise<LmtpReply[]> {
     if (this.closed) throw new Error('LMTP client closed');
     const pooled = this.idle.pop();
+    if (pooled) {
+      clearTimeout(this.idleTimers.get(pooled));
+      this.idleTimers.delete(pooled);
+    }
     let conn = pooled;
     let rejected: Rejected;
     try {
@@ -162,11 +172,23 @@ export class LmtpClient {
       return;
     }
     this.idle.push(conn);
+    const timer = setTimeout(() => {
+      const i = this.idle.indexOf(conn);
+      if (i !== -1) this.idle.splice(i, 1);
+      this.idleTimers.delete(conn);
+      conn.quit();
+    }, this.idleMs);
+    timer.unref();
+    this.idleTimers.set(conn, timer);
   }
 
   close(): void {
     this.closed = true;
-    for (const conn of this.idle.splice(0)) conn.quit();
+    for (const conn of this.idle.splice(0)) {
+      clearTimeout(this.idleTimers.get(conn));
+      conn.quit();
+    }
+    this.idleTimers.clear();
   }
 }
 

@@ -261,4 +261,23 @@ describe('MX: connection limits', () => {
     assert.match(await c.read(2000), /^421 /);
     await eventually(async () => c.closed);
   });
+
+  it('ends a session that goes on too long with 421, however busy it is', async () => {
+    const short = await rig({ sessionTimeoutMs: 500, idleTimeoutMs: 10_000 });
+    try {
+      const c = await RawClient.open(short.smtpPort);
+      let last = '';
+      const until = Date.now() + 3000;
+      while (!c.closed && Date.now() < until) {
+        last = await c.cmd('NOOP').catch(() => last);
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      // The 421 may have come in between two NOOPs.
+      last = c.drain().at(-1) ?? last;
+      assert.match(last, /^421 4\.4\.2 .*session time limit/);
+      assert.equal(c.closed, true);
+    } finally {
+      await short.close();
+    }
+  });
 });

@@ -144,8 +144,9 @@ export async function startServices(
     listening,
     store,
     async stop() {
-      await Promise.all(servers.map(close));
+      // The runner first: it closes its pooled LMTP connections, which the MDA would otherwise wait for.
       await runner?.stop();
+      await Promise.all(servers.map(close));
       await bus.close();
       await store.close();
     },
