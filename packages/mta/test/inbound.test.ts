@@ -109,6 +109,25 @@ describe('MX: receiving mail', () => {
     );
   });
 
+  it('answers 451 4.3.0, never 250, when the message cannot be written', async () => {
+    // A failing disk cannot be had on loopback: the store's enqueue is made to
+    // fail the way a full disk makes SQLite fail (an I/O error), for this test only.
+    const original = r.store.enqueue.bind(r.store);
+    r.store.enqueue = async () => {
+      throw Object.assign(new Error('disk I/O error'), { code: 'ERR_SQLITE_ERROR' });
+    };
+    try {
+      const c = await RawClient.open(r.smtpPort);
+      await c.cmd('EHLO client.example');
+      await transaction(c, 'a@ext.org', ['bob@example.org']);
+      await c.cmd('DATA');
+      assert.match(await c.cmd('Subject: lost?\r\n\r\nbody\r\n.'), /^451 4\.3\.0 /);
+      c.close();
+    } finally {
+      r.store.enqueue = original;
+    }
+  });
+
   it('refuses relaying, including routing tricks, with 554 5.7.1 at RCPT', async () => {
     const c = await RawClient.open(r.smtpPort);
     await c.cmd('EHLO client.example');

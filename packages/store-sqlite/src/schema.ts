@@ -106,4 +106,7 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE messages ADD COLUMN delivery_key TEXT;
   CREATE UNIQUE INDEX messages_delivery_key ON messages(account_id, delivery_key) WHERE delivery_key IS NOT NULL;
   `,
+  `
+  CREATE INDEX queue_blob ON queue(blob_id);
+  `,
 ];

@@ -192,6 +192,30 @@ export class SqliteMailStore implements MailStore {
     return this.writer.write(fn);
   }
 
+  /**
+   * Removes bodies kept in SQLite that no message and no queue entry refers to
+   * any more. Runs inside the write that dropped the last reference, so a
+   * concurrent delivery of the same content (same id) either sees the blob or
+   * stores it again. Bodies in files are not collected yet (see the notes).
+   */
+  private dropUnusedBlobs(ids: Iterable<string>): void {
+    if (!(this.blobs instanceof SqliteBlobStore)) return;
+    for (const id of new Set(ids)) {
+      this.run(
+        `DELETE FROM blobs WHERE id = ?
+         AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?)
+         AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?)`,
+        id,
+        id,
+        id,
+      );
+    }
+  }
+
+  private blobIdsWhere(sql: string, ...params: SQLInputValue[]): string[] {
+    return this.all(sql, ...params).map((r) => r.blob_id as string);
+  }
+
   /** A write that also stores a not yet stored blob: in the same transaction when bodies live in SQLite. */
   private async txWithBlob<T>(blobId: string, data: Buffer | undefined, fn: () => T): Promise<T> {
     if (!data) return this.tx(fn);
@@ -248,7 +272,12 @@ export class SqliteMailStore implements MailStore {
           `domain ${domain} still has ${accounts} account(s) and ${aliases} alias(es)`,
         );
       }
+      const blobs = this.blobIdsWhere(
+        'SELECT DISTINCT m.blob_id FROM messages m JOIN accounts a ON a.id = m.account_id WHERE a.domain = ?',
+        domain,
+      );
       this.run('DELETE FROM accounts WHERE domain = ?', domain);
+      this.dropUnusedBlobs(blobs);
       this.run('DELETE FROM aliases WHERE domain = ?', domain);
       this.run('DELETE FROM domains WHERE name = ?', domain);
     });
@@ -346,7 +375,16 @@ export class SqliteMailStore implements MailStore {
 
   async removeAccount(id: string): Promise<void> {
     // Mailboxes, messages, journal and Sieve scripts go by ON DELETE CASCADE.
-    if ((await this.tx(() => this.run('DELETE FROM accounts WHERE id = ?', rowId(id)))) === 0) {
+    const removed = await this.tx(() => {
+      const blobs = this.blobIdsWhere(
+        'SELECT DISTINCT blob_id FROM messages WHERE account_id = ?',
+        rowId(id),
+      );
+      const n = this.run('DELETE FROM accounts WHERE id = ?', rowId(id));
+      this.dropUnusedBlobs(blobs);
+      return n;
+    });
+    if (removed === 0) {
       throw new StoreError('not_found', `no account ${id}`);
     }
   }
@@ -548,7 +586,9 @@ export class SqliteMailStore implements MailStore {
         this.get('SELECT coalesce(sum(size), 0) AS s FROM messages WHERE mailbox_id = ?', box.id!)!.s,
       );
       this.run('UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?', size, acc);
+      const blobs = this.blobIdsWhere('SELECT DISTINCT blob_id FROM messages WHERE mailbox_id = ?', box.id!);
       this.run('DELETE FROM mailboxes WHERE id = ?', box.id!);
+      this.dropUnusedBlobs(blobs);
     });
   }
 
@@ -812,6 +852,7 @@ export class SqliteMailStore implements MailStore {
         size,
         Number(rows[0]!.account_id),
       );
+    this.dropUnusedBlobs(rows.map((r) => r.blob_id as string));
     return rows.map((r) => Number(r.uid));
   }
 
@@ -955,7 +996,10 @@ export class SqliteMailStore implements MailStore {
         attempt.nextAttemptAt.getTime(),
         id,
       )!;
-      if (!recipients.some((rc) => rc.state === 'pending')) this.run('DELETE FROM queue WHERE id = ?', id);
+      if (!recipients.some((rc) => rc.state === 'pending')) {
+        this.run('DELETE FROM queue WHERE id = ?', id);
+        this.dropUnusedBlobs([entry.blobId]);
+      }
       return updated;
     });
     return toQueueEntry(row);
@@ -981,8 +1025,13 @@ export class SqliteMailStore implements MailStore {
   }
 
   async removeQueueEntry(id: string): Promise<void> {
-    if ((await this.tx(() => this.run('DELETE FROM queue WHERE id = ?', id))) === 0)
-      throw new StoreError('not_found', `no queue entry ${id}`);
+    const removed = await this.tx(() => {
+      const row = this.get('SELECT blob_id FROM queue WHERE id = ?', id);
+      const n = this.run('DELETE FROM queue WHERE id = ?', id);
+      if (row) this.dropUnusedBlobs([row.blob_id as string]);
+      return n;
+    });
+    if (removed === 0) throw new StoreError('not_found', `no queue entry ${id}`);
   }
 
   async setQueueHeld(id: string, held: boolean): Promise<QueueEntry> {
