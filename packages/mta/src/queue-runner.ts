@@ -37,6 +37,8 @@ export interface QueueRunnerOptions {
   pollMs?: number;
   now?: () => Date;
   onError?: (err: unknown, context: string) => void;
+  /** Called after every attempt with one result per recipient tried (for the log). */
+  onAttempt?: (entry: QueueEntry, results: RecipientResult[]) => void;
 }
 
 function processAlive(pid: number): boolean {
@@ -51,7 +53,8 @@ function processAlive(pid: number): boolean {
 const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 
 export class QueueRunner {
-  private readonly o: Required<Omit<QueueRunnerOptions, 'onError'>> & Pick<QueueRunnerOptions, 'onError'>;
+  private readonly o: Required<Omit<QueueRunnerOptions, 'onError' | 'onAttempt'>> &
+    Pick<QueueRunnerOptions, 'onError' | 'onAttempt'>;
   private readonly owner: string;
   private running = false;
   private loop: Promise<void> | null = null;
@@ -215,6 +218,7 @@ export class QueueRunner {
     try {
       // Removes the entry when no recipient is left pending.
       await store.recordAttempt(entry.id, this.owner, { results, nextAttemptAt });
+      this.o.onAttempt?.(entry, results);
     } catch (err) {
       if (isStoreError(err, 'lease_lost')) return; // Another worker owns it now.
       throw err;

@@ -103,6 +103,20 @@ export async function startServices(
         lmtp: config.mda.lmtp,
         isLocalDomain,
         onError,
+        // One line per recipient and attempt, as admins know from Postfix's status=sent/deferred/bounced.
+        onAttempt: (entry, results) => {
+          for (const r of results) {
+            const status = r.state === 'delivered' ? 'sent' : r.state === 'pending' ? 'deferred' : 'bounced';
+            log.log(r.state === 'delivered' ? 'info' : 'warn', 'delivery', {
+              id: entry.id,
+              from: entry.sender,
+              to: r.address,
+              status,
+              attempt: entry.attempts + 1,
+              reply: r.reply,
+            });
+          }
+        },
       });
       const queue = runner;
       const mx = createInboundServer({
