@@ -70,6 +70,8 @@ export interface InboundServerOptions {
   /** Called after a message is queued (to wake the queue runner). */
   onQueued?: (entry: QueueEntry) => void;
   onError?: (err: unknown, context: string) => void;
+  /** Called for every refused command (for the log), with the client's address. */
+  onRefused?: (client: string, reply: string) => void;
 }
 
 interface SessionState {
@@ -91,6 +93,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
 
   /** Counts a refusal; past the limit the session ends with 421. */
   const refuse = (session: SMTPServerSession, err: SmtpError): SmtpError => {
+    options.onRefused?.(session.remoteAddress, `${err.responseCode} ${err.message}`);
     const state = sessions.get(session.id);
     if (state && ++state.errors > limits.maxErrors) {
       return reply(421, '4.7.0', `${options.hostname} too many errors, closing connection`);

@@ -139,6 +139,7 @@ export async function startServices(
           queue.wake();
         },
         onError,
+        onRefused: (client, reply) => log.log('info', 'refused', { client, reply }),
       });
       servers.push(mx);
       listening.push({
