@@ -16,7 +16,7 @@ export interface Sandbox {
   dir: string;
   config: string;
   /** Runs the real `mailwerk` binary against this sandbox's config, feeding `input` on stdin. */
-  run(args: string[], input?: string): Promise<Result>;
+  run(args: string[], input?: string, env?: Record<string, string>): Promise<Result>;
   /** Starts a long-running `mailwerk` (start) and resolves once its output matches `ready`. */
   spawn(args: string[], ready: RegExp, env?: Record<string, string>): Promise<Service>;
   /** Like run, but fails the test unless the exit status is 0, and parses --json output. */
@@ -86,11 +86,11 @@ export function freePort(): Promise<number> {
 export async function sandbox(): Promise<Sandbox> {
   const dir = await mkdtemp(join(tmpdir(), 'mailwerk-cli-'));
   const config = join(dir, 'mailwerk.toml');
-  const run = (args: string[], input = ''): Promise<Result> =>
+  const run = (args: string[], input = '', extraEnv: Record<string, string> = {}): Promise<Result> =>
     new Promise((resolve, reject) => {
       const child = spawn(BIN, args, {
         cwd: dir,
-        env: { PATH: process.env.PATH, HOME: dir, MAILWERK_CONFIG: config },
+        env: { PATH: process.env.PATH, HOME: dir, MAILWERK_CONFIG: config, ...extraEnv },
         stdio: ['pipe', 'pipe', 'pipe'],
       });
       let stdout = '';

@@ -102,4 +102,20 @@ describe('mailwerk start', () => {
       await mta.kill();
     }
   });
+
+  it('says clearly when its port is taken, and exits 1', async () => {
+    const { createServer } = await import('node:net');
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', r));
+    try {
+      const r = await sb.run(['start'], '', env);
+      assert.equal(r.code, 1);
+      assert.match(
+        r.stderr,
+        /^mailwerk: cannot listen on 127\.0\.0\.1:\d+: the address is in use by another program\n$/,
+      );
+    } finally {
+      blocker.close();
+    }
+  });
 });

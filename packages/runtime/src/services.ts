@@ -49,7 +49,8 @@ function removeStaleSocket(path: string): Promise<void> {
 async function listen(server: SMTPServer, where: string, host: string): Promise<string> {
   if (where.startsWith('unix:')) await removeStaleSocket(where.slice(5));
   return new Promise((resolve, reject) => {
-    server.server.once('error', reject);
+    // smtp-server re-emits its socket's errors; unhandled, an 'error' event ends the process.
+    server.once('error', reject);
     if (where.startsWith('unix:')) {
       const path = where.slice(5);
       server.listen(path, () => resolve(`unix:${path}`));
@@ -154,6 +155,7 @@ export async function startServices(
     await store.close();
     throw err;
   }
+  for (const s of servers) s.on('error', (err) => log.error(err, 'server'));
   for (const l of listening) log.log('info', 'listening', { service: l.service, address: l.address });
   return {
     listening,

@@ -177,7 +177,21 @@ export const setupCommands: Command[] = [
       const result = await initialise(ctx, exists ? {} : rest);
       await ctx.close();
       ctx.releaseStore();
-      const running = await startServices(result.config, wanted as ServiceName[]);
+      let running: Awaited<ReturnType<typeof startServices>>;
+      try {
+        running = await startServices(result.config, wanted as ServiceName[]);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+        const where = e.port ? `${e.address ?? ''}:${e.port}` : (e.address ?? '');
+        if (e.code === 'EADDRINUSE')
+          throw new CliError(`cannot listen on ${where}: the address is in use by another program`);
+        if (e.code === 'EACCES') {
+          throw new CliError(
+            `cannot listen on ${where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`,
+          );
+        }
+        throw err;
+      }
       ctx.store = () => running.store;
       await summary(ctx, result, running.listening);
       ctx.releaseStore();
