@@ -308,16 +308,26 @@ export function parseMessage(raw: Buffer): MessageStructure {
   return { size: raw.length, root: parseNode(raw, 0, raw.length, 0, 'text/plain', true) };
 }
 
-/** Resolves an IMAP section part number such as `1.2` (RFC 3501 §6.4.5) to its node. */
+/**
+ * Resolves an IMAP section part number such as `1.2` (RFC 3501 §6.4.5) to its
+ * node. A message (the top level, or one inside a message/rfc822 part) that is
+ * not multipart has exactly one part, numbered 1: its own body.
+ */
 export function findPart(root: MimeNode, path: number[]): MimeNode | null {
   let node: MimeNode = root;
+  let atMessage = true;
   for (const n of path) {
-    if (node.message && !node.children) node = node.message;
+    if (node.message && !node.children) {
+      node = node.message;
+      atMessage = true;
+    }
     if (node.children) {
       const child = node.children[n - 1];
       if (!child) return null;
       node = child;
-    } else if (n === 1) {
+      atMessage = false;
+    } else if (n === 1 && atMessage) {
+      atMessage = false;
     } else {
       return null;
     }

@@ -1,0 +1,10 @@
+export {
+  bodyStructureValue,
+  envelopeValue,
+  type ImapValue,
+  parseSection,
+  partial,
+  type Section,
+  SectionError,
+  sectionBytes,
+} from './fetch-data.ts';

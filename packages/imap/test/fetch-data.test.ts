@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseMessage } from '@mailwerk/mime';
+import {
+  bodyStructureValue,
+  envelopeValue,
+  parseSection,
+  partial,
+  SectionError,
+  sectionBytes,
+} from '../src/index.ts';
+
+const raw = Buffer.from(
+  [
+    'From: "Ann" <ann@example.org>',
+    'To: Team: c@x.org, d@x.org;, bob@example.net',
+    'Subject: test',
+    '  folded',
+    'Date: Mon, 23 Nov 2026 10:00:00 +0000',
+    'Message-ID: <1@x>',
+    'MIME-Version: 1.0',
+    'Content-Type: multipart/mixed; boundary="b1"',
+    '',
+    '--b1',
+    'Content-Type: text/plain; charset=utf-8',
+    'Content-Transfer-Encoding: quoted-printable',
+    '',
+    'hello',
+    'world',
+    '--b1',
+    'Content-Type: message/rfc822',
+    'Content-Disposition: attachment; filename="fwd.eml"',
+    '',
+    'Subject: inner',
+    'From: x@y.org',
+    '',
+    'inner body',
+    '--b1--',
+    '',
+  ].join('\r\n'),
+);
+const { root } = parseMessage(raw);
+const get = (spec: string) => sectionBytes(raw, root, parseSection(spec))?.toString() ?? null;
+
+describe('ENVELOPE', () => {
+  it('lists the fields in RFC 3501 order with groups marked', () => {
+    assert.deepEqual(envelopeValue(root.envelope), [
+      'Mon, 23 Nov 2026 10:00:00 +0000',
+      'test  folded',
+      [['Ann', null, 'ann', 'example.org']],
+      [['Ann', null, 'ann', 'example.org']],
+      [['Ann', null, 'ann', 'example.org']],
+      [
+        [null, null, 'Team', null],
+        [null, null, 'c', 'x.org'],
+        [null, null, 'd', 'x.org'],
+        [null, null, null, null],
+        [null, null, 'bob', 'example.net'],
+      ],
+      null,
+      null,
+      null,
+      '<1@x>',
+    ]);
+  });
+});
+
+describe('BODYSTRUCTURE', () => {
+  it('describes a multipart with a text part and an attached message, with extension data', () => {
+    const inner = [
+      null,
+      'inner',
+      [[null, null, 'x', 'y.org']],
+      [[null, null, 'x', 'y.org']],
+      [[null, null, 'x', 'y.org']],
+      null,
+      null,
+      null,
+      null,
+      null,
+    ];
+    assert.deepEqual(bodyStructureValue(root), [
+      ['text', 'plain', ['charset', 'utf-8'], null, null, 'quoted-printable', 12, 2, null, null, null, null],
+      [
+        'message',
+        'rfc822',
+        null,
+        null,
+        null,
+        '7bit',
+        43,
+        inner,
+        ['text', 'plain', ['charset', 'us-ascii'], null, null, '7bit', 10, 1, null, null, null, null],
+        4,
+        null,
+        ['attachment', ['filename', 'fwd.eml']],
+        null,
+        null,
+      ],
+      'mixed',
+      ['boundary', 'b1'],
+      null,
+      null,
+      null,
+    ]);
+  });
+
+  it('leaves out extension data for BODY', () => {
+    const simple = parseMessage(Buffer.from('Subject: s\r\n\r\nbody\r\n')).root;
+    assert.deepEqual(bodyStructureValue(simple, false), [
+      'text',
+      'plain',
+      ['charset', 'us-ascii'],
+      null,
+      null,
+      '7bit',
+      6,
+      1,
+    ]);
+  });
+});
+
+describe('BODY[section]', () => {
+  const table: Array<[string, string | null]> = [
+    ['', raw.toString()],
+    ['1', 'hello\r\nworld'],
+    [
+      '1.MIME',
+      'Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n',
+    ],
+    ['2', 'Subject: inner\r\nFrom: x@y.org\r\n\r\ninner body'],
+    ['2.HEADER', 'Subject: inner\r\nFrom: x@y.org\r\n\r\n'],
+    ['2.TEXT', 'inner body'],
+    ['2.1', 'inner body'],
+    ['2.HEADER.FIELDS (from)', 'From: x@y.org\r\n\r\n'],
+    ['HEADER.FIELDS (SUBJECT From)', 'From: "Ann" <ann@example.org>\r\nSubject: test\r\n  folded\r\n\r\n'],
+    ['HEADER.FIELDS.NOT (From To Subject Date Message-ID Content-Type)', 'MIME-Version: 1.0\r\n\r\n'],
+    ['TEXT', raw.toString().slice(raw.indexOf('\r\n\r\n') + 4)],
+    ['3', null],
+    ['1.HEADER', null],
+    ['1.1', null],
+  ];
+  for (const [spec, want] of table) {
+    it(`BODY[${spec}]`, () => assert.equal(get(spec), want));
+  }
+  it('gives a single-part message exactly one part, its body', () => {
+    const one = Buffer.from('Subject: s\r\n\r\nonly body\r\n');
+    const r = parseMessage(one).root;
+    assert.equal(sectionBytes(one, r, parseSection('1'))?.toString(), 'only body\r\n');
+    assert.equal(sectionBytes(one, r, parseSection('1.1')), null);
+    assert.equal(sectionBytes(one, r, parseSection('2')), null);
+  });
+
+  it('starts with the header and its blank line for BODY[HEADER]', () => {
+    assert.ok(get('HEADER')!.endsWith('boundary="b1"\r\n\r\n'));
+  });
+  it('applies partials', () => {
+    const body = sectionBytes(raw, root, parseSection('1'))!;
+    assert.equal(partial(body, 0, 5).toString(), 'hello');
+    assert.equal(partial(body, 7).toString(), 'world');
+    assert.equal(partial(body, 100, 5).toString(), '');
+  });
+  it('refuses malformed sections', () => {
+    for (const bad of ['MIME', '0', '1..2', 'HEADER.FIELDS', 'HEADER.FIELDS ()', 'BOGUS', '1.TEXTX']) {
+      assert.throws(() => parseSection(bad), SectionError, bad);
+    }
+  });
+});
