@@ -64,7 +64,7 @@ export function envelopeValue(env: Envelope | undefined): ImapValue {
 
 function params(p: Record<string, string>): ImapValue {
   const entries = Object.entries(p);
-  return entries.length ? entries.flatMap(([k, v]) => [k, v]) : null;
+  return entries.length ? entries.flat() : null;
 }
 
 function disposition(d: ParamValue | null): ImapValue {
