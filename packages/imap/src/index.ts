@@ -8,3 +8,4 @@ export {
   SectionError,
   sectionBytes,
 } from './fetch-data.ts';
+export { decodeMutf7, encodeMutf7, MailboxNameError } from './mutf7.ts';
