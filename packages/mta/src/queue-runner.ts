@@ -35,6 +35,12 @@ export interface QueueRunnerOptions {
   concurrency?: number;
   /** How often to look for due entries when nobody calls wake(). */
   pollMs?: number;
+  /**
+   * After the MDA could not be reached, local delivery pauses this long
+   * (doubling up to 60 s while it stays down) instead of every due entry
+   * failing on its own connection attempt.
+   */
+  mdaPauseMs?: number;
   now?: () => Date;
   onError?: (err: unknown, context: string) => void;
   /** Called after every attempt with one result per recipient tried (for the log). */
@@ -61,6 +67,9 @@ export class QueueRunner {
   private wakeUp: (() => void) | null = null;
   private pendingWake = false;
   private readonly active = new Set<Promise<void>>();
+  /** Local delivery waits until then after the MDA was unreachable. */
+  private mdaDownUntil = 0;
+  private mdaPause = 0;
   private readonly lmtp: LmtpClient;
 
   constructor(options: QueueRunnerOptions) {
@@ -69,6 +78,7 @@ export class QueueRunner {
       leaseMs: 300_000,
       concurrency: 8,
       pollMs: 1_000,
+      mdaPauseMs: 2_000,
       now: () => new Date(),
       ...options,
     };
@@ -137,6 +147,11 @@ export class QueueRunner {
 
   private async run(): Promise<void> {
     while (this.running) {
+      const paused = this.mdaDownUntil - Date.now();
+      if (paused > 0) {
+        await this.sleep(paused);
+        continue;
+      }
       const free = this.o.concurrency - this.active.size;
       let leased: QueueEntry[] = [];
       if (free > 0) {
@@ -184,6 +199,7 @@ export class QueueRunner {
     if (local.length > 0) {
       let replies: LmtpReply[];
       try {
+        if (Date.now() < this.mdaDownUntil) throw new Error('not reachable a moment ago; paused');
         data = await store.blobs.get(entry.blobId);
         replies = await this.lmtp.deliver({
           sender: entry.sender,
@@ -191,8 +207,10 @@ export class QueueRunner {
           data,
           envid: `mailwerk.${entry.id}`,
         });
+        this.mdaPause = 0;
       } catch (err) {
         const why = err instanceof Error ? err.message : String(err);
+        this.mdaUnreachable(err);
         replies = local.map((address) => ({
           address,
           code: 451,
@@ -223,6 +241,16 @@ export class QueueRunner {
       if (isStoreError(err, 'lease_lost')) return; // Another worker owns it now.
       throw err;
     }
+  }
+
+  private mdaUnreachable(err: unknown): void {
+    if (Date.now() < this.mdaDownUntil) return;
+    this.mdaPause = Math.min(this.mdaPause ? this.mdaPause * 2 : this.o.mdaPauseMs, 60_000);
+    this.mdaDownUntil = Date.now() + this.mdaPause;
+    this.o.onError?.(
+      err,
+      `MDA unreachable at ${this.o.lmtp}; local delivery paused for ${this.mdaPause / 1000} s`,
+    );
   }
 
   private async bounce(entry: QueueEntry, failures: RecipientResult[], data: Buffer | null): Promise<void> {

