@@ -89,6 +89,28 @@ describe('mailwerk start', () => {
       });
       assert.match(queued.recipients[0]!.lastReply!, /^451 4\.4\.1 /);
       assert.ok(!(await subjects()).includes('mda down'));
+      // The admin looks at it, holds it, releases it; a second one is deleted.
+      const [entry] = await sb.json<Array<{ id: string }>>(['queue', 'list']);
+      const shown = await sb.json<{
+        sender: string;
+        header: string;
+        recipients: Array<{ address: string; state: string }>;
+      }>(['queue', 'show', entry!.id]);
+      assert.equal(shown.sender, 'a@ext.org');
+      assert.match(shown.header, /Subject: mda down/);
+      assert.deepEqual(
+        shown.recipients.map((x) => [x.address, x.state]),
+        [['bob@example.org', 'pending']],
+      );
+      assert.deepEqual(await sb.json(['queue', 'hold', entry!.id]), { held: [entry!.id] });
+      assert.equal((await sb.json<Array<{ held: boolean }>>(['queue', 'list']))[0]!.held, true);
+      assert.deepEqual(await sb.json(['queue', 'release', entry!.id]), { released: [entry!.id] });
+      await send('to be deleted');
+      const all = await sb.json<Array<{ id: string }>>(['queue', 'list']);
+      const doomed = all.find((e) => e.id !== entry!.id)!;
+      assert.equal((await sb.run(['queue', 'delete', doomed.id])).code, 0);
+      assert.equal((await sb.run(['queue', 'delete', doomed.id])).code, 1);
+      assert.equal((await sb.json<unknown[]>(['queue', 'list'])).length, 1);
       const mda = await sb.spawn(['start', '--service', 'mda'], /LMTP \(MDA\)\s+unix:\S+\s+running/, env);
       try {
         // The next retry would come after the backoff (30 s); the admin asks for it now.

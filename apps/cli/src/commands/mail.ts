@@ -1,5 +1,6 @@
 /** Looking at mail: a mailbox's messages, and the queue. */
 import { formatByteSize } from '@mailwerk/config';
+import { headerBlock } from '@mailwerk/smtp';
 import { normalizeAddress } from '@mailwerk/store';
 import type { Command } from '../command.ts';
 import { CliError } from '../context.ts';
@@ -86,4 +87,60 @@ export const mailCommands: Command[] = [
       else ctx.print(`${ids.length} message(s) due now`);
     },
   },
+  {
+    name: ['queue', 'show'],
+    args: 'ID',
+    summary: 'show a queued message: envelope, per-recipient state and its header',
+    minArgs: 1,
+    maxArgs: 1,
+    async run(ctx, [id]) {
+      const store = ctx.store();
+      const entry = await store.getQueueEntry(id!);
+      if (!entry) throw new CliError(`no queued message ${id}`);
+      const header = headerBlock(await store.blobs.get(entry.blobId));
+      if (ctx.json) return printJson(ctx, { ...entry, header });
+      ctx.print(`id:        ${entry.id}${entry.held ? ' (held)' : ''}`);
+      ctx.print(`sender:    ${entry.sender || '<>'}`);
+      ctx.print(`arrived:   ${entry.createdAt.toISOString()}`);
+      ctx.print(`attempts:  ${entry.attempts}, next ${entry.nextAttemptAt.toISOString()}`);
+      ctx.print(`size:      ${formatByteSize(entry.size)}`);
+      ctx.print();
+      printTable(
+        ctx,
+        ['RECIPIENT', 'STATE', 'ATTEMPTS', 'LAST REPLY'],
+        entry.recipients.map((r) => [r.address, r.state, String(r.attempts), r.lastReply ?? '']),
+      );
+      ctx.print();
+      ctx.print(header.trimEnd());
+    },
+  },
+  ...(['hold', 'release', 'delete'] as const).map(
+    (verb): Command => ({
+      name: ['queue', verb],
+      args: 'ID|all',
+      summary:
+        verb === 'hold'
+          ? 'keep queued messages from being delivered until released'
+          : verb === 'release'
+            ? 'let held messages be delivered again'
+            : 'remove queued messages without delivering them and without a bounce',
+      minArgs: 1,
+      maxArgs: 1,
+      async run(ctx, [id]) {
+        const store = ctx.store();
+        const ids = id === 'all' ? (await store.listQueue()).map((e) => e.id) : [id!];
+        for (const one of ids) {
+          if (!(await store.getQueueEntry(one))) throw new CliError(`no queued message ${one}`);
+          if (verb === 'delete') await store.removeQueueEntry(one);
+          else await store.setQueueHeld(one, verb === 'hold');
+        }
+        if (ctx.json)
+          printJson(ctx, { [verb === 'delete' ? 'deleted' : verb === 'hold' ? 'held' : 'released']: ids });
+        else
+          ctx.print(
+            `${ids.length} message(s) ${verb === 'delete' ? 'deleted' : verb === 'hold' ? 'held' : 'released'}`,
+          );
+      },
+    }),
+  ),
 ];
