@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test: lint, type check, then each package's tests.
-# Installs what it needs first (Node 24 if the machine's is older, pnpm, dependencies).
+# Installs what it needs first (Node 24 if the machine's is older, pnpm,
+# dependencies, and the Debian packages the tests use: see test-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/test-deps.sh
 bash scripts/setup.sh
 . scripts/env.sh
 pnpm run lint

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Debian packages the tests use: real clients and peers (swaks for SMTP,
+# python3). Installed when missing (as root, through apt); otherwise named.
+set -euo pipefail
+APT_PACKAGES=(python3 swaks)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then
+  echo "mailwerk: installing ${missing[*]} for the tests ..." >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+elif command -v sudo >/dev/null; then
+  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+else
+  echo "mailwerk: the tests need these Debian packages: ${missing[*]} (apt-get install ${missing[*]})" >&2
+  exit 1
+fi
