@@ -181,7 +181,10 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
       accept(stream as unknown as import('node:stream').Readable, session)
         .then((id) => callback(null, `2.0.0 Ok: queued as ${id}`))
         .catch((err: unknown) => {
-          if (err instanceof Error && 'responseCode' in err) return callback(err);
+          if (err instanceof Error && 'responseCode' in err) {
+            options.onRefused?.(session.remoteAddress, `${(err as SmtpError).responseCode} ${err.message}`);
+            return callback(err);
+          }
           options.onError?.(err, 'data');
           callback(reply(451, '4.3.0', 'local error in processing, message not accepted; try again later'));
         });
