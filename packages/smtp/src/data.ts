@@ -45,9 +45,11 @@ export function hasBareLineEndingAtDot(data: Buffer): boolean {
   while (i !== -1) {
     const prev = i === 0 ? LF : data[i - 1]!;
     const atLineStart = i === 0 || prev === LF || prev === CR;
-    if (atLineStart) {
+    const next = data[i + 1];
+    // Only a line holding nothing but the dot can be taken for the end of data;
+    // `\n.NET` in a message with bare LFs is harmless and passes.
+    if (atLineStart && (next === CR || next === LF || next === undefined)) {
       const bareBefore = i > 0 && (prev === CR || (prev === LF && (i < 2 || data[i - 2] !== CR)));
-      const next = data[i + 1];
       const bareAfter = next === LF || (next === CR && data[i + 2] !== LF);
       if (bareBefore || bareAfter) return true;
     }

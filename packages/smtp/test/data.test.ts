@@ -17,7 +17,17 @@ describe('smuggling check', () => {
   ];
   for (const s of bad)
     it(`refuses ${JSON.stringify(s)}`, () => assert.equal(hasBareLineEndingAtDot(Buffer.from(s)), true));
-  const good = ['a\r\n.\r\nb', 'a.b\nc', '...\r\n', 'a\r\n.. x\r\n', 'a\r\n.x\r\n', '', 'no dots\nat all\n'];
+  const good = [
+    'a\r\n.\r\nb',
+    'a.b\nc',
+    '...\r\n',
+    'a\r\n.. x\r\n',
+    'a\r\n.x\r\n',
+    '',
+    'no dots\nat all\n',
+    'bare LF lines\n.NET is fine\n',
+    'a\r.x',
+  ];
   for (const s of good)
     it(`accepts ${JSON.stringify(s)}`, () => assert.equal(hasBareLineEndingAtDot(Buffer.from(s)), false));
 });
