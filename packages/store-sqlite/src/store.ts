@@ -1,16 +1,4 @@
-/**
- * The embedded MailStore on node:sqlite.
- *
- * Invariants:
- * - Every write runs in one BEGIN IMMEDIATE transaction (db.ts), so other
- *   processes using the same data directory see all of it or nothing; UID,
- *   MODSEQ and quota updates share that transaction with the rows they count.
- * - node:sqlite is synchronous: a method does all its database work without
- *   awaiting in between, so no other call on this connection interleaves.
- * - Message bodies live in the blob store; rows hold only their ids.
- */
-import { randomBytes } from 'node:crypto';
-import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
+import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import {
   type Account,
   type AccountPatch,
@@ -21,7 +9,6 @@ import {
   type Change,
   type ChangeKind,
   type CopyResult,
-  contentId,
   type Domain,
   type FlagUpdate,
   type FlagUpdateResult,
@@ -43,89 +30,15 @@ import {
   parentNames,
   parseAddress,
   type QueueEntry,
-  type QueueRecipient,
   type SieveScript,
   type SpecialUse,
   StoreError,
 } from '@mailwerk/store';
-import { SqliteBlobStore } from './blobs.ts';
 import { type GroupCommit, uniqueAs } from './db.ts';
-
-type Row = Record<string, SQLInputValue>;
-
-const toAccount = (r: Row): Account => ({
-  id: String(r.id),
-  address: r.address as string,
-  domain: r.domain as string,
-  displayName: r.display_name as string,
-  passwordHash: r.password_hash as string,
-  quotaBytes: r.quota_bytes === null ? null : Number(r.quota_bytes),
-  usedBytes: Number(r.used_bytes),
-  disabled: r.disabled === 1,
-  createdAt: new Date(Number(r.created_at)),
-});
-
-const toAlias = (r: Row): Alias => ({
-  address: r.address as string,
-  domain: r.domain as string,
-  targets: JSON.parse(r.targets as string),
-  createdAt: new Date(Number(r.created_at)),
-});
-
-const toMailbox = (r: Row): Mailbox => ({
-  id: String(r.id),
-  accountId: String(r.account_id),
-  name: r.name as string,
-  specialUse: (r.special_use as SpecialUse | null) ?? null,
-  subscribed: r.subscribed === 1,
-  uidValidity: Number(r.uid_validity),
-  uidNext: Number(r.uid_next),
-  highestModseq: Number(r.highest_modseq),
-  createdAt: new Date(Number(r.created_at)),
-});
-
-const toMessage = (r: Row): Message => ({
-  id: String(r.id),
-  accountId: String(r.account_id),
-  mailboxId: String(r.mailbox_id),
-  uid: Number(r.uid),
-  modseq: Number(r.modseq),
-  flags: JSON.parse(r.flags as string),
-  internalDate: new Date(Number(r.internal_date)),
-  size: Number(r.size),
-  blobId: r.blob_id as string,
-  structure: JSON.parse(r.structure as string),
-});
-
-const toQueueEntry = (r: Row): QueueEntry => ({
-  id: r.id as string,
-  sender: r.sender as string,
-  recipients: (JSON.parse(r.recipients as string) as Array<QueueRecipient & { lastAttemptAt?: string }>).map(
-    (rc) => ({ ...rc, ...(rc.lastAttemptAt ? { lastAttemptAt: new Date(rc.lastAttemptAt) } : {}) }),
-  ),
-  blobId: r.blob_id as string,
-  size: Number(r.size),
-  createdAt: new Date(Number(r.created_at)),
-  nextAttemptAt: new Date(Number(r.next_attempt_at)),
-  attempts: Number(r.attempts),
-  held: r.held === 1,
-  leaseOwner: (r.lease_owner as string | null) ?? null,
-  leaseUntil: r.lease_until === null ? null : new Date(Number(r.lease_until)),
-  meta: JSON.parse(r.meta as string),
-});
-
-const toSieve = (r: Row): SieveScript => ({
-  accountId: String(r.account_id),
-  name: r.name as string,
-  content: r.content as string,
-  active: r.active === 1,
-  updatedAt: new Date(Number(r.updated_at)),
-});
-
-/** SQLite integer ids travel as decimal strings; anything else can match nothing. */
-function rowId(id: string): number {
-  return /^[1-9][0-9]{0,15}$/.test(id) ? Number(id) : -1;
-}
+import { SqliteQueue } from './queue.ts';
+import { toAccount, toAlias, toMailbox, toMessage } from './rows.ts';
+import { SqliteSieve } from './sieve.ts';
+import { type Row, rowId, Sql } from './sql.ts';
 
 function tryNormalize<T>(fn: () => T): T | null {
   try {
@@ -136,12 +49,14 @@ function tryNormalize<T>(fn: () => T): T | null {
 }
 
 const MAX_ALIAS_TARGETS = 1000;
-const MAX_SIEVE_NAME = 128;
 
 export class SqliteMailStore implements MailStore {
   readonly blobs: BlobStore;
   private readonly db: DatabaseSync;
   private readonly writer: GroupCommit;
+  private readonly sql: Sql;
+  private readonly queue: SqliteQueue;
+  private readonly sieve: SqliteSieve;
   private readonly onClose: () => Promise<void>;
 
   constructor(
@@ -153,6 +68,9 @@ export class SqliteMailStore implements MailStore {
     this.db = db;
     this.writer = writer;
     this.blobs = blobs;
+    this.sql = new Sql(db, writer, blobs);
+    this.queue = new SqliteQueue(this.sql);
+    this.sieve = new SqliteSieve(this.sql);
     this.onClose = onClose;
   }
 
@@ -163,82 +81,14 @@ export class SqliteMailStore implements MailStore {
     await this.onClose();
   }
 
-  /** Prepared statements by SQL text: preparing costs more than running most of ours. */
-  private readonly statements = new Map<string, StatementSync>();
-
-  private stmt(sql: string): StatementSync {
-    let st = this.statements.get(sql);
-    if (!st) {
-      st = this.db.prepare(sql);
-      this.statements.set(sql, st);
-    }
-    return st;
-  }
-
-  private get(sql: string, ...params: SQLInputValue[]): Row | undefined {
-    return this.stmt(sql).get(...params) as Row | undefined;
-  }
-
-  private all(sql: string, ...params: SQLInputValue[]): Row[] {
-    return this.stmt(sql).all(...params) as Row[];
-  }
-
-  private run(sql: string, ...params: SQLInputValue[]): number {
-    return Number(this.stmt(sql).run(...params).changes);
-  }
-
-  /** A write, committed (and synced) together with the writes issued alongside it; see GroupCommit. */
-  private tx<T>(fn: () => T): Promise<T> {
-    return this.writer.write(fn);
-  }
-
-  /**
-   * Removes bodies kept in SQLite that no message and no queue entry refers to
-   * any more. Runs inside the write that dropped the last reference, so a
-   * concurrent delivery of the same content (same id) either sees the blob or
-   * stores it again. Bodies in files are not collected yet (see the notes).
-   */
-  private dropUnusedBlobs(ids: Iterable<string>): void {
-    if (!(this.blobs instanceof SqliteBlobStore)) return;
-    for (const id of new Set(ids)) {
-      this.run(
-        `DELETE FROM blobs WHERE id = ?
-         AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?)
-         AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?)`,
-        id,
-        id,
-        id,
-      );
-    }
-  }
-
-  private blobIdsWhere(sql: string, ...params: SQLInputValue[]): string[] {
-    return this.all(sql, ...params).map((r) => r.blob_id as string);
-  }
-
-  /** A write that also stores a not yet stored blob: in the same transaction when bodies live in SQLite. */
-  private async txWithBlob<T>(blobId: string, data: Buffer | undefined, fn: () => T): Promise<T> {
-    if (!data) return this.tx(fn);
-    if (contentId(data) !== blobId) throw new StoreError('invalid', 'blobId is not the content id of data');
-    const blobs = this.blobs;
-    if (blobs instanceof SqliteBlobStore) {
-      return this.tx(() => {
-        blobs.insertInTransaction(blobId, data);
-        return fn();
-      });
-    }
-    await blobs.put(data);
-    return this.tx(fn);
-  }
-
   // ---- domains -------------------------------------------------------------
 
   async addDomain(name: string): Promise<Domain> {
     const domain = normalizeDomain(name);
     const now = Date.now();
-    await this.tx(() =>
+    await this.sql.tx(() =>
       uniqueAs(`domain ${domain} exists already`, () =>
-        this.run('INSERT INTO domains (name, created_at) VALUES (?, ?)', domain, now),
+        this.sql.run('INSERT INTO domains (name, created_at) VALUES (?, ?)', domain, now),
       ),
     );
     return { name: domain, createdAt: new Date(now) };
@@ -247,12 +97,12 @@ export class SqliteMailStore implements MailStore {
   async getDomain(name: string): Promise<Domain | null> {
     const domain = tryNormalize(() => normalizeDomain(name));
     if (!domain) return null;
-    const r = this.get('SELECT * FROM domains WHERE name = ?', domain);
+    const r = this.sql.get('SELECT * FROM domains WHERE name = ?', domain);
     return r ? { name: r.name as string, createdAt: new Date(Number(r.created_at)) } : null;
   }
 
   async listDomains(): Promise<Domain[]> {
-    return this.all('SELECT * FROM domains ORDER BY name').map((r) => ({
+    return this.sql.all('SELECT * FROM domains ORDER BY name').map((r) => ({
       name: r.name as string,
       createdAt: new Date(Number(r.created_at)),
     }));
@@ -260,26 +110,26 @@ export class SqliteMailStore implements MailStore {
 
   async removeDomain(name: string, options: { force?: boolean } = {}): Promise<void> {
     const domain = normalizeDomain(name);
-    await this.tx(() => {
-      if (!this.get('SELECT 1 FROM domains WHERE name = ?', domain)) {
+    await this.sql.tx(() => {
+      if (!this.sql.get('SELECT 1 FROM domains WHERE name = ?', domain)) {
         throw new StoreError('not_found', `no domain ${domain}`);
       }
-      const accounts = Number(this.get('SELECT count(*) AS n FROM accounts WHERE domain = ?', domain)!.n);
-      const aliases = Number(this.get('SELECT count(*) AS n FROM aliases WHERE domain = ?', domain)!.n);
+      const accounts = Number(this.sql.get('SELECT count(*) AS n FROM accounts WHERE domain = ?', domain)!.n);
+      const aliases = Number(this.sql.get('SELECT count(*) AS n FROM aliases WHERE domain = ?', domain)!.n);
       if ((accounts > 0 || aliases > 0) && !options.force) {
         throw new StoreError(
           'conflict',
           `domain ${domain} still has ${accounts} account(s) and ${aliases} alias(es)`,
         );
       }
-      const blobs = this.blobIdsWhere(
+      const blobs = this.sql.blobIdsWhere(
         'SELECT DISTINCT m.blob_id FROM messages m JOIN accounts a ON a.id = m.account_id WHERE a.domain = ?',
         domain,
       );
-      this.run('DELETE FROM accounts WHERE domain = ?', domain);
-      this.dropUnusedBlobs(blobs);
-      this.run('DELETE FROM aliases WHERE domain = ?', domain);
-      this.run('DELETE FROM domains WHERE name = ?', domain);
+      this.sql.run('DELETE FROM accounts WHERE domain = ?', domain);
+      this.sql.dropUnusedBlobs(blobs);
+      this.sql.run('DELETE FROM aliases WHERE domain = ?', domain);
+      this.sql.run('DELETE FROM domains WHERE name = ?', domain);
     });
   }
 
@@ -295,15 +145,15 @@ export class SqliteMailStore implements MailStore {
     if (quota !== null && (!Number.isSafeInteger(quota) || quota < 0)) {
       throw new StoreError('invalid', `invalid quota ${quota}`);
     }
-    const id = await this.tx(() => {
-      if (!this.get('SELECT 1 FROM domains WHERE name = ?', domain)) {
+    const id = await this.sql.tx(() => {
+      if (!this.sql.get('SELECT 1 FROM domains WHERE name = ?', domain)) {
         throw new StoreError('not_found', `domain ${domain} is not a local domain; add it first`);
       }
-      if (this.get('SELECT 1 FROM aliases WHERE address = ?', address)) {
+      if (this.sql.get('SELECT 1 FROM aliases WHERE address = ?', address)) {
         throw new StoreError('exists', `${address} is an alias already`);
       }
       const row = uniqueAs(`account ${address} exists already`, () =>
-        this.get(
+        this.sql.get(
           `INSERT INTO accounts (address, domain, display_name, password_hash, quota_bytes, created_at)
            VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
           address,
@@ -322,23 +172,23 @@ export class SqliteMailStore implements MailStore {
   }
 
   async getAccount(id: string): Promise<Account | null> {
-    const r = this.get('SELECT * FROM accounts WHERE id = ?', rowId(id));
+    const r = this.sql.get('SELECT * FROM accounts WHERE id = ?', rowId(id));
     return r ? toAccount(r) : null;
   }
 
   async getAccountByAddress(address: string): Promise<Account | null> {
     const canonical = tryNormalize(() => normalizeAddress(address));
     if (!canonical) return null;
-    const r = this.get('SELECT * FROM accounts WHERE address = ?', canonical);
+    const r = this.sql.get('SELECT * FROM accounts WHERE address = ?', canonical);
     return r ? toAccount(r) : null;
   }
 
   async listAccounts(filter: { domain?: string } = {}): Promise<Account[]> {
     if (filter.domain !== undefined) {
       const domain = normalizeDomain(filter.domain);
-      return this.all('SELECT * FROM accounts WHERE domain = ? ORDER BY address', domain).map(toAccount);
+      return this.sql.all('SELECT * FROM accounts WHERE domain = ? ORDER BY address', domain).map(toAccount);
     }
-    return this.all('SELECT * FROM accounts ORDER BY address').map(toAccount);
+    return this.sql.all('SELECT * FROM accounts ORDER BY address').map(toAccount);
   }
 
   async updateAccount(id: string, patch: AccountPatch): Promise<Account> {
@@ -365,23 +215,27 @@ export class SqliteMailStore implements MailStore {
     }
     const r =
       sets.length > 0
-        ? await this.tx(() =>
-            this.get(`UPDATE accounts SET ${sets.join(', ')} WHERE id = ? RETURNING *`, ...params, rowId(id)),
+        ? await this.sql.tx(() =>
+            this.sql.get(
+              `UPDATE accounts SET ${sets.join(', ')} WHERE id = ? RETURNING *`,
+              ...params,
+              rowId(id),
+            ),
           )
-        : this.get('SELECT * FROM accounts WHERE id = ?', rowId(id));
+        : this.sql.get('SELECT * FROM accounts WHERE id = ?', rowId(id));
     if (!r) throw new StoreError('not_found', `no account ${id}`);
     return toAccount(r);
   }
 
   async removeAccount(id: string): Promise<void> {
     // Mailboxes, messages, journal and Sieve scripts go by ON DELETE CASCADE.
-    const removed = await this.tx(() => {
-      const blobs = this.blobIdsWhere(
+    const removed = await this.sql.tx(() => {
+      const blobs = this.sql.blobIdsWhere(
         'SELECT DISTINCT blob_id FROM messages WHERE account_id = ?',
         rowId(id),
       );
-      const n = this.run('DELETE FROM accounts WHERE id = ?', rowId(id));
-      this.dropUnusedBlobs(blobs);
+      const n = this.sql.run('DELETE FROM accounts WHERE id = ?', rowId(id));
+      this.sql.dropUnusedBlobs(blobs);
       return n;
     });
     if (removed === 0) {
@@ -400,15 +254,15 @@ export class SqliteMailStore implements MailStore {
     }
     const targets = [...new Set(input.targets.map(normalizeAddress))];
     const now = Date.now();
-    await this.tx(() => {
-      if (!this.get('SELECT 1 FROM domains WHERE name = ?', domain)) {
+    await this.sql.tx(() => {
+      if (!this.sql.get('SELECT 1 FROM domains WHERE name = ?', domain)) {
         throw new StoreError('not_found', `domain ${domain} is not a local domain; add it first`);
       }
-      if (this.get('SELECT 1 FROM accounts WHERE address = ?', address)) {
+      if (this.sql.get('SELECT 1 FROM accounts WHERE address = ?', address)) {
         throw new StoreError('exists', `${address} is an account already`);
       }
       uniqueAs(`alias ${address} exists already`, () =>
-        this.run(
+        this.sql.run(
           'INSERT INTO aliases (address, domain, targets, created_at) VALUES (?, ?, ?, ?)',
           address,
           domain,
@@ -423,23 +277,22 @@ export class SqliteMailStore implements MailStore {
   async getAlias(address: string): Promise<Alias | null> {
     const source = tryNormalize(() => normalizeAliasSource(address));
     if (!source) return null;
-    const r = this.get('SELECT * FROM aliases WHERE address = ?', source.address);
+    const r = this.sql.get('SELECT * FROM aliases WHERE address = ?', source.address);
     return r ? toAlias(r) : null;
   }
 
   async listAliases(filter: { domain?: string } = {}): Promise<Alias[]> {
     if (filter.domain !== undefined) {
-      return this.all(
-        'SELECT * FROM aliases WHERE domain = ? ORDER BY address',
-        normalizeDomain(filter.domain),
-      ).map(toAlias);
+      return this.sql
+        .all('SELECT * FROM aliases WHERE domain = ? ORDER BY address', normalizeDomain(filter.domain))
+        .map(toAlias);
     }
-    return this.all('SELECT * FROM aliases ORDER BY address').map(toAlias);
+    return this.sql.all('SELECT * FROM aliases ORDER BY address').map(toAlias);
   }
 
   async removeAlias(address: string): Promise<void> {
     const { address: source } = normalizeAliasSource(address);
-    if ((await this.tx(() => this.run('DELETE FROM aliases WHERE address = ?', source))) === 0) {
+    if ((await this.sql.tx(() => this.sql.run('DELETE FROM aliases WHERE address = ?', source))) === 0) {
       throw new StoreError('not_found', `no alias ${source}`);
     }
   }
@@ -454,7 +307,7 @@ export class SqliteMailStore implements MailStore {
    */
   private nextUidValidity(accountId: number): number {
     const now = Math.floor(Date.now() / 1000);
-    const r = this.get(
+    const r = this.sql.get(
       'UPDATE accounts SET last_uid_validity = max(?, last_uid_validity + 1) WHERE id = ? RETURNING last_uid_validity',
       now,
       accountId,
@@ -472,11 +325,15 @@ export class SqliteMailStore implements MailStore {
     failIfExists = true,
   ): Row {
     for (const parent of parentNames(name)) {
-      if (!this.get('SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?', accountId, parent)) {
+      if (!this.sql.get('SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?', accountId, parent)) {
         this.insertMailbox(accountId, parent, null, false);
       }
     }
-    const existing = this.get('SELECT * FROM mailboxes WHERE account_id = ? AND name = ?', accountId, name);
+    const existing = this.sql.get(
+      'SELECT * FROM mailboxes WHERE account_id = ? AND name = ?',
+      accountId,
+      name,
+    );
     if (existing) {
       if (failIfExists) throw new StoreError('exists', `mailbox ${name} exists already`);
       return existing;
@@ -490,7 +347,7 @@ export class SqliteMailStore implements MailStore {
     specialUse: SpecialUse | null,
     subscribed: boolean,
   ): Row {
-    return this.get(
+    return this.sql.get(
       `INSERT INTO mailboxes (account_id, name, special_use, subscribed, uid_validity, created_at)
        VALUES (?, ?, ?, ?, ?, ?) RETURNING *`,
       accountId,
@@ -508,7 +365,7 @@ export class SqliteMailStore implements MailStore {
     options: { specialUse?: SpecialUse | null; subscribed?: boolean } = {},
   ): Promise<Mailbox> {
     const canonical = normalizeMailboxName(name);
-    const row = await this.tx(() =>
+    const row = await this.sql.tx(() =>
       this.insertMailboxTree(
         rowId(accountId),
         canonical,
@@ -522,7 +379,7 @@ export class SqliteMailStore implements MailStore {
   async getMailbox(accountId: string, name: string): Promise<Mailbox | null> {
     const canonical = tryNormalize(() => normalizeMailboxName(name));
     if (!canonical) return null;
-    const r = this.get(
+    const r = this.sql.get(
       'SELECT * FROM mailboxes WHERE account_id = ? AND name = ?',
       rowId(accountId),
       canonical,
@@ -531,14 +388,14 @@ export class SqliteMailStore implements MailStore {
   }
 
   async getMailboxById(id: string): Promise<Mailbox | null> {
-    const r = this.get('SELECT * FROM mailboxes WHERE id = ?', rowId(id));
+    const r = this.sql.get('SELECT * FROM mailboxes WHERE id = ?', rowId(id));
     return r ? toMailbox(r) : null;
   }
 
   async listMailboxes(accountId: string): Promise<Mailbox[]> {
-    return this.all('SELECT * FROM mailboxes WHERE account_id = ? ORDER BY name', rowId(accountId)).map(
-      toMailbox,
-    );
+    return this.sql
+      .all('SELECT * FROM mailboxes WHERE account_id = ? ORDER BY name', rowId(accountId))
+      .map(toMailbox);
   }
 
   async renameMailbox(accountId: string, from: string, to: string): Promise<Mailbox> {
@@ -549,28 +406,28 @@ export class SqliteMailStore implements MailStore {
       throw new StoreError('invalid', `cannot rename ${src} to ${dst}`);
     }
     const acc = rowId(accountId);
-    const row = await this.tx(() => {
-      const source = this.get('SELECT * FROM mailboxes WHERE account_id = ? AND name = ?', acc, src);
+    const row = await this.sql.tx(() => {
+      const source = this.sql.get('SELECT * FROM mailboxes WHERE account_id = ? AND name = ?', acc, src);
       if (!source) throw new StoreError('not_found', `no mailbox ${src}`);
-      const tree = this.all('SELECT id, name FROM mailboxes WHERE account_id = ?', acc).filter((r) =>
-        isSameOrChild(r.name as string, src),
-      );
+      const tree = this.sql
+        .all('SELECT id, name FROM mailboxes WHERE account_id = ?', acc)
+        .filter((r) => isSameOrChild(r.name as string, src));
       const renamed = tree.map((r) => ({
         id: Number(r.id),
         name: dst + (r.name as string).slice(src.length),
       }));
       for (const r of renamed) {
-        if (this.get('SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?', acc, r.name)) {
+        if (this.sql.get('SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?', acc, r.name)) {
           throw new StoreError('exists', `mailbox ${r.name} exists already`);
         }
       }
-      for (const r of renamed) this.run('UPDATE mailboxes SET name = ? WHERE id = ?', r.name, r.id);
+      for (const r of renamed) this.sql.run('UPDATE mailboxes SET name = ? WHERE id = ?', r.name, r.id);
       for (const parent of parentNames(dst)) {
-        if (!this.get('SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?', acc, parent)) {
+        if (!this.sql.get('SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?', acc, parent)) {
           this.insertMailbox(acc, parent, null, false);
         }
       }
-      return this.get('SELECT * FROM mailboxes WHERE id = ?', Number(source.id))!;
+      return this.sql.get('SELECT * FROM mailboxes WHERE id = ?', Number(source.id))!;
     });
     return toMailbox(row);
   }
@@ -579,23 +436,30 @@ export class SqliteMailStore implements MailStore {
     const canonical = normalizeMailboxName(name);
     if (canonical === 'INBOX') throw new StoreError('invalid', 'INBOX cannot be deleted');
     const acc = rowId(accountId);
-    await this.tx(() => {
-      const box = this.get('SELECT id FROM mailboxes WHERE account_id = ? AND name = ?', acc, canonical);
+    await this.sql.tx(() => {
+      const box = this.sql.get('SELECT id FROM mailboxes WHERE account_id = ? AND name = ?', acc, canonical);
       if (!box) throw new StoreError('not_found', `no mailbox ${canonical}`);
       const size = Number(
-        this.get('SELECT coalesce(sum(size), 0) AS s FROM messages WHERE mailbox_id = ?', box.id!)!.s,
+        this.sql.get('SELECT coalesce(sum(size), 0) AS s FROM messages WHERE mailbox_id = ?', box.id!)!.s,
       );
-      this.run('UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?', size, acc);
-      const blobs = this.blobIdsWhere('SELECT DISTINCT blob_id FROM messages WHERE mailbox_id = ?', box.id!);
-      this.run('DELETE FROM mailboxes WHERE id = ?', box.id!);
-      this.dropUnusedBlobs(blobs);
+      this.sql.run('UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?', size, acc);
+      const blobs = this.sql.blobIdsWhere(
+        'SELECT DISTINCT blob_id FROM messages WHERE mailbox_id = ?',
+        box.id!,
+      );
+      this.sql.run('DELETE FROM mailboxes WHERE id = ?', box.id!);
+      this.sql.dropUnusedBlobs(blobs);
     });
   }
 
   async setSubscribed(mailboxId: string, subscribed: boolean): Promise<void> {
     if (
-      (await this.tx(() =>
-        this.run('UPDATE mailboxes SET subscribed = ? WHERE id = ?', subscribed ? 1 : 0, rowId(mailboxId)),
+      (await this.sql.tx(() =>
+        this.sql.run(
+          'UPDATE mailboxes SET subscribed = ? WHERE id = ?',
+          subscribed ? 1 : 0,
+          rowId(mailboxId),
+        ),
       )) === 0
     ) {
       throw new StoreError('not_found', `no mailbox ${mailboxId}`);
@@ -603,9 +467,9 @@ export class SqliteMailStore implements MailStore {
   }
 
   async mailboxStatus(mailboxId: string): Promise<MailboxStatus> {
-    const box = this.get('SELECT * FROM mailboxes WHERE id = ?', rowId(mailboxId));
+    const box = this.sql.get('SELECT * FROM mailboxes WHERE id = ?', rowId(mailboxId));
     if (!box) throw new StoreError('not_found', `no mailbox ${mailboxId}`);
-    const c = this.get(
+    const c = this.sql.get(
       `SELECT count(*) AS n, coalesce(sum(size), 0) AS s, coalesce(sum(seen = 0), 0) AS u
        FROM messages WHERE mailbox_id = ?`,
       box.id!,
@@ -623,14 +487,14 @@ export class SqliteMailStore implements MailStore {
   // ---- messages ------------------------------------------------------------
 
   private mailboxRow(id: number): Row {
-    const box = this.get('SELECT * FROM mailboxes WHERE id = ?', id);
+    const box = this.sql.get('SELECT * FROM mailboxes WHERE id = ?', id);
     if (!box) throw new StoreError('not_found', `no mailbox ${id}`);
     return box;
   }
 
   /** Reserves `size` bytes of the account's quota. Must run inside a transaction. */
   private chargeQuota(accountId: number, size: number, enforce: boolean): void {
-    const acc = this.get('SELECT quota_bytes, used_bytes FROM accounts WHERE id = ?', accountId);
+    const acc = this.sql.get('SELECT quota_bytes, used_bytes FROM accounts WHERE id = ?', accountId);
     if (!acc) throw new StoreError('not_found', `no account ${accountId}`);
     if (
       enforce &&
@@ -643,12 +507,12 @@ export class SqliteMailStore implements MailStore {
         `quota exceeded (${acc.used_bytes} of ${acc.quota_bytes} bytes used)`,
       );
     }
-    this.run('UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?', size, accountId);
+    this.sql.run('UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?', size, accountId);
   }
 
   /** Takes `count` UIDs and one MODSEQ from the mailbox. Must run inside a transaction. */
   private allocate(mailboxId: number, count: number): { firstUid: number; modseq: number } {
-    const r = this.get(
+    const r = this.sql.get(
       `UPDATE mailboxes SET uid_next = uid_next + ?, highest_modseq = highest_modseq + 1
        WHERE id = ? RETURNING uid_next, highest_modseq`,
       count,
@@ -659,7 +523,7 @@ export class SqliteMailStore implements MailStore {
   }
 
   private journal(mailboxId: number, modseq: number, kind: ChangeKind, uid: number, flags?: string[]): void {
-    this.run(
+    this.sql.run(
       'INSERT INTO journal (mailbox_id, modseq, kind, uid, flags) VALUES (?, ?, ?, ?, ?)',
       mailboxId,
       modseq,
@@ -679,7 +543,7 @@ export class SqliteMailStore implements MailStore {
       deliveryKey?: string | undefined;
     },
   ): Row {
-    return this.get(
+    return this.sql.get(
       `INSERT INTO messages (account_id, mailbox_id, uid, modseq, flags, seen, internal_date, size, blob_id, structure, delivery_key)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
       r.accountId,
@@ -701,13 +565,13 @@ export class SqliteMailStore implements MailStore {
     const accountId = rowId(input.accountId);
     const mailboxId = rowId(input.mailboxId);
     const structure = JSON.stringify(input.structure);
-    const row = await this.txWithBlob(input.blobId, input.data, () => {
+    const row = await this.sql.txWithBlob(input.blobId, input.data, () => {
       const box = this.mailboxRow(mailboxId);
       if (Number(box.account_id) !== accountId)
         throw new StoreError('not_found', `no mailbox ${input.mailboxId}`);
       if (
         input.deliveryKey !== undefined &&
-        this.get(
+        this.sql.get(
           'SELECT 1 FROM messages WHERE account_id = ? AND delivery_key = ?',
           accountId,
           input.deliveryKey,
@@ -734,7 +598,7 @@ export class SqliteMailStore implements MailStore {
   }
 
   async getMessage(mailboxId: string, uid: number): Promise<Message | null> {
-    const r = this.get('SELECT * FROM messages WHERE mailbox_id = ? AND uid = ?', rowId(mailboxId), uid);
+    const r = this.sql.get('SELECT * FROM messages WHERE mailbox_id = ? AND uid = ?', rowId(mailboxId), uid);
     return r ? toMessage(r) : null;
   }
 
@@ -742,16 +606,18 @@ export class SqliteMailStore implements MailStore {
     mailboxId: string,
     range: { uidFrom?: number; uidTo?: number } = {},
   ): Promise<Message[]> {
-    return this.all(
-      'SELECT * FROM messages WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid',
-      rowId(mailboxId),
-      range.uidFrom ?? 1,
-      range.uidTo ?? Number.MAX_SAFE_INTEGER,
-    ).map(toMessage);
+    return this.sql
+      .all(
+        'SELECT * FROM messages WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid',
+        rowId(mailboxId),
+        range.uidFrom ?? 1,
+        range.uidTo ?? Number.MAX_SAFE_INTEGER,
+      )
+      .map(toMessage);
   }
 
   private selectUids(mailboxId: number, uids: number[]): Row[] {
-    return this.all(
+    return this.sql.all(
       'SELECT * FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid',
       mailboxId,
       JSON.stringify(uids),
@@ -761,7 +627,7 @@ export class SqliteMailStore implements MailStore {
   async updateFlags(mailboxId: string, uids: number[], update: FlagUpdate): Promise<FlagUpdateResult> {
     normalizeFlags(update.flags);
     const box = rowId(mailboxId);
-    return this.tx(() => {
+    return this.sql.tx(() => {
       this.mailboxRow(box);
       const modified: number[] = [];
       const changes: Array<{ id: number; uid: number; flags: string[] }> = [];
@@ -778,7 +644,7 @@ export class SqliteMailStore implements MailStore {
         // One MODSEQ for the whole STORE, as RFC 7162 §3.1 allows.
         const { modseq } = this.allocate(box, 0);
         for (const c of changes) {
-          const row = this.get(
+          const row = this.sql.get(
             'UPDATE messages SET flags = ?, seen = ?, modseq = ? WHERE id = ? RETURNING *',
             JSON.stringify(c.flags),
             hasFlag(c.flags, '\\Seen') ? 1 : 0,
@@ -842,17 +708,17 @@ export class SqliteMailStore implements MailStore {
     const { modseq } = this.allocate(mailboxId, 0);
     let size = 0;
     for (const r of rows) {
-      this.run('DELETE FROM messages WHERE id = ?', Number(r.id));
+      this.sql.run('DELETE FROM messages WHERE id = ?', Number(r.id));
       this.journal(mailboxId, modseq, 'expunge', Number(r.uid));
       size += Number(r.size);
     }
     if (refund)
-      this.run(
+      this.sql.run(
         'UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?',
         size,
         Number(rows[0]!.account_id),
       );
-    this.dropUnusedBlobs(rows.map((r) => r.blob_id as string));
+    this.sql.dropUnusedBlobs(rows.map((r) => r.blob_id as string));
     return rows.map((r) => Number(r.uid));
   }
 
@@ -862,7 +728,7 @@ export class SqliteMailStore implements MailStore {
     toMailboxId: string,
     options: { enforceQuota?: boolean } = {},
   ): Promise<CopyResult> {
-    const { uidValidity, uids: pairs } = await this.tx(() =>
+    const { uidValidity, uids: pairs } = await this.sql.tx(() =>
       this.copyInTx(rowId(fromMailboxId), uids, rowId(toMailboxId), options.enforceQuota ?? true, true),
     );
     return { uidValidity, uids: pairs };
@@ -870,7 +736,7 @@ export class SqliteMailStore implements MailStore {
 
   async moveMessages(fromMailboxId: string, uids: number[], toMailboxId: string): Promise<CopyResult> {
     const from = rowId(fromMailboxId);
-    return this.tx(() => {
+    return this.sql.tx(() => {
       const { uidValidity, uids: pairs, rows } = this.copyInTx(from, uids, rowId(toMailboxId), false, false);
       this.expungeInTx(from, rows, false);
       return { uidValidity, uids: pairs };
@@ -879,242 +745,86 @@ export class SqliteMailStore implements MailStore {
 
   async expungeMessages(mailboxId: string, uids: number[]): Promise<number[]> {
     const box = rowId(mailboxId);
-    return this.tx(() => {
+    return this.sql.tx(() => {
       this.mailboxRow(box);
       return this.expungeInTx(box, this.selectUids(box, uids), true);
     });
   }
 
   async changesSince(mailboxId: string, modseq: number): Promise<Change[]> {
-    return this.all(
-      'SELECT * FROM journal WHERE mailbox_id = ? AND modseq > ? ORDER BY modseq, id',
-      rowId(mailboxId),
-      modseq,
-    ).map((r) => ({
-      mailboxId: String(r.mailbox_id),
-      modseq: Number(r.modseq),
-      kind: r.kind as ChangeKind,
-      uid: Number(r.uid),
-      ...(r.flags !== null ? { flags: JSON.parse(r.flags as string) } : {}),
-    }));
+    return this.sql
+      .all(
+        'SELECT * FROM journal WHERE mailbox_id = ? AND modseq > ? ORDER BY modseq, id',
+        rowId(mailboxId),
+        modseq,
+      )
+      .map((r) => ({
+        mailboxId: String(r.mailbox_id),
+        modseq: Number(r.modseq),
+        kind: r.kind as ChangeKind,
+        uid: Number(r.uid),
+        ...(r.flags !== null ? { flags: JSON.parse(r.flags as string) } : {}),
+      }));
   }
 
   async recalculateQuota(accountId: string): Promise<number> {
     const acc = rowId(accountId);
-    return this.tx(() => {
+    return this.sql.tx(() => {
       const used = Number(
-        this.get('SELECT coalesce(sum(size), 0) AS s FROM messages WHERE account_id = ?', acc)!.s,
+        this.sql.get('SELECT coalesce(sum(size), 0) AS s FROM messages WHERE account_id = ?', acc)!.s,
       );
-      if (this.run('UPDATE accounts SET used_bytes = ? WHERE id = ?', used, acc) === 0) {
+      if (this.sql.run('UPDATE accounts SET used_bytes = ? WHERE id = ?', used, acc) === 0) {
         throw new StoreError('not_found', `no account ${accountId}`);
       }
       return used;
     });
   }
 
-  // ---- queue ---------------------------------------------------------------
+  // ---- queue (queue.ts) and Sieve scripts (sieve.ts) -----------------------
 
-  async enqueue(input: NewQueueEntry): Promise<QueueEntry> {
-    if (input.recipients.length === 0)
-      throw new StoreError('invalid', 'a queue entry needs at least one recipient');
-    const now = Date.now();
-    // Sortable by time, unique across processes.
-    const id = now.toString(36).padStart(9, '0') + randomBytes(5).toString('hex');
-    const recipients: QueueRecipient[] = input.recipients.map((r) => ({
-      address: r.address,
-      state: 'pending',
-      attempts: 0,
-      ...(r.orcpt !== undefined ? { orcpt: r.orcpt } : {}),
-      ...(r.notify !== undefined ? { notify: r.notify } : {}),
-    }));
-    const row = await this.txWithBlob(
-      input.blobId,
-      input.data,
-      () =>
-        this.get(
-          `INSERT INTO queue (id, sender, recipients, blob_id, size, created_at, next_attempt_at, meta)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
-          id,
-          input.sender,
-          JSON.stringify(recipients),
-          input.blobId,
-          input.size,
-          now,
-          (input.nextAttemptAt ?? new Date(now)).getTime(),
-          JSON.stringify(input.meta ?? {}),
-        )!,
-    );
-    return toQueueEntry(row);
+  enqueue(input: NewQueueEntry): Promise<QueueEntry> {
+    return this.queue.enqueue(input);
   }
-
-  async leaseQueue(request: LeaseRequest): Promise<QueueEntry[]> {
-    const now = (request.now ?? new Date()).getTime();
-    // One statement: the subquery and the update run under one write lock, so no
-    // entry can be claimed by two workers.
-    const rows = await this.tx(() =>
-      this.all(
-        `UPDATE queue SET lease_owner = ?, lease_until = ?
-       WHERE id IN (
-         SELECT id FROM queue
-         WHERE held = 0 AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
-         ORDER BY next_attempt_at LIMIT ?)
-       RETURNING *`,
-        request.owner,
-        now + request.leaseMs,
-        now,
-        now,
-        request.limit,
-      ),
-    );
-    return rows.map(toQueueEntry).sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime());
+  leaseQueue(request: LeaseRequest): Promise<QueueEntry[]> {
+    return this.queue.leaseQueue(request);
   }
-
-  async recordAttempt(id: string, owner: string, attempt: AttemptResult): Promise<QueueEntry> {
-    const row = await this.tx(() => {
-      const r = this.get('SELECT * FROM queue WHERE id = ?', id);
-      if (!r) throw new StoreError('not_found', `no queue entry ${id}`);
-      if (r.lease_owner !== owner)
-        throw new StoreError('lease_lost', `queue entry ${id} is not leased by ${owner}`);
-      const entry = toQueueEntry(r);
-      const at = new Date();
-      const byAddress = new Map(attempt.results.map((x) => [x.address, x]));
-      const recipients = entry.recipients.map((rc) => {
-        const res = byAddress.get(rc.address);
-        if (!res || rc.state !== 'pending') return rc;
-        return {
-          ...rc,
-          state: res.state,
-          attempts: rc.attempts + 1,
-          lastAttemptAt: at,
-          ...(res.reply !== undefined ? { lastReply: res.reply } : {}),
-        };
-      });
-      const updated = this.get(
-        `UPDATE queue SET recipients = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL
-         WHERE id = ? RETURNING *`,
-        JSON.stringify(recipients),
-        attempt.nextAttemptAt.getTime(),
-        id,
-      )!;
-      if (!recipients.some((rc) => rc.state === 'pending')) {
-        this.run('DELETE FROM queue WHERE id = ?', id);
-        this.dropUnusedBlobs([entry.blobId]);
-      }
-      return updated;
-    });
-    return toQueueEntry(row);
+  recordAttempt(id: string, owner: string, attempt: AttemptResult): Promise<QueueEntry> {
+    return this.queue.recordAttempt(id, owner, attempt);
   }
-
-  async releaseLease(id: string, owner: string): Promise<void> {
-    await this.tx(() =>
-      this.run(
-        'UPDATE queue SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?',
-        id,
-        owner,
-      ),
-    );
+  releaseLease(id: string, owner: string): Promise<void> {
+    return this.queue.releaseLease(id, owner);
   }
-
-  async getQueueEntry(id: string): Promise<QueueEntry | null> {
-    const r = this.get('SELECT * FROM queue WHERE id = ?', id);
-    return r ? toQueueEntry(r) : null;
+  getQueueEntry(id: string): Promise<QueueEntry | null> {
+    return this.queue.getQueueEntry(id);
   }
-
-  async listQueue(): Promise<QueueEntry[]> {
-    return this.all('SELECT * FROM queue ORDER BY created_at, id').map(toQueueEntry);
+  listQueue(): Promise<QueueEntry[]> {
+    return this.queue.listQueue();
   }
-
-  async removeQueueEntry(id: string): Promise<void> {
-    const removed = await this.tx(() => {
-      const row = this.get('SELECT blob_id FROM queue WHERE id = ?', id);
-      const n = this.run('DELETE FROM queue WHERE id = ?', id);
-      if (row) this.dropUnusedBlobs([row.blob_id as string]);
-      return n;
-    });
-    if (removed === 0) throw new StoreError('not_found', `no queue entry ${id}`);
+  removeQueueEntry(id: string): Promise<void> {
+    return this.queue.removeQueueEntry(id);
   }
-
-  async setQueueHeld(id: string, held: boolean): Promise<QueueEntry> {
-    const r = await this.tx(() =>
-      this.get('UPDATE queue SET held = ? WHERE id = ? RETURNING *', held ? 1 : 0, id),
-    );
-    if (!r) throw new StoreError('not_found', `no queue entry ${id}`);
-    return toQueueEntry(r);
+  setQueueHeld(id: string, held: boolean): Promise<QueueEntry> {
+    return this.queue.setQueueHeld(id, held);
   }
-
-  async retryQueueEntry(id: string, now: Date = new Date()): Promise<QueueEntry> {
-    const r = await this.tx(() =>
-      this.get('UPDATE queue SET next_attempt_at = ? WHERE id = ? RETURNING *', now.getTime(), id),
-    );
-    if (!r) throw new StoreError('not_found', `no queue entry ${id}`);
-    return toQueueEntry(r);
+  retryQueueEntry(id: string, now?: Date): Promise<QueueEntry> {
+    return this.queue.retryQueueEntry(id, now);
   }
-
-  // ---- sieve ---------------------------------------------------------------
-
-  async putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript> {
-    if (name.length === 0 || name.length > MAX_SIEVE_NAME || /[\u0000-\u001f\u007f/]/.test(name)) {
-      throw new StoreError('invalid', `invalid Sieve script name "${name}"`);
-    }
-    const acc = rowId(accountId);
-    const row = await this.tx(() => {
-      if (!this.get('SELECT 1 FROM accounts WHERE id = ?', acc))
-        throw new StoreError('not_found', `no account ${accountId}`);
-      return this.get(
-        `INSERT INTO sieve_scripts (account_id, name, content, updated_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (account_id, name) DO UPDATE SET content = excluded.content, updated_at = excluded.updated_at
-         RETURNING *`,
-        acc,
-        name,
-        content,
-        Date.now(),
-      )!;
-    });
-    return toSieve(row);
+  putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript> {
+    return this.sieve.putSieveScript(accountId, name, content);
   }
-
-  async getSieveScript(accountId: string, name: string): Promise<SieveScript | null> {
-    const r = this.get(
-      'SELECT * FROM sieve_scripts WHERE account_id = ? AND name = ?',
-      rowId(accountId),
-      name,
-    );
-    return r ? toSieve(r) : null;
+  getSieveScript(accountId: string, name: string): Promise<SieveScript | null> {
+    return this.sieve.getSieveScript(accountId, name);
   }
-
-  async listSieveScripts(accountId: string): Promise<SieveScript[]> {
-    return this.all('SELECT * FROM sieve_scripts WHERE account_id = ? ORDER BY name', rowId(accountId)).map(
-      toSieve,
-    );
+  listSieveScripts(accountId: string): Promise<SieveScript[]> {
+    return this.sieve.listSieveScripts(accountId);
   }
-
-  async deleteSieveScript(accountId: string, name: string): Promise<void> {
-    const acc = rowId(accountId);
-    await this.tx(() => {
-      const r = this.get('SELECT active FROM sieve_scripts WHERE account_id = ? AND name = ?', acc, name);
-      if (!r) throw new StoreError('not_found', `no Sieve script ${name}`);
-      if (r.active === 1) throw new StoreError('conflict', `Sieve script ${name} is active`);
-      this.run('DELETE FROM sieve_scripts WHERE account_id = ? AND name = ?', acc, name);
-    });
+  deleteSieveScript(accountId: string, name: string): Promise<void> {
+    return this.sieve.deleteSieveScript(accountId, name);
   }
-
-  async setActiveSieveScript(accountId: string, name: string | null): Promise<void> {
-    const acc = rowId(accountId);
-    await this.tx(() => {
-      if (
-        name !== null &&
-        !this.get('SELECT 1 FROM sieve_scripts WHERE account_id = ? AND name = ?', acc, name)
-      ) {
-        throw new StoreError('not_found', `no Sieve script ${name}`);
-      }
-      this.run('UPDATE sieve_scripts SET active = 0 WHERE account_id = ? AND active = 1', acc);
-      if (name !== null)
-        this.run('UPDATE sieve_scripts SET active = 1 WHERE account_id = ? AND name = ?', acc, name);
-    });
+  setActiveSieveScript(accountId: string, name: string | null): Promise<void> {
+    return this.sieve.setActiveSieveScript(accountId, name);
   }
-
-  async getActiveSieveScript(accountId: string): Promise<SieveScript | null> {
-    const r = this.get('SELECT * FROM sieve_scripts WHERE account_id = ? AND active = 1', rowId(accountId));
-    return r ? toSieve(r) : null;
+  getActiveSieveScript(accountId: string): Promise<SieveScript | null> {
+    return this.sieve.getActiveSieveScript(accountId);
   }
 }

@@ -1,0 +1,155 @@
+/** The outbound queue of the embedded store: one row per message, recipients as JSON. */
+import { randomBytes } from 'node:crypto';
+import {
+  type AttemptResult,
+  type LeaseRequest,
+  type NewQueueEntry,
+  type QueueEntry,
+  type QueueRecipient,
+  StoreError,
+} from '@mailwerk/store';
+import { toQueueEntry } from './rows.ts';
+import type { Sql } from './sql.ts';
+
+export class SqliteQueue {
+  private readonly sql: Sql;
+  constructor(sql: Sql) {
+    this.sql = sql;
+  }
+
+  async enqueue(input: NewQueueEntry): Promise<QueueEntry> {
+    if (input.recipients.length === 0)
+      throw new StoreError('invalid', 'a queue entry needs at least one recipient');
+    const now = Date.now();
+    // Sortable by time, unique across processes.
+    const id = now.toString(36).padStart(9, '0') + randomBytes(5).toString('hex');
+    const recipients: QueueRecipient[] = input.recipients.map((r) => ({
+      address: r.address,
+      state: 'pending',
+      attempts: 0,
+      ...(r.orcpt !== undefined ? { orcpt: r.orcpt } : {}),
+      ...(r.notify !== undefined ? { notify: r.notify } : {}),
+    }));
+    const row = await this.sql.txWithBlob(
+      input.blobId,
+      input.data,
+      () =>
+        this.sql.get(
+          `INSERT INTO queue (id, sender, recipients, blob_id, size, created_at, next_attempt_at, meta)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+          id,
+          input.sender,
+          JSON.stringify(recipients),
+          input.blobId,
+          input.size,
+          now,
+          (input.nextAttemptAt ?? new Date(now)).getTime(),
+          JSON.stringify(input.meta ?? {}),
+        )!,
+    );
+    return toQueueEntry(row);
+  }
+
+  async leaseQueue(request: LeaseRequest): Promise<QueueEntry[]> {
+    const now = (request.now ?? new Date()).getTime();
+    // One statement: the subquery and the update run under one write lock, so no
+    // entry can be claimed by two workers.
+    const rows = await this.sql.tx(() =>
+      this.sql.all(
+        `UPDATE queue SET lease_owner = ?, lease_until = ?
+       WHERE id IN (
+         SELECT id FROM queue
+         WHERE held = 0 AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+         ORDER BY next_attempt_at LIMIT ?)
+       RETURNING *`,
+        request.owner,
+        now + request.leaseMs,
+        now,
+        now,
+        request.limit,
+      ),
+    );
+    return rows.map(toQueueEntry).sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime());
+  }
+
+  async recordAttempt(id: string, owner: string, attempt: AttemptResult): Promise<QueueEntry> {
+    const row = await this.sql.tx(() => {
+      const r = this.sql.get('SELECT * FROM queue WHERE id = ?', id);
+      if (!r) throw new StoreError('not_found', `no queue entry ${id}`);
+      if (r.lease_owner !== owner)
+        throw new StoreError('lease_lost', `queue entry ${id} is not leased by ${owner}`);
+      const entry = toQueueEntry(r);
+      const at = new Date();
+      const byAddress = new Map(attempt.results.map((x) => [x.address, x]));
+      const recipients = entry.recipients.map((rc) => {
+        const res = byAddress.get(rc.address);
+        if (!res || rc.state !== 'pending') return rc;
+        return {
+          ...rc,
+          state: res.state,
+          attempts: rc.attempts + 1,
+          lastAttemptAt: at,
+          ...(res.reply !== undefined ? { lastReply: res.reply } : {}),
+        };
+      });
+      const updated = this.sql.get(
+        `UPDATE queue SET recipients = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL
+         WHERE id = ? RETURNING *`,
+        JSON.stringify(recipients),
+        attempt.nextAttemptAt.getTime(),
+        id,
+      )!;
+      if (!recipients.some((rc) => rc.state === 'pending')) {
+        this.sql.run('DELETE FROM queue WHERE id = ?', id);
+        this.sql.dropUnusedBlobs([entry.blobId]);
+      }
+      return updated;
+    });
+    return toQueueEntry(row);
+  }
+
+  async releaseLease(id: string, owner: string): Promise<void> {
+    await this.sql.tx(() =>
+      this.sql.run(
+        'UPDATE queue SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?',
+        id,
+        owner,
+      ),
+    );
+  }
+
+  async getQueueEntry(id: string): Promise<QueueEntry | null> {
+    const r = this.sql.get('SELECT * FROM queue WHERE id = ?', id);
+    return r ? toQueueEntry(r) : null;
+  }
+
+  async listQueue(): Promise<QueueEntry[]> {
+    return this.sql.all('SELECT * FROM queue ORDER BY created_at, id').map(toQueueEntry);
+  }
+
+  async removeQueueEntry(id: string): Promise<void> {
+    const removed = await this.sql.tx(() => {
+      const row = this.sql.get('SELECT blob_id FROM queue WHERE id = ?', id);
+      const n = this.sql.run('DELETE FROM queue WHERE id = ?', id);
+      if (row) this.sql.dropUnusedBlobs([row.blob_id as string]);
+      return n;
+    });
+    if (removed === 0) throw new StoreError('not_found', `no queue entry ${id}`);
+  }
+
+  async setQueueHeld(id: string, held: boolean): Promise<QueueEntry> {
+    const r = await this.sql.tx(() =>
+      this.sql.get('UPDATE queue SET held = ? WHERE id = ? RETURNING *', held ? 1 : 0, id),
+    );
+    if (!r) throw new StoreError('not_found', `no queue entry ${id}`);
+    return toQueueEntry(r);
+  }
+
+  async retryQueueEntry(id: string, now: Date = new Date()): Promise<QueueEntry> {
+    const r = await this.sql.tx(() =>
+      this.sql.get('UPDATE queue SET next_attempt_at = ? WHERE id = ? RETURNING *', now.getTime(), id),
+    );
+    if (!r) throw new StoreError('not_found', `no queue entry ${id}`);
+    return toQueueEntry(r);
+  }
+}

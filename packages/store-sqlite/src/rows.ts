@@ -1,0 +1,81 @@
+/** Rows to domain objects. */
+import type {
+  Account,
+  Alias,
+  Mailbox,
+  Message,
+  QueueEntry,
+  QueueRecipient,
+  SieveScript,
+  SpecialUse,
+} from '@mailwerk/store';
+import type { Row } from './sql.ts';
+
+export const toAccount = (r: Row): Account => ({
+  id: String(r.id),
+  address: r.address as string,
+  domain: r.domain as string,
+  displayName: r.display_name as string,
+  passwordHash: r.password_hash as string,
+  quotaBytes: r.quota_bytes === null ? null : Number(r.quota_bytes),
+  usedBytes: Number(r.used_bytes),
+  disabled: r.disabled === 1,
+  createdAt: new Date(Number(r.created_at)),
+});
+
+export const toAlias = (r: Row): Alias => ({
+  address: r.address as string,
+  domain: r.domain as string,
+  targets: JSON.parse(r.targets as string),
+  createdAt: new Date(Number(r.created_at)),
+});
+
+export const toMailbox = (r: Row): Mailbox => ({
+  id: String(r.id),
+  accountId: String(r.account_id),
+  name: r.name as string,
+  specialUse: (r.special_use as SpecialUse | null) ?? null,
+  subscribed: r.subscribed === 1,
+  uidValidity: Number(r.uid_validity),
+  uidNext: Number(r.uid_next),
+  highestModseq: Number(r.highest_modseq),
+  createdAt: new Date(Number(r.created_at)),
+});
+
+export const toMessage = (r: Row): Message => ({
+  id: String(r.id),
+  accountId: String(r.account_id),
+  mailboxId: String(r.mailbox_id),
+  uid: Number(r.uid),
+  modseq: Number(r.modseq),
+  flags: JSON.parse(r.flags as string),
+  internalDate: new Date(Number(r.internal_date)),
+  size: Number(r.size),
+  blobId: r.blob_id as string,
+  structure: JSON.parse(r.structure as string),
+});
+
+export const toQueueEntry = (r: Row): QueueEntry => ({
+  id: r.id as string,
+  sender: r.sender as string,
+  recipients: (JSON.parse(r.recipients as string) as Array<QueueRecipient & { lastAttemptAt?: string }>).map(
+    (rc) => ({ ...rc, ...(rc.lastAttemptAt ? { lastAttemptAt: new Date(rc.lastAttemptAt) } : {}) }),
+  ),
+  blobId: r.blob_id as string,
+  size: Number(r.size),
+  createdAt: new Date(Number(r.created_at)),
+  nextAttemptAt: new Date(Number(r.next_attempt_at)),
+  attempts: Number(r.attempts),
+  held: r.held === 1,
+  leaseOwner: (r.lease_owner as string | null) ?? null,
+  leaseUntil: r.lease_until === null ? null : new Date(Number(r.lease_until)),
+  meta: JSON.parse(r.meta as string),
+});
+
+export const toSieve = (r: Row): SieveScript => ({
+  accountId: String(r.account_id),
+  name: r.name as string,
+  content: r.content as string,
+  active: r.active === 1,
+  updatedAt: new Date(Number(r.updated_at)),
+});

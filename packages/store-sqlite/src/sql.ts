@@ -1,0 +1,95 @@
+/**
+ * The SQL layer the store's parts share: one connection, cached prepared
+ * statements, and every write through the group commit (see db.ts).
+ */
+import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
+import { type BlobStore, contentId, StoreError } from '@mailwerk/store';
+import { SqliteBlobStore } from './blobs.ts';
+import type { GroupCommit } from './db.ts';
+
+export type Row = Record<string, SQLInputValue>;
+
+/** SQLite integer ids travel as decimal strings; anything else can match nothing. */
+export function rowId(id: string): number {
+  return /^[1-9][0-9]{0,15}$/.test(id) ? Number(id) : -1;
+}
+
+export class Sql {
+  readonly db: DatabaseSync;
+  readonly blobs: BlobStore;
+  private readonly writer: GroupCommit;
+
+  constructor(db: DatabaseSync, writer: GroupCommit, blobs: BlobStore) {
+    this.db = db;
+    this.writer = writer;
+    this.blobs = blobs;
+  }
+
+  /** Prepared statements by SQL text: preparing costs more than running most of ours. */
+  private readonly statements = new Map<string, StatementSync>();
+
+  stmt(sql: string): StatementSync {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
+  get(sql: string, ...params: SQLInputValue[]): Row | undefined {
+    return this.stmt(sql).get(...params) as Row | undefined;
+  }
+
+  all(sql: string, ...params: SQLInputValue[]): Row[] {
+    return this.stmt(sql).all(...params) as Row[];
+  }
+
+  run(sql: string, ...params: SQLInputValue[]): number {
+    return Number(this.stmt(sql).run(...params).changes);
+  }
+
+  /** A write, committed (and synced) together with the writes issued alongside it; see GroupCommit. */
+  tx<T>(fn: () => T): Promise<T> {
+    return this.writer.write(fn);
+  }
+
+  /**
+   * Removes bodies kept in SQLite that no message and no queue entry refers to
+   * any more. Runs inside the write that dropped the last reference, so a
+   * concurrent delivery of the same content (same id) either sees the blob or
+   * stores it again. Bodies in files are not collected yet (see the notes).
+   */
+  dropUnusedBlobs(ids: Iterable<string>): void {
+    if (!(this.blobs instanceof SqliteBlobStore)) return;
+    for (const id of new Set(ids)) {
+      this.run(
+        `DELETE FROM blobs WHERE id = ?
+         AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?)
+         AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?)`,
+        id,
+        id,
+        id,
+      );
+    }
+  }
+
+  blobIdsWhere(sql: string, ...params: SQLInputValue[]): string[] {
+    return this.all(sql, ...params).map((r) => r.blob_id as string);
+  }
+
+  /** A write that also stores a not yet stored blob: in the same transaction when bodies live in SQLite. */
+  async txWithBlob<T>(blobId: string, data: Buffer | undefined, fn: () => T): Promise<T> {
+    if (!data) return this.tx(fn);
+    if (contentId(data) !== blobId) throw new StoreError('invalid', 'blobId is not the content id of data');
+    const blobs = this.blobs;
+    if (blobs instanceof SqliteBlobStore) {
+      return this.tx(() => {
+        blobs.insertInTransaction(blobId, data);
+        return fn();
+      });
+    }
+    await blobs.put(data);
+    return this.tx(fn);
+  }
+}
