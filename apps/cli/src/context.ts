@@ -27,8 +27,7 @@ export interface Context {
   configPath: string;
   config(): Config;
   store(): MailStore;
-  /** Hands the open store over to a long-running service, which closes it itself. */
-  releaseStore(): void;
+  /** Closes the store if it is open; a later store() opens it again. */
   close(): Promise<void>;
   print(line?: string): void;
 }
@@ -63,11 +62,9 @@ export function createContext(options: {
       store ??= openStoreFor(ctx.config());
       return store;
     },
-    releaseStore() {
-      store = null;
-    },
     async close() {
       await store?.close();
+      store = null;
     },
     print(line = '') {
       options.io.stdout.write(`${line}\n`);

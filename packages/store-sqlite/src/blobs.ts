@@ -11,7 +11,6 @@ import { type BlobStore, contentId, StoreError } from '@mailwerk/store';
 import type { GroupCommit } from './db.ts';
 
 const ID = /^[0-9a-f]{64}$/;
-export const blobId = contentId;
 
 function checkId(id: string): void {
   // The id becomes a path: never let one name anything outside the blob tree.
@@ -36,7 +35,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   async put(data: Buffer): Promise<string> {
-    const id = blobId(data);
+    const id = contentId(data);
     const path = this.pathOf(id);
     if (await this.has(id)) return id;
     const parent = join(path, '..');
@@ -97,7 +96,7 @@ export class SqliteBlobStore implements BlobStore {
   }
 
   async put(data: Buffer): Promise<string> {
-    const id = blobId(data);
+    const id = contentId(data);
     await this.writer.write(() => this.insertInTransaction(id, data));
     return id;
   }

@@ -5,7 +5,7 @@ import { FsBlobStore, SqliteBlobStore } from './blobs.ts';
 import { GroupCommit, openDatabase } from './db.ts';
 import { SqliteMailStore } from './store.ts';
 
-export { blobId, FsBlobStore, SqliteBlobStore } from './blobs.ts';
+export { FsBlobStore, SqliteBlobStore } from './blobs.ts';
 export { GroupCommit, openDatabase, transaction } from './db.ts';
 export { SqliteMailStore } from './store.ts';
 

@@ -74,20 +74,6 @@ export const mailCommands: Command[] = [
     },
   },
   {
-    name: ['queue', 'retry'],
-    args: 'ID|all',
-    summary: 'make queued messages due now (the queue runner picks them up within a second)',
-    minArgs: 1,
-    maxArgs: 1,
-    async run(ctx, [id]) {
-      const store = ctx.store();
-      const ids = id === 'all' ? (await store.listQueue()).map((e) => e.id) : [id!];
-      for (const one of ids) await store.retryQueueEntry(one);
-      if (ctx.json) printJson(ctx, { retried: ids });
-      else ctx.print(`${ids.length} message(s) due now`);
-    },
-  },
-  {
     name: ['queue', 'show'],
     args: 'ID',
     summary: 'show a queued message: envelope, per-recipient state and its header',
@@ -114,16 +100,18 @@ export const mailCommands: Command[] = [
       ctx.print(header.trimEnd());
     },
   },
-  ...(['hold', 'release', 'delete'] as const).map(
-    (verb): Command => ({
+  ...(
+    [
+      ['retry', 'retried', 'make queued messages due now (the queue runner picks them up within a second)'],
+      ['hold', 'held', 'keep queued messages from being delivered until released'],
+      ['release', 'released', 'let held messages be delivered again'],
+      ['delete', 'deleted', 'remove queued messages without delivering them and without a bounce'],
+    ] as const
+  ).map(
+    ([verb, done, summary]): Command => ({
       name: ['queue', verb],
       args: 'ID|all',
-      summary:
-        verb === 'hold'
-          ? 'keep queued messages from being delivered until released'
-          : verb === 'release'
-            ? 'let held messages be delivered again'
-            : 'remove queued messages without delivering them and without a bounce',
+      summary,
       minArgs: 1,
       maxArgs: 1,
       async run(ctx, [id]) {
@@ -131,15 +119,12 @@ export const mailCommands: Command[] = [
         const ids = id === 'all' ? (await store.listQueue()).map((e) => e.id) : [id!];
         for (const one of ids) {
           if (!(await store.getQueueEntry(one))) throw new CliError(`no queued message ${one}`);
-          if (verb === 'delete') await store.removeQueueEntry(one);
+          if (verb === 'retry') await store.retryQueueEntry(one);
+          else if (verb === 'delete') await store.removeQueueEntry(one);
           else await store.setQueueHeld(one, verb === 'hold');
         }
-        if (ctx.json)
-          printJson(ctx, { [verb === 'delete' ? 'deleted' : verb === 'hold' ? 'held' : 'released']: ids });
-        else
-          ctx.print(
-            `${ids.length} message(s) ${verb === 'delete' ? 'deleted' : verb === 'hold' ? 'held' : 'released'}`,
-          );
+        if (ctx.json) printJson(ctx, { [done]: ids });
+        else ctx.print(`${ids.length} message(s) ${done}`);
       },
     }),
   ),

@@ -4,6 +4,7 @@ import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { type Config, loadConfig, sampleConfig } from '@mailwerk/config';
 import { type Listening, SERVICES, type ServiceName, startServices } from '@mailwerk/runtime';
+import type { MailStore } from '@mailwerk/store';
 import { describeCertificate, ensureCertificate } from '@mailwerk/tls';
 import type { Command } from '../command.ts';
 import { CliError, type Context } from '../context.ts';
@@ -83,9 +84,13 @@ const initOptions = {
   'unprivileged-ports': { type: 'boolean' },
 } as const;
 
-async function summary(ctx: Context, result: InitResult, running: Listening[] | null): Promise<void> {
+async function summary(
+  ctx: Context,
+  store: MailStore,
+  result: InitResult,
+  running: Listening[] | null,
+): Promise<void> {
   const { config } = result;
-  const store = ctx.store();
   const domains = [];
   for (const d of await store.listDomains()) {
     domains.push({ name: d.name, users: (await store.listAccounts({ domain: d.name })).length });
@@ -154,7 +159,8 @@ export const setupCommands: Command[] = [
     minArgs: 0,
     maxArgs: 0,
     async run(ctx, _args, opts) {
-      await summary(ctx, await initialise(ctx, opts), null);
+      const result = await initialise(ctx, opts);
+      await summary(ctx, ctx.store(), result, null);
     },
   },
   {
@@ -175,8 +181,8 @@ export const setupCommands: Command[] = [
           throw new CliError(`unknown service "${s}": use ${SERVICES.join(', ')}`);
       }
       const result = await initialise(ctx, exists ? {} : rest);
+      // The services open their own store; this command's connection is done.
       await ctx.close();
-      ctx.releaseStore();
       let running: Awaited<ReturnType<typeof startServices>>;
       try {
         running = await startServices(result.config, wanted as ServiceName[]);
@@ -192,9 +198,7 @@ export const setupCommands: Command[] = [
         }
         throw err;
       }
-      ctx.store = () => running.store;
-      await summary(ctx, result, running.listening);
-      ctx.releaseStore();
+      await summary(ctx, running.store, result, running.listening);
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once('SIGINT', stop);
