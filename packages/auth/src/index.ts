@@ -8,3 +8,4 @@ export {
   verifyPassword,
 } from './passwords.ts';
 export { sha512Crypt } from './sha512-crypt.ts';
+export { AuthThrottle, type ThrottleOptions, type ThrottleVerdict } from './throttle.ts';
