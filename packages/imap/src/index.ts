@@ -1,3 +1,4 @@
+export type { CoreServer, ImapSession } from './core.ts';
 export {
   bodyStructureValue,
   envelopeValue,
@@ -9,3 +10,5 @@ export {
   sectionBytes,
 } from './fetch-data.ts';
 export { decodeMutf7, encodeMutf7, MailboxNameError } from './mutf7.ts';
+export { StoreNotifier } from './notifier.ts';
+export { type ImapOptions, ImapService } from './server.ts';

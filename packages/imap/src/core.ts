@@ -1,0 +1,320 @@
+/**
+ * WildDuck's imap-core, wrapped once: the protocol engine (parser, command
+ * state machine, IDLE, COMPRESS, STARTTLS, response compiler) with its
+ * callback hooks typed here and driven by async functions. The hooks never
+ * see a database driver; they are written over the MailStore (server.ts).
+ *
+ * The shapes below are the contracts imap-core's commands rely on (read
+ * from its lib/commands/*.js), narrowed to what we use.
+ */
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+
+const require = createRequire(import.meta.url);
+
+/** A node of imap-core's response tree (its compiler's input). */
+export type ResponseNode = unknown;
+
+export interface ImapUser {
+  id: string;
+  username: string;
+}
+
+export interface SelectedState {
+  mailbox: string;
+  uidList: number[];
+  modifyIndex: number;
+  readOnly: boolean;
+  condstoreEnabled: boolean;
+  notifications: unknown[];
+  path: string;
+}
+
+export interface ImapSession {
+  id: string;
+  remoteAddress: string;
+  user?: ImapUser;
+  selected: SelectedState | false;
+  writeStream: { write(chunk: ResponseNode | false): boolean };
+  formatResponse(command: 'FETCH' | 'EXPUNGE' | 'EXISTS', uid: number, data?: unknown): ResponseNode | false;
+  isUTF8Enabled?: () => boolean;
+}
+
+export interface AuthRequest {
+  method: 'LOGIN' | 'PLAIN';
+  username: string;
+  password: string;
+  connection: { secure: boolean; remoteAddress: string };
+}
+
+/** One item of a FETCH query, as imap-core's fetch command builds it. */
+export interface FetchQueryItem {
+  item: string;
+  original: { type: string; value: string; section?: unknown[]; partial?: number[] };
+  path?: string;
+  type?: string;
+  headers?: string[];
+  partial?: { startFrom: number; maxLength: number };
+  isLiteral?: boolean;
+}
+
+export interface FetchOptions {
+  messages: number[];
+  query: FetchQueryItem[];
+  markAsSeen: boolean;
+  metadataOnly: boolean;
+  changedSince: number;
+  isUid: boolean;
+}
+
+export interface StoreOptions {
+  messages: number[];
+  action: 'set' | 'add' | 'remove';
+  value: string[];
+  silent: boolean;
+  unchangedSince: number;
+  isUid: boolean;
+}
+
+export type SearchTerm =
+  | SearchTerm[]
+  | { key: 'all' | 'charset' }
+  | { key: 'flag'; value: string; exists: boolean }
+  | { key: 'internaldate' | 'date'; operator: '<' | '=' | '>='; value: string }
+  | { key: 'body' | 'text'; value: string }
+  | { key: 'uid'; value: number[] }
+  | { key: 'size'; operator: '<' | '=' | '>'; value: number }
+  | { key: 'header'; header: string; value: string }
+  | { key: 'modseq'; value: number }
+  | { key: 'or'; value: SearchTerm[] }
+  | { key: 'not'; value: SearchTerm };
+
+export interface Folder {
+  path: string;
+  specialUse?: string;
+}
+
+export interface OpenResult {
+  _id: string;
+  uidValidity: number;
+  uidNext: number;
+  modifyIndex: number;
+  uidList: number[];
+  flags?: string[];
+}
+
+export interface StatusResult {
+  messages: number;
+  uidNext: number;
+  uidValidity: number;
+  unseen: number;
+  highestModseq: number;
+}
+
+export interface QuotaResult {
+  root: string;
+  quota: number;
+  storageUsed: number;
+}
+
+/** A hook's answer: true for OK, a response code (NONEXISTENT, TRYCREATE …) for NO. */
+export type Outcome = true | string;
+
+export interface CopyInfo {
+  uidValidity: number;
+  sourceUid: number[];
+  destinationUid: number[];
+}
+
+/** The storage side of the server, as async functions. */
+export interface ImapHooks {
+  auth(req: AuthRequest, session: ImapSession): Promise<{ user: ImapUser } | null>;
+  list(session: ImapSession): Promise<Folder[]>;
+  lsub(session: ImapSession): Promise<Folder[]>;
+  create(path: string, session: ImapSession): Promise<Outcome>;
+  rename(from: string, to: string, session: ImapSession): Promise<Outcome>;
+  delete(path: string, session: ImapSession): Promise<Outcome>;
+  subscribe(path: string, session: ImapSession, on: boolean): Promise<Outcome>;
+  open(path: string, session: ImapSession): Promise<OpenResult | string>;
+  status(path: string, session: ImapSession): Promise<StatusResult | string>;
+  append(
+    path: string,
+    flags: string[],
+    date: Date | null,
+    raw: Buffer,
+    session: ImapSession,
+  ): Promise<[Outcome, { uidValidity: number; uid: number }?]>;
+  fetch(mailbox: string, options: FetchOptions, session: ImapSession): Promise<Outcome>;
+  store(mailbox: string, options: StoreOptions, session: ImapSession): Promise<[Outcome, number[]]>;
+  expunge(
+    mailbox: string,
+    options: { isUid: boolean; messages?: number[]; silent?: boolean },
+    session: ImapSession,
+  ): Promise<Outcome>;
+  copy(
+    mailbox: string,
+    options: { destination: string; messages: number[] },
+    session: ImapSession,
+    move: boolean,
+  ): Promise<[Outcome, CopyInfo?]>;
+  search(
+    mailbox: string,
+    options: { query: SearchTerm[]; isUid: boolean },
+    session: ImapSession,
+  ): Promise<number[]>;
+  quotaRoot(path: string, session: ImapSession): Promise<QuotaResult | string>;
+  quota(root: string, session: ImapSession): Promise<QuotaResult | string>;
+  close(session: ImapSession): void;
+}
+
+/** imap-core's notifier contract (used by the connection for IDLE and unsolicited responses). */
+export interface Notifier {
+  addListener(session: ImapSession, handler: (message?: unknown) => void): void;
+  removeListener(session: ImapSession, handler: (message?: unknown) => void): void;
+  getUpdates(
+    mailbox: string,
+    modifyIndex: number,
+    callback: (err: Error | null, updates?: Array<Record<string, unknown>>) => void,
+  ): void;
+}
+
+export interface CoreOptions {
+  secure: boolean;
+  needsUpgrade?: boolean;
+  key: string;
+  cert: string;
+  /** Allow LOGIN/AUTHENTICATE before TLS (imap-core's ignoreSTARTTLS: STARTTLS stays offered). */
+  allowPlaintext: boolean;
+  hostname: string;
+  maxMessage: number;
+  idleTimeoutMs?: number;
+  socketTimeoutMs?: number;
+  logger: CoreLogger | false;
+}
+
+export interface CoreLogger {
+  info(...args: unknown[]): void;
+  debug(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+}
+
+export interface CoreServer {
+  server: import('node:net').Server;
+  connections: Set<{ session: ImapSession; close(): void; _socket: Socket }>;
+  notifier: Notifier;
+  listen(port: number, host: string, cb: () => void): void;
+  close(cb: () => void): void;
+  on(event: 'error', listener: (err: Error) => void): void;
+  once(event: 'error', listener: (err: Error) => void): void;
+  removeListener(event: 'error', listener: (err: Error) => void): void;
+  [hook: string]: unknown;
+}
+
+interface CoreModule {
+  IMAPServer: new (options: Record<string, unknown>) => CoreServer;
+  imapHandler: { compileStream(response: ResponseNode): NodeJS.ReadableStream };
+}
+
+const core = require('wildduck/imap-core') as CoreModule;
+export const compileStream = core.imapHandler.compileStream;
+
+type Callback = (err: Error | null, ...results: unknown[]) => void;
+
+/** Runs an async hook and hands its result (or array of results) to imap-core's callback. */
+function bridge(run: () => Promise<unknown>, cb: Callback, spread = false): void {
+  run().then(
+    (result) => (spread && Array.isArray(result) ? cb(null, ...result) : cb(null, result)),
+    (err: Error) => cb(err),
+  );
+}
+
+export function createCoreServer(options: CoreOptions, hooks: ImapHooks, notifier: Notifier): CoreServer {
+  const server = new core.IMAPServer({
+    secure: options.secure,
+    needsUpgrade: options.needsUpgrade ?? false,
+    key: options.key,
+    cert: options.cert,
+    ignoreSTARTTLS: options.allowPlaintext,
+    disableSTARTTLS: false,
+    name: options.hostname,
+    id: { name: 'Mailwerk', vendor: 'Mailwerk' },
+    maxMessage: options.maxMessage,
+    enableCompression: true,
+    idleTimeout: options.idleTimeoutMs ?? 30 * 60_000,
+    socketTimeout: options.socketTimeoutMs ?? 30 * 60_000,
+    logger: options.logger,
+    skipFetchLog: true,
+  });
+  server.notifier = notifier;
+  server.onAuth = (req: AuthRequest, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.auth(req, session), cb);
+  server.onList = (_query: string, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.list(session), cb);
+  server.onLsub = (_query: string, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.lsub(session), cb);
+  server.onCreate = (path: string, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.create(path, session), cb);
+  server.onRename = (from: string, to: string, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.rename(from, to, session), cb);
+  server.onDelete = (path: string, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.delete(path, session), cb);
+  server.onSubscribe = (path: string, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.subscribe(path, session, true), cb);
+  server.onUnsubscribe = (path: string, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.subscribe(path, session, false), cb);
+  server.onOpen = (path: string, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.open(path, session), cb);
+  server.onStatus = (path: string, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.status(path, session), cb);
+  server.onAppend = (
+    path: string,
+    flags: string[],
+    date: string | Date | null,
+    raw: Buffer,
+    session: ImapSession,
+    cb: Callback,
+  ) => bridge(() => hooks.append(path, flags, date ? new Date(date) : null, raw, session), cb, true);
+  server.onFetch = (mailbox: string, options: FetchOptions, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.fetch(mailbox, options, session), cb);
+  server.onStore = (mailbox: string, options: StoreOptions, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.store(mailbox, options, session), cb, true);
+  server.onExpunge = (
+    mailbox: string,
+    options: { isUid: boolean; messages?: number[]; silent?: boolean },
+    session: ImapSession,
+    cb: Callback,
+  ) => bridge(() => hooks.expunge(mailbox, options, session), cb);
+  server.onCopy = (
+    _conn: unknown,
+    mailbox: string,
+    options: { destination: string; messages: number[] },
+    session: ImapSession,
+    cb: Callback,
+  ) => bridge(() => hooks.copy(mailbox, options, session, false), cb, true);
+  server.onMove = (
+    _conn: unknown,
+    mailbox: string,
+    options: { destination: string; messages: number[] },
+    session: ImapSession,
+    cb: Callback,
+  ) => bridge(() => hooks.copy(mailbox, options, session, true), cb, true);
+  server.onSearch = (
+    mailbox: string,
+    options: { query: SearchTerm[]; isUid: boolean },
+    session: ImapSession,
+    cb: Callback,
+  ) =>
+    hooks.search(mailbox, options, session).then(
+      (uidList) => cb(null, { uidList }),
+      (err: Error) => cb(err),
+    );
+  server.onGetQuotaRoot = (path: string, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.quotaRoot(path, session), cb);
+  server.onGetQuota = (root: string, session: ImapSession, cb: Callback) =>
+    bridge(() => hooks.quota(root, session), cb);
+  server.onClose = (session: ImapSession, cb?: () => void) => {
+    hooks.close(session);
+    cb?.();
+  };
+  return server;
+}
