@@ -291,8 +291,8 @@ export function createCoreServer(options: CoreOptions, hooks: ImapHooks, notifie
     session: ImapSession,
     cb: Callback,
   ) => bridge(() => hooks.copy(mailbox, options, session, false), cb, true);
+  // Unlike onCopy, imap-core calls onMove without the connection.
   server.onMove = (
-    _conn: unknown,
     mailbox: string,
     options: { destination: string; messages: number[] },
     session: ImapSession,

@@ -45,11 +45,13 @@ export class StoreNotifier implements Notifier {
   addListener(session: ImapSession, handler: Handler): void {
     const accountId = session.user?.id;
     if (!accountId) return;
-    const unsubscribe = this.bus.subscribe(accountId, (event) => {
+    // imap-core's handler reads `this`, so it is always called as a method of its entry.
+    const entry: Listening = { handler, unsubscribe: () => undefined };
+    entry.unsubscribe = this.bus.subscribe(accountId, (event) => {
       const selected = session.selected;
-      if (selected && 'mailboxId' in event && event.mailboxId === selected.mailbox) handler();
+      if (selected && 'mailboxId' in event && event.mailboxId === selected.mailbox) entry.handler();
     });
-    this.listening.set(session, { handler, unsubscribe });
+    this.listening.set(session, entry);
   }
 
   removeListener(session: ImapSession): void {

@@ -90,6 +90,18 @@ function compareDay(d: Date, op: '<' | '=' | '>=', value: string): boolean {
   return op === '<' ? a < b : op === '=' ? a === b : a >= b;
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** imap-core hands search strings over as octets in a JS string; a client sends UTF-8 (CHARSET UTF-8, or UTF8=ACCEPT). */
+export function searchText(value: string): string {
+  if (!/[\x80-\xff]/.test(value) || /[^\x00-\xff]/.test(value)) return value;
+  try {
+    return utf8.decode(Buffer.from(value, 'latin1'));
+  } catch {
+    return value;
+  }
+}
+
 export async function matches(s: SearchSubject, term: SearchTerm): Promise<boolean> {
   if (Array.isArray(term)) {
     for (const t of term) if (!(await matches(s, t))) return false;
@@ -124,7 +136,7 @@ export async function matches(s: SearchSubject, term: SearchTerm): Promise<boole
     case 'header': {
       const raw = await s.raw();
       const root = m.structure.root;
-      const needle = (term.value ?? '').toLowerCase();
+      const needle = searchText(term.value ?? '').toLowerCase();
       for (const f of parseHeaderBlock(raw.toString('utf8', root.start, root.bodyStart))) {
         if (f.key !== term.header.toLowerCase()) continue;
         // RFC 3501: an empty string matches every message that has the field.
@@ -144,7 +156,7 @@ export async function matches(s: SearchSubject, term: SearchTerm): Promise<boole
       const parts: string[] = [];
       if (term.key === 'text') parts.push(decodeWords(raw.toString('utf8', root.start, root.bodyStart)));
       bodyText(raw, root, parts);
-      const needle = term.value.toLowerCase();
+      const needle = searchText(term.value).toLowerCase();
       return parts.some((p) => p.toLowerCase().includes(needle));
     }
     default:

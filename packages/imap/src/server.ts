@@ -70,6 +70,8 @@ function wire(v: ImapValue): unknown {
   return v;
 }
 
+const readOnly = (session: ImapSession): boolean => (session.selected ? session.selected.readOnly : false);
+
 const codeOf = (err: unknown): string | null => {
   if (isStoreError(err, 'not_found')) return 'NONEXISTENT';
   if (isStoreError(err, 'exists')) return 'ALREADYEXISTS';
@@ -346,8 +348,7 @@ export class ImapService {
 
       store: async (mailboxId, options, session) => {
         const accountId = this.account(session);
-        const selected = session.selected;
-        if (selected && selected.readOnly) return ['READ-ONLY', []];
+        if (readOnly(session)) return ['READ-ONLY', []];
         const mb = await this.selected(session, mailboxId);
         let result: Awaited<ReturnType<MailStore['updateFlags']>>;
         try {
@@ -361,7 +362,7 @@ export class ImapService {
           if (code) return [code, []];
           throw err;
         }
-        const condstore = Boolean(selected && selected.condstoreEnabled);
+        const condstore = session.selected ? session.selected.condstoreEnabled : false;
         for (const m of result.updated) {
           if (!options.silent || condstore)
             session.writeStream.write(
@@ -391,7 +392,7 @@ export class ImapService {
 
       expunge: async (mailboxId, options, session) => {
         const accountId = this.account(session);
-        if (session.selected && session.selected.readOnly) return 'READ-ONLY';
+        if (readOnly(session)) return 'READ-ONLY';
         const mb = await this.selected(session, mailboxId);
         const candidates = options.isUid
           ? await this.messages(mb.id, options.messages ?? [])
@@ -408,7 +409,7 @@ export class ImapService {
 
       copy: async (mailboxId, options, session, move) => {
         const accountId = this.account(session);
-        if (move && session.selected && session.selected.readOnly) return ['READ-ONLY'];
+        if (move && readOnly(session)) return ['READ-ONLY'];
         const source = await this.selected(session, mailboxId);
         const dest = await this.mailbox(session, options.destination);
         if (!dest) return ['TRYCREATE'];

@@ -60,7 +60,7 @@ export async function rig(
     tls: await tlsFiles,
     allowPlaintext: false,
     maxMessageSize: 1024 * 1024,
-    throttle: new AuthThrottle({ baseDelayMs: 50, maxDelayMs: 400 }),
+    throttle: new AuthThrottle({ baseDelayMs: 100, maxDelayMs: 400 }),
     ...options,
   });
   const port = await listen(service.server(false));
@@ -111,3 +111,90 @@ export const sample = (subject: string, body = 'Hello there.\r\n') =>
   Buffer.from(
     `From: Ann <ann@example.org>\r\nTo: Bob <bob@example.org>\r\nSubject: ${subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <${subject.replace(/\W/g, '')}@example.org>\r\n\r\n${body}`,
   );
+
+/** A line-level IMAP client for checking exact responses (TLS or plain, no compression). */
+export class RawImap {
+  private buf = Buffer.alloc(0);
+  private waiters: Array<() => void> = [];
+  private n = 0;
+  socket: import('node:net').Socket;
+
+  private constructor(socket: import('node:net').Socket) {
+    this.socket = socket;
+    this.attach();
+  }
+
+  private attach() {
+    this.socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      for (const w of this.waiters.splice(0)) w();
+    });
+    this.socket.on('close', () => {
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  static async connect(port: number, secure: boolean): Promise<RawImap> {
+    const { connect } = await import(secure ? 'node:tls' : 'node:net');
+    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+    const c = new RawImap(socket);
+    await c.until((t) => t.includes('\r\n'));
+    c.take();
+    return c;
+  }
+
+  /** Upgrades with STARTTLS. */
+  async starttls(): Promise<string> {
+    const r = await this.cmd('STARTTLS');
+    const tls = await import('node:tls');
+    this.socket.removeAllListeners('data');
+    this.socket = tls.connect({ socket: this.socket, rejectUnauthorized: false });
+    this.attach();
+    await new Promise((resolve) => this.socket.once('secureConnect', resolve));
+    return r;
+  }
+
+  private async until(done: (text: string) => boolean, ms = 5000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!done(this.buf.toString('latin1'))) {
+      if (this.socket.destroyed || Date.now() > end)
+        throw new Error(`no answer; got: ${this.buf.toString('latin1')}`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 50);
+      });
+    }
+  }
+
+  private take(): string {
+    const t = this.buf.toString('latin1');
+    this.buf = Buffer.alloc(0);
+    return t;
+  }
+
+  /** Sends a tagged command and returns everything up to and including its tagged reply (latin1, so bytes stay bytes). */
+  async cmd(command: string): Promise<string> {
+    const tag = `t${++this.n}`;
+    this.socket.write(`${tag} ${command}\r\n`);
+    await this.until((t) => new RegExp(`(^|\\r\\n)${tag} (OK|NO|BAD)[^\\r\\n]*\\r\\n`).test(t));
+    return this.take();
+  }
+
+  /** Sends raw bytes and waits for a line matching `pattern`. */
+  async send(data: string | Buffer, pattern: RegExp): Promise<string> {
+    this.socket.write(data);
+    await this.until((t) => pattern.test(t));
+    return this.take();
+  }
+
+  close() {
+    this.socket.destroy();
+  }
+}
+
+/** The number of messages in a mailbox, by STATUS. */
+export async function count(c: ImapFlow, path: string): Promise<number> {
+  const s = await c.status(path, { messages: true });
+  if (!s || s.messages === undefined) throw new Error(`no STATUS for ${path}`);
+  return s.messages;
+}
