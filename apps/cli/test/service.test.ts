@@ -1,8 +1,9 @@
 // `mailwerk start` as a real process: mail sent to it lands in the mailbox,
-// survives SIGKILL right after the 250, and waits in the queue while the MDA
-// (a separate process here) is down.
+// survives SIGKILL right after the 250, waits in the queue while the MDA
+// (a separate process here) is down, and reaches an IMAP client in IDLE.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { ImapFlow } from 'imapflow';
 import nodemailer from 'nodemailer';
 import { freePort, type Sandbox, sandbox } from './helpers.ts';
 
@@ -24,10 +25,18 @@ describe('mailwerk start', () => {
   let sb: Sandbox;
   let env: Record<string, string>;
   let port: number;
+  let imapsPort: number;
   before(async () => {
     sb = await sandbox();
     port = await freePort();
-    env = { MAILWERK_MTA__SMTP_PORT: String(port), MAILWERK_MTA__LISTEN: '127.0.0.1' };
+    imapsPort = await freePort();
+    env = {
+      MAILWERK_MTA__SMTP_PORT: String(port),
+      MAILWERK_MTA__LISTEN: '127.0.0.1',
+      MAILWERK_ACCESS__LISTEN: '127.0.0.1',
+      MAILWERK_ACCESS__IMAP_PORT: String(await freePort()),
+      MAILWERK_ACCESS__IMAPS_PORT: String(imapsPort),
+    };
     assert.equal((await sb.run(['init', '--data-dir', 'data', '--hostname', 'mx.example.org'])).code, 0);
     await sb.run(['domain', 'add', 'example.org']);
     assert.equal((await sb.run(['user', 'add', 'bob@example.org'], 'a good password\n')).code, 0);
@@ -122,6 +131,57 @@ describe('mailwerk start', () => {
       }
     } finally {
       await mta.kill();
+    }
+  });
+
+  it('serves IMAP: a client in IDLE sees mail sent through the MTA within a second of its delivery', async () => {
+    const svc = await sb.spawn(['start'], /IMAP \(TLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
+    const client = new ImapFlow({
+      host: '127.0.0.1',
+      port: imapsPort,
+      secure: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'bob@example.org', pass: 'a good password' },
+      logger: false,
+    });
+    try {
+      await client.connect();
+      const lock = await client.getMailboxLock('INBOX');
+      const before = client.mailbox ? client.mailbox.exists : 0;
+      let exists = before;
+      client.on('exists', (e) => {
+        exists = e.count;
+      });
+      client.idle().catch(() => undefined);
+      await send('over imap');
+      // From the SMTP reply to the EXISTS: the queue hands it to the MDA, the bus wakes the session.
+      await eventually(async () => exists > before, 5000);
+      lock.release();
+      const got = await client.fetchOne('*', { envelope: true, source: true });
+      assert.ok(got);
+      assert.equal(got.envelope?.subject, 'over imap');
+      assert.match(
+        got.source!.toString(),
+        /^Return-Path: <a@ext\.org>\r\nDelivered-To: bob@example\.org\r\n/,
+      );
+      const wrong = new ImapFlow({
+        host: '127.0.0.1',
+        port: imapsPort,
+        secure: true,
+        tls: { rejectUnauthorized: false },
+        auth: { user: 'bob@example.org', pass: 'not it' },
+        logger: false,
+      });
+      await assert.rejects(
+        wrong.connect(),
+        (err: { authenticationFailed?: boolean; serverResponseCode?: string }) => {
+          assert.equal(err.serverResponseCode, 'AUTHENTICATIONFAILED');
+          return true;
+        },
+      );
+    } finally {
+      await client.logout().catch(() => client.close());
+      await svc.kill();
     }
   });
 

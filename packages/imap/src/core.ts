@@ -215,8 +215,28 @@ interface CoreModule {
   imapHandler: { compileStream(response: ResponseNode): NodeJS.ReadableStream };
 }
 
+// WildDuck's modules read their own config (wild-config) from the working directory and the command
+// line when loaded; Mailwerk's configuration is ours, so that is switched off before the first require.
+process.env.DISABLE_WILD_CONFIG = 'true';
 const core = require('wildduck/imap-core') as CoreModule;
 export const compileStream = core.imapHandler.compileStream;
+
+/** Where imap-core reports a client's protocol errors (it prints them to stderr otherwise). */
+export type ProtocolErrorSink = (message: string, fields: Record<string, unknown>) => void;
+let protocolErrorSink: ProtocolErrorSink = () => undefined;
+(
+  require('wildduck/lib/errors.js') as {
+    setGelf(h: { emit(channel: string, m: Record<string, unknown>): void }): void;
+  }
+).setGelf({
+  emit: (_channel, m) => {
+    const { short_message: message, full_message: _stack, ...fields } = m;
+    protocolErrorSink(String(message ?? ''), fields);
+  },
+});
+export const setProtocolErrorSink = (sink: ProtocolErrorSink): void => {
+  protocolErrorSink = sink;
+};
 
 type Callback = (err: Error | null, ...results: unknown[]) => void;
 

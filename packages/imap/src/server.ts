@@ -30,6 +30,7 @@ import {
   type ImapHooks,
   type ImapSession,
   type Outcome,
+  setProtocolErrorSink,
 } from './core.ts';
 import {
   bodyStructureValue,
@@ -57,6 +58,8 @@ export interface ImapOptions {
   idleTimeoutMs?: number;
   logger?: CoreLogger | false;
   onError?: (err: unknown, context: string) => void;
+  /** A client's protocol mistakes (bad arguments, unknown commands), worth an info line, not an error. */
+  onProtocolError?: (message: string, fields: Record<string, unknown>) => void;
 }
 
 /** For a message that is not there, or an unknown user: a hash to verify against, so both take the same time. */
@@ -104,6 +107,7 @@ export class ImapService {
     this.store = options.store;
     this.throttle = options.throttle ?? new AuthThrottle();
     this.notifier = new StoreNotifier(options.store, options.bus, options.pollMs ?? 0);
+    if (options.onProtocolError) setProtocolErrorSink(options.onProtocolError);
   }
 
   /** A server for one port: `secure` for implicit TLS (993), otherwise STARTTLS (143). */

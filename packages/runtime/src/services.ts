@@ -8,6 +8,7 @@ import { existsSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { type Bus, InProcessBus } from '@mailwerk/bus';
 import type { Config } from '@mailwerk/config';
+import { type CoreServer, ImapService } from '@mailwerk/imap';
 import { createLmtpServer } from '@mailwerk/mda';
 import { createInboundServer, QueueRunner } from '@mailwerk/mta';
 import type { MailStore } from '@mailwerk/store';
@@ -16,8 +17,8 @@ import type { SMTPServer } from 'smtp-server';
 import { createLogger, type Logger } from './log.ts';
 import { openStore } from './store.ts';
 
-export type ServiceName = 'mta' | 'mda';
-export const SERVICES: readonly ServiceName[] = ['mta', 'mda'];
+export type ServiceName = 'mta' | 'mda' | 'access';
+export const SERVICES: readonly ServiceName[] = ['mta', 'mda', 'access'];
 
 export interface Listening {
   service: string;
@@ -67,6 +68,17 @@ async function listen(server: SMTPServer, where: string, host: string): Promise<
 
 const close = (s: SMTPServer) => new Promise<void>((resolve) => s.close(() => resolve()));
 
+async function listenImap(server: CoreServer, port: number, host: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.removeListener('error', reject);
+      const a = server.server.address();
+      resolve(typeof a === 'object' && a ? `${a.address}:${a.port}` : String(a));
+    });
+  });
+}
+
 export async function startServices(
   config: Config,
   services: readonly ServiceName[] = SERVICES,
@@ -83,6 +95,7 @@ export async function startServices(
   const servers: SMTPServer[] = [];
   const listening: Listening[] = [];
   let runner: QueueRunner | null = null;
+  let imap: ImapService | null = null;
   const onError = (err: unknown, context: string) => log.error(err, context);
   try {
     if (services.includes('mda')) {
@@ -149,7 +162,36 @@ export async function startServices(
       });
       runner.start();
     }
+    if (services.includes('access')) {
+      imap = new ImapService({
+        store,
+        bus,
+        hostname: config.hostname,
+        tls,
+        allowPlaintext: config.tls.allow_plaintext_auth,
+        maxMessageSize: config.limits.message_size,
+        // The in-process bus carries the MDA's events only when the MDA runs here; otherwise read the journal.
+        pollMs: services.includes('mda') ? 0 : 2000,
+        onError,
+        onProtocolError: (message, fields) =>
+          log.log('info', 'imap client error', {
+            message,
+            client: fields._remoteAddress,
+            command: fields._payload,
+          }),
+      });
+      const { listen: host, imap_port, imaps_port } = config.access;
+      listening.push({
+        service: 'IMAP (STARTTLS)',
+        address: await listenImap(imap.server(false), imap_port, host),
+      });
+      listening.push({
+        service: 'IMAP (TLS)',
+        address: await listenImap(imap.server(true), imaps_port, host),
+      });
+    }
   } catch (err) {
+    await imap?.close();
     await runner?.stop();
     await Promise.all(servers.map(close));
     await store.close();
@@ -163,7 +205,7 @@ export async function startServices(
     async stop() {
       // The runner first: it closes its pooled LMTP connections, which the MDA would otherwise wait for.
       await runner?.stop();
-      await Promise.all(servers.map(close));
+      await Promise.all([...servers.map(close), imap?.close()]);
       await bus.close();
       await store.close();
     },
