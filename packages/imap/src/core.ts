@@ -264,6 +264,8 @@ export function createCoreServer(options: CoreOptions, hooks: ImapHooks, notifie
     socketTimeout: options.socketTimeoutMs ?? 30 * 60_000,
     logger: options.logger,
     skipFetchLog: true,
+    // imap-core's default LOGOUT texts are jokes; an admin reading a log wants the plain one.
+    logoutMessages: ['Logged out'],
   });
   server.notifier = notifier;
   server.onAuth = (req: AuthRequest, session: ImapSession, cb: Callback) =>
