@@ -128,6 +128,8 @@ export interface CopyInfo {
 
 /** The storage side of the server, as async functions. */
 export interface ImapHooks {
+  /** A new connection; throws (with the text for `* BYE`) to turn it away. */
+  connect(session: ImapSession): void;
   auth(req: AuthRequest, session: ImapSession): Promise<{ user: ImapUser } | null>;
   list(session: ImapSession): Promise<Folder[]>;
   lsub(session: ImapSession): Promise<Folder[]>;
@@ -268,6 +270,14 @@ export function createCoreServer(options: CoreOptions, hooks: ImapHooks, notifie
     logoutMessages: ['Logged out'],
   });
   server.notifier = notifier;
+  server.onConnect = (session: ImapSession, cb: (err?: Error) => void) => {
+    try {
+      hooks.connect(session);
+      cb();
+    } catch (err) {
+      cb(err as Error);
+    }
+  };
   server.onAuth = (req: AuthRequest, session: ImapSession, cb: Callback) =>
     bridge(() => hooks.auth(req, session), cb);
   server.onList = (_query: string, session: ImapSession, cb: Callback) =>

@@ -58,6 +58,9 @@ export interface ImapOptions {
   idleTimeoutMs?: number;
   logger?: CoreLogger | false;
   onError?: (err: unknown, context: string) => void;
+  /** Most simultaneous connections, and from one client address (defaults 1000 and 20). */
+  maxConnections?: number;
+  maxConnectionsPerIp?: number;
   /** A client's protocol mistakes (bad arguments, unknown commands), worth an info line, not an error. */
   onProtocolError?: (message: string, fields: Record<string, unknown>) => void;
 }
@@ -101,6 +104,9 @@ export class ImapService {
   private readonly opts: ImapOptions;
   private readonly store: MailStore;
   private readonly servers = new Set<CoreServer>();
+  /** Open connections by client address, and in all. */
+  private readonly perIp = new Map<string, number>();
+  private readonly open = new Set<ImapSession>();
 
   constructor(options: ImapOptions) {
     this.opts = options;
@@ -179,6 +185,17 @@ export class ImapService {
   private hooks(): ImapHooks {
     const store = this.store;
     return {
+      connect: (session) => {
+        const ip = session.remoteAddress;
+        const fromIp = this.perIp.get(ip) ?? 0;
+        if (this.open.size >= (this.opts.maxConnections ?? 1000))
+          throw new Error('Too many connections; try again later');
+        if (fromIp >= (this.opts.maxConnectionsPerIp ?? 20))
+          throw new Error('Too many connections from your address; close some and try again');
+        this.open.add(session);
+        this.perIp.set(ip, fromIp + 1);
+      },
+
       auth: async (req, session) => {
         const ip = session.remoteAddress;
         const verdict = this.throttle.check(ip, req.username);
@@ -466,7 +483,13 @@ export class ImapService {
       quotaRoot: async (_path, session) => this.quota(session),
       quota: async (root, session) => (root === '' ? this.quota(session) : 'NONEXISTENT'),
 
-      close: (session) => this.notifier.removeListener(session),
+      close: (session) => {
+        this.notifier.removeListener(session);
+        if (!this.open.delete(session)) return;
+        const n = (this.perIp.get(session.remoteAddress) ?? 1) - 1;
+        if (n > 0) this.perIp.set(session.remoteAddress, n);
+        else this.perIp.delete(session.remoteAddress);
+      },
     };
   }
 

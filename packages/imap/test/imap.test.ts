@@ -78,6 +78,34 @@ describe('IMAP: session, capabilities and authentication', () => {
   });
 });
 
+describe('IMAP: connection limits', () => {
+  it('turns away connections beyond the per-address limit with BYE, and takes new ones once others close', async () => {
+    const r = await rig({ maxConnectionsPerIp: 2 });
+    try {
+      const a = await RawImap.connect(r.tlsPort, true);
+      const b = await RawImap.connect(r.tlsPort, true);
+      const { connect } = await import('node:tls');
+      const third = connect({ host: '127.0.0.1', port: r.tlsPort, rejectUnauthorized: false });
+      const greeting = await new Promise<string>((resolve) => {
+        let text = '';
+        third.on('data', (d) => {
+          text += d.toString();
+        });
+        third.on('close', () => resolve(text));
+      });
+      assert.match(greeting, /^\* BYE Too many connections from your address/);
+      a.close();
+      await new Promise((res) => setTimeout(res, 100));
+      const c = await RawImap.connect(r.tlsPort, true);
+      assert.match(await c.cmd(login), /OK/);
+      b.close();
+      c.close();
+    } finally {
+      await r.close();
+    }
+  });
+});
+
 describe('IMAP: mailboxes', () => {
   let r: Rig;
   before(async () => {

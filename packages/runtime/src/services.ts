@@ -172,6 +172,8 @@ export async function startServices(
         maxMessageSize: config.limits.message_size,
         // The in-process bus carries the MDA's events only when the MDA runs here; otherwise read the journal.
         pollMs: services.includes('mda') ? 0 : 2000,
+        maxConnections: config.limits.max_connections,
+        maxConnectionsPerIp: config.limits.max_connections_per_ip,
         onError,
         onProtocolError: (message, fields) =>
           log.log('info', 'imap client error', {
