@@ -1,0 +1,186 @@
+// IMAP benchmark (issue: "IMAP access for Outlook and Thunderbird").
+// The server runs in a child process (bench/imap-server.ts) over a SQLite store
+// filled with COUNT messages; this process is the clients, over loopback TLS.
+// Prints:
+//  - FETCH 1:* (UID FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE) over the COUNT-message
+//    mailbox: time from command to tagged OK (best and median of 5), bytes;
+//  - APPEND rate: messages/s over 10 concurrent sessions (imapflow, no compression);
+//  - memory per connection with IDLERS connections signed in and in IDLE
+//    (server RSS and heap after GC, minus the same before they connected).
+//    in MAILBOX (INBOX by default, holding the appended messages: each session
+//    keeps the mailbox's UID list, as imap-core does; Drafts is empty).
+// Usage: node bench/imap.ts [count=10000] [appendsPerSession=300] [idlers=1000] [mailbox=INBOX]
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { connect, type TLSSocket } from 'node:tls';
+import { ImapFlow } from 'imapflow';
+
+const count = Number(process.argv[2] ?? 10_000);
+const perSession = Number(process.argv[3] ?? 300);
+const idlers = Number(process.argv[4] ?? 1000);
+const idleMailbox = process.argv[5] ?? 'INBOX';
+const PASSWORD = 'benchmark password';
+
+const child = fork(join(import.meta.dirname, 'imap-server.ts'), [String(count)], {
+  execArgv: ['--expose-gc', '--disable-warning=ExperimentalWarning'],
+  stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+});
+type Memory = { rss: number; heapUsed: number; external: number; connections: number };
+const next = (type: string) =>
+  new Promise<Record<string, number>>((resolve) => {
+    const on = (m: { type: string }) => {
+      if (m.type === type) {
+        child.off('message', on);
+        resolve(m as unknown as Record<string, number>);
+      }
+    };
+    child.on('message', on);
+  });
+const ready = await next('ready');
+const port = ready.port!;
+console.log(`filled ${count} messages in ${(ready.fillMs! / 1000).toFixed(1)} s`);
+const memory = async (): Promise<Memory> => {
+  const p = next('memory');
+  child.send({ type: 'memory' });
+  return (await p) as unknown as Memory;
+};
+
+/** A bare IMAP client over TLS: sends a command, resolves with the bytes up to its tagged reply. */
+class Raw {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private wait: { tag: string; resolve: (b: Buffer) => void } | null = null;
+  private n = 0;
+  readonly socket: TLSSocket;
+  constructor() {
+    this.socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+    this.socket.on('data', (d: Buffer) => {
+      this.chunks.push(d);
+      this.size += d.length;
+      if (!this.wait) return;
+      // Only the tail can hold the tagged reply.
+      const tail = Buffer.concat(this.chunks.slice(-2)).toString('latin1');
+      if (new RegExp(`(^|\\n)${this.wait.tag} (OK|NO|BAD)`).test(tail)) {
+        const all = Buffer.concat(this.chunks, this.size);
+        this.chunks = [];
+        this.size = 0;
+        const w = this.wait;
+        this.wait = null;
+        w.resolve(all);
+      }
+    });
+  }
+  async greeting() {
+    await once(this.socket, 'data');
+    this.chunks = [];
+    this.size = 0;
+  }
+  cmd(command: string): Promise<Buffer> {
+    const tag = `b${++this.n}`;
+    return new Promise((resolve) => {
+      this.wait = { tag, resolve };
+      this.socket.write(`${tag} ${command}\r\n`);
+    });
+  }
+  async idle(): Promise<void> {
+    this.socket.write(`b${++this.n} IDLE\r\n`);
+    for (;;) {
+      await once(this.socket, 'data');
+      if (Buffer.concat(this.chunks).toString('latin1').includes('+ idling')) break;
+    }
+    this.chunks = [];
+    this.size = 0;
+  }
+}
+
+// 1. FETCH over the big mailbox.
+{
+  const c = new Raw();
+  await c.greeting();
+  await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`);
+  const sel = (await c.cmd('SELECT Big')).toString();
+  if (!sel.includes(`* ${count} EXISTS`)) throw new Error(`SELECT: ${sel}`);
+  const times: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    const out = await c.cmd('FETCH 1:* (UID FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE)');
+    times.push(performance.now() - t);
+    bytes = out.length;
+    const fetched = out.toString('latin1').match(/^\* \d+ FETCH /gm)?.length ?? 0;
+    if (fetched !== count) throw new Error(`FETCH returned ${fetched} of ${count}`);
+  }
+  times.sort((a, b) => a - b);
+  console.log(
+    `FETCH 1:* (UID FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE), ${count} messages: best ${times[0]!.toFixed(0)} ms, median ${times[2]!.toFixed(0)} ms, ${(bytes / 1024 / 1024).toFixed(1)} MiB`,
+  );
+  c.socket.destroy();
+}
+
+// 2. APPEND over 10 concurrent sessions.
+{
+  const sessions = 10;
+  const clients = await Promise.all(
+    Array.from({ length: sessions }, async () => {
+      const c = new ImapFlow({
+        host: '127.0.0.1',
+        port,
+        secure: true,
+        tls: { rejectUnauthorized: false },
+        auth: { user: 'bob@example.org', pass: PASSWORD },
+        logger: false,
+        disableCompression: true,
+      });
+      await c.connect();
+      return c;
+    }),
+  );
+  const body = `${'A line of a normal message body, about seventy characters long here.\r\n'.repeat(40)}`;
+  const t = performance.now();
+  await Promise.all(
+    clients.map(async (c, s) => {
+      for (let i = 0; i < perSession; i++) {
+        const raw = `From: ann@example.net\r\nTo: bob@example.org\r\nSubject: append ${s}.${i}\r\nMessage-ID: <a${s}.${i}@example.net>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n${body}`;
+        const r = await c.append('INBOX', raw, ['\\Seen']);
+        if (!r) throw new Error('APPEND failed');
+      }
+    }),
+  );
+  const s = (performance.now() - t) / 1000;
+  console.log(
+    `APPEND: ${sessions * perSession} messages of ${body.length + 150} bytes over ${sessions} sessions in ${s.toFixed(2)} s: ${((sessions * perSession) / s).toFixed(0)} msg/s`,
+  );
+  await Promise.all(clients.map((c) => c.logout()));
+}
+
+// 3. Memory per connection in IDLE.
+{
+  await new Promise((r) => setTimeout(r, 500));
+  const before = await memory();
+  const conns: Raw[] = [];
+  const t = performance.now();
+  for (let i = 0; i < idlers; i += 25) {
+    await Promise.all(
+      Array.from({ length: Math.min(25, idlers - i) }, async () => {
+        const c = new Raw();
+        await c.greeting();
+        const login = (await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`)).toString();
+        if (!/OK/.test(login)) throw new Error(login);
+        await c.cmd(`SELECT ${idleMailbox}`);
+        await c.idle();
+        conns.push(c);
+      }),
+    );
+  }
+  const connectS = (performance.now() - t) / 1000;
+  const afterM = await memory();
+  const per = (a: number, b: number) => ((a - b) / conns.length / 1024).toFixed(1);
+  console.log(
+    `IDLE in ${idleMailbox}: ${afterM.connections} connections signed in and idling (set up in ${connectS.toFixed(1)} s); per connection: RSS ${per(afterM.rss, before.rss)} KiB, JS heap ${per(afterM.heapUsed, before.heapUsed)} KiB, external ${per(afterM.external, before.external)} KiB; server RSS ${(afterM.rss / 1024 / 1024).toFixed(0)} MiB`,
+  );
+  for (const c of conns) c.socket.destroy();
+}
+
+child.send({ type: 'stop' });
+await once(child, 'exit');
