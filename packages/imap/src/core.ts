@@ -9,6 +9,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { decodeMutf7 } from './mutf7.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -220,6 +221,35 @@ interface CoreModule {
 // WildDuck's modules read their own config (wild-config) from the working directory and the command
 // line when loaded; Mailwerk's configuration is ours, so that is switched off before the first require.
 process.env.DISABLE_WILD_CONFIG = 'true';
+
+/**
+ * Mailbox names arrive in modified UTF-7, which imap-core decodes leniently
+ * (iconv-lite), so `&Jjo` or `&AGE-` would name a mailbox. Its helpers are
+ * replaced, before its command modules take references to them, by our strict
+ * decoder; a name that is not valid comes out as one the store refuses (it
+ * starts with a NUL), so the command fails with NONEXISTENT or CANNOT.
+ */
+const INVALID = '\u0000invalid mailbox name';
+const tools = require('wildduck/imap-core/lib/imap-tools.js') as {
+  normalizeMailbox(mailbox: string, utf7Encoded?: boolean): string;
+  utf7decode(s: string): string;
+};
+const strictDecode = (s: string): string => {
+  try {
+    return decodeMutf7(s);
+  } catch {
+    return INVALID;
+  }
+};
+tools.utf7decode = strictDecode;
+tools.normalizeMailbox = (mailbox: string, utf7Encoded?: boolean): string => {
+  if (!mailbox) return '';
+  const parts = mailbox.replace(/^\/|\/$/g, '').split('/');
+  if (parts[0]!.toUpperCase() === 'INBOX') parts[0] = 'INBOX';
+  const out = (utf7Encoded ? parts.map(strictDecode) : parts).join('/');
+  // With UTF8=ACCEPT the name is UTF-8; bytes that were not decode to U+FFFD.
+  return out.includes(INVALID) || out.includes('\ufffd') ? INVALID : out;
+};
 const core = require('wildduck/imap-core') as CoreModule;
 export const compileStream = core.imapHandler.compileStream;
 

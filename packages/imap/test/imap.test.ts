@@ -184,6 +184,12 @@ describe('IMAP: mailboxes', () => {
     assert.match(await raw.cmd('CREATE "Entw&APw-rfe"'), /OK/);
     assert.ok(await r.store.getMailbox(r.accounts.bob!, 'Entwürfe'));
     assert.match(await raw.cmd('LIST "" "Entw*"'), /\* LIST \([^)]*\) "\/" "?Entw&APw-rfe"?/);
+    // Not valid modified UTF-7: unterminated, non-canonical (ASCII encoded), raw 8-bit.
+    assert.match(await raw.cmd('CREATE "Bad&Jjo"'), /NO \[CANNOT\]/);
+    assert.match(await raw.cmd('CREATE "&AGE-"'), /NO \[CANNOT\]/);
+    assert.match(await raw.send(Buffer.from('t99 CREATE "Entwürfe2"\r\n'), /t99 (OK|NO|BAD)/), /t99 NO/);
+    assert.match(await raw.cmd('SELECT "Entw&APw-rfe"'), /OK/);
+    assert.match(await raw.cmd('SELECT "Entw&APw-rfe&"'), /NO \[NONEXISTENT\]/);
     raw.close();
   });
 });
