@@ -99,7 +99,9 @@ class Raw {
   const c = new Raw();
   await c.greeting();
   await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`);
+  const selStart = performance.now();
   const sel = (await c.cmd('SELECT Big')).toString();
+  console.log(`SELECT of the ${count}-message mailbox: ${(performance.now() - selStart).toFixed(0)} ms`);
   if (!sel.includes(`* ${count} EXISTS`)) throw new Error(`SELECT: ${sel}`);
   const times: number[] = [];
   let bytes = 0;

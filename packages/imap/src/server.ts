@@ -307,7 +307,7 @@ export class ImapService {
         // The UID list and the modseq must describe the same moment: a change in between would be announced twice.
         let current = mb;
         for (let attempt = 0; ; attempt++) {
-          const uidList = (await store.listMessages(current.id)).map((m) => m.uid);
+          const uidList = await store.listUids(current.id);
           const after = await store.getMailboxById(current.id);
           if (!after) return 'NONEXISTENT';
           if (after.highestModseq === current.highestModseq || attempt >= 3)

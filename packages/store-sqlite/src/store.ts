@@ -616,6 +616,12 @@ export class SqliteMailStore implements MailStore {
       .map(toMessage);
   }
 
+  async listUids(mailboxId: string): Promise<number[]> {
+    return this.sql
+      .all('SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid', rowId(mailboxId))
+      .map((r) => Number(r.uid));
+  }
+
   private selectUids(mailboxId: number, uids: number[]): Row[] {
     return this.sql.all(
       'SELECT * FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid',

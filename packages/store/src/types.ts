@@ -307,6 +307,8 @@ export interface MailStore {
   getMessage(mailboxId: string, uid: number): Promise<Message | null>;
   /** Messages in UID order, optionally within [uidFrom, uidTo]. */
   listMessages(mailboxId: string, range?: { uidFrom?: number; uidTo?: number }): Promise<Message[]>;
+  /** The UIDs of the mailbox's messages, ascending: what IMAP's SELECT and POP3's listing need, without the rows. */
+  listUids(mailboxId: string): Promise<number[]>;
   updateFlags(mailboxId: string, uids: number[], update: FlagUpdate): Promise<FlagUpdateResult>;
   copyMessages(
     fromMailboxId: string,

@@ -43,6 +43,9 @@ export function messageSuite(factory: StoreFactory): void {
         (await ctx.store.listMessages(inbox.id, { uidFrom: 2 })).map((m) => m.uid),
         [2],
       );
+      assert.deepEqual(await ctx.store.listUids(inbox.id), [1, 2]);
+      await ctx.store.expungeMessages(inbox.id, [1]);
+      assert.deepEqual(await ctx.store.listUids(inbox.id), [2]);
       await rejects(
         deliver(ctx.store, account, inbox.id, sampleMessage('x'), { flags: ['\\Bogus'] }),
         'invalid',
