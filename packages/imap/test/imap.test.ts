@@ -78,6 +78,38 @@ describe('IMAP: session, capabilities and authentication', () => {
   });
 });
 
+describe('IMAP: COMPRESS=DEFLATE', () => {
+  it('switches the stream to raw DEFLATE both ways after COMPRESS DEFLATE', async () => {
+    const r = await rig();
+    try {
+      const raw = await RawImap.connect(r.tlsPort, true);
+      await raw.cmd(login);
+      assert.match(await raw.cmd('COMPRESS DEFLATE'), /OK/);
+      const zlib = await import('node:zlib');
+      const deflate = zlib.createDeflateRaw();
+      const inflate = zlib.createInflateRaw();
+      deflate.pipe(raw.socket);
+      raw.socket.removeAllListeners('data');
+      raw.socket.pipe(inflate);
+      let text = '';
+      inflate.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      deflate.write('c1 STATUS INBOX (MESSAGES)\r\n');
+      deflate.flush();
+      const end = Date.now() + 3000;
+      while (!/c1 OK/.test(text)) {
+        if (Date.now() > end) throw new Error(`no compressed answer: ${text}`);
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      assert.match(text, /\* STATUS "?INBOX"? \(MESSAGES 0\)/);
+      raw.close();
+    } finally {
+      await r.close();
+    }
+  });
+});
+
 describe('IMAP: connection limits', () => {
   it('turns away connections beyond the per-address limit with BYE, and takes new ones once others close', async () => {
     const r = await rig({ maxConnectionsPerIp: 2 });
@@ -263,6 +295,12 @@ describe('IMAP: messages', () => {
     );
     assert.match(await raw.cmd('FETCH 1 (BODY.PEEK[]<6.6>)'), /BODY\[\]<6> \{6\}\r\n=\?UTF-\)/);
     assert.match(await raw.cmd('FETCH 1 (RFC822.HEADER)'), /RFC822\.HEADER \{\d+\}\r\nFrom:/);
+    assert.match(await raw.cmd('FETCH 1 (RFC822.TEXT)'), /RFC822\.TEXT \{\d+\}\r\n--XX\r\n/);
+    assert.ok(
+      (await raw.cmd('FETCH 1 (RFC822.SIZE RFC822)')).includes(
+        `RFC822 {${mime.length}}\r\n${mime.toString('latin1')}`,
+      ),
+    );
     // BODY[] (not PEEK) marks the message \Seen and says so.
     assert.match(await raw.cmd('FETCH 1 (BODY[TEXT])'), /FLAGS \([^)]*\\Seen/);
     assert.match(await raw.cmd('FETCH 1 (FLAGS)'), /\\Seen/);
