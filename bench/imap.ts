@@ -117,6 +117,12 @@ class Raw {
   console.log(
     `FETCH 1:* (UID FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE), ${count} messages: best ${times[0]!.toFixed(0)} ms, median ${times[2]!.toFixed(0)} ms, ${(bytes / 1024 / 1024).toFixed(1)} MiB`,
   );
+  for (const q of ['SEARCH UNSEEN', 'SEARCH SUBJECT "number 9999"', 'SEARCH BODY "message 9999 of"']) {
+    const t = performance.now();
+    const out = (await c.cmd(q)).toString('latin1');
+    const hits = (/\* SEARCH([ \d]*)/.exec(out)?.[1] ?? '').trim().split(/\s+/).filter(Boolean).length;
+    console.log(`${q} over ${count} messages: ${(performance.now() - t).toFixed(0)} ms, ${hits} hits`);
+  }
   c.socket.destroy();
 }
 
