@@ -1,0 +1,545 @@
+/**
+ * POP3 (RFC 1939) with CAPA and response codes (RFC 2449, RFC 3206), STLS
+ * (RFC 2595) and SASL PLAIN (RFC 5034), over the MailStore's INBOX.
+ *
+ * Our own, rather than WildDuck's POP3 server: that one renumbers messages
+ * in LIST/UIDL after DELE (RFC 1939 keeps the numbers), cannot answer
+ * `-ERR [IN-USE]`, has a fixed CAPA without EXPIRE, and hands the message to
+ * nodemailer's data stream, which rewrites line endings; the protocol is small
+ * enough that owning it costs less than patching around those.
+ *
+ * - A session works on a snapshot of INBOX taken at sign-in; DELE only marks,
+ *   and the marked messages are expunged at QUIT (the UPDATE state). A
+ *   connection that drops, times out or fails deletes nothing.
+ * - One POP3 session per mailbox: a second gets `-ERR [IN-USE]`.
+ * - UIDL is `%08X%08X` of the IMAP UID and the mailbox's UIDVALIDITY (Dovecot's
+ *   default format), so a client switching between IMAP and POP3 sees the
+ *   same identities.
+ * - RETR sends the stored bytes, dot-stuffed, and marks the message \Seen.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
+import { AuthThrottle, hashPassword, verifyPassword } from '@mailwerk/auth';
+import type { Bus, MailEvent } from '@mailwerk/bus';
+import type { Account, Mailbox, MailStore } from '@mailwerk/store';
+import { normalizeAddress } from '@mailwerk/store';
+
+export interface Pop3Options {
+  store: MailStore;
+  bus: Bus;
+  hostname: string;
+  tls: { key: string; cert: string };
+  /** Allow USER/PASS and AUTH before TLS (loopback tests only). */
+  allowPlaintext: boolean;
+  throttle?: AuthThrottle;
+  maxConnections?: number;
+  maxConnectionsPerIp?: number;
+  /** Inactivity before the server closes the connection (RFC 1939: at least 10 minutes). */
+  idleTimeoutMs?: number;
+  onError?: (err: unknown, context: string) => void;
+  /** One line per session outcome (sign-in, QUIT with deletions), for the log. */
+  onEvent?: (event: string, fields: Record<string, unknown>) => void;
+}
+
+/** RFC 2449 §4: a command line is at most 255 octets; we allow some slack for long SASL responses. */
+const MAX_LINE = 1024;
+const MAX_ERRORS = 10;
+
+interface Entry {
+  uid: number;
+  size: number;
+  blobId: string;
+  deleted: boolean;
+}
+
+/** Dot-stuffs a message for the wire and ends it with the terminating line (RFC 1939 §3). */
+export function dotStuff(data: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let start = 0;
+  // A line starts at offset 0 and after every LF.
+  for (let i = 0; i < data.length; i = data.indexOf(0x0a, i) + 1 || data.length) {
+    if (data[i] === 0x2e) {
+      parts.push(data.subarray(start, i), Buffer.from('.'));
+      start = i;
+    }
+  }
+  parts.push(data.subarray(start));
+  const endsWithLine = data.length === 0 || data[data.length - 1] === 0x0a;
+  parts.push(Buffer.from(endsWithLine ? '.\r\n' : '\r\n.\r\n'));
+  return Buffer.concat(parts);
+}
+
+/** The header and the first `lines` lines of the body (TOP, RFC 1939 §7). */
+export function topOf(data: Buffer, lines: number): Buffer {
+  let end = -1;
+  for (let i = 0; i < data.length; ) {
+    const nl = data.indexOf(0x0a, i);
+    if (nl === -1) break;
+    const blank = nl === i || (nl === i + 1 && data[i] === 0x0d);
+    i = nl + 1;
+    if (blank) {
+      end = i;
+      break;
+    }
+  }
+  if (end === -1) return data;
+  let pos = end;
+  for (let n = 0; n < lines && pos < data.length; n++) {
+    const nl = data.indexOf(0x0a, pos);
+    pos = nl === -1 ? data.length : nl + 1;
+  }
+  return data.subarray(0, pos);
+}
+
+export const uidl = (uid: number, uidValidity: number): string =>
+  uid.toString(16).toUpperCase().padStart(8, '0') + uidValidity.toString(16).toUpperCase().padStart(8, '0');
+
+let dummyHash: Promise<string> | null = null;
+
+export class Pop3Service {
+  private readonly opts: Pop3Options;
+  private readonly throttle: AuthThrottle;
+  private readonly context: SecureContext;
+  private readonly servers = new Set<Server>();
+  readonly sessions = new Set<Pop3Session>();
+  /** Mailbox id → the session that holds it. */
+  readonly locks = new Map<string, Pop3Session>();
+  private readonly perIp = new Map<string, number>();
+
+  constructor(options: Pop3Options) {
+    this.opts = options;
+    this.throttle = options.throttle ?? new AuthThrottle();
+    this.context = createSecureContext({ key: options.tls.key, cert: options.tls.cert });
+  }
+
+  /** A server for one port: `secure` for implicit TLS (995), otherwise STLS (110). */
+  server(secure: boolean): Server {
+    const server = createServer((socket) => {
+      socket.on('error', () => undefined);
+      const ip = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+      const fromIp = this.perIp.get(ip) ?? 0;
+      const full =
+        this.sessions.size >= (this.opts.maxConnections ?? 1000)
+          ? 'Too many connections; try again later'
+          : fromIp >= (this.opts.maxConnectionsPerIp ?? 20)
+            ? 'Too many connections from your address'
+            : null;
+      const start = (s: Socket) => {
+        if (full) {
+          s.end(`-ERR [SYS/TEMP] ${full}\r\n`);
+          return;
+        }
+        this.perIp.set(ip, fromIp + 1);
+        const session = new Pop3Session(this, this.opts, this.throttle, this.context, s, secure, ip);
+        this.sessions.add(session);
+        s.once('close', () => {
+          this.sessions.delete(session);
+          session.release();
+          const n = (this.perIp.get(ip) ?? 1) - 1;
+          if (n > 0) this.perIp.set(ip, n);
+          else this.perIp.delete(ip);
+        });
+      };
+      if (!secure) return start(socket);
+      const tls = new TLSSocket(socket, { isServer: true, secureContext: this.context });
+      tls.on('error', () => socket.destroy());
+      tls.once('secure', () => start(tls));
+    });
+    server.on('error', (err) => this.opts.onError?.(err, 'pop3'));
+    this.servers.add(server);
+    return server;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sessions) s.close('-ERR [SYS/TEMP] Server shutting down');
+    await Promise.all([...this.servers].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+}
+
+type State = 'AUTHORIZATION' | 'TRANSACTION' | 'UPDATE' | 'CLOSED';
+
+class Pop3Session {
+  private state: State = 'AUTHORIZATION';
+  private buffer = '';
+  private readonly queue: string[] = [];
+  private busy = false;
+  private errors = 0;
+  private userName: string | null = null;
+  /** Set while an AUTH PLAIN waits for its response line. */
+  private saslPending = false;
+  private account: Account | null = null;
+  private inbox: Mailbox | null = null;
+  private entries: Entry[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private socket: Socket;
+  private secure: boolean;
+  private readonly service: Pop3Service;
+  private readonly opts: Pop3Options;
+  private readonly throttle: AuthThrottle;
+  private readonly context: SecureContext;
+  private readonly ip: string;
+
+  constructor(
+    service: Pop3Service,
+    opts: Pop3Options,
+    throttle: AuthThrottle,
+    context: SecureContext,
+    socket: Socket,
+    secure: boolean,
+    ip: string,
+  ) {
+    this.service = service;
+    this.opts = opts;
+    this.throttle = throttle;
+    this.context = context;
+    this.socket = socket;
+    this.secure = secure;
+    this.ip = ip;
+    this.attach();
+    this.send(`+OK ${opts.hostname} Mailwerk POP3 ready`);
+  }
+
+  private attach(): void {
+    this.socket.setEncoding('latin1');
+    this.socket.on('data', (chunk: string) => this.onData(chunk));
+    this.touch();
+  }
+
+  private touch(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(
+      () => this.close('-ERR Autologout: idle too long'),
+      this.opts.idleTimeoutMs ?? 10 * 60_000,
+    );
+    this.timer.unref();
+  }
+
+  private onData(chunk: string): void {
+    this.buffer += chunk;
+    for (;;) {
+      const nl = this.buffer.indexOf('\n');
+      if (nl === -1) break;
+      const line = this.buffer.slice(0, nl).replace(/\r$/, '');
+      this.buffer = this.buffer.slice(nl + 1);
+      if (line.length > MAX_LINE) {
+        this.close('-ERR Line too long');
+        return;
+      }
+      this.queue.push(line);
+    }
+    if (this.buffer.length > MAX_LINE) {
+      this.close('-ERR Line too long');
+      return;
+    }
+    void this.drain();
+  }
+
+  /** Commands run one at a time, in order (PIPELINING). */
+  private async drain(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      while (this.queue.length && this.state !== 'CLOSED') {
+        this.touch();
+        const line = this.queue.shift()!;
+        try {
+          await this.command(line);
+        } catch (err) {
+          this.opts.onError?.(err, 'pop3');
+          this.send('-ERR [SYS/TEMP] Internal error, try again later');
+        }
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private send(line: string): void {
+    if (this.state !== 'CLOSED' && !this.socket.destroyed) this.socket.write(`${line}\r\n`, 'latin1');
+  }
+
+  private async sendData(data: Buffer): Promise<void> {
+    if (this.socket.destroyed) return;
+    if (!this.socket.write(data)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.socket.off('drain', done);
+          this.socket.off('close', done);
+          resolve();
+        };
+        this.socket.on('drain', done);
+        this.socket.on('close', done);
+      });
+    }
+  }
+
+  close(line?: string): void {
+    if (line) this.send(line);
+    this.state = 'CLOSED';
+    if (this.timer) clearTimeout(this.timer);
+    this.socket.end();
+    this.release();
+  }
+
+  release(): void {
+    if (this.inbox && this.service.locks.get(this.inbox.id) === this)
+      this.service.locks.delete(this.inbox.id);
+  }
+
+  private bad(text: string): void {
+    this.send(`-ERR ${text}`);
+    if (++this.errors >= MAX_ERRORS) this.close('-ERR Too many errors');
+  }
+
+  private get canAuth(): boolean {
+    return this.secure || this.opts.allowPlaintext;
+  }
+
+  private async command(line: string): Promise<void> {
+    if (this.saslPending) {
+      this.saslPending = false;
+      if (line === '*') return this.bad('AUTH cancelled');
+      return this.saslPlain(line);
+    }
+    const sp = line.indexOf(' ');
+    const verb = (sp === -1 ? line : line.slice(0, sp)).toUpperCase();
+    const arg = sp === -1 ? '' : line.slice(sp + 1);
+    if (verb === 'CAPA') return this.capa();
+    if (verb === 'NOOP' && this.state === 'TRANSACTION') return this.send('+OK');
+    if (verb === 'QUIT') return this.quit();
+    if (this.state === 'AUTHORIZATION') {
+      switch (verb) {
+        case 'STLS':
+          return this.stls();
+        case 'USER':
+          if (!this.canAuth) return this.bad('[AUTH] Sign-in requires TLS: use STLS first');
+          if (!arg) return this.bad('USER who?');
+          this.userName = arg;
+          return this.send('+OK Send PASS');
+        case 'PASS': {
+          if (!this.canAuth) return this.bad('[AUTH] Sign-in requires TLS: use STLS first');
+          const user = this.userName;
+          this.userName = null;
+          if (!user) return this.bad('USER first');
+          return this.login(user, arg);
+        }
+        case 'AUTH': {
+          const [mech, initial] = arg.split(' ');
+          if (!mech) return this.send('+OK\r\nPLAIN\r\n.');
+          if (!this.canAuth) return this.bad('[AUTH] Sign-in requires TLS: use STLS first');
+          if (mech.toUpperCase() !== 'PLAIN') return this.bad('Unsupported mechanism; use PLAIN');
+          if (initial === undefined) {
+            this.saslPending = true;
+            return this.send('+ ');
+          }
+          return this.saslPlain(initial === '=' ? '' : initial);
+        }
+        case 'APOP':
+          return this.bad('APOP is not supported; use USER/PASS or AUTH PLAIN over TLS');
+      }
+      return this.bad('Command not valid in this state');
+    }
+    if (this.state !== 'TRANSACTION') return this.bad('Command not valid in this state');
+    switch (verb) {
+      case 'STAT': {
+        const live = this.entries.filter((e) => !e.deleted);
+        return this.send(`+OK ${live.length} ${live.reduce((n, e) => n + e.size, 0)}`);
+      }
+      case 'LIST':
+      case 'UIDL': {
+        const show = (e: Entry, n: number) =>
+          `${n} ${verb === 'LIST' ? e.size : uidl(e.uid, this.inbox!.uidValidity)}`;
+        if (arg) {
+          const found = this.entry(arg);
+          if (typeof found === 'string') return this.bad(found);
+          return this.send(`+OK ${show(found, Number(arg))}`);
+        }
+        const lines = this.entries.flatMap((e, i) => (e.deleted ? [] : [show(e, i + 1)]));
+        return this.send(['+OK', ...lines, '.'].join('\r\n'));
+      }
+      case 'RETR':
+      case 'TOP': {
+        const [n, k] = arg.split(' ');
+        const found = this.entry(n ?? '');
+        if (typeof found === 'string') return this.bad(found);
+        if (verb === 'TOP' && !/^\d{1,9}$/.test(k ?? ''))
+          return this.bad('TOP needs a message number and a line count');
+        let data: Buffer;
+        try {
+          data = await this.opts.store.blobs.get(found.blobId);
+        } catch {
+          return this.bad('[SYS/TEMP] That message is no longer available');
+        }
+        const body = verb === 'TOP' ? topOf(data, Number(k)) : data;
+        this.send(verb === 'TOP' ? '+OK Top of message follows' : `+OK ${found.size} octets`);
+        await this.sendData(dotStuff(body));
+        if (verb === 'RETR') await this.markSeen(found);
+        return;
+      }
+      case 'DELE': {
+        const found = this.entry(arg);
+        if (typeof found === 'string') return this.bad(found);
+        found.deleted = true;
+        return this.send(`+OK Message ${arg} deleted`);
+      }
+      case 'RSET': {
+        for (const e of this.entries) e.deleted = false;
+        return this.send(`+OK Maildrop has ${this.entries.length} messages`);
+      }
+    }
+    return this.bad('Unknown command');
+  }
+
+  /** The entry for a message number, or the reason it cannot be used. */
+  private entry(arg: string): Entry | string {
+    if (!/^\d{1,9}$/.test(arg)) return 'Invalid message number';
+    const e = this.entries[Number(arg) - 1];
+    if (!e) return 'No such message';
+    if (e.deleted) return 'Message already deleted';
+    return e;
+  }
+
+  private capa(): void {
+    const lines = [
+      '+OK Capability list follows',
+      'TOP',
+      'UIDL',
+      'RESP-CODES',
+      'AUTH-RESP-CODE',
+      'PIPELINING',
+      'EXPIRE NEVER',
+      ...(this.state === 'AUTHORIZATION' && this.canAuth ? ['USER', 'SASL PLAIN'] : []),
+      ...(this.state === 'AUTHORIZATION' && !this.secure ? ['STLS'] : []),
+      'IMPLEMENTATION Mailwerk',
+      '.',
+    ];
+    this.send(lines.join('\r\n'));
+  }
+
+  private stls(): void {
+    if (this.secure) {
+      this.bad('Already using TLS');
+      return;
+    }
+    this.send('+OK Begin TLS negotiation');
+    // Anything the client sent after STLS in the clear is dropped (command injection, RFC 2595 §4).
+    this.buffer = '';
+    this.queue.length = 0;
+    this.socket.removeAllListeners('data');
+    const plain = this.socket;
+    const tls = new TLSSocket(plain, { isServer: true, secureContext: this.context });
+    tls.on('error', () => plain.destroy());
+    tls.once('secure', () => {
+      this.socket = tls;
+      this.secure = true;
+      this.userName = null;
+      this.attach();
+    });
+  }
+
+  private async saslPlain(b64: string): Promise<void> {
+    const decoded = Buffer.from(b64, 'base64').toString('utf8').split('\0');
+    if (decoded.length !== 3) return this.bad('[AUTH] Invalid PLAIN response');
+    const [authzid, authcid, password] = decoded as [string, string, string];
+    if (authzid && authzid.toLowerCase() !== authcid.toLowerCase())
+      return this.bad('[AUTH] Signing in as another user is not allowed');
+    return this.login(authcid, password);
+  }
+
+  private async login(user: string, password: string): Promise<void> {
+    const verdict = this.throttle.check(this.ip, user);
+    if (verdict.blocked)
+      return this.bad('[SYS/TEMP] Too many failed sign-ins from your address; try again later');
+    if (verdict.delayMs) await sleep(verdict.delayMs);
+    const { store } = this.opts;
+    let account: Account | null = null;
+    try {
+      account = await store.getAccountByAddress(normalizeAddress(user));
+    } catch {
+      /* not an address: fails like a wrong password */
+    }
+    dummyHash ??= hashPassword('not a password');
+    const usable = account && !account.disabled ? account : null;
+    const ok = await verifyPassword(usable ? usable.passwordHash : await dummyHash, password);
+    if (!ok || !usable) {
+      this.throttle.failed(this.ip, user);
+      return this.bad('[AUTH] Invalid user name or password');
+    }
+    this.throttle.succeeded(this.ip, user);
+    const inbox = await store.getMailbox(usable.id, 'INBOX');
+    if (!inbox) return this.bad('[SYS/PERM] This account has no INBOX');
+    const holder = this.service.locks.get(inbox.id);
+    if (holder && holder !== this) return this.bad('[IN-USE] Another POP3 session is using this mailbox');
+    this.service.locks.set(inbox.id, this);
+    this.account = usable;
+    this.inbox = inbox;
+    this.entries = (await store.listMessages(inbox.id)).map((m) => ({
+      uid: m.uid,
+      size: m.size,
+      blobId: m.blobId,
+      deleted: false,
+    }));
+    this.state = 'TRANSACTION';
+    const size = this.entries.reduce((n, e) => n + e.size, 0);
+    this.opts.onEvent?.('pop3 login', {
+      user: usable.address,
+      client: this.ip,
+      messages: this.entries.length,
+    });
+    this.send(`+OK Maildrop has ${this.entries.length} messages (${size} octets)`);
+  }
+
+  private async markSeen(e: Entry): Promise<void> {
+    const { store, bus } = this.opts;
+    const r = await store.updateFlags(this.inbox!.id, [e.uid], { op: 'add', flags: ['\\Seen'] });
+    const m = r.updated[0];
+    if (m)
+      await this.publish(
+        {
+          type: 'message.flags',
+          accountId: this.account!.id,
+          mailboxId: this.inbox!.id,
+          uids: [m.uid],
+          modseq: m.modseq,
+        },
+        bus,
+      );
+  }
+
+  private async publish(event: MailEvent, bus: Bus): Promise<void> {
+    await bus.publish(event).catch((err) => this.opts.onError?.(err, 'bus'));
+  }
+
+  private async quit(): Promise<void> {
+    if (this.state !== 'TRANSACTION')
+      return this.close(`+OK ${this.opts.hostname} Mailwerk POP3 signing off`);
+    this.state = 'UPDATE';
+    const doomed = this.entries.filter((e) => e.deleted).map((e) => e.uid);
+    try {
+      const removed = doomed.length ? await this.opts.store.expungeMessages(this.inbox!.id, doomed) : [];
+      if (removed.length)
+        await this.publish(
+          {
+            type: 'message.expunge',
+            accountId: this.account!.id,
+            mailboxId: this.inbox!.id,
+            uids: removed,
+            modseq: 0,
+          },
+          this.opts.bus,
+        );
+      this.opts.onEvent?.('pop3 quit', {
+        user: this.account!.address,
+        client: this.ip,
+        deleted: removed.length,
+      });
+      this.state = 'TRANSACTION';
+      this.close(`+OK Signing off (${removed.length} messages deleted)`);
+    } catch (err) {
+      this.opts.onError?.(err, 'pop3 update');
+      this.state = 'TRANSACTION';
+      this.close('-ERR [SYS/TEMP] Could not delete the messages; nothing was deleted');
+    }
+  }
+}
