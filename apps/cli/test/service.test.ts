@@ -1,6 +1,7 @@
 // `mailwerk start` as a real process: mail sent to it lands in the mailbox,
 // survives SIGKILL right after the 250, waits in the queue while the MDA
-// (a separate process here) is down, and reaches an IMAP client in IDLE.
+// (a separate process here) is down, reaches an IMAP client in IDLE and a
+// POP3 client (curl).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ImapFlow } from 'imapflow';
@@ -26,16 +27,20 @@ describe('mailwerk start', () => {
   let env: Record<string, string>;
   let port: number;
   let imapsPort: number;
+  let pop3sPort: number;
   before(async () => {
     sb = await sandbox();
     port = await freePort();
     imapsPort = await freePort();
+    pop3sPort = await freePort();
     env = {
       MAILWERK_MTA__SMTP_PORT: String(port),
       MAILWERK_MTA__LISTEN: '127.0.0.1',
       MAILWERK_ACCESS__LISTEN: '127.0.0.1',
       MAILWERK_ACCESS__IMAP_PORT: String(await freePort()),
       MAILWERK_ACCESS__IMAPS_PORT: String(imapsPort),
+      MAILWERK_ACCESS__POP3_PORT: String(await freePort()),
+      MAILWERK_ACCESS__POP3S_PORT: String(pop3sPort),
     };
     assert.equal((await sb.run(['init', '--data-dir', 'data', '--hostname', 'mx.example.org'])).code, 0);
     await sb.run(['domain', 'add', 'example.org']);
@@ -181,6 +186,27 @@ describe('mailwerk start', () => {
       );
     } finally {
       await client.logout().catch(() => client.close());
+      await svc.kill();
+    }
+  });
+
+  it('serves POP3: curl lists and retrieves over pop3s what the MTA delivered', async () => {
+    const svc = await sb.spawn(['start'], /POP3 \(TLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
+    try {
+      await send('over pop3');
+      await eventually(async () => (await subjects()).includes('over pop3'));
+      const { execFile } = await import('node:child_process');
+      const curl = (url: string) =>
+        new Promise<string>((resolve, reject) =>
+          execFile('curl', ['-sSk', '--user', 'bob@example.org:a good password', url], (err, out, errOut) =>
+            err ? reject(new Error(errOut)) : resolve(out),
+          ),
+        );
+      const list = await curl(`pop3s://127.0.0.1:${pop3sPort}/`);
+      const n = list.trim().split('\r\n').length;
+      assert.ok(n >= 1);
+      assert.match(await curl(`pop3s://127.0.0.1:${pop3sPort}/${n}`), /Subject: over pop3\r\n/);
+    } finally {
       await svc.kill();
     }
   });

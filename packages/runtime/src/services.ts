@@ -5,12 +5,14 @@
  * can be replaced by another product.
  */
 import { existsSync, unlinkSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Server as NetServer } from 'node:net';
+import { AuthThrottle } from '@mailwerk/auth';
 import { type Bus, InProcessBus } from '@mailwerk/bus';
 import type { Config } from '@mailwerk/config';
 import { type CoreServer, ImapService } from '@mailwerk/imap';
 import { createLmtpServer } from '@mailwerk/mda';
 import { createInboundServer, QueueRunner } from '@mailwerk/mta';
+import { Pop3Service } from '@mailwerk/pop3';
 import type { MailStore } from '@mailwerk/store';
 import { ensureCertificate } from '@mailwerk/tls';
 import type { SMTPServer } from 'smtp-server';
@@ -68,12 +70,14 @@ async function listen(server: SMTPServer, where: string, host: string): Promise<
 
 const close = (s: SMTPServer) => new Promise<void>((resolve) => s.close(() => resolve()));
 
-async function listenImap(server: CoreServer, port: number, host: string): Promise<string> {
+/** Listens on a plain net.Server (or imap-core's wrapper of one); resolves with the address. */
+async function listenNet(server: NetServer | CoreServer, port: number, host: string): Promise<string> {
+  const net = 'server' in server ? server.server : server;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
       server.removeListener('error', reject);
-      const a = server.server.address();
+      const a = net.address();
       resolve(typeof a === 'object' && a ? `${a.address}:${a.port}` : String(a));
     });
   });
@@ -96,6 +100,7 @@ export async function startServices(
   const listening: Listening[] = [];
   let runner: QueueRunner | null = null;
   let imap: ImapService | null = null;
+  let pop3: Pop3Service | null = null;
   const onError = (err: unknown, context: string) => log.error(err, context);
   try {
     if (services.includes('mda')) {
@@ -163,7 +168,10 @@ export async function startServices(
       runner.start();
     }
     if (services.includes('access')) {
+      // One count of failed sign-ins for IMAP and POP3: a guesser cannot switch protocols to start over.
+      const throttle = new AuthThrottle();
       imap = new ImapService({
+        throttle,
         store,
         bus,
         hostname: config.hostname,
@@ -185,15 +193,37 @@ export async function startServices(
       const { listen: host, imap_port, imaps_port } = config.access;
       listening.push({
         service: 'IMAP (STARTTLS)',
-        address: await listenImap(imap.server(false), imap_port, host),
+        address: await listenNet(imap.server(false), imap_port, host),
       });
       listening.push({
         service: 'IMAP (TLS)',
-        address: await listenImap(imap.server(true), imaps_port, host),
+        address: await listenNet(imap.server(true), imaps_port, host),
+      });
+      pop3 = new Pop3Service({
+        store,
+        bus,
+        hostname: config.hostname,
+        tls,
+        allowPlaintext: config.tls.allow_plaintext_auth,
+        throttle,
+        maxConnections: config.limits.max_connections,
+        maxConnectionsPerIp: config.limits.max_connections_per_ip,
+        onError,
+        onEvent: (event, fields) => log.log('info', event, fields),
+      });
+      const { pop3_port, pop3s_port } = config.access;
+      listening.push({
+        service: 'POP3 (STLS)',
+        address: await listenNet(pop3.server(false), pop3_port, host),
+      });
+      listening.push({
+        service: 'POP3 (TLS)',
+        address: await listenNet(pop3.server(true), pop3s_port, host),
       });
     }
   } catch (err) {
     await imap?.close();
+    await pop3?.close();
     await runner?.stop();
     await Promise.all(servers.map(close));
     await store.close();
@@ -207,7 +237,7 @@ export async function startServices(
     async stop() {
       // The runner first: it closes its pooled LMTP connections, which the MDA would otherwise wait for.
       await runner?.stop();
-      await Promise.all([...servers.map(close), imap?.close()]);
+      await Promise.all([...servers.map(close), imap?.close(), pop3?.close()]);
       await bus.close();
       await store.close();
     },
