@@ -1,7 +1,8 @@
 /**
  * Mailbox access as a process of its own (the shared setup): IMAP on
- * WildDuck's imap-core with our storage hooks (packages/imap), the same as
- * `mailwerk start --service access`. Configuration as for `mailwerk`.
+ * WildDuck's imap-core with our storage hooks (packages/imap) and POP3
+ * (packages/pop3), the same as `mailwerk start --service access`.
+ * Configuration as for `mailwerk`.
  */
 import { loadConfig, resolveConfigPath } from '@mailwerk/config';
 import { startServices } from '@mailwerk/runtime';
