@@ -277,6 +277,23 @@ print(json.dumps({'rset': 'ok', 'stat': stat, 'again': again, 'quit': quit}))
     }
   });
 
+  it('AUTH PLAIN with an initial response and with a continuation, pipelined', async () => {
+    const token = Buffer.from(`\0bob@example.org\0${PASSWORD}`).toString('base64');
+    const other = Buffer.from(`ann@example.org\0bob@example.org\0${PASSWORD}`).toString('base64');
+    const s = connect({ host: '127.0.0.1', port: r.tlsPort, rejectUnauthorized: false });
+    let text = '';
+    s.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+    });
+    s.write(`AUTH PLAIN ${other}\r\nAUTH PLAIN\r\n${token}\r\nSTAT\r\nQUIT\r\n`);
+    await new Promise((res) => s.on('close', res));
+    const lines = text.split('\r\n');
+    assert.match(lines[1]!, /^-ERR \[AUTH\] Signing in as another user/);
+    assert.equal(lines[2], '+ ');
+    assert.match(lines[3]!, /^\+OK Maildrop has \d+ messages/);
+    assert.match(lines[4]!, /^\+OK \d+ \d+$/);
+  });
+
   it('refuses over-long lines and unknown commands, and answers commands out of state', async () => {
     const s = connect({ host: '127.0.0.1', port: r.tlsPort, rejectUnauthorized: false });
     let text = '';
