@@ -76,6 +76,17 @@ function wire(v: ImapValue): unknown {
   return v;
 }
 
+/** The store's spelling of a mailbox name, or null when it is not a valid one. */
+function validName(path: string): string | null {
+  try {
+    return normalizeMailboxName(path);
+  } catch {
+    return null;
+  }
+}
+
+const folder = (m: Mailbox) => ({ path: m.name, ...(m.specialUse ? { specialUse: m.specialUse } : {}) });
+
 const readOnly = (session: ImapSession): boolean => (session.selected ? session.selected.readOnly : false);
 
 const codeOf = (err: unknown): string | null => {
@@ -149,13 +160,8 @@ export class ImapService {
   }
 
   private async mailbox(session: ImapSession, path: string): Promise<Mailbox | null> {
-    let name: string;
-    try {
-      name = normalizeMailboxName(path);
-    } catch {
-      return null;
-    }
-    return this.store.getMailbox(this.account(session), name);
+    const name = validName(path);
+    return name === null ? null : this.store.getMailbox(this.account(session), name);
   }
 
   /** The selected mailbox, checked to belong to the session's account. */
@@ -229,25 +235,15 @@ export class ImapService {
         return { user: { id: account.id, username: account.address } };
       },
 
-      list: async (session) =>
-        (await store.listMailboxes(this.account(session))).map((m) => ({
-          path: m.name,
-          ...(m.specialUse ? { specialUse: m.specialUse } : {}),
-        })),
+      list: async (session) => (await store.listMailboxes(this.account(session))).map(folder),
 
       lsub: async (session) =>
-        (await store.listMailboxes(this.account(session)))
-          .filter((m) => m.subscribed)
-          .map((m) => ({ path: m.name, ...(m.specialUse ? { specialUse: m.specialUse } : {}) })),
+        (await store.listMailboxes(this.account(session))).filter((m) => m.subscribed).map(folder),
 
       create: async (path, session) => {
         const accountId = this.account(session);
-        let name: string;
-        try {
-          name = normalizeMailboxName(path);
-        } catch {
-          return 'CANNOT';
-        }
+        const name = validName(path);
+        if (name === null) return 'CANNOT';
         if (await store.getMailbox(accountId, name)) return 'ALREADYEXISTS';
         return outcome(async () => {
           const mb = await store.createMailbox(accountId, name, { subscribed: true });
@@ -259,12 +255,8 @@ export class ImapService {
         const accountId = this.account(session);
         const source = await this.mailbox(session, from);
         if (!source) return 'NONEXISTENT';
-        let target: string;
-        try {
-          target = normalizeMailboxName(to);
-        } catch {
-          return 'CANNOT';
-        }
+        const target = validName(to);
+        if (target === null) return 'CANNOT';
         if (await store.getMailbox(accountId, target)) return 'ALREADYEXISTS';
         if (isSameOrChild(target, source.name)) return 'CANNOT';
         if (source.name === 'INBOX') {

@@ -12,6 +12,7 @@ import { parseMessage } from '@mailwerk/mime';
 import { contentId, DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import { generateSelfSigned } from '@mailwerk/tls';
+import { ImapFlow } from 'imapflow';
 import { Pop3Service } from '../src/index.ts';
 
 export const PASSWORD = 'correct horse battery';
@@ -27,6 +28,8 @@ export interface Rig {
   imapsPort: number;
   bob: string;
   deliver(raw: Buffer | string, user?: string): Promise<number>;
+  /** Bob, signed in over IMAP (imapflow). */
+  imapClient(): Promise<ImapFlow>;
   close(): Promise<void>;
 }
 
@@ -86,6 +89,18 @@ export async function rig(): Promise<Rig> {
         structure: parseMessage(data),
       });
       return m.uid;
+    },
+    async imapClient() {
+      const c = new ImapFlow({
+        host: '127.0.0.1',
+        port: imapsPort,
+        secure: true,
+        tls: { rejectUnauthorized: false },
+        auth: { user: 'bob@example.org', pass: PASSWORD },
+        logger: false,
+      });
+      await c.connect();
+      return c;
     },
     async close() {
       await pop3.close();

@@ -2,7 +2,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { connect } from 'node:tls';
-import { ImapFlow } from 'imapflow';
 import { uidl } from '../src/index.ts';
 import { curl, message, PASSWORD, python, type Rig, rig } from './harness.ts';
 
@@ -137,15 +136,7 @@ p.quit()
     const first = await python<string[]>(script, env);
     const second = await python<string[]>(script, env);
     assert.deepEqual(first, second);
-    const imap = new ImapFlow({
-      host: '127.0.0.1',
-      port: r.imapsPort,
-      secure: true,
-      tls: { rejectUnauthorized: false },
-      auth: { user: 'bob@example.org', pass: PASSWORD },
-      logger: false,
-    });
-    await imap.connect();
+    const imap = await r.imapClient();
     try {
       const box = await imap.mailboxOpen('INBOX');
       const uids = (await imap.search({ all: true }, { uid: true })) || [];
@@ -219,15 +210,7 @@ print(json.dumps({'wrong': wrong, 'unknown': unknown, 'times': times}))
   });
 
   it('deletes only at QUIT: a dropped connection after DELE deletes nothing; RSET undoes; IMAP sees the expunge', async () => {
-    const imap = new ImapFlow({
-      host: '127.0.0.1',
-      port: r.imapsPort,
-      secure: true,
-      tls: { rejectUnauthorized: false },
-      auth: { user: 'bob@example.org', pass: PASSWORD },
-      logger: false,
-    });
-    await imap.connect();
+    const imap = await r.imapClient();
     const lock = await imap.getMailboxLock('INBOX');
     const expunged: number[] = [];
     imap.on('expunge', (e) => expunged.push(e.seq ?? 0));

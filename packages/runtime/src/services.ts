@@ -170,19 +170,22 @@ export async function startServices(
     if (services.includes('access')) {
       // One count of failed sign-ins for IMAP and POP3: a guesser cannot switch protocols to start over.
       const throttle = new AuthThrottle();
-      imap = new ImapService({
-        throttle,
+      const common = {
         store,
         bus,
         hostname: config.hostname,
         tls,
         allowPlaintext: config.tls.allow_plaintext_auth,
-        maxMessageSize: config.limits.message_size,
-        // The in-process bus carries the MDA's events only when the MDA runs here; otherwise read the journal.
-        pollMs: services.includes('mda') ? 0 : 2000,
+        throttle,
         maxConnections: config.limits.max_connections,
         maxConnectionsPerIp: config.limits.max_connections_per_ip,
         onError,
+      };
+      imap = new ImapService({
+        ...common,
+        maxMessageSize: config.limits.message_size,
+        // The in-process bus carries the MDA's events only when the MDA runs here; otherwise read the journal.
+        pollMs: services.includes('mda') ? 0 : 2000,
         onProtocolError: (message, fields) =>
           log.log('info', 'imap client error', {
             message,
@@ -200,15 +203,7 @@ export async function startServices(
         address: await listenNet(imap.server(true), imaps_port, host),
       });
       pop3 = new Pop3Service({
-        store,
-        bus,
-        hostname: config.hostname,
-        tls,
-        allowPlaintext: config.tls.allow_plaintext_auth,
-        throttle,
-        maxConnections: config.limits.max_connections,
-        maxConnectionsPerIp: config.limits.max_connections_per_ip,
-        onError,
+        ...common,
         onEvent: (event, fields) => log.log('info', event, fields),
       });
       const { pop3_port, pop3s_port } = config.access;
