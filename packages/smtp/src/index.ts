@@ -6,4 +6,11 @@ export {
   readBounded,
 } from './data.ts';
 export { type ReceivedInfo, receivedHeader, rfc5322Date } from './received.ts';
-export { installGreetingDelay, installRelayGuard, installReplyCodes, reply, SmtpError } from './reply.ts';
+export {
+  installAuthAfterTls,
+  installGreetingDelay,
+  installRelayGuard,
+  installReplyCodes,
+  reply,
+  SmtpError,
+} from './reply.ts';

@@ -1,11 +1,11 @@
 /** The Received: trace header (RFC 5321 §4.4). */
 
 export interface ReceivedInfo {
-  /** The name the client gave in HELO/EHLO. */
-  helo: string;
+  /** The name the client gave in HELO/EHLO; null (with `clientAddress`) leaves out the from clause, for submission that keeps the client private. */
+  helo: string | null;
   /** Reverse DNS of the client, when known. */
   clientHostname?: string;
-  clientAddress: string;
+  clientAddress: string | null;
   /** This host. */
   by: string;
   /** ESMTP, ESMTPS, ESMTPSA, LMTP … (RFC 3848). */
@@ -25,8 +25,13 @@ export function rfc5322Date(d: Date): string {
 const clean = (s: string) => s.replace(/[^\x21-\x7e]/g, '?').slice(0, 255);
 
 export function receivedHeader(r: ReceivedInfo): string {
-  const from = `from ${clean(r.helo || 'unknown')} (${r.clientHostname ? `${clean(r.clientHostname)} ` : ''}[${clean(r.clientAddress)}])`;
-  const tls = r.tls ? `\r\n\t(using ${clean(r.tls.protocol)} with cipher ${clean(r.tls.cipher)})` : '';
-  const forPart = r.recipient ? `\r\n\tfor <${r.recipient}>` : '';
-  return `Received: ${from}${tls}\r\n\tby ${r.by} (Mailwerk) with ${r.protocol} id ${r.id}${forPart};\r\n\t${rfc5322Date(r.date ?? new Date())}\r\n`;
+  const lines: string[] = [];
+  if (r.clientAddress !== null)
+    lines.push(
+      `from ${clean(r.helo || 'unknown')} (${r.clientHostname ? `${clean(r.clientHostname)} ` : ''}[${clean(r.clientAddress)}])`,
+    );
+  if (r.tls) lines.push(`(using ${clean(r.tls.protocol)} with cipher ${clean(r.tls.cipher)})`);
+  lines.push(`by ${r.by} (Mailwerk) with ${r.protocol} id ${r.id}`);
+  if (r.recipient) lines.push(`for <${r.recipient}>`);
+  return `Received: ${lines.join('\r\n\t')};\r\n\t${rfc5322Date(r.date ?? new Date())}\r\n`;
 }

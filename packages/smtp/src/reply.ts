@@ -102,3 +102,34 @@ export function installGreetingDelay(): void {
     });
   };
 }
+
+/**
+ * smtp-server lists AUTH in its EHLO reply before STARTTLS too (and answers
+ * AUTH 538 then). RFC 3207 §4.2 and common sense: a client should not be
+ * offered to send a password in the clear. Servers created with
+ * `authAfterTls` list AUTH only once the connection is encrypted; AUTH stays
+ * required before MAIL either way (smtp-server's own check, untouched).
+ */
+export function installAuthAfterTls(): void {
+  const proto = SMTPConnection.prototype as unknown as {
+    handler_EHLO(command: Buffer | string, callback: () => void): void;
+    secure: boolean;
+    _server: { options: { authAfterTls?: boolean; authMethods: string[] } };
+    _authAfterTls?: boolean;
+  };
+  if (proto._authAfterTls) return;
+  proto._authAfterTls = true;
+  const original = proto.handler_EHLO;
+  proto.handler_EHLO = function handlerEhlo(command, callback) {
+    const options = this._server.options;
+    if (!options.authAfterTls || this.secure) return original.call(this, command, callback);
+    // handler_EHLO builds and sends its reply synchronously, so the swap is seen by this call only.
+    const methods = options.authMethods;
+    options.authMethods = [];
+    try {
+      return original.call(this, command, callback);
+    } finally {
+      options.authMethods = methods;
+    }
+  };
+}
