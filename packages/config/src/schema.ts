@@ -110,6 +110,20 @@ export const configSchema = z.strictObject({
       smtp_port: port(25, 'SMTP for mail from the internet (MX)'),
       submission_port: port(587, 'Submission with STARTTLS for your users'),
       submissions_port: port(465, 'Submission over implicit TLS for your users'),
+      send_limit_per_hour: z
+        .number()
+        .int()
+        .min(1)
+        .default(500)
+        .describe(
+          'Messages one user may submit in an hour; beyond it they are refused with 450 4.7.1 until the hour has passed.',
+        ),
+      received_header: z
+        .enum(['private', 'full'])
+        .default('private')
+        .describe(
+          'What the Received: header of submitted mail says about the sender\'s client: "private" (nothing: only this host, the protocol and the time) or "full" (its address and EHLO name, as Postfix does).',
+        ),
     })
     .prefault({})
     .describe('The MTA: receives and sends mail over SMTP.'),

@@ -8,3 +8,10 @@ export {
 export { deliverOverLmtp, LmtpClient, type LmtpReply, type LmtpTarget } from './lmtp-client.ts';
 export { QueueRunner, type QueueRunnerOptions } from './queue-runner.ts';
 export { defaultRetryPolicy, type RetryPolicy } from './schedule.ts';
+export {
+  createSubmissionServer,
+  defaultSubmissionLimits,
+  SendLimiter,
+  type SubmissionLimits,
+  type SubmissionServerOptions,
+} from './submission.ts';

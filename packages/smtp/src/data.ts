@@ -72,3 +72,40 @@ export function countHeaderFields(data: Buffer, name: string): number {
   const re = new RegExp(`^${name}:`, 'gim');
   return headerBlock(data).match(re)?.length ?? 0;
 }
+
+/**
+ * Breaks lines longer than `max` octets (RFC 5321 §4.5.3.1.6: 998 plus CRLF)
+ * the way Postfix does (smtp_line_length_limit): CRLF and a space are
+ * inserted, so a long header line becomes a folded one. Returns the same
+ * buffer when no line is too long.
+ */
+export function foldLongLines(data: Buffer, max = 998): Buffer {
+  let long = false;
+  for (let start = 0; start < data.length; ) {
+    const nl = data.indexOf(0x0a, start);
+    const end = nl === -1 ? data.length : nl;
+    const len = end - start - (end > start && data[end - 1] === 0x0d ? 1 : 0);
+    if (len > max) {
+      long = true;
+      break;
+    }
+    start = end + 1;
+  }
+  if (!long) return data;
+  const out: Buffer[] = [];
+  for (let start = 0; start < data.length; ) {
+    const nl = data.indexOf(0x0a, start);
+    const next = nl === -1 ? data.length : nl + 1;
+    const contentEnd = nl === -1 ? data.length : data[nl - 1] === 0x0d ? nl - 1 : nl;
+    let pos = start;
+    let room = max;
+    while (contentEnd - pos > room) {
+      out.push(data.subarray(pos, pos + room), Buffer.from('\r\n '));
+      pos += room;
+      room = max - 1;
+    }
+    out.push(data.subarray(pos, next));
+    start = next;
+  }
+  return Buffer.concat(out);
+}

@@ -1,5 +1,6 @@
 export {
   countHeaderFields,
+  foldLongLines,
   hasBareLineEndingAtDot,
   headerBlock,
   type ReadResult,

@@ -30,8 +30,11 @@ export function receivedHeader(r: ReceivedInfo): string {
     lines.push(
       `from ${clean(r.helo || 'unknown')} (${r.clientHostname ? `${clean(r.clientHostname)} ` : ''}[${clean(r.clientAddress)}])`,
     );
-  if (r.tls) lines.push(`(using ${clean(r.tls.protocol)} with cipher ${clean(r.tls.cipher)})`);
+  const tls = r.tls ? `(using ${clean(r.tls.protocol)} with cipher ${clean(r.tls.cipher)})` : null;
+  // The TLS comment follows the clause it describes: the client's, or ours when the client is not named.
+  if (tls && r.clientAddress !== null) lines.push(tls);
   lines.push(`by ${r.by} (Mailwerk) with ${r.protocol} id ${r.id}`);
+  if (tls && r.clientAddress === null) lines.push(tls);
   if (r.recipient) lines.push(`for <${r.recipient}>`);
   return `Received: ${lines.join('\r\n\t')};\r\n\t${rfc5322Date(r.date ?? new Date())}\r\n`;
 }

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { describe, it } from 'node:test';
-import { countHeaderFields, hasBareLineEndingAtDot, readBounded, receivedHeader } from '../src/index.ts';
+import { describe, it, test } from 'node:test';
+import {
+  countHeaderFields,
+  foldLongLines,
+  hasBareLineEndingAtDot,
+  readBounded,
+  receivedHeader,
+} from '../src/index.ts';
 
 describe('smuggling check', () => {
   const bad = [
@@ -60,4 +66,18 @@ describe('message reading', () => {
       'Received: from evil??X-Injected:?1 ([127.0.0.1])\r\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n\tby mx.example.org (Mailwerk) with ESMTPS id Q1;\r\n\tMon, 23 Nov 2026 10:00:00 +0000\r\n',
     );
   });
+});
+
+test('foldLongLines breaks lines over 998 octets with CRLF and a space, and leaves others alone', () => {
+  const ok = Buffer.from(`Subject: x\r\n\r\n${'a'.repeat(998)}\r\n`);
+  assert.equal(foldLongLines(ok), ok);
+  const long = Buffer.from(`Subject: x\r\n\r\n${'b'.repeat(2500)}\r\nend\r\n`);
+  const folded = foldLongLines(long).toString();
+  const lines = folded.split('\r\n');
+  assert.ok(lines.every((l) => l.length <= 998));
+  assert.equal(lines[2], 'b'.repeat(998));
+  assert.equal(lines[3], ` ${'b'.repeat(997)}`);
+  assert.equal(lines[4], ` ${'b'.repeat(505)}`);
+  assert.equal(lines[5], 'end');
+  assert.equal(folded.replace(/\r\n /g, ''), long.toString());
 });

@@ -93,3 +93,20 @@ export async function expandRecipient(
   await visit(address, []);
   return out;
 }
+
+/**
+ * Whether an account may send as `address` (submission's sender check): its
+ * own address, with or without a `+tag`, or an alias (not a catch-all) that
+ * delivers to it.
+ */
+export async function ownsAddress(store: MailStore, account: Account, address: string): Promise<boolean> {
+  let res: Resolution | null;
+  try {
+    res = await resolveRecipient(store, address);
+  } catch {
+    return false;
+  }
+  if (!res) return false;
+  if (res.kind === 'account') return res.account.id === account.id;
+  return !res.alias.address.startsWith('@') && res.alias.targets.includes(account.address);
+}

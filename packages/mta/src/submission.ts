@@ -1,0 +1,357 @@
+/**
+ * Submission (RFC 6409): the users' own mail, on 587 (STARTTLS) and 465
+ * (implicit TLS), after SMTP AUTH. Nothing is answered 250 before it is on
+ * disk in the queue.
+ *
+ * Invariants:
+ * - AUTH (PLAIN, LOGIN) is offered only over TLS unless the admin allows
+ *   plaintext; MAIL, RCPT and DATA need a signed-in user (530 otherwise).
+ * - A user sends only as their own addresses: the envelope sender and every
+ *   header From address must be the account's address (with or without a
+ *   +tag) or an alias that delivers to it; otherwise 553 5.7.1.
+ * - Wrong credentials get 535 5.7.8, slowed down per client address and per
+ *   account by the shared AuthThrottle.
+ * - Messages per hour per user (450 4.7.1) and recipients per message
+ *   (452 4.5.3) are bounded.
+ * - The message is completed as RFC 6409 §8 allows: a missing Date: or
+ *   Message-ID: is added, lines over 998 octets are folded, then it is signed
+ *   (DKIM, when a signer is given) and queued.
+ */
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AuthThrottle, hashPassword, verifyPassword } from '@mailwerk/auth';
+import { type AddressEntry, parseHeaderBlock, parseMessage } from '@mailwerk/mime';
+import {
+  foldLongLines,
+  hasBareLineEndingAtDot,
+  headerBlock,
+  installAuthAfterTls,
+  installGreetingDelay,
+  installReplyCodes,
+  readBounded,
+  receivedHeader,
+  reply,
+  rfc5322Date,
+  type SmtpError,
+} from '@mailwerk/smtp';
+import {
+  type Account,
+  contentId,
+  type MailStore,
+  normalizeAddress,
+  normalizeDomain,
+  ownsAddress,
+  type QueueEntry,
+  resolveRecipient,
+} from '@mailwerk/store';
+import { SMTPServer, type SMTPServerSession } from 'smtp-server';
+
+export interface SubmissionLimits {
+  maxMessageSize: number;
+  maxRecipients: number;
+  /** Messages one user may submit per hour. */
+  messagesPerHour: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  maxErrors: number;
+  idleTimeoutMs: number;
+}
+
+export const defaultSubmissionLimits: SubmissionLimits = {
+  maxMessageSize: 50 * 1024 * 1024,
+  maxRecipients: 100,
+  messagesPerHour: 500,
+  maxConnections: 1000,
+  maxConnectionsPerIp: 20,
+  maxErrors: 10,
+  idleTimeoutMs: 300_000,
+};
+
+export interface SubmissionServerOptions {
+  store: MailStore;
+  hostname: string;
+  tls: { key: string; cert: string };
+  /** Implicit TLS (465) instead of STARTTLS (587). */
+  secure: boolean;
+  allowPlaintext: boolean;
+  throttle?: AuthThrottle;
+  /** Shared by the 587 and 465 servers, so the hourly count is one per user. */
+  sendLimiter?: SendLimiter;
+  limits?: Partial<SubmissionLimits>;
+  /** 'private': the Received: header names no client address or EHLO name. */
+  receivedHeader?: 'private' | 'full';
+  /** Signs a completed message (DKIM); returns the header fields to prepend, or '' for none. */
+  sign?: (message: Buffer, senderDomain: string) => Promise<string>;
+  onQueued?: (entry: QueueEntry) => void;
+  onError?: (err: unknown, context: string) => void;
+  onRefused?: (client: string, reply: string) => void;
+}
+
+/** Messages per user in the last hour, in process (Redis in the shared setup: the abuse-limits issue). */
+export class SendLimiter {
+  private readonly sent = new Map<string, number[]>();
+  private readonly windowMs: number;
+  private readonly now: () => number;
+  constructor(windowMs = 3_600_000, now: () => number = Date.now) {
+    this.windowMs = windowMs;
+    this.now = now;
+  }
+  /** The number sent in the window. */
+  count(user: string): number {
+    const since = this.now() - this.windowMs;
+    const list = (this.sent.get(user) ?? []).filter((t) => t > since);
+    if (list.length) this.sent.set(user, list);
+    else this.sent.delete(user);
+    return list.length;
+  }
+  record(user: string): void {
+    const list = this.sent.get(user) ?? [];
+    list.push(this.now());
+    this.sent.set(user, list);
+  }
+}
+
+const addresses = (entries: AddressEntry[] | null | undefined): string[] =>
+  (entries ?? []).flatMap((e) => ('group' in e ? e.group.map((m) => m.address) : [e.address]));
+
+let dummyHash: Promise<string> | null = null;
+
+export function createSubmissionServer(options: SubmissionServerOptions): SMTPServer {
+  installReplyCodes();
+  installGreetingDelay();
+  installAuthAfterTls();
+  const limits = { ...defaultSubmissionLimits, ...options.limits };
+  const { store } = options;
+  const throttle = options.throttle ?? new AuthThrottle();
+  const sendLimiter = options.sendLimiter ?? new SendLimiter();
+  const perIp = new Map<string, number>();
+  const errors = new Map<string, number>();
+  /** The signed-in account of each session (smtp-server keeps only an opaque `user`). */
+  const accounts = new Map<string, Account>();
+
+  const refuse = (session: SMTPServerSession, err: SmtpError): SmtpError => {
+    options.onRefused?.(session.remoteAddress, `${err.responseCode} ${err.message}`);
+    const n = (errors.get(session.id) ?? 0) + 1;
+    errors.set(session.id, n);
+    if (n > limits.maxErrors)
+      return reply(421, '4.7.0', `${options.hostname} too many errors, closing connection`);
+    return err;
+  };
+
+  const account = (session: SMTPServerSession): Account => {
+    const a = accounts.get(session.id);
+    if (!a) throw reply(530, '5.7.0', 'authentication required');
+    return a;
+  };
+
+  const server: SMTPServer = new SMTPServer({
+    ...({ greetingDelayMs: 0, authAfterTls: !options.allowPlaintext } as object),
+    name: options.hostname,
+    banner: 'Mailwerk submission',
+    secure: options.secure,
+    key: options.tls.key,
+    cert: options.tls.cert,
+    authMethods: ['PLAIN', 'LOGIN'],
+    authOptional: false,
+    allowInsecureAuth: options.allowPlaintext,
+    hideENHANCEDSTATUSCODES: false,
+    hideDSN: false,
+    size: limits.maxMessageSize,
+    rejectOversized: true,
+    maxRecipients: limits.maxRecipients,
+    maxClients: limits.maxConnections,
+    socketTimeout: limits.idleTimeoutMs,
+    disableReverseLookup: true,
+    logger: false,
+    onConnect(session, callback) {
+      const ip = session.remoteAddress;
+      const n = perIp.get(ip) ?? 0;
+      if (n >= limits.maxConnectionsPerIp)
+        return callback(reply(421, '4.7.0', `${options.hostname} too many connections from your address`));
+      perIp.set(ip, n + 1);
+      callback();
+    },
+    onClose(session) {
+      accounts.delete(session.id);
+      errors.delete(session.id);
+      const ip = session.remoteAddress;
+      const n = (perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) perIp.delete(ip);
+      else perIp.set(ip, n);
+    },
+    onAuth(auth, session, callback) {
+      signIn(auth.username ?? '', auth.password ?? '', session)
+        .then((a) => {
+          accounts.set(session.id, a);
+          callback(null, { user: a.id });
+        })
+        .catch((err: unknown) => {
+          if (err instanceof Error && 'responseCode' in err)
+            return callback(refuse(session, err as SmtpError));
+          options.onError?.(err, 'auth');
+          callback(reply(454, '4.7.0', 'temporary authentication failure, try again later'));
+        });
+    },
+    onMailFrom(address, session, callback) {
+      checkSender(address.address, session)
+        .then(() => callback())
+        .catch((err: unknown) => fail(err, session, 'mail', callback));
+    },
+    onRcptTo(address, session, callback) {
+      checkRecipient(address.address, session)
+        .then(() => callback())
+        .catch((err: unknown) => fail(err, session, 'rcpt', callback));
+    },
+    onData(stream, session, callback) {
+      accept(stream as unknown as import('node:stream').Readable, session)
+        .then((id) => callback(null, `2.0.0 Ok: queued as ${id}`))
+        .catch((err: unknown) => {
+          // The rest of the message must be read for the client to see the reply.
+          (stream as unknown as import('node:stream').Readable).resume();
+          fail(err, session, 'data', callback);
+        });
+    },
+  });
+
+  function fail(err: unknown, session: SMTPServerSession, context: string, callback: (err?: Error) => void) {
+    if (err instanceof Error && 'responseCode' in err) return callback(refuse(session, err as SmtpError));
+    options.onError?.(err, context);
+    callback(reply(451, '4.3.0', 'local error in processing, try again later'));
+  }
+
+  async function signIn(user: string, password: string, session: SMTPServerSession): Promise<Account> {
+    const ip = session.remoteAddress;
+    const verdict = throttle.check(ip, user);
+    if (verdict.blocked)
+      throw reply(454, '4.7.0', 'too many failed sign-ins from your address; try again later');
+    if (verdict.delayMs) await sleep(verdict.delayMs);
+    let found: Account | null = null;
+    try {
+      found = await store.getAccountByAddress(normalizeAddress(user));
+    } catch {
+      /* not an address: fails like a wrong password */
+    }
+    dummyHash ??= hashPassword('not a password');
+    const usable = found && !found.disabled ? found : null;
+    const ok = await verifyPassword(usable ? usable.passwordHash : await dummyHash, password);
+    if (!ok || !usable) {
+      throttle.failed(ip, user);
+      throw reply(535, '5.7.8', 'authentication credentials invalid');
+    }
+    throttle.succeeded(ip, user);
+    return usable;
+  }
+
+  async function checkSender(sender: string, session: SMTPServerSession): Promise<void> {
+    const a = account(session);
+    if (sender === '') throw reply(553, '5.7.1', 'a signed-in user cannot send with the null sender <>');
+    if (!(await ownsAddress(store, a, sender)))
+      throw reply(
+        553,
+        '5.7.1',
+        `<${sender}> is not one of your addresses; you are signed in as ${a.address}`,
+      );
+    if (sendLimiter.count(a.id) >= limits.messagesPerHour)
+      throw reply(
+        450,
+        '4.7.1',
+        `sending limit of ${limits.messagesPerHour} messages per hour reached; try again later`,
+      );
+  }
+
+  async function checkRecipient(raw: string, session: SMTPServerSession): Promise<void> {
+    account(session);
+    if (session.envelope.rcptTo.length >= limits.maxRecipients)
+      throw reply(452, '4.5.3', `too many recipients: at most ${limits.maxRecipients} per message`);
+    const at = raw.lastIndexOf('@');
+    let domain: string;
+    try {
+      if (at <= 0 || /[\s<>]/.test(raw)) throw new Error('syntax');
+      domain = normalizeDomain(raw.slice(at + 1));
+    } catch {
+      throw reply(501, '5.1.3', `<${raw}> bad recipient address syntax`);
+    }
+    // A local recipient that does not exist is refused now, not bounced later.
+    if (await store.getDomain(domain)) {
+      let known = false;
+      try {
+        known = (await resolveRecipient(store, raw)) !== null;
+      } catch {
+        known = false;
+      }
+      if (!known) throw reply(550, '5.1.1', `<${raw}> recipient address rejected: no such user here`);
+    }
+  }
+
+  async function accept(stream: import('node:stream').Readable, session: SMTPServerSession): Promise<string> {
+    const a = account(session);
+    const { data } = await readBounded(stream, limits.maxMessageSize);
+    if (!data) throw reply(552, '5.3.4', `message exceeds the size limit of ${limits.maxMessageSize} bytes`);
+    if (hasBareLineEndingAtDot(data))
+      throw reply(
+        554,
+        '5.6.0',
+        'message refused: a bare CR or LF next to a "." line; send CRLF line endings',
+      );
+    const fields = parseHeaderBlock(headerBlock(data));
+    const from = addresses(parseMessage(data).root.envelope?.from);
+    if (from.length === 0) throw reply(550, '5.6.0', 'the message has no From: header');
+    for (const f of from) {
+      if (!(await ownsAddress(store, a, f)))
+        throw reply(
+          553,
+          '5.7.1',
+          `From: <${f}> is not one of your addresses; you are signed in as ${a.address}`,
+        );
+    }
+    const env = session.envelope;
+    const sender = env.mailFrom ? env.mailFrom.address : '';
+    const senderDomain = sender.slice(sender.lastIndexOf('@') + 1).toLowerCase();
+    const traceId = `${session.id}${randomBytes(2).toString('hex')}`;
+    const added: string[] = [];
+    const has = (name: string) => fields.some((f) => f.key === name);
+    if (!has('date')) added.push(`Date: ${rfc5322Date(new Date())}\r\n`);
+    if (!has('message-id'))
+      added.push(`Message-ID: <${randomBytes(12).toString('hex')}@${options.hostname}>\r\n`);
+    const tls =
+      session.secure && session.tlsOptions
+        ? { protocol: session.tlsOptions.version ?? 'TLS', cipher: session.tlsOptions.name }
+        : null;
+    const full = options.receivedHeader === 'full';
+    const received = receivedHeader({
+      helo: full ? session.hostNameAppearsAs : null,
+      clientAddress: full ? session.remoteAddress : null,
+      by: options.hostname,
+      protocol: session.secure ? 'ESMTPSA' : 'ESMTPA',
+      id: traceId,
+      tls,
+      ...(env.rcptTo.length === 1 ? { recipient: env.rcptTo[0]!.address } : {}),
+    });
+    const completed = foldLongLines(Buffer.concat([Buffer.from(added.join(''), 'latin1'), data]));
+    const signature = options.sign ? await options.sign(completed, senderDomain) : '';
+    const message = Buffer.concat([Buffer.from(received + signature, 'latin1'), completed]);
+    const entry = await store.enqueue({
+      sender: normalizeAddress(sender),
+      recipients: env.rcptTo.map((r) => ({
+        address: normalizeAddress(r.address),
+        ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
+        ...(r.dsn?.notify?.length ? { notify: r.dsn.notify.map((n) => n.toUpperCase()) } : {}),
+      })),
+      blobId: contentId(message),
+      data: message,
+      size: message.length,
+      meta: {
+        authUser: a.address,
+        client: session.remoteAddress,
+        trace: traceId,
+        ...(env.dsn?.envid ? { envid: env.dsn.envid } : {}),
+        ...(env.dsn?.ret ? { ret: env.dsn.ret.toUpperCase() } : {}),
+      },
+    });
+    sendLimiter.record(a.id);
+    options.onQueued?.(entry);
+    return entry.id;
+  }
+
+  return server;
+}
