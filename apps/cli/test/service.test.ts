@@ -28,14 +28,18 @@ describe('mailwerk start', () => {
   let port: number;
   let imapsPort: number;
   let pop3sPort: number;
+  let submissionPort: number;
   before(async () => {
     sb = await sandbox();
     port = await freePort();
     imapsPort = await freePort();
     pop3sPort = await freePort();
+    submissionPort = await freePort();
     env = {
       MAILWERK_MTA__SMTP_PORT: String(port),
       MAILWERK_MTA__LISTEN: '127.0.0.1',
+      MAILWERK_MTA__SUBMISSION_PORT: String(submissionPort),
+      MAILWERK_MTA__SUBMISSIONS_PORT: String(await freePort()),
       MAILWERK_ACCESS__LISTEN: '127.0.0.1',
       MAILWERK_ACCESS__IMAP_PORT: String(await freePort()),
       MAILWERK_ACCESS__IMAPS_PORT: String(imapsPort),
@@ -207,6 +211,40 @@ describe('mailwerk start', () => {
       assert.ok(n >= 1);
       assert.match(await curl(`pop3s://127.0.0.1:${pop3sPort}/${n}`), /Subject: over pop3\r\n/);
     } finally {
+      await svc.kill();
+    }
+  });
+
+  it("takes a signed-in user's mail on submission and delivers it; a spoofed From is refused", async () => {
+    const svc = await sb.spawn(['start'], /Submission \(STARTTLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
+    const t = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: submissionPort,
+      requireTLS: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'bob@example.org', pass: 'a good password' },
+    });
+    try {
+      const info = await t.sendMail({
+        from: 'bob@example.org',
+        to: 'bob@example.org',
+        subject: 'note to self',
+        text: 'x\n',
+      });
+      assert.match(info.response, /^250 2\.0\.0 Ok: queued as/);
+      await eventually(async () => (await subjects()).includes('note to self'));
+      await assert.rejects(
+        t.sendMail({
+          envelope: { from: 'bob@example.org', to: ['bob@example.org'] },
+          from: 'boss@example.org',
+          to: 'bob@example.org',
+          subject: 'spoof',
+          text: 'x\n',
+        }),
+        /553 5\.7\.1/,
+      );
+    } finally {
+      t.close();
       await svc.kill();
     }
   });

@@ -11,9 +11,9 @@ import { type Bus, InProcessBus } from '@mailwerk/bus';
 import type { Config } from '@mailwerk/config';
 import { type CoreServer, ImapService } from '@mailwerk/imap';
 import { createLmtpServer } from '@mailwerk/mda';
-import { createInboundServer, QueueRunner } from '@mailwerk/mta';
+import { createInboundServer, createSubmissionServer, QueueRunner, SendLimiter } from '@mailwerk/mta';
 import { Pop3Service } from '@mailwerk/pop3';
-import type { MailStore } from '@mailwerk/store';
+import type { MailStore, QueueEntry } from '@mailwerk/store';
 import { ensureCertificate } from '@mailwerk/tls';
 import type { SMTPServer } from 'smtp-server';
 import { createLogger, type Logger } from './log.ts';
@@ -102,6 +102,8 @@ export async function startServices(
   let imap: ImapService | null = null;
   let pop3: Pop3Service | null = null;
   const onError = (err: unknown, context: string) => log.error(err, context);
+  // One count of failed sign-ins for submission, IMAP and POP3: a guesser cannot switch protocols to start over.
+  const throttle = new AuthThrottle();
   try {
     if (services.includes('mda')) {
       const lmtp = createLmtpServer({
@@ -138,6 +140,17 @@ export async function startServices(
         },
       });
       const queue = runner;
+      const onQueued = (entry: QueueEntry) => {
+        log.log('info', 'queued', {
+          id: entry.id,
+          from: entry.sender,
+          to: entry.recipients.map((r) => r.address),
+          size: entry.size,
+          ...(entry.meta.authUser ? { user: entry.meta.authUser } : {}),
+        });
+        queue.wake();
+      };
+      const onRefused = (client: string, reply: string) => log.log('info', 'refused', { client, reply });
       const mx = createInboundServer({
         store,
         hostname: config.hostname,
@@ -148,28 +161,46 @@ export async function startServices(
           maxConnections: config.limits.max_connections,
           maxConnectionsPerIp: config.limits.max_connections_per_ip,
         },
-        onQueued: (entry) => {
-          log.log('info', 'queued', {
-            id: entry.id,
-            from: entry.sender,
-            to: entry.recipients.map((r) => r.address),
-            size: entry.size,
-          });
-          queue.wake();
-        },
+        onQueued,
         onError,
-        onRefused: (client, reply) => log.log('info', 'refused', { client, reply }),
+        onRefused,
       });
       servers.push(mx);
       listening.push({
         service: 'SMTP (MX)',
         address: await listen(mx, String(config.mta.smtp_port), config.mta.listen),
       });
+      const sendLimiter = new SendLimiter();
+      for (const [secure, port, service] of [
+        [false, config.mta.submission_port, 'Submission (STARTTLS)'],
+        [true, config.mta.submissions_port, 'Submission (TLS)'],
+      ] as const) {
+        const submission = createSubmissionServer({
+          store,
+          hostname: config.hostname,
+          tls,
+          secure,
+          allowPlaintext: config.tls.allow_plaintext_auth,
+          throttle,
+          sendLimiter,
+          receivedHeader: config.mta.received_header,
+          limits: {
+            maxMessageSize: config.limits.message_size,
+            maxRecipients: config.limits.max_recipients,
+            messagesPerHour: config.mta.send_limit_per_hour,
+            maxConnections: config.limits.max_connections,
+            maxConnectionsPerIp: config.limits.max_connections_per_ip,
+          },
+          onQueued,
+          onError,
+          onRefused,
+        });
+        servers.push(submission);
+        listening.push({ service, address: await listen(submission, String(port), config.mta.listen) });
+      }
       runner.start();
     }
     if (services.includes('access')) {
-      // One count of failed sign-ins for IMAP and POP3: a guesser cannot switch protocols to start over.
-      const throttle = new AuthThrottle();
       const common = {
         store,
         bus,
