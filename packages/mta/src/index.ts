@@ -6,8 +6,21 @@ export {
   type InboundServerOptions,
 } from './inbound.ts';
 export { deliverOverLmtp, LmtpClient, type LmtpReply, type LmtpTarget } from './lmtp-client.ts';
+export {
+  type Dialer,
+  defaultDialer,
+  type MxResolver,
+  OutboundDelivery,
+  type OutboundMessage,
+  type OutboundOptions,
+} from './outbound.ts';
 export { QueueRunner, type QueueRunnerOptions } from './queue-runner.ts';
-export { defaultRetryPolicy, type RetryPolicy } from './schedule.ts';
+export {
+  defaultRemoteRetryPolicy,
+  defaultRetryPolicy,
+  type RetryPolicy,
+  remoteRetryPolicy,
+} from './schedule.ts';
 export {
   createSubmissionServer,
   defaultSubmissionLimits,

@@ -21,7 +21,8 @@ import {
 } from '@mailwerk/store';
 import { buildDsn, type DsnRecipient, statusOf } from './dsn.ts';
 import { LmtpClient, type LmtpReply, type LmtpTarget } from './lmtp-client.ts';
-import { defaultRetryPolicy, type RetryPolicy } from './schedule.ts';
+import type { OutboundDelivery } from './outbound.ts';
+import { defaultRemoteRetryPolicy, defaultRetryPolicy, type RetryPolicy } from './schedule.ts';
 
 export interface QueueRunnerOptions {
   store: MailStore;
@@ -29,6 +30,10 @@ export interface QueueRunnerOptions {
   lmtp: LmtpTarget;
   isLocalDomain(domain: string): Promise<boolean>;
   retry?: RetryPolicy;
+  /** Delivery to other domains; without it their recipients wait (451 4.4.0). */
+  outbound?: OutboundDelivery;
+  /** Retries when a remote recipient is still pending (default 5 min growing to 4 h). */
+  remoteRetry?: RetryPolicy;
   /** How long a lease lasts; an entry whose worker died is picked up again after this. */
   leaseMs?: number;
   /** Entries worked at once. */
@@ -59,8 +64,8 @@ function processAlive(pid: number): boolean {
 const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 
 export class QueueRunner {
-  private readonly o: Required<Omit<QueueRunnerOptions, 'onError' | 'onAttempt'>> &
-    Pick<QueueRunnerOptions, 'onError' | 'onAttempt'>;
+  private readonly o: Required<Omit<QueueRunnerOptions, 'onError' | 'onAttempt' | 'outbound'>> &
+    Pick<QueueRunnerOptions, 'onError' | 'onAttempt' | 'outbound'>;
   private readonly owner: string;
   private running = false;
   private loop: Promise<void> | null = null;
@@ -75,6 +80,7 @@ export class QueueRunner {
   constructor(options: QueueRunnerOptions) {
     this.o = {
       retry: defaultRetryPolicy,
+      remoteRetry: defaultRemoteRetryPolicy,
       leaseMs: 300_000,
       concurrency: 8,
       pollMs: 1_000,
@@ -124,6 +130,7 @@ export class QueueRunner {
     await this.loop;
     await Promise.all(this.active);
     this.lmtp.close();
+    this.o.outbound?.close();
   }
 
   private sleep(ms: number): Promise<void> {
@@ -185,17 +192,42 @@ export class QueueRunner {
     const now = this.o.now();
     const pending = entry.recipients.filter((r) => r.state === 'pending');
     const local: string[] = [];
+    const remote = new Map<string, typeof pending>();
     const results: RecipientResult[] = [];
     for (const r of pending) {
-      if (await this.o.isLocalDomain(domainOf(r.address))) local.push(r.address);
-      else
+      const domain = domainOf(r.address);
+      if (await this.o.isLocalDomain(domain)) local.push(r.address);
+      else if (!this.o.outbound)
         results.push({
           address: r.address,
           state: 'pending',
-          reply: '451 4.4.0 delivery to other domains is not available yet',
+          reply: '451 4.4.0 delivery to other domains is not configured here',
         });
+      else remote.set(domain, [...(remote.get(domain) ?? []), r]);
     }
     let data: Buffer | null = null;
+    if (remote.size > 0 && this.o.outbound) {
+      const outbound = this.o.outbound;
+      data = await store.blobs.get(entry.blobId);
+      const message = data;
+      const ret = entry.meta.ret === 'FULL' || entry.meta.ret === 'HDRS' ? entry.meta.ret : undefined;
+      const perDomain = await Promise.all(
+        [...remote].map(([domain, rcpts]) =>
+          outbound.deliver(domain, {
+            sender: entry.sender,
+            recipients: rcpts.map((r) => ({
+              address: r.address,
+              ...(r.orcpt ? { orcpt: r.orcpt } : {}),
+              ...(r.notify ? { notify: r.notify } : {}),
+            })),
+            data: message,
+            ...(typeof entry.meta.envid === 'string' ? { envid: entry.meta.envid } : {}),
+            ...(ret ? { ret } : {}),
+          }),
+        ),
+      );
+      results.push(...perDomain.flat());
+    }
     if (local.length > 0) {
       let replies: LmtpReply[];
       try {
@@ -223,16 +255,23 @@ export class QueueRunner {
       }
     }
     // Past the maximum age, what is still temporary becomes final (RFC 3463 4.4.7).
-    const expired = now.getTime() - entry.createdAt.getTime() >= this.o.retry.maxAgeMs;
+    const maxAgeMs = remote.size > 0 ? this.o.remoteRetry.maxAgeMs : this.o.retry.maxAgeMs;
+    const expired = now.getTime() - entry.createdAt.getTime() >= maxAgeMs;
     for (const r of results) {
       if (expired && r.state === 'pending') {
         r.state = 'failed';
-        r.reply = `${r.reply ?? ''} (gave up: 4.4.7 message expired after ${Math.round(this.o.retry.maxAgeMs / 3_600_000)} hours in the queue)`;
+        r.reply = `${r.reply ?? ''} (gave up: 4.4.7 message expired after ${Math.round(maxAgeMs / 3_600_000)} hours in the queue)`;
       }
     }
     const failures = results.filter((r) => r.state === 'failed');
     if (failures.length > 0) await this.bounce(entry, failures, data);
-    const nextAttemptAt = new Date(now.getTime() + this.o.retry.delayMs(entry.attempts + 1));
+    // A remote recipient still waiting backs off on the remote schedule; a local one (the MDA down) on the quicker one.
+    const waiting = results.filter((r) => r.state === 'pending');
+    const policy =
+      waiting.some((r) => !local.includes(r.address)) && !waiting.some((r) => local.includes(r.address))
+        ? this.o.remoteRetry
+        : this.o.retry;
+    const nextAttemptAt = new Date(now.getTime() + policy.delayMs(entry.attempts + 1));
     try {
       // Removes the entry when no recipient is left pending.
       await store.recordAttempt(entry.id, this.owner, { results, nextAttemptAt });

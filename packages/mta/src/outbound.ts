@@ -1,0 +1,358 @@
+/**
+ * Delivery to other domains over SMTP (RFC 5321 §5): the domain's MX hosts in
+ * preference order (the domain itself when it has no MX; a null MX, RFC 7505,
+ * is a permanent failure), each host's addresses in turn, opportunistic
+ * STARTTLS, one transaction per domain with all its recipients, connections
+ * kept open a few seconds for the next message to the same domain, and at
+ * most `perDomain` connections to one domain at a time.
+ *
+ * The resolver and the dialer are dependencies, so tests point MX answers and
+ * TCP connections at loopback. The SMTP client is nodemailer's
+ * SMTPConnection (dot-stuffing, PIPELINING, DSN parameters, STARTTLS).
+ *
+ * Every recipient comes back with a reply and a state: 2xx delivered, 4xx
+ * (and every network or DNS trouble) pending, 5xx failed.
+ */
+import { promises as dns } from 'node:dns';
+import { connect as netConnect, type Socket } from 'node:net';
+import type { RecipientResult } from '@mailwerk/store';
+import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+
+export interface MxResolver {
+  resolveMx(domain: string): Promise<Array<{ exchange: string; priority: number }>>;
+  resolve4(host: string): Promise<string[]>;
+  resolve6(host: string): Promise<string[]>;
+}
+
+/** Opens a TCP connection to an address (IPv4 or IPv6) and port. */
+export type Dialer = (address: string, port: number, timeoutMs: number) => Promise<Socket>;
+
+export const defaultDialer: Dialer = (address, port, timeoutMs) =>
+  new Promise((resolve, reject) => {
+    const socket = netConnect({ host: address, port, timeout: timeoutMs });
+    socket.once('connect', () => {
+      socket.setTimeout(0);
+      resolve(socket);
+    });
+    socket.once('timeout', () => {
+      socket.destroy();
+      reject(new Error(`connection to ${address}:${port} timed out`));
+    });
+    socket.once('error', reject);
+  });
+
+export interface OutboundOptions {
+  /** Our name in EHLO. */
+  hostname: string;
+  resolver?: MxResolver;
+  dialer?: Dialer;
+  /** The SMTP port of remote hosts (25; tests use another). */
+  port?: number;
+  /** Connections to one domain at a time. */
+  perDomain?: number;
+  /** How long an idle connection is kept for the next message to its domain. */
+  idleMs?: number;
+  connectTimeoutMs?: number;
+  /** Inactivity during a transaction before it is given up (RFC 5321 §4.5.3.2 asks for minutes). */
+  socketTimeoutMs?: number;
+}
+
+export interface OutboundMessage {
+  sender: string;
+  recipients: Array<{ address: string; orcpt?: string; notify?: string[] }>;
+  data: Buffer;
+  envid?: string;
+  ret?: 'FULL' | 'HDRS';
+}
+
+interface Connection {
+  conn: SMTPConnection;
+  host: string;
+  extensions: string[];
+  tls: boolean;
+  timer: NodeJS.Timeout | null;
+}
+
+/** A failure that decides every recipient of the message the same way. */
+class Final extends Error {
+  readonly reply: string;
+  constructor(reply: string) {
+    super(reply);
+    this.reply = reply;
+  }
+}
+
+const stateOf = (reply: string): RecipientResult['state'] =>
+  reply.startsWith('2') ? 'delivered' : reply.startsWith('5') ? 'failed' : 'pending';
+
+const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim().slice(0, 500);
+
+const is8bit = (data: Buffer): boolean => {
+  for (let i = 0; i < data.length; i++) if (data[i]! > 0x7f) return true;
+  return false;
+};
+
+const dnsCode = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? '';
+
+export class OutboundDelivery {
+  private readonly o: Required<OutboundOptions>;
+  private readonly idle = new Map<string, Connection[]>();
+  private readonly active = new Map<string, number>();
+  private readonly waiting = new Map<string, Array<() => void>>();
+  private closed = false;
+
+  constructor(options: OutboundOptions) {
+    this.o = {
+      resolver: new dns.Resolver(),
+      dialer: defaultDialer,
+      port: 25,
+      perDomain: 3,
+      idleMs: 5_000,
+      connectTimeoutMs: 30_000,
+      socketTimeoutMs: 300_000,
+      ...options,
+    };
+  }
+
+  /** Delivers one message to the recipients of one domain. */
+  async deliver(domain: string, message: OutboundMessage): Promise<RecipientResult[]> {
+    const all = (reply: string) =>
+      message.recipients.map((r) => ({ address: r.address, state: stateOf(reply), reply }));
+    await this.slot(domain);
+    let c: Connection | null = null;
+    try {
+      c = await this.connection(domain);
+      const results = await this.transaction(c, message);
+      this.keep(domain, c);
+      c = null;
+      return results;
+    } catch (err) {
+      if (err instanceof Final) return all(err.reply);
+      return all(`451 4.4.2 ${oneLine(err instanceof Error ? err.message : String(err))}`);
+    } finally {
+      if (c) this.drop(c);
+      this.free(domain);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const list of this.idle.values()) for (const c of list) this.drop(c);
+    this.idle.clear();
+  }
+
+  private async slot(domain: string): Promise<void> {
+    while ((this.active.get(domain) ?? 0) >= this.o.perDomain) {
+      await new Promise<void>((resolve) => {
+        const q = this.waiting.get(domain) ?? [];
+        q.push(resolve);
+        this.waiting.set(domain, q);
+      });
+    }
+    this.active.set(domain, (this.active.get(domain) ?? 0) + 1);
+  }
+
+  private free(domain: string): void {
+    const n = (this.active.get(domain) ?? 1) - 1;
+    if (n > 0) this.active.set(domain, n);
+    else this.active.delete(domain);
+    this.waiting.get(domain)?.shift()?.();
+  }
+
+  private keep(domain: string, c: Connection): void {
+    if (this.closed) {
+      this.drop(c);
+      return;
+    }
+    const list = this.idle.get(domain) ?? [];
+    c.timer = setTimeout(() => {
+      const l = this.idle.get(domain);
+      if (l)
+        this.idle.set(
+          domain,
+          l.filter((x) => x !== c),
+        );
+      this.drop(c);
+    }, this.o.idleMs);
+    c.timer.unref();
+    list.push(c);
+    this.idle.set(domain, list);
+  }
+
+  private drop(c: Connection): void {
+    if (c.timer) clearTimeout(c.timer);
+    try {
+      c.conn.quit();
+    } catch {
+      c.conn.close();
+    }
+  }
+
+  /** An idle connection to the domain that still answers RSET, or a new one. */
+  private async connection(domain: string): Promise<Connection> {
+    const list = this.idle.get(domain) ?? [];
+    while (list.length) {
+      const c = list.pop()!;
+      if (c.timer) clearTimeout(c.timer);
+      const ok = await new Promise<boolean>((resolve) => c.conn.reset((err) => resolve(!err)));
+      if (ok) return c;
+      this.drop(c);
+    }
+    return this.open(domain);
+  }
+
+  /** The hosts to try, best first: MX by preference (equal ones shuffled), else the domain itself. */
+  private async hosts(domain: string): Promise<string[]> {
+    let mx: Array<{ exchange: string; priority: number }>;
+    try {
+      mx = await this.o.resolver.resolveMx(domain);
+    } catch (err) {
+      const code = dnsCode(err);
+      if (code === 'ENOTFOUND')
+        throw new Final(`550 5.1.2 domain ${domain} does not exist (DNS: no such domain)`);
+      if (code !== 'ENODATA')
+        throw new Final(`451 4.4.3 DNS lookup of the MX of ${domain} failed (${code || 'error'})`);
+      mx = [];
+    }
+    if (mx.length === 1 && (mx[0]!.exchange === '' || mx[0]!.exchange === '.'))
+      throw new Final(`556 5.1.10 ${domain} does not accept mail (null MX, RFC 7505)`);
+    if (mx.length === 0) return [domain];
+    return mx
+      .map((m) => ({ ...m, r: Math.random() }))
+      .sort((a, b) => a.priority - b.priority || a.r - b.r)
+      .map((m) => m.exchange.replace(/\.$/, ''));
+  }
+
+  private async addresses(host: string): Promise<string[]> {
+    const out: string[] = [];
+    let tempFail = false;
+    for (const lookup of [
+      this.o.resolver.resolve4.bind(this.o.resolver),
+      this.o.resolver.resolve6.bind(this.o.resolver),
+    ]) {
+      try {
+        out.push(...(await lookup(host)));
+      } catch (err) {
+        const code = dnsCode(err);
+        if (code !== 'ENODATA' && code !== 'ENOTFOUND') tempFail = true;
+      }
+    }
+    if (out.length === 0 && tempFail) throw new Error(`DNS lookup of ${host} failed`);
+    return out;
+  }
+
+  private async open(domain: string): Promise<Connection> {
+    const problems: string[] = [];
+    let permanent: string | null = null;
+    let anyAddress = false;
+    for (const host of await this.hosts(domain)) {
+      let addrs: string[];
+      try {
+        addrs = await this.addresses(host);
+      } catch (err) {
+        problems.push((err as Error).message);
+        continue;
+      }
+      anyAddress ||= addrs.length > 0;
+      for (const address of addrs) {
+        let socket: Socket;
+        try {
+          socket = await this.o.dialer(address, this.o.port, this.o.connectTimeoutMs);
+        } catch (err) {
+          problems.push(`${host}[${address}]: ${(err as Error).message}`);
+          continue;
+        }
+        try {
+          return await this.greet(socket, host);
+        } catch (err) {
+          const e = err as { response?: string; message: string };
+          const text = oneLine(e.response ?? e.message);
+          problems.push(`${host}[${address}]: ${text}`);
+          // A host that refuses us outright (5xx greeting or EHLO) is final only if every host does.
+          if (/^5\d\d/.test(text)) permanent ??= text;
+        }
+      }
+    }
+    if (!anyAddress && problems.length === 0)
+      throw new Final(`550 5.1.2 no address for the mail hosts of ${domain}`);
+    if (permanent && problems.every((p) => /: 5\d\d/.test(p))) throw new Final(permanent);
+    throw new Final(`451 4.4.1 could not reach a mail host of ${domain}: ${problems.slice(-3).join('; ')}`);
+  }
+
+  private greet(socket: Socket, host: string): Promise<Connection> {
+    const conn = new SMTPConnection({
+      connection: socket,
+      host,
+      port: this.o.port,
+      name: this.o.hostname,
+      opportunisticTLS: true,
+      // Opportunistic: any certificate is better than none (no DANE or MTA-STS yet).
+      tls: { rejectUnauthorized: false, servername: host },
+      greetingTimeout: this.o.connectTimeoutMs,
+      socketTimeout: this.o.socketTimeoutMs,
+      logger: false,
+    } as ConstructorParameters<typeof SMTPConnection>[0]);
+    return new Promise((resolve, reject) => {
+      conn.once('error', reject);
+      conn.connect(() => {
+        conn.removeListener('error', reject);
+        // Later errors end up in the send callback; an idle connection's error only closes it.
+        conn.on('error', () => undefined);
+        const ext = (conn as unknown as { _supportedExtensions: string[] })._supportedExtensions ?? [];
+        resolve({ conn, host, extensions: ext, tls: conn.secure, timer: null });
+      });
+    });
+  }
+
+  private async transaction(c: Connection, m: OutboundMessage): Promise<RecipientResult[]> {
+    // RFC 6531: a non-ASCII address needs SMTPUTF8 on the other side; there is no downgrade for it.
+    const utf8 = [m.sender, ...m.recipients.map((r) => r.address)].some((a) => /[^\x00-\x7f]/.test(a));
+    if (utf8 && !c.extensions.includes('SMTPUTF8'))
+      throw new Final(
+        `553 5.6.7 ${c.host} does not support SMTPUTF8, needed for an internationalized address`,
+      );
+    const eightBit = is8bit(m.data);
+    // RFC 6152: 8-bit data to a server without 8BITMIME must be converted or returned; we return it.
+    if (eightBit && !c.extensions.includes('8BITMIME'))
+      throw new Final(`554 5.6.3 ${c.host} does not support 8BITMIME and the message has 8-bit content`);
+    const dsn = c.extensions.includes('DSN');
+    const envelope = {
+      from: m.sender,
+      to: m.recipients.map((r) => r.address),
+      size: m.data.length,
+      use8BitMime: eightBit,
+      ...(dsn
+        ? {
+            dsn: {
+              ...(m.envid ? { envid: m.envid } : {}),
+              ...(m.ret ? { ret: m.ret } : {}),
+              notify: m.recipients[0]?.notify ?? [],
+              ...(m.recipients[0]?.orcpt ? { orcpt: m.recipients[0].orcpt } : {}),
+            },
+          }
+        : {}),
+    };
+    const info = await new Promise<{
+      accepted: string[];
+      rejectedErrors?: Array<{ recipient?: string; response?: string; responseCode?: number }>;
+      response: string;
+    }>((resolve, reject) => {
+      c.conn.send(envelope as Parameters<SMTPConnection['send']>[0], m.data, (err, info) => {
+        if (err) {
+          const e = err as { response?: string; responseCode?: number; message: string };
+          if (e.responseCode && e.response) return reject(new Final(oneLine(e.response)));
+          return reject(new Error(`${c.host}: ${oneLine(e.message)}`));
+        }
+        resolve(info as never);
+      });
+    });
+    const byAddress = new Map<string, string>();
+    for (const r of info.rejectedErrors ?? [])
+      if (r.recipient) byAddress.set(r.recipient, oneLine(r.response ?? `${r.responseCode ?? 550} rejected`));
+    const accepted = oneLine(info.response);
+    return m.recipients.map((r) => {
+      const reply = byAddress.get(r.address) ?? `${accepted} (${c.host}${c.tls ? ', TLS' : ''})`;
+      return { address: r.address, state: stateOf(reply), reply };
+    });
+  }
+}
