@@ -13,7 +13,12 @@ import { type Account, DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import { generateSelfSigned } from '@mailwerk/tls';
 import type { SMTPServer } from 'smtp-server';
-import { createInboundServer, type InboundLimits, QueueRunner } from '../src/index.ts';
+import {
+  createInboundServer,
+  type InboundLimits,
+  QueueRunner,
+  type QueueRunnerOptions,
+} from '../src/index.ts';
 
 let tlsPair: { key: string; cert: string } | null = null;
 export async function testTls() {
@@ -46,7 +51,10 @@ export interface Rig {
   close(): Promise<void>;
 }
 
-export async function rig(limits: Partial<InboundLimits> = {}): Promise<Rig> {
+export async function rig(
+  limits: Partial<InboundLimits> = {},
+  runnerOptions: Partial<QueueRunnerOptions> = {},
+): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'mailwerk-mta-'));
   const store = openSqliteStore({ path: join(dir, 'mailwerk.sqlite'), blobs: 'sqlite' });
   const bus = new InProcessBus();
@@ -73,6 +81,7 @@ export async function rig(limits: Partial<InboundLimits> = {}): Promise<Rig> {
     onAttempt: (_entry, results) => {
       attempts.push(...results.map((x) => x.reply ?? ''));
     },
+    ...runnerOptions,
   });
   const smtp = createInboundServer({
     store,
