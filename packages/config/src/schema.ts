@@ -118,6 +118,28 @@ export const configSchema = z.strictObject({
         .describe(
           'Messages one user may submit in an hour; beyond it they are refused with 450 4.7.1 until the hour has passed.',
         ),
+      retry_first_seconds: z
+        .number()
+        .int()
+        .min(10)
+        .default(300)
+        .describe(
+          'After a temporary failure to deliver to another domain, the first retry comes this many seconds later; each further one twice as late, up to retry_max_seconds.',
+        ),
+      retry_max_seconds: z
+        .number()
+        .int()
+        .min(10)
+        .default(14_400)
+        .describe('The longest pause between two delivery attempts.'),
+      give_up_after_days: z
+        .number()
+        .min(0.01)
+        .max(30)
+        .default(5)
+        .describe(
+          'How long a message may wait in the queue before it is returned to its sender as undeliverable.',
+        ),
       received_header: z
         .enum(['private', 'full'])
         .default('private')

@@ -11,7 +11,14 @@ import { type Bus, InProcessBus } from '@mailwerk/bus';
 import type { Config } from '@mailwerk/config';
 import { type CoreServer, ImapService } from '@mailwerk/imap';
 import { createLmtpServer } from '@mailwerk/mda';
-import { createInboundServer, createSubmissionServer, QueueRunner, SendLimiter } from '@mailwerk/mta';
+import {
+  createInboundServer,
+  createSubmissionServer,
+  OutboundDelivery,
+  QueueRunner,
+  remoteRetryPolicy,
+  SendLimiter,
+} from '@mailwerk/mta';
 import { Pop3Service } from '@mailwerk/pop3';
 import type { MailStore, QueueEntry } from '@mailwerk/store';
 import { ensureCertificate } from '@mailwerk/tls';
@@ -121,6 +128,12 @@ export async function startServices(
       runner = new QueueRunner({
         store,
         hostname: config.hostname,
+        outbound: new OutboundDelivery({ hostname: config.hostname }),
+        remoteRetry: remoteRetryPolicy(
+          config.mta.retry_first_seconds * 1000,
+          config.mta.retry_max_seconds * 1000,
+          config.mta.give_up_after_days * 86_400_000,
+        ),
         lmtp: config.mda.lmtp,
         isLocalDomain,
         onError,
