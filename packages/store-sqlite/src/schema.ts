@@ -109,4 +109,16 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX queue_blob ON queue(blob_id);
   `,
+  `
+  CREATE TABLE dkim_keys (
+    domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+    selector TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    private_key TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (domain, selector)
+  ) STRICT;
+  `,
 ];

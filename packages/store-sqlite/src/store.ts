@@ -9,6 +9,7 @@ import {
   type Change,
   type ChangeKind,
   type CopyResult,
+  type DkimKey,
   type Domain,
   type FlagUpdate,
   type FlagUpdateResult,
@@ -35,6 +36,7 @@ import {
   StoreError,
 } from '@mailwerk/store';
 import { type GroupCommit, uniqueAs } from './db.ts';
+import { SqliteDkim } from './dkim.ts';
 import { SqliteQueue } from './queue.ts';
 import { toAccount, toAlias, toMailbox, toMessage } from './rows.ts';
 import { SqliteSieve } from './sieve.ts';
@@ -57,6 +59,7 @@ export class SqliteMailStore implements MailStore {
   private readonly sql: Sql;
   private readonly queue: SqliteQueue;
   private readonly sieve: SqliteSieve;
+  private readonly dkim: SqliteDkim;
   private readonly onClose: () => Promise<void>;
 
   constructor(
@@ -71,6 +74,7 @@ export class SqliteMailStore implements MailStore {
     this.sql = new Sql(db, writer, blobs);
     this.queue = new SqliteQueue(this.sql);
     this.sieve = new SqliteSieve(this.sql);
+    this.dkim = new SqliteDkim(this.sql);
     this.onClose = onClose;
   }
 
@@ -815,6 +819,16 @@ export class SqliteMailStore implements MailStore {
   retryQueueEntry(id: string, now?: Date): Promise<QueueEntry> {
     return this.queue.retryQueueEntry(id, now);
   }
+  addDkimKey(key: Omit<DkimKey, 'state' | 'createdAt'>): Promise<DkimKey> {
+    return this.dkim.addDkimKey(key);
+  }
+  listDkimKeys(domain?: string): Promise<DkimKey[]> {
+    return this.dkim.listDkimKeys(domain);
+  }
+  removeDkimKey(domain: string, selector: string, options?: { force?: boolean }): Promise<void> {
+    return this.dkim.removeDkimKey(domain, selector, options);
+  }
+
   putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript> {
     return this.sieve.putSieveScript(accountId, name, content);
   }

@@ -249,6 +249,26 @@ export interface SieveScript {
   updatedAt: Date;
 }
 
+export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
+
+/**
+ * A DKIM signing key of a local domain (RFC 6376, RFC 8463). One key per
+ * (domain, algorithm) is `active` and signs; after a rotation the previous
+ * ones stay `published` (still in DNS, so mail signed with them in transit
+ * still verifies) until the admin removes them.
+ */
+export interface DkimKey {
+  domain: string;
+  selector: string;
+  algorithm: DkimAlgorithm;
+  /** PKCS#8 PEM. */
+  privateKey: string;
+  /** What goes into the DNS record's p= tag (base64). */
+  publicKey: string;
+  state: 'active' | 'published';
+  createdAt: Date;
+}
+
 /** The id of a blob: the SHA-256 of its bytes, in hex. */
 export const contentId = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
@@ -341,6 +361,17 @@ export interface MailStore {
   setQueueHeld(id: string, held: boolean): Promise<QueueEntry>;
   /** Makes an entry due now. */
   retryQueueEntry(id: string, now?: Date): Promise<QueueEntry>;
+
+  /**
+   * Stores a new key as the active one for its domain and algorithm; the key
+   * that was active becomes `published`, in the same step. `not_found` for an
+   * unknown domain, `exists` for a selector the domain has already.
+   */
+  addDkimKey(key: Omit<DkimKey, 'state' | 'createdAt'>): Promise<DkimKey>;
+  /** Keys of one domain (or all), oldest first. */
+  listDkimKeys(domain?: string): Promise<DkimKey[]>;
+  /** Removes a key (from signing and from `mailwerk dns`); `conflict` for an active key unless `force`. */
+  removeDkimKey(domain: string, selector: string, options?: { force?: boolean }): Promise<void>;
 
   putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript>;
   getSieveScript(accountId: string, name: string): Promise<SieveScript | null>;

@@ -8,6 +8,7 @@
  */
 import { describe } from 'node:test';
 import { directorySuite } from './directory.ts';
+import { dkimSuite } from './dkim.ts';
 import type { StoreFactory } from './harness.ts';
 import { mailboxSuite } from './mailboxes.ts';
 import { messageSuite } from './messages.ts';
@@ -24,5 +25,6 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
     messageSuite(factory);
     queueSuite(factory);
     sieveSuite(factory);
+    dkimSuite(factory);
   });
 }
