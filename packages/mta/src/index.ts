@@ -1,3 +1,10 @@
+export {
+  createDkimSigner,
+  dkimRecordValue,
+  type GeneratedKey,
+  generateDkimKey,
+  selectorFor,
+} from './dkim.ts';
 export { buildDsn, type DsnInput, type DsnRecipient, statusOf } from './dsn.ts';
 export {
   createInboundServer,

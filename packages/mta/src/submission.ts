@@ -80,8 +80,8 @@ export interface SubmissionServerOptions {
   limits?: Partial<SubmissionLimits>;
   /** 'private': the Received: header names no client address or EHLO name. */
   receivedHeader?: 'private' | 'full';
-  /** Signs a completed message (DKIM); returns the header fields to prepend, or '' for none. */
-  sign?: (message: Buffer, senderDomain: string) => Promise<string>;
+  /** Signs a completed message (DKIM) for the domain of its From: address; returns the header fields to prepend, or ''. */
+  sign?: (message: Buffer, fromDomain: string) => Promise<string>;
   onQueued?: (entry: QueueEntry) => void;
   onError?: (err: unknown, context: string) => void;
   onRefused?: (client: string, reply: string) => void;
@@ -306,7 +306,8 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
     }
     const env = session.envelope;
     const sender = env.mailFrom ? env.mailFrom.address : '';
-    const senderDomain = sender.slice(sender.lastIndexOf('@') + 1).toLowerCase();
+    // DKIM signs for the header From's domain: that is what DMARC aligns with.
+    const fromDomain = from[0]!.slice(from[0]!.lastIndexOf('@') + 1).toLowerCase();
     const traceId = `${session.id}${randomBytes(2).toString('hex')}`;
     const added: string[] = [];
     const has = (name: string) => fields.some((f) => f.key === name);
@@ -328,7 +329,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
       ...(env.rcptTo.length === 1 ? { recipient: env.rcptTo[0]!.address } : {}),
     });
     const completed = foldLongLines(Buffer.concat([Buffer.from(added.join(''), 'latin1'), data]));
-    const signature = options.sign ? await options.sign(completed, senderDomain) : '';
+    const signature = options.sign ? await options.sign(completed, fromDomain) : '';
     const message = Buffer.concat([Buffer.from(received + signature, 'latin1'), completed]);
     const entry = await store.enqueue({
       sender: normalizeAddress(sender),

@@ -12,6 +12,7 @@ import type { Config } from '@mailwerk/config';
 import { type CoreServer, ImapService } from '@mailwerk/imap';
 import { createLmtpServer } from '@mailwerk/mda';
 import {
+  createDkimSigner,
   createInboundServer,
   createSubmissionServer,
   OutboundDelivery,
@@ -197,6 +198,7 @@ export async function startServices(
           throttle,
           sendLimiter,
           receivedHeader: config.mta.received_header,
+          sign: createDkimSigner(store),
           limits: {
             maxMessageSize: config.limits.message_size,
             maxRecipients: config.limits.max_recipients,
