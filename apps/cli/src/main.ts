@@ -7,6 +7,7 @@ import { ConfigError } from '@mailwerk/config';
 import { StoreError } from '@mailwerk/store';
 import type { Command } from './command.ts';
 import { aliasCommands } from './commands/alias.ts';
+import { dkimCommands } from './commands/dkim.ts';
 import { domainCommands } from './commands/domain.ts';
 import { mailCommands } from './commands/mail.ts';
 import { setupCommands } from './commands/setup.ts';
@@ -19,6 +20,7 @@ export const COMMANDS: Command[] = [
   ...userCommands,
   ...aliasCommands,
   ...mailCommands,
+  ...dkimCommands,
 ];
 
 const GLOBAL_OPTIONS = {

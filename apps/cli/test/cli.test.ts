@@ -216,6 +216,68 @@ describe('mailwerk CLI', () => {
     await fails(['alias', 'remove', 'sales@example.org'], /no alias/);
   });
 
+  it('generates, lists, rotates and removes DKIM keys, and prints the DNS records to publish', async () => {
+    await fails(['dkim', 'generate', 'unknown.example'], /no domain unknown\.example/);
+    await fails(['dkim', 'generate', 'example.org', '--algorithm', 'dsa'], /unknown algorithm "dsa"/);
+    const made = await sb.json<
+      Array<{ selector: string; algorithm: string; state: string; record: { name: string; value: string } }>
+    >(['dkim', 'generate', 'example.org', '--algorithm', 'both']);
+    const day = new Date().toISOString().slice(0, 10).replace(/-/g, '');
+    assert.deepEqual(
+      made.map((k) => [k.selector, k.algorithm, k.state]),
+      [
+        [day, 'rsa-sha256', 'active'],
+        [`${day}e`, 'ed25519-sha256', 'active'],
+      ],
+    );
+    assert.equal(made[0]!.record.name, `${day}._domainkey.example.org.`);
+    assert.match(made[0]!.record.value, /^v=DKIM1; k=rsa; p=MII[A-Za-z0-9+/=]{380,}$/);
+    assert.match(made[1]!.record.value, /^v=DKIM1; k=ed25519; p=[A-Za-z0-9+/]{43}=$/);
+    // A rotation: the new RSA key signs, the old one stays published until removed.
+    const rotated = await sb.json<Array<{ selector: string }>>(['dkim', 'generate', 'example.org']);
+    assert.equal(rotated[0]!.selector, `${day}-2`);
+    const listed = await sb.json<Array<{ selector: string; state: string }>>(['dkim', 'list', 'example.org']);
+    assert.deepEqual(
+      listed.map((k) => [k.selector, k.state]),
+      [
+        [day, 'published'],
+        [`${day}e`, 'active'],
+        [`${day}-2`, 'active'],
+      ],
+    );
+    const records = await sb.json<Array<{ name: string; type: string; value: string }>>([
+      'dns',
+      'example.org',
+    ]);
+    // The sandbox was made with --unprivileged-ports: the SRV records name the ports really served.
+    const find = (name: string, type: string) =>
+      records.filter((r) => r.name === name && r.type === type).map((r) => r.value);
+    assert.deepEqual(find('example.org.', 'MX'), ['10 mail.example.org.']);
+    assert.deepEqual(find('example.org.', 'TXT'), ['v=spf1 mx ~all']);
+    assert.equal(records.filter((r) => r.name.endsWith('._domainkey.example.org.')).length, 3);
+    assert.match(find('_dmarc.example.org.', 'TXT')[0]!, /^v=DMARC1; p=quarantine/);
+    assert.deepEqual(find('_submission._tcp.example.org.', 'SRV'), ['0 1 2587 mail.example.org.']);
+    assert.deepEqual(find('_imaps._tcp.example.org.', 'SRV'), ['0 1 2993 mail.example.org.']);
+    assert.deepEqual(find('_pop3s._tcp.example.org.', 'SRV'), ['0 1 2995 mail.example.org.']);
+    assert.deepEqual(find('autoconfig.example.org.', 'CNAME'), ['mail.example.org.']);
+    assert.deepEqual(find('autodiscover.example.org.', 'CNAME'), ['mail.example.org.']);
+    const text = await sb.run(['dns', 'example.org']);
+    assert.equal(text.code, 0);
+    // A 2048-bit key is longer than one TXT string may be: it is split into quoted pieces.
+    assert.match(
+      text.stdout,
+      new RegExp(
+        `^${day}\\._domainkey\\.example\\.org\\. IN TXT "v=DKIM1; k=rsa; p=[^"]{200,}" "[^"]+"$`,
+        'm',
+      ),
+    );
+    await fails(['dkim', 'remove', 'example.org', `${day}-2`], /is the one signing/);
+    assert.equal((await sb.run(['dkim', 'remove', 'example.org', day])).code, 0);
+    await fails(['dkim', 'remove', 'example.org', day], /has no DKIM key with selector/);
+    assert.equal((await sb.json<unknown[]>(['dkim', 'list'])).length, 2);
+    await fails(['dns', 'unknown.example'], /no domain unknown\.example/);
+  });
+
   it('refuses to remove a domain that still has users unless forced', async () => {
     await fails(['domain', 'remove', 'example.org'], /still has .*--force/);
     assert.equal((await sb.json<User[]>(['user', 'list'])).length, 3);
