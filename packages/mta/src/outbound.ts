@@ -15,6 +15,7 @@
  */
 import { promises as dns } from 'node:dns';
 import { connect as netConnect, type Socket } from 'node:net';
+import { foldLongLines } from '@mailwerk/smtp';
 import type { RecipientResult } from '@mailwerk/store';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 
@@ -311,7 +312,9 @@ export class OutboundDelivery {
       throw new Final(
         `553 5.6.7 ${c.host} does not support SMTPUTF8, needed for an internationalized address`,
       );
-    const eightBit = is8bit(m.data);
+    // Mail from elsewhere (an alias forwarding) may carry lines over 998 octets; fold them as Postfix does.
+    const data = foldLongLines(m.data);
+    const eightBit = is8bit(data);
     // RFC 6152: 8-bit data to a server without 8BITMIME must be converted or returned; we return it.
     if (eightBit && !c.extensions.includes('8BITMIME'))
       throw new Final(`554 5.6.3 ${c.host} does not support 8BITMIME and the message has 8-bit content`);
@@ -319,7 +322,7 @@ export class OutboundDelivery {
     const envelope = {
       from: m.sender,
       to: m.recipients.map((r) => r.address),
-      size: m.data.length,
+      size: data.length,
       use8BitMime: eightBit,
       ...(dsn
         ? {
@@ -337,7 +340,7 @@ export class OutboundDelivery {
       rejectedErrors?: Array<{ recipient?: string; response?: string; responseCode?: number }>;
       response: string;
     }>((resolve, reject) => {
-      c.conn.send(envelope as Parameters<SMTPConnection['send']>[0], m.data, (err, info) => {
+      c.conn.send(envelope as Parameters<SMTPConnection['send']>[0], data, (err, info) => {
         if (err) {
           const e = err as { response?: string; responseCode?: number; message: string };
           if (e.responseCode && e.response) return reject(new Final(oneLine(e.response)));
