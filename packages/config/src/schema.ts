@@ -140,6 +140,14 @@ export const configSchema = z.strictObject({
         .describe(
           'How long a message may wait in the queue before it is returned to its sender as undeliverable.',
         ),
+      delay_warning_hours: z
+        .number()
+        .min(0)
+        .max(720)
+        .default(0)
+        .describe(
+          'Tell the sender once when a message has waited this many hours (a "delayed" report); 0: never, as Postfix\'s default.',
+        ),
       received_header: z
         .enum(['private', 'full'])
         .default('private')

@@ -34,6 +34,11 @@ export interface QueueRunnerOptions {
   outbound?: OutboundDelivery;
   /** Retries when a remote recipient is still pending (default 5 min growing to 4 h). */
   remoteRetry?: RetryPolicy;
+  /**
+   * After this long in the queue, the sender is told once that the message is
+   * delayed (an RFC 3464 report with Action: delayed). 0: never (the default, as Postfix's delay_warning_time).
+   */
+  delayWarningMs?: number;
   /** How long a lease lasts; an entry whose worker died is picked up again after this. */
   leaseMs?: number;
   /** Entries worked at once. */
@@ -81,6 +86,7 @@ export class QueueRunner {
     this.o = {
       retry: defaultRetryPolicy,
       remoteRetry: defaultRemoteRetryPolicy,
+      delayWarningMs: 0,
       leaseMs: 300_000,
       concurrency: 8,
       pollMs: 1_000,
@@ -264,7 +270,18 @@ export class QueueRunner {
       }
     }
     const failures = results.filter((r) => r.state === 'failed');
-    if (failures.length > 0) await this.bounce(entry, failures, data);
+    if (failures.length > 0) await this.report(entry, failures, 'failed', data);
+    let warned = false;
+    const delayed = results.filter((r) => r.state === 'pending');
+    if (
+      this.o.delayWarningMs > 0 &&
+      delayed.length > 0 &&
+      !entry.meta.delayNotified &&
+      now.getTime() - entry.createdAt.getTime() >= this.o.delayWarningMs
+    ) {
+      await this.report(entry, delayed, 'delayed', data);
+      warned = true;
+    }
     // A remote recipient still waiting backs off on the remote schedule; a local one (the MDA down) on the quicker one.
     const waiting = results.filter((r) => r.state === 'pending');
     const policy =
@@ -274,7 +291,11 @@ export class QueueRunner {
     const nextAttemptAt = new Date(now.getTime() + policy.delayMs(entry.attempts + 1));
     try {
       // Removes the entry when no recipient is left pending.
-      await store.recordAttempt(entry.id, this.owner, { results, nextAttemptAt });
+      await store.recordAttempt(entry.id, this.owner, {
+        results,
+        nextAttemptAt,
+        ...(warned ? { meta: { delayNotified: true } } : {}),
+      });
       this.o.onAttempt?.(entry, results);
     } catch (err) {
       if (isStoreError(err, 'lease_lost')) return; // Another worker owns it now.
@@ -292,19 +313,26 @@ export class QueueRunner {
     );
   }
 
-  private async bounce(entry: QueueEntry, failures: RecipientResult[], data: Buffer | null): Promise<void> {
-    // RFC 3461 §4.1: never a DSN for the null sender; NOTIFY without FAILURE (or NEVER) asks for none.
+  /** A failure report (bounce) or a delay warning to the sender. */
+  private async report(
+    entry: QueueEntry,
+    which: RecipientResult[],
+    action: 'failed' | 'delayed',
+    data: Buffer | null,
+  ): Promise<void> {
+    // RFC 3461 §4.1: never a DSN for the null sender; NOTIFY without FAILURE (DELAY) asks for none.
     if (entry.sender === '') return;
     const recipients: DsnRecipient[] = [];
-    for (const f of failures) {
+    for (const f of which) {
       const r = entry.recipients.find((x) => x.address === f.address);
-      if (r?.notify && !r.notify.includes('FAILURE')) continue;
+      if (r?.notify && !r.notify.includes(action === 'failed' ? 'FAILURE' : 'DELAY')) continue;
+      const status = statusOf(f.reply ?? (action === 'failed' ? '5.0.0' : '4.0.0'));
       recipients.push({
         address: f.address,
         orcpt: r?.orcpt,
-        action: 'failed',
-        status: statusOf(f.reply ?? '5.0.0').replace(/^4/, '5'),
-        diagnostic: f.reply ?? 'failed',
+        action,
+        status: action === 'failed' ? status.replace(/^4/, '5') : status.replace(/^5/, '4'),
+        diagnostic: f.reply ?? action,
       });
     }
     if (recipients.length === 0) return;
@@ -324,7 +352,7 @@ export class QueueRunner {
       blobId: contentId(dsn),
       data: dsn,
       size: dsn.length,
-      meta: { dsnFor: entry.id },
+      meta: { dsnFor: entry.id, ...(action === 'delayed' ? { delayFor: entry.id } : {}) },
     });
     this.wake();
   }

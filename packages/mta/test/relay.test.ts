@@ -25,7 +25,7 @@ describe('queue with outbound delivery', () => {
 
   before(async () => {
     remote = await remoteServer();
-    r = await rig({}, { outbound: outbound(), remoteRetry });
+    r = await rig({}, { outbound: outbound(), remoteRetry, delayWarningMs: 150 });
   });
   after(async () => {
     await r.close();
@@ -72,6 +72,30 @@ describe('queue with outbound delivery', () => {
       assert.match(dsn, /Diagnostic-Code: smtp; ?550 /);
       assert.doesNotMatch(dsn, /Final-Recipient: rfc822; ?fine@remote\.example/i);
       assert.ok(remote.received.some((m) => m.to.includes('fine@remote.example')));
+    } finally {
+      remote.rcptReplies.clear();
+    }
+  });
+
+  it('tells the sender once that a message is delayed, and goes on trying', async () => {
+    remote.rcptReplies.set('slow', '451 4.4.5 try again tomorrow');
+    try {
+      const e = await enqueue(['slow@remote.example'], 'slow one');
+      const warning = await eventually(async () =>
+        (await r.inbox('bob@example.org'))
+          .map((b) => b.toString())
+          .find((t) => t.includes('slow@remote.example')),
+      );
+      assert.match(warning, /Subject: Delayed Mail \(still being retried\)/);
+      assert.match(warning, /Action: delayed/);
+      assert.match(warning, /Status: 4\.\d\.\d+/);
+      // More attempts, no second warning.
+      await eventually(async () => ((await r.store.getQueueEntry(e.id))?.attempts ?? 0) >= 3);
+      const warnings = (await r.inbox('bob@example.org')).filter((b) =>
+        b.toString().includes('slow@remote.example'),
+      );
+      assert.equal(warnings.length, 1);
+      assert.equal((await r.store.getQueueEntry(e.id))!.meta.delayNotified, true);
     } finally {
       remote.rcptReplies.clear();
     }

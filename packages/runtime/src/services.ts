@@ -135,6 +135,7 @@ export async function startServices(
           config.mta.retry_max_seconds * 1000,
           config.mta.give_up_after_days * 86_400_000,
         ),
+        delayWarningMs: config.mta.delay_warning_hours * 3_600_000,
         lmtp: config.mda.lmtp,
         isLocalDomain,
         onError,

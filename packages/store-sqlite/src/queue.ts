@@ -93,10 +93,11 @@ export class SqliteQueue {
         };
       });
       const updated = this.sql.get(
-        `UPDATE queue SET recipients = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL
+        `UPDATE queue SET recipients = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, meta = ?
          WHERE id = ? RETURNING *`,
         JSON.stringify(recipients),
         attempt.nextAttemptAt.getTime(),
+        JSON.stringify({ ...entry.meta, ...attempt.meta }),
         id,
       )!;
       if (!recipients.some((rc) => rc.state === 'pending')) {

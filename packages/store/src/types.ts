@@ -239,6 +239,8 @@ export interface AttemptResult {
   results: RecipientResult[];
   /** When the remaining pending recipients are tried next. */
   nextAttemptAt: Date;
+  /** Keys to set in the entry's `meta` in the same step (e.g. that a delay notice went out). */
+  meta?: Record<string, unknown>;
 }
 
 export interface SieveScript {

@@ -59,8 +59,12 @@ export function queueSuite(factory: StoreFactory): void {
           { address: 'b@y.org', state: 'pending', reply: '451 4.3.0 try later' },
         ],
         nextAttemptAt: next,
+        meta: { delayNotified: true },
       });
       assert.equal(after.attempts, 1);
+      assert.equal(after.meta.delayNotified, true);
+      assert.equal(after.meta.envid, 'E1');
+      assert.equal((await ctx.store.getQueueEntry(due.id))!.meta.delayNotified, true);
       assert.equal(after.leaseOwner, null);
       assert.equal(after.nextAttemptAt.getTime(), next.getTime());
       assert.deepEqual(
