@@ -120,6 +120,23 @@ describe('submission', () => {
     assert.deepEqual(signed.slice(-2), ['example.org', 'example.org']);
   });
 
+  it('takes AUTH LOGIN as well as PLAIN', async () => {
+    const t = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port,
+      requireTLS: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'ann@example.org', pass: PASSWORD },
+      authMethod: 'LOGIN',
+    });
+    const info = await t.sendMail({
+      envelope: { from: 'ann@example.org', to: ['x@elsewhere.example'] },
+      raw: 'From: ann@example.org\r\n\r\nx\r\n',
+    });
+    assert.match(info.response, /^250 /);
+    t.close();
+  });
+
   it('keeps the Date and Message-ID a client set, and folds lines over 998 octets', async () => {
     const t = transport();
     const info = await t.sendMail({
