@@ -1,3 +1,4 @@
+export { checkLogin, type LoginSubject, type LoginVerdict } from './login.ts';
 export {
   ARGON2_PARAMS,
   type HashScheme,

@@ -5,8 +5,7 @@
  * this session opened, so no name or id reaches another user's data.
  */
 import { once } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { AuthThrottle, hashPassword, needsRehash, verifyPassword } from '@mailwerk/auth';
+import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import type { Bus } from '@mailwerk/bus';
 import { parseMessage } from '@mailwerk/mime';
 import {
@@ -64,9 +63,6 @@ export interface ImapOptions {
   /** A client's protocol mistakes (bad arguments, unknown commands), worth an info line, not an error. */
   onProtocolError?: (message: string, fields: Record<string, unknown>) => void;
 }
-
-/** For a message that is not there, or an unknown user: a hash to verify against, so both take the same time. */
-let dummyHash: Promise<string> | null = null;
 
 /** Strings that are safe as IMAP quoted strings stay strings; anything else goes as a literal of its UTF-8 bytes. */
 function wire(v: ImapValue): unknown {
@@ -203,36 +199,22 @@ export class ImapService {
       },
 
       auth: async (req, session) => {
-        const ip = session.remoteAddress;
-        const verdict = this.throttle.check(ip, req.username);
-        if (verdict.blocked)
+        const v = await checkLogin({
+          throttle: this.throttle,
+          ip: session.remoteAddress,
+          user: req.username,
+          password: req.password,
+          find: (u) => store.getAccountByAddress(normalizeAddress(u)),
+          rehash: async (a, passwordHash) => void (await store.updateAccount(a.id, { passwordHash })),
+        });
+        if (v.ok) return { user: { id: v.account.id, username: v.account.address } };
+        if (v.reason === 'blocked')
           throw Object.assign(new Error('throttled'), {
             response: 'NO',
             code: 'UNAVAILABLE',
             message: 'Too many failed logins from your address; try again later',
           });
-        if (verdict.delayMs) await sleep(verdict.delayMs);
-        let account = null;
-        try {
-          account = await store.getAccountByAddress(normalizeAddress(req.username));
-        } catch {
-          /* not an address: fails like a wrong password */
-        }
-        dummyHash ??= hashPassword('not a password');
-        const hash = account && !account.disabled ? account.passwordHash : await dummyHash;
-        const ok = (await verifyPassword(hash, req.password)) && account !== null && !account.disabled;
-        if (!ok || !account) {
-          this.throttle.failed(ip, req.username);
-          return null;
-        }
-        this.throttle.succeeded(ip, req.username);
-        if (needsRehash(account.passwordHash)) {
-          const id = account.id;
-          hashPassword(req.password)
-            .then((h) => store.updateAccount(id, { passwordHash: h }))
-            .catch((err) => this.opts.onError?.(err, 'rehash'));
-        }
-        return { user: { id: account.id, username: account.address } };
+        return null;
       },
 
       list: async (session) => (await store.listMailboxes(this.account(session))).map(folder),

@@ -32,6 +32,7 @@ import {
   resolveRecipient,
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
+import { dsnMeta, queueRecipients } from './envelope.ts';
 
 export interface InboundLimits {
   maxMessageSize: number;
@@ -255,11 +256,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     // The body and its queue entry are committed together, synced, before the 250.
     const entry = await store.enqueue({
       sender: env.mailFrom ? env.mailFrom.address : '',
-      recipients: env.rcptTo.map((r) => ({
-        address: normalizeAddress(r.address),
-        ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
-        ...(r.dsn?.notify?.length ? { notify: r.dsn.notify.map((n) => n.toUpperCase()) } : {}),
-      })),
+      recipients: queueRecipients(env),
       blobId: contentId(message),
       data: message,
       size: message.length,
@@ -267,8 +264,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
         client: session.remoteAddress,
         helo: session.hostNameAppearsAs,
         trace: traceId,
-        ...(env.dsn?.envid ? { envid: env.dsn.envid } : {}),
-        ...(env.dsn?.ret ? { ret: env.dsn.ret.toUpperCase() } : {}),
+        ...dsnMeta(env),
       },
     });
     options.onQueued?.(entry);

@@ -18,8 +18,7 @@
  *   (DKIM, when a signer is given) and queued.
  */
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { AuthThrottle, hashPassword, verifyPassword } from '@mailwerk/auth';
+import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import { type AddressEntry, parseHeaderBlock, parseMessage } from '@mailwerk/mime';
 import {
   foldLongLines,
@@ -45,6 +44,7 @@ import {
   resolveRecipient,
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
+import { dsnMeta, queueRecipients } from './envelope.ts';
 
 export interface SubmissionLimits {
   maxMessageSize: number;
@@ -113,8 +113,6 @@ export class SendLimiter {
 
 const addresses = (entries: AddressEntry[] | null | undefined): string[] =>
   (entries ?? []).flatMap((e) => ('group' in e ? e.group.map((m) => m.address) : [e.address]));
-
-let dummyHash: Promise<string> | null = null;
 
 export function createSubmissionServer(options: SubmissionServerOptions): SMTPServer {
   installReplyCodes();
@@ -220,26 +218,18 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
   }
 
   async function signIn(user: string, password: string, session: SMTPServerSession): Promise<Account> {
-    const ip = session.remoteAddress;
-    const verdict = throttle.check(ip, user);
-    if (verdict.blocked)
+    const v = await checkLogin({
+      throttle,
+      ip: session.remoteAddress,
+      user,
+      password,
+      find: (u) => store.getAccountByAddress(normalizeAddress(u)),
+      rehash: async (a, passwordHash) => void (await store.updateAccount(a.id, { passwordHash })),
+    });
+    if (v.ok) return v.account;
+    if (v.reason === 'blocked')
       throw reply(454, '4.7.0', 'too many failed sign-ins from your address; try again later');
-    if (verdict.delayMs) await sleep(verdict.delayMs);
-    let found: Account | null = null;
-    try {
-      found = await store.getAccountByAddress(normalizeAddress(user));
-    } catch {
-      /* not an address: fails like a wrong password */
-    }
-    dummyHash ??= hashPassword('not a password');
-    const usable = found && !found.disabled ? found : null;
-    const ok = await verifyPassword(usable ? usable.passwordHash : await dummyHash, password);
-    if (!ok || !usable) {
-      throttle.failed(ip, user);
-      throw reply(535, '5.7.8', 'authentication credentials invalid');
-    }
-    throttle.succeeded(ip, user);
-    return usable;
+    throw reply(535, '5.7.8', 'authentication credentials invalid');
   }
 
   async function checkSender(sender: string, session: SMTPServerSession): Promise<void> {
@@ -333,11 +323,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
     const message = Buffer.concat([Buffer.from(received + signature, 'latin1'), completed]);
     const entry = await store.enqueue({
       sender: normalizeAddress(sender),
-      recipients: env.rcptTo.map((r) => ({
-        address: normalizeAddress(r.address),
-        ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
-        ...(r.dsn?.notify?.length ? { notify: r.dsn.notify.map((n) => n.toUpperCase()) } : {}),
-      })),
+      recipients: queueRecipients(env),
       blobId: contentId(message),
       data: message,
       size: message.length,
@@ -345,8 +331,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
         authUser: a.address,
         client: session.remoteAddress,
         trace: traceId,
-        ...(env.dsn?.envid ? { envid: env.dsn.envid } : {}),
-        ...(env.dsn?.ret ? { ret: env.dsn.ret.toUpperCase() } : {}),
+        ...dsnMeta(env),
       },
     });
     sendLimiter.record(a.id);

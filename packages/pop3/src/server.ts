@@ -18,9 +18,8 @@
  * - RETR sends the stored bytes, dot-stuffed, and marks the message \Seen.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
-import { AuthThrottle, hashPassword, verifyPassword } from '@mailwerk/auth';
+import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import type { Bus, MailEvent } from '@mailwerk/bus';
 import type { Account, Mailbox, MailStore } from '@mailwerk/store';
 import { normalizeAddress } from '@mailwerk/store';
@@ -94,8 +93,6 @@ export function topOf(data: Buffer, lines: number): Buffer {
 
 export const uidl = (uid: number, uidValidity: number): string =>
   uid.toString(16).toUpperCase().padStart(8, '0') + uidValidity.toString(16).toUpperCase().padStart(8, '0');
-
-let dummyHash: Promise<string> | null = null;
 
 export class Pop3Service {
   private readonly opts: Pop3Options;
@@ -448,25 +445,22 @@ class Pop3Session {
   }
 
   private async login(user: string, password: string): Promise<void> {
-    const verdict = this.throttle.check(this.ip, user);
-    if (verdict.blocked)
-      return this.bad('[SYS/TEMP] Too many failed sign-ins from your address; try again later');
-    if (verdict.delayMs) await sleep(verdict.delayMs);
     const { store } = this.opts;
-    let account: Account | null = null;
-    try {
-      account = await store.getAccountByAddress(normalizeAddress(user));
-    } catch {
-      /* not an address: fails like a wrong password */
-    }
-    dummyHash ??= hashPassword('not a password');
-    const usable = account && !account.disabled ? account : null;
-    const ok = await verifyPassword(usable ? usable.passwordHash : await dummyHash, password);
-    if (!ok || !usable) {
-      this.throttle.failed(this.ip, user);
-      return this.bad('[AUTH] Invalid user name or password');
-    }
-    this.throttle.succeeded(this.ip, user);
+    const v = await checkLogin({
+      throttle: this.throttle,
+      ip: this.ip,
+      user,
+      password,
+      find: (u) => store.getAccountByAddress(normalizeAddress(u)),
+      rehash: async (a, passwordHash) => void (await store.updateAccount(a.id, { passwordHash })),
+    });
+    if (!v.ok)
+      return this.bad(
+        v.reason === 'blocked'
+          ? '[SYS/TEMP] Too many failed sign-ins from your address; try again later'
+          : '[AUTH] Invalid user name or password',
+      );
+    const usable = v.account;
     const inbox = await store.getMailbox(usable.id, 'INBOX');
     if (!inbox) return this.bad('[SYS/PERM] This account has no INBOX');
     const holder = this.service.locks.get(inbox.id);
