@@ -45,26 +45,30 @@ import {
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { dsnMeta, queueRecipients } from './envelope.ts';
+import { defaultInboundLimits, type InboundLimits } from './inbound.ts';
 
-export interface SubmissionLimits {
-  maxMessageSize: number;
-  maxRecipients: number;
+/** The MX's connection and size limits, plus how much one user may send. */
+export type SubmissionLimits = Pick<
+  InboundLimits,
+  | 'maxMessageSize'
+  | 'maxRecipients'
+  | 'maxConnections'
+  | 'maxConnectionsPerIp'
+  | 'maxErrors'
+  | 'idleTimeoutMs'
+> & {
   /** Messages one user may submit per hour. */
   messagesPerHour: number;
-  maxConnections: number;
-  maxConnectionsPerIp: number;
-  maxErrors: number;
-  idleTimeoutMs: number;
-}
+};
 
 export const defaultSubmissionLimits: SubmissionLimits = {
-  maxMessageSize: 50 * 1024 * 1024,
-  maxRecipients: 100,
+  maxMessageSize: defaultInboundLimits.maxMessageSize,
+  maxRecipients: defaultInboundLimits.maxRecipients,
+  maxConnections: defaultInboundLimits.maxConnections,
+  maxConnectionsPerIp: defaultInboundLimits.maxConnectionsPerIp,
+  maxErrors: defaultInboundLimits.maxErrors,
+  idleTimeoutMs: defaultInboundLimits.idleTimeoutMs,
   messagesPerHour: 500,
-  maxConnections: 1000,
-  maxConnectionsPerIp: 20,
-  maxErrors: 10,
-  idleTimeoutMs: 300_000,
 };
 
 export interface SubmissionServerOptions {
