@@ -109,3 +109,32 @@ export function foldLongLines(data: Buffer, max = 998): Buffer {
   }
   return Buffer.concat(out);
 }
+
+/**
+ * Rewrites the header section field by field, keeping the body's bytes as
+ * they are: `edit` sees each field's lower-cased name and its raw text
+ * (folding and line ending included) and returns it unchanged, a replacement
+ * (complete lines ending in CRLF), or null to drop it.
+ */
+export function editHeader(data: Buffer, edit: (name: string, raw: string) => string | null): Buffer {
+  // The header ends after the line ending that precedes the empty line.
+  const crlf = data.indexOf('\r\n\r\n');
+  const lf = data.indexOf('\n\n');
+  const ends = [crlf === -1 ? -1 : crlf + 2, lf === -1 ? -1 : lf + 1].filter((n) => n > 0);
+  const end = ends.length ? Math.min(...ends) : data.length;
+  const fields: string[] = [];
+  for (const line of data.toString('latin1', 0, end).split(/(?<=\n)/)) {
+    if (/^[ \t]/.test(line) && fields.length) fields[fields.length - 1] += line;
+    else if (line) fields.push(line);
+  }
+  let changed = false;
+  const out = fields.map((f) => {
+    const colon = f.indexOf(':');
+    const name = colon > 0 ? f.slice(0, colon).trim().toLowerCase() : '';
+    const r = name ? edit(name, f) : f;
+    if (r !== f) changed = true;
+    return r ?? '';
+  });
+  if (!changed) return data;
+  return Buffer.concat([Buffer.from(out.join(''), 'latin1'), data.subarray(end)]);
+}

@@ -1,5 +1,6 @@
 export {
   countHeaderFields,
+  editHeader,
   foldLongLines,
   hasBareLineEndingAtDot,
   headerBlock,

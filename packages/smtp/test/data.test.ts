@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { describe, it, test } from 'node:test';
 import {
   countHeaderFields,
+  editHeader,
   foldLongLines,
   hasBareLineEndingAtDot,
   readBounded,
@@ -80,4 +81,17 @@ test('foldLongLines breaks lines over 998 octets with CRLF and a space, and leav
   assert.equal(lines[4], ` ${'b'.repeat(505)}`);
   assert.equal(lines[5], 'end');
   assert.equal(folded.replace(/\r\n /g, ''), long.toString());
+});
+
+test('editHeader drops, replaces and keeps fields, folding included, and leaves the body alone', () => {
+  const msg = Buffer.from(
+    'Received: from a\r\n\tby b\r\nX-Spam: Yes\r\nSubject: hello\r\n world\r\nX-Spam-Score: 99\r\n\r\nX-Spam: body line\r\n',
+  );
+  const out = editHeader(msg, (name, raw) =>
+    name.startsWith('x-spam') ? null : name === 'subject' ? 'Subject: [SPAM] hello world\r\n' : raw,
+  ).toString();
+  assert.equal(out, 'Received: from a\r\n\tby b\r\nSubject: [SPAM] hello world\r\n\r\nX-Spam: body line\r\n');
+  assert.equal(editHeader(msg, (_n, raw) => raw), msg);
+  const noBody = Buffer.from('Subject: x\r\nX-Spam: Yes\r\n');
+  assert.equal(editHeader(noBody, (n, raw) => (n === 'x-spam' ? null : raw)).toString(), 'Subject: x\r\n');
 });
