@@ -32,8 +32,30 @@ export interface DeliveryInput {
   deliveryKey: string | null;
 }
 
-/** Picks the folder: the `+tag` folder when the account has one (case-insensitively), else INBOX. */
-async function targetMailbox(store: MailStore, account: Account, tag: string | null): Promise<Mailbox> {
+/** `X-Spam: Yes`, as the MX writes it (after removing any such field that came from outside). */
+export function markedAsSpam(structure: MessageStructure, raw: Buffer): boolean {
+  const root = structure.root;
+  return /(^|\n)X-Spam:[ \t]*Yes[ \t]*\r?\n/i.test(raw.toString('latin1', root.start, root.bodyStart));
+}
+
+/**
+ * Picks the folder: the Junk folder (special-use \Junk) for mail the MX marked
+ * as spam; else the `+tag` folder when the account has one (case-insensitively);
+ * else INBOX.
+ */
+async function targetMailbox(
+  store: MailStore,
+  account: Account,
+  tag: string | null,
+  spam: boolean,
+): Promise<Mailbox> {
+  if (spam) {
+    const boxes = await store.listMailboxes(account.id);
+    const junk =
+      boxes.find((m) => m.specialUse === '\\Junk') ?? boxes.find((m) => m.name.toLowerCase() === 'junk');
+    if (junk) return junk;
+    return store.createMailbox(account.id, 'Junk', { specialUse: '\\Junk', subscribed: true });
+  }
   if (tag) {
     const exact = await store.getMailbox(account.id, tag);
     if (exact) return exact;
@@ -56,7 +78,7 @@ export async function deliverToAccount(
   tag: string | null,
 ): Promise<AccountOutcome> {
   const { store, bus } = input;
-  const mailbox = await targetMailbox(store, account, tag);
+  const mailbox = await targetMailbox(store, account, tag, markedAsSpam(input.structure, input.raw));
   const prefix = Buffer.from(`Return-Path: <${input.sender}>\r\nDelivered-To: ${account.address}\r\n`);
   const bytes = Buffer.concat([prefix, input.raw]);
   try {

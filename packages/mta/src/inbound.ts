@@ -14,7 +14,9 @@
 import { randomBytes } from 'node:crypto';
 import {
   countHeaderFields,
+  editHeader,
   hasBareLineEndingAtDot,
+  headerBlock,
   installGreetingDelay,
   installRelayGuard,
   installReplyCodes,
@@ -33,6 +35,8 @@ import {
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import { dsnMeta, queueRecipients } from './envelope.ts';
+import { type RspamdAnswer, type RspamdClient, RspamdUnavailable, verdictOf } from './rspamd.ts';
+import { type AuthenticationOptions, checkAuthentication, claimsOurAuthservId } from './trust.ts';
 
 export interface InboundLimits {
   maxMessageSize: number;
@@ -68,6 +72,10 @@ export interface InboundServerOptions {
   hostname: string;
   tls: { key: string; cert: string };
   limits?: Partial<InboundLimits>;
+  /** SPF/DKIM/DMARC/ARC checks (absent: none). */
+  authentication?: AuthenticationOptions;
+  /** rspamd scanning (absent: none); `onFailure` decides when rspamd cannot answer. */
+  rspamd?: { client: RspamdClient; onFailure: 'accept' | 'tempfail' };
   /** Called after a message is queued (to wake the queue runner). */
   onQueued?: (entry: QueueEntry) => void;
   onError?: (err: unknown, context: string) => void;
@@ -252,7 +260,8 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
       tls,
       ...(env.rcptTo.length === 1 ? { recipient: env.rcptTo[0]!.address } : {}),
     });
-    const message = Buffer.concat([Buffer.from(received, 'latin1'), data]);
+    const checked = await inspect(data, session, traceId, tls);
+    const message = Buffer.concat([Buffer.from(received + checked.prepend, 'latin1'), checked.body]);
     // The body and its queue entry are committed together, synced, before the 250.
     const entry = await store.enqueue({
       sender: env.mailFrom ? env.mailFrom.address : '',
@@ -269,6 +278,82 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     });
     options.onQueued?.(entry);
     return entry.id;
+  }
+
+  /**
+   * Authentication and spam checks: refuses (by throwing the reply) or
+   * returns the header fields to add and the message with forged trust
+   * headers removed (and a rewritten Subject, when rspamd asks for it).
+   */
+  async function inspect(
+    data: Buffer,
+    session: SMTPServerSession,
+    queueId: string,
+    tls: { protocol: string; cipher: string } | null,
+  ): Promise<{ prepend: string; body: Buffer }> {
+    // Trust headers from outside are not ours to believe: X-Spam* and Authentication-Results in our name go.
+    let body = editHeader(data, (name, raw) =>
+      name.startsWith('x-spam') ||
+      (name === 'authentication-results' && claimsOurAuthservId(raw, options.hostname))
+        ? null
+        : raw,
+    );
+    if (!options.authentication && !options.rspamd) return { prepend: '', body };
+    const env = session.envelope;
+    const sender = env.mailFrom ? env.mailFrom.address : '';
+    let prepend = '';
+    let junk = false;
+    if (options.authentication) {
+      const v = await checkAuthentication(
+        body,
+        { ip: session.remoteAddress, helo: session.hostNameAppearsAs, sender },
+        options.authentication,
+      );
+      if (v.action === 'reject')
+        throw reply(550, '5.7.1', `message rejected by the sender domain's DMARC policy: ${v.summary}`);
+      prepend += v.header;
+      if (v.action === 'junk') {
+        junk = true;
+        prepend += `X-Spam-Reason: DMARC policy of the sender domain: ${v.summary}\r\n`;
+      }
+    }
+    if (options.rspamd) {
+      let answer: RspamdAnswer | null = null;
+      try {
+        answer = await options.rspamd.client.check(Buffer.concat([Buffer.from(prepend, 'latin1'), body]), {
+          ip: session.remoteAddress,
+          helo: session.hostNameAppearsAs,
+          sender,
+          recipients: env.rcptTo.map((r) => r.address),
+          queueId,
+          tls: tls ? { cipher: tls.cipher, version: tls.protocol } : null,
+        });
+      } catch (err) {
+        if (!(err instanceof RspamdUnavailable)) throw err;
+        options.onError?.(err, 'rspamd');
+        if (options.rspamd.onFailure === 'tempfail')
+          throw reply(451, '4.7.1', 'the message could not be scanned for spam just now; try again later');
+        prepend += 'X-Spam-Status: unscanned (the spam scanner did not answer)\r\n';
+      }
+      if (answer) {
+        const subject =
+          /^Subject:[ \t]?(.*)$/im.exec(headerBlock(body).replace(/\r?\n[ \t]+/g, ' '))?.[1] ?? '';
+        const v = verdictOf(answer, subject);
+        if (v.kind === 'reject') throw reply(v.code, v.enhanced, v.text);
+        if (v.remove.length || v.subject !== undefined)
+          body = editHeader(body, (name, raw) =>
+            v.remove.includes(name)
+              ? null
+              : name === 'subject' && v.subject !== undefined
+                ? `Subject: ${v.subject}\r\n`
+                : raw,
+          );
+        prepend += v.add.join('');
+        junk ||= v.junk;
+      }
+    }
+    if (junk && !/^X-Spam: Yes\r$/m.test(prepend)) prepend += 'X-Spam: Yes\r\n';
+    return { prepend, body };
   }
 
   return server;

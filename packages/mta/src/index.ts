@@ -23,6 +23,15 @@ export {
 } from './outbound.ts';
 export { QueueRunner, type QueueRunnerOptions } from './queue-runner.ts';
 export {
+  type RspamdAnswer,
+  RspamdClient,
+  type RspamdClientOptions,
+  RspamdUnavailable,
+  type ScanContext,
+  type ScanVerdict,
+  verdictOf,
+} from './rspamd.ts';
+export {
   defaultRemoteRetryPolicy,
   defaultRetryPolicy,
   type RetryPolicy,
@@ -35,3 +44,10 @@ export {
   type SubmissionLimits,
   type SubmissionServerOptions,
 } from './submission.ts';
+export {
+  type AuthenticationOptions,
+  type AuthenticationVerdict,
+  checkAuthentication,
+  claimsOurAuthservId,
+  type DnsResolver,
+} from './trust.ts';

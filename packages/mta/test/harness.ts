@@ -16,6 +16,7 @@ import type { SMTPServer } from 'smtp-server';
 import {
   createInboundServer,
   type InboundLimits,
+  type InboundServerOptions,
   QueueRunner,
   type QueueRunnerOptions,
 } from '../src/index.ts';
@@ -54,6 +55,7 @@ export interface Rig {
 export async function rig(
   limits: Partial<InboundLimits> = {},
   runnerOptions: Partial<QueueRunnerOptions> = {},
+  mxOptions: Partial<InboundServerOptions> = {},
 ): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'mailwerk-mta-'));
   const store = openSqliteStore({ path: join(dir, 'mailwerk.sqlite'), blobs: 'sqlite' });
@@ -89,6 +91,7 @@ export async function rig(
     tls: await testTls(),
     limits: { maxMessageSize: 200_000, maxRecipients: 5, ...limits },
     onQueued: () => runner.wake(),
+    ...mxOptions,
   });
   const smtpPort = await listen(smtp);
   runner.start();

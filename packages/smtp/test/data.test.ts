@@ -91,7 +91,10 @@ test('editHeader drops, replaces and keeps fields, folding included, and leaves 
     name.startsWith('x-spam') ? null : name === 'subject' ? 'Subject: [SPAM] hello world\r\n' : raw,
   ).toString();
   assert.equal(out, 'Received: from a\r\n\tby b\r\nSubject: [SPAM] hello world\r\n\r\nX-Spam: body line\r\n');
-  assert.equal(editHeader(msg, (_n, raw) => raw), msg);
+  assert.equal(
+    editHeader(msg, (_n, raw) => raw),
+    msg,
+  );
   const noBody = Buffer.from('Subject: x\r\nX-Spam: Yes\r\n');
   assert.equal(editHeader(noBody, (n, raw) => (n === 'x-spam' ? null : raw)).toString(), 'Subject: x\r\n');
 });
