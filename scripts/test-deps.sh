@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the tests use: real clients and peers (swaks for SMTP,
-# curl for POP3 and IMAP, python3 for its poplib). Installed when missing (as root, through apt); otherwise named.
+# curl for POP3 and IMAP, python3 for its poplib, rspamd and redis-server
+# started by the tests on loopback ports). Installed when missing (as root, through apt); otherwise named.
 set -euo pipefail
-APT_PACKAGES=(python3 swaks curl)
+APT_PACKAGES=(python3 swaks curl rspamd redis-server)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ "${#missing[@]}" -eq 0 ] && exit 0

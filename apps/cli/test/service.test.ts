@@ -38,6 +38,8 @@ describe('mailwerk start', () => {
     env = {
       MAILWERK_MTA__SMTP_PORT: String(port),
       MAILWERK_MTA__LISTEN: '127.0.0.1',
+      // SPF/DKIM/DMARC would ask the real DNS about the test senders' domains; tests stay on loopback.
+      MAILWERK_CHECKS__AUTHENTICATION: 'false',
       MAILWERK_MTA__SUBMISSION_PORT: String(submissionPort),
       MAILWERK_MTA__SUBMISSIONS_PORT: String(await freePort()),
       MAILWERK_ACCESS__LISTEN: '127.0.0.1',

@@ -170,6 +170,52 @@ export const configSchema = z.strictObject({
     .prefault({})
     .describe('The MDA: delivers into mailboxes over LMTP.'),
 
+  checks: z
+    .strictObject({
+      authentication: z
+        .boolean()
+        .default(true)
+        .describe(
+          'Check SPF, DKIM, DMARC and ARC of mail from the internet and add an Authentication-Results: header.',
+        ),
+      dmarc_reject: z
+        .enum(['reject', 'junk'])
+        .default('reject')
+        .describe(
+          'What a sender domain\'s DMARC p=reject does to mail that fails it: "reject" (550 5.7.1) or "junk" (filed into Junk).',
+        ),
+    })
+    .prefault({})
+    .describe('Who sent it: sender authentication on the MX.'),
+
+  rspamd: z
+    .strictObject({
+      url: z
+        .string()
+        .default('')
+        .describe('rspamd\'s scanner worker, e.g. "http://127.0.0.1:11333". Empty: no spam scanning.'),
+      timeout_seconds: z
+        .number()
+        .min(1)
+        .max(300)
+        .default(20)
+        .describe("How long to wait for rspamd's answer."),
+      on_failure: z
+        .enum(['accept', 'tempfail'])
+        .default('accept')
+        .describe(
+          'When rspamd does not answer: "accept" the message marked unscanned, or "tempfail" (451) so the sender retries later.',
+        ),
+      scan_outbound: z
+        .boolean()
+        .default(false)
+        .describe(
+          "Also scan mail your users submit; rspamd's reject refuses it (550 5.7.1), soft reject defers it (451).",
+        ),
+    })
+    .prefault({})
+    .describe('Spam scanning with rspamd over its HTTP protocol.'),
+
   access: z
     .strictObject({
       listen,

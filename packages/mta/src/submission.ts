@@ -46,6 +46,7 @@ import {
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { dsnMeta, queueRecipients } from './envelope.ts';
 import { defaultInboundLimits, type InboundLimits } from './inbound.ts';
+import { type RspamdClient, RspamdUnavailable, verdictOf } from './rspamd.ts';
 
 /** The MX's connection and size limits, plus how much one user may send. */
 export type SubmissionLimits = Pick<
@@ -86,6 +87,8 @@ export interface SubmissionServerOptions {
   receivedHeader?: 'private' | 'full';
   /** Signs a completed message (DKIM) for the domain of its From: address; returns the header fields to prepend, or ''. */
   sign?: (message: Buffer, fromDomain: string) => Promise<string>;
+  /** Scans submitted mail (rspamd.scan_outbound): reject refuses it, soft reject and greylist defer it. */
+  rspamd?: { client: RspamdClient; onFailure: 'accept' | 'tempfail' };
   onQueued?: (entry: QueueEntry) => void;
   onError?: (err: unknown, context: string) => void;
   onRefused?: (client: string, reply: string) => void;
@@ -322,6 +325,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
       tls,
       ...(env.rcptTo.length === 1 ? { recipient: env.rcptTo[0]!.address } : {}),
     });
+    if (options.rspamd) await scan(data, session, a, traceId);
     const completed = foldLongLines(Buffer.concat([Buffer.from(added.join(''), 'latin1'), data]));
     const signature = options.sign ? await options.sign(completed, fromDomain) : '';
     const message = Buffer.concat([Buffer.from(received + signature, 'latin1'), completed]);
@@ -341,6 +345,28 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
     sendLimiter.record(a.id);
     options.onQueued?.(entry);
     return entry.id;
+  }
+
+  async function scan(data: Buffer, session: SMTPServerSession, a: Account, queueId: string): Promise<void> {
+    const env = session.envelope;
+    const rspamd = options.rspamd!;
+    try {
+      const answer = await rspamd.client.check(data, {
+        ip: session.remoteAddress,
+        helo: session.hostNameAppearsAs,
+        sender: env.mailFrom ? env.mailFrom.address : '',
+        recipients: env.rcptTo.map((r) => r.address),
+        user: a.address,
+        queueId,
+      });
+      const v = verdictOf(answer, '');
+      if (v.kind === 'reject') throw reply(v.code, v.enhanced, v.text);
+    } catch (err) {
+      if (!(err instanceof RspamdUnavailable)) throw err;
+      options.onError?.(err, 'rspamd');
+      if (rspamd.onFailure === 'tempfail')
+        throw reply(451, '4.7.1', 'the message could not be scanned just now; try again later');
+    }
   }
 
   return server;

@@ -17,6 +17,7 @@ import {
   createSubmissionServer,
   OutboundDelivery,
   QueueRunner,
+  RspamdClient,
   remoteRetryPolicy,
   SendLimiter,
 } from '@mailwerk/mta';
@@ -166,10 +167,23 @@ export async function startServices(
         queue.wake();
       };
       const onRefused = (client: string, reply: string) => log.log('info', 'refused', { client, reply });
+      const rspamd = config.rspamd.url
+        ? {
+            client: new RspamdClient({
+              url: config.rspamd.url,
+              timeoutMs: config.rspamd.timeout_seconds * 1000,
+            }),
+            onFailure: config.rspamd.on_failure,
+          }
+        : undefined;
       const mx = createInboundServer({
         store,
         hostname: config.hostname,
         tls,
+        ...(config.checks.authentication
+          ? { authentication: { hostname: config.hostname, dmarcReject: config.checks.dmarc_reject } }
+          : {}),
+        ...(rspamd ? { rspamd } : {}),
         limits: {
           maxMessageSize: config.limits.message_size,
           maxRecipients: config.limits.max_recipients,
@@ -200,6 +214,7 @@ export async function startServices(
           sendLimiter,
           receivedHeader: config.mta.received_header,
           sign: createDkimSigner(store),
+          ...(rspamd && config.rspamd.scan_outbound ? { rspamd } : {}),
           limits: {
             maxMessageSize: config.limits.message_size,
             maxRecipients: config.limits.max_recipients,
