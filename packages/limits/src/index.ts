@@ -1,0 +1,2 @@
+export { type Counters, InProcessCounters, openCounters, RedisCounters } from './counters.ts';
+export { clientNetwork, Greylist, type GreylistOptions } from './greylist.ts';
