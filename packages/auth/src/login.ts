@@ -27,7 +27,7 @@ export async function checkLogin<A extends LoginSubject>(o: {
   /** Called after a success with a hash in today's scheme, when the stored one is older. */
   rehash?(account: A, hash: string): Promise<void>;
 }): Promise<LoginVerdict<A>> {
-  const verdict = o.throttle.check(o.ip, o.user);
+  const verdict = await o.throttle.check(o.ip, o.user);
   if (verdict.blocked) return { ok: false, reason: 'blocked' };
   if (verdict.delayMs) await new Promise((r) => setTimeout(r, verdict.delayMs));
   let account: A | null = null;
@@ -40,10 +40,10 @@ export async function checkLogin<A extends LoginSubject>(o: {
   const usable = account && !account.disabled ? account : null;
   const ok = await verifyPassword(usable ? usable.passwordHash : await dummyHash, o.password);
   if (!ok || !usable) {
-    o.throttle.failed(o.ip, o.user);
+    await o.throttle.failed(o.ip, o.user);
     return { ok: false, reason: 'invalid' };
   }
-  o.throttle.succeeded(o.ip, o.user);
+  await o.throttle.succeeded(o.ip, o.user);
   if (o.rehash && needsRehash(usable.passwordHash)) {
     const rehash = o.rehash;
     hashPassword(o.password)

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { InProcessCounters } from '@mailwerk/limits';
 import { AuthThrottle } from '../src/throttle.ts';
 
 function clock() {
@@ -7,44 +8,55 @@ function clock() {
   return { now: () => t, advance: (ms: number) => (t += ms) };
 }
 
-test('failures beyond the free ones delay, doubling up to the cap', () => {
+test('failures beyond the free ones delay, doubling up to the cap', async () => {
   const c = clock();
-  const th = new AuthThrottle({ freeFailures: 2, baseDelayMs: 100, maxDelayMs: 350, now: c.now });
-  assert.deepEqual(th.check('192.0.2.1', 'bob@example.org'), { blocked: false, delayMs: 0 });
-  th.failed('192.0.2.1', 'bob@example.org');
-  th.failed('192.0.2.1', 'bob@example.org');
-  assert.deepEqual(th.check('192.0.2.1', 'x@example.org'), { blocked: false, delayMs: 100 });
-  th.failed('192.0.2.1', 'bob@example.org');
-  assert.deepEqual(th.check('192.0.2.1', 'x@example.org'), { blocked: false, delayMs: 200 });
-  th.failed('192.0.2.1', 'bob@example.org');
-  assert.deepEqual(th.check('192.0.2.1', 'x@example.org'), { blocked: false, delayMs: 350 });
+  const th = new AuthThrottle({
+    counters: new InProcessCounters(c.now),
+    freeFailures: 2,
+    baseDelayMs: 100,
+    maxDelayMs: 350,
+  });
+  assert.deepEqual(await th.check('192.0.2.1', 'bob@example.org'), { blocked: false, delayMs: 0 });
+  await th.failed('192.0.2.1', 'bob@example.org');
+  await th.failed('192.0.2.1', 'bob@example.org');
+  assert.deepEqual(await th.check('192.0.2.1', 'x@example.org'), { blocked: false, delayMs: 100 });
+  await th.failed('192.0.2.1', 'bob@example.org');
+  assert.deepEqual(await th.check('192.0.2.1', 'x@example.org'), { blocked: false, delayMs: 200 });
+  await th.failed('192.0.2.1', 'bob@example.org');
+  assert.deepEqual(await th.check('192.0.2.1', 'x@example.org'), { blocked: false, delayMs: 350 });
 });
 
-test('the account is throttled from another address too, case-insensitively', () => {
+test('the real user from their own address is not slowed by a guesser elsewhere, until many failures', async () => {
   const c = clock();
-  const th = new AuthThrottle({ freeFailures: 1, baseDelayMs: 100, now: c.now });
-  th.failed('192.0.2.1', 'Bob@example.org');
-  th.failed('192.0.2.2', 'bob@example.org');
-  assert.deepEqual(th.check('198.51.100.7', 'BOB@example.org'), { blocked: false, delayMs: 200 });
-  assert.deepEqual(th.check('198.51.100.7', 'alice@example.org'), { blocked: false, delayMs: 0 });
+  const th = new AuthThrottle({
+    counters: new InProcessCounters(c.now),
+    freeFailures: 2,
+    accountFreeFailures: 10,
+    baseDelayMs: 100,
+  });
+  for (let i = 0; i < 5; i++) await th.failed('203.0.113.66', 'Bob@example.org');
+  assert.deepEqual(await th.check('198.51.100.7', 'bob@example.org'), { blocked: false, delayMs: 0 });
+  for (let i = 0; i < 5; i++) await th.failed(`203.0.113.${i}`, 'bob@example.org');
+  // Ten failures for the account, from all over: now everyone trying it waits.
+  assert.deepEqual(await th.check('198.51.100.7', 'BOB@example.org'), { blocked: false, delayMs: 100 });
 });
 
-test('an address is blocked after many failures, until the window ends', () => {
+test('an address is blocked after many failures, until the window ends', async () => {
   const c = clock();
-  const th = new AuthThrottle({ blockAfter: 5, windowMs: 60_000, now: c.now });
-  for (let i = 0; i < 5; i++) th.failed('192.0.2.9', `user${i}@example.org`);
-  const v = th.check('192.0.2.9', 'someone@example.org');
+  const th = new AuthThrottle({ counters: new InProcessCounters(c.now), blockAfter: 5, windowMs: 60_000 });
+  for (let i = 0; i < 5; i++) await th.failed('192.0.2.9', `user${i}@example.org`);
+  const v = await th.check('192.0.2.9', 'someone@example.org');
   assert.equal(v.blocked, true);
-  assert.equal(th.check('192.0.2.10', 'someone@example.org').blocked, false);
+  assert.equal((await th.check('192.0.2.10', 'someone@example.org')).blocked, false);
   c.advance(60_001);
-  assert.deepEqual(th.check('192.0.2.9', 'someone@example.org'), { blocked: false, delayMs: 0 });
+  assert.deepEqual(await th.check('192.0.2.9', 'someone@example.org'), { blocked: false, delayMs: 0 });
 });
 
-test('a success clears the count', () => {
+test('a success clears the count', async () => {
   const c = clock();
-  const th = new AuthThrottle({ freeFailures: 0, baseDelayMs: 100, now: c.now });
-  th.failed('192.0.2.1', 'bob@example.org');
-  assert.equal(th.check('192.0.2.1', 'bob@example.org').blocked, false);
-  th.succeeded('192.0.2.1', 'bob@example.org');
-  assert.deepEqual(th.check('192.0.2.1', 'bob@example.org'), { blocked: false, delayMs: 0 });
+  const th = new AuthThrottle({ counters: new InProcessCounters(c.now), freeFailures: 0, baseDelayMs: 100 });
+  await th.failed('192.0.2.1', 'bob@example.org');
+  assert.deepEqual(await th.check('192.0.2.1', 'bob@example.org'), { blocked: false, delayMs: 200 });
+  await th.succeeded('192.0.2.1', 'bob@example.org');
+  assert.deepEqual(await th.check('192.0.2.1', 'bob@example.org'), { blocked: false, delayMs: 0 });
 });

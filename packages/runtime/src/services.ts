@@ -10,6 +10,7 @@ import { AuthThrottle } from '@mailwerk/auth';
 import { type Bus, InProcessBus } from '@mailwerk/bus';
 import type { Config } from '@mailwerk/config';
 import { type CoreServer, ImapService } from '@mailwerk/imap';
+import { openCounters } from '@mailwerk/limits';
 import { createLmtpServer } from '@mailwerk/mda';
 import {
   createDkimSigner,
@@ -112,7 +113,9 @@ export async function startServices(
   let pop3: Pop3Service | null = null;
   const onError = (err: unknown, context: string) => log.error(err, context);
   // One count of failed sign-ins for submission, IMAP and POP3: a guesser cannot switch protocols to start over.
-  const throttle = new AuthThrottle();
+  // Abuse counters: in this process, or in Redis so that several processes share them.
+  const counters = openCounters(config.redis.url);
+  const throttle = new AuthThrottle({ counters });
   try {
     if (services.includes('mda')) {
       const lmtp = createLmtpServer({
@@ -279,6 +282,7 @@ export async function startServices(
       });
     }
   } catch (err) {
+    await counters.close();
     await imap?.close();
     await pop3?.close();
     await runner?.stop();
@@ -296,6 +300,7 @@ export async function startServices(
       await runner?.stop();
       await Promise.all([...servers.map(close), imap?.close(), pop3?.close()]);
       await bus.close();
+      await counters.close();
       await store.close();
     },
   };
