@@ -140,6 +140,25 @@ export const configSchema = z.strictObject({
         .describe(
           'How long a message may wait in the queue before it is returned to its sender as undeliverable.',
         ),
+      greeting_delay_ms: z
+        .number()
+        .int()
+        .min(0)
+        .max(30_000)
+        .default(0)
+        .describe(
+          "Wait this long before the MX greets; a client that talks first is refused (554 5.5.0), as postscreen's pregreet test. 0: greet at once.",
+        ),
+      greylisting: z
+        .boolean()
+        .default(false)
+        .describe('Greylist the first attempt of each (client network, sender, recipient) with 451 4.7.1.'),
+      greylist_delay_seconds: z
+        .number()
+        .int()
+        .min(1)
+        .default(300)
+        .describe('How long a greylisted sender must wait before retrying.'),
       delay_warning_hours: z
         .number()
         .min(0)
@@ -244,6 +263,35 @@ export const configSchema = z.strictObject({
         .min(1)
         .default(1000)
         .describe('Most simultaneous connections per service.'),
+      connections_per_minute: z
+        .number()
+        .int()
+        .min(1)
+        .default(120)
+        .describe('New connections per minute from one client address to the MX; more get 421 4.7.0.'),
+      failed_recipients_per_ip: z
+        .number()
+        .int()
+        .min(1)
+        .default(30)
+        .describe(
+          'Refused recipients (unknown users, relay attempts) from one address in 15 minutes before the MX turns it away.',
+        ),
+      command_timeout_seconds: z
+        .number()
+        .min(1)
+        .default(300)
+        .describe(
+          'Longest time one SMTP command may take to arrive, even byte by byte (RFC 5321: 5 minutes).',
+        ),
+      min_data_rate: z
+        .number()
+        .int()
+        .min(0)
+        .default(256)
+        .describe(
+          'Slowest message transfer the MX accepts, in bytes per second after the first minute (0: no minimum).',
+        ),
       max_connections_per_ip: z
         .number()
         .int()

@@ -12,12 +12,14 @@
  *   committed; on any failure to store the reply is 451 4.3.0.
  */
 import { randomBytes } from 'node:crypto';
+import { type Counters, type Greylist, InProcessCounters } from '@mailwerk/limits';
 import {
   countHeaderFields,
   editHeader,
   hasBareLineEndingAtDot,
   headerBlock,
   installGreetingDelay,
+  installProtocolGuards,
   installRelayGuard,
   installReplyCodes,
   readBounded,
@@ -51,8 +53,17 @@ export interface InboundLimits {
   sessionTimeoutMs: number;
   /** Most Received: headers before a message is taken for a loop (RFC 5321 §6.3). */
   maxHops: number;
-  /** Pause before the greeting, in ms (smtp-server's own is 100 ms, paid by every connection). */
+  /** Pause before the greeting, in ms (smtp-server's own is 100 ms, paid by every connection); a client that talks during it is refused. */
   greetingDelayMs: number;
+  /** New connections from one client address per minute. */
+  connectionsPerMinute: number;
+  /** Refused recipients (unknown users, relay attempts) from one address in 15 minutes before it is turned away. */
+  failedRecipientsPerIp: number;
+  /** Longest time for one command, however it trickles in (RFC 5321 §4.5.3.2: 5 minutes). */
+  commandTimeoutMs: number;
+  /** Slowest message transfer, in bytes per second, after `dataGraceMs`. */
+  minDataRate: number;
+  dataGraceMs: number;
 }
 
 export const defaultInboundLimits: InboundLimits = {
@@ -65,6 +76,11 @@ export const defaultInboundLimits: InboundLimits = {
   sessionTimeoutMs: 1_800_000,
   maxHops: 50,
   greetingDelayMs: 0,
+  connectionsPerMinute: 120,
+  failedRecipientsPerIp: 30,
+  commandTimeoutMs: 300_000,
+  minDataRate: 256,
+  dataGraceMs: 60_000,
 };
 
 export interface InboundServerOptions {
@@ -72,6 +88,10 @@ export interface InboundServerOptions {
   hostname: string;
   tls: { key: string; cert: string };
   limits?: Partial<InboundLimits>;
+  /** Where abuse counts live (in process unless given: Redis shares them between processes). */
+  counters?: Counters;
+  /** Greylisting of new (network, sender, recipient) triplets; absent: off. */
+  greylist?: Greylist;
   /** SPF/DKIM/DMARC/ARC checks (absent: none). */
   authentication?: AuthenticationOptions;
   /** rspamd scanning (absent: none); `onFailure` decides when rspamd cannot answer. */
@@ -95,10 +115,13 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
   installReplyCodes();
   installRelayGuard();
   installGreetingDelay();
+  installProtocolGuards();
   const limits = { ...defaultInboundLimits, ...options.limits };
   const { store } = options;
   const perIp = new Map<string, number>();
   const sessions = new Map<string, SessionState>();
+  const counters = options.counters ?? new InProcessCounters();
+  const FAILED_RCPT_WINDOW_MS = 15 * 60_000;
 
   /** Counts a refusal; past the limit the session ends with 421. */
   const refuse = (session: SMTPServerSession, err: SmtpError): SmtpError => {
@@ -112,7 +135,14 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
 
   const server: SMTPServer = new SMTPServer({
     // Read by installRelayGuard; smtp-server keeps unknown options.
-    ...({ refuseQuotedRouting: true, greetingDelayMs: limits.greetingDelayMs } as object),
+    ...({
+      refuseQuotedRouting: true,
+      greetingDelayMs: limits.greetingDelayMs,
+      strictProtocol: true,
+      commandTimeoutMs: limits.commandTimeoutMs,
+      minDataRate: limits.minDataRate,
+      dataGraceMs: limits.dataGraceMs,
+    } as object),
     name: options.hostname,
     banner: 'Mailwerk',
     key: options.tls.key,
@@ -131,23 +161,22 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     lenientAddressParsing: true,
     logger: false,
     onConnect(session, callback) {
-      const ip = session.remoteAddress;
-      const n = perIp.get(ip) ?? 0;
-      if (n >= limits.maxConnectionsPerIp) {
-        return callback(
-          reply(421, '4.7.0', `${options.hostname} too many connections from your address, try again later`),
-        );
-      }
-      perIp.set(ip, n + 1);
-      const timer = setTimeout(() => {
-        for (const c of server.connections as Set<{ id: string; send(code: number, text: string): void }>) {
-          if (c.id === session.id)
-            c.send(421, `4.4.2 ${options.hostname} session time limit reached, closing connection`);
-        }
-      }, limits.sessionTimeoutMs);
-      timer.unref();
-      sessions.set(session.id, { errors: 0, timer });
-      callback();
+      admit(session.remoteAddress).then(
+        (refusal) => {
+          if (refusal) {
+            options.onRefused?.(session.remoteAddress, `${refusal.responseCode} ${refusal.message}`);
+            return callback(refusal);
+          }
+          open(session);
+          callback();
+        },
+        (err: unknown) => {
+          // The counters are unreachable (Redis down): the limits cannot be checked, the mail still flows.
+          options.onError?.(err, 'connection limits');
+          open(session);
+          callback();
+        },
+      );
     },
     onClose(session) {
       const state = sessions.get(session.id);
@@ -178,10 +207,13 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     },
     onRcptTo(address, session, callback) {
       checkRecipient(address, session)
+        .then(() => greylisted(address.address, session))
         .then(() => callback())
-        .catch((err: unknown) => {
-          if (err instanceof Error && 'responseCode' in err)
-            return callback(refuse(session, err as SmtpError));
+        .catch(async (err: unknown) => {
+          if (err instanceof Error && 'responseCode' in err) {
+            const counted = await failedRecipient(session, err as SmtpError).catch(() => err as SmtpError);
+            return callback(refuse(session, counted));
+          }
           options.onError?.(err, 'rcpt');
           callback(reply(451, '4.3.0', 'temporary lookup failure, try again later'));
         });
@@ -199,6 +231,67 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
         });
     },
   });
+
+  async function greylisted(recipient: string, session: SMTPServerSession): Promise<void> {
+    if (!options.greylist) return;
+    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+    const wait = await options.greylist.check(session.remoteAddress, sender, recipient);
+    if (wait !== null)
+      throw reply(
+        451,
+        '4.7.1',
+        `greylisted: this is the first attempt of this sender here, please retry in ${Math.ceil(wait / 1000)} seconds`,
+      );
+  }
+
+  /** Per-address limits at connect; a reply when the client is to be turned away. */
+  async function admit(ip: string): Promise<SmtpError | null> {
+    if ((perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp)
+      return reply(
+        421,
+        '4.7.0',
+        `${options.hostname} too many connections from your address, try again later`,
+      );
+    if ((await counters.hit(`mx:conn:${ip}`, 60_000)) > limits.connectionsPerMinute)
+      return reply(
+        421,
+        '4.7.0',
+        `${options.hostname} too many connections from your address per minute, try again later`,
+      );
+    if ((await counters.count(`mx:rcptfail:${ip}`)) >= limits.failedRecipientsPerIp)
+      return reply(
+        421,
+        '4.7.0',
+        `${options.hostname} too many refused recipients from your address, try again later`,
+      );
+    return null;
+  }
+
+  function open(session: SMTPServerSession): void {
+    const ip = session.remoteAddress;
+    perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
+    const timer = setTimeout(() => {
+      for (const c of server.connections as Set<{ id: string; send(code: number, text: string): void }>) {
+        if (c.id === session.id)
+          c.send(421, `4.4.2 ${options.hostname} session time limit reached, closing connection`);
+      }
+    }, limits.sessionTimeoutMs);
+    timer.unref();
+    sessions.set(session.id, { errors: 0, timer });
+  }
+
+  /** A refused recipient counts against the client's address; past the limit the session ends. */
+  async function failedRecipient(session: SMTPServerSession, err: SmtpError): Promise<SmtpError> {
+    if (err.responseCode < 500) return err;
+    const n = await counters.hit(`mx:rcptfail:${session.remoteAddress}`, FAILED_RCPT_WINDOW_MS);
+    if (n >= limits.failedRecipientsPerIp)
+      return reply(
+        421,
+        '4.7.0',
+        `${options.hostname} too many refused recipients from your address, closing connection`,
+      );
+    return err;
+  }
 
   async function checkRecipient(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
     const raw = address.address;

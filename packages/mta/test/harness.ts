@@ -174,14 +174,28 @@ export class RawClient {
   }
 
   static async open(port: number): Promise<RawClient> {
+    const c = await RawClient.connect(port);
+    c.greeting = await c.read();
+    return c;
+  }
+
+  /** Connects without waiting for the greeting (to talk before it). */
+  static async connect(port: number): Promise<RawClient> {
     const socket = connect(port, '127.0.0.1');
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);
     });
-    const c = new RawClient(socket);
-    c.greeting = await c.read();
-    return c;
+    return new RawClient(socket);
+  }
+
+  /** Resolves when the server has closed the connection. */
+  async closedByServer(ms = 5000): Promise<void> {
+    const until = Date.now() + ms;
+    while (!this.closed) {
+      if (Date.now() > until) throw new Error('the server kept the connection open');
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   /** The next reply, waiting up to `ms`. */

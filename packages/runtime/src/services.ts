@@ -10,7 +10,7 @@ import { AuthThrottle } from '@mailwerk/auth';
 import { type Bus, InProcessBus } from '@mailwerk/bus';
 import type { Config } from '@mailwerk/config';
 import { type CoreServer, ImapService } from '@mailwerk/imap';
-import { openCounters } from '@mailwerk/limits';
+import { Greylist, openCounters } from '@mailwerk/limits';
 import { createLmtpServer } from '@mailwerk/mda';
 import {
   createDkimSigner,
@@ -187,11 +187,20 @@ export async function startServices(
           ? { authentication: { hostname: config.hostname, dmarcReject: config.checks.dmarc_reject } }
           : {}),
         ...(rspamd ? { rspamd } : {}),
+        counters,
+        ...(config.mta.greylisting
+          ? { greylist: new Greylist(counters, { delayMs: config.mta.greylist_delay_seconds * 1000 }) }
+          : {}),
         limits: {
           maxMessageSize: config.limits.message_size,
           maxRecipients: config.limits.max_recipients,
           maxConnections: config.limits.max_connections,
           maxConnectionsPerIp: config.limits.max_connections_per_ip,
+          connectionsPerMinute: config.limits.connections_per_minute,
+          failedRecipientsPerIp: config.limits.failed_recipients_per_ip,
+          commandTimeoutMs: config.limits.command_timeout_seconds * 1000,
+          minDataRate: config.limits.min_data_rate,
+          greetingDelayMs: config.mta.greeting_delay_ms,
         },
         onQueued,
         onError,

@@ -7,6 +7,7 @@ export {
   type ReadResult,
   readBounded,
 } from './data.ts';
+export { installProtocolGuards } from './guards.ts';
 export { type ReceivedInfo, receivedHeader, rfc5322Date } from './received.ts';
 export {
   installAuthAfterTls,
