@@ -19,6 +19,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { AuthThrottle, checkLogin } from '@mailwerk/auth';
+import { type Counters, InProcessCounters } from '@mailwerk/limits';
 import { type AddressEntry, parseHeaderBlock, parseMessage } from '@mailwerk/mime';
 import {
   foldLongLines,
@@ -94,27 +95,20 @@ export interface SubmissionServerOptions {
   onRefused?: (client: string, reply: string) => void;
 }
 
-/** Messages per user in the last hour, in process (Redis in the shared setup: the abuse-limits issue). */
+/** Messages per user per hour, in the shared counters (in process, or Redis in the shared setup). */
 export class SendLimiter {
-  private readonly sent = new Map<string, number[]>();
+  private readonly counters: Counters;
   private readonly windowMs: number;
-  private readonly now: () => number;
-  constructor(windowMs = 3_600_000, now: () => number = Date.now) {
+  constructor(counters: Counters = new InProcessCounters(), windowMs = 3_600_000) {
+    this.counters = counters;
     this.windowMs = windowMs;
-    this.now = now;
   }
-  /** The number sent in the window. */
-  count(user: string): number {
-    const since = this.now() - this.windowMs;
-    const list = (this.sent.get(user) ?? []).filter((t) => t > since);
-    if (list.length) this.sent.set(user, list);
-    else this.sent.delete(user);
-    return list.length;
+  /** The number sent in the current window. */
+  count(user: string): Promise<number> {
+    return this.counters.count(`send:${user}`);
   }
-  record(user: string): void {
-    const list = this.sent.get(user) ?? [];
-    list.push(this.now());
-    this.sent.set(user, list);
+  async record(user: string): Promise<void> {
+    await this.counters.hit(`send:${user}`, this.windowMs);
   }
 }
 
@@ -248,7 +242,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
         '5.7.1',
         `<${sender}> is not one of your addresses; you are signed in as ${a.address}`,
       );
-    if (sendLimiter.count(a.id) >= limits.messagesPerHour)
+    if ((await sendLimiter.count(a.id)) >= limits.messagesPerHour)
       throw reply(
         450,
         '4.7.1',
@@ -342,7 +336,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
         ...dsnMeta(env),
       },
     });
-    sendLimiter.record(a.id);
+    await sendLimiter.record(a.id);
     options.onQueued?.(entry);
     return entry.id;
   }

@@ -211,7 +211,7 @@ export async function startServices(
         service: 'SMTP (MX)',
         address: await listen(mx, String(config.mta.smtp_port), config.mta.listen),
       });
-      const sendLimiter = new SendLimiter();
+      const sendLimiter = new SendLimiter(counters);
       for (const [secure, port, service] of [
         [false, config.mta.submission_port, 'Submission (STARTTLS)'],
         [true, config.mta.submissions_port, 'Submission (TLS)'],
