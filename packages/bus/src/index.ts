@@ -52,3 +52,4 @@ export class InProcessBus implements Bus {
     this.listeners.clear();
   }
 }
+export { RedisBus } from './redis.ts';

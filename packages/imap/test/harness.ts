@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuthThrottle, hashPassword } from '@mailwerk/auth';
-import { InProcessBus } from '@mailwerk/bus';
+import { type Bus, InProcessBus } from '@mailwerk/bus';
 import { DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import { generateSelfSigned } from '@mailwerk/tls';
@@ -15,7 +15,7 @@ export const PASSWORD = 'correct horse battery';
 
 export interface Rig {
   store: MailStore;
-  bus: InProcessBus;
+  bus: Bus;
   service: ImapService;
   /** Port of the STARTTLS listener (143's role). */
   port: number;
@@ -39,7 +39,7 @@ export async function rig(
 ): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'mailwerk-imap-'));
   const store = openSqliteStore({ path: join(dir, 'db.sqlite'), blobs: 'sqlite' });
-  const bus = new InProcessBus();
+  const bus = options.bus ?? new InProcessBus();
   tlsFiles ??= generateSelfSigned('imap.test');
   hash ??= hashPassword(PASSWORD);
   await store.addDomain('example.org');

@@ -544,6 +544,55 @@ describe('IMAP: live updates between sessions', () => {
     }
   });
 
+  it('over Redis, mail stored by another process reaches an IDLE-ing session within a second, without polling', async () => {
+    const { startRedis } = await import('../../limits/test/redis-server.ts');
+    const { RedisBus } = await import('@mailwerk/bus');
+    const redis = await startRedis();
+    const accessBus = new RedisBus(redis.url);
+    const mdaBus = new RedisBus(redis.url);
+    const p = await rig({ bus: accessBus, pollMs: 0 });
+    try {
+      const watcher = await p.client();
+      const lock = await watcher.getMailboxLock('INBOX');
+      let count = 0;
+      watcher.on('exists', (e) => {
+        count = e.count;
+      });
+      watcher.idle().catch(() => undefined);
+      await accessBus.ready();
+      const raw = sample('Across processes');
+      const inbox = (await p.store.getMailbox(p.accounts.bob!, 'INBOX'))!;
+      const { contentId } = await import('@mailwerk/store');
+      const { parseMessage } = await import('@mailwerk/mime');
+      const m = await p.store.appendMessage({
+        accountId: p.accounts.bob!,
+        mailboxId: inbox.id,
+        blobId: contentId(raw),
+        data: raw,
+        size: raw.length,
+        structure: parseMessage(raw),
+      });
+      const t = Date.now();
+      await mdaBus.publish({
+        type: 'message.new',
+        accountId: p.accounts.bob!,
+        mailboxId: inbox.id,
+        uid: m.uid,
+        modseq: m.modseq,
+      });
+      while (count < 1) {
+        if (Date.now() - t > 1000) throw new Error('no EXISTS within 1 s');
+        await new Promise((res) => setTimeout(res, 10));
+      }
+      lock.release();
+    } finally {
+      await p.close();
+      await mdaBus.close();
+      await accessBus.close();
+      await redis.stop();
+    }
+  });
+
   it('without bus events (a writer in another process), polling finds the change', async () => {
     const p = await rig({ pollMs: 200 });
     try {

@@ -7,7 +7,7 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import { connect, type Server as NetServer } from 'node:net';
 import { AuthThrottle } from '@mailwerk/auth';
-import { type Bus, InProcessBus } from '@mailwerk/bus';
+import { type Bus, InProcessBus, RedisBus } from '@mailwerk/bus';
 import type { Config } from '@mailwerk/config';
 import { type CoreServer, ImapService } from '@mailwerk/imap';
 import { Greylist, openCounters } from '@mailwerk/limits';
@@ -100,7 +100,8 @@ export async function startServices(
 ): Promise<Running> {
   const log = logger ?? createLogger(config.log_level, 'mailwerk');
   const store = openStore(config);
-  const bus: Bus = new InProcessBus();
+  // Change events: Redis pub/sub when several processes share the store, else in this process.
+  const bus: Bus = config.redis.url ? new RedisBus(config.redis.url) : new InProcessBus();
   const tls = await ensureCertificate({
     certPath: config.tls.cert,
     keyPath: config.tls.key,
@@ -259,7 +260,7 @@ export async function startServices(
         ...common,
         maxMessageSize: config.limits.message_size,
         // The in-process bus carries the MDA's events only when the MDA runs here; otherwise read the journal.
-        pollMs: services.includes('mda') ? 0 : 2000,
+        pollMs: config.redis.url || services.includes('mda') ? 0 : 2000,
         onProtocolError: (message, fields) =>
           log.log('info', 'imap client error', {
             message,
