@@ -17,10 +17,12 @@
  *   same identities.
  * - RETR sends the stored bytes, dot-stuffed, and marks the message \Seen.
  */
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import type { Bus, MailEvent } from '@mailwerk/bus';
+import { type Counters, InProcessCounters } from '@mailwerk/limits';
 import type { Account, Mailbox, MailStore } from '@mailwerk/store';
 import { normalizeAddress } from '@mailwerk/store';
 
@@ -32,6 +34,8 @@ export interface Pop3Options {
   /** Allow USER/PASS and AUTH before TLS (loopback tests only). */
   allowPlaintext: boolean;
   throttle?: AuthThrottle;
+  /** Where the IN-USE locks live: in process by default, Redis so that several access processes agree. */
+  counters?: Counters;
   maxConnections?: number;
   maxConnectionsPerIp?: number;
   /** Inactivity before the server closes the connection (RFC 1939: at least 10 minutes). */
@@ -100,13 +104,14 @@ export class Pop3Service {
   private readonly context: SecureContext;
   private readonly servers = new Set<Server>();
   readonly sessions = new Set<Pop3Session>();
-  /** Mailbox id → the session that holds it. */
-  readonly locks = new Map<string, Pop3Session>();
+  /** The mailbox locks (`pop3:lock:<mailbox id>` → session id), shared by every process when in Redis. */
+  readonly locks: Counters;
   private readonly perIp = new Map<string, number>();
 
   constructor(options: Pop3Options) {
     this.opts = options;
     this.throttle = options.throttle ?? new AuthThrottle();
+    this.locks = options.counters ?? new InProcessCounters();
     this.context = createSecureContext({ key: options.tls.key, cert: options.tls.cert });
   }
 
@@ -158,6 +163,12 @@ type State = 'AUTHORIZATION' | 'TRANSACTION' | 'UPDATE' | 'CLOSED';
 
 class Pop3Session {
   private state: State = 'AUTHORIZATION';
+  readonly id = randomBytes(9).toString('base64url');
+  /** Longer than the idle timeout, so a live session never loses its lock; a crashed process's lock ends by itself. */
+  private get lockTtlMs(): number {
+    return (this.opts.idleTimeoutMs ?? 10 * 60_000) + 60_000;
+  }
+  private lockKey: string | null = null;
   private buffer = '';
   private readonly queue: string[] = [];
   private busy = false;
@@ -204,6 +215,8 @@ class Pop3Session {
   }
 
   private touch(): void {
+    // The lock outlives the idle timeout a little, and each command renews it.
+    if (this.lockKey) this.service.locks.put(this.lockKey, this.id, this.lockTtlMs).catch(() => undefined);
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(
       () => this.close('-ERR Autologout: idle too long'),
@@ -280,8 +293,14 @@ class Pop3Session {
   }
 
   release(): void {
-    if (this.inbox && this.service.locks.get(this.inbox.id) === this)
-      this.service.locks.delete(this.inbox.id);
+    const key = this.lockKey;
+    if (!key) return;
+    this.lockKey = null;
+    const locks = this.service.locks;
+    locks
+      .get(key)
+      .then((holder) => (holder === this.id ? locks.reset(key) : undefined))
+      .catch(() => undefined);
   }
 
   private bad(text: string): void {
@@ -463,9 +482,10 @@ class Pop3Session {
     const usable = v.account;
     const inbox = await store.getMailbox(usable.id, 'INBOX');
     if (!inbox) return this.bad('[SYS/PERM] This account has no INBOX');
-    const holder = this.service.locks.get(inbox.id);
-    if (holder && holder !== this) return this.bad('[IN-USE] Another POP3 session is using this mailbox');
-    this.service.locks.set(inbox.id, this);
+    const key = `pop3:lock:${inbox.id}`;
+    const holder = await this.service.locks.put(key, this.id, this.lockTtlMs, true);
+    if (holder !== this.id) return this.bad('[IN-USE] Another POP3 session is using this mailbox');
+    this.lockKey = key;
     this.account = usable;
     this.inbox = inbox;
     this.entries = (await store.listMessages(inbox.id)).map((m) => ({

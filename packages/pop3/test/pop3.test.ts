@@ -167,6 +167,65 @@ print(json.dumps({'second': second, 'other': other}))
     assert.equal(out.other, null);
   });
 
+  it('with the locks in Redis, a session on another access process gets [IN-USE] too', async () => {
+    const { startRedis } = await import('../../limits/test/redis-server.ts');
+    const { RedisCounters } = await import('@mailwerk/limits');
+    const { Pop3Service } = await import('../src/index.ts');
+    const redis = await startRedis();
+    const mine = new RedisCounters(redis.url);
+    const theirs = new RedisCounters(redis.url);
+    const { generateSelfSigned } = await import('@mailwerk/tls');
+    const tls = await generateSelfSigned('pop3.test');
+    const a = new Pop3Service({
+      store: r.store,
+      bus: r.bus,
+      hostname: 'a',
+      tls,
+      allowPlaintext: false,
+      counters: mine,
+    });
+    const b = new Pop3Service({
+      store: r.store,
+      bus: r.bus,
+      hostname: 'b',
+      tls,
+      allowPlaintext: false,
+      counters: theirs,
+    });
+    const listenOn = (s: import('node:net').Server) =>
+      new Promise<number>((res) =>
+        s.listen(0, '127.0.0.1', () => res((s.address() as import('node:net').AddressInfo).port)),
+      );
+    const portA = await listenOn(a.server(true));
+    const portB = await listenOn(b.server(true));
+    try {
+      const out = await python<{ second: string; after: string | null }>(
+        `${PRELUDE}
+a = poplib.POP3_SSL('127.0.0.1', int(os.environ['A']), context=ctx, timeout=10)
+login(a)
+b = poplib.POP3_SSL('127.0.0.1', int(os.environ['B']), context=ctx, timeout=10)
+second = err(lambda: login(b))
+a.quit()
+import time
+time.sleep(0.3)
+c = poplib.POP3_SSL('127.0.0.1', int(os.environ['B']), context=ctx, timeout=10)
+after = err(lambda: login(c))
+c.quit()
+print(json.dumps({'second': second, 'after': after}))
+`,
+        { ...env, A: String(portA), B: String(portB) },
+      );
+      assert.match(out.second, /^-ERR \[IN-USE\]/);
+      assert.equal(out.after, null);
+    } finally {
+      await a.close();
+      await b.close();
+      await mine.close();
+      await theirs.close();
+      await redis.stop();
+    }
+  });
+
   it('a bad password is -ERR [AUTH], the same as an unknown user, and repeated failures slow down', async () => {
     const out = await python<{ wrong: string; unknown: string; times: number[] }>(
       `${PRELUDE}

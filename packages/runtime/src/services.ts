@@ -279,6 +279,7 @@ export async function startServices(
       });
       pop3 = new Pop3Service({
         ...common,
+        counters,
         onEvent: (event, fields) => log.log('info', event, fields),
       });
       const { pop3_port, pop3s_port } = config.access;
