@@ -54,10 +54,10 @@ describe('mailwerk start', () => {
   });
   after(() => sb.cleanup());
 
-  const send = async (subject: string) => {
+  const send = async (subject: string, text = 'hello\n') => {
     const t = nodemailer.createTransport({ host: '127.0.0.1', port, ignoreTLS: true });
     try {
-      return await t.sendMail({ from: 'a@ext.org', to: 'bob@example.org', subject, text: 'hello\n' });
+      return await t.sendMail({ from: 'a@ext.org', to: 'bob@example.org', subject, text });
     } finally {
       t.close();
     }
@@ -248,6 +248,37 @@ describe('mailwerk start', () => {
     } finally {
       t.close();
       await svc.kill();
+    }
+  });
+
+  it('with rspamd and Redis configured, scans mail on the MX and shares its counters', async () => {
+    const { startRspamd } = await import('../../../packages/mta/test/rspamd-server.ts');
+    const { startRedis } = await import('../../../packages/limits/test/redis-server.ts');
+    const rspamd = await startRspamd();
+    const redis = await startRedis();
+    const svc = await sb.spawn(['start'], /IMAP \(TLS\)\s+127\.0\.0\.1:\d+\s+running/, {
+      ...env,
+      MAILWERK_RSPAMD__URL: rspamd.url,
+      MAILWERK_REDIS__URL: redis.url,
+    });
+    try {
+      const gtube = 'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X';
+      await assert.rejects(send('gtube', `${gtube}\n`), (err: { response?: string }) => {
+        assert.match(err.response ?? '', /^550 5\.7\.1 Gtube pattern/);
+        return true;
+      });
+      await send('scanned and clean');
+      await eventually(async () => (await subjects()).includes('scanned and clean'));
+      // The MX counted this client's connections in Redis.
+      const { Redis } = await import('ioredis');
+      const client = new Redis(redis.url);
+      const keys = await client.keys('mailwerk:mx:conn:*');
+      await client.quit();
+      assert.ok(keys.length >= 1, `keys ${keys.join(', ')}`);
+    } finally {
+      await svc.kill();
+      await redis.stop();
+      await rspamd.stop();
     }
   });
 
