@@ -49,7 +49,13 @@ export class StoreNotifier implements Notifier {
     const entry: Listening = { handler, unsubscribe: () => undefined };
     entry.unsubscribe = this.bus.subscribe(accountId, (event) => {
       const selected = session.selected;
-      if (selected && 'mailboxId' in event && event.mailboxId === selected.mailbox) entry.handler();
+      if (!selected || event.mailboxId !== selected.mailbox) return;
+      if (event.type !== 'mailbox.change') return entry.handler();
+      // The selected mailbox was renamed or deleted elsewhere; if deleted, imap-core ends the session with BYE.
+      this.store.getMailboxById(event.mailboxId).then(
+        (mb) => (mb ? undefined : entry.handler({ command: 'DROP', mailbox: event.mailboxId })),
+        () => undefined,
+      );
     });
     this.listening.set(session, entry);
   }

@@ -505,6 +505,18 @@ describe('IMAP: live updates between sessions', () => {
     }
   });
 
+  it('a session whose selected mailbox another session deletes is told with BYE', async () => {
+    const worker = await r.client();
+    await worker.mailboxCreate('Doomed');
+    const raw = await RawImap.connect(r.tlsPort, true);
+    await raw.cmd(login);
+    assert.match(await raw.cmd('SELECT Doomed'), /OK/);
+    await worker.mailboxDelete('Doomed');
+    const bye = await raw.send('', /\* BYE/);
+    assert.match(bye, /\* BYE Selected mailbox was deleted/);
+    raw.close();
+  });
+
   it('a message delivered by the MDA (the bus) reaches an IDLE-ing session within a second', async () => {
     const watcher = await r.client('ann');
     const lock = await watcher.getMailboxLock('INBOX');
