@@ -29,6 +29,9 @@ import type { SMTPServer } from 'smtp-server';
 import { createLogger, type Logger } from './log.ts';
 import { openStore } from './store.ts';
 
+/** Journal entries kept per mailbox behind its newest change (a session further behind re-selects). */
+const JOURNAL_KEEP = 100_000;
+
 export type ServiceName = 'mta' | 'mda' | 'access';
 export const SERVICES: readonly ServiceName[] = ['mta', 'mda', 'access'];
 
@@ -110,6 +113,7 @@ export async function startServices(
   const servers: SMTPServer[] = [];
   const listening: Listening[] = [];
   let runner: QueueRunner | null = null;
+  let maintenance: NodeJS.Timeout | null = null;
   let imap: ImapService | null = null;
   let pop3: Pop3Service | null = null;
   const onError = (err: unknown, context: string) => log.error(err, context);
@@ -127,6 +131,14 @@ export async function startServices(
         onError,
       });
       servers.push(lmtp);
+      // The change journal serves live updates; entries far behind every mailbox's present are dropped hourly.
+      maintenance = setInterval(() => {
+        store
+          .pruneJournal(JOURNAL_KEEP)
+          .then((n) => n && log.log('info', 'journal pruned', { entries: n }))
+          .catch((err) => onError(err, 'journal pruning'));
+      }, 3_600_000);
+      maintenance.unref();
       listening.push({ service: 'LMTP (MDA)', address: await listen(lmtp, config.mda.lmtp, '127.0.0.1') });
     }
     if (services.includes('mta')) {
@@ -308,6 +320,7 @@ export async function startServices(
     store,
     async stop() {
       // The runner first: it closes its pooled LMTP connections, which the MDA would otherwise wait for.
+      if (maintenance) clearInterval(maintenance);
       await runner?.stop();
       await Promise.all([...servers.map(close), imap?.close(), pop3?.close()]);
       await bus.close();

@@ -761,6 +761,15 @@ export class SqliteMailStore implements MailStore {
     });
   }
 
+  async pruneJournal(keep: number): Promise<number> {
+    return this.sql.tx(() =>
+      this.sql.run(
+        'DELETE FROM journal WHERE modseq <= (SELECT m.highest_modseq FROM mailboxes m WHERE m.id = journal.mailbox_id) - ?',
+        Math.max(0, Math.floor(keep)),
+      ),
+    );
+  }
+
   async changesSince(mailboxId: string, modseq: number): Promise<Change[]> {
     return this.sql
       .all(

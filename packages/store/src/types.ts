@@ -344,6 +344,12 @@ export interface MailStore {
   expungeMessages(mailboxId: string, uids: number[]): Promise<number[]>;
   /** Journal entries with modseq > `modseq`, in modseq order. */
   changesSince(mailboxId: string, modseq: number): Promise<Change[]>;
+  /**
+   * Forgets journal entries more than `keep` modseqs behind each mailbox's
+   * highest, so the journal does not grow for ever; returns how many went.
+   * A session further behind than that cannot catch up from the journal.
+   */
+  pruneJournal(keep: number): Promise<number>;
   /** Recomputes `usedBytes` from the messages; returns it. */
   recalculateQuota(accountId: string): Promise<number>;
 

@@ -186,6 +186,16 @@ export function messageSuite(factory: StoreFactory): void {
       const last = changes.at(-1)!.modseq;
       assert.deepEqual(await ctx.store.changesSince(inbox.id, last), []);
       assert.equal((await ctx.store.changesSince(inbox.id, changes[1]!.modseq)).length, 2);
+      // Pruning keeps the newest entries of each mailbox.
+      assert.ok((await ctx.store.pruneJournal(2)) >= 2);
+      assert.deepEqual(
+        (await ctx.store.changesSince(inbox.id, 0)).map((c) => [c.kind, c.uid]),
+        [
+          ['flags', 1],
+          ['expunge', 2],
+        ],
+      );
+      assert.equal(await ctx.store.pruneJournal(2), 0);
     });
   });
 
