@@ -53,7 +53,13 @@ function removeStaleSocket(path: string): Promise<void> {
     const probe = connect(path);
     probe.once('connect', () => {
       probe.destroy();
-      reject(new Error(`${path} is in use by a running process`));
+      // Reported like a taken port: the admin sees "cannot listen on unix:…: in use by another program".
+      reject(
+        Object.assign(new Error(`${path} is in use by a running process`), {
+          code: 'EADDRINUSE',
+          address: `unix:${path}`,
+        }),
+      );
     });
     probe.once('error', () => {
       unlinkSync(path);
