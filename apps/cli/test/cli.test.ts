@@ -57,10 +57,11 @@ describe('mailwerk CLI', () => {
     assert.equal(again.createdConfig, false);
     assert.equal(again.tls.generated, false);
     assert.equal(again.tls.selfSigned, true);
-    assert.equal(again.services.length, 9);
+    assert.equal(again.services.length, 11);
     const text2 = await sb.run(['init']);
     assert.match(text2.stdout, /SMTP \(MX\)\s+0\.0\.0\.0:2525/);
     assert.match(text2.stdout, /IMAP \(TLS\)\s+0\.0\.0\.0:2993/);
+    assert.match(text2.stdout, /Autoconfig \(HTTP\)\s+0\.0\.0\.0:2080\s+off \(access\.autoconfig\)/);
   });
 
   it('manages domains, refusing bad input with one line and no change', async () => {

@@ -282,6 +282,35 @@ describe('mailwerk start', () => {
     }
   });
 
+  it('answers Thunderbird and Outlook account setup when access.autoconfig is on', async () => {
+    const httpPort = await freePort();
+    const svc = await sb.spawn(['start'], /Autoconfig \(HTTPS\)\s+127\.0\.0\.1:\d+\s+running/, {
+      ...env,
+      MAILWERK_ACCESS__AUTOCONFIG: 'true',
+      MAILWERK_ACCESS__AUTOCONFIG_HTTP_PORT: String(httpPort),
+      MAILWERK_ACCESS__AUTOCONFIG_HTTPS_PORT: String(await freePort()),
+    });
+    try {
+      const res = await fetch(
+        `http://127.0.0.1:${httpPort}/mail/config-v1.1.xml?emailaddress=bob%40example.org`,
+      );
+      assert.equal(res.status, 200);
+      const xml = await res.text();
+      assert.match(
+        xml,
+        /<hostname>mx\.example\.org<\/hostname>\s*<port>\d+<\/port>\s*<socketType>SSL<\/socketType>/,
+      );
+      assert.ok(xml.includes(`<port>${imapsPort}</port>`));
+      assert.equal(
+        (await fetch(`http://127.0.0.1:${httpPort}/mail/config-v1.1.xml?emailaddress=x%40other.example`))
+          .status,
+        404,
+      );
+    } finally {
+      await svc.kill();
+    }
+  });
+
   it('says clearly when its port is taken, and exits 1', async () => {
     const { createServer } = await import('node:net');
     const blocker = createServer();

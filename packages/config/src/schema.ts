@@ -243,6 +243,14 @@ export const configSchema = z.strictObject({
       pop3_port: port(110, 'POP3 with STLS'),
       pop3s_port: port(995, 'POP3 over implicit TLS'),
       managesieve_port: port(4190, 'ManageSieve'),
+      autoconfig: z
+        .boolean()
+        .default(false)
+        .describe(
+          "Answer mail clients' account setup (Thunderbird autoconfig, Outlook autodiscover) over HTTP and HTTPS on the ports below; leave off when a web server already owns them (and proxy the two paths to Mailwerk instead).",
+        ),
+      autoconfig_http_port: port(80, 'Account setup over HTTP (Thunderbird)'),
+      autoconfig_https_port: port(443, 'Account setup over HTTPS (Outlook, Thunderbird)'),
     })
     .prefault({})
     .describe('Mailbox access for mail clients.'),

@@ -5,8 +5,11 @@
  * can be replaced by another product.
  */
 import { existsSync, unlinkSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { connect, type Server as NetServer } from 'node:net';
 import { AuthThrottle } from '@mailwerk/auth';
+import { autoconfigHandler } from '@mailwerk/autoconfig';
 import { type Bus, InProcessBus, RedisBus } from '@mailwerk/bus';
 import type { Config } from '@mailwerk/config';
 import { type CoreServer, ImapService } from '@mailwerk/imap';
@@ -122,6 +125,7 @@ export async function startServices(
   let maintenance: NodeJS.Timeout | null = null;
   let imap: ImapService | null = null;
   let pop3: Pop3Service | null = null;
+  const webServers: NetServer[] = [];
   const onError = (err: unknown, context: string) => log.error(err, context);
   // One count of failed sign-ins for submission, IMAP and POP3: a guesser cannot switch protocols to start over.
   // Abuse counters: in this process, or in Redis so that several processes share them.
@@ -309,6 +313,29 @@ export async function startServices(
         service: 'POP3 (TLS)',
         address: await listenNet(pop3.server(true), pop3s_port, host),
       });
+      if (config.access.autoconfig) {
+        const handler = autoconfigHandler(store, {
+          hostname: config.hostname,
+          imaps: config.access.imaps_port,
+          imap: config.access.imap_port,
+          pop3s: config.access.pop3s_port,
+          pop3: config.access.pop3_port,
+          submissions: config.mta.submissions_port,
+          submission: config.mta.submission_port,
+        });
+        const serve = (req: IncomingMessage, res: ServerResponse) => void handler(req, res);
+        const plain = createHttpServer(serve);
+        const secure = createHttpsServer({ key: tls.key, cert: tls.cert }, serve);
+        webServers.push(plain, secure);
+        listening.push({
+          service: 'Autoconfig (HTTP)',
+          address: await listenNet(plain, config.access.autoconfig_http_port, host),
+        });
+        listening.push({
+          service: 'Autoconfig (HTTPS)',
+          address: await listenNet(secure, config.access.autoconfig_https_port, host),
+        });
+      }
     }
   } catch (err) {
     await counters.close();
@@ -328,7 +355,12 @@ export async function startServices(
       // The runner first: it closes its pooled LMTP connections, which the MDA would otherwise wait for.
       if (maintenance) clearInterval(maintenance);
       await runner?.stop();
-      await Promise.all([...servers.map(close), imap?.close(), pop3?.close()]);
+      await Promise.all([
+        ...servers.map(close),
+        imap?.close(),
+        pop3?.close(),
+        ...webServers.map((w) => new Promise((r) => w.close(r))),
+      ]);
       await bus.close();
       await counters.close();
       await store.close();

@@ -58,15 +58,15 @@ export function dnsRecords(config: Config, domain: string, keys: DkimKey[]): Dns
       name: `autoconfig.${d}`,
       type: 'CNAME',
       value: host,
-      purpose: 'Thunderbird account setup (not answered by Mailwerk yet)',
+      purpose: 'Thunderbird account setup (answered when access.autoconfig is on)',
     },
     {
       name: `autodiscover.${d}`,
       type: 'CNAME',
       value: host,
-      purpose: 'Outlook account setup (not answered by Mailwerk yet)',
+      purpose: 'Outlook account setup (answered when access.autoconfig is on)',
     },
-    srv('autodiscover', 443, 'Outlook account setup (not answered by Mailwerk yet)'),
+    srv('autodiscover', 443, 'Outlook account setup (answered when access.autoconfig is on)'),
   ];
 }
 

@@ -13,7 +13,15 @@ import { printJson, printTable } from '../output.ts';
 /** Ports a non-root user can bind, for trying Mailwerk out. */
 const UNPRIVILEGED_PORTS: Record<string, Record<string, number>> = {
   mta: { smtp_port: 2525, submission_port: 2587, submissions_port: 2465 },
-  access: { imap_port: 2143, imaps_port: 2993, pop3_port: 2110, pop3s_port: 2995, managesieve_port: 24190 },
+  access: {
+    imap_port: 2143,
+    imaps_port: 2993,
+    pop3_port: 2110,
+    pop3s_port: 2995,
+    managesieve_port: 24190,
+    autoconfig_http_port: 2080,
+    autoconfig_https_port: 2443,
+  },
 };
 
 function setKey(text: string, section: string | null, key: string, value: string | number): string {
@@ -105,7 +113,21 @@ async function summary(
     { service: 'IMAP (TLS)', listen: `${config.access.listen}:${config.access.imaps_port}` },
     { service: 'POP3 (STLS)', listen: `${config.access.listen}:${config.access.pop3_port}` },
     { service: 'POP3 (TLS)', listen: `${config.access.listen}:${config.access.pop3s_port}` },
-    { service: 'ManageSieve', listen: `${config.access.listen}:${config.access.managesieve_port}` },
+    {
+      service: 'ManageSieve',
+      listen: `${config.access.listen}:${config.access.managesieve_port}`,
+      unbuilt: true,
+    },
+    {
+      service: 'Autoconfig (HTTP)',
+      listen: `${config.access.listen}:${config.access.autoconfig_http_port}`,
+      off: !config.access.autoconfig,
+    },
+    {
+      service: 'Autoconfig (HTTPS)',
+      listen: `${config.access.listen}:${config.access.autoconfig_https_port}`,
+      off: !config.access.autoconfig,
+    },
   ].map((s) => {
     const live = running?.find((l) => l.service === s.service);
     return { ...s, listen: live?.address ?? s.listen, running: Boolean(live) };
@@ -144,7 +166,19 @@ async function summary(
   printTable(
     ctx,
     ['SERVICE', 'LISTEN', 'STATE'],
-    services.map((s) => [s.service, s.listen, s.running ? 'running' : running ? 'not built yet' : '']),
+    services.map((s) => [
+      s.service,
+      s.listen,
+      s.running
+        ? 'running'
+        : 'unbuilt' in s
+          ? 'not built yet'
+          : 'off' in s && s.off
+            ? 'off (access.autoconfig)'
+            : running
+              ? 'not started here'
+              : '',
+    ]),
   );
 }
 
