@@ -1,4 +1,8 @@
-/** What a queue entry keeps of an SMTP envelope: recipients with their DSN parameters (RFC 3461), ENVID and RET. */
+/**
+ * What the MX and submission share: the smtp-server options both start from,
+ * and what a queue entry keeps of an SMTP envelope (recipients with their DSN
+ * parameters, RFC 3461, ENVID and RET).
+ */
 import { type NewQueueEntry, normalizeAddress } from '@mailwerk/store';
 import type { SMTPServerSession } from 'smtp-server';
 
@@ -14,4 +18,22 @@ export const queueRecipients = (env: Envelope): NewQueueEntry['recipients'] =>
 export const dsnMeta = (env: Envelope): Record<string, string> => ({
   ...(env.dsn?.envid ? { envid: env.dsn.envid } : {}),
   ...(env.dsn?.ret ? { ret: env.dsn.ret.toUpperCase() } : {}),
+});
+
+/** smtp-server options every server of ours sets the same way. */
+export const baseServerOptions = (
+  tls: { key: string; cert: string },
+  limits: { maxMessageSize: number; maxRecipients: number; maxConnections: number; idleTimeoutMs: number },
+) => ({
+  key: tls.key,
+  cert: tls.cert,
+  hideENHANCEDSTATUSCODES: false,
+  hideDSN: false,
+  size: limits.maxMessageSize,
+  rejectOversized: true,
+  maxRecipients: limits.maxRecipients,
+  maxClients: limits.maxConnections,
+  socketTimeout: limits.idleTimeoutMs,
+  disableReverseLookup: true,
+  logger: false as const,
 });

@@ -36,7 +36,7 @@ import {
   resolveRecipient,
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
-import { dsnMeta, queueRecipients } from './envelope.ts';
+import { baseServerOptions, dsnMeta, queueRecipients } from './envelope.ts';
 import { type RspamdAnswer, type RspamdClient, RspamdUnavailable, verdictOf } from './rspamd.ts';
 import { type AuthenticationOptions, checkAuthentication, claimsOurAuthservId } from './trust.ts';
 
@@ -145,21 +145,11 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     } as object),
     name: options.hostname,
     banner: 'Mailwerk',
-    key: options.tls.key,
-    cert: options.tls.cert,
+    ...baseServerOptions(options.tls, limits),
     disabledCommands: ['AUTH'],
-    hideENHANCEDSTATUSCODES: false,
-    hideDSN: false,
-    size: limits.maxMessageSize,
-    rejectOversized: true,
-    maxRecipients: limits.maxRecipients,
-    maxClients: limits.maxConnections,
-    socketTimeout: limits.idleTimeoutMs,
-    disableReverseLookup: true,
     // Our hooks check every address themselves; strict parsing would answer a
     // quoted relay trick ("a@ext"@local) with a syntax error instead of 554 5.7.1.
     lenientAddressParsing: true,
-    logger: false,
     onConnect(session, callback) {
       admit(session.remoteAddress).then(
         (refusal) => {

@@ -45,7 +45,7 @@ import {
   resolveRecipient,
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
-import { dsnMeta, queueRecipients } from './envelope.ts';
+import { baseServerOptions, dsnMeta, queueRecipients } from './envelope.ts';
 import { defaultInboundLimits, type InboundLimits } from './inbound.ts';
 import { type RspamdClient, RspamdUnavailable, verdictOf } from './rspamd.ts';
 
@@ -148,20 +148,10 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
     name: options.hostname,
     banner: 'Mailwerk submission',
     secure: options.secure,
-    key: options.tls.key,
-    cert: options.tls.cert,
+    ...baseServerOptions(options.tls, limits),
     authMethods: ['PLAIN', 'LOGIN'],
     authOptional: false,
     allowInsecureAuth: options.allowPlaintext,
-    hideENHANCEDSTATUSCODES: false,
-    hideDSN: false,
-    size: limits.maxMessageSize,
-    rejectOversized: true,
-    maxRecipients: limits.maxRecipients,
-    maxClients: limits.maxConnections,
-    socketTimeout: limits.idleTimeoutMs,
-    disableReverseLookup: true,
-    logger: false,
     onConnect(session, callback) {
       const ip = session.remoteAddress;
       const n = perIp.get(ip) ?? 0;
