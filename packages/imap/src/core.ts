@@ -250,6 +250,37 @@ tools.normalizeMailbox = (mailbox: string, utf7Encoded?: boolean): string => {
   // With UTF8=ACCEPT the name is UTF-8; bytes that were not decode to U+FFFD.
   return out.includes(INVALID) || out.includes('\ufffd') ? INVALID : out;
 };
+/**
+ * imap-core bounds literals but not command lines: a client could send one
+ * endless line and the parser would keep it all. Lines are bounded here, as
+ * Dovecot's imap_max_line_length (64 KiB): past that, `* BYE` and the
+ * connection closes. Literal data (after the server's "+") is not a line.
+ */
+export const MAX_LINE = 64 * 1024;
+const streamProto = (
+  require('wildduck/imap-core/lib/imap-stream.js') as {
+    IMAPStream: { prototype: Record<string, unknown> };
+  }
+).IMAPStream.prototype as {
+  _write(chunk: Buffer, encoding: string, done: () => void): void;
+  _remainder: string;
+  _expecting: number;
+  _owner?: { send(line: string): void; close(): void };
+};
+const write = streamProto._write;
+streamProto._write = function boundedWrite(chunk, encoding, done) {
+  if (!(this._expecting > 0) && chunk?.length) {
+    const nl = chunk.lastIndexOf(0x0a);
+    const open = nl === -1 ? this._remainder.length + chunk.length : chunk.length - nl - 1;
+    if (open > MAX_LINE && this._owner) {
+      this._remainder = '';
+      this._owner.send('* BYE Line too long');
+      this._owner.close();
+      return done();
+    }
+  }
+  return write.call(this, chunk, encoding, done);
+};
 const core = require('wildduck/imap-core') as CoreModule;
 export const compileStream = core.imapHandler.compileStream;
 
@@ -301,6 +332,12 @@ export function createCoreServer(options: CoreOptions, hooks: ImapHooks, notifie
   });
   server.notifier = notifier;
   server.onConnect = (session: ImapSession, cb: (err?: Error) => void) => {
+    // The line bound above needs to reach the connection the parser belongs to.
+    for (const c of server.connections as unknown as Set<{
+      session: ImapSession;
+      _parser?: { _owner?: unknown };
+    }>)
+      if (c.session === session && c._parser) c._parser._owner = c;
     try {
       hooks.connect(session);
       cb();

@@ -459,6 +459,11 @@ describe('IMAP: messages', () => {
     await raw.cmd(login);
     assert.match(await raw.send('t1 APPEND INBOX {999999999}\r\n', /t1 (NO|BAD)/), /t1 NO \[TOOBIG\]/);
     assert.match(await raw.send('t2 LOGIN {5000}\r\n', /t2 (NO|BAD)/), /t2 NO/);
+    // A command line without end is cut off at 64 KiB, before sign-in too.
+    const endless = await RawImap.connect(r.tlsPort, true);
+    endless.socket.write(`t1 LOGIN ${'x'.repeat(70 * 1024)}`);
+    assert.match(await endless.send('', /\* BYE/), /\* BYE Line too long/);
+    endless.close();
     raw.close();
   });
 });
