@@ -37,6 +37,8 @@ export interface ImapSession {
   user?: ImapUser;
   selected: SelectedState | false;
   writeStream: { write(chunk: ResponseNode | false): boolean };
+  /** The client's socket (TLS or plain); replaced by imap-core after STARTTLS. */
+  socket?: Socket;
   formatResponse(command: 'FETCH' | 'EXPUNGE' | 'EXISTS', uid: number, data?: unknown): ResponseNode | false;
   isUTF8Enabled?: () => boolean;
 }

@@ -4,7 +4,6 @@
  * looked up by (account, name), and a selected mailbox id is only ever one
  * this session opened, so no name or id reaches another user's data.
  */
-import { once } from 'node:events';
 import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import type { Bus } from '@mailwerk/bus';
 import { parseMessage } from '@mailwerk/mime';
@@ -82,6 +81,27 @@ function validName(path: string): string | null {
 }
 
 const folder = (m: Mailbox) => ({ path: m.name, ...(m.specialUse ? { specialUse: m.specialUse } : {}) });
+
+/**
+ * Waits until the client has taken what was written; false when the
+ * connection went away first (a FETCH of many messages then stops, instead
+ * of waiting for ever on a socket that will not drain).
+ */
+function drained(stream: NodeJS.WritableStream, session: ImapSession): Promise<boolean> {
+  const socket = session.socket;
+  if (!socket || socket.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => () => {
+      stream.removeListener('drain', onDrain);
+      socket.removeListener('close', onClose);
+      resolve(ok);
+    };
+    const onDrain = done(true);
+    const onClose = done(false);
+    stream.once('drain', onDrain);
+    socket.once('close', onClose);
+  });
+}
 
 const readOnly = (session: ImapSession): boolean => (session.selected ? session.selected.readOnly : false);
 
@@ -519,7 +539,7 @@ export class ImapService {
         const label = attrs[i] as { partial?: number[] };
         if (label?.partial && label.partial.length > 1) attrs[i] = { ...label, partial: [label.partial[0]] };
       }
-      if (!stream.write(response)) await once(stream, 'drain');
+      if (!stream.write(response) && !(await drained(stream, session))) return true;
     }
     return true;
   }
