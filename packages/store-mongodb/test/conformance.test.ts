@@ -1,0 +1,29 @@
+// The MailStore conformance suite against a real MongoDB, when MONGODB_URL names one (a replica set or a
+// single server). No MongoDB can be installed on the development machines, so without MONGODB_URL the
+// suite is skipped, and says so: it is not a pass.
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { runStoreConformance } from '@mailwerk/store/conformance';
+import { MongoClient } from 'mongodb';
+import { MongoMailStore } from '../src/index.ts';
+
+const url = process.env.MONGODB_URL;
+
+if (!url) {
+  test('MailStore conformance: mongodb', {
+    skip: 'MONGODB_URL is not set (no MongoDB server on this machine)',
+  }, () => {});
+} else {
+  runStoreConformance('mongodb', async () => {
+    const dbName = `mailwerk_test_${randomBytes(6).toString('hex')}`;
+    return {
+      store: new MongoMailStore({ url, dbName }),
+      openAnother: async () => new MongoMailStore({ url, dbName }),
+      async cleanup() {
+        const client = new MongoClient(url);
+        await client.db(dbName).dropDatabase();
+        await client.close();
+      },
+    };
+  });
+}
