@@ -24,11 +24,14 @@ import {
   type AccountPatch,
   type Alias,
   type AttemptResult,
+  applyAttempt,
   applyFlagOperation,
   type BlobStore,
   type Change,
   type ChangeKind,
   type CopyResult,
+  checkDkimKey,
+  checkSieveName,
   contentId,
   type DkimKey,
   type Domain,
@@ -69,9 +72,6 @@ import {
 import { GridFsBlobStore } from './blobs.ts';
 
 const MAX_ALIAS_TARGETS = 1000;
-const MAX_SIEVE_NAME = 128;
-const SELECTOR =
-  /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 const newId = () => new ObjectId().toHexString();
 const isDuplicate = (err: unknown) => err instanceof MongoServerError && err.code === 11000;
@@ -1034,19 +1034,7 @@ export class MongoMailStore implements MailStore {
     if (!current) throw new StoreError('not_found', `no queue entry ${id}`);
     if (current.leaseOwner !== owner)
       throw new StoreError('lease_lost', `queue entry ${id} is not leased by ${owner}`);
-    const at = new Date();
-    const byAddress = new Map(attempt.results.map((x) => [x.address, x]));
-    const recipients = current.recipients.map((rc) => {
-      const res = byAddress.get(rc.address);
-      if (!res || rc.state !== 'pending') return rc;
-      return {
-        ...rc,
-        state: res.state,
-        attempts: rc.attempts + 1,
-        lastAttemptAt: at,
-        ...(res.reply !== undefined ? { lastReply: res.reply } : {}),
-      };
-    });
+    const recipients = applyAttempt(current.recipients, attempt, new Date());
     const d = await this.queue.findOneAndUpdate(
       { _id: id, leaseOwner: owner },
       {
@@ -1117,8 +1105,7 @@ export class MongoMailStore implements MailStore {
 
   async putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript> {
     await this.ready;
-    if (name.length === 0 || name.length > MAX_SIEVE_NAME || /[\u0000-\u001f\u007f/]/.test(name))
-      throw new StoreError('invalid', `invalid Sieve script name "${name}"`);
+    checkSieveName(name);
     if (!(await this.accounts.findOne({ _id: accountId })))
       throw new StoreError('not_found', `no account ${accountId}`);
     const d = await this.sieve.findOneAndUpdate(
@@ -1172,10 +1159,7 @@ export class MongoMailStore implements MailStore {
   async addDkimKey(key: Omit<DkimKey, 'state' | 'createdAt'>): Promise<DkimKey> {
     await this.ready;
     const domain = normalizeDomain(key.domain);
-    if (!SELECTOR.test(key.selector))
-      throw new StoreError('invalid', `invalid DKIM selector "${key.selector}"`);
-    if (key.algorithm !== 'rsa-sha256' && key.algorithm !== 'ed25519-sha256')
-      throw new StoreError('invalid', `unknown DKIM algorithm ${String(key.algorithm)}`);
+    checkDkimKey(key);
     if (!(await this.domains.findOne({ _id: domain })))
       throw new StoreError('not_found', `no domain ${domain}`);
     if (await this.dkim.findOne({ domain, selector: key.selector }))

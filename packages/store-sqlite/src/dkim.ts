@@ -1,10 +1,6 @@
 /** DKIM keys of the embedded store: one active key per domain and algorithm. */
-import { type DkimKey, normalizeDomain, StoreError } from '@mailwerk/store';
+import { checkDkimKey, type DkimKey, normalizeDomain, StoreError } from '@mailwerk/store';
 import type { Row, Sql } from './sql.ts';
-
-/** RFC 6376 §3.1: a selector is dot-separated sub-domain labels. */
-const SELECTOR =
-  /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 const toKey = (r: Row): DkimKey => ({
   domain: r.domain as string,
@@ -24,10 +20,7 @@ export class SqliteDkim {
 
   async addDkimKey(key: Omit<DkimKey, 'state' | 'createdAt'>): Promise<DkimKey> {
     const domain = normalizeDomain(key.domain);
-    if (!SELECTOR.test(key.selector))
-      throw new StoreError('invalid', `invalid DKIM selector "${key.selector}"`);
-    if (key.algorithm !== 'rsa-sha256' && key.algorithm !== 'ed25519-sha256')
-      throw new StoreError('invalid', `unknown DKIM algorithm ${String(key.algorithm)}`);
+    checkDkimKey(key);
     const row = await this.sql.tx(() => {
       if (!this.sql.get('SELECT 1 FROM domains WHERE name = ?', domain))
         throw new StoreError('not_found', `no domain ${domain}`);

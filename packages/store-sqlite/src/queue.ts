@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   type AttemptResult,
+  applyAttempt,
   type LeaseRequest,
   type NewQueueEntry,
   type QueueEntry,
@@ -79,19 +80,7 @@ export class SqliteQueue {
       if (r.lease_owner !== owner)
         throw new StoreError('lease_lost', `queue entry ${id} is not leased by ${owner}`);
       const entry = toQueueEntry(r);
-      const at = new Date();
-      const byAddress = new Map(attempt.results.map((x) => [x.address, x]));
-      const recipients = entry.recipients.map((rc) => {
-        const res = byAddress.get(rc.address);
-        if (!res || rc.state !== 'pending') return rc;
-        return {
-          ...rc,
-          state: res.state,
-          attempts: rc.attempts + 1,
-          lastAttemptAt: at,
-          ...(res.reply !== undefined ? { lastReply: res.reply } : {}),
-        };
-      });
+      const recipients = applyAttempt(entry.recipients, attempt, new Date());
       const updated = this.sql.get(
         `UPDATE queue SET recipients = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, meta = ?
          WHERE id = ? RETURNING *`,

@@ -1,9 +1,7 @@
 /** Sieve scripts of the embedded store, one active per account. */
-import { type SieveScript, StoreError } from '@mailwerk/store';
+import { checkSieveName, type SieveScript, StoreError } from '@mailwerk/store';
 import { toSieve } from './rows.ts';
 import { rowId, type Sql } from './sql.ts';
-
-const MAX_SIEVE_NAME = 128;
 
 export class SqliteSieve {
   private readonly sql: Sql;
@@ -12,9 +10,7 @@ export class SqliteSieve {
   }
 
   async putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript> {
-    if (name.length === 0 || name.length > MAX_SIEVE_NAME || /[\u0000-\u001f\u007f/]/.test(name)) {
-      throw new StoreError('invalid', `invalid Sieve script name "${name}"`);
-    }
+    checkSieveName(name);
     const acc = rowId(accountId);
     const row = await this.sql.tx(() => {
       if (!this.sql.get('SELECT 1 FROM accounts WHERE id = ?', acc))

@@ -3,4 +3,5 @@ export * from './errors.ts';
 export * from './flags.ts';
 export * from './mailbox-name.ts';
 export * from './resolve.ts';
+export * from './rules.ts';
 export * from './types.ts';
