@@ -130,20 +130,7 @@ interface JournalDoc {
   flags?: string[];
   seq: number;
 }
-interface QueueDoc {
-  _id: string;
-  sender: string;
-  recipients: QueueRecipient[];
-  blobId: string;
-  size: number;
-  createdAt: Date;
-  nextAttemptAt: Date;
-  attempts: number;
-  held: boolean;
-  leaseOwner: string | null;
-  leaseUntil: Date | null;
-  meta: Record<string, unknown>;
-}
+type QueueDoc = Omit<QueueEntry, 'id'> & { _id: string };
 interface SieveDoc {
   accountId: string;
   name: string;
@@ -190,20 +177,7 @@ const toMessage = (d: MessageDoc): Message => ({
   blobId: d.blobId,
   structure: JSON.parse(d.structure),
 });
-const toQueueEntry = (d: QueueDoc): QueueEntry => ({
-  id: d._id,
-  sender: d.sender,
-  recipients: d.recipients,
-  blobId: d.blobId,
-  size: d.size,
-  createdAt: d.createdAt,
-  nextAttemptAt: d.nextAttemptAt,
-  attempts: d.attempts,
-  held: d.held,
-  leaseOwner: d.leaseOwner,
-  leaseUntil: d.leaseUntil,
-  meta: d.meta,
-});
+const toQueueEntry = ({ _id, ...rest }: QueueDoc): QueueEntry => ({ id: _id, ...rest });
 const toSieve = (d: SieveDoc): SieveScript => ({
   accountId: d.accountId,
   name: d.name,
