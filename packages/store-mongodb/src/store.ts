@@ -55,7 +55,6 @@ import {
   parentNames,
   parseAddress,
   type QueueEntry,
-  type QueueRecipient,
   type SieveScript,
   type SpecialUse,
   StoreError,
