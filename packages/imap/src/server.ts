@@ -6,6 +6,7 @@
  */
 import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import type { Bus } from '@mailwerk/bus';
+import { ConnectionLimiter } from '@mailwerk/limits';
 import { parseMessage } from '@mailwerk/mime';
 import {
   contentId,
@@ -131,8 +132,8 @@ export class ImapService {
   private readonly opts: ImapOptions;
   private readonly store: MailStore;
   private readonly servers = new Set<CoreServer>();
-  /** Open connections by client address, and in all. */
-  private readonly perIp = new Map<string, number>();
+  private readonly limiter: ConnectionLimiter;
+  /** Sessions holding a place in the limiter. */
   private readonly open = new Set<ImapSession>();
 
   constructor(options: ImapOptions) {
@@ -140,6 +141,7 @@ export class ImapService {
     this.store = options.store;
     this.throttle = options.throttle ?? new AuthThrottle();
     this.notifier = new StoreNotifier(options.store, options.bus, options.pollMs ?? 0);
+    this.limiter = new ConnectionLimiter(options.maxConnections ?? 1000, options.maxConnectionsPerIp ?? 20);
     if (options.onProtocolError) setProtocolErrorSink(options.onProtocolError);
   }
 
@@ -208,14 +210,10 @@ export class ImapService {
     const store = this.store;
     return {
       connect: (session) => {
-        const ip = session.remoteAddress;
-        const fromIp = this.perIp.get(ip) ?? 0;
-        if (this.open.size >= (this.opts.maxConnections ?? 1000))
-          throw new Error('Too many connections; try again later');
-        if (fromIp >= (this.opts.maxConnectionsPerIp ?? 20))
-          throw new Error('Too many connections from your address; close some and try again');
+        const refused = this.limiter.admit(session.remoteAddress);
+        if (refused === 'total') throw new Error('Too many connections; try again later');
+        if (refused) throw new Error('Too many connections from your address; close some and try again');
         this.open.add(session);
-        this.perIp.set(ip, fromIp + 1);
       },
 
       auth: async (req, session) => {
@@ -479,10 +477,7 @@ export class ImapService {
 
       close: (session) => {
         this.notifier.removeListener(session);
-        if (!this.open.delete(session)) return;
-        const n = (this.perIp.get(session.remoteAddress) ?? 1) - 1;
-        if (n > 0) this.perIp.set(session.remoteAddress, n);
-        else this.perIp.delete(session.remoteAddress);
+        if (this.open.delete(session)) this.limiter.release(session.remoteAddress);
       },
     };
   }

@@ -75,3 +75,20 @@ describe('client networks for greylisting', () => {
     assert.equal(clientNetwork('2001:db8::1'), '2001:db8:0:0::/64');
   });
 });
+
+describe('connection limiter', () => {
+  it('admits up to the total and the per-address limit, and frees places on release', async () => {
+    const { ConnectionLimiter } = await import('../src/index.ts');
+    const l = new ConnectionLimiter(3, 2);
+    assert.equal(l.admit('192.0.2.1'), null);
+    assert.equal(l.admit('192.0.2.1'), null);
+    assert.equal(l.admit('192.0.2.1'), 'address');
+    assert.equal(l.admit('192.0.2.2'), null);
+    assert.equal(l.admit('192.0.2.3'), 'total');
+    l.release('192.0.2.1');
+    assert.equal(l.admit('192.0.2.3'), null);
+    // Releasing an address that holds no place changes nothing.
+    l.release('198.51.100.9');
+    assert.equal(l.admit('192.0.2.4'), 'total');
+  });
+});

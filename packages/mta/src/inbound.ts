@@ -12,7 +12,7 @@
  *   committed; on any failure to store the reply is 451 4.3.0.
  */
 import { randomBytes } from 'node:crypto';
-import { type Counters, type Greylist, InProcessCounters } from '@mailwerk/limits';
+import { ConnectionLimiter, type Counters, type Greylist, InProcessCounters } from '@mailwerk/limits';
 import {
   countHeaderFields,
   editHeader,
@@ -118,7 +118,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
   installProtocolGuards();
   const limits = { ...defaultInboundLimits, ...options.limits };
   const { store } = options;
-  const perIp = new Map<string, number>();
+  const limiter = new ConnectionLimiter(limits.maxConnections, limits.maxConnectionsPerIp);
   const sessions = new Map<string, SessionState>();
   const counters = options.counters ?? new InProcessCounters();
   const FAILED_RCPT_WINDOW_MS = 15 * 60_000;
@@ -151,32 +151,21 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     // quoted relay trick ("a@ext"@local) with a syntax error instead of 554 5.7.1.
     lenientAddressParsing: true,
     onConnect(session, callback) {
-      admit(session.remoteAddress).then(
-        (refusal) => {
-          if (refusal) {
-            options.onRefused?.(session.remoteAddress, `${refusal.responseCode} ${refusal.message}`);
-            return callback(refusal);
-          }
-          open(session);
-          callback();
-        },
-        (err: unknown) => {
-          // The counters are unreachable (Redis down): the limits cannot be checked, the mail still flows.
-          options.onError?.(err, 'connection limits');
-          open(session);
-          callback();
-        },
-      );
+      void admit(session.remoteAddress).then((refusal) => {
+        if (refusal) {
+          options.onRefused?.(session.remoteAddress, `${refusal.responseCode} ${refusal.message}`);
+          return callback(refusal);
+        }
+        open(session);
+        callback();
+      });
     },
     onClose(session) {
       const state = sessions.get(session.id);
       if (!state) return;
       if (state.timer) clearTimeout(state.timer);
       sessions.delete(session.id);
-      const ip = session.remoteAddress;
-      const n = (perIp.get(ip) ?? 1) - 1;
-      if (n <= 0) perIp.delete(ip);
-      else perIp.set(ip, n);
+      limiter.release(session.remoteAddress);
     },
     onMailFrom(address, session, callback) {
       // Senders from the internet may use any RFC 5321 local part (quoted ones too);
@@ -234,32 +223,40 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
       );
   }
 
-  /** Per-address limits at connect; a reply when the client is to be turned away. */
+  /**
+   * Per-address limits at connect; a reply when the client is to be turned away. The place among
+   * the concurrent connections is taken first, synchronously, and given back if a later check refuses.
+   */
   async function admit(ip: string): Promise<SmtpError | null> {
-    if ((perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp)
+    if (limiter.admit(ip))
       return reply(
         421,
         '4.7.0',
         `${options.hostname} too many connections from your address, try again later`,
       );
-    if ((await counters.hit(`mx:conn:${ip}`, 60_000)) > limits.connectionsPerMinute)
-      return reply(
-        421,
-        '4.7.0',
-        `${options.hostname} too many connections from your address per minute, try again later`,
-      );
-    if ((await counters.count(`mx:rcptfail:${ip}`)) >= limits.failedRecipientsPerIp)
-      return reply(
-        421,
-        '4.7.0',
-        `${options.hostname} too many refused recipients from your address, try again later`,
-      );
-    return null;
+    let refusal: SmtpError | null = null;
+    try {
+      if ((await counters.hit(`mx:conn:${ip}`, 60_000)) > limits.connectionsPerMinute)
+        refusal = reply(
+          421,
+          '4.7.0',
+          `${options.hostname} too many connections from your address per minute, try again later`,
+        );
+      else if ((await counters.count(`mx:rcptfail:${ip}`)) >= limits.failedRecipientsPerIp)
+        refusal = reply(
+          421,
+          '4.7.0',
+          `${options.hostname} too many refused recipients from your address, try again later`,
+        );
+    } catch (err) {
+      // The counters are unreachable (Redis down): the limits cannot be checked, the mail still flows.
+      options.onError?.(err, 'connection limits');
+    }
+    if (refusal) limiter.release(ip);
+    return refusal;
   }
 
   function open(session: SMTPServerSession): void {
-    const ip = session.remoteAddress;
-    perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
     const timer = setTimeout(() => {
       for (const c of server.connections as Set<{ id: string; send(code: number, text: string): void }>) {
         if (c.id === session.id)

@@ -19,7 +19,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { AuthThrottle, checkLogin } from '@mailwerk/auth';
-import { type Counters, InProcessCounters } from '@mailwerk/limits';
+import { ConnectionLimiter, type Counters, InProcessCounters } from '@mailwerk/limits';
 import { type AddressEntry, parseHeaderBlock, parseMessage } from '@mailwerk/mime';
 import {
   foldLongLines,
@@ -123,7 +123,9 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
   const { store } = options;
   const throttle = options.throttle ?? new AuthThrottle();
   const sendLimiter = options.sendLimiter ?? new SendLimiter();
-  const perIp = new Map<string, number>();
+  const limiter = new ConnectionLimiter(limits.maxConnections, limits.maxConnectionsPerIp);
+  /** Sessions holding a place in the limiter. */
+  const admitted = new Set<string>();
   const errors = new Map<string, number>();
   /** The signed-in account of each session (smtp-server keeps only an opaque `user`). */
   const accounts = new Map<string, Account>();
@@ -153,20 +155,15 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
     authOptional: false,
     allowInsecureAuth: options.allowPlaintext,
     onConnect(session, callback) {
-      const ip = session.remoteAddress;
-      const n = perIp.get(ip) ?? 0;
-      if (n >= limits.maxConnectionsPerIp)
+      if (limiter.admit(session.remoteAddress))
         return callback(reply(421, '4.7.0', `${options.hostname} too many connections from your address`));
-      perIp.set(ip, n + 1);
+      admitted.add(session.id);
       callback();
     },
     onClose(session) {
       accounts.delete(session.id);
       errors.delete(session.id);
-      const ip = session.remoteAddress;
-      const n = (perIp.get(ip) ?? 1) - 1;
-      if (n <= 0) perIp.delete(ip);
-      else perIp.set(ip, n);
+      if (admitted.delete(session.id)) limiter.release(session.remoteAddress);
     },
     onAuth(auth, session, callback) {
       signIn(auth.username ?? '', auth.password ?? '', session)

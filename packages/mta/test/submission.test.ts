@@ -241,6 +241,35 @@ describe('submission', () => {
     assert.ok(times[4]! - times[0]! >= 150, `times ${times.join(', ')}`);
   });
 
+  it('limits connections per address, and a refused connection does not free a place', async () => {
+    const server = createSubmissionServer({
+      store,
+      hostname: 'mail.example.org',
+      tls: await testTls(),
+      secure: false,
+      allowPlaintext: false,
+      limits: { maxConnectionsPerIp: 1 },
+    });
+    const p = await listen(server);
+    try {
+      const first = await RawClient.open(p);
+      assert.match(first.greeting, /^220 /);
+      const second = await RawClient.connect(p);
+      assert.match(await second.read(), /^421 4\.7\.0 .*too many connections from your address/);
+      await second.closedByServer();
+      // The refused one closed; the first still holds the only place.
+      const third = await RawClient.connect(p);
+      assert.match(await third.read(), /^421 4\.7\.0 /);
+      first.close();
+      await new Promise((r) => setTimeout(r, 100));
+      const fourth = await RawClient.open(p);
+      assert.match(fourth.greeting, /^220 /);
+      fourth.close();
+    } finally {
+      await closeServer(server);
+    }
+  });
+
   it('limits messages per hour per user with 450 4.7.1', async () => {
     const server = createSubmissionServer({
       store,

@@ -22,7 +22,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import type { Bus, MailEvent } from '@mailwerk/bus';
-import { type Counters, InProcessCounters } from '@mailwerk/limits';
+import { ConnectionLimiter, type Counters, InProcessCounters } from '@mailwerk/limits';
 import type { Account, Mailbox, MailStore } from '@mailwerk/store';
 import { normalizeAddress } from '@mailwerk/store';
 
@@ -106,12 +106,13 @@ export class Pop3Service {
   readonly sessions = new Set<Pop3Session>();
   /** The mailbox locks (`pop3:lock:<mailbox id>` → session id), shared by every process when in Redis. */
   readonly locks: Counters;
-  private readonly perIp = new Map<string, number>();
+  private readonly limiter: ConnectionLimiter;
 
   constructor(options: Pop3Options) {
     this.opts = options;
     this.throttle = options.throttle ?? new AuthThrottle();
     this.locks = options.counters ?? new InProcessCounters();
+    this.limiter = new ConnectionLimiter(options.maxConnections ?? 1000, options.maxConnectionsPerIp ?? 20);
     this.context = createSecureContext({ key: options.tls.key, cert: options.tls.cert });
   }
 
@@ -120,27 +121,21 @@ export class Pop3Service {
     const server = createServer((socket) => {
       socket.on('error', () => undefined);
       const ip = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-      const fromIp = this.perIp.get(ip) ?? 0;
-      const full =
-        this.sessions.size >= (this.opts.maxConnections ?? 1000)
-          ? 'Too many connections; try again later'
-          : fromIp >= (this.opts.maxConnectionsPerIp ?? 20)
-            ? 'Too many connections from your address'
-            : null;
+      // The place is taken at accept, before the TLS handshake, and given back when the socket closes.
+      const refused = this.limiter.admit(ip);
+      if (!refused) socket.once('close', () => this.limiter.release(ip));
       const start = (s: Socket) => {
-        if (full) {
-          s.end(`-ERR [SYS/TEMP] ${full}\r\n`);
+        if (refused) {
+          s.end(
+            `-ERR [SYS/TEMP] ${refused === 'total' ? 'Too many connections; try again later' : 'Too many connections from your address'}\r\n`,
+          );
           return;
         }
-        this.perIp.set(ip, fromIp + 1);
         const session = new Pop3Session(this, this.opts, this.throttle, this.context, s, secure, ip);
         this.sessions.add(session);
         s.once('close', () => {
           this.sessions.delete(session);
           session.release();
-          const n = (this.perIp.get(ip) ?? 1) - 1;
-          if (n > 0) this.perIp.set(ip, n);
-          else this.perIp.delete(ip);
         });
       };
       if (!secure) return start(socket);

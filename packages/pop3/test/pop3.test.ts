@@ -336,6 +336,42 @@ print(json.dumps({'rset': 'ok', 'stat': stat, 'again': again, 'quit': quit}))
     assert.match(lines[4]!, /^\+OK \d+ \d+$/);
   });
 
+  it('limits connections per address, counting from accept, before the TLS handshake', async () => {
+    const { Pop3Service } = await import('../src/index.ts');
+    const { generateSelfSigned } = await import('@mailwerk/tls');
+    const limited = new Pop3Service({
+      store: r.store,
+      bus: r.bus,
+      hostname: 'limited',
+      tls: await generateSelfSigned('pop3.test'),
+      allowPlaintext: false,
+      maxConnectionsPerIp: 1,
+    });
+    const server = limited.server(true);
+    const port = await new Promise<number>((res) =>
+      server.listen(0, '127.0.0.1', () => res((server.address() as import('node:net').AddressInfo).port)),
+    );
+    const greet = (): Promise<{ text: string; socket: import('node:tls').TLSSocket }> =>
+      new Promise((resolve) => {
+        const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+        socket.once('data', (d: Buffer) => resolve({ text: d.toString(), socket }));
+      });
+    try {
+      const first = await greet();
+      assert.match(first.text, /^\+OK /);
+      const second = await greet();
+      assert.match(second.text, /^-ERR \[SYS\/TEMP\] Too many connections from your address/);
+      second.socket.destroy();
+      first.socket.destroy();
+      await new Promise((res) => setTimeout(res, 100));
+      const third = await greet();
+      assert.match(third.text, /^\+OK /);
+      third.socket.destroy();
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('refuses over-long lines and unknown commands, and answers commands out of state', async () => {
     const s = connect({ host: '127.0.0.1', port: r.tlsPort, rejectUnauthorized: false });
     let text = '';
