@@ -13,6 +13,8 @@ import { decodeMutf7 } from './mutf7.ts';
 
 const require = createRequire(import.meta.url);
 
+type Callback = (err: Error | null, ...results: unknown[]) => void;
+
 /** A node of imap-core's response tree (its compiler's input). */
 export type ResponseNode = unknown;
 
@@ -217,7 +219,6 @@ export interface CoreServer {
 
 interface CoreModule {
   IMAPServer: new (options: Record<string, unknown>) => CoreServer;
-  imapHandler: { compileStream(response: ResponseNode): NodeJS.ReadableStream };
 }
 
 // WildDuck's modules read their own config (wild-config) from the working directory and the command
@@ -258,7 +259,7 @@ tools.normalizeMailbox = (mailbox: string, utf7Encoded?: boolean): string => {
  * Dovecot's imap_max_line_length (64 KiB): past that, `* BYE` and the
  * connection closes. Literal data (after the server's "+") is not a line.
  */
-export const MAX_LINE = 64 * 1024;
+const MAX_LINE = 64 * 1024;
 const streamProto = (
   require('wildduck/imap-core/lib/imap-stream.js') as {
     IMAPStream: { prototype: Record<string, unknown> };
@@ -283,8 +284,57 @@ streamProto._write = function boundedWrite(chunk, encoding, done) {
   }
   return write.call(this, chunk, encoding, done);
 };
+/**
+ * RFC 3501 §6.3.5 allows RENAME INBOX (its messages move to the new mailbox,
+ * INBOX stays, empty); imap-core refuses it outright. The command is routed to
+ * our rename hook, which implements those semantics; every other RENAME goes
+ * through imap-core's own handler untouched.
+ */
+type Reply = { response: string; code?: string | false; message?: string };
+const renameCommand = require('wildduck/imap-core/lib/commands/rename.js') as {
+  handler(
+    this: RenameConnection,
+    command: { attributes: Array<{ value?: unknown }> },
+    cb: (e: null, r: Reply) => void,
+  ): void;
+};
+interface RenameConnection {
+  acceptUTF8Enabled?: boolean;
+  session: ImapSession;
+  _server: { onRename(from: string, to: string, session: ImapSession, cb: Callback): void };
+}
+const renameHandler = renameCommand.handler;
+renameCommand.handler = function renameWithInbox(command, callback) {
+  const arg = (i: number) =>
+    tools.normalizeMailbox(
+      Buffer.from(String(command.attributes[i]?.value ?? ''), 'binary').toString(),
+      !this.acceptUTF8Enabled,
+    );
+  if (arg(0) !== 'INBOX') return renameHandler.call(this, command, callback);
+  const target = arg(1);
+  if (!target || target === 'INBOX' || target === INVALID)
+    return callback(null, { response: 'NO', code: 'CANNOT', message: 'Invalid new name' });
+  this._server.onRename('INBOX', target, this.session, (err, success) => {
+    if (err) return callback(null, { response: 'NO', code: 'TEMPFAIL' });
+    callback(null, {
+      response: success === true ? 'OK' : 'NO',
+      code: typeof success === 'string' ? success : false,
+      message: success === true ? 'INBOX renamed: its messages moved, INBOX is empty' : 'RENAME failed',
+    });
+  });
+};
+// Each connection's parser learns its connection, for the line bound above.
+const connectionProto = (
+  require('wildduck/imap-core/lib/imap-connection.js') as {
+    IMAPConnection: { prototype: { init(): void; _parser?: { _owner?: unknown } } };
+  }
+).IMAPConnection.prototype;
+const init = connectionProto.init;
+connectionProto.init = function initWithLineBound() {
+  if (this._parser) this._parser._owner = this;
+  return init.call(this);
+};
 const core = require('wildduck/imap-core') as CoreModule;
-export const compileStream = core.imapHandler.compileStream;
 
 /** Where imap-core reports a client's protocol errors (it prints them to stderr otherwise). */
 export type ProtocolErrorSink = (message: string, fields: Record<string, unknown>) => void;
@@ -302,8 +352,6 @@ let protocolErrorSink: ProtocolErrorSink = () => undefined;
 export const setProtocolErrorSink = (sink: ProtocolErrorSink): void => {
   protocolErrorSink = sink;
 };
-
-type Callback = (err: Error | null, ...results: unknown[]) => void;
 
 /** Runs an async hook and hands its result (or array of results) to imap-core's callback. */
 function bridge(run: () => Promise<unknown>, cb: Callback, spread = false): void {
@@ -334,12 +382,6 @@ export function createCoreServer(options: CoreOptions, hooks: ImapHooks, notifie
   });
   server.notifier = notifier;
   server.onConnect = (session: ImapSession, cb: (err?: Error) => void) => {
-    // The line bound above needs to reach the connection the parser belongs to.
-    for (const c of server.connections as unknown as Set<{
-      session: ImapSession;
-      _parser?: { _owner?: unknown };
-    }>)
-      if (c.session === session && c._parser) c._parser._owner = c;
     try {
       hooks.connect(session);
       cb();
@@ -404,11 +446,7 @@ export function createCoreServer(options: CoreOptions, hooks: ImapHooks, notifie
     options: { query: SearchTerm[]; isUid: boolean },
     session: ImapSession,
     cb: Callback,
-  ) =>
-    hooks.search(mailbox, options, session).then(
-      (uidList) => cb(null, { uidList }),
-      (err: Error) => cb(err),
-    );
+  ) => bridge(async () => ({ uidList: await hooks.search(mailbox, options, session) }), cb);
   server.onGetQuotaRoot = (path: string, session: ImapSession, cb: Callback) =>
     bridge(() => hooks.quotaRoot(path, session), cb);
   server.onGetQuota = (root: string, session: ImapSession, cb: Callback) =>

@@ -183,14 +183,21 @@ describe('IMAP: mailboxes', () => {
     raw.close();
   });
 
-  it('refuses to delete INBOX, to rename INBOX (imap-core refuses it) and to rename a mailbox into itself', async () => {
+  it('refuses to delete INBOX and to rename a mailbox into itself; renaming INBOX moves its mail', async () => {
     const raw = await RawImap.connect(r.tlsPort, true);
     await raw.cmd(login);
     assert.match(await raw.cmd('DELETE INBOX'), /t2 NO/);
     assert.match(await raw.cmd('CREATE Parent'), /t3 OK/);
     assert.match(await raw.cmd('RENAME Parent Parent/Child'), /t4 NO/);
     assert.match(await raw.cmd('RENAME Nothing Else'), /t5 NO \[NONEXISTENT\]/);
-    assert.match(await raw.cmd('RENAME INBOX "Old mail"'), /t6 NO \[CANNOT\]/);
+    // RFC 3501 §6.3.5: renaming INBOX moves its messages and leaves INBOX empty.
+    const c = await r.client();
+    await c.append('INBOX', sample('Old inbox'));
+    assert.match(await raw.cmd('RENAME INBOX "Old mail"'), /t6 OK/);
+    assert.equal(await count(c, 'INBOX'), 0);
+    assert.equal(await count(c, 'Old mail'), 1);
+    assert.match(await raw.cmd('RENAME INBOX "Old mail"'), /t7 NO \[ALREADYEXISTS\]/);
+    assert.match(await raw.cmd('RENAME INBOX INBOX'), /t8 NO \[CANNOT\]/);
     raw.close();
   });
 
