@@ -12,7 +12,7 @@ import { AuthThrottle } from '@mailwerk/auth';
 import { autoconfigHandler } from '@mailwerk/autoconfig';
 import { type Bus, InProcessBus, RedisBus } from '@mailwerk/bus';
 import type { Config } from '@mailwerk/config';
-import { type CoreServer, ImapService } from '@mailwerk/imap';
+import { ImapService } from '@mailwerk/imap';
 import { Greylist, openCounters } from '@mailwerk/limits';
 import { createLmtpServer } from '@mailwerk/mda';
 import {
@@ -71,36 +71,36 @@ function removeStaleSocket(path: string): Promise<void> {
   });
 }
 
-async function listen(server: SMTPServer, where: string, host: string): Promise<string> {
-  if (where.startsWith('unix:')) await removeStaleSocket(where.slice(5));
-  return new Promise((resolve, reject) => {
-    // smtp-server re-emits its socket's errors; unhandled, an 'error' event ends the process.
-    server.once('error', reject);
-    if (where.startsWith('unix:')) {
-      const path = where.slice(5);
-      server.listen(path, () => resolve(`unix:${path}`));
-    } else {
-      const m = /^(?:\[?([^\]]*)\]?:)?(\d+)$/.exec(where);
-      if (!m) return reject(new Error(`cannot listen on "${where}"`));
-      server.listen(Number(m[2]), m[1] || host, () => {
-        const a = server.server.address();
-        resolve(typeof a === 'object' && a ? `${a.address}:${a.port}` : String(a));
-      });
-    }
-  });
+/** What can listen: smtp-server, imap-core's server and a plain net/http server all have this shape. */
+interface Listenable {
+  listen(...args: unknown[]): unknown;
+  once(event: 'error', listener: (err: Error) => void): unknown;
+  removeListener(event: 'error', listener: (err: Error) => void): unknown;
+  address?(): ReturnType<NetServer['address']>;
+  server?: { address(): ReturnType<NetServer['address']> };
 }
 
-const close = (s: SMTPServer) => new Promise<void>((resolve) => s.close(() => resolve()));
-
-/** Listens on a plain net.Server (or imap-core's wrapper of one); resolves with the address. */
-async function listenNet(server: NetServer | CoreServer, port: number, host: string): Promise<string> {
-  const net = 'server' in server ? server.server : server;
+/** Listens on "unix:/path", "host:port" or a port (on `host`); resolves with the address taken. */
+async function listen(server: Listenable, where: string | number, host: string): Promise<string> {
+  const spec = String(where);
+  if (spec.startsWith('unix:')) await removeStaleSocket(spec.slice(5));
   return new Promise((resolve, reject) => {
+    // The servers re-emit their socket's errors; unhandled, an 'error' event ends the process.
     server.once('error', reject);
-    server.listen(port, host, () => {
+    const done = (address: string) => {
       server.removeListener('error', reject);
-      const a = net.address();
-      resolve(typeof a === 'object' && a ? `${a.address}:${a.port}` : String(a));
+      resolve(address);
+    };
+    if (spec.startsWith('unix:')) {
+      const path = spec.slice(5);
+      server.listen(path, () => done(`unix:${path}`));
+      return;
+    }
+    const m = /^(?:\[?([^\]]*)\]?:)?(\d+)$/.exec(spec);
+    if (!m) return reject(new Error(`cannot listen on "${spec}"`));
+    server.listen(Number(m[2]), m[1] || host, () => {
+      const a = server.server ? server.server.address() : server.address?.();
+      done(typeof a === 'object' && a ? `${a.address}:${a.port}` : String(a));
     });
   });
 }
@@ -126,9 +126,23 @@ export async function startServices(
   let imap: ImapService | null = null;
   let pop3: Pop3Service | null = null;
   const webServers: NetServer[] = [];
+  /** Stops what has been started, on a failed start as on stop(). */
+  const shutdown = async () => {
+    // The runner first: it closes its pooled LMTP connections, which the MDA would otherwise wait for.
+    if (maintenance) clearInterval(maintenance);
+    await runner?.stop();
+    await Promise.all([
+      ...[...servers, ...webServers].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+      imap?.close(),
+      pop3?.close(),
+    ]);
+    await bus.close();
+    await counters.close();
+    await store.close();
+  };
   const onError = (err: unknown, context: string) => log.error(err, context);
-  // One count of failed sign-ins for submission, IMAP and POP3: a guesser cannot switch protocols to start over.
-  // Abuse counters: in this process, or in Redis so that several processes share them.
+  // Abuse counters, in this process or in Redis so that several processes share them; one count of failed
+  // sign-ins for submission, IMAP and POP3, so a guesser cannot switch protocols to start over.
   const counters = openCounters(config.redis.url);
   const throttle = new AuthThrottle({ counters });
   try {
@@ -202,6 +216,12 @@ export async function startServices(
             onFailure: config.rspamd.on_failure,
           }
         : undefined;
+      const smtpLimits = {
+        maxMessageSize: config.limits.message_size,
+        maxRecipients: config.limits.max_recipients,
+        maxConnections: config.limits.max_connections,
+        maxConnectionsPerIp: config.limits.max_connections_per_ip,
+      };
       const mx = createInboundServer({
         store,
         hostname: config.hostname,
@@ -215,10 +235,7 @@ export async function startServices(
           ? { greylist: new Greylist(counters, { delayMs: config.mta.greylist_delay_seconds * 1000 }) }
           : {}),
         limits: {
-          maxMessageSize: config.limits.message_size,
-          maxRecipients: config.limits.max_recipients,
-          maxConnections: config.limits.max_connections,
-          maxConnectionsPerIp: config.limits.max_connections_per_ip,
+          ...smtpLimits,
           connectionsPerMinute: config.limits.connections_per_minute,
           failedRecipientsPerIp: config.limits.failed_recipients_per_ip,
           commandTimeoutMs: config.limits.command_timeout_seconds * 1000,
@@ -250,13 +267,7 @@ export async function startServices(
           receivedHeader: config.mta.received_header,
           sign: createDkimSigner(store),
           ...(rspamd && config.rspamd.scan_outbound ? { rspamd } : {}),
-          limits: {
-            maxMessageSize: config.limits.message_size,
-            maxRecipients: config.limits.max_recipients,
-            messagesPerHour: config.mta.send_limit_per_hour,
-            maxConnections: config.limits.max_connections,
-            maxConnectionsPerIp: config.limits.max_connections_per_ip,
-          },
+          limits: { ...smtpLimits, messagesPerHour: config.mta.send_limit_per_hour },
           onQueued,
           onError,
           onRefused,
@@ -293,11 +304,11 @@ export async function startServices(
       const { listen: host, imap_port, imaps_port } = config.access;
       listening.push({
         service: 'IMAP (STARTTLS)',
-        address: await listenNet(imap.server(false), imap_port, host),
+        address: await listen(imap.server(false), imap_port, host),
       });
       listening.push({
         service: 'IMAP (TLS)',
-        address: await listenNet(imap.server(true), imaps_port, host),
+        address: await listen(imap.server(true), imaps_port, host),
       });
       pop3 = new Pop3Service({
         ...common,
@@ -307,11 +318,11 @@ export async function startServices(
       const { pop3_port, pop3s_port } = config.access;
       listening.push({
         service: 'POP3 (STLS)',
-        address: await listenNet(pop3.server(false), pop3_port, host),
+        address: await listen(pop3.server(false), pop3_port, host),
       });
       listening.push({
         service: 'POP3 (TLS)',
-        address: await listenNet(pop3.server(true), pop3s_port, host),
+        address: await listen(pop3.server(true), pop3s_port, host),
       });
       if (config.access.autoconfig) {
         const handler = autoconfigHandler(store, {
@@ -329,21 +340,16 @@ export async function startServices(
         webServers.push(plain, secure);
         listening.push({
           service: 'Autoconfig (HTTP)',
-          address: await listenNet(plain, config.access.autoconfig_http_port, host),
+          address: await listen(plain, config.access.autoconfig_http_port, host),
         });
         listening.push({
           service: 'Autoconfig (HTTPS)',
-          address: await listenNet(secure, config.access.autoconfig_https_port, host),
+          address: await listen(secure, config.access.autoconfig_https_port, host),
         });
       }
     }
   } catch (err) {
-    await counters.close();
-    await imap?.close();
-    await pop3?.close();
-    await runner?.stop();
-    await Promise.all(servers.map(close));
-    await store.close();
+    await shutdown();
     throw err;
   }
   for (const s of servers) s.on('error', (err) => log.error(err, 'server'));
@@ -351,19 +357,6 @@ export async function startServices(
   return {
     listening,
     store,
-    async stop() {
-      // The runner first: it closes its pooled LMTP connections, which the MDA would otherwise wait for.
-      if (maintenance) clearInterval(maintenance);
-      await runner?.stop();
-      await Promise.all([
-        ...servers.map(close),
-        imap?.close(),
-        pop3?.close(),
-        ...webServers.map((w) => new Promise((r) => w.close(r))),
-      ]);
-      await bus.close();
-      await counters.close();
-      await store.close();
-    },
+    stop: shutdown,
   };
 }
