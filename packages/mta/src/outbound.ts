@@ -157,7 +157,9 @@ export class OutboundDelivery {
     const n = (this.active.get(domain) ?? 1) - 1;
     if (n > 0) this.active.set(domain, n);
     else this.active.delete(domain);
-    this.waiting.get(domain)?.shift()?.();
+    const queue = this.waiting.get(domain);
+    queue?.shift()?.();
+    if (queue?.length === 0) this.waiting.delete(domain);
   }
 
   private keep(domain: string, c: Connection): void {

@@ -271,23 +271,15 @@ export class QueueRunner {
     }
     const failures = results.filter((r) => r.state === 'failed');
     if (failures.length > 0) await this.report(entry, failures, 'failed', data);
-    let warned = false;
-    const delayed = results.filter((r) => r.state === 'pending');
-    if (
-      this.o.delayWarningMs > 0 &&
-      delayed.length > 0 &&
-      !entry.meta.delayNotified &&
-      now.getTime() - entry.createdAt.getTime() >= this.o.delayWarningMs
-    ) {
-      await this.report(entry, delayed, 'delayed', data);
-      warned = true;
-    }
-    // A remote recipient still waiting backs off on the remote schedule; a local one (the MDA down) on the quicker one.
     const waiting = results.filter((r) => r.state === 'pending');
-    const policy =
-      waiting.some((r) => !local.includes(r.address)) && !waiting.some((r) => local.includes(r.address))
-        ? this.o.remoteRetry
-        : this.o.retry;
+    const warned =
+      this.o.delayWarningMs > 0 &&
+      waiting.length > 0 &&
+      !entry.meta.delayNotified &&
+      now.getTime() - entry.createdAt.getTime() >= this.o.delayWarningMs;
+    if (warned) await this.report(entry, waiting, 'delayed', data);
+    // Only remote recipients waiting: the remote schedule; a local one waiting (the MDA down): the quicker one.
+    const policy = waiting.some((r) => local.includes(r.address)) ? this.o.retry : this.o.remoteRetry;
     const nextAttemptAt = new Date(now.getTime() + policy.delayMs(entry.attempts + 1));
     try {
       // Removes the entry when no recipient is left pending.
@@ -352,7 +344,7 @@ export class QueueRunner {
       blobId: contentId(dsn),
       data: dsn,
       size: dsn.length,
-      meta: { dsnFor: entry.id, ...(action === 'delayed' ? { delayFor: entry.id } : {}) },
+      meta: { dsnFor: entry.id },
     });
     this.wake();
   }

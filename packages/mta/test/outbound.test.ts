@@ -79,6 +79,34 @@ describe('outbound delivery', () => {
     assert.equal(remote.connections - before, 1, 'one connection for both messages');
   });
 
+  it('opens at most perDomain connections to one domain, and queues the rest for them', async () => {
+    const one = await remoteServer();
+    const limited = new OutboundDelivery({
+      hostname: 'mail.example.org',
+      resolver,
+      dialer: loopbackDialer(() => one.port),
+      perDomain: 1,
+      idleMs: 1000,
+    });
+    try {
+      const sends = Array.from({ length: 4 }, (_, i) =>
+        limited.deliver('remote.example', {
+          sender: 'bob@example.org',
+          recipients: [{ address: `r${i}@remote.example` }],
+          data: MSG,
+        }),
+      );
+      const results = (await Promise.all(sends)).flat();
+      assert.ok(results.every((r) => r.state === 'delivered'));
+      assert.equal(one.received.length, 4);
+      assert.equal(one.mostAtOnce, 1);
+      assert.equal(one.connections, 1, 'the waiting messages reuse the one connection');
+    } finally {
+      limited.close();
+      await one.close();
+    }
+  });
+
   it('falls back to the next MX when the first does not answer, and to the domain itself without MX', async () => {
     down.add('192.0.2.1');
     out.close();

@@ -23,6 +23,8 @@ export interface RemoteServer {
   received: Received[];
   /** Connections the server accepted. */
   connections: number;
+  /** The most connections it had open at once. */
+  mostAtOnce: number;
   /** Per recipient local part: what RCPT answers (e.g. "451 4.2.0 try later"). */
   rcptReplies: Map<string, string>;
   /** What the end of DATA answers, once, then normal again; 'drop' closes the connection mid-DATA. */
@@ -36,10 +38,12 @@ export async function remoteServer(options: Partial<SMTPServerOptions> = {}): Pr
     port: 0,
     received: [],
     connections: 0,
+    mostAtOnce: 0,
     rcptReplies: new Map(),
     dataReply: null,
     close: async () => undefined,
   };
+  let open = 0;
   const fail = (line: string) => {
     // smtp-server puts its own enhanced code in front of the text.
     const m = /^(\d{3}) (?:\d\.\d{1,3}\.\d{1,3} )?(.*)$/.exec(line)!;
@@ -54,7 +58,11 @@ export async function remoteServer(options: Partial<SMTPServerOptions> = {}): Pr
     hideENHANCEDSTATUSCODES: false,
     onConnect(_session, cb) {
       state.connections++;
+      state.mostAtOnce = Math.max(state.mostAtOnce, ++open);
       cb();
+    },
+    onClose() {
+      open--;
     },
     onRcptTo(address, _session, cb) {
       const local = address.address.slice(0, address.address.lastIndexOf('@'));
