@@ -37,3 +37,9 @@ export const baseServerOptions = (
   disableReverseLookup: true,
   logger: false as const,
 });
+
+/** The TLS details of a session, for the Received: header and rspamd; null in the clear. */
+export const tlsOf = (session: SMTPServerSession): { protocol: string; cipher: string } | null =>
+  session.secure && session.tlsOptions
+    ? { protocol: session.tlsOptions.version ?? 'TLS', cipher: session.tlsOptions.name }
+    : null;

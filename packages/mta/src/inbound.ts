@@ -36,8 +36,8 @@ import {
   resolveRecipient,
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
-import { baseServerOptions, dsnMeta, queueRecipients } from './envelope.ts';
-import { type RspamdAnswer, type RspamdClient, RspamdUnavailable, verdictOf } from './rspamd.ts';
+import { baseServerOptions, dsnMeta, queueRecipients, tlsOf } from './envelope.ts';
+import { type RspamdPolicy, scan, verdictOf } from './rspamd.ts';
 import { type AuthenticationOptions, checkAuthentication, claimsOurAuthservId } from './trust.ts';
 
 export interface InboundLimits {
@@ -95,7 +95,7 @@ export interface InboundServerOptions {
   /** SPF/DKIM/DMARC/ARC checks (absent: none). */
   authentication?: AuthenticationOptions;
   /** rspamd scanning (absent: none); `onFailure` decides when rspamd cannot answer. */
-  rspamd?: { client: RspamdClient; onFailure: 'accept' | 'tempfail' };
+  rspamd?: RspamdPolicy;
   /** Called after a message is queued (to wake the queue runner). */
   onQueued?: (entry: QueueEntry) => void;
   onError?: (err: unknown, context: string) => void;
@@ -326,10 +326,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
       throw reply(554, '5.4.0', `too many hops (more than ${limits.maxHops} Received: headers), mail loop?`);
     }
     const env = session.envelope;
-    const tls =
-      session.secure && session.tlsOptions
-        ? { protocol: session.tlsOptions.version ?? 'TLS', cipher: session.tlsOptions.name }
-        : null;
+    const tls = tlsOf(session);
     const traceId = `${session.id}${randomBytes(2).toString('hex')}`;
     const received = receivedHeader({
       helo: session.hostNameAppearsAs,
@@ -398,23 +395,20 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
       }
     }
     if (options.rspamd) {
-      let answer: RspamdAnswer | null = null;
-      try {
-        answer = await options.rspamd.client.check(Buffer.concat([Buffer.from(prepend, 'latin1'), body]), {
+      const answer = await scan(
+        options.rspamd,
+        Buffer.concat([Buffer.from(prepend, 'latin1'), body]),
+        {
           ip: session.remoteAddress,
           helo: session.hostNameAppearsAs,
           sender,
           recipients: env.rcptTo.map((r) => r.address),
           queueId,
           tls: tls ? { cipher: tls.cipher, version: tls.protocol } : null,
-        });
-      } catch (err) {
-        if (!(err instanceof RspamdUnavailable)) throw err;
-        options.onError?.(err, 'rspamd');
-        if (options.rspamd.onFailure === 'tempfail')
-          throw reply(451, '4.7.1', 'the message could not be scanned for spam just now; try again later');
-        prepend += 'X-Spam-Status: unscanned (the spam scanner did not answer)\r\n';
-      }
+        },
+        options.onError,
+      );
+      if (!answer) prepend += 'X-Spam-Status: unscanned (the spam scanner did not answer)\r\n';
       if (answer) {
         const subject =
           /^Subject:[ \t]?(.*)$/im.exec(headerBlock(body).replace(/\r?\n[ \t]+/g, ' '))?.[1] ?? '';

@@ -20,6 +20,7 @@
  * answer 451 so the sender tries again. No mail is lost either way.
  */
 import { request } from 'node:http';
+import { reply } from '@mailwerk/smtp';
 
 export interface ScanContext {
   ip: string;
@@ -175,4 +176,32 @@ export function verdictOf(a: RspamdAnswer, originalSubject: string): ScanVerdict
       ? { subject: (a.subject ?? '*** SPAM *** %s').replace('%s', originalSubject) }
       : {}),
   };
+}
+
+/** rspamd and what to do when it cannot answer (the `rspamd` config section). */
+export interface RspamdPolicy {
+  client: RspamdClient;
+  onFailure: 'accept' | 'tempfail';
+}
+
+/**
+ * Asks rspamd under the policy: its answer; null when it could not answer and
+ * the policy accepts the message unscanned; a thrown 451 4.7.1 reply when the
+ * policy defers it. Nothing is lost either way.
+ */
+export async function scan(
+  policy: RspamdPolicy,
+  message: Buffer,
+  ctx: ScanContext,
+  onError?: (err: unknown, context: string) => void,
+): Promise<RspamdAnswer | null> {
+  try {
+    return await policy.client.check(message, ctx);
+  } catch (err) {
+    if (!(err instanceof RspamdUnavailable)) throw err;
+    onError?.(err, 'rspamd');
+    if (policy.onFailure === 'tempfail')
+      throw reply(451, '4.7.1', 'the message could not be scanned for spam just now; try again later');
+    return null;
+  }
 }

@@ -20,11 +20,10 @@
 import { randomBytes } from 'node:crypto';
 import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import { ConnectionLimiter, type Counters, InProcessCounters } from '@mailwerk/limits';
-import { type AddressEntry, parseHeaderBlock, parseMessage } from '@mailwerk/mime';
+import { type AddressEntry, parseMessage } from '@mailwerk/mime';
 import {
   foldLongLines,
   hasBareLineEndingAtDot,
-  headerBlock,
   installAuthAfterTls,
   installGreetingDelay,
   installReplyCodes,
@@ -45,9 +44,9 @@ import {
   resolveRecipient,
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
-import { baseServerOptions, dsnMeta, queueRecipients } from './envelope.ts';
+import { baseServerOptions, dsnMeta, queueRecipients, tlsOf } from './envelope.ts';
 import { defaultInboundLimits, type InboundLimits } from './inbound.ts';
-import { type RspamdClient, RspamdUnavailable, verdictOf } from './rspamd.ts';
+import { type RspamdPolicy, scan, verdictOf } from './rspamd.ts';
 
 /** The MX's connection and size limits, plus how much one user may send. */
 export type SubmissionLimits = Pick<
@@ -89,7 +88,7 @@ export interface SubmissionServerOptions {
   /** Signs a completed message (DKIM) for the domain of its From: address; returns the header fields to prepend, or ''. */
   sign?: (message: Buffer, fromDomain: string) => Promise<string>;
   /** Scans submitted mail (rspamd.scan_outbound): reject refuses it, soft reject and greylist defer it. */
-  rspamd?: { client: RspamdClient; onFailure: 'accept' | 'tempfail' };
+  rspamd?: RspamdPolicy;
   onQueued?: (entry: QueueEntry) => void;
   onError?: (err: unknown, context: string) => void;
   onRefused?: (client: string, reply: string) => void;
@@ -271,8 +270,8 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
         '5.6.0',
         'message refused: a bare CR or LF next to a "." line; send CRLF line endings',
       );
-    const fields = parseHeaderBlock(headerBlock(data));
-    const from = addresses(parseMessage(data).root.envelope?.from);
+    const envelope = parseMessage(data).root.envelope;
+    const from = addresses(envelope?.from);
     if (from.length === 0) throw reply(550, '5.6.0', 'the message has no From: header');
     for (const f of from) {
       if (!(await ownsAddress(store, a, f)))
@@ -288,14 +287,10 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
     const fromDomain = from[0]!.slice(from[0]!.lastIndexOf('@') + 1).toLowerCase();
     const traceId = `${session.id}${randomBytes(2).toString('hex')}`;
     const added: string[] = [];
-    const has = (name: string) => fields.some((f) => f.key === name);
-    if (!has('date')) added.push(`Date: ${rfc5322Date(new Date())}\r\n`);
-    if (!has('message-id'))
+    if ((envelope?.date ?? null) === null) added.push(`Date: ${rfc5322Date(new Date())}\r\n`);
+    if ((envelope?.messageId ?? null) === null)
       added.push(`Message-ID: <${randomBytes(12).toString('hex')}@${options.hostname}>\r\n`);
-    const tls =
-      session.secure && session.tlsOptions
-        ? { protocol: session.tlsOptions.version ?? 'TLS', cipher: session.tlsOptions.name }
-        : null;
+    const tls = tlsOf(session);
     const full = options.receivedHeader === 'full';
     const received = receivedHeader({
       helo: full ? session.hostNameAppearsAs : null,
@@ -306,7 +301,24 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
       tls,
       ...(env.rcptTo.length === 1 ? { recipient: env.rcptTo[0]!.address } : {}),
     });
-    if (options.rspamd) await scan(data, session, a, traceId);
+    if (options.rspamd) {
+      // Outbound: only rspamd's reject and deferrals count; its header advice is for mail coming in.
+      const answer = await scan(
+        options.rspamd,
+        data,
+        {
+          ip: session.remoteAddress,
+          helo: session.hostNameAppearsAs,
+          sender,
+          recipients: env.rcptTo.map((r) => r.address),
+          user: a.address,
+          queueId: traceId,
+        },
+        options.onError,
+      );
+      const v = answer ? verdictOf(answer, '') : null;
+      if (v?.kind === 'reject') throw reply(v.code, v.enhanced, v.text);
+    }
     const completed = foldLongLines(Buffer.concat([Buffer.from(added.join(''), 'latin1'), data]));
     const signature = options.sign ? await options.sign(completed, fromDomain) : '';
     const message = Buffer.concat([Buffer.from(received + signature, 'latin1'), completed]);
@@ -326,28 +338,6 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
     await sendLimiter.record(a.id);
     options.onQueued?.(entry);
     return entry.id;
-  }
-
-  async function scan(data: Buffer, session: SMTPServerSession, a: Account, queueId: string): Promise<void> {
-    const env = session.envelope;
-    const rspamd = options.rspamd!;
-    try {
-      const answer = await rspamd.client.check(data, {
-        ip: session.remoteAddress,
-        helo: session.hostNameAppearsAs,
-        sender: env.mailFrom ? env.mailFrom.address : '',
-        recipients: env.rcptTo.map((r) => r.address),
-        user: a.address,
-        queueId,
-      });
-      const v = verdictOf(answer, '');
-      if (v.kind === 'reject') throw reply(v.code, v.enhanced, v.text);
-    } catch (err) {
-      if (!(err instanceof RspamdUnavailable)) throw err;
-      options.onError?.(err, 'rspamd');
-      if (rspamd.onFailure === 'tempfail')
-        throw reply(451, '4.7.1', 'the message could not be scanned just now; try again later');
-    }
   }
 
   return server;

@@ -137,6 +137,31 @@ describe('rspamd on the MX', () => {
     }
   });
 
+  it('treats an rspamd that does not answer in time like one that is down', async () => {
+    // rspamd itself cannot be made to hang: a loopback TCP server that accepts and never answers stands in.
+    const { createServer } = await import('node:net');
+    const held: import('node:net').Socket[] = [];
+    const silent = createServer((socket) => held.push(socket));
+    await new Promise<void>((res) => silent.listen(0, '127.0.0.1', res));
+    const before = policy.client;
+    policy.client = new RspamdClient({
+      url: `http://127.0.0.1:${(silent.address() as import('node:net').AddressInfo).port}`,
+      timeoutMs: 300,
+    });
+    try {
+      policy.onFailure = 'tempfail';
+      assert.match(await refused('slow scanner'), /^451 4\.7\.1 the message could not be scanned/);
+      policy.onFailure = 'accept';
+      await send('slow scanner, accepted');
+      assert.match(await filed('slow scanner, accepted'), /X-Spam-Status: unscanned/);
+    } finally {
+      policy.client = before;
+      policy.onFailure = 'accept';
+      for (const h of held) h.destroy();
+      silent.close();
+    }
+  });
+
   it('with rspamd stopped: accepts marked unscanned, or answers 451 4.7.1, as configured', async () => {
     await rspamd.stop();
     policy.onFailure = 'accept';

@@ -83,6 +83,31 @@ describe('inbound authentication (SPF, DKIM, DMARC)', () => {
     });
   });
 
+  it('files mail that fails DMARC p=reject into Junk instead when the admin asks for that', async () => {
+    const junk = await rig(
+      {},
+      {},
+      { authentication: { hostname: 'mx.test.example', resolver, dmarcReject: 'junk' } },
+    );
+    try {
+      const t = nodemailer.createTransport({ host: '127.0.0.1', port: junk.smtpPort, ignoreTLS: true });
+      const info = await t.sendMail({
+        envelope: { from: 'ceo@rejecting.example', to: ['bob@example.org'] },
+        raw: 'From: ceo@rejecting.example\r\nTo: bob@example.org\r\nSubject: spoofed but kept\r\n\r\nHello.\r\n',
+      });
+      t.close();
+      assert.match(info.response, /^250 /);
+      const got = await eventually(async () =>
+        (await junk.inbox('bob@example.org', 'Junk'))
+          .map((b) => b.toString())
+          .find((x) => x.includes('spoofed but kept')),
+      );
+      assert.match(got, /X-Spam-Reason: DMARC policy of the sender domain: .*dmarc=fail \(p=reject\)/);
+    } finally {
+      await junk.close();
+    }
+  });
+
   it('files mail that fails DMARC with p=quarantine into Junk', async () => {
     await send('news@quarantining.example', 'quarantined');
     const got = await find('quarantined', 'Junk');
