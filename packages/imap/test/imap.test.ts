@@ -43,6 +43,20 @@ describe('IMAP: session, capabilities and authentication', () => {
     c.close();
   });
 
+  it('takes a password in the clear only when the admin allows it', async () => {
+    const open = await rig({ allowPlaintext: true });
+    try {
+      const c = await RawImap.connect(open.port, false);
+      const caps = await c.cmd('CAPABILITY');
+      assert.match(caps, /STARTTLS/);
+      assert.doesNotMatch(caps, /LOGINDISABLED/);
+      assert.match(await c.cmd(login), /t2 OK/);
+      c.close();
+    } finally {
+      await open.close();
+    }
+  });
+
   it('signs in with AUTHENTICATE PLAIN over implicit TLS, and answers ID and NAMESPACE', async () => {
     const c = await RawImap.connect(r.tlsPort, true);
     const token = Buffer.from(`\0bob@example.org\0${PASSWORD}`).toString('base64');

@@ -120,6 +120,36 @@ describe('submission', () => {
     assert.deepEqual(signed.slice(-2), ['example.org', 'example.org']);
   });
 
+  it('offers AUTH in the clear only when the admin allows it', async () => {
+    const open = createSubmissionServer({
+      store,
+      hostname: 'mail.example.org',
+      tls: await testTls(),
+      secure: false,
+      allowPlaintext: true,
+    });
+    const p = await listen(open);
+    try {
+      const c = await RawClient.open(p);
+      assert.match(await c.cmd('EHLO client.example'), /AUTH PLAIN LOGIN/);
+      c.close();
+      const t = nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: p,
+        ignoreTLS: true,
+        auth: { user: 'bob@example.org', pass: PASSWORD },
+      });
+      const info = await t.sendMail({
+        envelope: { from: 'bob@example.org', to: ['x@elsewhere.example'] },
+        raw: 'From: bob@example.org\r\n\r\nx\r\n',
+      });
+      assert.match(info.response, /^250 /);
+      t.close();
+    } finally {
+      await closeServer(open);
+    }
+  });
+
   it('takes AUTH LOGIN as well as PLAIN', async () => {
     const t = nodemailer.createTransport({
       host: '127.0.0.1',

@@ -72,6 +72,37 @@ p.quit()
     assert.match(out.login, /^\+OK Maildrop has 3 messages/);
   });
 
+  it('takes USER/PASS in the clear only when the admin allows it', async () => {
+    const { Pop3Service } = await import('../src/index.ts');
+    const { generateSelfSigned } = await import('@mailwerk/tls');
+    const open = new Pop3Service({
+      store: r.store,
+      bus: r.bus,
+      hostname: 'open',
+      tls: await generateSelfSigned('pop3.test'),
+      allowPlaintext: true,
+    });
+    const server = open.server(false);
+    const port = await new Promise<number>((res) =>
+      server.listen(0, '127.0.0.1', () => res((server.address() as import('node:net').AddressInfo).port)),
+    );
+    try {
+      const out = await python<{ caps: string[]; login: string }>(
+        `${PRELUDE}
+p = plain()
+caps = sorted(p.capa().keys())
+print(json.dumps({'caps': caps, 'login': login(p)}))
+p.quit()
+`,
+        { ...env, PORT: String(port) },
+      );
+      assert.ok(out.caps.includes('USER') && out.caps.includes('STLS'));
+      assert.match(out.login, /^\+OK Maildrop has/);
+    } finally {
+      await open.close();
+    }
+  });
+
   it('STAT, LIST, UIDL, TOP, RETR, NOOP; RETR is byte-exact after un-stuffing and marks \\Seen', async () => {
     const out = await python<Record<string, unknown>>(
       `${PRELUDE}
