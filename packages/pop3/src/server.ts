@@ -500,24 +500,20 @@ class Pop3Session {
   }
 
   private async markSeen(e: Entry): Promise<void> {
-    const { store, bus } = this.opts;
-    const r = await store.updateFlags(this.inbox!.id, [e.uid], { op: 'add', flags: ['\\Seen'] });
+    const r = await this.opts.store.updateFlags(this.inbox!.id, [e.uid], { op: 'add', flags: ['\\Seen'] });
     const m = r.updated[0];
     if (m)
-      await this.publish(
-        {
-          type: 'message.flags',
-          accountId: this.account!.id,
-          mailboxId: this.inbox!.id,
-          uids: [m.uid],
-          modseq: m.modseq,
-        },
-        bus,
-      );
+      await this.publish({
+        type: 'message.flags',
+        accountId: this.account!.id,
+        mailboxId: this.inbox!.id,
+        uids: [m.uid],
+        modseq: m.modseq,
+      });
   }
 
-  private async publish(event: MailEvent, bus: Bus): Promise<void> {
-    await bus.publish(event).catch((err) => this.opts.onError?.(err, 'bus'));
+  private async publish(event: MailEvent): Promise<void> {
+    await this.opts.bus.publish(event).catch((err) => this.opts.onError?.(err, 'bus'));
   }
 
   private async quit(): Promise<void> {
@@ -528,16 +524,13 @@ class Pop3Session {
     try {
       const removed = doomed.length ? await this.opts.store.expungeMessages(this.inbox!.id, doomed) : [];
       if (removed.length)
-        await this.publish(
-          {
-            type: 'message.expunge',
-            accountId: this.account!.id,
-            mailboxId: this.inbox!.id,
-            uids: removed,
-            modseq: 0,
-          },
-          this.opts.bus,
-        );
+        await this.publish({
+          type: 'message.expunge',
+          accountId: this.account!.id,
+          mailboxId: this.inbox!.id,
+          uids: removed,
+          modseq: 0,
+        });
       this.opts.onEvent?.('pop3 quit', {
         user: this.account!.address,
         client: this.ip,
