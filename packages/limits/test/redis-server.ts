@@ -8,7 +8,8 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-const freePort = () =>
+/** A port nobody listens on at the moment, on loopback. */
+export const freePort = () =>
   new Promise<number>((resolve) => {
     const s = createServer().listen(0, '127.0.0.1', () => {
       const { port } = s.address() as { port: number };
