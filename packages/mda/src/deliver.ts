@@ -33,7 +33,7 @@ export interface DeliveryInput {
 }
 
 /** `X-Spam: Yes`, as the MX writes it (after removing any such field that came from outside). */
-export function markedAsSpam(structure: MessageStructure, raw: Buffer): boolean {
+function markedAsSpam(structure: MessageStructure, raw: Buffer): boolean {
   const root = structure.root;
   return /(^|\n)X-Spam:[ \t]*Yes[ \t]*\r?\n/i.test(raw.toString('latin1', root.start, root.bodyStart));
 }
