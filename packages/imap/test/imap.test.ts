@@ -437,6 +437,13 @@ describe('IMAP: messages', () => {
     assert.match(await raw.cmd('UID SEARCH ALL'), /\* SEARCH 4\r\n/);
     assert.equal(await count(c, 'Archive'), 2);
     assert.equal(await count(c, 'Trash'), 1);
+    // CLOSE expunges what is marked \Deleted, without EXPUNGE responses, and leaves the mailbox.
+    assert.match(await raw.cmd('STORE 1 +FLAGS.SILENT (\\Deleted)'), /OK/);
+    const closed = await raw.cmd('CLOSE');
+    assert.match(closed, /OK/);
+    assert.doesNotMatch(closed, /EXPUNGE/);
+    assert.equal(await count(c, 'M'), 0);
+    assert.match(await raw.cmd('SELECT M'), /\* 0 EXISTS/);
     assert.match(await raw.cmd('UNSELECT'), /OK/);
     assert.match(await raw.cmd('FETCH 1 (FLAGS)'), /BAD|NO/);
     raw.close();

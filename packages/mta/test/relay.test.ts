@@ -129,4 +129,43 @@ describe('queue with outbound delivery', () => {
       await again.stop();
     }
   });
+
+  it('gives up on a message that stays undeliverable past its lifetime and bounces it once', async () => {
+    remote.rcptReplies.set('never', '451 4.2.0 try again later');
+    // A runner on the same queue whose messages expire at once, so the first temporary failure is the last
+    // (the rig's runner was stopped by the test before).
+    await r.runner.stop();
+    const impatient = new QueueRunner({
+      store: r.store,
+      hostname: 'mx.test.example',
+      lmtp: `127.0.0.1:${r.lmtpPort}`,
+      isLocalDomain: async (d) => (await r.store.getDomain(d)) !== null,
+      outbound: outbound(),
+      remoteRetry: remoteRetryPolicy(200, 400, 0),
+      pollMs: 50,
+    });
+    impatient.start();
+    try {
+      const e = await enqueue(['never@remote.example'], 'expires');
+      impatient.wake();
+      const dsn = await eventually(async () =>
+        (await r.inbox('bob@example.org'))
+          .map((b) => b.toString())
+          .find((t) => t.includes('never@remote.example')),
+      );
+      assert.match(dsn, /Action: failed/);
+      assert.match(dsn, /Status: 5\.\d\.\d+/);
+      assert.match(dsn, /gave up: 4\.4\.7 message expired/);
+      assert.equal(await r.store.getQueueEntry(e.id), null);
+      await new Promise((res) => setTimeout(res, 300));
+      assert.equal(
+        (await r.inbox('bob@example.org')).filter((b) => b.toString().includes('never@remote.example'))
+          .length,
+        1,
+      );
+    } finally {
+      remote.rcptReplies.clear();
+      await impatient.stop();
+    }
+  });
 });

@@ -300,6 +300,79 @@ describe('submission', () => {
     }
   });
 
+  it('names the client in Received: only when the admin configures "full"', async () => {
+    const full = createSubmissionServer({
+      store,
+      hostname: 'mail.example.org',
+      tls: await testTls(),
+      secure: false,
+      allowPlaintext: false,
+      receivedHeader: 'full',
+    });
+    const p = await listen(full);
+    try {
+      const t = nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: p,
+        name: 'laptop.example',
+        requireTLS: true,
+        tls: { rejectUnauthorized: false },
+        auth: { user: 'ann@example.org', pass: PASSWORD },
+      });
+      const info = await t.sendMail({
+        envelope: { from: 'ann@example.org', to: ['x@elsewhere.example'] },
+        raw: 'From: ann@example.org\r\n\r\nx\r\n',
+      });
+      t.close();
+      const { data } = await queued(idOf(info.response));
+      assert.match(data, /^Received: from laptop\.example \(\[127\.0\.0\.1\]\)\r\n\t\(using TLS/);
+    } finally {
+      await closeServer(full);
+    }
+  });
+
+  it('blocks an address after many failed sign-ins; the real user from another address gets in', async () => {
+    const blocking = createSubmissionServer({
+      store,
+      hostname: 'mail.example.org',
+      tls: await testTls(),
+      secure: false,
+      allowPlaintext: false,
+      throttle: new AuthThrottle({ freeFailures: 10, blockAfter: 3 }),
+    });
+    const p = await listen(blocking);
+    const from = (localAddress: string, pass: string) =>
+      nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: p,
+        localAddress,
+        requireTLS: true,
+        tls: { rejectUnauthorized: false },
+        auth: { user: 'bob@example.org', pass },
+      });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const t = from('127.0.0.1', 'guess');
+        await assert.rejects(t.verify(), (err: { response?: string }) =>
+          /^535 5\.7\.8/.test(err.response ?? ''),
+        );
+        t.close();
+      }
+      // Now even the right password from the guessing address is refused, without being checked.
+      const blocked = from('127.0.0.1', PASSWORD);
+      await assert.rejects(blocked.verify(), (err: { response?: string }) => {
+        assert.match(err.response ?? '', /^454 4\.7\.0 too many failed sign-ins from your address/);
+        return true;
+      });
+      blocked.close();
+      const real = from('127.0.0.2', PASSWORD);
+      assert.equal(await real.verify(), true);
+      real.close();
+    } finally {
+      await closeServer(blocking);
+    }
+  });
+
   it('limits messages per hour per user with 450 4.7.1', async () => {
     const server = createSubmissionServer({
       store,
