@@ -83,29 +83,9 @@ function tryNormalize<T>(fn: () => T): T | null {
   }
 }
 
-interface AccountDoc {
-  _id: string;
-  address: string;
-  domain: string;
-  displayName: string;
-  passwordHash: string;
-  quotaBytes: number | null;
-  usedBytes: number;
-  disabled: boolean;
-  createdAt: Date;
-  lastUidValidity: number;
-}
-interface MailboxDoc {
-  _id: string;
-  accountId: string;
-  name: string;
-  specialUse: SpecialUse | null;
-  subscribed: boolean;
-  uidValidity: number;
-  uidNext: number;
-  highestModseq: number;
-  createdAt: Date;
-}
+/** The documents are the domain objects with `_id` for `id`, plus what only the store needs. */
+type AccountDoc = Omit<Account, 'id'> & { _id: string; lastUidValidity: number };
+type MailboxDoc = Omit<Mailbox, 'id'> & { _id: string };
 interface MessageDoc {
   _id: string;
   accountId: string;
@@ -142,28 +122,8 @@ interface DkimDoc extends Omit<DkimKey, 'createdAt'> {
   seq: number;
 }
 
-const toAccount = (d: AccountDoc): Account => ({
-  id: d._id,
-  address: d.address,
-  domain: d.domain,
-  displayName: d.displayName,
-  passwordHash: d.passwordHash,
-  quotaBytes: d.quotaBytes,
-  usedBytes: d.usedBytes,
-  disabled: d.disabled,
-  createdAt: d.createdAt,
-});
-const toMailbox = (d: MailboxDoc): Mailbox => ({
-  id: d._id,
-  accountId: d.accountId,
-  name: d.name,
-  specialUse: d.specialUse,
-  subscribed: d.subscribed,
-  uidValidity: d.uidValidity,
-  uidNext: d.uidNext,
-  highestModseq: d.highestModseq,
-  createdAt: d.createdAt,
-});
+const toAccount = ({ _id, lastUidValidity: _, ...rest }: AccountDoc): Account => ({ id: _id, ...rest });
+const toMailbox = ({ _id, ...rest }: MailboxDoc): Mailbox => ({ id: _id, ...rest });
 const toMessage = (d: MessageDoc): Message => ({
   id: d._id,
   accountId: d.accountId,
