@@ -9,7 +9,7 @@ import { DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import nodemailer from 'nodemailer';
 import type { SMTPServer } from 'smtp-server';
-import { createSubmissionServer, SendLimiter } from '../src/index.ts';
+import { createSubmissionServer, SendLimiter, type SubmissionServerOptions } from '../src/index.ts';
 import { closeServer, listen, RawClient, testTls } from './harness.ts';
 
 const PASSWORD = 'a good password';
@@ -63,6 +63,27 @@ describe('submission', () => {
     await store.close();
     await rm(dir, { recursive: true, force: true });
   });
+
+  /** A STARTTLS submission server for one test, with `extra` options, on its own port. */
+  const withServer = async (
+    extra: Partial<SubmissionServerOptions>,
+    run: (port: number) => Promise<void>,
+  ) => {
+    const server = createSubmissionServer({
+      store,
+      hostname: 'mail.example.org',
+      tls: await testTls(),
+      secure: false,
+      allowPlaintext: false,
+      ...extra,
+    });
+    const port = await listen(server);
+    try {
+      await run(port);
+    } finally {
+      await closeServer(server);
+    }
+  };
 
   const transport = (user = 'bob@example.org', pass = PASSWORD, secure = false) =>
     nodemailer.createTransport({
@@ -121,15 +142,7 @@ describe('submission', () => {
   });
 
   it('offers AUTH in the clear only when the admin allows it', async () => {
-    const open = createSubmissionServer({
-      store,
-      hostname: 'mail.example.org',
-      tls: await testTls(),
-      secure: false,
-      allowPlaintext: true,
-    });
-    const p = await listen(open);
-    try {
+    await withServer({ allowPlaintext: true }, async (p) => {
       const c = await RawClient.open(p);
       assert.match(await c.cmd('EHLO client.example'), /AUTH PLAIN LOGIN/);
       c.close();
@@ -145,9 +158,7 @@ describe('submission', () => {
       });
       assert.match(info.response, /^250 /);
       t.close();
-    } finally {
-      await closeServer(open);
-    }
+    });
   });
 
   it('takes AUTH LOGIN as well as PLAIN', async () => {
@@ -272,16 +283,7 @@ describe('submission', () => {
   });
 
   it('limits connections per address, and a refused connection does not free a place', async () => {
-    const server = createSubmissionServer({
-      store,
-      hostname: 'mail.example.org',
-      tls: await testTls(),
-      secure: false,
-      allowPlaintext: false,
-      limits: { maxConnectionsPerIp: 1 },
-    });
-    const p = await listen(server);
-    try {
+    await withServer({ limits: { maxConnectionsPerIp: 1 } }, async (p) => {
       const first = await RawClient.open(p);
       assert.match(first.greeting, /^220 /);
       const second = await RawClient.connect(p);
@@ -295,22 +297,11 @@ describe('submission', () => {
       const fourth = await RawClient.open(p);
       assert.match(fourth.greeting, /^220 /);
       fourth.close();
-    } finally {
-      await closeServer(server);
-    }
+    });
   });
 
   it('names the client in Received: only when the admin configures "full"', async () => {
-    const full = createSubmissionServer({
-      store,
-      hostname: 'mail.example.org',
-      tls: await testTls(),
-      secure: false,
-      allowPlaintext: false,
-      receivedHeader: 'full',
-    });
-    const p = await listen(full);
-    try {
+    await withServer({ receivedHeader: 'full' }, async (p) => {
       const t = nodemailer.createTransport({
         host: '127.0.0.1',
         port: p,
@@ -326,31 +317,20 @@ describe('submission', () => {
       t.close();
       const { data } = await queued(idOf(info.response));
       assert.match(data, /^Received: from laptop\.example \(\[127\.0\.0\.1\]\)\r\n\t\(using TLS/);
-    } finally {
-      await closeServer(full);
-    }
+    });
   });
 
   it('blocks an address after many failed sign-ins; the real user from another address gets in', async () => {
-    const blocking = createSubmissionServer({
-      store,
-      hostname: 'mail.example.org',
-      tls: await testTls(),
-      secure: false,
-      allowPlaintext: false,
-      throttle: new AuthThrottle({ freeFailures: 10, blockAfter: 3 }),
-    });
-    const p = await listen(blocking);
-    const from = (localAddress: string, pass: string) =>
-      nodemailer.createTransport({
-        host: '127.0.0.1',
-        port: p,
-        localAddress,
-        requireTLS: true,
-        tls: { rejectUnauthorized: false },
-        auth: { user: 'bob@example.org', pass },
-      });
-    try {
+    await withServer({ throttle: new AuthThrottle({ freeFailures: 10, blockAfter: 3 }) }, async (p) => {
+      const from = (localAddress: string, pass: string) =>
+        nodemailer.createTransport({
+          host: '127.0.0.1',
+          port: p,
+          localAddress,
+          requireTLS: true,
+          tls: { rejectUnauthorized: false },
+          auth: { user: 'bob@example.org', pass },
+        });
       for (let i = 0; i < 3; i++) {
         const t = from('127.0.0.1', 'guess');
         await assert.rejects(t.verify(), (err: { response?: string }) =>
@@ -368,22 +348,11 @@ describe('submission', () => {
       const real = from('127.0.0.2', PASSWORD);
       assert.equal(await real.verify(), true);
       real.close();
-    } finally {
-      await closeServer(blocking);
-    }
+    });
   });
 
   it('limits messages per hour per user with 450 4.7.1', async () => {
-    const server = createSubmissionServer({
-      store,
-      hostname: 'mail.example.org',
-      tls: await testTls(),
-      secure: false,
-      allowPlaintext: false,
-      limits: { messagesPerHour: 2 },
-    });
-    const p = await listen(server);
-    try {
+    await withServer({ limits: { messagesPerHour: 2 } }, async (p) => {
       const t = nodemailer.createTransport({
         host: '127.0.0.1',
         port: p,
@@ -402,8 +371,6 @@ describe('submission', () => {
         return true;
       });
       t.close();
-    } finally {
-      await closeServer(server);
-    }
+    });
   });
 });
