@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages the tests use: real clients and peers (swaks for SMTP,
 # curl for POP3 and IMAP, python3 for its poplib, rspamd and redis-server
-# started by the tests on loopback ports). Installed when missing (as root, through apt); otherwise named.
+# started by the tests on loopback ports). Installed when missing (as root,
+# through apt); otherwise named.
 set -euo pipefail
 APT_PACKAGES=(python3 swaks curl rspamd redis-server)
 missing=()
-for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# "install ok installed" only: a package removed but not purged still answers `dpkg -s`.
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+for p in "${APT_PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
 [ "${#missing[@]}" -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   echo "mailwerk: installing ${missing[*]} for the tests ..." >&2
