@@ -379,6 +379,9 @@ export function createCoreServer(options: CoreOptions, hooks: ImapHooks, notifie
     skipFetchLog: true,
     // imap-core's default LOGOUT texts are jokes; an admin reading a log wants the plain one.
     logoutMessages: ['Logged out'],
+    // One certificate for every name: without a callback imap-core's implicit-TLS handshake calls an
+    // undefined SNICallback and drops every client that sends SNI (Thunderbird, mbsync, mutt).
+    SNICallback: (_servername: string, cb: (err: Error | null, ctx?: unknown) => void) => cb(null),
   });
   server.notifier = notifier;
   server.onConnect = (session: ImapSession, cb: (err?: Error) => void) => {

@@ -134,9 +134,9 @@ export class RawImap {
     });
   }
 
-  static async connect(port: number, secure: boolean): Promise<RawImap> {
+  static async connect(port: number, secure: boolean, servername?: string): Promise<RawImap> {
     const { connect } = await import(secure ? 'node:tls' : 'node:net');
-    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false, servername });
     const c = new RawImap(socket);
     await c.until((t) => t.includes('\r\n'));
     c.take();

@@ -57,6 +57,12 @@ describe('IMAP: session, capabilities and authentication', () => {
     }
   });
 
+  it('takes implicit-TLS clients that send SNI, as Thunderbird, mbsync and mutt do', async () => {
+    const c = await RawImap.connect(r.tlsPort, true, 'imap.example.org');
+    assert.match(await c.cmd(login), /t1 OK/);
+    c.close();
+  });
+
   it('signs in with AUTHENTICATE PLAIN over implicit TLS, and answers ID and NAMESPACE', async () => {
     const c = await RawImap.connect(r.tlsPort, true);
     const token = Buffer.from(`\0bob@example.org\0${PASSWORD}`).toString('base64');
