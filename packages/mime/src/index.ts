@@ -6,7 +6,16 @@
  * BODY[TEXT], BODY[HEADER] … straight from the blob (RFC 3501 §6.4.5), and
  * the parsed fields that ENVELOPE and BODYSTRUCTURE need (RFC 3501 §7.4.2).
  */
-import addressparser from 'nodemailer/lib/addressparser/index.js';
+import { type AddressEntry, parseAddressList } from './address.ts';
+
+export {
+  type AddressEntry,
+  type EnvelopeAddress,
+  type EnvelopeGroup,
+  MAX_ADDRESSES,
+  parseAddressList,
+} from './address.ts';
+export { type HeaderDate, parseHeaderDate } from './date.ts';
 
 export interface HeaderField {
   /** Lower-cased field name. */
@@ -19,18 +28,6 @@ export interface ParamValue {
   value: string;
   params: Record<string, string>;
 }
-
-export interface EnvelopeAddress {
-  name: string;
-  address: string;
-}
-
-export interface EnvelopeGroup {
-  name: string;
-  group: EnvelopeAddress[];
-}
-
-export type AddressEntry = EnvelopeAddress | EnvelopeGroup;
 
 /** The raw (still encoded) values IMAP's ENVELOPE needs (RFC 3501 §7.4.2). */
 export interface Envelope {
@@ -76,8 +73,22 @@ export interface MessageStructure {
   root: MimeNode;
 }
 
-/** Deeper nesting than this is treated as an opaque leaf, so hostile mail cannot exhaust the stack. */
-const MAX_DEPTH = 64;
+/**
+ * Limits on the work and the size of the structure of one message; what
+ * lies beyond them stays in the stored bytes (BODY[] is always whole) but is
+ * not described by the structure (docs/decisions.md, "Bounded parsing"):
+ * - deeper nesting than MAX_DEPTH: the part is a leaf (its body is opaque);
+ * - more than MAX_PARTS parts in all: the multipart that would exceed it
+ *   ends with the part before, which runs to the multipart's end;
+ * - a header block longer than MAX_HEADER_BYTES, or with more than
+ *   MAX_HEADER_FIELDS fields: the rest is not read for the structure;
+ * - more than MAX_ADDRESSES entries in an address field: the rest is left out.
+ * Dovecot bounds the same things (message_max_parts 10,000, depth 100).
+ */
+export const MAX_DEPTH = 64;
+export const MAX_PARTS = 10_000;
+export const MAX_HEADER_BYTES = 1024 * 1024;
+export const MAX_HEADER_FIELDS = 5_000;
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -100,7 +111,7 @@ function findHeaderEnd(buf: Buffer, start: number, end: number): [number, number
   return [end, end];
 }
 
-export function parseHeaderBlock(text: string): HeaderField[] {
+export function parseHeaderBlock(text: string, maxFields = MAX_HEADER_FIELDS): HeaderField[] {
   const fields: HeaderField[] = [];
   const lines = text.split(/\r?\n/);
   let current: string | null = null;
@@ -116,7 +127,9 @@ export function parseHeaderBlock(text: string): HeaderField[] {
     current = null;
   };
   for (const line of lines) {
-    if (/^[ \t]/.test(line) && current !== null) {
+    if (fields.length >= maxFields) break;
+    const c = line.charCodeAt(0);
+    if ((c === 0x20 || c === 0x09) && current !== null) {
       // RFC 5322 §2.2.3: unfolding removes the CRLF, keeping the white space.
       current += line;
     } else {
@@ -169,24 +182,19 @@ export function parseParamValue(value: string): ParamValue {
 
 function parseAddresses(value: string | undefined): AddressEntry[] | null {
   if (value === undefined) return null;
-  const parsed = addressparser(value, { flatten: false }) as Array<{
-    name: string;
-    address?: string;
-    group?: Array<{ name: string; address?: string }>;
-  }>;
-  const out: AddressEntry[] = [];
-  for (const a of parsed) {
-    if (a.group) {
-      out.push({ name: a.name, group: a.group.map((g) => ({ name: g.name, address: g.address ?? '' })) });
-    } else {
-      out.push({ name: a.name, address: a.address ?? '' });
-    }
-  }
+  const out = parseAddressList(value);
   return out.length > 0 ? out : null;
 }
 
+/** The first value of each field name: one pass, so a header of many fields costs no more than reading it. */
+function firstValues(fields: HeaderField[]): (key: string) => string | undefined {
+  const map = new Map<string, string>();
+  for (const f of fields) if (!map.has(f.key)) map.set(f.key, f.value);
+  return (key) => map.get(key);
+}
+
 export function buildEnvelope(fields: HeaderField[]): Envelope {
-  const first = (key: string) => fields.find((f) => f.key === key)?.value;
+  const first = firstValues(fields);
   const from = parseAddresses(first('from'));
   return {
     date: first('date') ?? null,
@@ -221,7 +229,13 @@ function countLines(buf: Buffer, start: number, end: number): number {
  * (RFC 2046 §5.1.1): a delimiter is CRLF "--" boundary at the start of a line;
  * the line break before it belongs to the delimiter, not to the part.
  */
-function findParts(buf: Buffer, start: number, end: number, boundary: string): Array<[number, number]> {
+function findParts(
+  buf: Buffer,
+  start: number,
+  end: number,
+  boundary: string,
+  budget: Budget,
+): Array<[number, number]> {
   const delim = Buffer.from(`--${boundary}`, 'latin1');
   const parts: Array<[number, number]> = [];
   let partStart = -1;
@@ -245,6 +259,9 @@ function findParts(buf: Buffer, start: number, end: number, boundary: string): A
       continue;
     }
     if (partStart !== -1) {
+      // Out of parts: the part being read (the last one) runs to the end of the multipart, delimiters and all.
+      if (budget.parts <= 1) break;
+      budget.parts--;
       let partEnd = at;
       if (partEnd > partStart && buf[partEnd - 1] === LF) partEnd--;
       if (partEnd > partStart && buf[partEnd - 1] === CR) partEnd--;
@@ -255,9 +272,17 @@ function findParts(buf: Buffer, start: number, end: number, boundary: string): A
     partStart = nl === -1 || nl >= end ? end : nl + 1;
     i = partStart;
   }
-  // A missing closing delimiter: the last part runs to the end.
-  if (partStart !== -1 && partStart < end) parts.push([partStart, end]);
+  // A missing closing delimiter (or the budget spent): the last part runs to the end.
+  if (partStart !== -1 && partStart < end && budget.parts > 0) {
+    budget.parts--;
+    parts.push([partStart, end]);
+  }
   return parts;
+}
+
+/** How many more parts one message may have described. */
+interface Budget {
+  parts: number;
 }
 
 function parseNode(
@@ -267,10 +292,11 @@ function parseNode(
   depth: number,
   defaultType: string,
   isMessageRoot: boolean,
+  budget: Budget,
 ): MimeNode {
   const [headerEnd, bodyStart] = findHeaderEnd(buf, start, end);
-  const fields = parseHeaderBlock(buf.toString('utf8', start, headerEnd));
-  const get = (key: string) => fields.find((f) => f.key === key)?.value;
+  const fields = parseHeaderBlock(buf.toString('utf8', start, Math.min(headerEnd, start + MAX_HEADER_BYTES)));
+  const get = firstValues(fields);
   const ctRaw = get('content-type');
   let contentType = ctRaw ? parseParamValue(ctRaw) : { value: defaultType, params: {} };
   if (!contentType.value.includes('/')) contentType = { value: defaultType, params: contentType.params };
@@ -295,42 +321,50 @@ function parseNode(
   const [type, subtype] = contentType.value.split('/') as [string, string];
   if (type === 'multipart' && contentType.params.boundary) {
     const childDefault = subtype === 'digest' ? 'message/rfc822' : 'text/plain';
-    node.children = findParts(buf, bodyStart, end, contentType.params.boundary).map(([s, e]) =>
-      parseNode(buf, s, e, depth + 1, childDefault, false),
+    node.children = findParts(buf, bodyStart, end, contentType.params.boundary, budget).map(([s, e]) =>
+      parseNode(buf, s, e, depth + 1, childDefault, false, budget),
     );
-  } else if (type === 'message' && (subtype === 'rfc822' || subtype === 'global')) {
-    node.message = parseNode(buf, bodyStart, end, depth + 1, 'text/plain', true);
+  } else if (type === 'message' && (subtype === 'rfc822' || subtype === 'global') && budget.parts > 0) {
+    budget.parts--;
+    node.message = parseNode(buf, bodyStart, end, depth + 1, 'text/plain', true, budget);
   }
   return node;
 }
 
+/** The structure of a message, within the limits above; linear in its size (times the nesting depth, at most 64). */
 export function parseMessage(raw: Buffer): MessageStructure {
-  return { size: raw.length, root: parseNode(raw, 0, raw.length, 0, 'text/plain', true) };
+  return {
+    size: raw.length,
+    root: parseNode(raw, 0, raw.length, 0, 'text/plain', true, { parts: MAX_PARTS }),
+  };
 }
 
 /**
  * Resolves an IMAP section part number such as `1.2` (RFC 3501 §6.4.5) to its
- * node. A message (the top level, or one inside a message/rfc822 part) that is
- * not multipart has exactly one part, numbered 1: its own body.
+ * node. The parts of a message (the top level, or the one inside a
+ * message/rfc822 part) are its children when it is multipart; otherwise it
+ * has one part, numbered 1: its own body, whose node is the message's. The
+ * sub-parts of a message/rfc822 part are the parts of the message inside it,
+ * so for such a part `3`, `3.1` is the inner message's first part and
+ * BODY[3] is the whole inner message.
  */
 export function findPart(root: MimeNode, path: number[]): MimeNode | null {
-  let node: MimeNode = root;
-  let atMessage = true;
+  let node: MimeNode | null = null;
+  let message: MimeNode = root;
   for (const n of path) {
-    if (node.message && !node.children) {
-      node = node.message;
-      atMessage = true;
+    if (node) {
+      if (node.children) {
+        node = node.children[n - 1] ?? null;
+        if (!node) return null;
+        continue;
+      }
+      if (!node.message) return null;
+      message = node.message;
     }
-    if (node.children) {
-      const child = node.children[n - 1];
-      if (!child) return null;
-      node = child;
-      atMessage = false;
-    } else if (n === 1 && atMessage) {
-      atMessage = false;
-    } else {
-      return null;
-    }
+    // The n-th part of `message`.
+    if (message.children) node = message.children[n - 1] ?? null;
+    else node = n === 1 ? message : null;
+    if (!node) return null;
   }
   return node;
 }

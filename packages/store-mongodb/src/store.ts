@@ -42,6 +42,7 @@ import {
   type LeaseRequest,
   type Mailbox,
   type MailboxStatus,
+  type MailboxView,
   type MailStore,
   type Message,
   type NewAccount,
@@ -85,7 +86,8 @@ function tryNormalize<T>(fn: () => T): T | null {
 
 /** The documents are the domain objects with `_id` for `id`, plus what only the store needs. */
 type AccountDoc = Omit<Account, 'id'> & { _id: string; lastUidValidity: number };
-type MailboxDoc = Omit<Mailbox, 'id'> & { _id: string };
+/** `recentUid`: the highest UID shown to an IMAP session (\\Recent, RFC 3501 §2.3.2); absent means 0. */
+type MailboxDoc = Omit<Mailbox, 'id'> & { _id: string; recentUid?: number };
 interface MessageDoc {
   _id: string;
   accountId: string;
@@ -123,7 +125,7 @@ interface DkimDoc extends Omit<DkimKey, 'createdAt'> {
 }
 
 const toAccount = ({ _id, lastUidValidity: _, ...rest }: AccountDoc): Account => ({ id: _id, ...rest });
-const toMailbox = ({ _id, ...rest }: MailboxDoc): Mailbox => ({ id: _id, ...rest });
+const toMailbox = ({ _id, recentUid: _, ...rest }: MailboxDoc): Mailbox => ({ id: _id, ...rest });
 const toMessage = (d: MessageDoc): Message => ({
   id: d._id,
   accountId: d.accountId,
@@ -609,7 +611,7 @@ export class MongoMailStore implements MailStore {
     const box = await this.mailboxes.findOne({ _id: mailboxId });
     if (!box) throw new StoreError('not_found', `no mailbox ${mailboxId}`);
     const [c] = await this.messages
-      .aggregate<{ n: number; s: number; u: number }>([
+      .aggregate<{ n: number; s: number; u: number; r: number }>([
         { $match: { mailboxId } },
         {
           $group: {
@@ -617,6 +619,7 @@ export class MongoMailStore implements MailStore {
             n: { $sum: 1 },
             s: { $sum: '$size' },
             u: { $sum: { $cond: ['$seen', 0, 1] } },
+            r: { $sum: { $cond: [{ $gt: ['$uid', box.recentUid ?? 0] }, 1, 0] } },
           },
         },
       ])
@@ -624,6 +627,7 @@ export class MongoMailStore implements MailStore {
     return {
       messages: c?.n ?? 0,
       unseen: c?.u ?? 0,
+      recent: c?.r ?? 0,
       size: c?.s ?? 0,
       uidNext: box.uidNext,
       uidValidity: box.uidValidity,
@@ -750,6 +754,48 @@ export class MongoMailStore implements MailStore {
         .sort({ uid: 1 })
         .toArray()
     ).map((d) => d.uid);
+  }
+
+  async viewMailbox(mailboxId: string, options: { claimRecent?: boolean } = {}): Promise<MailboxView> {
+    await this.ready;
+    // Separate reads: repeat until the mailbox did not change in between.
+    for (let attempt = 0; ; attempt++) {
+      const before = await this.mailboxDoc(mailboxId);
+      const [uids, unseen, flags] = await Promise.all([
+        this.listUids(mailboxId),
+        this.messages
+          .find({ mailboxId, seen: false }, { projection: { uid: 1 } })
+          .sort({ uid: 1 })
+          .limit(1)
+          .next(),
+        this.messages.distinct('flags', { mailboxId }) as Promise<string[]>,
+      ]);
+      const after = await this.mailboxDoc(mailboxId);
+      if (after.highestModseq !== before.highestModseq && attempt < 3) continue;
+      const keywords = new Map<string, string>();
+      for (const f of flags)
+        if (!f.startsWith('\\') && !keywords.has(f.toLowerCase())) keywords.set(f.toLowerCase(), f);
+      const top = uids.length ? uids[uids.length - 1]! : 0;
+      return {
+        mailbox: toMailbox(after),
+        uids,
+        recentAbove: options.claimRecent ? await this.claimRecent(mailboxId, top) : (after.recentUid ?? 0),
+        firstUnseen: unseen ? unseen.uid : null,
+        keywords: [...keywords.values()],
+      };
+    }
+  }
+
+  async claimRecent(mailboxId: string, uid: number): Promise<number> {
+    await this.ready;
+    // One atomic step: the document as it was before $max tells what had been shown already.
+    const before = await this.mailboxes.findOneAndUpdate(
+      { _id: mailboxId },
+      { $max: { recentUid: uid } },
+      { returnDocument: 'before' },
+    );
+    if (!before) throw new StoreError('not_found', `no mailbox ${mailboxId}`);
+    return before.recentUid ?? 0;
   }
 
   private selectUids(mailboxId: string, uids: number[]): Promise<MessageDoc[]> {

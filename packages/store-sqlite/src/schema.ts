@@ -121,4 +121,7 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (domain, selector)
   ) STRICT;
   `,
+  `
+  ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

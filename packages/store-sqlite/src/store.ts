@@ -18,6 +18,7 @@ import {
   type LeaseRequest,
   type Mailbox,
   type MailboxStatus,
+  type MailboxView,
   type MailStore,
   type Message,
   type NewAccount,
@@ -474,13 +475,16 @@ export class SqliteMailStore implements MailStore {
     const box = this.sql.get('SELECT * FROM mailboxes WHERE id = ?', rowId(mailboxId));
     if (!box) throw new StoreError('not_found', `no mailbox ${mailboxId}`);
     const c = this.sql.get(
-      `SELECT count(*) AS n, coalesce(sum(size), 0) AS s, coalesce(sum(seen = 0), 0) AS u
+      `SELECT count(*) AS n, coalesce(sum(size), 0) AS s, coalesce(sum(seen = 0), 0) AS u,
+              coalesce(sum(uid > ?), 0) AS r
        FROM messages WHERE mailbox_id = ?`,
+      box.recent_uid!,
       box.id!,
     )!;
     return {
       messages: Number(c.n),
       unseen: Number(c.u),
+      recent: Number(c.r),
       size: Number(c.s),
       uidNext: Number(box.uid_next),
       uidValidity: Number(box.uid_validity),
@@ -624,6 +628,44 @@ export class SqliteMailStore implements MailStore {
     return this.sql
       .all('SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid', rowId(mailboxId))
       .map((r) => Number(r.uid));
+  }
+
+  async viewMailbox(mailboxId: string, options: { claimRecent?: boolean } = {}): Promise<MailboxView> {
+    const id = rowId(mailboxId);
+    // Each statement reads its own snapshot: read until the mailbox did not change in between.
+    for (let attempt = 0; ; attempt++) {
+      const before = this.mailboxRow(id);
+      const uids = this.sql
+        .all('SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid', id)
+        .map((r) => Number(r.uid));
+      const unseen = this.sql.get('SELECT min(uid) AS u FROM messages WHERE mailbox_id = ? AND seen = 0', id);
+      const keywords = new Map<string, string>();
+      for (const r of this.sql.all('SELECT DISTINCT flags FROM messages WHERE mailbox_id = ?', id))
+        for (const f of JSON.parse(r.flags as string) as string[])
+          if (!f.startsWith('\\') && !keywords.has(f.toLowerCase())) keywords.set(f.toLowerCase(), f);
+      const after = this.mailboxRow(id);
+      if (after.highest_modseq !== before.highest_modseq && attempt < 3) continue;
+      const top = uids.length ? uids[uids.length - 1]! : 0;
+      const recentAbove = options.claimRecent
+        ? await this.claimRecent(mailboxId, top)
+        : Number(after.recent_uid);
+      return {
+        mailbox: toMailbox(after),
+        uids,
+        recentAbove,
+        firstUnseen: unseen?.u === null || unseen?.u === undefined ? null : Number(unseen.u),
+        keywords: [...keywords.values()],
+      };
+    }
+  }
+
+  async claimRecent(mailboxId: string, uid: number): Promise<number> {
+    const id = rowId(mailboxId);
+    return this.sql.tx(() => {
+      const before = Number(this.mailboxRow(id).recent_uid);
+      if (uid > before) this.sql.run('UPDATE mailboxes SET recent_uid = ? WHERE id = ?', uid, id);
+      return before;
+    });
   }
 
   private selectUids(mailboxId: number, uids: number[]): Row[] {

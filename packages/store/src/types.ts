@@ -100,11 +100,26 @@ export interface Mailbox {
 export interface MailboxStatus {
   messages: number;
   unseen: number;
+  /** Messages no session has been shown yet: IMAP's \Recent (RFC 3501 §2.3.2). */
+  recent: number;
   /** Total of the message sizes, in bytes. */
   size: number;
   uidNext: number;
   uidValidity: number;
   highestModseq: number;
+}
+
+/** What IMAP's SELECT needs of a mailbox, read at one moment. */
+export interface MailboxView {
+  mailbox: Mailbox;
+  /** The messages' UIDs, ascending. */
+  uids: number[];
+  /** Messages with a UID above this had not been shown to any session before this view (\Recent). */
+  recentAbove: number;
+  /** The lowest UID of a message without \Seen; null when every message is seen. */
+  firstUnseen: number | null;
+  /** Every keyword (flag without a backslash) set on a message of the mailbox. */
+  keywords: string[];
 }
 
 export interface Message {
@@ -329,8 +344,21 @@ export interface MailStore {
   getMessage(mailboxId: string, uid: number): Promise<Message | null>;
   /** Messages in UID order, optionally within [uidFrom, uidTo]. */
   listMessages(mailboxId: string, range?: { uidFrom?: number; uidTo?: number }): Promise<Message[]>;
-  /** The UIDs of the mailbox's messages, ascending: what IMAP's SELECT and POP3's listing need, without the rows. */
+  /** The UIDs of the mailbox's messages, ascending: what POP3's listing needs, without the rows. */
   listUids(mailboxId: string): Promise<number[]>;
+  /**
+   * The mailbox as SELECT shows it, every part read at the same moment. With
+   * `claimRecent`, the messages above `recentAbove` stop being \Recent for
+   * everyone else, in the same step (RFC 3501 §2.3.2: a message is \Recent
+   * in the first session that is shown it).
+   */
+  viewMailbox(mailboxId: string, options?: { claimRecent?: boolean }): Promise<MailboxView>;
+  /**
+   * Marks the messages up to `uid` as shown (no longer \Recent for anyone
+   * else) and returns the UID below which they had been shown already: the
+   * caller's \Recent messages are those above it, up to `uid`.
+   */
+  claimRecent(mailboxId: string, uid: number): Promise<number>;
   updateFlags(mailboxId: string, uids: number[], update: FlagUpdate): Promise<FlagUpdateResult>;
   copyMessages(
     fromMailboxId: string,

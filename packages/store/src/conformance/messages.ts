@@ -34,6 +34,7 @@ export function messageSuite(factory: StoreFactory): void {
       assert.deepEqual(status, {
         messages: 2,
         unseen: 1,
+        recent: 2,
         size: raw.length + m2.size,
         uidNext: 3,
         uidValidity: box.uidValidity,
@@ -50,6 +51,34 @@ export function messageSuite(factory: StoreFactory): void {
         deliver(ctx.store, account, inbox.id, sampleMessage('x'), { flags: ['\\Bogus'] }),
         'invalid',
       );
+    });
+
+    it('views a mailbox for SELECT: UIDs, first unseen, keywords, and \\Recent claimed once', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      await deliver(ctx.store, account, inbox.id, sampleMessage('a'), { flags: ['\\Seen', '$Work'] });
+      await deliver(ctx.store, account, inbox.id, sampleMessage('b'), { flags: ['$Later', '\\Flagged'] });
+      await deliver(ctx.store, account, inbox.id, sampleMessage('c'), { flags: ['$work'] });
+      const peek = await ctx.store.viewMailbox(inbox.id);
+      assert.deepEqual(peek.uids, [1, 2, 3]);
+      assert.equal(peek.recentAbove, 0);
+      assert.equal(peek.firstUnseen, 2);
+      assert.deepEqual(peek.keywords.map((k) => k.toLowerCase()).sort(), ['$later', '$work']);
+      assert.equal(peek.mailbox.uidNext, 4);
+      // Peeking claims nothing: the first session to claim gets all three as \Recent, the next none.
+      const first = await ctx.store.viewMailbox(inbox.id, { claimRecent: true });
+      assert.equal(first.recentAbove, 0);
+      const second = await ctx.store.viewMailbox(inbox.id, { claimRecent: true });
+      assert.equal(second.recentAbove, 3);
+      assert.equal((await ctx.store.mailboxStatus(inbox.id)).recent, 0);
+      // A new message is \Recent for the one session that claims it while selected.
+      await deliver(ctx.store, account, inbox.id, sampleMessage('d'));
+      assert.equal((await ctx.store.mailboxStatus(inbox.id)).recent, 1);
+      assert.equal(await ctx.store.claimRecent(inbox.id, 4), 3);
+      assert.equal(await ctx.store.claimRecent(inbox.id, 4), 4);
+      assert.equal(await ctx.store.claimRecent(inbox.id, 2), 4);
+      await ctx.store.updateFlags(inbox.id, [2, 3, 4], { op: 'add', flags: ['\\Seen'] });
+      assert.equal((await ctx.store.viewMailbox(inbox.id)).firstUnseen, null);
+      await rejects(ctx.store.viewMailbox('999999'), 'not_found');
     });
 
     it('stores the body with the message when given', async () => {
