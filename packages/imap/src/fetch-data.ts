@@ -6,33 +6,46 @@
  * null. The bytes come straight from the blob, so BODY[] is the message byte
  * for byte as delivered.
  */
-import { type AddressEntry, type Envelope, findPart, type MimeNode, type ParamValue } from '@mailwerk/mime';
+import {
+  type AddressEntry,
+  type Envelope,
+  type EnvelopeAddress,
+  findPart,
+  type MimeNode,
+  type ParamValue,
+} from '@mailwerk/mime';
 
-export type ImapValue = string | number | null | ImapValue[];
+import type { ImapValue } from './protocol/encode.ts';
+
+export type { ImapValue };
+
+/**
+ * One address: (name adl mailbox host). A NIL host marks a group (RFC 3501
+ * §7.4.2), so an address without a domain gets Dovecot's placeholders
+ * instead, which no client mistakes for a group.
+ */
+function one(a: EnvelopeAddress): ImapValue[] {
+  const at = a.address.lastIndexOf('@');
+  const local = at === -1 ? a.address : a.address.slice(0, at);
+  const host = at === -1 ? '' : a.address.slice(at + 1);
+  return [a.name || null, a.route || null, local || 'MISSING_MAILBOX', host || 'MISSING_DOMAIN'];
+}
 
 function address(entries: AddressEntry[] | null): ImapValue {
   if (!entries || entries.length === 0) return null;
   const out: ImapValue[] = [];
-  const one = (name: string, addr: string): ImapValue[] => {
-    const at = addr.lastIndexOf('@');
-    return [
-      name || null,
-      null,
-      at === -1 ? addr || null : addr.slice(0, at),
-      at === -1 ? null : addr.slice(at + 1),
-    ];
-  };
+  const list: ImapValue[] = [{ run: out }];
   for (const e of entries) {
     if ('group' in e) {
       // RFC 3501 §7.4.2: a group is marked by a start entry (NIL host, group name as mailbox) and an end entry (all NIL).
       out.push([null, null, e.name, null]);
-      for (const m of e.group) out.push(one(m.name, m.address));
+      for (const m of e.group) out.push(one(m));
       out.push([null, null, null, null]);
     } else {
-      out.push(one(e.name, e.address));
+      out.push(one(e));
     }
   }
-  return out;
+  return list;
 }
 
 export function envelopeValue(env: Envelope | undefined): ImapValue {
@@ -81,16 +94,16 @@ const language = (l: string | null): ImapValue => (l ? l.split(',').map((x) => x
 export function bodyStructureValue(node: MimeNode, extended = true): ImapValue {
   const [type = 'text', subtype = 'plain'] = node.contentType.value.split('/');
   if (node.children) {
-    const out: ImapValue[] = node.children.map((c) => bodyStructureValue(c, extended));
+    const bodies: ImapValue[] = node.children.map((c) => bodyStructureValue(c, extended));
     // A multipart without parts is invalid; RFC 3501 needs at least one body.
-    if (out.length === 0)
-      out.push(
+    if (bodies.length === 0)
+      bodies.push(
         bodyStructureValue(
           { ...node, children: undefined, contentType: { value: 'text/plain', params: {} } } as MimeNode,
           extended,
         ),
       );
-    out.push(subtype);
+    const out: ImapValue[] = [{ run: bodies }, subtype];
     if (extended)
       out.push(
         params(node.contentType.params),
@@ -123,30 +136,11 @@ export function bodyStructureValue(node: MimeNode, extended = true): ImapValue {
   return out;
 }
 
-export class SectionError extends Error {}
-
 /** A parsed BODY[...] section: a part path and what of it. */
 export interface Section {
   path: number[];
   kind: '' | 'HEADER' | 'TEXT' | 'MIME' | 'HEADER.FIELDS' | 'HEADER.FIELDS.NOT';
   fields?: string[];
-}
-
-/** Parses section text such as `1.2.MIME`, `HEADER.FIELDS (From To)` or `` (the whole message). */
-export function parseSection(spec: string): Section {
-  const m =
-    /^((?:[1-9]\d*)(?:\.[1-9]\d*)*)?(?:\.?(HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME))?(?:\s*\(([^)]*)\))?$/i.exec(
-      spec.trim(),
-    );
-  if (!m) throw new SectionError(`invalid section "${spec}"`);
-  const path = m[1] ? m[1].split('.').map(Number) : [];
-  const kind = (m[2]?.toUpperCase() ?? '') as Section['kind'];
-  if (kind === 'MIME' && path.length === 0) throw new SectionError('MIME needs a part number');
-  const isFields = kind === 'HEADER.FIELDS' || kind === 'HEADER.FIELDS.NOT';
-  if (isFields !== (m[3] !== undefined)) throw new SectionError(`invalid section "${spec}"`);
-  const fields = isFields ? m[3]!.trim().split(/\s+/).filter(Boolean) : undefined;
-  if (isFields && fields!.length === 0) throw new SectionError('HEADER.FIELDS needs at least one field name');
-  return { path, kind, ...(fields ? { fields } : {}) };
 }
 
 /** The header of `node` filtered by field names, keeping the original lines (folding included) and the closing blank line. */

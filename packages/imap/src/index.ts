@@ -1,14 +1,13 @@
-export type { CoreServer, ImapSession } from './core.ts';
-export {
-  bodyStructureValue,
-  envelopeValue,
-  type ImapValue,
-  parseSection,
-  partial,
-  type Section,
-  SectionError,
-  sectionBytes,
-} from './fetch-data.ts';
+export { capabilities } from './commands/capability.ts';
+export { bodyStructureValue, envelopeValue, partial, type Section, sectionBytes } from './fetch-data.ts';
 export { decodeMutf7, encodeMutf7, MailboxNameError } from './mutf7.ts';
-export { StoreNotifier } from './notifier.ts';
-export { type ImapOptions, ImapService } from './server.ts';
+export { Notifier } from './notifier.ts';
+export { Cursor } from './protocol/cursor.ts';
+export type { ImapValue } from './protocol/encode.ts';
+export { type FetchRequest, parseFetch } from './protocol/fetch-parse.ts';
+export { type Frame, FrameError, Framer } from './protocol/framer.ts';
+export { compilePattern } from './protocol/pattern.ts';
+export { parseSearch, type SearchKey } from './protocol/search-parse.ts';
+export { readSequenceSet, UidList } from './protocol/sequence.ts';
+export { type ImapOptions, ImapService, type LogLevel } from './service.ts';
+export type { Session } from './session.ts';

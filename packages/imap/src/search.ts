@@ -1,17 +1,25 @@
 /**
- * SEARCH (RFC 3501 §6.4.4) over stored messages: imap-core parses the
- * criteria into a term tree; this evaluates it. Flags, sizes, dates and
- * UIDs come from the message row; HEADER, BODY and TEXT read the bytes,
- * only when a term needs them, and match case-insensitively against
- * decoded text (RFC 2047 words in headers; base64 and quoted-printable
- * bodies in their declared charset), as users expect from Dovecot.
+ * SEARCH (RFC 3501 §6.4.4) over stored messages: evaluates the tree that
+ * protocol/search-parse.ts built. Flags, sizes, dates and UIDs come from the
+ * message row; HEADER, BODY and TEXT read the bytes, only when a key needs
+ * them, and match case-insensitively against decoded text (RFC 2047 words in
+ * headers; base64 and quoted-printable bodies in their declared charset), as
+ * users expect from Dovecot. FROM/TO/CC/BCC also match the parsed addresses,
+ * so comments and folding inside an address do not hide it.
+ *
+ * The tree is at most MAX_DEPTH deep (the parser refuses deeper ones), so
+ * evaluating it recursively is bounded.
  */
-import { type MimeNode, parseHeaderBlock } from '@mailwerk/mime';
+import { type MimeNode, parseAddressList, parseHeaderBlock, parseHeaderDate } from '@mailwerk/mime';
 import { hasFlag, type Message } from '@mailwerk/store';
-import type { SearchTerm } from './core.ts';
+import type { SearchKey } from './protocol/search-parse.ts';
 
 export interface SearchSubject {
   message: Message;
+  /** Sequence number in the session's view. */
+  seq: number;
+  /** \Recent for this session. */
+  recent: boolean;
   /** The message bytes, loaded on first use. */
   raw(): Promise<Buffer>;
 }
@@ -27,21 +35,23 @@ function decodeCharset(bytes: Buffer, charset: string | undefined): string {
 
 function decodeQuotedPrintable(text: string, header = false): Buffer {
   const src = header ? text.replace(/_/g, ' ') : text.replace(/=\r?\n/g, '');
-  const out: number[] = [];
+  const out = Buffer.allocUnsafe(src.length);
+  let n = 0;
   for (let i = 0; i < src.length; i++) {
-    const c = src[i]!;
-    if (c === '=' && /^[0-9A-Fa-f]{2}$/.test(src.slice(i + 1, i + 3))) {
-      out.push(Number.parseInt(src.slice(i + 1, i + 3), 16));
+    const c = src.charCodeAt(i);
+    if (c === 0x3d && i + 2 < src.length && /^[0-9A-Fa-f]{2}$/.test(src.slice(i + 1, i + 3))) {
+      out[n++] = Number.parseInt(src.slice(i + 1, i + 3), 16);
       i += 2;
     } else {
-      out.push(src.charCodeAt(i) & 0xff);
+      out[n++] = c & 0xff;
     }
   }
-  return Buffer.from(out);
+  return out.subarray(0, n);
 }
 
 /** Decodes RFC 2047 encoded words; adjacent words separated only by white space join. */
 export function decodeWords(value: string): string {
+  if (!value.includes('=?')) return value;
   return value
     .replace(/(\?=)\s+(=\?)/g, '$1$2')
     .replace(
@@ -66,100 +76,142 @@ function decodeBody(raw: Buffer, node: MimeNode): string {
   return decodeCharset(bytes, node.contentType.params.charset);
 }
 
-/** The decoded text of every text/* leaf (and of embedded messages). */
-function bodyText(raw: Buffer, node: MimeNode, out: string[]): void {
-  if (node.children) for (const c of node.children) bodyText(raw, c, out);
-  else if (node.message) {
-    out.push(decodeWords(raw.toString('utf8', node.message.start, node.message.bodyStart)));
-    bodyText(raw, node.message, out);
-  } else if (node.contentType.value.toLowerCase().startsWith('text/')) out.push(decodeBody(raw, node));
+/** The decoded text of every text/* leaf (and the headers of embedded messages), without recursion. */
+function bodyText(raw: Buffer, root: MimeNode, out: string[]): void {
+  const stack: MimeNode[] = [root];
+  while (stack.length) {
+    const node = stack.pop()!;
+    if (node.children) for (let i = node.children.length - 1; i >= 0; i--) stack.push(node.children[i]!);
+    else if (node.message) {
+      out.push(decodeWords(raw.toString('utf8', node.message.start, node.message.bodyStart)));
+      stack.push(node.message);
+    } else if (node.contentType.value.toLowerCase().startsWith('text/')) out.push(decodeBody(raw, node));
+  }
 }
 
-/** A date's calendar day, as IMAP compares them (time and zone disregarded). */
-const day = (d: Date): string => d.toISOString().slice(0, 10);
+const ymd = (d: Date): number => d.getUTCFullYear() * 10_000 + (d.getUTCMonth() + 1) * 100 + d.getUTCDate();
 
-function headerDate(m: Message): Date {
+/** The day the message says it was sent (RFC 3501: the Date: field, disregarding time and zone); else its internal date. */
+function sentDay(m: Message): number {
   const v = m.structure.root.envelope?.date;
-  const t = v ? Date.parse(v.replace(/\([^)]*\)/g, '').trim()) : Number.NaN;
-  return Number.isNaN(t) ? m.internalDate : new Date(t);
+  const d = v ? parseHeaderDate(v) : null;
+  return d ? d.year * 10_000 + d.month * 100 + d.day : ymd(m.internalDate);
 }
 
-function compareDay(d: Date, op: '<' | '=' | '>=', value: string): boolean {
-  const a = day(d);
-  const b = day(new Date(value));
-  return op === '<' ? a < b : op === '=' ? a === b : a >= b;
+function compare(a: number, cmp: '<' | '=' | '>=', b: number): boolean {
+  return cmp === '<' ? a < b : cmp === '=' ? a === b : a >= b;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+const ADDRESS_FIELDS = new Set(['from', 'to', 'cc', 'bcc', 'sender', 'reply-to']);
 
-/** imap-core hands search strings over as octets in a JS string; a client sends UTF-8 (CHARSET UTF-8, or UTF8=ACCEPT). */
-export function searchText(value: string): string {
-  if (!/[\x80-\xff]/.test(value) || /[^\x00-\xff]/.test(value)) return value;
-  try {
-    return utf8.decode(Buffer.from(value, 'latin1'));
-  } catch {
-    return value;
+/** Does a header field's value contain `needle` (lower case)? Decoded words, raw text and, for address fields, each address. */
+function fieldMatches(key: string, value: string, needle: string): boolean {
+  if (!needle) return true;
+  if (decodeWords(value).toLowerCase().includes(needle) || value.toLowerCase().includes(needle)) return true;
+  if (!ADDRESS_FIELDS.has(key)) return false;
+  const stack = parseAddressList(value);
+  for (const e of stack) {
+    const list = 'group' in e ? e.group : [e];
+    for (const a of list)
+      if (a.address.toLowerCase().includes(needle) || decodeWords(a.name).toLowerCase().includes(needle))
+        return true;
   }
+  return false;
 }
 
-export async function matches(s: SearchSubject, term: SearchTerm): Promise<boolean> {
-  if (Array.isArray(term)) {
-    for (const t of term) if (!(await matches(s, t))) return false;
-    return true;
+/** Cheap keys first: an AND stops at its first false, before any key that reads the bytes. */
+const COSTLY = new Set(['header', 'body', 'text']);
+const costly = (k: SearchKey): boolean =>
+  COSTLY.has(k.op) ||
+  ((k.op === 'and' || k.op === 'or') && k.keys.some(costly)) ||
+  (k.op === 'not' && costly(k.key));
+
+export class Evaluator {
+  private readonly key: SearchKey;
+  /** Message UIDs the sequence-set and UID keys name, resolved once per search. */
+  private readonly sets: Map<SearchKey, Set<number>>;
+
+  constructor(key: SearchKey, sets: Map<SearchKey, Set<number>>) {
+    this.key = order(key);
+    this.sets = sets;
   }
-  const m = s.message;
-  switch (term.key) {
-    case 'all':
-    case 'charset':
-      return true;
-    case 'flag':
-      return hasFlag(m.flags, term.value) === term.exists;
-    case 'internaldate':
-      return compareDay(m.internalDate, term.operator, term.value);
-    case 'date':
-      return compareDay(headerDate(m), term.operator, term.value);
-    case 'uid':
-      return term.value.includes(m.uid);
-    case 'size':
-      return term.operator === '<'
-        ? m.size < term.value
-        : term.operator === '>'
-          ? m.size > term.value
-          : m.size === term.value;
-    case 'modseq':
-      return m.modseq >= term.value;
-    case 'or':
-      for (const t of term.value) if (await matches(s, t)) return true;
-      return false;
-    case 'not':
-      return !(await matches(s, term.value));
-    case 'header': {
-      const raw = await s.raw();
-      const root = m.structure.root;
-      const needle = searchText(term.value ?? '').toLowerCase();
-      for (const f of parseHeaderBlock(raw.toString('utf8', root.start, root.bodyStart))) {
-        if (f.key !== term.header.toLowerCase()) continue;
-        // RFC 3501: an empty string matches every message that has the field.
-        if (
-          !needle ||
-          decodeWords(f.value).toLowerCase().includes(needle) ||
-          f.value.toLowerCase().includes(needle)
-        )
-          return true;
+
+  matches(s: SearchSubject): Promise<boolean> | boolean {
+    return this.eval(this.key, s);
+  }
+
+  private async evalAsync(keys: SearchKey[], s: SearchSubject, all: boolean): Promise<boolean> {
+    for (const k of keys) if ((await this.eval(k, s)) !== all) return !all;
+    return all;
+  }
+
+  private eval(k: SearchKey, s: SearchSubject): Promise<boolean> | boolean {
+    const m = s.message;
+    switch (k.op) {
+      case 'and':
+      case 'or': {
+        const all = k.op === 'and';
+        for (let i = 0; i < k.keys.length; i++) {
+          const r = this.eval(k.keys[i]!, s);
+          if (typeof r !== 'boolean')
+            return r.then((v) => (v !== all ? !all : this.evalAsync(k.keys.slice(i + 1), s, all)));
+          if (r !== all) return !all;
+        }
+        return all;
       }
-      return false;
+      case 'not': {
+        const r = this.eval(k.key, s);
+        return typeof r === 'boolean' ? !r : r.then((v) => !v);
+      }
+      case 'all':
+        return true;
+      case 'flag':
+        return hasFlag(m.flags, k.flag) === k.set;
+      case 'recent':
+        return s.recent;
+      case 'new':
+        return s.recent && !hasFlag(m.flags, '\\Seen');
+      case 'old':
+        return !s.recent;
+      case 'seq':
+      case 'uid':
+        return this.sets.get(k)?.has(m.uid) ?? false;
+      case 'larger':
+        return m.size > k.size;
+      case 'smaller':
+        return m.size < k.size;
+      case 'date':
+        return compare(k.sent ? sentDay(m) : ymd(m.internalDate), k.cmp, k.day);
+      case 'modseq':
+        return m.modseq >= k.modseq;
+      case 'header':
+        return s.raw().then((raw) => {
+          const root = m.structure.root;
+          const needle = k.value.toLowerCase();
+          for (const f of parseHeaderBlock(raw.toString('utf8', root.start, root.bodyStart)))
+            if (f.key === k.field && fieldMatches(f.key, f.value, needle)) return true;
+          return false;
+        });
+      case 'body':
+      case 'text':
+        return s.raw().then((raw) => {
+          const root = m.structure.root;
+          const parts: string[] = [];
+          if (k.op === 'text') parts.push(decodeWords(raw.toString('utf8', root.start, root.bodyStart)));
+          bodyText(raw, root, parts);
+          const needle = k.value.toLowerCase();
+          return parts.some((p) => p.toLowerCase().includes(needle));
+        });
     }
-    case 'body':
-    case 'text': {
-      const raw = await s.raw();
-      const root = m.structure.root;
-      const parts: string[] = [];
-      if (term.key === 'text') parts.push(decodeWords(raw.toString('utf8', root.start, root.bodyStart)));
-      bodyText(raw, root, parts);
-      const needle = searchText(term.value).toLowerCase();
-      return parts.some((p) => p.toLowerCase().includes(needle));
-    }
-    default:
-      return false;
   }
+}
+
+/** Puts the keys of every AND and OR cheap-first (the depth is bounded by the parser). */
+function order(k: SearchKey): SearchKey {
+  if (k.op === 'and' || k.op === 'or') {
+    const keys = k.keys.map(order);
+    return { op: k.op, keys: [...keys.filter((x) => !costly(x)), ...keys.filter(costly)] };
+  }
+  if (k.op === 'not') return { op: 'not', key: order(k.key) };
+  return k;
 }

@@ -1,14 +1,25 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseMessage } from '@mailwerk/mime';
+import { ImapSyntaxError } from '../src/errors.ts';
 import {
   bodyStructureValue,
+  Cursor,
   envelopeValue,
-  parseSection,
+  type ImapValue,
+  parseFetch,
   partial,
-  SectionError,
+  type Section,
   sectionBytes,
 } from '../src/index.ts';
+import { type Chunk, value } from '../src/protocol/encode.ts';
+
+/** The section of `BODY.PEEK[spec]`, read by the FETCH parser as a client's command would be. */
+function parseSection(spec: string): Section {
+  const item = parseFetch(new Cursor([`BODY.PEEK[${spec}]`])).items[0]!;
+  if (item.kind !== 'section') throw new Error('not a section');
+  return item.section;
+}
 
 const raw = Buffer.from(
   [
@@ -42,81 +53,42 @@ const raw = Buffer.from(
 const { root } = parseMessage(raw);
 const get = (spec: string) => sectionBytes(raw, root, parseSection(spec))?.toString() ?? null;
 
+/** The value as it goes on the wire. */
+function wire(v: ImapValue): string {
+  const out: Chunk[] = [];
+  value(v, out);
+  return out.map(String).join('');
+}
+
 describe('ENVELOPE', () => {
-  it('lists the fields in RFC 3501 order with groups marked', () => {
-    assert.deepEqual(envelopeValue(root.envelope), [
-      'Mon, 23 Nov 2026 10:00:00 +0000',
-      'test  folded',
-      [['Ann', null, 'ann', 'example.org']],
-      [['Ann', null, 'ann', 'example.org']],
-      [['Ann', null, 'ann', 'example.org']],
-      [
-        [null, null, 'Team', null],
-        [null, null, 'c', 'x.org'],
-        [null, null, 'd', 'x.org'],
-        [null, null, null, null],
-        [null, null, 'bob', 'example.net'],
-      ],
-      null,
-      null,
-      null,
-      '<1@x>',
-    ]);
+  it('lists the fields in RFC 3501 order, addresses back to back, groups marked', () => {
+    assert.equal(
+      wire(envelopeValue(root.envelope)),
+      '("Mon, 23 Nov 2026 10:00:00 +0000" "test  folded" (("Ann" NIL "ann" "example.org")) (("Ann" NIL "ann" "example.org")) ' +
+        '(("Ann" NIL "ann" "example.org")) ((NIL NIL "Team" NIL)(NIL NIL "c" "x.org")(NIL NIL "d" "x.org")(NIL NIL NIL NIL)' +
+        '(NIL NIL "bob" "example.net")) NIL NIL NIL "<1@x>")',
+    );
   });
 });
 
 describe('BODYSTRUCTURE', () => {
   it('describes a multipart with a text part and an attached message, with extension data', () => {
-    const inner = [
-      null,
-      'inner',
-      [[null, null, 'x', 'y.org']],
-      [[null, null, 'x', 'y.org']],
-      [[null, null, 'x', 'y.org']],
-      null,
-      null,
-      null,
-      null,
-      null,
-    ];
-    assert.deepEqual(bodyStructureValue(root), [
-      ['text', 'plain', ['charset', 'utf-8'], null, null, 'quoted-printable', 12, 2, null, null, null, null],
-      [
-        'message',
-        'rfc822',
-        null,
-        null,
-        null,
-        '7bit',
-        43,
-        inner,
-        ['text', 'plain', ['charset', 'us-ascii'], null, null, '7bit', 10, 1, null, null, null, null],
-        4,
-        null,
-        ['attachment', ['filename', 'fwd.eml']],
-        null,
-        null,
-      ],
-      'mixed',
-      ['boundary', 'b1'],
-      null,
-      null,
-      null,
-    ]);
+    const inner =
+      '(NIL "inner" ((NIL NIL "x" "y.org")) ((NIL NIL "x" "y.org")) ((NIL NIL "x" "y.org")) NIL NIL NIL NIL NIL)';
+    assert.equal(
+      wire(bodyStructureValue(root)),
+      '(("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 12 2 NIL NIL NIL NIL)' +
+        `("message" "rfc822" NIL NIL NIL "7bit" 43 ${inner} ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 10 1 NIL NIL NIL NIL) 4 NIL ("attachment" ("filename" "fwd.eml")) NIL NIL)` +
+        ' "mixed" ("boundary" "b1") NIL NIL NIL)',
+    );
   });
 
   it('leaves out extension data for BODY', () => {
     const simple = parseMessage(Buffer.from('Subject: s\r\n\r\nbody\r\n')).root;
-    assert.deepEqual(bodyStructureValue(simple, false), [
-      'text',
-      'plain',
-      ['charset', 'us-ascii'],
-      null,
-      null,
-      '7bit',
-      6,
-      1,
-    ]);
+    assert.equal(
+      wire(bodyStructureValue(simple, false)),
+      '("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 6 1)',
+    );
   });
 });
 
@@ -162,7 +134,7 @@ describe('BODY[section]', () => {
   });
   it('refuses malformed sections', () => {
     for (const bad of ['MIME', '0', '1..2', 'HEADER.FIELDS', 'HEADER.FIELDS ()', 'BOGUS', '1.TEXTX']) {
-      assert.throws(() => parseSection(bad), SectionError, bad);
+      assert.throws(() => parseSection(bad), ImapSyntaxError, bad);
     }
   });
 });

@@ -1,6 +1,6 @@
-// A real IMAP server (imap-core with our hooks) over a SQLite store in a temporary directory, on loopback.
+// A real IMAP server (our engine) over a SQLite store in a temporary directory, on loopback.
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuthThrottle, hashPassword } from '@mailwerk/auth';
@@ -9,7 +9,7 @@ import { DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import { generateSelfSigned } from '@mailwerk/tls';
 import { ImapFlow, type ImapFlowOptions } from 'imapflow';
-import { type CoreServer, type ImapOptions, ImapService } from '../src/index.ts';
+import { type ImapOptions, ImapService } from '../src/index.ts';
 
 export const PASSWORD = 'correct horse battery';
 
@@ -22,6 +22,8 @@ export interface Rig {
   /** Port of the implicit-TLS listener (993's role). */
   tlsPort: number;
   accounts: Record<string, string>;
+  /** The server's certificate (PEM), for clients that must be told to trust it. */
+  cert: string;
   client(user?: string, options?: Partial<ImapFlowOptions>): Promise<ImapFlow>;
   close(): Promise<void>;
 }
@@ -29,13 +31,18 @@ export interface Rig {
 let tlsFiles: Promise<{ key: string; cert: string }> | null = null;
 let hash: Promise<string> | null = null;
 
-async function listen(s: CoreServer): Promise<number> {
+async function listen(s: Server): Promise<number> {
   await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  return (s.server.address() as AddressInfo).port;
+  return (s.address() as AddressInfo).port;
 }
 
 export async function rig(
-  options: Partial<ImapOptions> & { users?: string[]; quota?: number } = {},
+  options: Partial<ImapOptions> & {
+    users?: string[];
+    quota?: number;
+    /** Puts something between the service and the store (a test that needs a failing store). */
+    wrapStore?: (s: MailStore) => MailStore;
+  } = {},
 ): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'mailwerk-imap-'));
   const store = openSqliteStore({ path: join(dir, 'db.sqlite'), blobs: 'sqlite' });
@@ -53,15 +60,16 @@ export async function rig(
     });
     accounts[u] = a.id;
   }
+  const { wrapStore, users: _users, quota: _quota, ...serviceOptions } = options;
   const service = new ImapService({
-    store,
+    store: wrapStore ? wrapStore(store) : store,
     bus,
     hostname: 'imap.test',
     tls: await tlsFiles,
     allowPlaintext: false,
     maxMessageSize: 1024 * 1024,
     throttle: new AuthThrottle({ baseDelayMs: 100, maxDelayMs: 400 }),
-    ...options,
+    ...serviceOptions,
   });
   const port = await listen(service.server(false));
   const tlsPort = await listen(service.server(true));
@@ -73,6 +81,7 @@ export async function rig(
     port,
     tlsPort,
     accounts,
+    cert: (await tlsFiles).cert,
     async client(user = 'bob', extra = {}) {
       const c = new ImapFlow({
         host: '127.0.0.1',

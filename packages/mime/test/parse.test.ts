@@ -121,3 +121,88 @@ describe('withPrependedHeaders', () => {
     assert.deepEqual(shifted, reparsed);
   });
 });
+
+describe('findPart: RFC 3501 §6.4.5 part numbers', () => {
+  it('numbers a message/rfc822 body as part 1 of its message, and the inner parts below it', () => {
+    const raw = crlf(
+      'Subject: outer\nContent-Type: message/rfc822\n\nSubject: inner\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\none\n--b\n\ntwo\n--b--\n',
+    );
+    const { root } = parseMessage(raw);
+    // BODY[1] of a non-multipart message is its body: here the whole inner message.
+    const one = findPart(root, [1])!;
+    assert.ok(slice(raw, one.bodyStart, one.end).startsWith('Subject: inner'));
+    assert.equal(slice(raw, findPart(root, [1, 1])!.bodyStart, findPart(root, [1, 1])!.end), 'one');
+    assert.equal(slice(raw, findPart(root, [1, 2])!.bodyStart, findPart(root, [1, 2])!.end), 'two');
+    assert.equal(findPart(root, [1, 3]), null);
+    assert.equal(findPart(root, [2]), null);
+    // A plain text message has only part 1.
+    const plain = parseMessage(crlf('Subject: x\n\nbody\n')).root;
+    assert.equal(findPart(plain, [1]), plain);
+    assert.equal(findPart(plain, [1, 1]), null);
+  });
+});
+
+describe('parseMessage: bounded work on hostile messages', () => {
+  const countParts = (n: { children?: unknown[]; message?: unknown }): number => {
+    let total = 0;
+    const stack: Array<{ children?: unknown[]; message?: unknown }> = [n];
+    while (stack.length) {
+      const x = stack.pop()!;
+      total++;
+      for (const c of x.children ?? []) stack.push(c as typeof x);
+      if (x.message) stack.push(x.message as typeof x);
+    }
+    return total;
+  };
+
+  it('describes at most MAX_PARTS parts; the last one runs to the end of its multipart', async () => {
+    const { MAX_PARTS } = await import('../src/index.ts');
+    const body = Array.from({ length: 80_000 }, (_, i) => `--b\r\n\r\n${i}\r\n`).join('');
+    const raw = Buffer.from(`Content-Type: multipart/mixed; boundary=b\r\n\r\n${body}--b--\r\n`);
+    const t = Date.now();
+    const { root } = parseMessage(raw);
+    assert.ok(Date.now() - t < 2000, `${Date.now() - t} ms`);
+    assert.ok(countParts(root) <= MAX_PARTS + 1, `${countParts(root)} nodes`);
+    const last = root.children![root.children!.length - 1]!;
+    assert.ok(slice(raw, last.bodyStart, last.end).includes('\r\n79999\r\n--b--'));
+  });
+
+  it('keeps the first MAX_ADDRESSES of a Cc: with 100,000 addresses, in linear time', async () => {
+    const { MAX_ADDRESSES } = await import('../src/index.ts');
+    const cc = Array.from({ length: 100_000 }, (_, i) => `u${i}@example.org`).join(', ');
+    const raw = Buffer.from(`From: a@b.org\r\nSubject: many\r\nCc: ${cc}\r\n\r\nhi\r\n`);
+    const t = Date.now();
+    const env = parseMessage(raw).root.envelope!;
+    assert.ok(Date.now() - t < 1000, `${Date.now() - t} ms`);
+    assert.equal(env.cc?.length, MAX_ADDRESSES);
+    assert.equal(env.subject, 'many');
+  });
+
+  it('never throws, and every offset stays inside the message, for random and mutated input (property)', async () => {
+    const fc = (await import('fast-check')).default;
+    const piece = fc.constantFrom(
+      'Content-Type: multipart/mixed; boundary=b\r\n',
+      'Content-Type: message/rfc822\r\n',
+      '\r\n',
+      '--b\r\n',
+      '--b--\r\n',
+      'Subject: x\r\n',
+      ' folded\r\n',
+      'text\n',
+      'From: <a@b>\r\n',
+    );
+    fc.assert(
+      fc.property(fc.array(fc.oneof(piece, fc.string({ maxLength: 20 })), { maxLength: 40 }), (parts) => {
+        const raw = Buffer.from(parts.join(''));
+        const { root } = parseMessage(raw);
+        const stack = [root];
+        while (stack.length) {
+          const n = stack.pop()!;
+          assert.ok(0 <= n.start && n.start <= n.bodyStart && n.bodyStart <= n.end && n.end <= raw.length);
+          stack.push(...(n.children ?? []), ...(n.message ? [n.message] : []));
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});

@@ -71,7 +71,7 @@ function removeStaleSocket(path: string): Promise<void> {
   });
 }
 
-/** What can listen: smtp-server, imap-core's server and a plain net/http server all have this shape. */
+/** What can listen: smtp-server and a plain net/http server both have this shape. */
 interface Listenable {
   listen(...args: unknown[]): unknown;
   once(event: 'error', listener: (err: Error) => void): unknown;
@@ -292,14 +292,10 @@ export async function startServices(
       imap = new ImapService({
         ...common,
         maxMessageSize: config.limits.message_size,
-        // The in-process bus carries the MDA's events only when the MDA runs here; otherwise read the journal.
-        pollMs: config.redis.url || services.includes('mda') ? 0 : 2000,
-        onProtocolError: (message, fields) =>
-          log.log('info', 'imap client error', {
-            message,
-            client: fields._remoteAddress,
-            command: fields._payload,
-          }),
+        // The journal is read on this interval too, whatever the bus says: without a bus shared with the
+        // MDA it is how new mail is found; with one, the safety net for an event lost on the way.
+        pollMs: config.redis.url || services.includes('mda') ? 10_000 : 2000,
+        log: (level, message, fields) => log.log(level, message, fields),
       });
       const { listen: host, imap_port, imaps_port } = config.access;
       listening.push({

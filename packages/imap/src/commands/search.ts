@@ -1,0 +1,73 @@
+/**
+ * SEARCH and UID SEARCH (RFC 3501 §6.4.4) with MODSEQ (RFC 7162 §3.1.5).
+ * Strings are UTF-8 (CHARSET UTF-8 or US-ASCII, RFC 3501 §6.4.4); other
+ * charsets are refused with BADCHARSET. The work is bounded by the mailbox
+ * size times the (bounded) criteria, and yields to other sessions between
+ * batches.
+ */
+import { no } from '../errors.ts';
+import { utf8 } from '../protocol/cursor.ts';
+import { parseSearch, type SearchKey } from '../protocol/search-parse.ts';
+import { Evaluator } from '../search.ts';
+import { type Command, SELECTED } from './types.ts';
+import { selected } from './util.ts';
+
+const BATCH = 500;
+const CHARSETS = new Set(['UTF-8', 'US-ASCII']);
+
+function search(): Command {
+  return {
+    states: SELECTED,
+    noExpunge: true,
+    async run(s, c, { uid }) {
+      const sel = selected(s);
+      const parsed = parseSearch(c, (raw) => utf8(raw));
+      c.end();
+      if (parsed.charset !== null && !CHARSETS.has(parsed.charset))
+        throw no('BADCHARSET (UTF-8 US-ASCII)', `Charset ${parsed.charset.slice(0, 40)} is not supported`);
+      if (parsed.usesModseq) s.condstore = true;
+      // Sequence sets and UID sets resolved once, against the session's view.
+      const sets = new Map<SearchKey, Set<number>>();
+      const stack: SearchKey[] = [parsed.key];
+      while (stack.length) {
+        const k = stack.pop()!;
+        if (k.op === 'and' || k.op === 'or') stack.push(...k.keys);
+        else if (k.op === 'not') stack.push(k.key);
+        else if (k.op === 'seq') sets.set(k, new Set(sel.uids.bySeq(k.ranges, true)));
+        else if (k.op === 'uid') sets.set(k, new Set(sel.uids.byUid(k.ranges)));
+      }
+      const evaluator = new Evaluator(parsed.key, sets);
+      const store = s.ctx.store;
+      const hits: number[] = [];
+      let highest = 0;
+      const all = sel.uids.toArray();
+      for (let i = 0; i < all.length; i += BATCH) {
+        const from = all[i]!;
+        const to = all[Math.min(i + BATCH, all.length) - 1]!;
+        for (const m of await store.listMessages(sel.mailbox.id, { uidFrom: from, uidTo: to })) {
+          const seq = sel.uids.seqOf(m.uid);
+          if (!seq || sel.expunged.has(m.uid)) continue;
+          let raw: Promise<Buffer> | null = null;
+          const subject = {
+            message: m,
+            seq,
+            recent: sel.isRecent(m.uid),
+            raw: () => (raw ??= store.blobs.get(m.blobId)),
+          };
+          if (await evaluator.matches(subject)) {
+            hits.push(uid ? m.uid : seq);
+            if (m.modseq > highest) highest = m.modseq;
+          }
+        }
+        // Let other sessions run between batches.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const modseq = parsed.usesModseq && hits.length ? ` (MODSEQ ${highest})` : '';
+      s.untagged(`SEARCH${hits.length ? ` ${hits.join(' ')}` : ''}${modseq}`);
+      return `${uid ? 'UID SEARCH' : 'SEARCH'} completed`;
+    },
+  };
+}
+
+export const SEARCH = search();
+export const UID_SEARCH = search();

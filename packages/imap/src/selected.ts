@@ -1,0 +1,184 @@
+/**
+ * The selected mailbox as one session sees it (RFC 3501 §2.3.1, §5.2, §7.4.1).
+ *
+ * Invariants:
+ * - `uids` is the client's view: sequence number n is its n-th entry. It
+ *   changes only when the client is told: `* n EXISTS` adds, `* n EXPUNGE`
+ *   removes. A message expunged by someone else stays in the view, in
+ *   `expunged`, until an EXPUNGE may be sent (never during FETCH, STORE or
+ *   SEARCH and their UID forms).
+ * - `modseq` is how far the session has read the store's change journal; the
+ *   journal, not the bus, is the truth (a missed event only delays).
+ * - Changes the session made itself are answered by its own command (STORE's
+ *   FETCH, EXPUNGE's EXPUNGE); `own` holds their modseqs so the journal does
+ *   not announce them twice.
+ * - A message is \Recent in this session when this session was the first to
+ *   be shown it (the store's claim, RFC 3501 §2.3.2); EXAMINE claims nothing.
+ * - Keywords the client has not been told of are announced with FLAGS and
+ *   PERMANENTFLAGS before the FETCH that shows them.
+ */
+import type { Mailbox, MailStore } from '@mailwerk/store';
+import { flagList } from './protocol/encode.ts';
+import { UidList } from './protocol/sequence.ts';
+
+export const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
+
+/** What the selected mailbox needs of its session: somewhere to write untagged responses. */
+export interface Output {
+  untagged(text: string): void;
+  readonly condstore: boolean;
+}
+
+export class Selected {
+  readonly mailbox: Mailbox;
+  readonly readOnly: boolean;
+  readonly uids: UidList;
+  modseq: number;
+  /** Messages above this UID that this session claimed are \Recent; ranges of [low, high]. */
+  private recent: Array<[number, number]> = [];
+  private readonly keywords = new Map<string, string>();
+  readonly expunged = new Set<number>();
+  readonly own = new Set<number>();
+  /** Set by the notifier: the journal may have something new. */
+  dirty = false;
+  private readonly store: MailStore;
+
+  private constructor(store: MailStore, mailbox: Mailbox, readOnly: boolean, uids: number[], modseq: number) {
+    this.store = store;
+    this.mailbox = mailbox;
+    this.readOnly = readOnly;
+    this.uids = new UidList(uids);
+    this.modseq = modseq;
+  }
+
+  static async open(
+    store: MailStore,
+    mailbox: Mailbox,
+    readOnly: boolean,
+  ): Promise<{ selected: Selected; firstUnseen: number | null }> {
+    const view = await store.viewMailbox(mailbox.id, { claimRecent: !readOnly });
+    const s = new Selected(store, view.mailbox, readOnly, view.uids, view.mailbox.highestModseq);
+    const top = s.uids.last;
+    if (top > view.recentAbove) s.recent.push([view.recentAbove + 1, top]);
+    for (const k of view.keywords) s.keywords.set(k.toLowerCase(), k);
+    return { selected: s, firstUnseen: view.firstUnseen };
+  }
+
+  get exists(): number {
+    return this.uids.length;
+  }
+
+  get recentCount(): number {
+    let n = 0;
+    for (const [lo, hi] of this.recent) {
+      // Count the UIDs of the view inside [lo, hi].
+      for (let s = this.uids.length; s >= 1; s--) {
+        const u = this.uids.uidAt(s);
+        if (u < lo) break;
+        if (u <= hi) n++;
+      }
+    }
+    return n;
+  }
+
+  isRecent(uid: number): boolean {
+    for (const [lo, hi] of this.recent) if (uid >= lo && uid <= hi) return true;
+    return false;
+  }
+
+  /** The flags as FETCH shows them: \Recent added for this session's recent messages. */
+  flagsOf(uid: number, flags: readonly string[]): string {
+    return flagList(this.isRecent(uid) ? [...flags, '\\Recent'] : flags);
+  }
+
+  /** `* FLAGS` and `* OK [PERMANENTFLAGS]` (RFC 3501 §7.2.6, §7.1). */
+  announceFlags(out: Output): void {
+    const all = [...SYSTEM_FLAGS, ...this.keywords.values()];
+    out.untagged(`FLAGS ${flagList(all)}`);
+    out.untagged(
+      this.readOnly
+        ? 'OK [PERMANENTFLAGS ()] Read-only mailbox'
+        : `OK [PERMANENTFLAGS ${flagList([...all, '\\*'])}] Flags permitted`,
+    );
+  }
+
+  /** Records keywords in `flags`; true when one was new (the caller announces them). */
+  learn(flags: readonly string[]): boolean {
+    let added = false;
+    for (const f of flags) {
+      if (f.startsWith('\\')) continue;
+      const k = f.toLowerCase();
+      if (!this.keywords.has(k)) {
+        this.keywords.set(k, f);
+        added = true;
+      }
+    }
+    return added;
+  }
+
+  /** Writes the EXPUNGE responses owed, highest sequence number first, and drops them from the view. */
+  flushExpunges(out: Output): void {
+    if (this.expunged.size === 0) return;
+    const seqs: number[] = [];
+    for (const u of this.expunged) {
+      const s = this.uids.seqOf(u);
+      if (s) seqs.push(s);
+    }
+    // From the highest down, so each number is still right when the client reads it.
+    seqs.sort((a, b) => b - a);
+    for (const s of seqs) out.untagged(`${s} EXPUNGE`);
+    this.uids.removeAll(this.expunged);
+    this.expunged.clear();
+  }
+
+  /**
+   * Reads the journal from `modseq` and tells the client what changed: new
+   * messages (EXISTS, RECENT), flag changes (FETCH) and, when `expunge` is
+   * allowed, removals (EXPUNGE).
+   */
+  async sync(out: Output, expunge: boolean): Promise<void> {
+    this.dirty = false;
+    const changes = await this.store.changesSince(this.mailbox.id, this.modseq);
+    let added = 0;
+    const flagged = new Map<number, { flags: string[]; modseq: number }>();
+    let newKeywords = false;
+    for (const c of changes) {
+      if (c.modseq > this.modseq) this.modseq = c.modseq;
+      if (c.kind === 'append') {
+        if (!this.uids.has(c.uid) && !this.expunged.has(c.uid)) {
+          this.uids.add(c.uid);
+          added++;
+        }
+        if (c.flags && this.learn(c.flags)) newKeywords = true;
+      } else if (c.kind === 'expunge') {
+        if (this.uids.has(c.uid)) this.expunged.add(c.uid);
+        flagged.delete(c.uid);
+      } else if (this.own.delete(c.modseq)) {
+        // Already answered by the command that made it.
+      } else if (this.uids.has(c.uid) && !this.expunged.has(c.uid) && c.flags) {
+        flagged.set(c.uid, { flags: c.flags, modseq: c.modseq });
+        if (this.learn(c.flags)) newKeywords = true;
+      }
+    }
+    // Own changes the journal has passed can be forgotten.
+    for (const m of this.own) if (m <= this.modseq) this.own.delete(m);
+    if (expunge) this.flushExpunges(out);
+    if (added) {
+      if (!this.readOnly) {
+        const top = this.uids.last;
+        const shown = await this.store.claimRecent(this.mailbox.id, top);
+        if (top > shown) this.recent.push([shown + 1, top]);
+      }
+      out.untagged(`${this.uids.length} EXISTS`);
+      out.untagged(`${this.recentCount} RECENT`);
+    }
+    if (newKeywords) this.announceFlags(out);
+    for (const [uid, f] of flagged) {
+      const seq = this.uids.seqOf(uid);
+      if (!seq) continue;
+      out.untagged(
+        `${seq} FETCH (UID ${uid} FLAGS ${this.flagsOf(uid, f.flags)}${out.condstore ? ` MODSEQ (${f.modseq})` : ''})`,
+      );
+    }
+  }
+}

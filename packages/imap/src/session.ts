@@ -1,0 +1,498 @@
+/**
+ * One IMAP connection: bytes in (framer → commands), commands run one at a
+ * time from the command table, responses out with backpressure.
+ *
+ * Invariants:
+ * - Nothing a client sends can throw past `execute`: a syntax error is a
+ *   BAD, a refused operation a NO with a response code, our own failure a
+ *   `NO [SERVERBUG]` with a log line carrying the session id; the session
+ *   and the process go on (errors.ts is the one mapping).
+ * - Commands run strictly in order; a pipelined command waits in `queue`,
+ *   and reading from the socket pauses while the queue is long.
+ * - After STARTTLS and COMPRESS nothing read before the switch is acted on.
+ * - Output is buffered per command and written with backpressure; a client
+ *   that does not read for `writeTimeoutMs` is disconnected, so no response
+ *   is ever buffered without bound.
+ * - Untagged EXPUNGE is sent only where RFC 3501 §7.4.1 allows it.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { Duplex, Writable } from 'node:stream';
+import { type SecureContext, TLSSocket } from 'node:tls';
+import { createDeflateRaw, createInflateRaw, type DeflateRaw, constants as zlibConstants } from 'node:zlib';
+import type { MailEvent } from '@mailwerk/bus';
+import { COMMANDS } from './commands/index.ts';
+import { ImapByeError, ImapSyntaxError, toResponse } from './errors.ts';
+import { Cursor } from './protocol/cursor.ts';
+import type { Chunk } from './protocol/encode.ts';
+import { type Frame, FrameError, Framer, type LiteralRequest } from './protocol/framer.ts';
+import type { Selected } from './selected.ts';
+import type { ServiceContext } from './service.ts';
+
+/** RFC 3501 §9 and Dovecot's imap_max_line_length: the text of one command. */
+export const MAX_LINE = 64 * 1024;
+/** Literals outside APPEND are short strings (names, search terms); before sign-in, a user name or password. */
+const MAX_SMALL_LITERAL = 64 * 1024;
+const MAX_LOGIN_LITERAL = 4 * 1024;
+/** Commands waiting to run before reading pauses. */
+const MAX_QUEUED = 32;
+/** Output is written out once this much has been built. */
+const FLUSH_AT = 64 * 1024;
+
+export type State =
+  | { kind: 'not-authenticated' }
+  | { kind: 'authenticated'; user: User }
+  | { kind: 'selected'; user: User; mailbox: Selected }
+  | { kind: 'logout' };
+
+export interface User {
+  id: string;
+  address: string;
+}
+
+type QueueItem = Frame | { refusal: string };
+
+export class Session {
+  readonly id = randomBytes(6).toString('base64url');
+  readonly ctx: ServiceContext;
+  readonly remoteAddress: string;
+  state: State = { kind: 'not-authenticated' };
+  secure: boolean;
+  /** ENABLEd extensions (RFC 5161). */
+  condstore = false;
+  utf8 = false;
+  compressed = false;
+  /** Failed sign-ins on this connection. */
+  authFailures = 0;
+
+  private socket: Socket;
+  /** Where commands are read from: the socket, or the inflater after COMPRESS. */
+  private input: Duplex;
+  private output: Writable;
+  private deflate: DeflateRaw | null = null;
+  private readonly framer: Framer;
+  private readonly queue: QueueItem[] = [];
+  private waiter: ((item: QueueItem | null) => void) | null = null;
+  private out: Chunk[] = [];
+  private outBytes = 0;
+  private closed = false;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private unwatch: (() => void) | null = null;
+  /** Set while IDLE waits for DONE: changes are sent as they come. */
+  private idling = false;
+  private syncing: Promise<void> | null = null;
+  private readonly onClose: () => void;
+
+  constructor(
+    ctx: ServiceContext,
+    socket: Socket,
+    secure: boolean,
+    remoteAddress: string,
+    onClose: () => void,
+  ) {
+    this.ctx = ctx;
+    this.socket = socket;
+    this.input = socket;
+    this.output = socket;
+    this.secure = secure;
+    this.remoteAddress = remoteAddress;
+    this.onClose = onClose;
+    this.framer = new Framer({
+      maxLine: MAX_LINE,
+      onLiteral: (r) => this.literalDecision(r),
+      onContinue: () => this.writeNow('+ Ready for literal data\r\n'),
+      onRefused: (response) => this.enqueue({ refusal: response }),
+    });
+    this.attach(socket);
+    socket.once('close', () => this.close());
+    this.touch();
+  }
+
+  // ---- input ---------------------------------------------------------------
+
+  private attach(source: Duplex): void {
+    this.input = source;
+    source.on('data', (chunk: Buffer) => this.onData(chunk));
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    this.touch();
+    let frames: Frame[];
+    try {
+      frames = this.framer.push(chunk);
+    } catch (err) {
+      if (err instanceof FrameError) {
+        this.bye(err.message);
+        return;
+      }
+      throw err;
+    }
+    for (const f of frames) this.enqueue(f);
+  }
+
+  private enqueue(item: QueueItem): void {
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      w(item);
+      return;
+    }
+    this.queue.push(item);
+    if (this.queue.length >= MAX_QUEUED) this.input.pause();
+  }
+
+  /** The next command (or line, for AUTHENTICATE and IDLE); null once the connection is gone. */
+  nextFrame(): Promise<QueueItem | null> {
+    if (this.closed) return Promise.resolve(null);
+    const item = this.queue.shift();
+    if (this.queue.length < MAX_QUEUED / 2 && this.input.isPaused()) this.input.resume();
+    if (item) return Promise.resolve(item);
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+    });
+  }
+
+  /** A whole line sent in answer to a continuation request; null when the connection closed. */
+  async readLine(): Promise<string | null> {
+    const item = await this.nextFrame();
+    if (!item) return null;
+    if ('refusal' in item) return '';
+    return item.parts.length === 1 ? (item.parts[0] as string) : '';
+  }
+
+  private literalDecision(r: LiteralRequest): string | null {
+    const head = (r.head[0] as string) ?? '';
+    const m = /^(\S+) +(UID +)?(\S+)/.exec(head);
+    const tag = m?.[1] ?? '*';
+    const command = m?.[3]?.toUpperCase() ?? '';
+    // A literal for a command that will be refused anyway is not worth reading.
+    const entry = COMMANDS.get(m?.[2] ? `UID ${command}` : command);
+    if (!entry) return `${tag} BAD Unknown command`;
+    if (!entry.states.includes(this.state.kind)) return `${tag} BAD ${command} is not allowed now`;
+    if (command === 'APPEND') {
+      if (this.state.kind !== 'authenticated' && this.state.kind !== 'selected')
+        return `${tag} BAD Sign in first`;
+      if (r.size > this.ctx.maxMessageSize)
+        return `${tag} NO [TOOBIG] The message is larger than the limit of ${this.ctx.maxMessageSize} octets`;
+      return null;
+    }
+    const max = this.state.kind === 'not-authenticated' ? MAX_LOGIN_LITERAL : MAX_SMALL_LITERAL;
+    if (r.size > max) return `${tag} NO [TOOBIG] Literal too large for ${command || 'this command'}`;
+    return null;
+  }
+
+  // ---- output --------------------------------------------------------------
+
+  /** Adds to the response being built. */
+  write(...chunks: Chunk[]): void {
+    this.writeChunks(chunks);
+  }
+
+  /** The same for a long list (a spread of 100,000 arguments would overflow the stack). */
+  writeChunks(chunks: readonly Chunk[]): void {
+    for (const c of chunks) {
+      this.out.push(c);
+      this.outBytes += c.length;
+    }
+  }
+
+  untagged(text: string): void {
+    this.write(`* ${text}\r\n`);
+  }
+
+  /** Sends what has been built; waits while the client is not reading (up to the write timeout). */
+  async flush(): Promise<void> {
+    if (this.out.length === 0 || this.closed) {
+      this.out = [];
+      this.outBytes = 0;
+      return;
+    }
+    const data = Buffer.concat(this.out.map((c) => (typeof c === 'string' ? Buffer.from(c, 'utf8') : c)));
+    this.out = [];
+    this.outBytes = 0;
+    const ok = this.output.write(data);
+    if (this.deflate) this.deflate.flush(zlibConstants.Z_SYNC_FLUSH);
+    if (!ok) await this.drained();
+  }
+
+  /** Flushes when enough has been built (long FETCH responses). */
+  async flushIfFull(): Promise<void> {
+    if (this.outBytes >= FLUSH_AT) await this.flush();
+  }
+
+  private drained(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.output.removeListener('drain', done);
+        this.socket.removeListener('close', done);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.ctx.log('info', 'imap client stopped reading; disconnected', this.fields());
+        this.destroy();
+        done();
+      }, this.ctx.writeTimeoutMs);
+      this.output.once('drain', done);
+      this.socket.once('close', done);
+    });
+  }
+
+  /** Writes at once, outside the command's response (continuation requests). */
+  private writeNow(text: string): void {
+    if (this.closed) return;
+    this.output.write(text);
+    if (this.deflate) this.deflate.flush(zlibConstants.Z_SYNC_FLUSH);
+  }
+
+  /** A continuation request (`+ text`), sent at once. */
+  async continueRequest(text: string): Promise<void> {
+    this.write(`+ ${text}\r\n`);
+    await this.flush();
+  }
+
+  // ---- life cycle ------------------------------------------------------------
+
+  /** Reads and runs commands until the connection ends. */
+  async run(greeting: string): Promise<void> {
+    this.untagged(greeting);
+    await this.flush();
+    for (;;) {
+      const item = await this.nextFrame();
+      if (!item || this.closed) return;
+      if ('refusal' in item) {
+        this.write(`${item.refusal}\r\n`);
+        await this.flush();
+        continue;
+      }
+      await this.execute(item);
+      if (this.state.kind === 'logout') {
+        await this.end();
+        return;
+      }
+    }
+  }
+
+  /** Runs one command, answering it whatever happens. */
+  async execute(frame: Frame): Promise<void> {
+    const c = new Cursor(frame.parts);
+    let tag = '*';
+    let name = '';
+    let expungeAllowed = true;
+    try {
+      tag = c.atom(']');
+      if (tag.includes('+')) throw new ImapSyntaxError('Invalid tag');
+      c.space();
+      name = c.word();
+      let uid = false;
+      if (name === 'UID') {
+        c.space();
+        name = c.word();
+        uid = true;
+      }
+      const command = COMMANDS.get(uid ? `UID ${name}` : name);
+      if (!command) throw new ImapSyntaxError(`Unknown command ${name.slice(0, 32)}`);
+      if (!command.states.includes(this.state.kind))
+        throw new ImapSyntaxError(
+          this.state.kind === 'not-authenticated'
+            ? 'Sign in first'
+            : this.state.kind === 'authenticated' && command.states.includes('selected')
+              ? 'No mailbox selected'
+              : `${name} is not allowed now`,
+        );
+      expungeAllowed = !command.noExpunge;
+      // The space before the arguments; each command reads its own.
+      if (c.peek() === ' ') c.space();
+      const text = await command.run(this, c, { tag, uid });
+      await this.afterCommand(expungeAllowed);
+      if (text !== null) this.write(`${tag} OK ${text}\r\n`);
+    } catch (err) {
+      if (err instanceof ImapByeError) {
+        this.bye(err.message);
+        return;
+      }
+      const r = toResponse(err);
+      if (r.serverBug)
+        this.ctx.onError(err, `imap session ${this.id} (${name || 'command'}, ${this.remoteAddress})`);
+      else if (r.kind === 'BAD')
+        this.ctx.log('info', 'imap client error', { ...this.fields(), command: name, error: r.text });
+      await this.afterCommand(expungeAllowed).catch(() => undefined);
+      this.write(`${tag} ${r.kind}${r.code ? ` [${r.code}]` : ''} ${r.text}\r\n`);
+    }
+    await this.flush();
+  }
+
+  /** Untagged updates for the selected mailbox, after a command (RFC 3501 §7: the server may send them then). */
+  private async afterCommand(expunge: boolean): Promise<void> {
+    if (this.state.kind !== 'selected') return;
+    const sel = this.state.mailbox;
+    if (sel.dirty || (expunge && sel.expunged.size)) await this.sync(expunge);
+  }
+
+  /** Reads the journal for the selected mailbox and writes what changed (one sync at a time). */
+  async sync(expunge = true): Promise<void> {
+    while (this.syncing) await this.syncing;
+    if (this.state.kind !== 'selected') return;
+    const sel = this.state.mailbox;
+    this.syncing = sel.sync(this, expunge);
+    try {
+      await this.syncing;
+    } finally {
+      this.syncing = null;
+    }
+  }
+
+  /** Subscribes to the account's changes once signed in. */
+  signedIn(user: User): void {
+    this.state = { kind: 'authenticated', user };
+    this.unwatch = this.ctx.notifier.watch({ accountId: user.id, onEvent: (e) => this.onEvent(e) });
+  }
+
+  private onEvent(event: MailEvent | null): void {
+    if (this.state.kind !== 'selected') return;
+    const sel = this.state.mailbox;
+    if (event && event.mailboxId !== sel.mailbox.id) return;
+    if (event?.type === 'mailbox.change') {
+      // Renamed or deleted elsewhere: a deleted selected mailbox ends the session (as Dovecot does).
+      this.ctx.store.getMailboxById(sel.mailbox.id).then(
+        (mb) => {
+          if (!mb && this.state.kind === 'selected' && this.state.mailbox === sel)
+            this.bye('Selected mailbox was deleted');
+        },
+        () => undefined,
+      );
+      return;
+    }
+    sel.dirty = true;
+    if (this.idling) void this.idleSync();
+  }
+
+  private async idleSync(): Promise<void> {
+    try {
+      await this.sync(true);
+      await this.flush();
+    } catch (err) {
+      this.ctx.onError(err, `imap session ${this.id} (IDLE update)`);
+    }
+  }
+
+  /** IDLE (RFC 2177): updates go out as they happen until the client sends DONE. */
+  async idle(): Promise<boolean> {
+    this.idling = true;
+    try {
+      await this.sync(true);
+      await this.flush();
+      const item = await this.nextFrame();
+      if (!item) return false;
+      return (
+        !('refusal' in item) && item.parts.length === 1 && (item.parts[0] as string).toUpperCase() === 'DONE'
+      );
+    } finally {
+      this.idling = false;
+    }
+  }
+
+  /** STARTTLS (RFC 3501 §6.2.1, RFC 2595 §4): anything the client sent after the command in the clear is dropped. */
+  async startTls(context: SecureContext): Promise<void> {
+    this.framer.reset();
+    this.queue.length = 0;
+    const plain = this.socket;
+    plain.removeAllListeners('data');
+    const tls = new TLSSocket(plain, { isServer: true, secureContext: context });
+    tls.on('error', () => plain.destroy());
+    await new Promise<void>((resolve) => {
+      tls.once('secure', () => resolve());
+      plain.once('close', () => resolve());
+    });
+    this.socket = tls;
+    this.output = tls;
+    this.secure = true;
+    this.attach(tls);
+  }
+
+  /** COMPRESS=DEFLATE (RFC 4978): from the next byte on, both directions are raw DEFLATE. */
+  startCompression(): void {
+    this.framer.reset();
+    this.queue.length = 0;
+    this.socket.removeAllListeners('data');
+    const inflate = createInflateRaw();
+    const deflate = createDeflateRaw({ level: 6 });
+    inflate.on('error', () => this.destroy());
+    deflate.on('error', () => this.destroy());
+    this.socket.pipe(inflate);
+    deflate.pipe(this.socket);
+    this.attach(inflate);
+    this.output = deflate;
+    this.deflate = deflate;
+    this.compressed = true;
+  }
+
+  /** Ends the session with `* BYE text`. */
+  bye(text: string): void {
+    if (this.closed) return;
+    this.out = [];
+    this.outBytes = 0;
+    this.write(`* BYE ${text}\r\n`);
+    void this.flush().then(() => this.end());
+  }
+
+  /**
+   * Closes after what was written has gone out: the compressor, when there is
+   * one, ends the socket once it has flushed (so LOGOUT's BYE and OK arrive).
+   */
+  async end(): Promise<void> {
+    if (this.closed) return;
+    this.state = { kind: 'logout' };
+    const socket = this.socket;
+    await new Promise<void>((resolve) => {
+      if (socket.destroyed) return resolve();
+      const timer = setTimeout(resolve, 2000);
+      timer.unref();
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.output.end();
+    });
+    this.close();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+    this.close();
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.state = { kind: 'logout' };
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.unwatch?.();
+    this.unwatch = null;
+    const w = this.waiter;
+    this.waiter = null;
+    w?.(null);
+    this.queue.length = 0;
+    if (!this.socket.destroyed) this.socket.destroy();
+    this.onClose();
+  }
+
+  /** Inactivity ends the session: 30 minutes once signed in (RFC 3501 §5.4), less before. */
+  private touch(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    const ms = this.state.kind === 'not-authenticated' ? this.ctx.loginTimeoutMs : this.ctx.idleTimeoutMs;
+    this.idleTimer = setTimeout(() => this.bye('Autologout; idle for too long'), ms);
+    this.idleTimer.unref();
+  }
+
+  /** Fields for log lines about this session. */
+  fields(): Record<string, unknown> {
+    return {
+      session: this.id,
+      client: this.remoteAddress,
+      ...('user' in this.state ? { user: this.state.user.address } : {}),
+    };
+  }
+}
