@@ -1,9 +1,8 @@
 export { capabilities } from './commands/capability.ts';
-export { bodyStructureValue, envelopeValue, partial, type Section, sectionBytes } from './fetch-data.ts';
+export { bodyStructureText, envelopeText, partial, type Section, sectionBytes } from './fetch-data.ts';
 export { decodeMutf7, encodeMutf7, MailboxNameError } from './mutf7.ts';
 export { Notifier } from './notifier.ts';
 export { Cursor } from './protocol/cursor.ts';
-export type { ImapValue } from './protocol/encode.ts';
 export { type FetchRequest, parseFetch } from './protocol/fetch-parse.ts';
 export { type Frame, FrameError, Framer } from './protocol/framer.ts';
 export { compilePattern } from './protocol/pattern.ts';

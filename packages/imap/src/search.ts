@@ -10,12 +10,19 @@
  * The tree is at most MAX_DEPTH deep (the parser refuses deeper ones), so
  * evaluating it recursively is bounded.
  */
-import { type MimeNode, parseAddressList, parseHeaderBlock, parseHeaderDate } from '@mailwerk/mime';
-import { hasFlag, type Message } from '@mailwerk/store';
+import {
+  type Envelope,
+  type MimeNode,
+  parseAddressList,
+  parseHeaderBlock,
+  parseHeaderDate,
+} from '@mailwerk/mime';
+import { hasFlag, type Message, type MessageMeta } from '@mailwerk/store';
 import type { SearchKey } from './protocol/search-parse.ts';
 
 export interface SearchSubject {
-  message: Message;
+  /** The full message when the search reads structures (needsStructure), else its metadata. */
+  message: Message | MessageMeta;
   /** Sequence number in the session's view. */
   seq: number;
   /** \Recent for this session. */
@@ -119,6 +126,51 @@ function fieldMatches(key: string, value: string, needle: string): boolean {
   return false;
 }
 
+/**
+ * FROM, TO, CC, BCC and SUBJECT are answered from the envelope the MDA
+ * parsed (no need to read the message): the decoded subject, and each
+ * address and decoded display name (group members and group names too).
+ */
+function envelopeMatches(env: Envelope, field: string, needle: string): boolean | null {
+  if (field === 'subject') {
+    if (env.subject === null) return false;
+    return !needle || decodeWords(env.subject).toLowerCase().includes(needle);
+  }
+  const list =
+    field === 'from'
+      ? env.from
+      : field === 'to'
+        ? env.to
+        : field === 'cc'
+          ? env.cc
+          : field === 'bcc'
+            ? env.bcc
+            : undefined;
+  if (list === undefined) return null;
+  if (list === null) return false;
+  if (!needle) return true;
+  for (const e of list) {
+    if (decodeWords(e.name).toLowerCase().includes(needle)) return true;
+    for (const a of 'group' in e ? e.group : [e])
+      if (a.address.toLowerCase().includes(needle) || decodeWords(a.name).toLowerCase().includes(needle))
+        return true;
+  }
+  return false;
+}
+
+/** Does evaluating `k` read a message's structure or bytes (so the search must list full messages)? */
+export function needsStructure(k: SearchKey): boolean {
+  const stack = [k];
+  while (stack.length) {
+    const x = stack.pop()!;
+    if (x.op === 'and' || x.op === 'or') stack.push(...x.keys);
+    else if (x.op === 'not') stack.push(x.key);
+    else if (x.op === 'header' || x.op === 'body' || x.op === 'text' || (x.op === 'date' && x.sent))
+      return true;
+  }
+  return false;
+}
+
 /** Cheap keys first: an AND stops at its first false, before any key that reads the bytes. */
 const COSTLY = new Set(['header', 'body', 'text']);
 const costly = (k: SearchKey): boolean =>
@@ -146,7 +198,9 @@ export class Evaluator {
   }
 
   private eval(k: SearchKey, s: SearchSubject): Promise<boolean> | boolean {
-    const m = s.message;
+    const meta = s.message;
+    // Keys that read the structure run only in searches that listed full messages (needsStructure).
+    const m = meta as Message;
     switch (k.op) {
       case 'and':
       case 'or': {
@@ -184,7 +238,10 @@ export class Evaluator {
         return compare(k.sent ? sentDay(m) : ymd(m.internalDate), k.cmp, k.day);
       case 'modseq':
         return m.modseq >= k.modseq;
-      case 'header':
+      case 'header': {
+        const env = m.structure.root.envelope;
+        const quick = env ? envelopeMatches(env, k.field, k.value.toLowerCase()) : null;
+        if (quick !== null) return quick;
         return s.raw().then((raw) => {
           const root = m.structure.root;
           const needle = k.value.toLowerCase();
@@ -192,6 +249,7 @@ export class Evaluator {
             if (f.key === k.field && fieldMatches(f.key, f.value, needle)) return true;
           return false;
         });
+      }
       case 'body':
       case 'text':
         return s.raw().then((raw) => {

@@ -10,6 +10,7 @@ import { AuthThrottle } from '@mailwerk/auth';
 import type { Bus, MailEvent } from '@mailwerk/bus';
 import { ConnectionLimiter } from '@mailwerk/limits';
 import type { MailStore } from '@mailwerk/store';
+import { TextCache } from './cache.ts';
 import { capabilityLine } from './commands/capability.ts';
 import { Notifier } from './notifier.ts';
 import { Session } from './session.ts';
@@ -37,6 +38,8 @@ export interface ImapOptions {
   loginTimeoutMs?: number;
   /** How long a client may leave a response unread before it is disconnected (default 5 minutes). */
   writeTimeoutMs?: number;
+  /** Memory for ENVELOPE and BODYSTRUCTURE text kept between FETCHes (default 16 MiB, about 20,000 messages; 0: none). */
+  fetchCacheBytes?: number;
   /** Most simultaneous connections, and from one client address (defaults 1000 and 20). */
   maxConnections?: number;
   maxConnectionsPerIp?: number;
@@ -56,6 +59,7 @@ export interface ServiceContext {
   allowPlaintext: boolean;
   maxMessageSize: number;
   throttle: AuthThrottle;
+  textCache: TextCache;
   idleTimeoutMs: number;
   loginTimeoutMs: number;
   writeTimeoutMs: number;
@@ -83,6 +87,7 @@ export class ImapService {
       allowPlaintext: options.allowPlaintext,
       maxMessageSize: options.maxMessageSize,
       throttle: options.throttle ?? new AuthThrottle(),
+      textCache: new TextCache(options.fetchCacheBytes ?? 16 * 1024 * 1024),
       idleTimeoutMs: options.idleTimeoutMs ?? 30 * 60_000,
       loginTimeoutMs: options.loginTimeoutMs ?? 3 * 60_000,
       writeTimeoutMs: options.writeTimeoutMs ?? 5 * 60_000,

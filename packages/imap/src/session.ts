@@ -38,6 +38,8 @@ const MAX_LOGIN_LITERAL = 4 * 1024;
 const MAX_QUEUED = 32;
 /** Output is written out once this much has been built. */
 const FLUSH_AT = 64 * 1024;
+/** Written but not yet taken by the client: past this, the command waits (so at most this is buffered). */
+const MAX_PENDING = 1024 * 1024;
 
 export type State =
   | { kind: 'not-authenticated' }
@@ -208,12 +210,25 @@ export class Session {
       this.outBytes = 0;
       return;
     }
-    const data = Buffer.concat(this.out.map((c) => (typeof c === 'string' ? Buffer.from(c, 'utf8') : c)));
+    // Runs of text become one buffer each; literal bytes go as they are.
+    const buffers: Buffer[] = [];
+    let text = '';
+    for (const c of this.out) {
+      if (typeof c === 'string') text += c;
+      else {
+        if (text) buffers.push(Buffer.from(text, 'utf8'));
+        text = '';
+        buffers.push(c);
+      }
+    }
+    if (text) buffers.push(Buffer.from(text, 'utf8'));
+    const data = buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers);
     this.out = [];
     this.outBytes = 0;
-    const ok = this.output.write(data);
+    this.output.write(data);
     if (this.deflate) this.deflate.flush(zlibConstants.Z_SYNC_FLUSH);
-    if (!ok) await this.drained();
+    // Up to MAX_PENDING may wait in the socket's buffer (fewer round trips for a long FETCH); beyond, wait.
+    if (this.output.writableLength > MAX_PENDING) await this.drained();
   }
 
   /** Flushes when enough has been built (long FETCH responses). */

@@ -111,6 +111,11 @@ function findHeaderEnd(buf: Buffer, start: number, end: number): [number, number
   return [end, end];
 }
 
+/** Where the body of a message starts (after the blank line ending its header); its length when there is none. */
+export function bodyOffset(buf: Buffer): number {
+  return findHeaderEnd(buf, 0, buf.length)[1];
+}
+
 export function parseHeaderBlock(text: string, maxFields = MAX_HEADER_FIELDS): HeaderField[] {
   const fields: HeaderField[] = [];
   const lines = text.split(/\r?\n/);

@@ -45,6 +45,7 @@ import {
   type MailboxView,
   type MailStore,
   type Message,
+  type MessageMeta,
   type NewAccount,
   type NewMessage,
   type NewQueueEntry,
@@ -59,6 +60,7 @@ import {
   type SieveScript,
   type SpecialUse,
   StoreError,
+  withStructure,
 } from '@mailwerk/store';
 import {
   type Collection,
@@ -126,7 +128,7 @@ interface DkimDoc extends Omit<DkimKey, 'createdAt'> {
 
 const toAccount = ({ _id, lastUidValidity: _, ...rest }: AccountDoc): Account => ({ id: _id, ...rest });
 const toMailbox = ({ _id, recentUid: _, ...rest }: MailboxDoc): Mailbox => ({ id: _id, ...rest });
-const toMessage = (d: MessageDoc): Message => ({
+const toMessageMeta = (d: Omit<MessageDoc, 'structure'>): MessageMeta => ({
   id: d._id,
   accountId: d.accountId,
   mailboxId: d.mailboxId,
@@ -136,8 +138,8 @@ const toMessage = (d: MessageDoc): Message => ({
   internalDate: d.internalDate,
   size: d.size,
   blobId: d.blobId,
-  structure: JSON.parse(d.structure),
 });
+const toMessage = (d: MessageDoc): Message => withStructure(toMessageMeta(d), d.structure);
 const toQueueEntry = ({ _id, ...rest }: QueueDoc): QueueEntry => ({ id: _id, ...rest });
 const toSieve = (d: SieveDoc): SieveScript => ({
   accountId: d.accountId,
@@ -744,6 +746,22 @@ export class MongoMailStore implements MailStore {
         .sort({ uid: 1 })
         .toArray()
     ).map(toMessage);
+  }
+
+  async listMessageMeta(
+    mailboxId: string,
+    range: { uidFrom?: number; uidTo?: number } = {},
+  ): Promise<MessageMeta[]> {
+    await this.ready;
+    return (
+      await this.messages
+        .find(
+          { mailboxId, uid: { $gte: range.uidFrom ?? 1, $lte: range.uidTo ?? Number.MAX_SAFE_INTEGER } },
+          { projection: { structure: 0, deliveryKey: 0, seen: 0 } },
+        )
+        .sort({ uid: 1 })
+        .toArray()
+    ).map(toMessageMeta);
   }
 
   async listUids(mailboxId: string): Promise<number[]> {

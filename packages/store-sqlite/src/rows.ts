@@ -1,13 +1,15 @@
 /** Rows to domain objects. */
-import type {
-  Account,
-  Alias,
-  Mailbox,
-  Message,
-  QueueEntry,
-  QueueRecipient,
-  SieveScript,
-  SpecialUse,
+import {
+  type Account,
+  type Alias,
+  type Mailbox,
+  type Message,
+  type MessageMeta,
+  type QueueEntry,
+  type QueueRecipient,
+  type SieveScript,
+  type SpecialUse,
+  withStructure,
 } from '@mailwerk/store';
 import type { Row } from './sql.ts';
 
@@ -42,7 +44,7 @@ export const toMailbox = (r: Row): Mailbox => ({
   createdAt: new Date(Number(r.created_at)),
 });
 
-export const toMessage = (r: Row): Message => ({
+export const toMessageMeta = (r: Row): MessageMeta => ({
   id: String(r.id),
   accountId: String(r.account_id),
   mailboxId: String(r.mailbox_id),
@@ -52,8 +54,9 @@ export const toMessage = (r: Row): Message => ({
   internalDate: new Date(Number(r.internal_date)),
   size: Number(r.size),
   blobId: r.blob_id as string,
-  structure: JSON.parse(r.structure as string),
 });
+
+export const toMessage = (r: Row): Message => withStructure(toMessageMeta(r), r.structure as string);
 
 export const toQueueEntry = (r: Row): QueueEntry => ({
   id: r.id as string,

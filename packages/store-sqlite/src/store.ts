@@ -21,6 +21,7 @@ import {
   type MailboxView,
   type MailStore,
   type Message,
+  type MessageMeta,
   type NewAccount,
   type NewMessage,
   type NewQueueEntry,
@@ -39,7 +40,7 @@ import {
 import { type GroupCommit, uniqueAs } from './db.ts';
 import { SqliteDkim } from './dkim.ts';
 import { SqliteQueue } from './queue.ts';
-import { toAccount, toAlias, toMailbox, toMessage } from './rows.ts';
+import { toAccount, toAlias, toMailbox, toMessage, toMessageMeta } from './rows.ts';
 import { SqliteSieve } from './sieve.ts';
 import { type Row, rowId, Sql } from './sql.ts';
 
@@ -622,6 +623,21 @@ export class SqliteMailStore implements MailStore {
         range.uidTo ?? Number.MAX_SAFE_INTEGER,
       )
       .map(toMessage);
+  }
+
+  async listMessageMeta(
+    mailboxId: string,
+    range: { uidFrom?: number; uidTo?: number } = {},
+  ): Promise<MessageMeta[]> {
+    return this.sql
+      .all(
+        `SELECT id, account_id, mailbox_id, uid, modseq, flags, internal_date, size, blob_id FROM messages
+         WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid`,
+        rowId(mailboxId),
+        range.uidFrom ?? 1,
+        range.uidTo ?? Number.MAX_SAFE_INTEGER,
+      )
+      .map(toMessageMeta);
   }
 
   async listUids(mailboxId: string): Promise<number[]> {

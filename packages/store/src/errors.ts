@@ -15,7 +15,9 @@ export type StoreErrorCode =
   /** The account's quota does not leave room for this. */
   | 'over_quota'
   /** A queue entry's lease expired or was taken by another worker. */
-  | 'lease_lost';
+  | 'lease_lost'
+  /** A stored row that does not parse (a damaged database, a bug in an older version). */
+  | 'corrupt';
 
 export class StoreError extends Error {
   readonly code: StoreErrorCode;

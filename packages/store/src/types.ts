@@ -122,6 +122,9 @@ export interface MailboxView {
   keywords: string[];
 }
 
+/** A message without its MIME structure: what FETCH FLAGS, SEARCH by flags and EXPUNGE need. */
+export type MessageMeta = Omit<Message, 'structure'>;
+
 export interface Message {
   id: string;
   accountId: string;
@@ -344,6 +347,8 @@ export interface MailStore {
   getMessage(mailboxId: string, uid: number): Promise<Message | null>;
   /** Messages in UID order, optionally within [uidFrom, uidTo]. */
   listMessages(mailboxId: string, range?: { uidFrom?: number; uidTo?: number }): Promise<Message[]>;
+  /** The same without the structures (much less to read for a whole mailbox). */
+  listMessageMeta(mailboxId: string, range?: { uidFrom?: number; uidTo?: number }): Promise<MessageMeta[]>;
   /** The UIDs of the mailbox's messages, ascending: what POP3's listing needs, without the rows. */
   listUids(mailboxId: string): Promise<number[]>;
   /**

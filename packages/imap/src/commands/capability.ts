@@ -91,7 +91,7 @@ export const ID: Command = {
     } else if (c.word() !== 'NIL') throw bad('Expected a list or NIL');
     c.end();
     if (Object.keys(client).length) s.ctx.log('info', 'imap client id', { ...s.fields(), id: client });
-    s.untagged(`ID (${['name', 'Mailwerk', 'vendor', 'Mailwerk'].map((x) => str(x).join('')).join(' ')})`);
+    s.untagged(`ID (${['name', 'Mailwerk', 'vendor', 'Mailwerk'].map((x) => str(x)).join(' ')})`);
     return 'ID completed';
   },
 };

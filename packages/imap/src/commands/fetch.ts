@@ -5,10 +5,11 @@
  * byte. BODY[...] and RFC822 / RFC822.TEXT set \Seen (not BODY.PEEK, not in
  * a read-only mailbox) and the new FLAGS are included in the response.
  */
-import type { Message } from '@mailwerk/store';
+import type { Message, MessageMeta } from '@mailwerk/store';
 import { hasFlag } from '@mailwerk/store';
-import { bodyStructureValue, envelopeValue, partial, sectionBytes } from '../fetch-data.ts';
-import { type Chunk, dateTime, literal, value } from '../protocol/encode.ts';
+import type { TextKind } from '../cache.ts';
+import { bodyStructureText, envelopeText, partial, sectionBytes } from '../fetch-data.ts';
+import { type Chunk, dateTime } from '../protocol/encode.ts';
 import { type FetchItem, parseFetch } from '../protocol/fetch-parse.ts';
 import { readSequenceSet } from '../protocol/sequence.ts';
 import type { Selected } from '../selected.ts';
@@ -22,8 +23,8 @@ const BATCH = 500;
 async function markSeen(
   s: Session,
   sel: Selected,
-  list: Message[],
-): Promise<{ list: Message[]; changed: Set<number> }> {
+  list: MessageMeta[],
+): Promise<{ list: MessageMeta[]; changed: Set<number> }> {
   const unseen = list.filter((m) => !hasFlag(m.flags, '\\Seen')).map((m) => m.uid);
   if (!unseen.length) return { list, changed: new Set() };
   const r = await s.ctx.store.updateFlags(sel.mailbox.id, unseen, { op: 'add', flags: ['\\Seen'] });
@@ -40,44 +41,54 @@ async function markSeen(
   return { list: list.map((m) => byUid.get(m.uid) ?? m), changed: new Set(byUid.keys()) };
 }
 
+/** ENVELOPE / BODY / BODYSTRUCTURE text, from the process's cache unless the client reads UTF-8 (rare, not cached). */
+function text(s: Session, kind: TextKind, m: Message): string {
+  const make = () => {
+    const root = m.structure.root;
+    return kind === 'ENVELOPE'
+      ? envelopeText(root.envelope, s.utf8)
+      : bodyStructureText(root, kind === 'BODYSTRUCTURE', s.utf8);
+  };
+  return s.utf8 ? make() : s.ctx.textCache.get(m.blobId, kind, make);
+}
+
+/** Appends one item to the response being built: text to `line`, literal bytes as chunks of their own. */
 function item(
-  out: Chunk[],
+  r: { line: string; out: Chunk[] },
   it: FetchItem,
-  m: Message,
+  m: MessageMeta,
   raw: Buffer | null,
+  s: Session,
   sel: Selected,
-  utf8: boolean,
 ): void {
-  const root = m.structure.root;
   switch (it.kind) {
     case 'UID':
-      out.push(`UID ${m.uid}`);
+      r.line += `UID ${m.uid}`;
       return;
     case 'FLAGS':
-      out.push(`FLAGS ${sel.flagsOf(m.uid, m.flags)}`);
+      r.line += `FLAGS ${sel.flagsOf(m.uid, m.flags)}`;
       return;
     case 'INTERNALDATE':
-      out.push(`INTERNALDATE ${dateTime(m.internalDate)}`);
+      r.line += `INTERNALDATE ${dateTime(m.internalDate)}`;
       return;
     case 'RFC822.SIZE':
-      out.push(`RFC822.SIZE ${m.size}`);
+      r.line += `RFC822.SIZE ${m.size}`;
       return;
     case 'MODSEQ':
-      out.push(`MODSEQ (${m.modseq})`);
+      r.line += `MODSEQ (${m.modseq})`;
       return;
     case 'ENVELOPE':
-      out.push('ENVELOPE ');
-      value(envelopeValue(root.envelope), out, utf8);
-      return;
     case 'BODYSTRUCTURE':
     case 'BODY':
-      out.push(`${it.kind} `);
-      value(bodyStructureValue(root, it.kind === 'BODYSTRUCTURE'), out, utf8);
+      // Listed with its structure: the request has an item that needs it.
+      r.line += `${it.kind} ${text(s, it.kind, m as Message)}`;
       return;
     case 'section': {
-      let bytes = sectionBytes(raw!, root, it.section) ?? Buffer.alloc(0);
+      // The structure is read (parsed) only for a part number.
+      let bytes = sectionBytes(raw!, () => (m as Message).structure.root, it.section) ?? Buffer.alloc(0);
       if (it.partial) bytes = partial(bytes, it.partial.start, it.partial.length);
-      out.push(`${it.label} `, ...literal(bytes));
+      r.out.push(`${r.line}${it.label} {${bytes.length}}\r\n`, bytes);
+      r.line = '';
       return;
     }
   }
@@ -102,34 +113,44 @@ function fetch(): Command {
       const needsBytes = items.some((i) => i.kind === 'section');
       const hasFlags = items.some((i) => i.kind === 'FLAGS');
       const hasModseq = items.some((i) => i.kind === 'MODSEQ');
+      // Flags, sizes, dates and UIDs come from the rows alone; the structure only for what describes the content.
+      const full = items.some(
+        (i) =>
+          (i.kind === 'section' && i.section.path.length > 0) ||
+          i.kind === 'ENVELOPE' ||
+          i.kind === 'BODY' ||
+          i.kind === 'BODYSTRUCTURE',
+      );
       const uids = resolveSet(sel, ranges, uid);
       const store = s.ctx.store;
       for (let i = 0; i < uids.length; i += BATCH) {
         const batch = uids.slice(i, i + BATCH);
         const wanted = new Set(batch);
-        let list = (
-          await store.listMessages(sel.mailbox.id, { uidFrom: batch[0]!, uidTo: batch[batch.length - 1]! })
-        ).filter((m) => wanted.has(m.uid) && (req.changedSince === null || m.modseq > req.changedSince));
+        const range = { uidFrom: batch[0]!, uidTo: batch[batch.length - 1]! };
+        const rows: MessageMeta[] = full
+          ? await store.listMessages(sel.mailbox.id, range)
+          : await store.listMessageMeta(sel.mailbox.id, range);
+        let list = rows.filter(
+          (m) => wanted.has(m.uid) && (req.changedSince === null || m.modseq > req.changedSince),
+        );
         let changed = new Set<number>();
         if (seen) ({ list, changed } = await markSeen(s, sel, list));
         for (const m of list) {
           const seq = sel.uids.seqOf(m.uid);
           if (!seq) continue;
           const raw = needsBytes ? await store.blobs.get(m.blobId) : null;
-          const out: Chunk[] = [`* ${seq} FETCH (`];
-          let first = true;
-          for (const it of items) {
-            if (!first) out.push(' ');
-            first = false;
-            item(out, it, m, raw, sel, s.utf8);
+          const r = { line: `* ${seq} FETCH (`, out: [] as Chunk[] };
+          for (let k = 0; k < items.length; k++) {
+            if (k > 0) r.line += ' ';
+            item(r, items[k]!, m, raw, s, sel);
           }
           // The flags a FETCH changed are reported with it (RFC 3501 §6.4.5); with CONDSTORE, with their MODSEQ.
           if (changed.has(m.uid)) {
-            if (!hasFlags) out.push(` FLAGS ${sel.flagsOf(m.uid, m.flags)}`);
-            if (s.condstore && !hasModseq) out.push(` MODSEQ (${m.modseq})`);
+            if (!hasFlags) r.line += ` FLAGS ${sel.flagsOf(m.uid, m.flags)}`;
+            if (s.condstore && !hasModseq) r.line += ` MODSEQ (${m.modseq})`;
           }
-          out.push(')\r\n');
-          s.writeChunks(out);
+          r.out.push(`${r.line})\r\n`);
+          s.writeChunks(r.out);
           await s.flushIfFull();
         }
       }

@@ -22,7 +22,7 @@ function canonicalInbox(name: string): string {
 }
 
 function line(s: Session, kind: string, attrs: string[], name: string): void {
-  s.write(`* ${kind} (${attrs.join(' ')}) "/" `, ...mailboxName(name, s.utf8), '\r\n');
+  s.write(`* ${kind} (${attrs.join(' ')}) "/" `, mailboxName(name, s.utf8), '\r\n');
 }
 
 async function list(s: Session, c: import('../protocol/cursor.ts').Cursor, lsub: boolean): Promise<string> {

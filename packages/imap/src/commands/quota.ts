@@ -22,7 +22,7 @@ export const GETQUOTAROOT: Command = {
     const mb = await mailbox(s, readMailbox(s, c));
     c.end();
     const q = await quota(s);
-    s.write('* QUOTAROOT ', ...mailboxName(mb.name, s.utf8), q ? ' ""\r\n' : '\r\n');
+    s.write('* QUOTAROOT ', mailboxName(mb.name, s.utf8), q ? ' ""\r\n' : '\r\n');
     if (q) s.untagged(`QUOTA "" (STORAGE ${q.used} ${q.limit})`);
     return 'GETQUOTAROOT completed';
   },

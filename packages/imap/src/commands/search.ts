@@ -8,7 +8,7 @@
 import { no } from '../errors.ts';
 import { utf8 } from '../protocol/cursor.ts';
 import { parseSearch, type SearchKey } from '../protocol/search-parse.ts';
-import { Evaluator } from '../search.ts';
+import { Evaluator, needsStructure } from '../search.ts';
 import { type Command, SELECTED } from './types.ts';
 import { selected } from './util.ts';
 
@@ -37,6 +37,7 @@ function search(): Command {
         else if (k.op === 'uid') sets.set(k, new Set(sel.uids.byUid(k.ranges)));
       }
       const evaluator = new Evaluator(parsed.key, sets);
+      const full = needsStructure(parsed.key);
       const store = s.ctx.store;
       const hits: number[] = [];
       let highest = 0;
@@ -44,7 +45,11 @@ function search(): Command {
       for (let i = 0; i < all.length; i += BATCH) {
         const from = all[i]!;
         const to = all[Math.min(i + BATCH, all.length) - 1]!;
-        for (const m of await store.listMessages(sel.mailbox.id, { uidFrom: from, uidTo: to })) {
+        const range = { uidFrom: from, uidTo: to };
+        const list = full
+          ? await store.listMessages(sel.mailbox.id, range)
+          : await store.listMessageMeta(sel.mailbox.id, range);
+        for (const m of list) {
           const seq = sel.uids.seqOf(m.uid);
           if (!seq || sel.expunged.has(m.uid)) continue;
           let raw: Promise<Buffer> | null = null;

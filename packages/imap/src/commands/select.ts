@@ -50,7 +50,7 @@ export const EXAMINE = open(true);
 /** Removes the messages marked \Deleted among `uids` (all when null); returns the UIDs removed. */
 export async function expungeDeleted(s: Session, sel: Selected, uids: number[] | null): Promise<number[]> {
   const store = s.ctx.store;
-  const list = await store.listMessages(sel.mailbox.id);
+  const list = await store.listMessageMeta(sel.mailbox.id);
   const wanted = uids ? new Set(uids) : null;
   const doomed = list
     .filter((m) => hasFlag(m.flags, '\\Deleted') && (!wanted || wanted.has(m.uid)))

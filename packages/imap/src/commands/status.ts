@@ -43,7 +43,7 @@ export const STATUS: Command = {
     };
     s.write(
       '* STATUS ',
-      ...mailboxName(mb.name, s.utf8),
+      mailboxName(mb.name, s.utf8),
       ` (${items.map((i) => `${i} ${value[i]}`).join(' ')})\r\n`,
     );
     return 'STATUS completed';

@@ -9,81 +9,38 @@ import { encodeMutf7 } from '../mutf7.ts';
 export type Chunk = string | Buffer;
 
 /**
- * A value in IMAP's data model: list, string, number or NIL (null). A run
- * is written back to back, without spaces or parentheses: the grammar joins
- * addresses in an envelope (`env-to = "(" 1*address ")"`) and the bodies of
- * a multipart (`body-type-mpart = 1*body SP media-subtype`) that way.
+ * NIL or a string, as one piece of response text: quoted when it can be,
+ * else a literal whose count is the UTF-8 length (the text is sent as UTF-8).
+ * Scans the string once; no regular expression.
  */
-export type ImapValue = string | number | null | ImapValue[] | { run: ImapValue[] };
-
-/** A string the client reads back exactly: quoted when safe, else a literal of its UTF-8 bytes. */
-export function str(s: string, utf8Ok = false): Chunk[] {
-  if (s.length <= 1024 && (utf8Ok ? /^[^\0\r\n]*$/ : /^[\x20-\x7e]*$/).test(s))
-    return [`"${s.replace(/[\\"]/g, '\\$&')}"`];
-  const bytes = Buffer.from(s, 'utf8');
-  return [`{${bytes.length}}\r\n`, bytes];
+export function nstring(s: string | null, utf8Ok = false): string {
+  if (s === null) return 'NIL';
+  let quote = s.length <= 1024;
+  let escape = false;
+  for (let i = 0; quote && i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x22 || c === 0x5c) escape = true;
+    else if (c < 0x20 || c === 0x7f || (c > 0x7e && !utf8Ok)) quote = false;
+  }
+  if (!quote) return `{${Buffer.byteLength(s)}}\r\n${s}`;
+  return escape ? `"${s.replace(/[\\"]/g, '\\$&')}"` : `"${s}"`;
 }
 
-/** Like `str`, but returns a single string when the value fits in a quoted string (the common case). */
-export function quoteOrNull(s: string, utf8Ok = false): string | null {
-  if (s.length <= 1024 && (utf8Ok ? /^[^\0\r\n]*$/ : /^[\x20-\x7e]*$/).test(s))
-    return `"${s.replace(/[\\"]/g, '\\$&')}"`;
-  return null;
-}
-
-/** Bytes as a literal. */
-export function literal(bytes: Buffer): Chunk[] {
-  return [`{${bytes.length}}\r\n`, bytes];
-}
+/** A string the client reads back exactly. */
+export const str = (s: string, utf8Ok = false): string => nstring(s, utf8Ok);
 
 const ATOM = /^[!#$&'+,\-./0-9:;<=>?@A-Z^_`a-z|~[\]]+$/;
 
 /** An astring: bare when it is an atom (and not NIL, which a client would read as nothing), else a string. */
-export function astring(s: string, utf8Ok = false): Chunk[] {
-  if (ATOM.test(s) && s.toUpperCase() !== 'NIL') return [s];
+export function astring(s: string, utf8Ok = false): string {
+  if (ATOM.test(s) && s.toUpperCase() !== 'NIL') return s;
   return str(s, utf8Ok);
 }
 
 /** A mailbox name: modified UTF-7 (RFC 3501 §5.1.3) unless the client enabled UTF8=ACCEPT (RFC 6855). */
-export function mailboxName(name: string, utf8Ok: boolean): Chunk[] {
-  if (name === 'INBOX') return ['INBOX'];
+export function mailboxName(name: string, utf8Ok: boolean): string {
+  if (name === 'INBOX') return 'INBOX';
   return str(utf8Ok ? name : encodeMutf7(name), utf8Ok);
-}
-
-const CLOSE = Symbol('close');
-const SPACE = Symbol('space');
-
-/** Serialises a value tree (ENVELOPE, BODYSTRUCTURE) into chunks, without recursion. */
-export function value(v: ImapValue, out: Chunk[], utf8Ok = false): void {
-  // An explicit stack of what is left to write; ')' closes a list.
-  const stack: Array<ImapValue | typeof CLOSE | typeof SPACE> = [v];
-  while (stack.length) {
-    const x = stack.pop()!;
-    if (x === CLOSE) {
-      out.push(')');
-      continue;
-    }
-    if (x === SPACE) {
-      out.push(' ');
-      continue;
-    }
-    if (x === null) out.push('NIL');
-    else if (typeof x === 'number') out.push(String(x));
-    else if (typeof x === 'string') {
-      const q = quoteOrNull(x, utf8Ok);
-      if (q !== null) out.push(q);
-      else out.push(...str(x, utf8Ok));
-    } else if (!Array.isArray(x)) {
-      for (let i = x.run.length - 1; i >= 0; i--) stack.push(x.run[i]!);
-    } else {
-      out.push('(');
-      stack.push(CLOSE);
-      for (let i = x.length - 1; i >= 0; i--) {
-        stack.push(x[i]!);
-        if (i > 0) stack.push(SPACE);
-      }
-    }
-  }
 }
 
 /** A flag list `(\Seen $Work)`. */

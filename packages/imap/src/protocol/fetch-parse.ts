@@ -82,7 +82,7 @@ function readSection(c: Cursor): { section: Section; spec: string } {
   }
   const spec =
     [path.join('.'), kind].filter(Boolean).join('.') +
-    (fields ? ` (${fields.map((f) => astring(f).join('')).join(' ')})` : '');
+    (fields ? ` (${fields.map((f) => astring(f)).join(' ')})` : '');
   return { section: { path, kind, ...(fields ? { fields } : {}) }, spec };
 }
 

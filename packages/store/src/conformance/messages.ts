@@ -45,6 +45,20 @@ export function messageSuite(factory: StoreFactory): void {
         [2],
       );
       assert.deepEqual(await ctx.store.listUids(inbox.id), [1, 2]);
+      const meta = await ctx.store.listMessageMeta(inbox.id, { uidTo: 1 });
+      assert.equal(meta.length, 1);
+      assert.deepEqual(
+        {
+          uid: meta[0]!.uid,
+          flags: meta[0]!.flags,
+          size: meta[0]!.size,
+          blobId: meta[0]!.blobId,
+          modseq: meta[0]!.modseq,
+        },
+        { uid: 1, flags: ['\\Seen', 'Work'], size: raw.length, blobId: m1.blobId, modseq: m1.modseq },
+      );
+      assert.equal(meta[0]!.internalDate.getTime(), date.getTime());
+      assert.ok(!('structure' in meta[0]!));
       await ctx.store.expungeMessages(inbox.id, [1]);
       assert.deepEqual(await ctx.store.listUids(inbox.id), [2]);
       await rejects(

@@ -1,0 +1,72 @@
+/**
+ * A message's MIME structure is stored as JSON and parsed only when read:
+ * FETCH FLAGS, SEARCH by flags and the POP3 listing never pay for it, and a
+ * structure that does not parse fails only the reader that needs it (see
+ * `StoreError('corrupt')`), not every listing of the mailbox.
+ */
+import type { MessageStructure } from '@mailwerk/mime';
+import { StoreError } from './errors.ts';
+import type { Message } from './types.ts';
+
+/** A message whose structure is parsed on first read; the getter lives on the prototype (objects stay in fast mode). */
+class StoredMessage implements Message {
+  id: string;
+  accountId: string;
+  mailboxId: string;
+  uid: number;
+  modseq: number;
+  flags: string[];
+  internalDate: Date;
+  size: number;
+  blobId: string;
+  private json: string;
+  private parsed: MessageStructure | undefined;
+
+  constructor(m: Omit<Message, 'structure'>, json: string) {
+    this.id = m.id;
+    this.accountId = m.accountId;
+    this.mailboxId = m.mailboxId;
+    this.uid = m.uid;
+    this.modseq = m.modseq;
+    this.flags = m.flags;
+    this.internalDate = m.internalDate;
+    this.size = m.size;
+    this.blobId = m.blobId;
+    this.json = json;
+    this.parsed = undefined;
+  }
+
+  get structure(): MessageStructure {
+    if (this.parsed === undefined) {
+      try {
+        this.parsed = JSON.parse(this.json) as MessageStructure;
+      } catch {
+        throw new StoreError(
+          'corrupt',
+          `message ${this.id} (uid ${this.uid}): its stored structure does not parse`,
+        );
+      }
+    }
+    return this.parsed;
+  }
+
+  /** What JSON and assert.deepEqual see: the plain message. */
+  toJSON(): Message {
+    return {
+      id: this.id,
+      accountId: this.accountId,
+      mailboxId: this.mailboxId,
+      uid: this.uid,
+      modseq: this.modseq,
+      flags: this.flags,
+      internalDate: this.internalDate,
+      size: this.size,
+      blobId: this.blobId,
+      structure: this.structure,
+    };
+  }
+}
+
+export function withStructure(message: Omit<Message, 'structure'>, json: string): Message {
+  return new StoredMessage(message, json);
+}
