@@ -1,7 +1,7 @@
 /**
- * Mailbox access as a process of its own (the shared setup): IMAP on
- * WildDuck's imap-core with our storage hooks (packages/imap) and POP3
- * (packages/pop3), the same as `mailwerk start --service access`.
+ * Mailbox access as a process of its own (the shared setup): IMAP
+ * (packages/imap) and POP3 (packages/pop3), the same as
+ * `mailwerk start --service access`.
  * Configuration as for `mailwerk`.
  */
 import { loadConfig, resolveConfigPath } from '@mailwerk/config';

@@ -17,6 +17,12 @@ export interface Bus {
   publish(event: MailEvent): Promise<void>;
   /** Events of one account; returns the unsubscribe function. */
   subscribe(accountId: string, listener: Listener): () => void;
+  /**
+   * Called when the bus comes back after an outage, during which events may
+   * have been lost: subscribers re-read the journal then. Returns the
+   * unsubscribe function. (A bus that cannot lose events never calls it.)
+   */
+  onReconnect?(listener: () => void): () => void;
   close(): Promise<void>;
 }
 
@@ -52,4 +58,3 @@ export class InProcessBus implements Bus {
     this.listeners.clear();
   }
 }
-export { RedisBus } from './redis.ts';

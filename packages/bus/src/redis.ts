@@ -12,6 +12,8 @@ export class RedisBus implements Bus {
   private readonly sub: Redis;
   private readonly prefix: string;
   private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly reconnected = new Set<() => void>();
+  private connectedOnce = false;
 
   constructor(url: string, prefix = 'mailwerk:events:') {
     this.pub = new Redis(url, { maxRetriesPerRequest: 2 });
@@ -20,6 +22,12 @@ export class RedisBus implements Bus {
     this.pub.on('error', () => undefined);
     this.sub.on('error', () => undefined);
     this.prefix = prefix;
+    // ioredis resubscribes by itself after a reconnect; what was published meanwhile is lost, so subscribers
+    // are told to look at the journal.
+    this.sub.on('ready', () => {
+      if (this.connectedOnce) for (const l of this.reconnected) l();
+      this.connectedOnce = true;
+    });
     this.sub.on('message', (channel: string, text: string) => {
       const set = this.listeners.get(channel.slice(this.prefix.length));
       if (!set) return;
@@ -58,6 +66,11 @@ export class RedisBus implements Bus {
         this.sub.unsubscribe(this.prefix + accountId).catch(() => undefined);
       }
     };
+  }
+
+  onReconnect(listener: () => void): () => void {
+    this.reconnected.add(listener);
+    return () => this.reconnected.delete(listener);
   }
 
   /** Resolves once the subscriber connection has taken every SUBSCRIBE sent so far. */

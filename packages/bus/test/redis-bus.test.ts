@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type RedisServer, startRedis } from '../../limits/test/redis-server.ts';
-import { type MailEvent, RedisBus } from '../src/index.ts';
+import type { MailEvent } from '../src/index.ts';
+import { RedisBus } from '../src/redis.ts';
 
 const until = async (check: () => boolean, ms = 3000) => {
   const end = Date.now() + ms;

@@ -309,6 +309,24 @@ export const configSchema = z.strictObject({
     })
     .prefault({})
     .describe('Limits that protect the server.'),
+
+  supervisor: z
+    .strictObject({
+      watchdog_seconds: z
+        .number()
+        .min(2)
+        .default(15)
+        .describe(
+          'A service process whose event loop has not turned for this long is killed and started again (mailwerk start).',
+        ),
+      stop_timeout_seconds: z
+        .number()
+        .min(1)
+        .default(10)
+        .describe('How long services get to stop cleanly on SIGTERM before they are killed.'),
+    })
+    .prefault({})
+    .describe('How `mailwerk start` watches over the service processes it runs.'),
 });
 
 /** The configuration as read from the file, before derived values are filled in. */

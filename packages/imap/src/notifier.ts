@@ -20,12 +20,14 @@ export class Notifier {
   private readonly unsubscribe = new Map<Watcher, () => void>();
   private readonly timer: NodeJS.Timeout | null;
   private readonly bus: Bus;
+  private readonly offReconnect: (() => void) | undefined;
 
   /** `pollMs`: how often every session looks at the journal regardless of events (0: never). */
   constructor(bus: Bus, pollMs: number) {
     this.bus = bus;
     this.timer = pollMs > 0 ? setInterval(() => this.pokeAll(), pollMs) : null;
     this.timer?.unref();
+    this.offReconnect = bus.onReconnect?.(() => this.pokeAll());
   }
 
   watch(w: Watcher): () => void {
@@ -48,6 +50,7 @@ export class Notifier {
 
   close(): void {
     if (this.timer) clearInterval(this.timer);
+    this.offReconnect?.();
     for (const u of this.unsubscribe.values()) u();
     this.unsubscribe.clear();
     this.watchers.clear();

@@ -47,6 +47,8 @@ export interface ImapOptions {
   onError?: (err: unknown, context: string) => void;
   /** Events worth a log line: sign-ins, failed sign-ins, clients' protocol errors. */
   log?: (level: LogLevel, message: string, fields: Record<string, unknown>) => void;
+  /** Told what each command is when it starts; the function it returns when it ends (for a watchdog's report). */
+  activity?: (what: string) => () => void;
 }
 
 /** What every session of the service shares. */
@@ -65,6 +67,7 @@ export interface ServiceContext {
   writeTimeoutMs: number;
   log(level: LogLevel, message: string, fields: Record<string, unknown>): void;
   onError(err: unknown, context: string): void;
+  activity(what: string): () => void;
   /** Publishes a change after it has been written (a failure to publish only delays other sessions). */
   publish(event: MailEvent): void;
 }
@@ -93,6 +96,7 @@ export class ImapService {
       writeTimeoutMs: options.writeTimeoutMs ?? 5 * 60_000,
       log: options.log ?? (() => undefined),
       onError,
+      activity: options.activity ?? (() => () => undefined),
       publish: (event) => {
         options.bus.publish(event).catch((err) => onError(err, 'imap: publishing a change'));
       },

@@ -320,7 +320,15 @@ export class Session {
       expungeAllowed = !command.noExpunge;
       // The space before the arguments; each command reads its own.
       if (c.peek() === ' ') c.space();
-      const text = await command.run(this, c, { tag, uid });
+      const done = this.ctx.activity(
+        `imap session ${this.id} (${this.remoteAddress}): ${uid ? 'UID ' : ''}${name}`,
+      );
+      let text: string | null;
+      try {
+        text = await command.run(this, c, { tag, uid });
+      } finally {
+        done();
+      }
       await this.afterCommand(expungeAllowed);
       if (text !== null) this.write(`${tag} OK ${text}\r\n`);
     } catch (err) {

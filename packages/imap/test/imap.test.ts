@@ -605,7 +605,7 @@ describe('IMAP: live updates between sessions', () => {
 
   it('over Redis, mail stored by another process reaches an IDLE-ing session within a second, without polling', async () => {
     const { startRedis } = await import('../../limits/test/redis-server.ts');
-    const { RedisBus } = await import('@mailwerk/bus');
+    const { RedisBus } = await import('@mailwerk/bus/redis');
     const redis = await startRedis();
     const accessBus = new RedisBus(redis.url);
     const mdaBus = new RedisBus(redis.url);

@@ -2,14 +2,14 @@
  * Counters for abuse limits: how many times something happened within a
  * window (connections per client address, failed RCPTs, failed sign-ins) and
  * small values that expire (greylisting's first-seen times). In process on
- * the embedded default; in Redis when configured, so several MTA and access
- * processes share them.
+ * the embedded default (shared between its processes through the
+ * supervisor, see @mailwerk/runtime); in Redis when configured
+ * (redis-counters.ts), so several MTA and access processes share them.
  *
  * Windows are fixed: the first increment starts the window and sets its
  * expiry; later ones count into it. That is what Postfix's anvil and most
  * rate limiters do, and it needs one atomic Redis command pair.
  */
-import { Redis } from 'ioredis';
 
 export interface Counters {
   /** Adds 1 to `key` and returns the count in its window (started by the first increment, `windowMs` long). */
@@ -95,56 +95,3 @@ export class InProcessCounters implements Counters {
     this.slots.clear();
   }
 }
-
-export class RedisCounters implements Counters {
-  private readonly redis: Redis;
-  private readonly prefix: string;
-
-  constructor(url: string, prefix = 'mailwerk:') {
-    this.redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 2, enableOfflineQueue: true });
-    // A Redis that goes away is reported by the calls that fail; the client reconnects by itself.
-    this.redis.on('error', () => undefined);
-    this.prefix = prefix;
-  }
-
-  async hit(key: string, windowMs: number): Promise<number> {
-    const k = this.prefix + key;
-    // INCR and PEXPIRE NX in one round trip: the window starts with the first hit only.
-    const r = await this.redis.multi().incr(k).pexpire(k, windowMs, 'NX').exec();
-    return Number(r?.[0]?.[1] ?? 0);
-  }
-
-  async count(key: string): Promise<number> {
-    return Number((await this.redis.get(this.prefix + key)) ?? 0);
-  }
-
-  async ttl(key: string): Promise<number> {
-    return Math.max(0, await this.redis.pttl(this.prefix + key));
-  }
-
-  async reset(key: string): Promise<void> {
-    await this.redis.del(this.prefix + key);
-  }
-
-  async put(key: string, value: string, ttlMs: number, onlyIfAbsent = false): Promise<string> {
-    const k = this.prefix + key;
-    if (!onlyIfAbsent) {
-      await this.redis.set(k, value, 'PX', ttlMs);
-      return value;
-    }
-    const set = await this.redis.set(k, value, 'PX', ttlMs, 'NX');
-    return set === 'OK' ? value : ((await this.redis.get(k)) ?? value);
-  }
-
-  async get(key: string): Promise<string | null> {
-    return this.redis.get(this.prefix + key);
-  }
-
-  async close(): Promise<void> {
-    await this.redis.quit().catch(() => this.redis.disconnect());
-  }
-}
-
-/** In-process counters, or Redis ones when a URL is configured. */
-export const openCounters = (redisUrl: string): Counters =>
-  redisUrl ? new RedisCounters(redisUrl) : new InProcessCounters();

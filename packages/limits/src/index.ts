@@ -1,3 +1,3 @@
 export { ConnectionLimiter } from './connections.ts';
-export { type Counters, InProcessCounters, openCounters, RedisCounters } from './counters.ts';
+export { type Counters, InProcessCounters } from './counters.ts';
 export { clientNetwork, Greylist, type GreylistOptions } from './greylist.ts';

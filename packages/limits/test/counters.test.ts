@@ -1,7 +1,8 @@
 // The same contract for the in-process counters and the Redis ones (a real redis-server on loopback).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type Counters, clientNetwork, Greylist, InProcessCounters, RedisCounters } from '../src/index.ts';
+import { type Counters, clientNetwork, Greylist, InProcessCounters } from '../src/index.ts';
+import { RedisCounters } from '../src/redis-counters.ts';
 import { type RedisServer, startRedis } from './redis-server.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -2,7 +2,8 @@
 // and failed-recipient rates per address, greylisting; and the counters shared through a real redis-server.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Greylist, RedisCounters } from '@mailwerk/limits';
+import { Greylist } from '@mailwerk/limits';
+import { RedisCounters } from '@mailwerk/limits/redis';
 import nodemailer from 'nodemailer';
 import { startRedis } from '../../limits/test/redis-server.ts';
 import { createInboundServer } from '../src/index.ts';

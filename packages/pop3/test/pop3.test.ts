@@ -200,7 +200,7 @@ print(json.dumps({'second': second, 'other': other}))
 
   it('with the locks in Redis, a session on another access process gets [IN-USE] too', async () => {
     const { startRedis } = await import('../../limits/test/redis-server.ts');
-    const { RedisCounters } = await import('@mailwerk/limits');
+    const { RedisCounters } = await import('@mailwerk/limits/redis');
     const { Pop3Service } = await import('../src/index.ts');
     const redis = await startRedis();
     const mine = new RedisCounters(redis.url);

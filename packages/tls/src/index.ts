@@ -7,7 +7,6 @@
 import { X509Certificate } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { generate } from 'selfsigned';
 
 export interface TlsFiles {
   cert: string;
@@ -56,6 +55,8 @@ async function writeAtomic(path: string, data: string, mode: number): Promise<vo
 export async function generateSelfSigned(hostname: string, days = 825): Promise<TlsFiles> {
   const notBeforeDate = new Date(Date.now() - 60_000);
   const notAfterDate = new Date(notBeforeDate.getTime() + days * 86_400_000);
+  // Loaded only to generate one (a process that reads an existing certificate does not pay for node-forge).
+  const { generate } = await import('selfsigned');
   const pems = await generate([{ name: 'commonName', value: hostname }], {
     keyType: 'rsa',
     keySize: 2048,

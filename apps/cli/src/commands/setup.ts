@@ -1,13 +1,21 @@
 /** init, start and config: the data directory, the certificate, the configuration file. */
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { type Config, loadConfig, sampleConfig } from '@mailwerk/config';
-import { type Listening, SERVICES, type ServiceName, startServices } from '@mailwerk/runtime';
+import {
+  type Listening,
+  type ReporterMessage,
+  SERVICES,
+  type ServiceName,
+  SUPERVISE_ENTRY,
+  startServices,
+} from '@mailwerk/runtime';
 import type { MailStore } from '@mailwerk/store';
 import { describeCertificate, ensureCertificate } from '@mailwerk/tls';
 import type { Command } from '../command.ts';
-import { CliError, type Context } from '../context.ts';
+import { CliError, type Context, ExitStatus } from '../context.ts';
 import { printJson, printTable } from '../output.ts';
 
 /** Ports a non-root user can bind, for trying Mailwerk out. */
@@ -91,6 +99,27 @@ const initOptions = {
   hostname: { type: 'string' },
   'unprivileged-ports': { type: 'boolean' },
 } as const;
+
+/** A start failure as the admin reads it: one line, saying which address and why. */
+function explainStartError(err: { message: string; code?: string; address?: string; port?: number }): never {
+  const where = err.port ? `${err.address ?? ''}:${err.port}` : (err.address ?? '');
+  if (err.code === 'EADDRINUSE')
+    throw new CliError(`cannot listen on ${where}: the address is in use by another program`);
+  if (err.code === 'EACCES')
+    throw new CliError(
+      `cannot listen on ${where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`,
+    );
+  throw err instanceof Error ? err : new CliError(err.message);
+}
+
+/** Runs the supervisor as a child of this process (when the CLI was not started through bin/mailwerk). */
+function runSupervisor(args: string[]): Promise<number> {
+  const child = spawn(process.execPath, ['--conditions=mailwerk-js', SUPERVISE_ENTRY, ...args], {
+    stdio: 'inherit',
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
+}
 
 async function summary(
   ctx: Context,
@@ -202,7 +231,7 @@ export const setupCommands: Command[] = [
     args: '',
     summary: 'initialise what is missing and run the services until stopped (SIGINT or SIGTERM)',
     help: '--service mta|mda runs one service only (one process per service in the shared setup; repeatable as a comma list).',
-    options: { ...initOptions, service: { type: 'string' } },
+    options: { ...initOptions, service: { type: 'string' }, supervised: { type: 'boolean' } },
     optionalConfig: true,
     minArgs: 0,
     maxArgs: 0,
@@ -217,27 +246,39 @@ export const setupCommands: Command[] = [
       const result = await initialise(ctx, exists ? {} : rest);
       // The services open their own store; this command's connection is done.
       await ctx.close();
-      let running: Awaited<ReturnType<typeof startServices>>;
-      try {
-        running = await startServices(result.config, wanted as ServiceName[]);
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
-        const where = e.port ? `${e.address ?? ''}:${e.port}` : (e.address ?? '');
-        if (e.code === 'EADDRINUSE')
-          throw new CliError(`cannot listen on ${where}: the address is in use by another program`);
-        if (e.code === 'EACCES') {
-          throw new CliError(
-            `cannot listen on ${where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`,
-          );
+      const config = result.config;
+      if (opts.supervised) {
+        // Started by the supervisor (supervise.ts): hand it the configuration, then report how the start went.
+        const outcome = await new Promise<ReporterMessage>((resolve) => {
+          process.once('message', (m: ReporterMessage) => resolve(m));
+          process.send!({ t: 'config', configPath: ctx.configPath, config } satisfies ReporterMessage);
+        });
+        process.disconnect?.();
+        if (outcome.t === 'failed') explainStartError(outcome);
+        if (outcome.t !== 'started') throw new CliError('the supervisor did not start the services');
+        try {
+          await summary(ctx, ctx.store(), result, outcome.listening);
+        } finally {
+          await ctx.close();
         }
-        throw err;
+        return;
       }
-      await summary(ctx, running.store, result, running.listening);
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
+      if (typeof service !== 'string') {
+        // Every service in a process of its own: bin/mailwerk runs the supervisor directly (supervise.ts);
+        // from here (node apps/cli/src/main.ts start) it runs as a child of this process.
+        await (await import('@mailwerk/runtime/build')).build();
+        const code = await runSupervisor(process.argv.slice(2));
+        if (code !== 0) throw new ExitStatus(code);
+        return;
+      }
+      // One service (or a few) in this process: the shared setup, where the container is the supervisor.
+      const stopped = new Promise<void>((resolve) => {
+        process.once('SIGINT', () => resolve());
+        process.once('SIGTERM', () => resolve());
       });
+      const running = await startServices(config, wanted as ServiceName[]).catch(explainStartError);
+      await summary(ctx, running.store, result, running.listening);
+      await stopped;
       await running.stop();
     },
   },

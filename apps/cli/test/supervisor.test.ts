@@ -1,0 +1,173 @@
+// `mailwerk start` runs every service in a process of its own under a supervisor: a service that crashes
+// or stalls is started again while the others keep answering, and SIGTERM ends everything within a bound,
+// even a service whose event loop is stuck. A stuck process is made with SIGSTOP (it neither runs nor
+// answers, exactly like a spinning event loop, and needs no hook in the product).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { connect } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
+import { freePort, type Sandbox, type Service, sandbox } from './helpers.ts';
+
+/** The service processes under a supervisor: name → pid. */
+function children(supervisorPid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  let list = '';
+  try {
+    list = execFileSync('pgrep', ['-a', '-P', String(supervisorPid)]).toString();
+  } catch {
+    return out; // none
+  }
+  for (const line of list.trim().split('\n')) {
+    const m = /^(\d+) .*child\.js \S+ (mta|mda|access)$/.exec(line);
+    if (m) out[m[2]!] = Number(m[1]);
+  }
+  return out;
+}
+
+/** Resolves with the first line a server sends, or rejects after `ms`. */
+function greeting(port: number, ms: number, secure = false): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = secure
+      ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false })
+      : connect({ host: '127.0.0.1', port });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no greeting from port ${port} within ${ms} ms`));
+    }, ms);
+    s.once('data', (d) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(d.toString());
+    });
+    s.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+async function until<T>(check: () => T | false | undefined | Promise<T | false | undefined>, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('mailwerk start: one process per service, supervised', () => {
+  let sb: Sandbox;
+  let env: Record<string, string>;
+  let smtp: number;
+  let imaps: number;
+  before(async () => {
+    sb = await sandbox();
+    smtp = await freePort();
+    imaps = await freePort();
+    env = {
+      MAILWERK_MTA__SMTP_PORT: String(smtp),
+      MAILWERK_MTA__LISTEN: '127.0.0.1',
+      MAILWERK_CHECKS__AUTHENTICATION: 'false',
+      MAILWERK_MTA__SUBMISSION_PORT: String(await freePort()),
+      MAILWERK_MTA__SUBMISSIONS_PORT: String(await freePort()),
+      MAILWERK_ACCESS__LISTEN: '127.0.0.1',
+      MAILWERK_ACCESS__IMAP_PORT: String(await freePort()),
+      MAILWERK_ACCESS__IMAPS_PORT: String(imaps),
+      MAILWERK_ACCESS__POP3_PORT: String(await freePort()),
+      MAILWERK_ACCESS__POP3S_PORT: String(await freePort()),
+      MAILWERK_SUPERVISOR__WATCHDOG_SECONDS: '3',
+      MAILWERK_SUPERVISOR__STOP_TIMEOUT_SECONDS: '2',
+    };
+    assert.equal((await sb.run(['init', '--data-dir', 'data', '--hostname', 'mx.example.org'])).code, 0);
+  });
+  after(() => sb.cleanup());
+
+  const start = (): Promise<Service> => sb.spawn(['start'], /IMAP \(TLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
+
+  it('runs the MTA, the MDA and the access services as three processes', async () => {
+    const svc = await start();
+    try {
+      assert.deepEqual(Object.keys(children(svc.child.pid!)).sort(), ['access', 'mda', 'mta']);
+    } finally {
+      await svc.kill();
+    }
+  });
+
+  it('starts a service killed with SIGKILL again, while the others keep answering', async () => {
+    const svc = await start();
+    try {
+      const before = children(svc.child.pid!);
+      process.kill(before.access!, 'SIGKILL');
+      // The MX is another process: it answers at once.
+      assert.match(await greeting(smtp, 1000), /^220 /);
+      const again = await until(() => {
+        const now = children(svc.child.pid!);
+        return now.access && now.access !== before.access ? now : false;
+      }, 10_000, 'a new access process');
+      assert.equal(again.mta, before.mta);
+      assert.equal(again.mda, before.mda);
+      assert.match(await until(() => greeting(imaps, 1000, true).catch(() => false), 10_000, 'IMAP again'), /^\* OK /);
+      assert.match(svc.output(), /"msg":"service exited; starting it again","service":"access","signal":"SIGKILL"/);
+    } finally {
+      await svc.kill();
+    }
+  });
+
+  it('notices a stalled service (its event loop does not turn), reports it, and replaces it; the MX answers meanwhile', async () => {
+    const svc = await start();
+    try {
+      const before = children(svc.child.pid!);
+      process.kill(before.access!, 'SIGSTOP');
+      assert.match(await greeting(smtp, 1000), /^220 /);
+      await until(() => /"msg":"service stalled; killing it","service":"access"/.test(svc.output()), 8000, 'the watchdog');
+      await until(() => {
+        const now = children(svc.child.pid!).access;
+        return now && now !== before.access;
+      }, 10_000, 'a new access process');
+      assert.match(await until(() => greeting(imaps, 1000, true).catch(() => false), 10_000, 'IMAP again'), /^\* OK /);
+    } finally {
+      await svc.kill();
+    }
+  });
+
+  it('stops every process within the bound on SIGTERM, even one that is stuck', async () => {
+    const svc = await start();
+    const pids = children(svc.child.pid!);
+    process.kill(pids.mda!, 'SIGSTOP');
+    const t = Date.now();
+    await svc.kill('SIGTERM');
+    const took = Date.now() - t;
+    assert.ok(took < 6000, `took ${took} ms (stop timeout 2 s)`);
+    for (const [name, pid] of Object.entries(pids)) {
+      let alive = true;
+      try {
+        process.kill(pid, 0);
+      } catch {
+        alive = false;
+      }
+      assert.equal(alive, false, `${name} (${pid}) still runs`);
+    }
+    assert.match(svc.output(), /"msg":"service did not stop in time; killing it","service":"mda"/);
+  });
+
+  it('does not leave its services running when the supervisor itself is killed', async () => {
+    const svc = await start();
+    const pids = children(svc.child.pid!);
+    await svc.kill('SIGKILL');
+    await until(
+      () =>
+        Object.values(pids).every((pid) => {
+          try {
+            process.kill(pid, 0);
+            return false;
+          } catch {
+            return true;
+          }
+        }),
+      5000,
+      'the services to end',
+    );
+  });
+});

@@ -1,0 +1,110 @@
+// Memory of `mailwerk start` (the supervisor and its service processes), at rest and after a short load of
+// IMAP clients: PSS per process (resident memory with pages shared between the processes, such as Node's own
+// code, split among them) and the sum, which is what the suite costs the machine.
+// Usage: node bench/memory.ts [clients=10] [seconds=10]
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { message, PASSWORD } from './messages.ts';
+import { RawImap } from './raw-imap.ts';
+
+const clients = Number(process.argv[2] ?? 10);
+const seconds = Number(process.argv[3] ?? 10);
+const BIN = join(import.meta.dirname, '..', 'bin', 'mailwerk');
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+
+const dir = await mkdtemp(join(tmpdir(), 'mailwerk-bench-mem-'));
+const imaps = await freePort();
+const env = {
+  PATH: process.env.PATH,
+  MAILWERK_CONFIG: join(dir, 'mailwerk.toml'),
+  MAILWERK_LOG_LEVEL: 'warn',
+  MAILWERK_MTA__LISTEN: '127.0.0.1',
+  MAILWERK_MTA__SMTP_PORT: String(await freePort()),
+  MAILWERK_MTA__SUBMISSION_PORT: String(await freePort()),
+  MAILWERK_MTA__SUBMISSIONS_PORT: String(await freePort()),
+  MAILWERK_ACCESS__LISTEN: '127.0.0.1',
+  MAILWERK_ACCESS__IMAP_PORT: String(await freePort()),
+  MAILWERK_ACCESS__IMAPS_PORT: String(imaps),
+  MAILWERK_ACCESS__POP3_PORT: String(await freePort()),
+  MAILWERK_ACCESS__POP3S_PORT: String(await freePort()),
+};
+const cli = (args: string[], input = '') =>
+  execFileSync(BIN, args, { env, input, stdio: ['pipe', 'ignore', 'inherit'] });
+cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example.org']);
+cli(['domain', 'add', 'example.org']);
+for (let i = 1; i <= clients; i++) cli(['user', 'add', `u${i}@example.org`], `${PASSWORD}\n`);
+
+const server = spawn(BIN, ['start'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+await new Promise<void>((resolve, reject) => {
+  let out = '';
+  server.stdout.on('data', (d) => {
+    out += d;
+    if (/IMAP \(TLS\)\s+\S+\s+running/.test(out)) resolve();
+  });
+  server.once('exit', (code) => reject(new Error(`mailwerk start exited with ${code}`)));
+});
+
+/** PSS in KiB of the supervisor and each process under it. */
+function measure(): Array<{ name: string; pss: number }> {
+  const pss = (pid: number) =>
+    Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+  const rows = [{ name: 'supervisor', pss: pss(server.pid!) }];
+  for (const line of execFileSync('pgrep', ['-a', '-P', String(server.pid)])
+    .toString()
+    .trim()
+    .split('\n')) {
+    const [pid, ...cmd] = line.split(' ');
+    rows.push({ name: cmd[cmd.length - 1]!, pss: pss(Number(pid)) });
+  }
+  return rows;
+}
+
+function print(label: string, rows: Array<{ name: string; pss: number }>): void {
+  const mb = (k: number) => (k / 1024).toFixed(1);
+  console.log(
+    `${label}: ${rows.map((r) => `${r.name} ${mb(r.pss)}`).join(', ')}; total ${mb(rows.reduce((a, r) => a + r.pss, 0))} MB (PSS)`,
+  );
+}
+
+await new Promise((r) => setTimeout(r, 3000));
+print('at rest', measure());
+
+// Each client fills its INBOX a little, then reads it for the given time.
+const sessions = await Promise.all(
+  Array.from({ length: clients }, async (_, i) => {
+    const c = new RawImap(imaps);
+    await c.greeting();
+    await c.cmd(`LOGIN u${i + 1}@example.org "${PASSWORD}"`);
+    for (let k = 0; k < 50; k++) await c.append('INBOX', message(k));
+    await c.cmd('SELECT INBOX');
+    return c;
+  }),
+);
+const until = Date.now() + seconds * 1000;
+await Promise.all(
+  sessions.map(async (c) => {
+    while (Date.now() < until) {
+      await c.cmd('FETCH 1:* (UID FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE)');
+      await c.cmd('UID FETCH 1:10 (BODY.PEEK[])');
+      await c.cmd('SEARCH UNSEEN');
+    }
+  }),
+);
+print(`with ${clients} IMAP clients busy`, measure());
+for (const c of sessions) c.socket.destroy();
+await new Promise((r) => setTimeout(r, 3000));
+print('at rest again', measure());
+server.kill('SIGTERM');
+await new Promise((resolve) => server.once('exit', resolve));
+await rm(dir, { recursive: true, force: true });

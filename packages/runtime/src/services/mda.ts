@@ -1,0 +1,40 @@
+/** The MDA: LMTP from the MTA (or Postfix), delivery into mailboxes, and the hourly journal pruning. */
+import { createLmtpServer } from '@mailwerk/mda';
+import { closeServer, listen } from '../listen.ts';
+import type { ServiceDeps, StartedService } from './types.ts';
+
+/** Journal entries kept per mailbox behind its newest change (a session further behind re-selects). */
+const JOURNAL_KEEP = 100_000;
+
+export async function start(d: ServiceDeps): Promise<StartedService> {
+  const { config, store, log } = d;
+  const lmtp = createLmtpServer({
+    store,
+    bus: d.bus,
+    hostname: config.hostname,
+    maxMessageSize: config.limits.message_size,
+    onError: d.onError,
+  });
+  // The change journal serves live updates; entries far behind every mailbox's present are dropped hourly.
+  const maintenance = setInterval(() => {
+    store
+      .pruneJournal(JOURNAL_KEEP)
+      .then((n) => n && log.log('info', 'journal pruned', { entries: n }))
+      .catch((err) => d.onError(err, 'journal pruning'));
+  }, 3_600_000);
+  maintenance.unref();
+  try {
+    const address = await listen(lmtp, config.mda.lmtp, '127.0.0.1');
+    lmtp.on('error', (err) => log.error(err, 'lmtp'));
+    return {
+      listening: [{ service: 'LMTP (MDA)', address }],
+      async stop() {
+        clearInterval(maintenance);
+        await closeServer(lmtp);
+      },
+    };
+  } catch (err) {
+    clearInterval(maintenance);
+    throw err;
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The MTA: the MX (25), submission (587 STARTTLS, 465 TLS) and the queue
+ * runner that delivers to the MDA over LMTP and to other domains' MX hosts.
+ */
+
+import { Greylist } from '@mailwerk/limits';
+import {
+  createDkimSigner,
+  createInboundServer,
+  createSubmissionServer,
+  OutboundDelivery,
+  QueueRunner,
+  RspamdClient,
+  remoteRetryPolicy,
+  SendLimiter,
+} from '@mailwerk/mta';
+import type { QueueEntry } from '@mailwerk/store';
+import type { SMTPServer } from 'smtp-server';
+import { closeServer, type Listening, listen } from '../listen.ts';
+import type { ServiceDeps, StartedService } from './types.ts';
+
+export async function start(d: ServiceDeps): Promise<StartedService> {
+  const { config, store, log, counters } = d;
+  const servers: SMTPServer[] = [];
+  const listening: Listening[] = [];
+  const isLocalDomain = async (name: string) => (await store.getDomain(name)) !== null;
+  const runner = new QueueRunner({
+    store,
+    hostname: config.hostname,
+    outbound: new OutboundDelivery({ hostname: config.hostname }),
+    remoteRetry: remoteRetryPolicy(
+      config.mta.retry_first_seconds * 1000,
+      config.mta.retry_max_seconds * 1000,
+      config.mta.give_up_after_days * 86_400_000,
+    ),
+    delayWarningMs: config.mta.delay_warning_hours * 3_600_000,
+    lmtp: config.mda.lmtp,
+    isLocalDomain,
+    onError: d.onError,
+    // One line per recipient and attempt, as admins know from Postfix's status=sent/deferred/bounced.
+    onAttempt: (entry, results) => {
+      for (const r of results) {
+        const status = r.state === 'delivered' ? 'sent' : r.state === 'pending' ? 'deferred' : 'bounced';
+        log.log(r.state === 'delivered' ? 'info' : 'warn', 'delivery', {
+          id: entry.id,
+          from: entry.sender,
+          to: r.address,
+          status,
+          attempt: entry.attempts + 1,
+          reply: r.reply,
+        });
+      }
+    },
+  });
+  const stop = async () => {
+    // The runner first: it closes its pooled LMTP connections, which the MDA would otherwise wait for.
+    await runner.stop();
+    await Promise.all(servers.map(closeServer));
+  };
+  try {
+    const onQueued = (entry: QueueEntry) => {
+      log.log('info', 'queued', {
+        id: entry.id,
+        from: entry.sender,
+        to: entry.recipients.map((r) => r.address),
+        size: entry.size,
+        ...(entry.meta.authUser ? { user: entry.meta.authUser } : {}),
+      });
+      runner.wake();
+    };
+    const onRefused = (client: string, reply: string) => log.log('info', 'refused', { client, reply });
+    const rspamd = config.rspamd.url
+      ? {
+          client: new RspamdClient({
+            url: config.rspamd.url,
+            timeoutMs: config.rspamd.timeout_seconds * 1000,
+          }),
+          onFailure: config.rspamd.on_failure,
+        }
+      : undefined;
+    const smtpLimits = {
+      maxMessageSize: config.limits.message_size,
+      maxRecipients: config.limits.max_recipients,
+      maxConnections: config.limits.max_connections,
+      maxConnectionsPerIp: config.limits.max_connections_per_ip,
+    };
+    const mx = createInboundServer({
+      store,
+      hostname: config.hostname,
+      tls: d.tls,
+      ...(config.checks.authentication
+        ? { authentication: { hostname: config.hostname, dmarcReject: config.checks.dmarc_reject } }
+        : {}),
+      ...(rspamd ? { rspamd } : {}),
+      counters,
+      ...(config.mta.greylisting
+        ? { greylist: new Greylist(counters, { delayMs: config.mta.greylist_delay_seconds * 1000 }) }
+        : {}),
+      limits: {
+        ...smtpLimits,
+        connectionsPerMinute: config.limits.connections_per_minute,
+        failedRecipientsPerIp: config.limits.failed_recipients_per_ip,
+        commandTimeoutMs: config.limits.command_timeout_seconds * 1000,
+        minDataRate: config.limits.min_data_rate,
+        greetingDelayMs: config.mta.greeting_delay_ms,
+      },
+      onQueued,
+      onError: d.onError,
+      onRefused,
+    });
+    servers.push(mx);
+    listening.push({
+      service: 'SMTP (MX)',
+      address: await listen(mx, String(config.mta.smtp_port), config.mta.listen),
+    });
+    const sendLimiter = new SendLimiter(counters);
+    for (const [secure, port, service] of [
+      [false, config.mta.submission_port, 'Submission (STARTTLS)'],
+      [true, config.mta.submissions_port, 'Submission (TLS)'],
+    ] as const) {
+      const submission = createSubmissionServer({
+        store,
+        hostname: config.hostname,
+        tls: d.tls,
+        secure,
+        allowPlaintext: config.tls.allow_plaintext_auth,
+        throttle: d.throttle,
+        sendLimiter,
+        receivedHeader: config.mta.received_header,
+        sign: createDkimSigner(store),
+        ...(rspamd && config.rspamd.scan_outbound ? { rspamd } : {}),
+        limits: { ...smtpLimits, messagesPerHour: config.mta.send_limit_per_hour },
+        onQueued,
+        onError: d.onError,
+        onRefused,
+      });
+      servers.push(submission);
+      listening.push({ service, address: await listen(submission, String(port), config.mta.listen) });
+    }
+    for (const s of servers) s.on('error', (err) => log.error(err, 'smtp server'));
+    runner.start();
+    return { listening, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -1,0 +1,29 @@
+/** What every service module gets from the process that runs it, and what it gives back. */
+import type { AuthThrottle } from '@mailwerk/auth';
+import type { Bus } from '@mailwerk/bus';
+import type { Config } from '@mailwerk/config';
+import type { Counters } from '@mailwerk/limits';
+import type { MailStore } from '@mailwerk/store';
+import type { Listening } from '../listen.ts';
+import type { Logger } from '../log.ts';
+
+export interface ServiceDeps {
+  config: Config;
+  store: MailStore;
+  /** Change events; `busCarriesMda`: the MDA's events reach this bus (same process, supervisor relay or Redis). */
+  bus: Bus;
+  busCarriesMda: boolean;
+  /** Abuse counters, shared by every service of the host (supervisor or Redis). */
+  counters: Counters;
+  throttle: AuthThrottle;
+  tls: { key: string; cert: string };
+  log: Logger;
+  onError(err: unknown, context: string): void;
+  /** Records work as it starts; the returned function when it ends (the watchdog reports the oldest still running). */
+  activity(what: string): () => void;
+}
+
+export interface StartedService {
+  listening: Listening[];
+  stop(): Promise<void>;
+}

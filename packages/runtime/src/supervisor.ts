@@ -1,0 +1,244 @@
+/**
+ * `mailwerk start` on one host: each service in a process of its own (the
+ * MTA with its queue runner, the MDA, the access services), so that a crash
+ * or a stall in one never stops another, and both cores work.
+ *
+ * Invariants:
+ * - A child that exits is started again, after 1 s, doubling up to 30 s
+ *   while it keeps failing (back to 1 s once it has run for a minute); each
+ *   exit is a log line with its code or signal.
+ * - A child that has not said it is alive for `watchdogMs` is killed and
+ *   started again, with a log line naming its oldest running work.
+ * - stop() ends every child within `stopTimeoutMs`: asked first, then
+ *   killed, even one whose event loop is stuck.
+ * - The supervisor relays change events between the children and keeps the
+ *   abuse counters (ipc.ts); it opens no store and loads no service code.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import type { Config } from '@mailwerk/config';
+import { InProcessCounters } from '@mailwerk/limits';
+import { answerCounter, type ChildMessage, type ParentMessage } from './ipc.ts';
+import type { Listening } from './listen.ts';
+import type { Logger } from './log.ts';
+import type { ServiceName } from './services.ts';
+
+export interface SupervisorOptions {
+  configPath: string;
+  /** The configuration as read from configPath, handed to every child. */
+  config: Config;
+  services: readonly ServiceName[];
+  log: Logger;
+  /** The child entry (child.ts, or its built JavaScript) and the Node options it runs with. */
+  entry: string;
+  execArgv: string[];
+  watchdogMs: number;
+  stopTimeoutMs: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+interface Child {
+  name: ServiceName;
+  proc: ChildProcess | null;
+  ready: boolean;
+  lastAlive: number;
+  activity: string | null;
+  activitySince: number;
+  startedAt: number;
+  backoffMs: number;
+  restartTimer: NodeJS.Timeout | null;
+  exited: Promise<void>;
+}
+
+export class StartError extends Error {
+  readonly code: string | undefined;
+  readonly address: string | undefined;
+  constructor(service: string, m: { message: string; code?: string; address?: string }) {
+    super(`${service}: ${m.message}`);
+    this.code = m.code;
+    this.address = m.address;
+  }
+}
+
+const FIRST_BACKOFF_MS = 1000;
+const MAX_BACKOFF_MS = 30_000;
+const HEALTHY_AFTER_MS = 60_000;
+
+export class Supervisor {
+  private readonly opts: SupervisorOptions;
+  private readonly children = new Map<ServiceName, Child>();
+  private readonly counters = new InProcessCounters();
+  private stopping = false;
+  private watchdog: NodeJS.Timeout | null = null;
+  /** Restarts so far, by service (for tests and the status). */
+  readonly restarts = new Map<ServiceName, number>();
+  /** Where each service listens, as its process last said. */
+  readonly listening = new Map<ServiceName, Listening[]>();
+
+  constructor(options: SupervisorOptions) {
+    this.opts = options;
+  }
+
+  /** Starts every service; resolves once all listen, or stops them all and rejects with the first failure. */
+  async start(): Promise<Listening[]> {
+    const first = this.opts.services.map((name) => this.spawn(name));
+    try {
+      await Promise.all(first);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    this.watchdog = setInterval(() => this.check(), 1000);
+    this.watchdog.unref();
+    const all = this.opts.services.flatMap((s) => this.listening.get(s) ?? []);
+    for (const l of all) this.opts.log.log('info', 'listening', { service: l.service, address: l.address });
+    return all;
+  }
+
+  /** The process id of a service (for tests that kill one). */
+  pid(name: ServiceName): number | undefined {
+    return this.children.get(name)?.proc?.pid;
+  }
+
+  private spawn(name: ServiceName): Promise<void> {
+    const existing = this.children.get(name);
+    const child: Child = existing ?? {
+      name,
+      proc: null,
+      ready: false,
+      lastAlive: Date.now(),
+      activity: null,
+      activitySince: 0,
+      startedAt: Date.now(),
+      backoffMs: FIRST_BACKOFF_MS,
+      restartTimer: null,
+      exited: Promise.resolve(),
+    };
+    this.children.set(name, child);
+    child.ready = false;
+    child.startedAt = Date.now();
+    child.lastAlive = Date.now();
+    const proc = fork(this.opts.entry, [this.opts.configPath, name], {
+      execArgv: this.opts.execArgv,
+      env: this.opts.env ?? process.env,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    child.proc = proc;
+    proc.send({ t: 'config', config: this.opts.config } satisfies ParentMessage);
+    child.exited = new Promise((resolve) => proc.once('exit', () => resolve()));
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      proc.on('message', (m: ChildMessage) => {
+        switch (m.t) {
+          case 'ready':
+            child.ready = true;
+            this.listening.set(name, m.listening);
+            if (!settled) {
+              settled = true;
+              resolve();
+            }
+            break;
+          case 'failed':
+            if (!settled) {
+              settled = true;
+              reject(new StartError(name, m));
+            }
+            break;
+          case 'alive':
+            child.lastAlive = Date.now();
+            child.activity = m.activity;
+            child.activitySince = m.since;
+            break;
+          case 'bus':
+            for (const other of this.children.values())
+              if (other !== child && other.ready) this.tell(other, { t: 'bus', event: m.event });
+            break;
+          case 'counter':
+            void answerCounter(this.counters, m).then((r) => this.tell(child, r));
+            break;
+        }
+      });
+      proc.once('exit', (code, signal) => {
+        if (child.proc === proc) child.proc = null;
+        child.ready = false;
+        if (!settled) {
+          settled = true;
+          reject(new StartError(name, { message: `exited during start (${signal ?? `code ${code}`})` }));
+          return;
+        }
+        if (this.stopping) return;
+        this.restart(child, code, signal);
+      });
+    });
+  }
+
+  private tell(child: Child, m: ParentMessage): void {
+    const p = child.proc;
+    if (p?.connected) p.send(m, (err) => err && undefined);
+  }
+
+  private restart(child: Child, code: number | null, signal: NodeJS.Signals | null): void {
+    const ranFor = Date.now() - child.startedAt;
+    if (ranFor > HEALTHY_AFTER_MS) child.backoffMs = FIRST_BACKOFF_MS;
+    const wait = child.backoffMs;
+    child.backoffMs = Math.min(MAX_BACKOFF_MS, child.backoffMs * 2);
+    this.restarts.set(child.name, (this.restarts.get(child.name) ?? 0) + 1);
+    this.opts.log.log('error', 'service exited; starting it again', {
+      service: child.name,
+      ...(signal ? { signal } : { code }),
+      ranSeconds: Math.round(ranFor / 1000),
+      restartInMs: wait,
+    });
+    child.restartTimer = setTimeout(() => {
+      child.restartTimer = null;
+      if (this.stopping) return;
+      this.spawn(child.name).catch((err) =>
+        // It exits after saying why; the exit schedules the next attempt.
+        this.opts.log.log('error', 'service did not start', {
+          service: child.name,
+          error: String(err.message ?? err),
+        }),
+      );
+    }, wait);
+  }
+
+  /** The watchdog: a child whose event loop has not turned for watchdogMs is killed (and so restarted). */
+  private check(): void {
+    const now = Date.now();
+    for (const c of this.children.values()) {
+      if (!c.proc || !c.ready || now - c.lastAlive <= this.opts.watchdogMs) continue;
+      this.opts.log.log('error', 'service stalled; killing it', {
+        service: c.name,
+        silentSeconds: Math.round((now - c.lastAlive) / 1000),
+        ...(c.activity
+          ? { activity: c.activity, activitySeconds: Math.round((now - c.activitySince) / 1000) }
+          : { activity: 'none reported' }),
+      });
+      c.ready = false;
+      c.proc.kill('SIGKILL');
+    }
+  }
+
+  /** Stops every child: asked, then killed after stopTimeoutMs. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.watchdog) clearInterval(this.watchdog);
+    const all = [...this.children.values()];
+    for (const c of all) {
+      if (c.restartTimer) clearTimeout(c.restartTimer);
+      if (c.proc) {
+        this.tell(c, { t: 'stop' });
+        c.proc.kill('SIGTERM');
+      }
+    }
+    const deadline = setTimeout(() => {
+      for (const c of all) {
+        if (!c.proc) continue;
+        this.opts.log.log('warn', 'service did not stop in time; killing it', { service: c.name });
+        c.proc.kill('SIGKILL');
+      }
+    }, this.opts.stopTimeoutMs);
+    await Promise.all(all.map((c) => c.exited));
+    clearTimeout(deadline);
+    await this.counters.close();
+  }
+}
