@@ -86,7 +86,14 @@ async function client(
   let n = 0;
   while (performance.now() < until) {
     let pick = random() * TOTAL;
-    const kind = MIX.find(([, w]) => (pick -= w) < 0)![0];
+    let kind = 'NOOP';
+    for (const [k, w] of MIX) {
+      if (pick < w) {
+        kind = k;
+        break;
+      }
+      pick -= w;
+    }
     const total = exists();
     const uid = 1 + Math.floor(random() * Math.max(1, uidNext - 1));
     const t = performance.now();
@@ -139,8 +146,8 @@ async function client(
     const ms = performance.now() - t;
     if (!/ OK/.test(out.subarray(Math.max(0, out.length - 200)).toString('latin1')))
       throw new Error(`${kind}: ${out.subarray(Math.max(0, out.length - 300)).toString('latin1')}`);
-    let list = latencies.get(kind);
-    if (!list) latencies.set(kind, (list = []));
+    const list = latencies.get(kind) ?? [];
+    latencies.set(kind, list);
     list.push(ms);
     n++;
     // Keep the view current, as a client does from the untagged responses.

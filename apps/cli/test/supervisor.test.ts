@@ -47,7 +47,11 @@ function greeting(port: number, ms: number, secure = false): Promise<string> {
   });
 }
 
-async function until<T>(check: () => T | false | undefined | Promise<T | false | undefined>, ms: number, what: string): Promise<T> {
+async function until<T>(
+  check: () => T | false | undefined | Promise<T | false | undefined>,
+  ms: number,
+  what: string,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await check();
@@ -102,14 +106,24 @@ describe('mailwerk start: one process per service, supervised', () => {
       process.kill(before.access!, 'SIGKILL');
       // The MX is another process: it answers at once.
       assert.match(await greeting(smtp, 1000), /^220 /);
-      const again = await until(() => {
-        const now = children(svc.child.pid!);
-        return now.access && now.access !== before.access ? now : false;
-      }, 10_000, 'a new access process');
+      const again = await until(
+        () => {
+          const now = children(svc.child.pid!);
+          return now.access && now.access !== before.access ? now : false;
+        },
+        10_000,
+        'a new access process',
+      );
       assert.equal(again.mta, before.mta);
       assert.equal(again.mda, before.mda);
-      assert.match(await until(() => greeting(imaps, 1000, true).catch(() => false), 10_000, 'IMAP again'), /^\* OK /);
-      assert.match(svc.output(), /"msg":"service exited; starting it again","service":"access","signal":"SIGKILL"/);
+      assert.match(
+        await until(() => greeting(imaps, 1000, true).catch(() => false), 10_000, 'IMAP again'),
+        /^\* OK /,
+      );
+      assert.match(
+        svc.output(),
+        /"msg":"service exited; starting it again","service":"access","signal":"SIGKILL"/,
+      );
     } finally {
       await svc.kill();
     }
@@ -121,12 +135,23 @@ describe('mailwerk start: one process per service, supervised', () => {
       const before = children(svc.child.pid!);
       process.kill(before.access!, 'SIGSTOP');
       assert.match(await greeting(smtp, 1000), /^220 /);
-      await until(() => /"msg":"service stalled; killing it","service":"access"/.test(svc.output()), 8000, 'the watchdog');
-      await until(() => {
-        const now = children(svc.child.pid!).access;
-        return now && now !== before.access;
-      }, 10_000, 'a new access process');
-      assert.match(await until(() => greeting(imaps, 1000, true).catch(() => false), 10_000, 'IMAP again'), /^\* OK /);
+      await until(
+        () => /"msg":"service stalled; killing it","service":"access"/.test(svc.output()),
+        8000,
+        'the watchdog',
+      );
+      await until(
+        () => {
+          const now = children(svc.child.pid!).access;
+          return now && now !== before.access;
+        },
+        10_000,
+        'a new access process',
+      );
+      assert.match(
+        await until(() => greeting(imaps, 1000, true).catch(() => false), 10_000, 'IMAP again'),
+        /^\* OK /,
+      );
     } finally {
       await svc.kill();
     }

@@ -221,6 +221,8 @@ class Pop3Session {
   }
 
   private onData(chunk: string): void {
+    // A closed session reads nothing more (a client may go on sending; its bytes are not kept).
+    if (this.state === 'CLOSED') return;
     this.buffer += chunk;
     for (;;) {
       const nl = this.buffer.indexOf('\n');
@@ -282,8 +284,14 @@ class Pop3Session {
   close(line?: string): void {
     if (line) this.send(line);
     this.state = 'CLOSED';
+    this.buffer = '';
+    this.queue.length = 0;
     if (this.timer) clearTimeout(this.timer);
+    // Stop reading, say goodbye, and do not wait long for a client that will not close its side.
+    this.socket.pause();
     this.socket.end();
+    const socket = this.socket;
+    setTimeout(() => socket.destroy(), 2000).unref();
     this.release();
   }
 

@@ -417,4 +417,37 @@ print(json.dumps({'rset': 'ok', 'stat': stat, 'again': again, 'quit': quit}))
       /-ERR Command not valid in this state\r\n-ERR Command not valid in this state\r\n-ERR Line too long\r\n$/,
     );
   });
+
+  it('stops reading a client that sends 52 MB without a line end, even one that ignores the close', {
+    timeout: 20_000,
+  }, async () => {
+    const { connect: tcp } = await import('node:net');
+    // Half-open: this client does not stop when the server ends its side, as an attacker's would not.
+    const s = tcp({ host: '127.0.0.1', port: r.port, allowHalfOpen: true });
+    s.on('error', () => undefined);
+    let text = '';
+    s.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+    });
+    await new Promise((res) => s.once('connect', res));
+    const closed = new Promise((res) => s.once('close', res));
+    (globalThis as { gc?: () => void }).gc?.();
+    const before = process.memoryUsage().heapUsed;
+    const chunk = Buffer.alloc(1024 * 1024, 0x78);
+    let sent = 0;
+    const done = Promise.race([
+      closed,
+      (async () => {
+        for (; sent < 52 && !s.destroyed; sent++)
+          if (!s.write(chunk)) await Promise.race([new Promise((res) => s.once('drain', res)), closed]);
+      })(),
+    ]);
+    await done;
+    await closed;
+    assert.match(text, /-ERR Line too long\r\n$/);
+    assert.ok(sent < 52, `the server read all ${sent} MB`);
+    (globalThis as { gc?: () => void }).gc?.();
+    const grown = (process.memoryUsage().heapUsed - before) / 1024 / 1024;
+    assert.ok(grown < 16, `heap grew ${grown.toFixed(1)} MB`);
+  });
 });

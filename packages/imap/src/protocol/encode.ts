@@ -16,14 +16,14 @@ export type Chunk = string | Buffer;
 export function nstring(s: string | null, utf8Ok = false): string {
   if (s === null) return 'NIL';
   let quote = s.length <= 1024;
-  let escape = false;
+  let escaped = false;
   for (let i = 0; quote && i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c === 0x22 || c === 0x5c) escape = true;
+    if (c === 0x22 || c === 0x5c) escaped = true;
     else if (c < 0x20 || c === 0x7f || (c > 0x7e && !utf8Ok)) quote = false;
   }
   if (!quote) return `{${Buffer.byteLength(s)}}\r\n${s}`;
-  return escape ? `"${s.replace(/[\\"]/g, '\\$&')}"` : `"${s}"`;
+  return escaped ? `"${s.replace(/[\\"]/g, '\\$&')}"` : `"${s}"`;
 }
 
 /** A string the client reads back exactly. */
