@@ -5,7 +5,7 @@
  */
 import type { Bus } from '@mailwerk/bus';
 import { parseMessage } from '@mailwerk/mime';
-import { installGreetingDelay, installReplyCodes, readBounded, reply } from '@mailwerk/smtp';
+import { asReply, installGreetingDelay, installReplyCodes, readBounded, reply } from '@mailwerk/smtp';
 import {
   type Expansion,
   expandRecipient,
@@ -66,7 +66,8 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
           expansions.get(session.id)?.set(address.address, expansion);
           callback();
         })
-        .catch((err: unknown) => callback(err as Error));
+        // A store that fails is a temporary condition (451), never the 550 smtp-server would make of it.
+        .catch((err: unknown) => callback(asReply(err, options.onError, `lmtp rcpt ${address.address}`)));
     },
     onData(stream, session, callback) {
       handleData(stream, session)

@@ -143,3 +143,54 @@ describe('MDA over LMTP', () => {
     assert.equal((await mails('carl', 'foreign')).length, 2);
   });
 });
+
+describe('MDA over LMTP: a store that fails', () => {
+  it('answers RCPT 451 4.3.0 (try again), never a permanent 550, and reports the error', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailwerk-mda-'));
+    const store = openSqliteStore({ path: join(dir, 'db.sqlite'), blobs: 'sqlite' });
+    await store.addDomain('example.org');
+    await store.createAccount({
+      address: 'bob@example.org',
+      passwordHash: 'x',
+      mailboxes: [...DEFAULT_MAILBOXES],
+    });
+    // A database hiccup during the recipient lookup (mocked: a real one cannot be caused on demand).
+    const failing = new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop === 'getAccountByAddress')
+          return async () => Promise.reject(new Error('database is locked'));
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const errors: string[] = [];
+    const server = createLmtpServer({
+      store: failing,
+      bus: new InProcessBus(),
+      hostname: 'mda.test',
+      maxMessageSize: 100_000,
+      onError: (err, context) => errors.push(`${context}: ${(err as Error).message}`),
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.server.address() as AddressInfo).port;
+    try {
+      const t = nodemailer.createTransport({ host: '127.0.0.1', port, lmtp: true, ignoreTLS: true });
+      await assert.rejects(
+        t.sendMail({
+          envelope: { from: 'a@ext.org', to: ['bob@example.org'] },
+          raw: 'Subject: x\r\n\r\nbody\r\n',
+        }),
+        (err: Error & { responseCode?: number; response?: string }) => {
+          assert.equal(err.responseCode, 451, err.response);
+          assert.match(err.response ?? '', /4\.3\.0/);
+          return true;
+        },
+      );
+      assert.match(errors[0] ?? '', /lmtp rcpt bob@example\.org: database is locked/);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -10,6 +10,7 @@ export {
 export { installProtocolGuards } from './guards.ts';
 export { type ReceivedInfo, receivedHeader, rfc5322Date } from './received.ts';
 export {
+  asReply,
   installAuthAfterTls,
   installGreetingDelay,
   installRelayGuard,

@@ -23,6 +23,30 @@ export class SmtpError extends Error {
 
 export const reply = (code: number, enhanced: string, text: string) => new SmtpError(code, enhanced, text);
 
+/**
+ * The one mapping from an error met in a hook to the reply: an SmtpError is
+ * the reply it carries; anything else (a store that failed, our bug) is
+ * reported to `onError` and answered 451 4.3.0, so the client tries again
+ * later rather than bouncing mail over a passing fault (RFC 5321 §4.2.5).
+ * A StoreError of kind over_quota is the one user-facing condition the store
+ * raises: 452 4.2.2 (RFC 3463), a temporary refusal.
+ */
+export function asReply(
+  err: unknown,
+  onError?: (err: unknown, context: string) => void,
+  context = 'smtp',
+): SmtpError {
+  if (err instanceof SmtpError) return err;
+  if (
+    err instanceof Error &&
+    (err as { code?: string; name?: string }).name === 'StoreError' &&
+    (err as { code?: string }).code === 'over_quota'
+  )
+    return reply(452, '4.2.2', 'mailbox full, try again later');
+  onError?.(err, context);
+  return reply(451, '4.3.0', 'local error in processing, try again later');
+}
+
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 let installed = false;
 
