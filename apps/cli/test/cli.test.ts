@@ -64,6 +64,40 @@ describe('mailwerk CLI', () => {
     assert.match(text2.stdout, /Autoconfig \(HTTP\)\s+0\.0\.0\.0:2080\s+off \(access\.autoconfig\)/);
   });
 
+  it('keeps secrets readable by their owner only, even in a world-readable directory, and in files of an older install', async () => {
+    const { chmod, mkdir, readdir } = await import('node:fs/promises');
+    const own = await sandbox();
+    try {
+      await mkdir(join(own.dir, 'data'), { mode: 0o777 });
+      await chmod(join(own.dir, 'data'), 0o777);
+      const r = await own.run(['init', '--data-dir', 'data', '--hostname', 'mail.example.org']);
+      assert.equal(r.code, 0, r.stderr);
+      // A second command (the store opened again) creates the WAL files.
+      assert.equal((await own.run(['domain', 'add', 'example.org'])).code, 0);
+      const mode = async (p: string) => (await stat(p)).mode & 0o777;
+      const db = join(own.dir, 'data', 'mailwerk.sqlite');
+      for (const f of [own.config, db, join(own.dir, 'data', 'tls', 'key.pem')])
+        assert.equal((await mode(f)).toString(8), '600', f);
+      // While the store is open (as the services keep it), its -wal and -shm files exist: owner only too.
+      const { openSqliteStore } = await import('@mailwerk/store-sqlite');
+      const store = openSqliteStore({ path: db, blobs: 'sqlite' });
+      try {
+        await store.addDomain('example.net');
+        const wal = (await readdir(join(own.dir, 'data'))).filter((f) => f.startsWith('mailwerk.sqlite-'));
+        assert.deepEqual(wal.sort(), ['mailwerk.sqlite-shm', 'mailwerk.sqlite-wal']);
+        for (const f of wal) assert.equal((await mode(join(own.dir, 'data', f))).toString(8), '600', f);
+      } finally {
+        await store.close();
+      }
+      // A database left world-readable by an older version is made private when next opened.
+      await chmod(db, 0o644);
+      assert.equal((await own.run(['domain', 'list'])).code, 0);
+      assert.equal((await mode(db)).toString(8), '600');
+    } finally {
+      await own.cleanup();
+    }
+  });
+
   it('manages domains, refusing bad input with one line and no change', async () => {
     assert.equal((await sb.run(['domain', 'add', 'Example.ORG'])).code, 0);
     await sb.run(['domain', 'add', 'other.example']);

@@ -39,9 +39,10 @@ export class FsBlobStore implements BlobStore {
     const path = this.pathOf(id);
     if (await this.has(id)) return id;
     const parent = join(path, '..');
-    await mkdir(parent, { recursive: true });
+    // Message bodies are private: directories 0700, files 0600.
+    await mkdir(parent, { recursive: true, mode: 0o700 });
     const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-    const fh = await open(tmp, 'wx', 0o640);
+    const fh = await open(tmp, 'wx', 0o600);
     try {
       await fh.writeFile(data);
       await fh.sync();

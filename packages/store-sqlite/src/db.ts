@@ -1,4 +1,5 @@
 /** Opening a database the way every process on the host must: WAL, durable commits, a busy timeout, migrations. */
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { StoreError } from '@mailwerk/store';
 import { MIGRATIONS } from './schema.ts';
@@ -9,7 +10,19 @@ export interface OpenOptions {
   busyTimeoutMs?: number;
 }
 
+/**
+ * The database holds password hashes, DKIM private keys and everyone's mail:
+ * it is readable by its owner only (0600), whatever the directory's mode or
+ * the umask. SQLite gives the -wal and -shm files the database file's mode;
+ * files of an older installation are corrected at each open.
+ */
+function ownerOnly(path: string): void {
+  if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+  for (const p of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(p)) chmodSync(p, 0o600);
+}
+
 export function openDatabase({ path, busyTimeoutMs = 10_000 }: OpenOptions): DatabaseSync {
+  if (path !== ':memory:') ownerOnly(path);
   const db = new DatabaseSync(path, { timeout: busyTimeoutMs, enableForeignKeyConstraints: true });
   // WAL lets readers in other processes go on while one writes.
   db.exec('PRAGMA journal_mode = WAL');

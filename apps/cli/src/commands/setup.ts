@@ -71,7 +71,8 @@ async function initialise(
     const dir = dirname(ctx.configPath);
     await mkdir(dir, { recursive: true });
     const tmp = `${ctx.configPath}.tmp-${process.pid}`;
-    await writeFile(tmp, text, { mode: 0o640 });
+    // The configuration may hold secrets (a Redis or MongoDB URL with its password): owner only.
+    await writeFile(tmp, text, { mode: 0o600 });
     try {
       loadConfig({ path: tmp });
     } catch (err) {
