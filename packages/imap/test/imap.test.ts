@@ -609,7 +609,7 @@ describe('IMAP: live updates between sessions', () => {
     const redis = await startRedis();
     const accessBus = new RedisBus(redis.url);
     const mdaBus = new RedisBus(redis.url);
-    const p = await rig({ bus: accessBus, pollMs: 0 });
+    const p = await rig({ bus: accessBus, pollMs: 3000 });
     try {
       const watcher = await p.client();
       const lock = await watcher.getMailboxLock('INBOX');
@@ -644,6 +644,74 @@ describe('IMAP: live updates between sessions', () => {
         await new Promise((res) => setTimeout(res, 10));
       }
       lock.release();
+    } finally {
+      await p.close();
+      await mdaBus.close();
+      await accessBus.close();
+      await redis.stop();
+    }
+  });
+
+  it('with Redis, an event lost while the pub/sub connection is down still reaches the session: on NOOP, on the reconnect, at the latest on the poll', async () => {
+    const { startRedis } = await import('../../limits/test/redis-server.ts');
+    const { RedisBus } = await import('@mailwerk/bus/redis');
+    const { connect: tcp } = await import('node:net');
+    const redis = await startRedis();
+    const accessBus = new RedisBus(redis.url);
+    const mdaBus = new RedisBus(redis.url);
+    /** CLIENT KILL TYPE pubsub, over the wire (RESP), as an admin or a network fault would cut the subscribers. */
+    const killSubscribers = () =>
+      new Promise<void>((resolve, reject) => {
+        const s = tcp(Number(new URL(redis.url).port), '127.0.0.1');
+        s.on('error', reject);
+        s.on('data', (d) => {
+          s.destroy();
+          return /^:[1-9]/.test(d.toString()) ? resolve() : reject(new Error(`CLIENT KILL: ${d}`));
+        });
+        s.write('*4\r\n$6\r\nCLIENT\r\n$4\r\nKILL\r\n$4\r\nTYPE\r\n$6\r\npubsub\r\n');
+      });
+    const p = await rig({ bus: accessBus, pollMs: 3000 });
+    try {
+      const deliver = async (subject: string) => {
+        const raw = sample(subject);
+        const inbox = (await p.store.getMailbox(p.accounts.bob!, 'INBOX'))!;
+        const { contentId } = await import('@mailwerk/store');
+        const { parseMessage } = await import('@mailwerk/mime');
+        const m = await p.store.appendMessage({
+          accountId: p.accounts.bob!,
+          mailboxId: inbox.id,
+          blobId: contentId(raw),
+          data: raw,
+          size: raw.length,
+          structure: parseMessage(raw),
+        });
+        // Published while the access process's subscription is cut: nobody hears it.
+        await mdaBus.publish({
+          type: 'message.new',
+          accountId: p.accounts.bob!,
+          mailboxId: inbox.id,
+          uid: m.uid,
+          modseq: m.modseq,
+        });
+      };
+      const raw = await RawImap.connect(p.tlsPort, true);
+      await raw.cmd(login);
+      await raw.cmd('SELECT INBOX');
+      await accessBus.ready();
+      // NOOP reads the journal whatever the bus said.
+      await killSubscribers();
+      await deliver('lost event 1');
+      assert.match(await raw.cmd('NOOP'), /\* 1 EXISTS/);
+      // In IDLE: the reconnect (or the poll) makes the session look.
+      assert.match(await raw.send('i1 IDLE\r\n', /\+ idling\r\n/), /idling/);
+      // ioredis has reconnected and subscribed again after the first cut.
+      await accessBus.ready();
+      await killSubscribers();
+      await deliver('lost event 2');
+      const t = Date.now();
+      assert.match(await raw.send('', /\* 2 EXISTS\r\n/), /\* 2 EXISTS/);
+      assert.ok(Date.now() - t < 4000, `${Date.now() - t} ms`);
+      raw.close();
     } finally {
       await p.close();
       await mdaBus.close();
