@@ -313,6 +313,59 @@ describe('mailwerk CLI', () => {
     await fails(['dns', 'unknown.example'], /no domain unknown\.example/);
   });
 
+  it('lists and removes a damaged queue entry and lists a mailbox with a damaged message, without dying', async () => {
+    const { openSqliteStore } = await import('@mailwerk/store-sqlite');
+    const { parseMessage } = await import('@mailwerk/mime');
+    const { contentId } = await import('@mailwerk/store');
+    const { DatabaseSync } = await import('node:sqlite');
+    const db = join(sb.dir, 'data', 'mailwerk.sqlite');
+    await sb.run(['domain', 'add', 'damage.example']);
+    await sb.run(['user', 'add', 'dora@damage.example'], PASSWORD);
+    const store = openSqliteStore({ path: db, blobs: 'sqlite' });
+    const raw = Buffer.from('From: a@b.org\r\nSubject: broken row\r\n\r\nhi\r\n');
+    let queueId: string;
+    let messageId: string;
+    try {
+      const account = (await store.getAccountByAddress('dora@damage.example'))!;
+      const inbox = (await store.getMailbox(account.id, 'INBOX'))!;
+      const m = await store.appendMessage({
+        accountId: account.id,
+        mailboxId: inbox.id,
+        blobId: contentId(raw),
+        data: raw,
+        size: raw.length,
+        structure: parseMessage(raw),
+      });
+      messageId = m.id;
+      const e = await store.enqueue({
+        sender: 'a@b.org',
+        recipients: [{ address: 'x@y.org' }],
+        blobId: contentId(raw),
+        data: raw,
+        size: raw.length,
+      });
+      queueId = e.id;
+    } finally {
+      await store.close();
+    }
+    const raw2 = new DatabaseSync(db);
+    raw2.prepare("UPDATE queue SET recipients = 'garbage' WHERE id = ?").run(queueId);
+    raw2.prepare("UPDATE messages SET structure = 'garbage' WHERE id = ?").run(Number(messageId));
+    raw2.close();
+    const list = await sb.run(['queue', 'list']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stdout, new RegExp(`${queueId} \\(quarantined\\)`));
+    const show = await sb.run(['queue', 'show', queueId]);
+    assert.equal(show.code, 0, show.stderr);
+    assert.match(show.stdout, /problem: +unreadable/);
+    const mail = await sb.run(['mail', 'list', 'dora@damage.example']);
+    assert.equal(mail.code, 0, mail.stderr);
+    assert.match(mail.stdout, /broken row/);
+    assert.match(mail.stderr, /stored structure damaged/);
+    assert.equal((await sb.run(['queue', 'delete', queueId])).code, 0);
+    assert.match((await sb.run(['queue', 'list'])).stdout, /the queue is empty/);
+  });
+
   it('refuses to remove a domain that still has users unless forced', async () => {
     await fails(['domain', 'remove', 'example.org'], /still has .*--force/);
     assert.equal((await sb.json<User[]>(['user', 'list'])).length, 3);

@@ -17,12 +17,13 @@ import {
   parseHeaderBlock,
   parseHeaderDate,
 } from '@mailwerk/mime';
-import { hasFlag, type Message, type MessageMeta } from '@mailwerk/store';
+import { hasFlag, type MessageMeta } from '@mailwerk/store';
 import type { SearchKey } from './protocol/search-parse.ts';
 
 export interface SearchSubject {
-  /** The full message when the search reads structures (needsStructure), else its metadata. */
-  message: Message | MessageMeta;
+  message: MessageMeta;
+  /** The message's structure, for searches that read it (needsStructure); else null. */
+  root: MimeNode | null;
   /** Sequence number in the session's view. */
   seq: number;
   /** \Recent for this session. */
@@ -99,8 +100,8 @@ function bodyText(raw: Buffer, root: MimeNode, out: string[]): void {
 const ymd = (d: Date): number => d.getUTCFullYear() * 10_000 + (d.getUTCMonth() + 1) * 100 + d.getUTCDate();
 
 /** The day the message says it was sent (RFC 3501: the Date: field, disregarding time and zone); else its internal date. */
-function sentDay(m: Message): number {
-  const v = m.structure.root.envelope?.date;
+function sentDay(m: MessageMeta, root: MimeNode | null): number {
+  const v = root?.envelope?.date;
   const d = v ? parseHeaderDate(v) : null;
   return d ? d.year * 10_000 + d.month * 100 + d.day : ymd(m.internalDate);
 }
@@ -198,9 +199,9 @@ export class Evaluator {
   }
 
   private eval(k: SearchKey, s: SearchSubject): Promise<boolean> | boolean {
-    const meta = s.message;
-    // Keys that read the structure run only in searches that listed full messages (needsStructure).
-    const m = meta as Message;
+    const m = s.message;
+    // Keys that read the structure run only in searches that were given it (needsStructure).
+    const root = s.root!;
     switch (k.op) {
       case 'and':
       case 'or': {
@@ -235,15 +236,14 @@ export class Evaluator {
       case 'smaller':
         return m.size < k.size;
       case 'date':
-        return compare(k.sent ? sentDay(m) : ymd(m.internalDate), k.cmp, k.day);
+        return compare(k.sent ? sentDay(m, s.root) : ymd(m.internalDate), k.cmp, k.day);
       case 'modseq':
         return m.modseq >= k.modseq;
       case 'header': {
-        const env = m.structure.root.envelope;
+        const env = root.envelope;
         const quick = env ? envelopeMatches(env, k.field, k.value.toLowerCase()) : null;
         if (quick !== null) return quick;
         return s.raw().then((raw) => {
-          const root = m.structure.root;
           const needle = k.value.toLowerCase();
           for (const f of parseHeaderBlock(raw.toString('utf8', root.start, root.bodyStart)))
             if (f.key === k.field && fieldMatches(f.key, f.value, needle)) return true;
@@ -253,7 +253,6 @@ export class Evaluator {
       case 'body':
       case 'text':
         return s.raw().then((raw) => {
-          const root = m.structure.root;
           const parts: string[] = [];
           if (k.op === 'text') parts.push(decodeWords(raw.toString('utf8', root.start, root.bodyStart)));
           bodyText(raw, root, parts);

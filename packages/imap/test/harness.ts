@@ -24,6 +24,8 @@ export interface Rig {
   accounts: Record<string, string>;
   /** The server's certificate (PEM), for clients that must be told to trust it. */
   cert: string;
+  /** The SQLite file of the store (for tests that damage rows). */
+  dbPath: string;
   client(user?: string, options?: Partial<ImapFlowOptions>): Promise<ImapFlow>;
   close(): Promise<void>;
 }
@@ -82,6 +84,7 @@ export async function rig(
     tlsPort,
     accounts,
     cert: (await tlsFiles).cert,
+    dbPath: join(dir, 'db.sqlite'),
     async client(user = 'bob', extra = {}) {
       const c = new ImapFlow({
         host: '127.0.0.1',

@@ -415,3 +415,31 @@ describe('IMAP engine: an error inside a command ends at most that command', () 
     }
   });
 });
+
+describe('IMAP engine: a message whose stored structure is damaged', () => {
+  it('still lists, fetches and searches the mailbox: the structure is read again from the message, with one log line', async () => {
+    const lines: string[] = [];
+    const r = await rig({
+      log: (_level, message, fields) => lines.push(`${message} ${JSON.stringify(fields)}`),
+    });
+    try {
+      await put(r, 'bob', 'INBOX', sample('healthy'));
+      const bad = await put(r, 'bob', 'INBOX', sample('damaged one'));
+      const { DatabaseSync } = await import('node:sqlite');
+      const db = new DatabaseSync(r.dbPath);
+      db.prepare("UPDATE messages SET structure = '{not json' WHERE id = ?").run(Number(bad.id));
+      db.close();
+      const c = await signedIn(r);
+      await c.cmd('SELECT INBOX');
+      assert.match(await c.cmd('FETCH 1:* (FLAGS)'), /\* 2 FETCH \(FLAGS[^\r]*\r\nt3 OK/);
+      const env = await c.cmd('FETCH 1:* (ENVELOPE BODYSTRUCTURE)');
+      assert.match(env, /\* 2 FETCH \(ENVELOPE \([^)]*"damaged one"/);
+      assert.match(env, /t4 OK/);
+      assert.equal(searchResult(await c.cmd('SEARCH SUBJECT damaged')), '2');
+      assert.equal(lines.filter((l) => l.startsWith('stored message structure damaged')).length, 1);
+      c.close();
+    } finally {
+      await r.close();
+    }
+  });
+});

@@ -181,6 +181,11 @@ export class QueueRunner {
         }
       }
       for (const entry of leased) {
+        // The store set it aside (its row does not read back); it says so once, here.
+        if (entry.quarantined) {
+          this.o.onError?.(new Error(entry.quarantined), `queue entry ${entry.id} quarantined`);
+          continue;
+        }
         const job = this.work(entry).catch((err) => this.o.onError?.(err, `queue entry ${entry.id}`));
         this.active.add(job);
         void job.finally(() => {

@@ -31,6 +31,7 @@ import {
   type ChangeKind,
   type CopyResult,
   checkDkimKey,
+  checkQueueRecipients,
   checkSieveName,
   contentId,
   type DkimKey,
@@ -140,7 +141,23 @@ const toMessageMeta = (d: Omit<MessageDoc, 'structure'>): MessageMeta => ({
   blobId: d.blobId,
 });
 const toMessage = (d: MessageDoc): Message => withStructure(toMessageMeta(d), d.structure);
-const toQueueEntry = ({ _id, ...rest }: QueueDoc): QueueEntry => ({ id: _id, ...rest });
+/** A queue document as an entry; one whose recipients or meta are not what they must be comes back quarantined. */
+function toQueueEntry({ _id, ...rest }: QueueDoc): QueueEntry {
+  try {
+    checkQueueRecipients(rest.recipients);
+    if (typeof rest.meta !== 'object' || rest.meta === null || Array.isArray(rest.meta))
+      throw new Error('meta is not an object');
+  } catch (err) {
+    return {
+      ...rest,
+      id: _id,
+      recipients: [],
+      meta: {},
+      quarantined: rest.quarantined ?? `unreadable: ${(err as Error).message}`,
+    };
+  }
+  return { id: _id, ...rest };
+}
 const toSieve = (d: SieveDoc): SieveScript => ({
   accountId: d.accountId,
   name: d.name,
@@ -1013,6 +1030,7 @@ export class MongoMailStore implements MailStore {
       const d = await this.queue.findOneAndUpdate(
         {
           held: false,
+          quarantined: { $exists: false },
           nextAttemptAt: { $lte: now },
           $or: [{ leaseUntil: null }, { leaseUntil: { $lt: now } }],
         },
@@ -1020,7 +1038,14 @@ export class MongoMailStore implements MailStore {
         { sort: { nextAttemptAt: 1 }, returnDocument: 'after' },
       );
       if (!d) break;
-      out.push(toQueueEntry(d));
+      const entry = toQueueEntry(d);
+      // An entry that cannot be read is set aside, unleased, and never claimed again.
+      if (entry.quarantined)
+        await this.queue.updateOne(
+          { _id: entry.id },
+          { $set: { quarantined: entry.quarantined, leaseOwner: null, leaseUntil: null } },
+        );
+      out.push(entry);
     }
     return out;
   }

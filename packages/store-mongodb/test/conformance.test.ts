@@ -16,9 +16,21 @@ if (!url) {
 } else {
   runStoreConformance('mongodb', async () => {
     const dbName = `mailwerk_test_${randomBytes(6).toString('hex')}`;
+    const scribble = async (collection: string, id: string, set: Record<string, unknown>) => {
+      const client = new MongoClient(url);
+      try {
+        await client.db(dbName).collection<{ _id: string }>(collection).updateOne({ _id: id }, { $set: set });
+      } finally {
+        await client.close();
+      }
+    };
     return {
       store: new MongoMailStore({ url, dbName }),
       openAnother: async () => new MongoMailStore({ url, dbName }),
+      damage: {
+        queueRecipients: (id) => scribble('queue', id, { recipients: 'not a list' }),
+        messageStructure: (id) => scribble('messages', id, { structure: 'not json' }),
+      },
       async cleanup() {
         const client = new MongoClient(url);
         await client.db(dbName).dropDatabase();

@@ -55,12 +55,12 @@ export class SqliteQueue {
     const now = (request.now ?? new Date()).getTime();
     // One statement: the subquery and the update run under one write lock, so no
     // entry can be claimed by two workers.
-    const rows = await this.sql.tx(() =>
-      this.sql.all(
+    const entries = await this.sql.tx(() => {
+      const rows = this.sql.all(
         `UPDATE queue SET lease_owner = ?, lease_until = ?
        WHERE id IN (
          SELECT id FROM queue
-         WHERE held = 0 AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+         WHERE held = 0 AND quarantine IS NULL AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
          ORDER BY next_attempt_at LIMIT ?)
        RETURNING *`,
         request.owner,
@@ -68,9 +68,19 @@ export class SqliteQueue {
         now,
         now,
         request.limit,
-      ),
-    );
-    return rows.map(toQueueEntry).sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime());
+      );
+      const out = rows.map(toQueueEntry);
+      // An entry that cannot be read is set aside in the same write, unleased, and never claimed again.
+      for (const e of out)
+        if (e.quarantined)
+          this.sql.run(
+            'UPDATE queue SET quarantine = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?',
+            e.quarantined,
+            e.id,
+          );
+      return out;
+    });
+    return entries.sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime());
   }
 
   async recordAttempt(id: string, owner: string, attempt: AttemptResult): Promise<QueueEntry> {

@@ -2,6 +2,7 @@
 import {
   type Account,
   type Alias,
+  checkQueueRecipients,
   type Mailbox,
   type Message,
   type MessageMeta,
@@ -58,22 +59,37 @@ export const toMessageMeta = (r: Row): MessageMeta => ({
 
 export const toMessage = (r: Row): Message => withStructure(toMessageMeta(r), r.structure as string);
 
-export const toQueueEntry = (r: Row): QueueEntry => ({
-  id: r.id as string,
-  sender: r.sender as string,
-  recipients: (JSON.parse(r.recipients as string) as Array<QueueRecipient & { lastAttemptAt?: string }>).map(
-    (rc) => ({ ...rc, ...(rc.lastAttemptAt ? { lastAttemptAt: new Date(rc.lastAttemptAt) } : {}) }),
-  ),
-  blobId: r.blob_id as string,
-  size: Number(r.size),
-  createdAt: new Date(Number(r.created_at)),
-  nextAttemptAt: new Date(Number(r.next_attempt_at)),
-  attempts: Number(r.attempts),
-  held: r.held === 1,
-  leaseOwner: (r.lease_owner as string | null) ?? null,
-  leaseUntil: r.lease_until === null ? null : new Date(Number(r.lease_until)),
-  meta: JSON.parse(r.meta as string),
-});
+/** Reads a queue row; one whose recipients or meta do not parse comes back quarantined (with the reason). */
+export function toQueueEntry(r: Row): QueueEntry {
+  const base = {
+    id: r.id as string,
+    sender: r.sender as string,
+    blobId: r.blob_id as string,
+    size: Number(r.size),
+    createdAt: new Date(Number(r.created_at)),
+    nextAttemptAt: new Date(Number(r.next_attempt_at)),
+    attempts: Number(r.attempts),
+    held: r.held === 1,
+    leaseOwner: (r.lease_owner as string | null) ?? null,
+    leaseUntil:
+      r.lease_until === null || r.lease_until === undefined ? null : new Date(Number(r.lease_until)),
+  };
+  let recipients: QueueRecipient[];
+  let meta: Record<string, unknown>;
+  try {
+    recipients = checkQueueRecipients(JSON.parse(r.recipients as string)).map((rc) => ({
+      ...rc,
+      ...(rc.lastAttemptAt ? { lastAttemptAt: new Date(rc.lastAttemptAt) } : {}),
+    }));
+    meta = JSON.parse(r.meta as string) as Record<string, unknown>;
+    if (typeof meta !== 'object' || meta === null || Array.isArray(meta))
+      throw new Error('meta is not an object');
+  } catch (err) {
+    return { ...base, recipients: [], meta: {}, quarantined: `unreadable: ${(err as Error).message}` };
+  }
+  const q = r.quarantine as string | null | undefined;
+  return { ...base, recipients, meta, ...(q ? { quarantined: q } : {}) };
+}
 
 export const toSieve = (r: Row): SieveScript => ({
   accountId: String(r.account_id),

@@ -124,4 +124,7 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
   `,
+  `
+  ALTER TABLE queue ADD COLUMN quarantine TEXT;
+  `,
 ];

@@ -4,9 +4,9 @@
  * structure that does not parse fails only the reader that needs it (see
  * `StoreError('corrupt')`), not every listing of the mailbox.
  */
-import type { MessageStructure } from '@mailwerk/mime';
-import { StoreError } from './errors.ts';
-import type { Message } from './types.ts';
+import { type MessageStructure, parseMessage } from '@mailwerk/mime';
+import { isStoreError, StoreError } from './errors.ts';
+import type { MailStore, Message } from './types.ts';
 
 /** A message whose structure is parsed on first read; the getter lives on the prototype (objects stay in fast mode). */
 class StoredMessage implements Message {
@@ -69,4 +69,23 @@ class StoredMessage implements Message {
 
 export function withStructure(message: Omit<Message, 'structure'>, json: string): Message {
   return new StoredMessage(message, json);
+}
+
+/**
+ * A message's structure, or, when the stored one is damaged, the structure
+ * parsed again from its bytes (which are intact: they live apart, named by
+ * their hash). `onDamaged` is told, so the reader can log it once.
+ */
+export async function readStructure(
+  store: MailStore,
+  m: Message,
+  onDamaged?: (m: Message, err: StoreError) => void,
+): Promise<MessageStructure> {
+  try {
+    return m.structure;
+  } catch (err) {
+    if (!isStoreError(err, 'corrupt')) throw err;
+    onDamaged?.(m, err);
+    return parseMessage(await store.blobs.get(m.blobId));
+  }
 }

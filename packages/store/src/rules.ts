@@ -26,6 +26,24 @@ export function applyAttempt(
   });
 }
 
+const STATES = new Set(['pending', 'delivered', 'failed']);
+
+/**
+ * Checks a queue entry's recipients as read back from storage; throws with
+ * what is wrong. An entry that fails this is quarantined by the adapter (kept
+ * aside, never leased, listed as such) instead of failing every reader.
+ */
+export function checkQueueRecipients(value: unknown): QueueRecipient[] {
+  if (!Array.isArray(value) || value.length === 0) throw new Error('recipients are not a list');
+  for (const r of value) {
+    if (typeof r !== 'object' || r === null) throw new Error('a recipient is not an object');
+    const x = r as Record<string, unknown>;
+    if (typeof x.address !== 'string' || !STATES.has(x.state as string) || typeof x.attempts !== 'number')
+      throw new Error('a recipient lacks its address, state or attempts');
+  }
+  return value as QueueRecipient[];
+}
+
 const MAX_SIEVE_NAME = 128;
 
 export function checkSieveName(name: string): void {

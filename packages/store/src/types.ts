@@ -225,6 +225,11 @@ export interface QueueEntry {
   leaseUntil: Date | null;
   /** Free-form data the MTA needs later (DSN ENVID/RET, auth user, client …). */
   meta: Record<string, unknown>;
+  /**
+   * Why the stored entry could not be read (set aside: never leased, shown by
+   * `mailwerk queue list`, removable); absent for a healthy entry.
+   */
+  quarantined?: string;
 }
 
 export interface NewQueueEntry {
@@ -387,7 +392,11 @@ export interface MailStore {
   recalculateQuota(accountId: string): Promise<number>;
 
   enqueue(input: NewQueueEntry): Promise<QueueEntry>;
-  /** Claims up to `limit` due, unheld entries whose lease is free or expired. */
+  /**
+   * Claims up to `limit` due, unheld entries whose lease is free or expired.
+   * An entry that cannot be read is quarantined instead, and returned with
+   * `quarantined` set (not leased), so the caller can report it once.
+   */
   leaseQueue(request: LeaseRequest): Promise<QueueEntry[]>;
   /**
    * Records an attempt and frees the lease; `lease_lost` if `owner` no longer

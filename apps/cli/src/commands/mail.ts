@@ -1,7 +1,7 @@
 /** Looking at mail: a mailbox's messages, and the queue. */
 import { formatByteSize } from '@mailwerk/config';
 import { headerBlock } from '@mailwerk/smtp';
-import { normalizeAddress } from '@mailwerk/store';
+import { normalizeAddress, readStructure } from '@mailwerk/store';
 import type { Command } from '../command.ts';
 import { CliError } from '../context.ts';
 import { printJson, printTable } from '../output.ts';
@@ -21,15 +21,25 @@ export const mailCommands: Command[] = [
       const name = typeof opts.mailbox === 'string' ? opts.mailbox : 'INBOX';
       const box = await store.getMailbox(account.id, name);
       if (!box) throw new CliError(`${account.address} has no mailbox "${name}"`);
-      const messages = (await store.listMessages(box.id)).map((m) => ({
-        uid: m.uid,
-        date: m.internalDate,
-        from:
-          m.structure.root.envelope?.from?.map((a) => ('address' in a ? a.address : a.name)).join(', ') ?? '',
-        subject: m.structure.root.envelope?.subject ?? '',
-        size: m.size,
-        flags: m.flags,
-      }));
+      const messages = [];
+      for (const m of await store.listMessages(box.id)) {
+        // A damaged stored structure is read again from the message (and said so on stderr), never fatal.
+        const env = (
+          await readStructure(store, m, () =>
+            ctx.io.stderr.write(
+              `mailwerk: message ${m.uid}: stored structure damaged; read from the message\n`,
+            ),
+          )
+        ).root.envelope;
+        messages.push({
+          uid: m.uid,
+          date: m.internalDate,
+          from: env?.from?.map((a) => ('address' in a ? a.address : a.name)).join(', ') ?? '',
+          subject: env?.subject ?? '',
+          size: m.size,
+          flags: m.flags,
+        });
+      }
       if (ctx.json) return printJson(ctx, { mailbox: box.name, uidValidity: box.uidValidity, messages });
       if (messages.length === 0) return ctx.print(`${account.address} ${box.name}: no messages`);
       printTable(
@@ -62,12 +72,12 @@ export const mailCommands: Command[] = [
         entries.map((e) => {
           const pending = e.recipients.filter((r) => r.state === 'pending');
           return [
-            e.id + (e.held ? ' (held)' : ''),
+            e.id + (e.quarantined ? ' (quarantined)' : e.held ? ' (held)' : ''),
             e.createdAt.toISOString().slice(0, 19).replace('T', ' '),
             e.sender || '<>',
             pending.map((r) => r.address).join(', '),
             e.nextAttemptAt.toISOString().slice(0, 19).replace('T', ' '),
-            pending[0]?.lastReply ?? '',
+            e.quarantined ?? pending[0]?.lastReply ?? '',
           ];
         }),
       );
@@ -85,7 +95,11 @@ export const mailCommands: Command[] = [
       if (!entry) throw new CliError(`no queued message ${id}`);
       const header = headerBlock(await store.blobs.get(entry.blobId));
       if (ctx.json) return printJson(ctx, { ...entry, header });
-      ctx.print(`id:        ${entry.id}${entry.held ? ' (held)' : ''}`);
+      ctx.print(
+        `id:        ${entry.id}${entry.quarantined ? ' (quarantined)' : entry.held ? ' (held)' : ''}`,
+      );
+      if (entry.quarantined)
+        ctx.print(`problem:   ${entry.quarantined}; \`mailwerk queue delete ${entry.id}\` removes it`);
       ctx.print(`sender:    ${entry.sender || '<>'}`);
       ctx.print(`arrived:   ${entry.createdAt.toISOString()}`);
       ctx.print(`attempts:  ${entry.attempts}, next ${entry.nextAttemptAt.toISOString()}`);

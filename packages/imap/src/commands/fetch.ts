@@ -5,6 +5,8 @@
  * byte. BODY[...] and RFC822 / RFC822.TEXT set \Seen (not BODY.PEEK, not in
  * a read-only mailbox) and the new FLAGS are included in the response.
  */
+
+import type { MimeNode } from '@mailwerk/mime';
 import type { Message, MessageMeta } from '@mailwerk/store';
 import { hasFlag } from '@mailwerk/store';
 import type { TextKind } from '../cache.ts';
@@ -15,7 +17,7 @@ import { readSequenceSet } from '../protocol/sequence.ts';
 import type { Selected } from '../selected.ts';
 import type { Session } from '../session.ts';
 import { type Command, SELECTED } from './types.ts';
-import { resolveSet, selected } from './util.ts';
+import { resolveSet, selected, structureOf } from './util.ts';
 
 const BATCH = 500;
 
@@ -42,9 +44,8 @@ async function markSeen(
 }
 
 /** ENVELOPE / BODY / BODYSTRUCTURE text, from the process's cache unless the client reads UTF-8 (rare, not cached). */
-function text(s: Session, kind: TextKind, m: Message): string {
+function text(s: Session, kind: TextKind, m: MessageMeta, root: MimeNode): string {
   const make = () => {
-    const root = m.structure.root;
     return kind === 'ENVELOPE'
       ? envelopeText(root.envelope, s.utf8)
       : bodyStructureText(root, kind === 'BODYSTRUCTURE', s.utf8);
@@ -60,6 +61,7 @@ function item(
   raw: Buffer | null,
   s: Session,
   sel: Selected,
+  root: MimeNode | null,
 ): void {
   switch (it.kind) {
     case 'UID':
@@ -80,12 +82,12 @@ function item(
     case 'ENVELOPE':
     case 'BODYSTRUCTURE':
     case 'BODY':
-      // Listed with its structure: the request has an item that needs it.
-      r.line += `${it.kind} ${text(s, it.kind, m as Message)}`;
+      // Given its structure: the request has an item that needs it.
+      r.line += `${it.kind} ${text(s, it.kind, m, root!)}`;
       return;
     case 'section': {
-      // The structure is read (parsed) only for a part number.
-      let bytes = sectionBytes(raw!, () => (m as Message).structure.root, it.section) ?? Buffer.alloc(0);
+      // The structure is needed (and given) only for a part number.
+      let bytes = sectionBytes(raw!, () => root!, it.section) ?? Buffer.alloc(0);
       if (it.partial) bytes = partial(bytes, it.partial.start, it.partial.length);
       r.out.push(`${r.line}${it.label} {${bytes.length}}\r\n`, bytes);
       r.line = '';
@@ -139,10 +141,11 @@ function fetch(): Command {
           const seq = sel.uids.seqOf(m.uid);
           if (!seq) continue;
           const raw = needsBytes ? await store.blobs.get(m.blobId) : null;
+          const root = full ? (await structureOf(s, m as Message)).root : null;
           const r = { line: `* ${seq} FETCH (`, out: [] as Chunk[] };
           for (let k = 0; k < items.length; k++) {
             if (k > 0) r.line += ' ';
-            item(r, items[k]!, m, raw, s, sel);
+            item(r, items[k]!, m, raw, s, sel, root);
           }
           // The flags a FETCH changed are reported with it (RFC 3501 §6.4.5); with CONDSTORE, with their MODSEQ.
           if (changed.has(m.uid)) {

@@ -5,12 +5,14 @@
  * size times the (bounded) criteria, and yields to other sessions between
  * batches.
  */
+
+import type { Message, MessageMeta } from '@mailwerk/store';
 import { no } from '../errors.ts';
 import { utf8 } from '../protocol/cursor.ts';
 import { parseSearch, type SearchKey } from '../protocol/search-parse.ts';
 import { Evaluator, needsStructure } from '../search.ts';
 import { type Command, SELECTED } from './types.ts';
-import { selected } from './util.ts';
+import { selected, structureOf } from './util.ts';
 
 const BATCH = 500;
 const CHARSETS = new Set(['UTF-8', 'US-ASCII']);
@@ -46,7 +48,7 @@ function search(): Command {
         const from = all[i]!;
         const to = all[Math.min(i + BATCH, all.length) - 1]!;
         const range = { uidFrom: from, uidTo: to };
-        const list = full
+        const list: MessageMeta[] = full
           ? await store.listMessages(sel.mailbox.id, range)
           : await store.listMessageMeta(sel.mailbox.id, range);
         for (const m of list) {
@@ -55,6 +57,7 @@ function search(): Command {
           let raw: Promise<Buffer> | null = null;
           const subject = {
             message: m,
+            root: full ? (await structureOf(s, m as Message)).root : null,
             seq,
             recent: sel.isRecent(m.uid),
             raw: () => (raw ??= store.blobs.get(m.blobId)),

@@ -1,5 +1,6 @@
 /** What several commands share: the signed-in account, the selected mailbox, mailbox names from the wire. */
-import { normalizeMailboxName } from '@mailwerk/store';
+import type { MessageStructure } from '@mailwerk/mime';
+import { type Message, normalizeMailboxName, readStructure } from '@mailwerk/store';
 import { bad, no } from '../errors.ts';
 import { decodeMutf7 } from '../mutf7.ts';
 import { type Cursor, utf8 } from '../protocol/cursor.ts';
@@ -72,4 +73,22 @@ export function resolveSet(
   uid: boolean,
 ): number[] {
   return uid ? sel.uids.byUid(ranges) : sel.uids.bySeq(ranges);
+}
+
+/** Messages whose damaged structure was reported already (one log line each, bounded). */
+const reported = new Set<string>();
+
+/** A message's structure; a damaged one is parsed again from the bytes, with one log line. */
+export function structureOf(s: Session, m: Message): Promise<MessageStructure> {
+  return readStructure(s.ctx.store, m, (msg, err) => {
+    if (reported.has(msg.id)) return;
+    if (reported.size > 10_000) reported.clear();
+    reported.add(msg.id);
+    s.ctx.log('warn', 'stored message structure damaged; read again from the message', {
+      ...s.fields(),
+      message: msg.id,
+      uid: msg.uid,
+      error: err.message,
+    });
+  });
 }

@@ -8,6 +8,12 @@ export interface StoreHarness {
   store: MailStore;
   /** Opens a second, independent store on the same data (another connection), for concurrency checks. */
   openAnother(): Promise<MailStore>;
+  /**
+   * Writes garbage where the adapter keeps a queue entry's recipients or a
+   * message's structure (what a damaged database or a bug of an older version
+   * leaves), so the suite can check that readers survive it.
+   */
+  damage: { queueRecipients(id: string): Promise<void>; messageStructure(messageId: string): Promise<void> };
   cleanup(): Promise<void>;
 }
 
@@ -17,6 +23,7 @@ export type StoreFactory = () => Promise<StoreHarness>;
 export interface Ctx {
   readonly store: MailStore;
   openAnother(): Promise<MailStore>;
+  readonly damage: StoreHarness['damage'];
 }
 
 /** Registers per-test setup and teardown; every test gets a fresh store. */
@@ -42,6 +49,10 @@ export function useStore(factory: StoreFactory): Ctx {
       const s = await harness.openAnother();
       others.push(s);
       return s;
+    },
+    get damage() {
+      if (!harness) throw new Error('no store: used outside a test');
+      return harness.damage;
     },
   };
 }

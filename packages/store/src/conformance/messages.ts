@@ -95,6 +95,28 @@ export function messageSuite(factory: StoreFactory): void {
       await rejects(ctx.store.viewMailbox('999999'), 'not_found');
     });
 
+    it('lists a mailbox holding a message whose structure is damaged: only reading that structure fails, as corrupt', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      const ok = await deliver(ctx.store, account, inbox.id, sampleMessage('fine'));
+      const bad = await deliver(ctx.store, account, inbox.id, sampleMessage('damaged'));
+      await ctx.damage.messageStructure(bad.id);
+      const list = await ctx.store.listMessages(inbox.id);
+      assert.deepEqual(
+        list.map((m) => m.uid),
+        [ok.uid, bad.uid],
+      );
+      assert.equal(list[0]!.structure.root.envelope?.subject, 'fine');
+      assert.throws(
+        () => list[1]!.structure,
+        (err: unknown) => isStoreError(err, 'corrupt'),
+      );
+      assert.deepEqual(
+        (await ctx.store.listMessageMeta(inbox.id)).map((m) => m.uid),
+        [ok.uid, bad.uid],
+      );
+      assert.equal((await ctx.store.viewMailbox(inbox.id)).uids.length, 2);
+    });
+
     it('stores the body with the message when given', async () => {
       const { account, inbox } = await newAccount(ctx.store);
       const raw = sampleMessage('inline');

@@ -21,6 +21,39 @@ export function queueSuite(factory: StoreFactory): void {
   describe('queue', () => {
     const ctx = useStore(factory);
 
+    it('quarantines an entry that cannot be read: never leased, listed as such, removable; the others go on', async () => {
+      const bad = await enqueueOne(ctx.store);
+      const good = await enqueueOne(ctx.store, ['c@z.org']);
+      await ctx.damage.queueRecipients(bad.id);
+      const listed = await ctx.store.listQueue();
+      assert.equal(listed.length, 2);
+      assert.match(listed.find((e) => e.id === bad.id)?.quarantined ?? '', /unreadable/);
+      assert.equal(listed.find((e) => e.id === good.id)?.quarantined, undefined);
+      const leased = await ctx.store.leaseQueue({ owner: 'w1', leaseMs: 60_000, limit: 10 });
+      assert.deepEqual(
+        leased.filter((e) => !e.quarantined).map((e) => e.id),
+        [good.id],
+      );
+      assert.deepEqual(
+        leased.filter((e) => e.quarantined).map((e) => e.id),
+        [bad.id],
+      );
+      // Once set aside it is not offered again, even after the lease time.
+      const later = await ctx.store.leaseQueue({
+        owner: 'w2',
+        leaseMs: 60_000,
+        limit: 10,
+        now: new Date(Date.now() + 3_600_000),
+      });
+      assert.deepEqual(
+        later.map((e) => e.id),
+        [good.id],
+      );
+      assert.match((await ctx.store.getQueueEntry(bad.id))?.quarantined ?? '', /unreadable/);
+      await ctx.store.removeQueueEntry(bad.id);
+      assert.equal(await ctx.store.getQueueEntry(bad.id), null);
+    });
+
     it('enqueues with per-recipient state and lists entries', async () => {
       const e = await enqueueOne(ctx.store);
       assert.equal(e.sender, 'sender@example.org');
