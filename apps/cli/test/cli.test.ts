@@ -313,7 +313,11 @@ describe('mailwerk CLI', () => {
     await fails(['dns', 'unknown.example'], /no domain unknown\.example/);
   });
 
-  it('lists and removes a damaged queue entry and lists a mailbox with a damaged message, without dying', async () => {
+  it('lists and removes a damaged queue entry and lists a mailbox with a damaged message, without dying', async (t) => {
+    // A sandbox of its own: the other tests count this one's domains and users.
+    const sb = await sandbox();
+    t.after(() => sb.cleanup());
+    assert.equal((await sb.run(['init', '--data-dir', 'data', '--hostname', 'mail.example.org'])).code, 0);
     const { openSqliteStore } = await import('@mailwerk/store-sqlite');
     const { parseMessage } = await import('@mailwerk/mime');
     const { contentId } = await import('@mailwerk/store');

@@ -11,6 +11,7 @@
  * - A DSN is queued before the attempt is recorded: after a crash the sender
  *   may get a bounce twice, never not at all. Never a DSN to `<>`.
  */
+import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import {
   contentId,
@@ -57,12 +58,23 @@ export interface QueueRunnerOptions {
   onAttempt?: (entry: QueueEntry, results: RecipientResult[]) => void;
 }
 
+/**
+ * Whether a process of this host still runs. A zombie (exited, not yet
+ * reaped, as an orphan is where nothing reaps it) answers kill(pid, 0) but
+ * holds nothing: it counts as dead.
+ */
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) state …"; the comm may hold spaces and parentheses, so read after the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // No /proc (not Linux): kill(pid, 0) is all there is.
   }
 }
 
@@ -98,10 +110,16 @@ export class QueueRunner {
     this.owner = `${osHostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
   }
 
+  private recovery: NodeJS.Timeout | null = null;
+
   start(): void {
     if (this.running) return;
     this.running = true;
     this.loop = this.recoverLeases().then(() => this.run());
+    // Again every minute: a process of this host that died after this one started (the MTA of a
+    // supervisor that was killed, say) holds its leases until they run out otherwise.
+    this.recovery = setInterval(() => void this.recoverLeases(), 60_000);
+    this.recovery.unref();
   }
 
   /**
@@ -132,6 +150,7 @@ export class QueueRunner {
 
   async stop(): Promise<void> {
     this.running = false;
+    if (this.recovery) clearInterval(this.recovery);
     this.wakeUp?.();
     await this.loop;
     await Promise.all(this.active);
