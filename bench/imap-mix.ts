@@ -79,8 +79,10 @@ async function client(
   await c.greeting();
   const login = (await c.cmd(`LOGIN ${user} "${PASSWORD}"`)).toString();
   if (!/ OK/.test(login)) throw new Error(`${user}: ${login}`);
-  const exists = () => Number(/\* (\d+) EXISTS/.exec(sel)?.[1] ?? count);
   let sel = (await c.cmd('SELECT INBOX')).toString();
+  /** The number of messages as the client knows it: from EXISTS, less one for each EXPUNGE after it. */
+  let known = Number(/\* (\d+) EXISTS/.exec(sel)?.[1] ?? count);
+  const exists = () => known;
   let uidNext = Number(/UIDNEXT (\d+)/.exec(sel)?.[1] ?? count + 1);
   const random = rng(seed);
   let n = 0;
@@ -150,9 +152,9 @@ async function client(
     latencies.set(kind, list);
     list.push(ms);
     n++;
-    // Keep the view current, as a client does from the untagged responses.
-    const e = /\* (\d+) EXISTS/.exec(out.toString('latin1'));
-    if (e) sel = `* ${e[1]} EXISTS`;
+    // Keep the view current, as a client does from the untagged responses, in the order they came.
+    for (const m of out.toString('latin1').matchAll(/^\* (\d+) (EXISTS|EXPUNGE)\r$/gm))
+      known = m[2] === 'EXISTS' ? Number(m[1]) : known - 1;
   }
   await c.cmd('LOGOUT');
   c.socket.destroy();

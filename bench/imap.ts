@@ -158,3 +158,45 @@ if (idlers > 0) {
 
 child.send({ type: 'stop' });
 await once(child, 'exit');
+
+// 4. The same measure for a bare Node TLS server: the floor under any TLS connection in Node.
+if (idlers > 0) {
+  const base = fork(join(import.meta.dirname, 'tls-baseline.ts'), [], {
+    execArgv: ['--expose-gc', '--disable-warning=ExperimentalWarning'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const ask = (type: string) =>
+    new Promise<Record<string, number>>((resolve) => {
+      const on = (m: { type: string }) => {
+        if (m.type !== type) return;
+        base.off('message', on);
+        resolve(m as unknown as Record<string, number>);
+      };
+      base.on('message', on);
+      if (type !== 'ready') base.send({ type });
+    });
+  const { port: bport } = await ask('ready');
+  const conns: RawImap[] = [];
+  const open = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const c = new RawImap(bport!);
+      await once(c.socket, 'secureConnect');
+      c.socket.write('a NOOP\r\n');
+      await once(c.socket, 'data');
+      conns.push(c);
+    }
+  };
+  const half = Math.floor(idlers / 2);
+  await open(half);
+  await new Promise((r) => setTimeout(r, 500));
+  const mid = await ask('memory');
+  await open(idlers - half);
+  await new Promise((r) => setTimeout(r, 500));
+  const end = await ask('memory');
+  console.log(
+    `bare Node TLS server, same measure: per connection (the last ${idlers - half}): RSS ${((end.rss! - mid.rss!) / (idlers - half) / 1024).toFixed(1)} KiB`,
+  );
+  for (const c of conns) c.socket.destroy();
+  base.send({ type: 'stop' });
+  await once(base, 'exit');
+}
