@@ -5,7 +5,14 @@
  */
 import type { Bus } from '@mailwerk/bus';
 import { parseMessage } from '@mailwerk/mime';
-import { asReply, installGreetingDelay, installReplyCodes, readBounded, reply } from '@mailwerk/smtp';
+import {
+  asReply,
+  installDotReader,
+  installGreetingDelay,
+  installReplyCodes,
+  readBounded,
+  reply,
+} from '@mailwerk/smtp';
 import {
   type Expansion,
   expandRecipient,
@@ -32,6 +39,7 @@ const OWN_ENVID = /^mailwerk\.[0-9a-z]+$/;
 export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
   installReplyCodes();
   installGreetingDelay();
+  installDotReader();
   const { store, bus } = options;
   const expansions = new Map<string, Map<string, Expansion>>();
   const isLocal = async (domain: string) => (await store.getDomain(domain)) !== null;

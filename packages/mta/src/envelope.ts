@@ -38,6 +38,14 @@ export const baseServerOptions = (
   logger: false as const,
 });
 
+/** Did the transaction ask for SMTPUTF8 (RFC 6531: MAIL FROM … SMTPUTF8)? */
+export function smtputf8(session: SMTPServerSession): boolean {
+  const args = session.envelope.mailFrom
+    ? (session.envelope.mailFrom.args as Record<string, unknown> | false)
+    : false;
+  return args ? Boolean(args.SMTPUTF8) : false;
+}
+
 /** The TLS details of a session, for the Received: header and rspamd; null in the clear. */
 export const tlsOf = (session: SMTPServerSession): { protocol: string; cipher: string } | null =>
   session.secure && session.tlsOptions

@@ -16,8 +16,8 @@ import { ConnectionLimiter, type Counters, type Greylist, InProcessCounters } fr
 import {
   countHeaderFields,
   editHeader,
-  hasBareLineEndingAtDot,
   headerBlock,
+  installDotReader,
   installGreetingDelay,
   installProtocolGuards,
   installRelayGuard,
@@ -36,7 +36,8 @@ import {
   resolveRecipient,
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
-import { baseServerOptions, dsnMeta, queueRecipients, tlsOf } from './envelope.ts';
+import { checkSenderSyntax, checkUtf8 } from './addresses.ts';
+import { baseServerOptions, dsnMeta, queueRecipients, smtputf8, tlsOf } from './envelope.ts';
 import { type RspamdPolicy, scan, verdictOf } from './rspamd.ts';
 import { type AuthenticationOptions, checkAuthentication, claimsOurAuthservId } from './trust.ts';
 
@@ -116,6 +117,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
   installRelayGuard();
   installGreetingDelay();
   installProtocolGuards();
+  installDotReader();
   const limits = { ...defaultInboundLimits, ...options.limits };
   const { store } = options;
   const limiter = new ConnectionLimiter(limits.maxConnections, limits.maxConnectionsPerIp);
@@ -139,6 +141,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
       refuseQuotedRouting: true,
       greetingDelayMs: limits.greetingDelayMs,
       strictProtocol: true,
+      strictLineEndings: true,
       commandTimeoutMs: limits.commandTimeoutMs,
       minDataRate: limits.minDataRate,
       dataGraceMs: limits.dataGraceMs,
@@ -182,9 +185,15 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
         }
       }
       if (!ok) return callback(refuse(session, reply(553, '5.1.7', `<${a}> bad sender address syntax`)));
+      const bad =
+        checkUtf8(a, Boolean(address.args && (address.args as Record<string, unknown>).SMTPUTF8)) ??
+        checkSenderSyntax(a);
+      if (bad) return callback(refuse(session, bad));
       callback();
     },
     onRcptTo(address, session, callback) {
+      const bad = checkUtf8(address.address, smtputf8(session));
+      if (bad) return callback(refuse(session, bad));
       checkRecipient(address, session)
         .then(() => greylisted(address.address, session))
         .then(() => callback())
@@ -315,11 +324,11 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
   async function accept(stream: import('node:stream').Readable, session: SMTPServerSession): Promise<string> {
     const { data } = await readBounded(stream, limits.maxMessageSize);
     if (!data) throw reply(552, '5.3.4', `message exceeds the size limit of ${limits.maxMessageSize} bytes`);
-    if (hasBareLineEndingAtDot(data)) {
+    if ((stream as { smuggling?: boolean }).smuggling) {
       throw reply(
         554,
         '5.6.0',
-        'message refused: a bare CR or LF next to a "." line (SMTP smuggling); send CRLF line endings',
+        'message refused: a "." line with a bare CR or LF (SMTP smuggling); send CRLF line endings',
       );
     }
     if (countHeaderFields(data, 'Received') > limits.maxHops) {

@@ -1,15 +1,42 @@
 /**
- * Hands a queued message to an LMTP server (our MDA, or Dovecot's) with
- * nodemailer's SMTP client in LMTP mode, and reads one reply per recipient.
+ * Hands a queued message to an LMTP server (RFC 2033: our MDA, or Dovecot's)
+ * and reads one reply per recipient. Our own client rather than nodemailer's
+ * SMTP client in LMTP mode, because that one rewrites the message (every
+ * line ending becomes CRLF, so `\r\r\n` is not kept), hides the server's
+ * success replies, and sends a non-ASCII envelope to a server that did not
+ * offer SMTPUTF8.
+ *
+ * - The message goes byte for byte: only a dot that starts a line gets a
+ *   second one (RFC 5321 §4.5.2), and a last line without CRLF gets one.
+ * - A non-ASCII sender or recipient toward a server without SMTPUTF8 is
+ *   answered here 553 5.6.7 (RFC 6531 §3.4: no downgrade), as outbound does;
+ *   the server would otherwise store `Return-Path: <>` or worse.
+ * - ENVID (RFC 3461 §4.4, as xtext) and BODY=8BITMIME only when offered.
+ * - Replies are the server's own lines, so the queue log shows what it said.
+ * - Every read has a deadline; a reply is bounded (lines and length), so a
+ *   broken peer costs a timeout, never memory.
  */
 import { createConnection, type Socket } from 'node:net';
-import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 
 /** `unix:/path/to/socket` or `host:port`. */
 export type LmtpTarget = string;
 
 export interface LmtpReply {
   address: string;
+  code: number;
+  /** The server's reply, lines joined by a space (`250 2.0.0 <x@y> saved`). */
+  text: string;
+}
+
+export interface LmtpMessage {
+  sender: string;
+  recipients: string[];
+  data: Buffer;
+  /** Passed as ENVID when the server offers DSN: our MDA takes it as the delivery key. */
+  envid: string;
+}
+
+interface Reply {
   code: number;
   text: string;
 }
@@ -19,6 +46,140 @@ function parseTarget(target: LmtpTarget): { path: string } | { host: string; por
   const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(target);
   if (!m) throw new Error(`invalid LMTP target "${target}": use unix:/path or host:port`);
   return { host: m[1]!, port: Number(m[2]) };
+}
+
+const MAX_REPLY_LINE = 4096;
+const MAX_REPLY_LINES = 64;
+const nonAscii = (s: string) => /[^\x00-\x7f]/.test(s);
+
+/** RFC 3461 §4: xtext, for ENVID. */
+export function xtext(s: string): string {
+  return Buffer.from(s, 'utf8').reduce(
+    (out, b) =>
+      out +
+      (b >= 33 && b <= 126 && b !== 0x2b && b !== 0x3d
+        ? String.fromCharCode(b)
+        : `+${b.toString(16).toUpperCase().padStart(2, '0')}`),
+    '',
+  );
+}
+
+/**
+ * The message as it goes on the wire after DATA: a dot at the start of a line
+ * doubled, CRLF at the end if missing, then the terminating `.` line. A line
+ * starts after a LF (the byte a receiver splits on); every other byte is kept.
+ */
+export function dotStuff(data: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let from = 0;
+  for (let d = data.indexOf(0x2e); d !== -1; d = data.indexOf(0x2e, d + 1)) {
+    if (d !== 0 && data[d - 1] !== 0x0a) continue;
+    parts.push(data.subarray(from, d), Buffer.from('.'));
+    from = d;
+  }
+  parts.push(data.subarray(from));
+  const endsWithCrlf = data.length >= 2 && data[data.length - 2] === 0x0d && data[data.length - 1] === 0x0a;
+  parts.push(Buffer.from(endsWithCrlf || data.length === 0 ? '.\r\n' : '\r\n.\r\n'));
+  return Buffer.concat(parts);
+}
+
+/** One LMTP session: a line reader with deadlines over a socket. */
+class Connection {
+  private buffer = '';
+  private readonly replies: Reply[] = [];
+  private lines: string[] = [];
+  private waiter: ((r: Reply | Error) => void) | null = null;
+  private failure: Error | null = null;
+  capabilities = new Set<string>();
+
+  readonly socket: Socket;
+  private readonly timeoutMs: number;
+
+  constructor(socket: Socket, timeoutMs: number) {
+    this.socket = socket;
+    this.timeoutMs = timeoutMs;
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => this.onData(d));
+    socket.on('error', (err) => this.fail(err));
+    socket.on('close', () => this.fail(new Error('LMTP server closed the connection')));
+  }
+
+  get dead(): boolean {
+    return this.failure !== null;
+  }
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.socket.destroy();
+    const w = this.waiter;
+    this.waiter = null;
+    w?.(err);
+  }
+
+  private onData(d: string): void {
+    this.buffer += d;
+    for (;;) {
+      const nl = this.buffer.indexOf('\n');
+      if (nl === -1) break;
+      const line = this.buffer.slice(0, nl).replace(/\r$/, '');
+      this.buffer = this.buffer.slice(nl + 1);
+      const m = /^(\d{3})([ -]?)(.*)$/.exec(line);
+      if (!m || line.length > MAX_REPLY_LINE || this.lines.length >= MAX_REPLY_LINES) {
+        this.fail(new Error(`LMTP server sent a malformed reply: ${JSON.stringify(line.slice(0, 200))}`));
+        return;
+      }
+      this.lines.push(line);
+      if (m[2] === '-') continue;
+      const reply = { code: Number(m[1]), text: this.lines.join(' ') };
+      this.lines = [];
+      this.replies.push(reply);
+    }
+    if (this.buffer.length > MAX_REPLY_LINE) {
+      this.fail(new Error('LMTP server sent an overlong reply line'));
+      return;
+    }
+    if (this.waiter && this.replies.length) {
+      const w = this.waiter;
+      this.waiter = null;
+      w(this.replies.shift()!);
+    }
+  }
+
+  /** The next reply; rejects on a dead connection or past the deadline. */
+  read(): Promise<Reply> {
+    const ready = this.replies.shift();
+    if (ready) return Promise.resolve(ready);
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => this.fail(new Error(`LMTP server did not reply within ${this.timeoutMs / 1000} s`)),
+        this.timeoutMs,
+      );
+      this.waiter = (r) => {
+        clearTimeout(timer);
+        if (r instanceof Error) reject(r);
+        else resolve(r);
+      };
+    });
+  }
+
+  write(data: string | Buffer): void {
+    if (this.failure) return;
+    this.socket.write(data);
+  }
+
+  async command(line: string): Promise<Reply> {
+    this.write(`${line}\r\n`);
+    return this.read();
+  }
+
+  quit(): void {
+    if (this.failure) return;
+    this.write('QUIT\r\n');
+    this.socket.end();
+    this.failure = new Error('closed');
+  }
 }
 
 function connectSocket(
@@ -45,28 +206,16 @@ function connectSocket(
   });
 }
 
-const codeOf = (line: string) => Number(/^(\d{3})/.exec(line)?.[1] ?? 451);
-
-export interface LmtpMessage {
-  sender: string;
-  recipients: string[];
-  data: Buffer;
-  /** Passed as ENVID: the MDA uses our queue id to make redelivery idempotent. */
-  envid: string;
-}
-
-type Rejected = Array<{ recipient?: string; response?: string }>;
-
 /**
- * A pool of LMTP connections to one MDA, reused across messages: setting up a
- * session costs a round trip per command plus the server's early-talker pause
- * (100 ms in smtp-server), far more than delivering a message over an open one.
+ * A pool of LMTP connections to one server, reused across messages: setting
+ * up a session costs a round trip per command, far more than delivering a
+ * message over an open one.
  */
 export class LmtpClient {
   private readonly target: ReturnType<typeof parseTarget>;
   private readonly hostname: string;
-  private readonly idle: SMTPConnection[] = [];
-  private readonly idleTimers = new Map<SMTPConnection, NodeJS.Timeout>();
+  private readonly idle: Connection[] = [];
+  private readonly idleTimers = new Map<Connection, NodeJS.Timeout>();
   /** How long an unused connection is kept (Postfix keeps its cached ones 2 s). */
   private readonly idleMs: number;
   private readonly timeoutMs: number;
@@ -79,52 +228,84 @@ export class LmtpClient {
     this.timeoutMs = options.timeoutMs ?? 60_000;
   }
 
-  private async open(): Promise<SMTPConnection> {
+  private async open(): Promise<Connection> {
     const socket = await connectSocket(this.target, Math.min(this.timeoutMs, 15_000));
-    const conn = new SMTPConnection({
-      connection: socket,
-      lmtp: true,
-      name: this.hostname,
-      ignoreTLS: true,
-      greetingTimeout: 15_000,
-      socketTimeout: this.timeoutMs,
-      logger: false,
-    });
-    await new Promise<void>((resolve, reject) => {
-      conn.once('error', reject);
-      conn.connect(() => {
-        conn.off('error', reject);
-        resolve();
-      });
-    });
-    // An idle connection the server closes is simply dropped from the pool.
-    conn.on('error', () => this.discard(conn));
-    conn.once('end', () => this.discard(conn));
+    const conn = new Connection(socket, Math.min(this.timeoutMs, 15_000));
+    const greeting = await conn.read();
+    if (greeting.code !== 220) throw new Error(`LMTP server refused the session: ${greeting.text}`);
+    const lhlo = await conn.command(`LHLO ${this.hostname}`);
+    if (lhlo.code !== 250) throw new Error(`LMTP server refused LHLO: ${lhlo.text}`);
+    // "250-name 250-PIPELINING 250 DSN" joined: every word after a code is a keyword (or its argument).
+    for (const m of lhlo.text.matchAll(/250[ -]([A-Z0-9][A-Z0-9-]*)/gi))
+      conn.capabilities.add(m[1]!.toUpperCase());
+    socket.on('close', () => this.drop(conn));
     return conn;
   }
 
-  private discard(conn: SMTPConnection): void {
+  private drop(conn: Connection): void {
     clearTimeout(this.idleTimers.get(conn));
     this.idleTimers.delete(conn);
     const i = this.idle.indexOf(conn);
     if (i !== -1) this.idle.splice(i, 1);
-    conn.close();
   }
 
-  private sendOn(conn: SMTPConnection, msg: LmtpMessage): Promise<Rejected> {
-    return new Promise((resolve, reject) => {
-      conn.send(
-        { from: msg.sender, to: msg.recipients, dsn: { envid: msg.envid } } as SMTPConnection.Envelope,
-        msg.data,
-        (err, result) => {
-          // Every recipient refused at RCPT still gets its own answer.
-          const e = err as (Error & { rejectedErrors?: Rejected }) | null;
-          if (e?.rejectedErrors?.length) return resolve(e.rejectedErrors);
-          if (err) return reject(err);
-          resolve((result as { rejectedErrors?: Rejected }).rejectedErrors ?? []);
-        },
-      );
+  /** One transaction on an open session. */
+  private async transact(conn: Connection, msg: LmtpMessage): Promise<LmtpReply[]> {
+    const caps = conn.capabilities;
+    const out = new Map<string, Reply>();
+    const utf8 = caps.has('SMTPUTF8');
+    if (!utf8 && nonAscii(msg.sender)) {
+      const refusal = {
+        code: 553,
+        text: `553 5.6.7 the LMTP server does not offer SMTPUTF8, needed for the sender <${msg.sender}> (RFC 6531 §3.4)`,
+      };
+      return msg.recipients.map((address) => ({ address, ...refusal }));
+    }
+    const sendTo = msg.recipients.filter((address) => {
+      if (utf8 || !nonAscii(address)) return true;
+      out.set(address, {
+        code: 553,
+        text: `553 5.6.7 the LMTP server does not offer SMTPUTF8, needed for <${address}> (RFC 6531 §3.4)`,
+      });
+      return false;
     });
+    if (sendTo.length > 0) {
+      const params = [
+        ...(caps.has('8BITMIME') && msg.data.some((b) => b > 0x7f) ? ['BODY=8BITMIME'] : []),
+        ...(utf8 && [msg.sender, ...sendTo].some(nonAscii) ? ['SMTPUTF8'] : []),
+        ...(caps.has('DSN') && msg.envid ? [`ENVID=${xtext(msg.envid)}`] : []),
+      ];
+      const commands = [
+        `MAIL FROM:<${msg.sender}>${params.map((p) => ` ${p}`).join('')}`,
+        ...sendTo.map((a) => `RCPT TO:<${a}>`),
+      ];
+      // RFC 2920: with PIPELINING the whole group goes at once; without, one command per reply.
+      if (caps.has('PIPELINING')) conn.write(commands.map((c) => `${c}\r\n`).join(''));
+      const replies: Reply[] = [];
+      for (const c of commands)
+        replies.push(caps.has('PIPELINING') ? await conn.read() : await conn.command(c));
+      const mail = replies[0]!;
+      const accepted: string[] = [];
+      sendTo.forEach((address, i) => {
+        const r = replies[i + 1]!;
+        if (mail.code !== 250) out.set(address, mail);
+        else if (r.code !== 250) out.set(address, r);
+        else accepted.push(address);
+      });
+      if (accepted.length === 0) {
+        await conn.command('RSET');
+      } else {
+        const data = await conn.command('DATA');
+        if (data.code !== 354) {
+          for (const a of accepted) out.set(a, data);
+        } else {
+          conn.write(dotStuff(msg.data));
+          // RFC 2033 §4.2: one reply per accepted recipient, in order.
+          for (const a of accepted) out.set(a, await conn.read());
+        }
+      }
+    }
+    return msg.recipients.map((address) => ({ address, ...out.get(address)! }));
   }
 
   /**
@@ -132,50 +313,39 @@ export class LmtpClient {
    * only when no recipient got an answer (connection refused, protocol error),
    * which the caller treats as a temporary failure for all of them. A pooled
    * connection that turns out dead is replaced once; should the message have
-   * gone through before it died, the ENVID keeps the MDA from storing it twice.
+   * gone through before it died, the ENVID keeps our MDA from storing it twice.
    */
   async deliver(msg: LmtpMessage): Promise<LmtpReply[]> {
     if (this.closed) throw new Error('LMTP client closed');
-    const pooled = this.idle.pop();
+    let pooled = this.idle.pop();
+    while (pooled?.dead) pooled = this.idle.pop();
     if (pooled) {
       clearTimeout(this.idleTimers.get(pooled));
       this.idleTimers.delete(pooled);
     }
     let conn = pooled;
-    let rejected: Rejected;
+    let replies: LmtpReply[];
     try {
       conn ??= await this.open();
-      rejected = await this.sendOn(conn, msg);
+      replies = await this.transact(conn, msg);
     } catch (err) {
-      if (conn) this.discard(conn);
+      conn?.socket.destroy();
       if (!pooled) throw err;
       conn = await this.open();
-      rejected = await this.sendOn(conn, msg);
+      replies = await this.transact(conn, msg);
     }
     this.release(conn);
-    return this.replies(msg, rejected);
+    return replies;
   }
 
-  private replies(msg: LmtpMessage, rejected: Rejected): LmtpReply[] {
-    const refused = new Map(rejected.map((e) => [e.recipient ?? '', e.response ?? '451 4.3.0 no reply']));
-    return msg.recipients.map((address) => {
-      const line = refused.get(address);
-      return line
-        ? { address, code: codeOf(line), text: line }
-        : { address, code: 250, text: '250 2.0.0 delivered' };
-    });
-  }
-
-  private release(conn: SMTPConnection): void {
-    if (this.closed) {
+  private release(conn: Connection): void {
+    if (this.closed || conn.dead) {
       conn.quit();
       return;
     }
     this.idle.push(conn);
     const timer = setTimeout(() => {
-      const i = this.idle.indexOf(conn);
-      if (i !== -1) this.idle.splice(i, 1);
-      this.idleTimers.delete(conn);
+      this.drop(conn);
       conn.quit();
     }, this.idleMs);
     timer.unref();

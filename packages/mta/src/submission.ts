@@ -20,12 +20,14 @@
 import { randomBytes } from 'node:crypto';
 import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import { ConnectionLimiter, type Counters, InProcessCounters } from '@mailwerk/limits';
-import { type AddressEntry, parseMessage } from '@mailwerk/mime';
+import { type AddressEntry, parseAddressList, parseHeaderBlock, parseMessage } from '@mailwerk/mime';
 import {
   foldLongLines,
-  hasBareLineEndingAtDot,
+  headerBlock,
   installAuthAfterTls,
+  installDotReader,
   installGreetingDelay,
+  installProtocolGuards,
   installReplyCodes,
   readBounded,
   receivedHeader,
@@ -44,7 +46,8 @@ import {
   resolveRecipient,
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
-import { baseServerOptions, dsnMeta, queueRecipients, tlsOf } from './envelope.ts';
+import { checkSenderSyntax, checkUtf8 } from './addresses.ts';
+import { baseServerOptions, dsnMeta, queueRecipients, smtputf8, tlsOf } from './envelope.ts';
 import { defaultInboundLimits, type InboundLimits } from './inbound.ts';
 import { type RspamdPolicy, scan, verdictOf } from './rspamd.ts';
 
@@ -118,6 +121,8 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
   installReplyCodes();
   installGreetingDelay();
   installAuthAfterTls();
+  installProtocolGuards();
+  installDotReader();
   const limits = { ...defaultSubmissionLimits, ...options.limits };
   const { store } = options;
   const throttle = options.throttle ?? new AuthThrottle();
@@ -145,7 +150,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
   };
 
   const server: SMTPServer = new SMTPServer({
-    ...({ greetingDelayMs: 0, authAfterTls: !options.allowPlaintext } as object),
+    ...({ greetingDelayMs: 0, authAfterTls: !options.allowPlaintext, strictLineEndings: true } as object),
     name: options.hostname,
     banner: 'Mailwerk submission',
     secure: options.secure,
@@ -178,11 +183,19 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
         });
     },
     onMailFrom(address, session, callback) {
+      const bad =
+        checkUtf8(
+          address.address,
+          Boolean(address.args && (address.args as Record<string, unknown>).SMTPUTF8),
+        ) ?? checkSenderSyntax(address.address);
+      if (bad) return fail(bad, session, 'mail', callback);
       checkSender(address.address, session)
         .then(() => callback())
         .catch((err: unknown) => fail(err, session, 'mail', callback));
     },
     onRcptTo(address, session, callback) {
+      const bad = checkUtf8(address.address, smtputf8(session));
+      if (bad) return fail(bad, session, 'rcpt', callback);
       checkRecipient(address.address, session)
         .then(() => callback())
         .catch((err: unknown) => fail(err, session, 'rcpt', callback));
@@ -264,22 +277,32 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
     const a = account(session);
     const { data } = await readBounded(stream, limits.maxMessageSize);
     if (!data) throw reply(552, '5.3.4', `message exceeds the size limit of ${limits.maxMessageSize} bytes`);
-    if (hasBareLineEndingAtDot(data))
-      throw reply(
-        554,
-        '5.6.0',
-        'message refused: a bare CR or LF next to a "." line; send CRLF line endings',
-      );
+    if ((stream as { smuggling?: boolean }).smuggling)
+      throw reply(554, '5.6.0', 'message refused: a "." line with a bare CR or LF; send CRLF line endings');
     const envelope = parseMessage(data).root.envelope;
-    const from = addresses(envelope?.from);
-    if (from.length === 0) throw reply(550, '5.6.0', 'the message has no From: header');
-    for (const f of from) {
-      if (!(await ownsAddress(store, a, f)))
-        throw reply(
-          553,
-          '5.7.1',
-          `From: <${f}> is not one of your addresses; you are signed in as ${a.address}`,
-        );
+    // Every From: and Sender: field counts, not only the first (RFC 5322 §3.6 allows one From: field).
+    const fields = parseHeaderBlock(headerBlock(data));
+    const fromFields = fields.filter((f) => f.key === 'from');
+    if (fromFields.length === 0) throw reply(550, '5.6.0', 'the message has no From: header');
+    if (fromFields.length > 1)
+      throw reply(550, '5.6.0', 'the message has more than one From: field (RFC 5322 §3.6)');
+    const from = addresses(parseAddressList(fromFields[0]!.value));
+    if (from.length === 0) throw reply(550, '5.6.0', 'the From: field holds no address');
+    const senderField = fields
+      .filter((f) => f.key === 'sender')
+      .flatMap((f) => addresses(parseAddressList(f.value)));
+    for (const [field, list] of [
+      ['From', from],
+      ['Sender', senderField],
+    ] as const) {
+      for (const f of list) {
+        if (!(await ownsAddress(store, a, f)))
+          throw reply(
+            553,
+            '5.7.1',
+            `${field}: <${f}> is not one of your addresses; you are signed in as ${a.address}`,
+          );
+      }
     }
     const env = session.envelope;
     const sender = env.mailFrom ? env.mailFrom.address : '';

@@ -239,6 +239,42 @@ describe('submission', () => {
     assert.equal((await store.listQueue()).length, before);
   });
 
+  it('checks every From: and Sender: field: two From: fields, or a Sender: naming someone else, are refused', async () => {
+    const t = transport();
+    const before = (await store.listQueue()).length;
+    await assert.rejects(
+      t.sendMail({
+        envelope: { from: 'bob@example.org', to: ['x@elsewhere.example'] },
+        raw: 'From: bob@example.org\r\nFrom: ceo@bank.example\r\nSubject: two\r\n\r\nx\r\n',
+      }),
+      (err: { responseCode?: number; response?: string }) => {
+        assert.match(err.response ?? '', /^550 5\.6\.0 the message has more than one From: field/);
+        return true;
+      },
+    );
+    await assert.rejects(
+      t.sendMail({
+        envelope: { from: 'bob@example.org', to: ['x@elsewhere.example'] },
+        raw: 'From: bob@example.org\r\nSender: ann@example.org\r\nSubject: sender\r\n\r\nx\r\n',
+      }),
+      (err: { response?: string }) => {
+        assert.match(
+          err.response ?? '',
+          /^553 5\.7\.1 Sender: <ann@example\.org> is not one of your addresses/,
+        );
+        return true;
+      },
+    );
+    // His own Sender: is fine.
+    const ok = await t.sendMail({
+      envelope: { from: 'bob@example.org', to: ['x@elsewhere.example'] },
+      raw: 'From: sales@example.org\r\nSender: bob@example.org\r\nSubject: fine\r\n\r\nx\r\n',
+    });
+    assert.match(ok.response, /^250 /);
+    assert.equal((await store.listQueue()).length, before + 1);
+    t.close();
+  });
+
   it('refuses an unknown local recipient and more recipients than allowed', async () => {
     const t = transport();
     await assert.rejects(

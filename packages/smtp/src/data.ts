@@ -29,35 +29,6 @@ export async function readBounded(stream: Readable, limit: number): Promise<Read
   return { data: over ? null : Buffer.concat(chunks, size), size };
 }
 
-const CR = 0x0d;
-const LF = 0x0a;
-const DOT = 0x2e;
-
-/**
- * True when the message holds a dot next to a bare CR or bare LF: `\n.\n`,
- * `\r.\r`, `\n.\r\n`, `\r\n.\n` … Such a line ends a message for some SMTP
- * servers and not for others, which is how SMTP smuggling slips a second
- * message past the first server. We refuse them rather than pass them on.
- * (The data seen here has the transparency dots already removed.)
- */
-export function hasBareLineEndingAtDot(data: Buffer): boolean {
-  let i = data.indexOf(DOT);
-  while (i !== -1) {
-    const prev = i === 0 ? LF : data[i - 1]!;
-    const atLineStart = i === 0 || prev === LF || prev === CR;
-    const next = data[i + 1];
-    // Only a line holding nothing but the dot can be taken for the end of data;
-    // `\n.NET` in a message with bare LFs is harmless and passes.
-    if (atLineStart && (next === CR || next === LF || next === undefined)) {
-      const bareBefore = i > 0 && (prev === CR || (prev === LF && (i < 2 || data[i - 2] !== CR)));
-      const bareAfter = next === LF || (next === CR && data[i + 2] !== LF);
-      if (bareBefore || bareAfter) return true;
-    }
-    i = data.indexOf(DOT, i + 1);
-  }
-  return false;
-}
-
 /** The header block: up to the first empty line. */
 export function headerBlock(data: Buffer): string {
   const crlf = data.indexOf('\r\n\r\n');

@@ -6,9 +6,15 @@
  *
  * - `strictProtocol`: a client that talks before the greeting, or sends
  *   message data before the 354 reply (RFC 2920 §3.1: DATA ends a pipelined
- *   group), breaks the protocol: 554 5.5.0 and the connection is closed.
- *   Web traffic (GET, POST, CONNECT … as a browser or proxy sends it) gets
- *   221 and a close, as Postfix does.
+ *   group), breaks the protocol: 554 5.5.0 and the connection is closed. The
+ *   354 goes out one turn of the event loop after DATA, so a body sent right
+ *   behind DATA, even in a write of its own, is seen waiting. Web traffic
+ *   (GET, POST, CONNECT … as a browser or proxy sends it) gets 221 and a
+ *   close, as Postfix does.
+ * - `strictLineEndings`: RFC 5321 §2.3.8: commands end with CRLF. A bare LF
+ *   (smtp-server would take it as a line end) or a bare CR inside a line (it
+ *   would be cut off silently) is answered 521 5.5.2 and the connection is
+ *   closed, as Postfix's smtpd_forbid_bare_newline does.
  * - `commandTimeoutMs`: a client that takes longer than this for one
  *   command, even one byte at a time, gets 421 4.4.2.
  * - `minDataRate` (bytes per second, after `dataGraceMs`): a message
@@ -20,6 +26,7 @@ import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 
 interface GuardOptions {
   strictProtocol?: boolean;
+  strictLineEndings?: boolean;
   commandTimeoutMs?: number;
   minDataRate?: number;
   dataGraceMs?: number;
@@ -28,7 +35,15 @@ interface GuardOptions {
 interface Conn {
   _server: { options: GuardOptions };
   _ready: boolean;
-  _parser: (SMTPStream & { _earlyData?: boolean; dataBytes: number }) | null;
+  _parser:
+    | (SMTPStream & {
+        _earlyData?: boolean;
+        _bareLineEnding?: boolean;
+        _current?: number;
+        dataBytes: number;
+        writableLength: number;
+      })
+    | null;
   _dataStream: unknown;
   _socket: { once(ev: string, fn: () => void): void };
   send(code: number, text: string, context?: unknown): void;
@@ -57,18 +72,31 @@ export function installProtocolGuards(): void {
     _remainder: string;
     _earlyData?: boolean;
     _strict?: boolean;
+    _strictLines?: boolean;
+    _bareLineEnding?: boolean;
+    _current?: number;
   };
   const write = streamProto._write;
   streamProto._write = function guardedWrite(chunk, encoding, next) {
-    // Bytes after a DATA line in the same read arrived before our 354 could have.
-    if (this._strict && !this._dataMode && PIPELINED_DATA.test(this._remainder + chunk.toString('latin1')))
-      this._earlyData = true;
+    // What of the parser's writable buffer is this chunk (the rest arrived after it and waits).
+    this._current = chunk?.length ?? 0;
+    if (!this._dataMode && chunk?.length) {
+      const text = this._remainder + chunk.toString('latin1');
+      // Bytes after a DATA line in the same read arrived before our 354 could have.
+      if (this._strict && PIPELINED_DATA.test(text)) this._earlyData = true;
+      // A LF without its CR, or a CR without its LF (a CR at the very end may still get its LF).
+      if (this._strictLines && /(^|[^\r])\n|\r(?!\n|$)/.test(text)) this._bareLineEnding = true;
+    }
     return write.call(this, chunk, encoding, next);
   };
 
   const onCommand = proto._onCommand;
   proto._onCommand = function guardedCommand(command, callback) {
     const o = this._server.options;
+    if (o.strictLineEndings && (this._parser?._bareLineEnding || command?.includes(0x0d))) {
+      this.send(521, '5.5.2 bare CR or LF in a command: SMTP lines end with CRLF (RFC 5321 §2.3.8)', false);
+      return this.close();
+    }
     if (o.strictProtocol) {
       if (!this._ready) {
         this.send(554, '5.5.0 protocol violation: the client spoke before the greeting', false);
@@ -85,19 +113,32 @@ export function installProtocolGuards(): void {
 
   const handlerData = proto.handler_DATA;
   proto.handler_DATA = function guardedData(command, callback) {
-    if (this._server.options.strictProtocol && this._parser?._earlyData) {
-      this.send(554, '5.5.0 protocol violation: message data was sent before the 354 reply', false);
-      return this.close();
+    if (!this._server.options.strictProtocol) {
+      this._dataStartedAt = Date.now();
+      return handlerData.call(this, command, callback);
     }
-    this._dataStartedAt = Date.now();
-    return handlerData.call(this, command, callback);
+    // A full turn of the event loop (through one poll for input) before the 354: what the client sent
+    // behind DATA without waiting for it has been read by then, and waits in the parser (its writable
+    // buffer, or the rest of the same read).
+    const later = (fn: () => void) => setImmediate(() => setImmediate(fn));
+    later(() => {
+      const p = this._parser;
+      // Bytes beyond the chunk that held DATA arrived behind it, before our 354.
+      if (p?._earlyData || (p?.writableLength ?? 0) > (p?._current ?? 0)) {
+        this.send(554, '5.5.0 protocol violation: message data was sent before the 354 reply', false);
+        return this.close();
+      }
+      this._dataStartedAt = Date.now();
+      handlerData.call(this, command, callback);
+    });
   };
 
   // A new parser comes with every connection and after STARTTLS; each learns whether to watch for early data.
   const createParser = proto._createParser;
   proto._createParser = function guardedParser() {
-    const parser = createParser.call(this) as { _strict?: boolean };
+    const parser = createParser.call(this) as { _strict?: boolean; _strictLines?: boolean };
     parser._strict = Boolean(this._server.options.strictProtocol);
+    parser._strictLines = Boolean(this._server.options.strictLineEndings);
     return parser;
   };
 

@@ -2,11 +2,11 @@ export {
   countHeaderFields,
   editHeader,
   foldLongLines,
-  hasBareLineEndingAtDot,
   headerBlock,
   type ReadResult,
   readBounded,
 } from './data.ts';
+export { installDotReader, REQUIRED_MEMBERS } from './dots.ts';
 export { installProtocolGuards } from './guards.ts';
 export { type ReceivedInfo, receivedHeader, rfc5322Date } from './received.ts';
 export {
