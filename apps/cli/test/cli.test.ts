@@ -217,6 +217,14 @@ describe('mailwerk CLI', () => {
       (await sb.run(['alias', 'add', 'Sales@example.org', 'bob@example.org', 'partner@elsewhere.net'])).code,
       0,
     );
+    // What the MX would accept and only bounce later (backscatter) is refused, and nothing is added.
+    await fails(
+      ['alias', 'add', 'y@example.org', 'ghost@example.org'],
+      /ghost@example\.org does not exist here/,
+    );
+    await fails(['alias', 'add', 'z@example.org', 'bob@example.org', 'z@example.org'], /alias loop/);
+    await fails(['alias', 'add', '@example.org', 'nobody@example.org'], /alias loop/);
+    assert.equal((await sb.json<unknown[]>(['alias', 'list', '--domain', 'example.org'])).length, 1);
     assert.equal((await sb.run(['alias', 'add', '@example.org', 'bob@example.org'])).code, 0);
     await fails(['alias', 'add', 'sales@example.org', 'bob@example.org'], /exists already/);
     await fails(['alias', 'add', 'bob@example.org', 'old1@example.org'], /is an account already/);
@@ -310,6 +318,12 @@ describe('mailwerk CLI', () => {
     assert.equal((await sb.run(['dkim', 'remove', 'example.org', day])).code, 0);
     await fails(['dkim', 'remove', 'example.org', day], /has no DKIM key with selector/);
     assert.equal((await sb.json<unknown[]>(['dkim', 'list'])).length, 2);
+    // A new key the same day does not take the removed key's selector, which resolvers may still cache.
+    assert.equal((await sb.run(['dkim', 'generate', 'example.org'])).code, 0);
+    const selectors = (await sb.json<Array<{ selector: string }>>(['dkim', 'list'])).map((k) => k.selector);
+    assert.equal(selectors.length, 3);
+    assert.ok(!selectors.includes(day), selectors.join(' '));
+    await fails(['dkim', 'generate', 'example.org', '--selector', day], /removed; resolvers may still hold/);
     await fails(['dns', 'unknown.example'], /no domain unknown\.example/);
   });
 

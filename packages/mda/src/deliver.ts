@@ -109,11 +109,16 @@ export async function deliverToAccount(
 export type RecipientResult = { ok: true; text: string } | { ok: false; error: SmtpError };
 
 /**
- * Delivers to every account and external address one RCPT expanded to.
- * `done` holds the accounts already served in this transaction, so an account
- * reached twice (directly and through an alias) gets one copy.
- * External targets and alias members that failed temporarily go back to the
- * queue on their own, so the reply for the alias can be final.
+ * Delivers to every account one RCPT expanded to. `done` holds the accounts
+ * already served in this transaction, so an account reached twice (directly
+ * and through an alias) gets one copy.
+ *
+ * The MDA never queues mail itself, so it can stand behind any MTA: our MTA
+ * expands aliases before LMTP and sends account addresses only; an alias
+ * that forwards outside is refused at RCPT (see lmtp.ts). An alias to several
+ * accounts is all or nothing: when a member is over quota, nobody gets the
+ * message now and the whole RCPT is 452 (RFC 3463 4.2.2), so the MTA in front
+ * retries it instead of a member losing it.
  */
 export async function deliverToRecipient(
   input: DeliveryInput,
@@ -121,35 +126,21 @@ export async function deliverToRecipient(
   expansion: Expansion,
   done: Set<string>,
 ): Promise<RecipientResult> {
-  const retryLater: string[] = [...expansion.external];
-  let delivered = 0;
+  const full = () => ({
+    ok: false as const,
+    error: reply(452, '4.2.2', `<${rcpt}> mailbox full, try again later`),
+  });
+  const todo = expansion.accounts.filter(({ account }) => !done.has(account.id));
+  if (
+    todo.length > 1 &&
+    todo.some(({ account: a }) => a.quotaBytes !== null && a.usedBytes + input.raw.length > a.quotaBytes)
+  )
+    return full();
   let overQuota = 0;
-  for (const { account, tag } of expansion.accounts) {
-    if (done.has(account.id)) {
-      delivered++;
-      continue;
-    }
-    const outcome = await deliverToAccount(input, account, tag);
-    if (outcome === 'over_quota') {
-      overQuota++;
-      if (expansion.accounts.length > 1) retryLater.push(account.address);
-    } else {
-      delivered++;
-      done.add(account.id);
-    }
+  for (const { account, tag } of todo) {
+    if ((await deliverToAccount(input, account, tag)) === 'over_quota') overQuota++;
+    else done.add(account.id);
   }
-  if (overQuota > 0 && expansion.accounts.length === 1 && expansion.external.length === 0) {
-    return { ok: false, error: reply(452, '4.2.2', `<${rcpt}> mailbox full, try again later`) };
-  }
-  if (retryLater.length > 0) {
-    await input.store.enqueue({
-      sender: input.sender,
-      recipients: retryLater.map((address) => ({ address })),
-      blobId: contentId(input.raw),
-      data: input.raw,
-      size: input.raw.length,
-      meta: { origin: 'mda', via: rcpt },
-    });
-  }
-  return { ok: true, text: `2.0.0 <${rcpt}> ${delivered > 0 ? 'delivered' : 'accepted for forwarding'}` };
+  if (overQuota > 0) return full();
+  return { ok: true, text: `2.0.0 <${rcpt}> delivered` };
 }

@@ -14,6 +14,7 @@ import {
   reply,
 } from '@mailwerk/smtp';
 import {
+  deliveryKeyOf,
   type Expansion,
   expandRecipient,
   isStoreError,
@@ -32,9 +33,6 @@ export interface LmtpServerOptions {
   /** Called for errors worth an admin's attention. */
   onError?: (err: unknown, context: string) => void;
 }
-
-/** Queue ids of our own MTA travel as ENVID=mailwerk.<id>, the key that makes redelivery idempotent. */
-const OWN_ENVID = /^mailwerk\.[0-9a-z]+$/;
 
 export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
   installReplyCodes();
@@ -96,13 +94,23 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
     }
     const domain = canonical.slice(canonical.lastIndexOf('@') + 1);
     if (!(await isLocal(domain))) throw reply(550, '5.1.2', `<${rcpt}> not a local domain`);
+    let expansion: Expansion;
     try {
-      return await expandRecipient(store, canonical, isLocal);
+      expansion = await expandRecipient(store, canonical, isLocal);
     } catch (err) {
       if (isStoreError(err, 'not_found')) throw reply(550, '5.1.1', `<${rcpt}> no such user here`);
       if (isStoreError(err, 'conflict')) throw reply(550, '5.4.6', `<${rcpt}> alias loop: ${err.message}`);
       throw err;
     }
+    // Forwarding is the MTA's work: ours expands aliases before LMTP. Another MTA in front (Postfix) that
+    // sends an alias with outside targets is told so now, rather than the copy being stranded here.
+    if (expansion.external.length > 0)
+      throw reply(
+        550,
+        '5.3.5',
+        `<${rcpt}> forwards to addresses outside; only the MTA can forward: expand this alias there`,
+      );
+    return expansion;
   }
 
   async function handleData(stream: NodeJS.ReadableStream, session: SMTPServerSession) {
@@ -117,7 +125,8 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
       sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
       raw: data,
       structure: parseMessage(data),
-      deliveryKey: envid && OWN_ENVID.test(envid) ? envid : null,
+      // Only our MTA's signed ENVID is a delivery key; a client's ENVID passed on by another MTA is not.
+      deliveryKey: await deliveryKeyOf(store, envid),
     };
     const byRcpt = expansions.get(session.id) ?? new Map<string, Expansion>();
     const done = new Set<string>();

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { InProcessBus, type MailEvent } from '@mailwerk/bus';
-import { DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
+import { DEFAULT_MAILBOXES, deliveryEnvid, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import nodemailer from 'nodemailer';
 import type { SMTPServer } from 'smtp-server';
@@ -94,15 +94,30 @@ describe('MDA over LMTP', () => {
     assert.match(annCopy!, /Delivered-To: ann@example\.org/);
   });
 
-  it('sends external alias targets back to the queue, delivering the local ones', async () => {
-    await lmtp(['fwd@example.org'], 'forwarded');
-    assert.equal((await mails('carl', 'forwarded')).length, 1);
-    const queued = (await store.listQueue()).find((e) =>
-      e.recipients.some((r) => r.address === 'out@elsewhere.net'),
+  it('refuses at RCPT an alias that forwards outside (the MTA forwards), and never queues anything itself', async () => {
+    await assert.rejects(
+      lmtp(['fwd@example.org'], 'forwarded'),
+      /550 5\.3\.5 <fwd@example\.org> forwards to addresses outside/,
     );
-    assert.ok(queued);
-    assert.equal(queued.sender, 'sender@ext.org');
-    assert.match((await store.blobs.get(queued.blobId)).toString(), /Subject: forwarded/);
+    assert.equal((await mails('carl', 'forwarded')).length, 0);
+    assert.deepEqual(await store.listQueue(), []);
+  });
+
+  it('delivers an alias to several accounts all or nothing: one member over quota makes it 452 for all', async () => {
+    await store.updateAccount(ids.ann!, { quotaBytes: 1 });
+    try {
+      const info = await lmtp(['team@example.org', 'carl@example.org'], 'team full');
+      assert.deepEqual(info.accepted, ['carl@example.org']);
+      const errors = (info as unknown as { rejectedErrors: Array<{ response: string }> }).rejectedErrors;
+      assert.match(errors[0]!.response, /^452 4\.2\.2 <team@example\.org> mailbox full/);
+      assert.equal((await mails('bob', 'team full')).length, 0);
+    } finally {
+      await store.updateAccount(ids.ann!, { quotaBytes: null });
+    }
+    await lmtp(['team@example.org'], 'team full');
+    assert.equal((await mails('carl', 'team full')).length, 1);
+    assert.equal((await mails('bob', 'team full')).length, 1);
+    assert.equal((await mails('ann', 'team full')).length, 1);
   });
 
   it('files user+tag into the folder of that name, else into INBOX; and uses the catch-all', async () => {
@@ -132,7 +147,8 @@ describe('MDA over LMTP', () => {
   });
 
   it('does not deliver twice when our MTA retries the same queue entry', async () => {
-    const dsn = { dsn: { envid: 'mailwerk.0abc123' } };
+    // The ENVID our MTA sends: the queue id signed with the store's secret.
+    const dsn = { dsn: { envid: await deliveryEnvid(store, '0abc123') } };
     await lmtp(['carl@example.org'], 'retried', dsn);
     const again = await lmtp(['carl@example.org'], 'retried', dsn);
     assert.deepEqual(again.accepted, ['carl@example.org']);
@@ -141,6 +157,19 @@ describe('MDA over LMTP', () => {
     await lmtp(['carl@example.org'], 'foreign', { dsn: { envid: 'client-id-1' } });
     await lmtp(['carl@example.org'], 'foreign', { dsn: { envid: 'client-id-1' } });
     assert.equal((await mails('carl', 'foreign')).length, 2);
+  });
+
+  it('takes no ENVID that looks like ours but is not signed with the secret as a delivery key', async () => {
+    // What a client could send through another MTA in front: our format, a made-up or another store's mac.
+    for (const envid of [
+      'mailwerk.0abc999',
+      `mailwerk.0abc999.${'A'.repeat(22)}`,
+      (await deliveryEnvid(store, '0abc999')).replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')),
+    ]) {
+      await lmtp(['carl@example.org'], `forged ${envid}`, { dsn: { envid } });
+      await lmtp(['carl@example.org'], `forged ${envid}`, { dsn: { envid } });
+      assert.equal((await mails('carl', `forged ${envid}`)).length, 2, envid);
+    }
   });
 });
 

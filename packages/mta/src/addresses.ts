@@ -11,6 +11,7 @@
  *   reflexes for commands and paths; no real mailbox needs these.
  */
 import { reply, type SmtpError } from '@mailwerk/smtp';
+import { expandRecipient, isStoreError, type MailStore } from '@mailwerk/store';
 
 const MAX_LOCAL_OCTETS = 64;
 
@@ -47,4 +48,26 @@ export function checkSenderSyntax(address: string): SmtpError | null {
       `<${address.slice(0, 80)}> sender local part has characters that are not accepted`,
     );
   return null;
+}
+
+/**
+ * A local recipient is taken at RCPT only if mail to it can be delivered: it
+ * resolves to an account or an alias whose every local target does, and no
+ * alias loop is on the way. What would be accepted and bounced later goes to
+ * a sender that may be forged (backscatter), so it is refused now: 550 5.1.1
+ * for an address (or alias target) that does not exist, 550 5.4.6 for a
+ * loop (RFC 3463). A store that fails is not an answer: the error goes up
+ * and becomes 451.
+ */
+export async function checkDeliverable(store: MailStore, address: string): Promise<void> {
+  try {
+    await expandRecipient(store, address, async (d) => (await store.getDomain(d)) !== null);
+  } catch (err) {
+    if (isStoreError(err, 'not_found'))
+      throw reply(550, '5.1.1', `<${address}> recipient address rejected: no such user here`);
+    if (isStoreError(err, 'conflict'))
+      throw reply(550, '5.4.6', `<${address}> recipient address rejected: alias loop`);
+    if (isStoreError(err, 'invalid')) throw reply(501, '5.1.3', `<${address}> bad recipient address syntax`);
+    throw err;
+  }
 }

@@ -33,10 +33,9 @@ import {
   normalizeAddress,
   normalizeDomain,
   type QueueEntry,
-  resolveRecipient,
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
-import { checkSenderSyntax, checkUtf8 } from './addresses.ts';
+import { checkDeliverable, checkSenderSyntax, checkUtf8 } from './addresses.ts';
 import { baseServerOptions, dsnMeta, queueRecipients, smtputf8, tlsOf } from './envelope.ts';
 import { type RspamdPolicy, scan, verdictOf } from './rspamd.ts';
 import { type AuthenticationOptions, checkAuthentication, claimsOurAuthservId } from './trust.ts';
@@ -317,8 +316,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     } catch {
       throw reply(501, '5.1.3', `<${raw}> bad recipient address syntax`);
     }
-    if (!(await resolveRecipient(store, canonical)))
-      throw reply(550, '5.1.1', `<${raw}> recipient address rejected: no such user here`);
+    await checkDeliverable(store, canonical);
   }
 
   async function accept(stream: import('node:stream').Readable, session: SMTPServerSession): Promise<string> {

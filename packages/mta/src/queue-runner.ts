@@ -15,6 +15,8 @@ import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import {
   contentId,
+  deliveryEnvid,
+  expandRecipient,
   isStoreError,
   type MailStore,
   type QueueEntry,
@@ -184,7 +186,10 @@ export class QueueRunner {
         await this.sleep(paused);
         continue;
       }
-      const free = this.o.concurrency - this.active.size;
+      // After a pause for an unreachable MDA, one entry goes first to see whether it is back; the
+      // others wait for its answer instead of all trying (and failing) at once.
+      const free =
+        this.mdaPause > 0 ? (this.active.size === 0 ? 1 : 0) : this.o.concurrency - this.active.size;
       let leased: QueueEntry[] = [];
       if (free > 0) {
         try {
@@ -259,30 +264,8 @@ export class QueueRunner {
       results.push(...perDomain.flat());
     }
     if (local.length > 0) {
-      let replies: LmtpReply[];
-      try {
-        if (Date.now() < this.mdaDownUntil) throw new Error('not reachable a moment ago; paused');
-        data = await store.blobs.get(entry.blobId);
-        replies = await this.lmtp.deliver({
-          sender: entry.sender,
-          recipients: local,
-          data,
-          envid: `mailwerk.${entry.id}`,
-        });
-        this.mdaPause = 0;
-      } catch (err) {
-        const why = err instanceof Error ? err.message : String(err);
-        this.mdaUnreachable(err);
-        replies = local.map((address) => ({
-          address,
-          code: 451,
-          text: `451 4.4.1 mail delivery agent unavailable: ${why}`,
-        }));
-      }
-      for (const r of replies) {
-        const state = r.code < 300 ? 'delivered' : r.code < 500 ? 'pending' : 'failed';
-        results.push({ address: r.address, state, reply: r.text });
-      }
+      data ??= await store.blobs.get(entry.blobId);
+      results.push(...(await this.deliverLocal(entry, local, data)));
     }
     // Past the maximum age, what is still temporary becomes final (RFC 3463 4.4.7).
     const maxAgeMs = remote.size > 0 ? this.o.remoteRetry.maxAgeMs : this.o.retry.maxAgeMs;
@@ -317,6 +300,108 @@ export class QueueRunner {
       if (isStoreError(err, 'lease_lost')) return; // Another worker owns it now.
       throw err;
     }
+  }
+
+  /**
+   * Local recipients: each is expanded here, in the MTA (aliases, catch-alls,
+   * plus-addresses), and only account addresses go to the MDA over LMTP, so
+   * the MDA never has to queue anything (and can stand behind another MTA).
+   * An alias's outside targets become a queue entry of their own, once the
+   * alias's local part is final (not on every retry). An alias's result is
+   * its members': one waiting makes it wait (the others are not stored twice:
+   * the delivery key), all refusing make it fail, else it is delivered.
+   */
+  private async deliverLocal(entry: QueueEntry, local: string[], data: Buffer): Promise<RecipientResult[]> {
+    const { store } = this.o;
+    const results: RecipientResult[] = [];
+    const plans: Array<{ address: string; members: string[]; external: string[] }> = [];
+    for (const address of local) {
+      try {
+        const e = await expandRecipient(store, address, this.o.isLocalDomain);
+        const members = e.accounts.map(({ account, tag }) =>
+          tag ? account.address.replace('@', `+${tag}@`) : account.address,
+        );
+        plans.push({ address, members, external: e.external });
+      } catch (err) {
+        const reply = isStoreError(err, 'not_found')
+          ? `550 5.1.1 <${address}> no such user here`
+          : isStoreError(err, 'conflict')
+            ? `550 5.4.6 <${address}> alias loop`
+            : `451 4.3.0 <${address}> lookup failed: ${err instanceof Error ? err.message : String(err)}`;
+        results.push({ address, state: reply.startsWith('5') ? 'failed' : 'pending', reply });
+      }
+    }
+    const members = [...new Set(plans.flatMap((p) => p.members))];
+    const byMember = new Map<string, LmtpReply>();
+    if (members.length > 0) {
+      try {
+        if (Date.now() < this.mdaDownUntil) throw new Error('not reachable a moment ago; paused');
+        const replies = await this.lmtp.deliver({
+          sender: entry.sender,
+          recipients: members,
+          data,
+          envid: await deliveryEnvid(store, entry.id),
+        });
+        for (const r of replies) byMember.set(r.address, r);
+        this.mdaPause = 0;
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        this.mdaUnreachable(err);
+        for (const m of members)
+          byMember.set(m, {
+            address: m,
+            code: 451,
+            text: `451 4.4.1 mail delivery agent unavailable: ${why}`,
+          });
+      }
+    }
+    for (const plan of plans) {
+      const replies = plan.members.map((m) => byMember.get(m)!);
+      const waiting = replies.find((r) => r.code >= 400 && r.code < 500);
+      if (waiting) {
+        results.push({ address: plan.address, state: 'pending', reply: waiting.text });
+        continue;
+      }
+      const took = replies.filter((r) => r.code < 300);
+      if (took.length === 0 && plan.external.length === 0) {
+        results.push({
+          address: plan.address,
+          state: 'failed',
+          reply: replies[0]?.text ?? '550 5.1.1 nothing to deliver to',
+        });
+        continue;
+      }
+      if (plan.external.length > 0) {
+        try {
+          await store.enqueue({
+            sender: entry.sender,
+            recipients: plan.external.map((address) => ({ address })),
+            blobId: entry.blobId,
+            size: data.length,
+            meta: { origin: 'alias', via: plan.address, from: entry.id },
+          });
+          this.wake();
+        } catch (err) {
+          results.push({
+            address: plan.address,
+            state: 'pending',
+            reply: `451 4.3.0 <${plan.address}> could not queue the forward: ${err instanceof Error ? err.message : String(err)}`,
+          });
+          continue;
+        }
+      }
+      // The MDA's own reply when the address went as it is; else what it became.
+      const direct =
+        plan.members.length === 1 && plan.members[0] === plan.address && plan.external.length === 0;
+      const reply = direct
+        ? took[0]!.text
+        : `250 2.1.5 <${plan.address}> expanded: ${[
+            ...plan.members.map((m, i) => `${m} ${replies[i]!.text}`),
+            ...plan.external.map((x) => `${x} queued for forwarding`),
+          ].join('; ')}`;
+      results.push({ address: plan.address, state: 'delivered', reply });
+    }
+    return results;
   }
 
   private mdaUnreachable(err: unknown): void {

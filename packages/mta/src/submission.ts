@@ -43,10 +43,9 @@ import {
   normalizeDomain,
   ownsAddress,
   type QueueEntry,
-  resolveRecipient,
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
-import { checkSenderSyntax, checkUtf8 } from './addresses.ts';
+import { checkDeliverable, checkSenderSyntax, checkUtf8 } from './addresses.ts';
 import { baseServerOptions, dsnMeta, queueRecipients, smtputf8, tlsOf } from './envelope.ts';
 import { defaultInboundLimits, type InboundLimits } from './inbound.ts';
 import { type RspamdPolicy, scan, verdictOf } from './rspamd.ts';
@@ -262,15 +261,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
       throw reply(501, '5.1.3', `<${raw}> bad recipient address syntax`);
     }
     // A local recipient that does not exist is refused now, not bounced later.
-    if (await store.getDomain(domain)) {
-      let known = false;
-      try {
-        known = (await resolveRecipient(store, raw)) !== null;
-      } catch {
-        known = false;
-      }
-      if (!known) throw reply(550, '5.1.1', `<${raw}> recipient address rejected: no such user here`);
-    }
+    if (await store.getDomain(domain)) await checkDeliverable(store, raw);
   }
 
   async function accept(stream: import('node:stream').Readable, session: SMTPServerSession): Promise<string> {

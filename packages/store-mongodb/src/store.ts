@@ -58,12 +58,14 @@ import {
   parentNames,
   parseAddress,
   type QueueEntry,
+  retiredMessage,
   type SieveScript,
   type SpecialUse,
   StoreError,
   withStructure,
 } from '@mailwerk/store';
 import {
+  type Binary,
   type Collection,
   type Db,
   type Document,
@@ -227,6 +229,12 @@ export class MongoMailStore implements MailStore {
   private get dkim() {
     return this.c<DkimDoc>('dkim_keys');
   }
+  private get dkimRetired() {
+    return this.c<{ domain: string; selector: string; removedAt: Date }>('dkim_retired');
+  }
+  private get secrets() {
+    return this.c<{ _id: string; value: Buffer | Binary }>('secrets');
+  }
 
   private async ensureIndexes(): Promise<void> {
     await this.accounts.createIndex({ address: 1 }, { unique: true });
@@ -244,6 +252,7 @@ export class MongoMailStore implements MailStore {
     await this.queue.createIndex({ blobId: 1 });
     await this.sieve.createIndex({ accountId: 1, name: 1 }, { unique: true });
     await this.dkim.createIndex({ domain: 1, selector: 1 }, { unique: true });
+    await this.dkimRetired.createIndex({ domain: 1, selector: 1 }, { unique: true });
     await this.db.collection('blobs.files').createIndex({ filename: 1 });
   }
 
@@ -321,6 +330,13 @@ export class MongoMailStore implements MailStore {
     for (const a of await this.accounts.find({ domain }, { projection: { _id: 1 } }).toArray())
       await this.removeAccountData(a._id);
     await this.aliases.deleteMany({ domain });
+    // Its keys' selectors stay retired, should the domain come back.
+    for (const k of await this.dkim.find({ domain }, { projection: { selector: 1 } }).toArray())
+      await this.dkimRetired.updateOne(
+        { domain, selector: k.selector },
+        { $setOnInsert: { domain, selector: k.selector, removedAt: new Date() } },
+        { upsert: true },
+      );
     await this.dkim.deleteMany({ domain });
     await this.domains.deleteOne({ _id: domain });
   }
@@ -1186,6 +1202,8 @@ export class MongoMailStore implements MailStore {
       throw new StoreError('not_found', `no domain ${domain}`);
     if (await this.dkim.findOne({ domain, selector: key.selector }))
       throw new StoreError('exists', `${domain} has a DKIM key with selector ${key.selector} already`);
+    if (await this.dkimRetired.findOne({ domain, selector: key.selector }))
+      throw new StoreError('exists', retiredMessage(domain, key.selector));
     const doc: DkimDoc = {
       domain,
       selector: key.selector,
@@ -1228,6 +1246,42 @@ export class MongoMailStore implements MailStore {
         'conflict',
         `the key ${selector} of ${d} is the one signing; generate a new one first`,
       );
+    // Retired first: a crash in between leaves a key that cannot be re-added, never a reusable selector.
+    await this.dkimRetired.updateOne(
+      { domain: d, selector },
+      { $setOnInsert: { domain: d, selector, removedAt: new Date() } },
+      { upsert: true },
+    );
     await this.dkim.deleteOne({ domain: d, selector });
+  }
+
+  async retiredDkimSelectors(domain: string): Promise<string[]> {
+    await this.ready;
+    const docs = await this.dkimRetired
+      .find({ domain: normalizeDomain(domain) })
+      .sort({ removedAt: 1 })
+      .toArray();
+    return docs.map((d) => d.selector);
+  }
+
+  // ---- secrets ---------------------------------------------------------------
+
+  async secret(name: string): Promise<Buffer> {
+    await this.ready;
+    try {
+      // The first writer wins; everyone reads what it wrote.
+      await this.secrets.updateOne(
+        { _id: name },
+        { $setOnInsert: { value: randomBytes(32) } },
+        { upsert: true },
+      );
+    } catch (err) {
+      // Two processes upserting at once: one gets a duplicate key error, and the other's value stands.
+      if (!isDuplicate(err)) throw err;
+    }
+    const doc = await this.secrets.findOne({ _id: name });
+    if (!doc) throw new StoreError('not_found', `secret ${name} vanished`);
+    const v = doc.value;
+    return Buffer.isBuffer(v) ? v : Buffer.from((v as Binary).buffer);
   }
 }

@@ -1,5 +1,5 @@
 /** DKIM keys of the embedded store: one active key per domain and algorithm. */
-import { checkDkimKey, type DkimKey, normalizeDomain, StoreError } from '@mailwerk/store';
+import { checkDkimKey, type DkimKey, normalizeDomain, retiredMessage, StoreError } from '@mailwerk/store';
 import type { Row, Sql } from './sql.ts';
 
 const toKey = (r: Row): DkimKey => ({
@@ -26,6 +26,8 @@ export class SqliteDkim {
         throw new StoreError('not_found', `no domain ${domain}`);
       if (this.sql.get('SELECT 1 FROM dkim_keys WHERE domain = ? AND selector = ?', domain, key.selector))
         throw new StoreError('exists', `${domain} has a DKIM key with selector ${key.selector} already`);
+      if (this.sql.get('SELECT 1 FROM dkim_retired WHERE domain = ? AND selector = ?', domain, key.selector))
+        throw new StoreError('exists', retiredMessage(domain, key.selector));
       this.sql.run(
         "UPDATE dkim_keys SET state = 'published' WHERE domain = ? AND algorithm = ? AND state = 'active'",
         domain,
@@ -67,6 +69,18 @@ export class SqliteDkim {
           `the key ${selector} of ${d} is the one signing; generate a new one first`,
         );
       this.sql.run('DELETE FROM dkim_keys WHERE domain = ? AND selector = ?', d, selector);
+      this.sql.run(
+        'INSERT OR IGNORE INTO dkim_retired (domain, selector, removed_at) VALUES (?, ?, ?)',
+        d,
+        selector,
+        Date.now(),
+      );
     });
+  }
+
+  async retiredDkimSelectors(domain: string): Promise<string[]> {
+    return this.sql
+      .all('SELECT selector FROM dkim_retired WHERE domain = ? ORDER BY removed_at', normalizeDomain(domain))
+      .map((r) => r.selector as string);
   }
 }

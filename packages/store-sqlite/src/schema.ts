@@ -127,4 +127,17 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE queue ADD COLUMN quarantine TEXT;
   `,
+  `
+  CREATE TABLE secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+  ) STRICT;
+
+  CREATE TABLE dkim_retired (
+    domain TEXT NOT NULL,
+    selector TEXT NOT NULL,
+    removed_at INTEGER NOT NULL,
+    PRIMARY KEY (domain, selector)
+  ) STRICT;
+  `,
 ];

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import {
   type Account,
@@ -135,6 +136,12 @@ export class SqliteMailStore implements MailStore {
       this.sql.run('DELETE FROM accounts WHERE domain = ?', domain);
       this.sql.dropUnusedBlobs(blobs);
       this.sql.run('DELETE FROM aliases WHERE domain = ?', domain);
+      // Its keys' selectors stay retired, should the domain come back (the keys go with the domain).
+      this.sql.run(
+        'INSERT OR IGNORE INTO dkim_retired (domain, selector, removed_at) SELECT domain, selector, ? FROM dkim_keys WHERE domain = ?',
+        Date.now(),
+        domain,
+      );
       this.sql.run('DELETE FROM domains WHERE name = ?', domain);
     });
   }
@@ -894,6 +901,16 @@ export class SqliteMailStore implements MailStore {
   }
   removeDkimKey(domain: string, selector: string, options?: { force?: boolean }): Promise<void> {
     return this.dkim.removeDkimKey(domain, selector, options);
+  }
+  retiredDkimSelectors(domain: string): Promise<string[]> {
+    return this.dkim.retiredDkimSelectors(domain);
+  }
+
+  async secret(name: string): Promise<Buffer> {
+    // The first writer wins; everyone reads what it wrote.
+    this.sql.run('INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)', name, randomBytes(32));
+    const row = this.sql.get('SELECT value FROM secrets WHERE name = ?', name)!;
+    return Buffer.from(row.value as Uint8Array);
   }
 
   putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript> {

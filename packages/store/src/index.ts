@@ -1,4 +1,5 @@
 export * from './address.ts';
+export * from './delivery-key.ts';
 export * from './errors.ts';
 export * from './flags.ts';
 export * from './lazy.ts';

@@ -4,7 +4,7 @@
  * (account, then alias), then the address without its `+tag`, then the
  * domain's catch-all `@domain`.
  */
-import { normalizeAddress, splitPlus } from './address.ts';
+import { normalizeAddress, normalizeAliasSource, splitPlus } from './address.ts';
 import { StoreError } from './errors.ts';
 import type { Account, Alias, MailStore } from './types.ts';
 
@@ -109,4 +109,44 @@ export async function ownsAddress(store: MailStore, account: Account, address: s
   if (!res) return false;
   if (res.kind === 'account') return res.account.id === account.id;
   return !res.alias.address.startsWith('@') && res.alias.targets.includes(account.address);
+}
+
+/**
+ * Checks an alias before it is added (`mailwerk alias add`): every local
+ * target must resolve to something, and the alias must not reach itself.
+ * Otherwise the MX would accept mail at RCPT that can only bounce later,
+ * to a sender that may be forged (backscatter). Throws `not_found` for a
+ * local target that does not exist and `conflict` for a loop; the store is
+ * not touched. A catch-all is checked with an address it would catch.
+ */
+export async function checkAliasTargets(store: MailStore, address: string, targets: string[]): Promise<void> {
+  const { address: source, domain, catchAll } = normalizeAliasSource(address);
+  const planned: Alias = {
+    address: source,
+    domain,
+    targets: targets.map(normalizeAddress),
+    createdAt: new Date(),
+  };
+  // The store as it will be once the alias is in.
+  const overlay = new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop === 'getAlias')
+        return async (a: string) => (a.toLowerCase() === source ? planned : target.getAlias(a));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const isLocal = async (d: string) => (await store.getDomain(d)) !== null;
+  for (const canonical of planned.targets) {
+    if (
+      (await isLocal(canonical.slice(canonical.lastIndexOf('@') + 1))) &&
+      !(await resolveRecipient(overlay, canonical))
+    )
+      throw new StoreError(
+        'not_found',
+        `the target ${canonical} does not exist here: add the user or alias first`,
+      );
+  }
+  const probe = catchAll ? `mailwerk-alias-check-${Date.now().toString(36)}${source}` : source;
+  await expandRecipient(overlay, probe, isLocal);
 }

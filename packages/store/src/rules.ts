@@ -61,3 +61,7 @@ export function checkDkimKey(key: Pick<DkimKey, 'selector' | 'algorithm'>): void
   if (key.algorithm !== 'rsa-sha256' && key.algorithm !== 'ed25519-sha256')
     throw new StoreError('invalid', `unknown DKIM algorithm ${String(key.algorithm)}`);
 }
+
+/** Why a removed key's selector is not taken again (resolvers may cache its record for the TTL or longer). */
+export const retiredMessage = (domain: string, selector: string): string =>
+  `${domain} had a DKIM key with selector ${selector}, removed; resolvers may still hold its record, so choose another`;

@@ -420,8 +420,20 @@ export interface MailStore {
   addDkimKey(key: Omit<DkimKey, 'state' | 'createdAt'>): Promise<DkimKey>;
   /** Keys of one domain (or all), oldest first. */
   listDkimKeys(domain?: string): Promise<DkimKey[]>;
-  /** Removes a key (from signing and from `mailwerk dns`); `conflict` for an active key unless `force`. */
+  /**
+   * Removes a key (from signing and from `mailwerk dns`); `conflict` for an active key unless `force`.
+   * Its selector stays retired: `addDkimKey` refuses it (`exists`) from then on, because resolvers may
+   * still hold the removed key's record under that name.
+   */
   removeDkimKey(domain: string, selector: string, options?: { force?: boolean }): Promise<void>;
+  /** The selectors of a domain's removed keys, never to be used again. */
+  retiredDkimSelectors(domain: string): Promise<string[]>;
+
+  /**
+   * A random 32-byte secret of the installation, by name: created on the first call, the same for
+   * every process that shares the store from then on (the LMTP delivery key's HMAC key, for one).
+   */
+  secret(name: string): Promise<Buffer>;
 
   putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript>;
   getSieveScript(accountId: string, name: string): Promise<SieveScript | null>;

@@ -1,3 +1,4 @@
+import { checkAliasTargets } from '@mailwerk/store';
 import type { Command } from '../command.ts';
 import { printJson, printTable } from '../output.ts';
 
@@ -10,6 +11,8 @@ export const aliasCommands: Command[] = [
     minArgs: 2,
     maxArgs: 1000,
     async run(ctx, [source, ...targets]) {
+      // A target that does not exist, or a loop, would make the MX accept mail it can only bounce.
+      await checkAliasTargets(ctx.store(), source!, targets);
       const a = await ctx.store().addAlias({ address: source!, targets });
       if (ctx.json) printJson(ctx, a);
       else

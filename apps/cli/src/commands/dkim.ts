@@ -103,7 +103,11 @@ export const dkimCommands: Command[] = [
       const added: DkimKey[] = [];
       for (const kind of kinds) {
         const key = generateDkimKey(kind as 'rsa' | 'ed25519');
-        const taken = (await store.listDkimKeys(domain)).map((k) => k.selector);
+        // A removed key's selector is never chosen again: resolvers may still cache its record.
+        const taken = [
+          ...(await store.listDkimKeys(domain)).map((k) => k.selector),
+          ...(await store.retiredDkimSelectors(domain)),
+        ];
         const selector =
           typeof opts.selector === 'string' ? opts.selector : selectorFor(new Date(), key.algorithm, taken);
         try {

@@ -192,5 +192,19 @@ export function directorySuite(factory: StoreFactory): void {
       await rejects(expandRecipient(s, 'a@example.org', local), 'conflict');
       await rejects(expandRecipient(s, 'ghost@example.org', local), 'not_found');
     });
+
+    it('keeps one random secret per name, the same for every process on the store', async () => {
+      const a = await ctx.store.secret('delivery-key');
+      assert.equal(a.length, 32);
+      assert.deepEqual(await ctx.store.secret('delivery-key'), a);
+      const other = await ctx.openAnother();
+      assert.deepEqual(await other.secret('delivery-key'), a);
+      const b = await other.secret('something-else');
+      assert.equal(b.length, 32);
+      assert.notDeepEqual(b, a);
+      // Two first calls at once agree.
+      const [x, y] = await Promise.all([ctx.store.secret('raced'), other.secret('raced')]);
+      assert.deepEqual(x, y);
+    });
   });
 }

@@ -60,11 +60,27 @@ export function dkimSuite(factory: StoreFactory): void {
       assert.deepEqual(await ctx.store.listDkimKeys('example.org'), []);
     });
 
-    it("forgets a removed domain's keys", async () => {
+    it("forgets a removed domain's keys, but not their selectors", async () => {
       await ctx.store.addDomain('example.org');
       await ctx.store.addDkimKey(key('example.org', 's1'));
       await ctx.store.removeDomain('example.org', { force: true });
       assert.deepEqual(await ctx.store.listDkimKeys(), []);
+      await ctx.store.addDomain('example.org');
+      assert.deepEqual(await ctx.store.retiredDkimSelectors('example.org'), ['s1']);
+      await rejects(ctx.store.addDkimKey(key('example.org', 's1')), 'exists');
+    });
+
+    it('never takes a removed selector again, for that domain only', async () => {
+      await ctx.store.addDomain('example.org');
+      await ctx.store.addDomain('example.net');
+      await ctx.store.addDkimKey(key('example.org', 's1'));
+      await ctx.store.addDkimKey(key('example.org', 's2'));
+      assert.deepEqual(await ctx.store.retiredDkimSelectors('example.org'), []);
+      await ctx.store.removeDkimKey('example.org', 's1');
+      assert.deepEqual(await ctx.store.retiredDkimSelectors('EXAMPLE.org'), ['s1']);
+      await rejects(ctx.store.addDkimKey(key('example.org', 's1')), 'exists');
+      await ctx.store.addDkimKey(key('example.net', 's1'));
+      assert.deepEqual(await ctx.store.retiredDkimSelectors('example.net'), []);
     });
   });
 }

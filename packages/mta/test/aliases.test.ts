@@ -1,0 +1,73 @@
+// Aliases through the MX: refused at RCPT when they cannot deliver (no backscatter), expanded by the
+// MTA's queue runner (accounts over LMTP, outside targets queued once by the MTA, never by the MDA).
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { eventually, RawClient, type Rig, rig } from './harness.ts';
+
+describe('MX: aliases', () => {
+  let r: Rig;
+  before(async () => {
+    r = await rig();
+    await r.store.addAlias({ address: 'team@example.org', targets: ['bob@example.org', 'ann@example.org'] });
+    await r.store.addAlias({
+      address: 'fwd@example.org',
+      targets: ['carl@example.org', 'out@elsewhere.net'],
+    });
+    await r.store.addAlias({ address: 'loop1@example.org', targets: ['loop2@example.org'] });
+    await r.store.addAlias({ address: 'loop2@example.org', targets: ['loop1@example.org'] });
+    // An alias whose target was removed after it was made.
+    const gone = await r.store.createAccount({ address: 'gone@example.org', passwordHash: 'x' });
+    await r.store.addAlias({ address: 'dangling@example.org', targets: ['gone@example.org'] });
+    await r.store.removeAccount(gone.id);
+  });
+  after(() => r.close());
+
+  const send = async (rcpt: string, subject: string) => {
+    const c = await RawClient.open(r.smtpPort);
+    assert.match(await c.cmd('EHLO client.example'), /^250/);
+    assert.match(await c.cmd('MAIL FROM:<a@ext.org>'), /^250/);
+    const answer = await c.cmd(`RCPT TO:<${rcpt}>`);
+    if (answer.startsWith('250')) {
+      assert.match(await c.cmd('DATA'), /^354/);
+      assert.match(await c.cmd(`Subject: ${subject}\r\n\r\nhello\r\n.`), /^250/);
+    }
+    c.close();
+    return answer;
+  };
+  const count = async (who: string, subject: string) =>
+    (await r.inbox(who)).filter((m) => m.includes(`Subject: ${subject}`)).length;
+
+  it('refuses at RCPT an alias whose target no longer exists (550 5.1.1) and an alias loop (550 5.4.6)', async () => {
+    assert.match(await send('dangling@example.org', 'x'), /^550 5\.1\.1 /);
+    assert.match(await send('loop1@example.org', 'x'), /^550 5\.4\.6 /);
+    assert.deepEqual(await r.store.listQueue(), []);
+  });
+
+  it('delivers an alias to each of its accounts', async () => {
+    assert.match(await send('team@example.org', 'to the team'), /^250/);
+    await eventually(async () => (await count('bob@example.org', 'to the team')) === 1);
+    await eventually(async () => (await count('ann@example.org', 'to the team')) === 1);
+    await eventually(async () => (await r.store.listQueue()).length === 0);
+  });
+
+  it('queues the outside target of an alias once, in the MTA, even when the local part is retried', async () => {
+    // The MDA is down: the alias waits (its local member could not be reached), nothing is forwarded yet.
+    await r.stopMda();
+    assert.match(await send('fwd@example.org', 'forward me'), /^250/);
+    const first = await eventually(async () => (await r.store.listQueue()).find((e) => e.attempts >= 1));
+    assert.equal(first.recipients[0]!.state, 'pending');
+    assert.equal((await r.store.listQueue()).length, 1);
+    await r.startMda();
+    await eventually(async () => (await count('carl@example.org', 'forward me')) === 1, 10_000);
+    const forward = await eventually(async () =>
+      (await r.store.listQueue()).find((e) => e.recipients.some((x) => x.address === 'out@elsewhere.net')),
+    );
+    assert.equal(forward.meta.origin, 'alias');
+    assert.equal(forward.meta.via, 'fwd@example.org');
+    assert.equal(forward.sender, 'a@ext.org');
+    assert.match((await r.store.blobs.get(forward.blobId)).toString(), /Subject: forward me/);
+    // The alias's entry is done; the forward is the only one left (no outbound here: it waits).
+    await eventually(async () => (await r.store.listQueue()).length === 1);
+    assert.equal(await count('carl@example.org', 'forward me'), 1);
+  });
+});
