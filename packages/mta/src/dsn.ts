@@ -9,8 +9,8 @@ import { headerBlock, rfc5322Date } from '@mailwerk/smtp';
 export interface DsnRecipient {
   address: string;
   orcpt?: string | undefined;
-  /** `failed` (a bounce) or `delayed` (a warning). */
-  action: 'failed' | 'delayed';
+  /** RFC 3464 §2.3.3: `failed` (a bounce), `delayed` (a warning), or for NOTIFY=SUCCESS what became of it. */
+  action: 'failed' | 'delayed' | 'delivered' | 'relayed' | 'expanded';
   /** Enhanced status code, e.g. 5.1.1. */
   status: string;
   /** The remote reply that decided it, e.g. `550 5.1.1 no such user`. */
@@ -45,14 +45,22 @@ const oneLine = (s: string) => s.replace(/[\r\n]+/g, ' ').slice(0, 900);
 export function buildDsn(d: DsnInput): Buffer {
   const boundary = `mw-${randomBytes(12).toString('hex')}`;
   const failed = d.recipients.filter((r) => r.action === 'failed');
+  const delayed = d.recipients.filter((r) => r.action === 'delayed');
+  const success = failed.length === 0 && delayed.length === 0;
   const subject =
-    failed.length > 0 ? 'Undelivered Mail Returned to Sender' : 'Delayed Mail (still being retried)';
+    failed.length > 0
+      ? 'Undelivered Mail Returned to Sender'
+      : delayed.length > 0
+        ? 'Delayed Mail (still being retried)'
+        : 'Successful Mail Delivery Report';
   const human = [
     `This is the mail system at host ${d.reportingMta}.`,
     '',
     failed.length > 0
       ? 'I am sorry to inform you that your message could not be delivered to one or more recipients. It is attached below.'
-      : 'Your message could not be delivered yet. The mail system will keep trying; you do not need to send it again.',
+      : delayed.length > 0
+        ? 'Your message could not be delivered yet. The mail system will keep trying; you do not need to send it again.'
+        : 'Your message was successfully delivered to the destinations listed below, as you asked (NOTIFY=SUCCESS).',
     '',
     ...d.recipients.map((r) => `<${r.address}>: ${oneLine(r.diagnostic)}`),
     '',
@@ -99,7 +107,7 @@ export function buildDsn(d: DsnInput): Buffer {
     `${perMessage.join('\r\n')}\r\n\r\n${perRecipient.join('\r\n\r\n')}\r\n`,
     `--${boundary}`,
     `Content-Type: ${d.returnFull ? 'message/rfc822' : 'text/rfc822-headers'}`,
-    `Content-Description: ${d.returnFull ? 'Undelivered Message' : 'Undelivered Message Headers'}`,
+    `Content-Description: ${success ? 'Message' : 'Undelivered Message'}${d.returnFull ? '' : ' Headers'}`,
     '',
     original,
     `--${boundary}--`,

@@ -95,6 +95,21 @@ const is8bit = (data: Buffer): boolean => {
 
 const dnsCode = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? '';
 
+/** A recipient's result; `relayed` when it went to a server that does not take DSN requests. */
+export type OutboundResult = RecipientResult & { relayed?: boolean };
+
+/** Recipients split into runs with equal NOTIFY and ORCPT, in their order of first appearance. */
+export function dsnGroups<R extends { notify?: string[]; orcpt?: string }>(recipients: R[]): R[][] {
+  const groups = new Map<string, R[]>();
+  for (const r of recipients) {
+    const key = JSON.stringify([r.notify ?? null, r.orcpt ?? null]);
+    const g = groups.get(key);
+    if (g) g.push(r);
+    else groups.set(key, [r]);
+  }
+  return [...groups.values()];
+}
+
 export class OutboundDelivery {
   private readonly o: Required<OutboundOptions>;
   private readonly idle = new Map<string, Connection[]>();
@@ -116,20 +131,34 @@ export class OutboundDelivery {
   }
 
   /** Delivers one message to the recipients of one domain. */
-  async deliver(domain: string, message: OutboundMessage): Promise<RecipientResult[]> {
+  async deliver(domain: string, message: OutboundMessage): Promise<OutboundResult[]> {
     const all = (reply: string) =>
       message.recipients.map((r) => ({ address: r.address, state: stateOf(reply), reply }));
     await this.slot(domain);
     let c: Connection | null = null;
+    const results: OutboundResult[] = [];
     try {
       c = await this.connection(domain);
-      const results = await this.transaction(c, message);
+      // RFC 3461 §4.1-4.2: NOTIFY and ORCPT belong to each recipient; one transaction per set of equal ones.
+      const groups = c.extensions.includes('DSN') ? dsnGroups(message.recipients) : [message.recipients];
+      for (const recipients of groups) {
+        try {
+          results.push(...(await this.transaction(c, { ...message, recipients })));
+        } catch (err) {
+          if (!(err instanceof Final)) throw err;
+          results.push(
+            ...recipients.map((r) => ({ address: r.address, state: stateOf(err.reply), reply: err.reply })),
+          );
+        }
+      }
       this.keep(domain, c);
       c = null;
       return results;
     } catch (err) {
-      if (err instanceof Final) return all(err.reply);
-      return all(`451 4.4.2 ${oneLine(err instanceof Error ? err.message : String(err))}`);
+      const done = new Set(results.map((r) => r.address));
+      const rest = (reply: string) => [...results, ...all(reply).filter((r) => !done.has(r.address))];
+      if (err instanceof Final) return rest(err.reply);
+      return rest(`451 4.4.2 ${oneLine(err instanceof Error ? err.message : String(err))}`);
     } finally {
       if (c) this.drop(c);
       this.free(domain);
@@ -307,7 +336,7 @@ export class OutboundDelivery {
     });
   }
 
-  private async transaction(c: Connection, m: OutboundMessage): Promise<RecipientResult[]> {
+  private async transaction(c: Connection, m: OutboundMessage): Promise<OutboundResult[]> {
     // RFC 6531: a non-ASCII address needs SMTPUTF8 on the other side; there is no downgrade for it.
     const utf8 = [m.sender, ...m.recipients.map((r) => r.address)].some((a) => /[^\x00-\x7f]/.test(a));
     if (utf8 && !c.extensions.includes('SMTPUTF8'))
@@ -331,6 +360,7 @@ export class OutboundDelivery {
             dsn: {
               ...(m.envid ? { envid: m.envid } : {}),
               ...(m.ret ? { ret: m.ret } : {}),
+              // Every recipient of this transaction has the same (see dsnGroups).
               notify: m.recipients[0]?.notify ?? [],
               ...(m.recipients[0]?.orcpt ? { orcpt: m.recipients[0].orcpt } : {}),
             },
@@ -357,7 +387,14 @@ export class OutboundDelivery {
     const accepted = oneLine(info.response);
     return m.recipients.map((r) => {
       const reply = byAddress.get(r.address) ?? `${accepted} (${c.host}${c.tls ? ', TLS' : ''})`;
-      return { address: r.address, state: stateOf(reply), reply };
+      const state = stateOf(reply);
+      // RFC 3461 §5.2.2: a server without DSN did not get NOTIFY; a success is then ours to report, as "relayed".
+      return {
+        address: r.address,
+        state,
+        reply,
+        ...(state === 'delivered' && !dsn ? { relayed: true } : {}),
+      };
     });
   }
 }

@@ -27,6 +27,14 @@ import { LmtpClient, type LmtpReply, type LmtpTarget } from './lmtp-client.ts';
 import type { OutboundDelivery } from './outbound.ts';
 import { defaultRemoteRetryPolicy, defaultRetryPolicy, type RetryPolicy } from './schedule.ts';
 
+/** One recipient's result, with what the reports need to know beyond what the store keeps. */
+type Outcome = RecipientResult & {
+  /** Went to a remote server without DSN: ours to report a success, as "relayed". */
+  relayed?: boolean;
+  /** An alias, delivered to what it expands to (RFC 3464 §2.3.3 "expanded"). */
+  expanded?: boolean;
+};
+
 export interface QueueRunnerOptions {
   store: MailStore;
   hostname: string;
@@ -56,6 +64,12 @@ export interface QueueRunnerOptions {
   mdaPauseMs?: number;
   now?: () => Date;
   onError?: (err: unknown, context: string) => void;
+  /**
+   * DKIM signer (createDkimSigner): the reports we write (bounces, delay warnings, success reports) are
+   * signed like the users' mail, with the keys of the host name's domain or the nearest parent that has
+   * keys, so their From: (MAILER-DAEMON@host) aligns for DMARC.
+   */
+  sign?: (message: Buffer, domain: string) => Promise<string>;
   /** Called after every attempt with one result per recipient tried (for the log). */
   onAttempt?: (entry: QueueEntry, results: RecipientResult[]) => void;
 }
@@ -83,8 +97,8 @@ function processAlive(pid: number): boolean {
 const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 
 export class QueueRunner {
-  private readonly o: Required<Omit<QueueRunnerOptions, 'onError' | 'onAttempt' | 'outbound'>> &
-    Pick<QueueRunnerOptions, 'onError' | 'onAttempt' | 'outbound'>;
+  private readonly o: Required<Omit<QueueRunnerOptions, 'onError' | 'onAttempt' | 'outbound' | 'sign'>> &
+    Pick<QueueRunnerOptions, 'onError' | 'onAttempt' | 'outbound' | 'sign'>;
   private readonly owner: string;
   private running = false;
   private loop: Promise<void> | null = null;
@@ -228,7 +242,7 @@ export class QueueRunner {
     const pending = entry.recipients.filter((r) => r.state === 'pending');
     const local: string[] = [];
     const remote = new Map<string, typeof pending>();
-    const results: RecipientResult[] = [];
+    const results: Outcome[] = [];
     for (const r of pending) {
       const domain = domainOf(r.address);
       if (await this.o.isLocalDomain(domain)) local.push(r.address);
@@ -278,6 +292,11 @@ export class QueueRunner {
     }
     const failures = results.filter((r) => r.state === 'failed');
     if (failures.length > 0) await this.report(entry, failures, 'failed', data);
+    // RFC 3461 §4.1: NOTIFY=SUCCESS asks for a report of delivery; a remote server that took DSN reports it itself.
+    const successes = results.filter(
+      (r) => r.state === 'delivered' && (r.relayed || r.expanded || local.includes(r.address)),
+    );
+    if (successes.length > 0) await this.report(entry, successes, 'success', data);
     const waiting = results.filter((r) => r.state === 'pending');
     const warned =
       this.o.delayWarningMs > 0 &&
@@ -291,7 +310,11 @@ export class QueueRunner {
     try {
       // Removes the entry when no recipient is left pending.
       await store.recordAttempt(entry.id, this.owner, {
-        results,
+        results: results.map(({ address, state, reply }) => ({
+          address,
+          state,
+          ...(reply ? { reply } : {}),
+        })),
         nextAttemptAt,
         ...(warned ? { meta: { delayNotified: true } } : {}),
       });
@@ -311,9 +334,9 @@ export class QueueRunner {
    * its members': one waiting makes it wait (the others are not stored twice:
    * the delivery key), all refusing make it fail, else it is delivered.
    */
-  private async deliverLocal(entry: QueueEntry, local: string[], data: Buffer): Promise<RecipientResult[]> {
+  private async deliverLocal(entry: QueueEntry, local: string[], data: Buffer): Promise<Outcome[]> {
     const { store } = this.o;
-    const results: RecipientResult[] = [];
+    const results: Outcome[] = [];
     const plans: Array<{ address: string; members: string[]; external: string[] }> = [];
     for (const address of local) {
       try {
@@ -399,7 +422,12 @@ export class QueueRunner {
             ...plan.members.map((m, i) => `${m} ${replies[i]!.text}`),
             ...plan.external.map((x) => `${x} queued for forwarding`),
           ].join('; ')}`;
-      results.push({ address: plan.address, state: 'delivered', reply });
+      results.push({
+        address: plan.address,
+        state: 'delivered',
+        reply,
+        ...(direct ? {} : { expanded: true }),
+      });
     }
     return results;
   }
@@ -414,26 +442,54 @@ export class QueueRunner {
     );
   }
 
-  /** A failure report (bounce) or a delay warning to the sender. */
+  /** The report with a DKIM-Signature in front, when the host name's domain (or a parent) has keys. */
+  private async signReport(dsn: Buffer): Promise<Buffer> {
+    if (!this.o.sign) return dsn;
+    const labels = this.o.hostname.toLowerCase().split('.');
+    for (let i = 0; i <= labels.length - 2; i++) {
+      try {
+        const signature = await this.o.sign(dsn, labels.slice(i).join('.'));
+        if (signature) return Buffer.concat([Buffer.from(signature), dsn]);
+      } catch (err) {
+        this.o.onError?.(err, 'DKIM signing of a report');
+        return dsn;
+      }
+    }
+    return dsn;
+  }
+
+  /**
+   * A report to the sender (RFC 3464): a bounce, a delay warning, or (for
+   * NOTIFY=SUCCESS) a delivery report, as each recipient's NOTIFY asks.
+   */
   private async report(
     entry: QueueEntry,
-    which: RecipientResult[],
-    action: 'failed' | 'delayed',
+    which: Outcome[],
+    kind: 'failed' | 'delayed' | 'success',
     data: Buffer | null,
   ): Promise<void> {
-    // RFC 3461 §4.1: never a DSN for the null sender; NOTIFY without FAILURE (DELAY) asks for none.
+    // RFC 3461 §4.1: never a DSN for the null sender; without NOTIFY, FAILURE and DELAY only.
     if (entry.sender === '') return;
+    const wanted = kind === 'failed' ? 'FAILURE' : kind === 'delayed' ? 'DELAY' : 'SUCCESS';
     const recipients: DsnRecipient[] = [];
     for (const f of which) {
       const r = entry.recipients.find((x) => x.address === f.address);
-      if (r?.notify && !r.notify.includes(action === 'failed' ? 'FAILURE' : 'DELAY')) continue;
-      const status = statusOf(f.reply ?? (action === 'failed' ? '5.0.0' : '4.0.0'));
+      const notify = r?.notify ?? ['FAILURE', 'DELAY'];
+      if (!notify.includes(wanted)) continue;
+      const status = statusOf(
+        f.reply ?? (kind === 'failed' ? '5.0.0' : kind === 'delayed' ? '4.0.0' : '2.0.0'),
+      );
       recipients.push({
         address: f.address,
         orcpt: r?.orcpt,
-        action,
-        status: action === 'failed' ? status.replace(/^4/, '5') : status.replace(/^5/, '4'),
-        diagnostic: f.reply ?? action,
+        action: kind === 'success' ? (f.relayed ? 'relayed' : f.expanded ? 'expanded' : 'delivered') : kind,
+        status:
+          kind === 'failed'
+            ? status.replace(/^4/, '5')
+            : kind === 'delayed'
+              ? status.replace(/^5/, '4')
+              : status.replace(/^[45]/, '2'),
+        diagnostic: f.reply ?? kind,
       });
     }
     if (recipients.length === 0) return;
@@ -447,12 +503,13 @@ export class QueueRunner {
       returnFull: entry.meta.ret === 'FULL',
       recipients,
     });
+    const signed = await this.signReport(dsn);
     await this.o.store.enqueue({
       sender: '',
       recipients: [{ address: entry.sender }],
-      blobId: contentId(dsn),
-      data: dsn,
-      size: dsn.length,
+      blobId: contentId(signed),
+      data: signed,
+      size: signed.length,
       meta: { dsnFor: entry.id },
     });
     this.wake();

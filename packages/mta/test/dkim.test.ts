@@ -55,6 +55,7 @@ describe('DKIM', () => {
         dialer: loopbackDialer(() => remote.port),
       }),
       pollMs: 50,
+      sign: createDkimSigner(store),
     });
     runner.start();
     submission = createSubmissionServer({
@@ -76,7 +77,7 @@ describe('DKIM', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const send = async (subject: string) => {
+  const submit = async (subject: string, to: string) => {
     const t = nodemailer.createTransport({
       host: '127.0.0.1',
       port,
@@ -87,13 +88,16 @@ describe('DKIM', () => {
     try {
       await t.sendMail({
         from: 'Bob <bob@example.org>',
-        to: 'someone@remote.example',
+        to,
         subject,
         text: 'Signed, sealed, delivered.\n',
       });
     } finally {
       t.close();
     }
+  };
+  const send = async (subject: string) => {
+    await submit(subject, 'someone@remote.example');
     return eventually(async () =>
       remote.received.find((m) => m.data.toString().includes(`Subject: ${subject}`)),
     );
@@ -147,5 +151,21 @@ describe('DKIM', () => {
     ]);
     const old = await dkimVerify(earlier, { resolver: resolver as never });
     assert.ok(old.results.every((r) => r.status?.result === 'pass'));
+  });
+
+  it("signs the reports it writes (here a bounce) with the host name's domain's keys", async () => {
+    remote.rcptReplies.set('nobody', '550 5.1.1 no such user');
+    await submit('will bounce', 'nobody@remote.example');
+    // The bounce goes to bob, whose MDA is not reachable here: it waits in the queue, readable.
+    const entry = await eventually(async () => (await store.listQueue()).find((e) => e.meta.dsnFor));
+    const dsn = await store.blobs.get(entry.blobId);
+    assert.match(dsn.toString(), /^DKIM-Signature: /);
+    assert.match(dsn.toString(), /From: Mail Delivery System <MAILER-DAEMON@mail\.example\.org>/);
+    const result = await dkimVerify(dsn, { resolver: resolver as never });
+    assert.ok(result.results.length > 0);
+    for (const r of result.results) {
+      assert.equal(r.signingDomain, 'example.org');
+      assert.equal(r.status?.result, 'pass');
+    }
   });
 });

@@ -12,6 +12,7 @@ const MSG = Buffer.from(
 describe('outbound delivery', () => {
   let remote: RemoteServer;
   let plain8: RemoteServer;
+  let withDsn: RemoteServer;
   const down = new Set<string>();
   const dialed: string[] = [];
   const port = () => remote.port;
@@ -23,12 +24,14 @@ describe('outbound delivery', () => {
       ],
       'null.example': [{ exchange: '.', priority: 0 }],
       'old.example': [{ exchange: 'mx.old.example', priority: 10 }],
+      'dsn.example': [{ exchange: 'mx.dsn.example', priority: 10 }],
     },
     a: {
       'mx1.remote.example': ['192.0.2.1'],
       'mx2.remote.example': ['192.0.2.2'],
       'implicit.example': ['192.0.2.3'],
       'mx.old.example': ['192.0.2.9'],
+      'mx.dsn.example': ['192.0.2.10'],
     },
     servfail: ['broken.example'],
   });
@@ -38,12 +41,18 @@ describe('outbound delivery', () => {
     remote = await remoteServer();
     // A server without 8BITMIME, SMTPUTF8 and STARTTLS, for the 8-bit rules.
     plain8 = await remoteServer({ hide8BITMIME: true, hideSTARTTLS: true, hideSMTPUTF8: true });
+    // A server that offers DSN (RFC 3461), to see the parameters each recipient gets.
+    withDsn = await remoteServer({ hideDSN: false });
     const dial = loopbackDialer(() => port(), down, dialed);
     out = new OutboundDelivery({
       hostname: 'mail.example.org',
       resolver,
       dialer: (address, p, t) =>
-        address === '192.0.2.9' ? loopbackDialer(() => plain8.port)(address, p, t) : dial(address, p, t),
+        address === '192.0.2.9'
+          ? loopbackDialer(() => plain8.port)(address, p, t)
+          : address === '192.0.2.10'
+            ? loopbackDialer(() => withDsn.port)(address, p, t)
+            : dial(address, p, t),
       idleMs: 2000,
     });
   });
@@ -51,6 +60,7 @@ describe('outbound delivery', () => {
     out.close();
     await remote.close();
     await plain8.close();
+    await withDsn.close();
   });
 
   it('delivers to the preferred MX over STARTTLS, the bytes intact, and reuses the connection', async () => {
@@ -251,5 +261,48 @@ describe('outbound delivery', () => {
     assert.equal(r[0]!.state, 'delivered');
     assert.equal(remote.received.at(-1)!.body8bit, '8bitmime');
     assert.deepEqual(remote.received.at(-1)!.data, eight);
+  });
+
+  it("sends each recipient's own NOTIFY and ORCPT (RFC 3461 §4), one transaction per set of equal ones", async () => {
+    const before = withDsn.received.length;
+    const results = await out.deliver('dsn.example', {
+      sender: 'bob@example.org',
+      envid: 'env-1',
+      recipients: [
+        { address: 'a@dsn.example', notify: ['SUCCESS', 'FAILURE'], orcpt: 'rfc822;list@example.org' },
+        { address: 'b@dsn.example', notify: ['NEVER'] },
+        { address: 'c@dsn.example', notify: ['SUCCESS', 'FAILURE'], orcpt: 'rfc822;list@example.org' },
+        { address: 'd@dsn.example' },
+      ],
+      data: MSG,
+    });
+    assert.deepEqual(
+      results.map((r) => [r.address, r.state, (r as { relayed?: boolean }).relayed ?? false]),
+      [
+        ['a@dsn.example', 'delivered', false],
+        ['c@dsn.example', 'delivered', false],
+        ['b@dsn.example', 'delivered', false],
+        ['d@dsn.example', 'delivered', false],
+      ],
+    );
+    const got = withDsn.received.slice(before);
+    assert.equal(got.length, 3);
+    const byRcpt = Object.fromEntries(got.flatMap((m) => m.to.map((to, i) => [to, m.rcptDsn[i]])));
+    assert.deepEqual(byRcpt['a@dsn.example'], {
+      notify: ['SUCCESS', 'FAILURE'],
+      orcpt: 'rfc822;list@example.org',
+    });
+    assert.deepEqual(byRcpt['c@dsn.example'], byRcpt['a@dsn.example']);
+    assert.deepEqual(byRcpt['b@dsn.example']?.notify, ['NEVER']);
+    assert.equal(byRcpt['b@dsn.example']?.orcpt, undefined);
+    assert.equal(byRcpt['d@dsn.example']?.notify, undefined);
+    assert.ok(got.every((m) => m.envelopeDsn?.envid === 'env-1'));
+    // A server without DSN got no NOTIFY: a success there is ours to report ("relayed").
+    const plain = await out.deliver('remote.example', {
+      sender: 'bob@example.org',
+      recipients: [{ address: 'x@remote.example', notify: ['SUCCESS'] }],
+      data: MSG,
+    });
+    assert.equal((plain[0] as { relayed?: boolean }).relayed, true);
   });
 });

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
-import { eventually, type Rig, rig } from './harness.ts';
+import { eventually, RawClient, type Rig, rig } from './harness.ts';
 
 describe('queue and LMTP hand-off', () => {
   let r: Rig;
@@ -87,6 +87,39 @@ describe('queue and LMTP hand-off', () => {
     await eventually(async () => (await r.store.listQueue()).length === 0);
     // The bounce of the null-sender message went nowhere: carl got exactly one report.
     const reports = (await r.inbox('carl@example.org')).filter((m) => m.includes('multipart/report'));
+    assert.equal(reports.length, 1);
+  });
+
+  it('sends one "delivered" report for NOTIFY=SUCCESS (RFC 3461 §4.1), none for the other recipients', async () => {
+    await r.store.addAlias({ address: 'pair@example.org', targets: ['bob@example.org', 'carl@example.org'] });
+    const c = await RawClient.open(r.smtpPort);
+    assert.match(await c.cmd('EHLO client.example'), /^250/);
+    assert.match(await c.cmd('MAIL FROM:<carl@example.org> ENVID=track-1'), /^250/);
+    assert.match(
+      await c.cmd('RCPT TO:<bob@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.org'),
+      /^250/,
+    );
+    assert.match(await c.cmd('RCPT TO:<pair@example.org> NOTIFY=SUCCESS'), /^250/);
+    assert.match(await c.cmd('RCPT TO:<bob+x@example.org>'), /^250/);
+    assert.match(await c.cmd('DATA'), /^354/);
+    assert.match(await c.cmd('Subject: track me\r\n\r\nhi\r\n.'), /^250/);
+    c.close();
+    const report = await eventually(async () =>
+      (await r.inbox('carl@example.org')).find((m) => m.includes('Successful Mail Delivery Report')),
+    );
+    const text = report.toString();
+    assert.match(text, /Original-Envelope-Id: track-1/);
+    assert.match(
+      text,
+      /Original-Recipient: rfc822;bob@example\.org\r\nFinal-Recipient: rfc822; bob@example\.org\r\nAction: delivered\r\nStatus: 2\.0\.0/,
+    );
+    assert.match(text, /Final-Recipient: rfc822; pair@example\.org\r\nAction: expanded\r\nStatus: 2\.1\.5/);
+    assert.doesNotMatch(text, /bob\+x@example\.org/);
+    await eventually(async () => (await r.store.listQueue()).length === 0);
+    // One report for the message, however many recipients asked.
+    const reports = (await r.inbox('carl@example.org')).filter((m) =>
+      m.includes('Successful Mail Delivery Report'),
+    );
     assert.equal(reports.length, 1);
   });
 });

@@ -16,6 +16,10 @@ export interface Received {
   data: Buffer;
   secure: boolean;
   body8bit: string | undefined;
+  /** Each RCPT's DSN parameters (NOTIFY, ORCPT), when the server offers DSN. */
+  rcptDsn: Array<{ notify?: string[]; orcpt?: string } | undefined>;
+  /** ENVID and RET of MAIL FROM. */
+  envelopeDsn: { envid?: string; ret?: string } | undefined;
 }
 
 export interface RemoteServer {
@@ -89,6 +93,10 @@ export async function remoteServer(options: Partial<SMTPServerOptions> = {}): Pr
           data: Buffer.concat(chunks),
           secure: session.secure,
           body8bit: (session.envelope as { bodyType?: string }).bodyType,
+          rcptDsn: session.envelope.rcptTo.map(
+            (r) => (r as { dsn?: { notify?: string[]; orcpt?: string } }).dsn,
+          ),
+          envelopeDsn: (session.envelope as { dsn?: { envid?: string; ret?: string } }).dsn,
         });
         cb();
       });

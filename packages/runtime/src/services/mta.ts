@@ -24,9 +24,11 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
   const servers: SMTPServer[] = [];
   const listening: Listening[] = [];
   const isLocalDomain = async (name: string) => (await store.getDomain(name)) !== null;
+  const sign = createDkimSigner(store);
   const runner = new QueueRunner({
     store,
     hostname: config.hostname,
+    sign,
     outbound: new OutboundDelivery({ hostname: config.hostname }),
     remoteRetry: remoteRetryPolicy(
       config.mta.retry_first_seconds * 1000,
@@ -127,7 +129,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
         throttle: d.throttle,
         sendLimiter,
         receivedHeader: config.mta.received_header,
-        sign: createDkimSigner(store),
+        sign,
         ...(rspamd && config.rspamd.scan_outbound ? { rspamd } : {}),
         limits: { ...smtpLimits, messagesPerHour: config.mta.send_limit_per_hour },
         onQueued,
