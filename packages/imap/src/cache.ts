@@ -56,3 +56,33 @@ export class TextCache {
     return this.bytes;
   }
 }
+
+/**
+ * Values computed from a blob's bytes (which never change), by blob id, for
+ * every session of the process; at most `max` of them, the oldest quarter
+ * out at once when full. A miss only costs the computation.
+ */
+export class BlobMemo<T> {
+  private readonly map = new Map<string, T>();
+  private readonly max: number;
+
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  get(blobId: string): T | undefined {
+    return this.map.get(blobId);
+  }
+
+  set(blobId: string, value: T): void {
+    if (this.max <= 0) return;
+    this.map.set(blobId, value);
+    if (this.map.size > this.max) {
+      let n = Math.ceil(this.max / 4);
+      for (const k of this.map.keys()) {
+        if (n-- <= 0) break;
+        this.map.delete(k);
+      }
+    }
+  }
+}

@@ -22,8 +22,10 @@ import type { SearchKey } from './protocol/search-parse.ts';
 
 export interface SearchSubject {
   message: MessageMeta;
-  /** The message's structure, for searches that read it (needsStructure); else null. */
+  /** The message's structure, for searches that read more than its envelope; else null. */
   root: MimeNode | null;
+  /** The envelope's words, for searches that read the structure or only the envelope (envelopeOnly). */
+  words: EnvelopeWords | null;
   /** Sequence number in the session's view. */
   seq: number;
   /** \Recent for this session. */
@@ -100,8 +102,8 @@ function bodyText(raw: Buffer, root: MimeNode, out: string[]): void {
 const ymd = (d: Date): number => d.getUTCFullYear() * 10_000 + (d.getUTCMonth() + 1) * 100 + d.getUTCDate();
 
 /** The day the message says it was sent (RFC 3501: the Date: field, disregarding time and zone); else its internal date. */
-function sentDay(m: MessageMeta, root: MimeNode | null): number {
-  const v = root?.envelope?.date;
+function sentDay(m: MessageMeta, words: EnvelopeWords | null): number {
+  const v = words?.date;
   const d = v ? parseHeaderDate(v) : null;
   return d ? d.year * 10_000 + d.month * 100 + d.day : ymd(m.internalDate);
 }
@@ -128,35 +130,73 @@ function fieldMatches(key: string, value: string, needle: string): boolean {
 }
 
 /**
- * FROM, TO, CC, BCC and SUBJECT are answered from the envelope the MDA
- * parsed (no need to read the message): the decoded subject, and each
- * address and decoded display name (group members and group names too).
+ * What FROM, TO, CC, BCC and SUBJECT match against, made once from the
+ * envelope the MDA parsed (no need to read the message) and kept per blob by
+ * the service: the decoded subject, and each address and decoded display
+ * name (group members and group names too), in lower case. null: no such
+ * field.
  */
-function envelopeMatches(env: Envelope, field: string, needle: string): boolean | null {
-  if (field === 'subject') {
-    if (env.subject === null) return false;
-    return !needle || decodeWords(env.subject).toLowerCase().includes(needle);
-  }
-  const list =
-    field === 'from'
-      ? env.from
-      : field === 'to'
-        ? env.to
-        : field === 'cc'
-          ? env.cc
-          : field === 'bcc'
-            ? env.bcc
-            : undefined;
-  if (list === undefined) return null;
-  if (list === null) return false;
+export interface EnvelopeWords {
+  subject: string | null;
+  from: string[] | null;
+  to: string[] | null;
+  cc: string[] | null;
+  bcc: string[] | null;
+  /** The Date: field as written, for SENTBEFORE/SENTON/SENTSINCE. */
+  date: string | null;
+}
+
+export function envelopeWords(env: Envelope | null): EnvelopeWords {
+  const words = (list: Envelope['from']): string[] | null => {
+    if (list === null || list === undefined) return null;
+    const out: string[] = [];
+    for (const e of list) {
+      // A group's name, then its members; or one address and its display name.
+      if ('group' in e && e.name) out.push(decodeWords(e.name).toLowerCase());
+      for (const a of 'group' in e ? e.group : [e]) {
+        out.push(a.address.toLowerCase());
+        if (a.name) out.push(decodeWords(a.name).toLowerCase());
+      }
+    }
+    return out;
+  };
+  return {
+    subject: env?.subject == null ? null : decodeWords(env.subject).toLowerCase(),
+    from: words(env?.from ?? null),
+    to: words(env?.to ?? null),
+    cc: words(env?.cc ?? null),
+    bcc: words(env?.bcc ?? null),
+    date: env?.date ?? null,
+  };
+}
+
+const ENVELOPE_FIELDS = new Set(['subject', 'from', 'to', 'cc', 'bcc']);
+
+function envelopeMatches(w: EnvelopeWords, field: string, needle: string): boolean | null {
+  if (!ENVELOPE_FIELDS.has(field)) return null;
+  const v = w[field as 'subject' | 'from' | 'to' | 'cc' | 'bcc'];
+  if (v === null) return false;
   if (!needle) return true;
-  for (const e of list) {
-    if (decodeWords(e.name).toLowerCase().includes(needle)) return true;
-    for (const a of 'group' in e ? e.group : [e])
-      if (a.address.toLowerCase().includes(needle) || decodeWords(a.name).toLowerCase().includes(needle))
-        return true;
-  }
+  if (typeof v === 'string') return v.includes(needle);
+  for (const x of v) if (x.includes(needle)) return true;
   return false;
+}
+
+/**
+ * Whether the search reads no more of a message than its envelope words
+ * (FROM, TO, CC, BCC, SUBJECT, the sent date): then the service's cache of
+ * them answers, without the message's structure.
+ */
+export function envelopeOnly(k: SearchKey): boolean {
+  const stack = [k];
+  while (stack.length) {
+    const x = stack.pop()!;
+    if (x.op === 'and' || x.op === 'or') stack.push(...x.keys);
+    else if (x.op === 'not') stack.push(x.key);
+    else if (x.op === 'body' || x.op === 'text') return false;
+    else if (x.op === 'header' && !ENVELOPE_FIELDS.has(x.field)) return false;
+  }
+  return true;
 }
 
 /** Does evaluating `k` read a message's structure or bytes (so the search must list full messages)? */
@@ -200,7 +240,7 @@ export class Evaluator {
 
   private eval(k: SearchKey, s: SearchSubject): Promise<boolean> | boolean {
     const m = s.message;
-    // Keys that read the structure run only in searches that were given it (needsStructure).
+    // Keys that read the structure run only in searches that were given it (envelopeOnly, needsStructure).
     const root = s.root!;
     switch (k.op) {
       case 'and':
@@ -236,12 +276,11 @@ export class Evaluator {
       case 'smaller':
         return m.size < k.size;
       case 'date':
-        return compare(k.sent ? sentDay(m, s.root) : ymd(m.internalDate), k.cmp, k.day);
+        return compare(k.sent ? sentDay(m, s.words) : ymd(m.internalDate), k.cmp, k.day);
       case 'modseq':
         return m.modseq >= k.modseq;
       case 'header': {
-        const env = root.envelope;
-        const quick = env ? envelopeMatches(env, k.field, k.value.toLowerCase()) : null;
+        const quick = s.words ? envelopeMatches(s.words, k.field, k.value.toLowerCase()) : null;
         if (quick !== null) return quick;
         return s.raw().then((raw) => {
           const needle = k.value.toLowerCase();

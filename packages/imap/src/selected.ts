@@ -17,7 +17,8 @@
  * - Keywords the client has not been told of are announced with FLAGS and
  *   PERMANENTFLAGS before the FETCH that shows them.
  */
-import type { Mailbox, MailStore } from '@mailwerk/store';
+import { hasFlag, type Mailbox, type MailboxView, type MailStore } from '@mailwerk/store';
+import type { MetaCache } from './meta-cache.ts';
 import { flagList } from './protocol/encode.ts';
 import { UidList } from './protocol/sequence.ts';
 
@@ -27,6 +28,30 @@ export const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '
 export interface Output {
   untagged(text: string): void;
   readonly condstore: boolean;
+}
+
+/**
+ * What `MailStore.viewMailbox` answers (claiming \Recent), from the shared row
+ * cache when it holds the mailbox as of one MODSEQ: a client SELECTs often,
+ * and the cache spares reading every row again.
+ */
+async function viewFromCache(
+  store: MailStore,
+  cache: MetaCache,
+  mailboxId: string,
+): Promise<MailboxView | null> {
+  const v = await cache.view(mailboxId);
+  if (!v) return null;
+  const uids = v.rows.map((m) => m.uid);
+  let firstUnseen: number | null = null;
+  const keywords = new Map<string, string>();
+  for (const m of v.rows) {
+    if (firstUnseen === null && !hasFlag(m.flags, '\\Seen')) firstUnseen = m.uid;
+    for (const f of m.flags)
+      if (!f.startsWith('\\') && !keywords.has(f.toLowerCase())) keywords.set(f.toLowerCase(), f);
+  }
+  const recentAbove = await store.claimRecent(mailboxId, uids.at(-1) ?? 0);
+  return { mailbox: v.mailbox, uids, recentAbove, firstUnseen, keywords: [...keywords.values()] };
 }
 
 export class Selected {
@@ -55,8 +80,11 @@ export class Selected {
     store: MailStore,
     mailbox: Mailbox,
     readOnly: boolean,
+    cache?: MetaCache,
   ): Promise<{ selected: Selected; firstUnseen: number | null }> {
-    const view = await store.viewMailbox(mailbox.id, { claimRecent: !readOnly });
+    const view =
+      (!readOnly && cache && (await viewFromCache(store, cache, mailbox.id))) ||
+      (await store.viewMailbox(mailbox.id, { claimRecent: !readOnly }));
     const s = new Selected(store, view.mailbox, readOnly, view.uids, view.mailbox.highestModseq);
     const top = s.uids.last;
     if (top > view.recentAbove) s.recent.push([view.recentAbove + 1, top]);

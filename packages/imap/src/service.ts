@@ -10,9 +10,11 @@ import { AuthThrottle } from '@mailwerk/auth';
 import type { Bus, MailEvent } from '@mailwerk/bus';
 import { ConnectionLimiter } from '@mailwerk/limits';
 import type { MailStore } from '@mailwerk/store';
-import { TextCache } from './cache.ts';
+import { BlobMemo, TextCache } from './cache.ts';
 import { capabilityLine } from './commands/capability.ts';
+import { MetaCache } from './meta-cache.ts';
 import { Notifier } from './notifier.ts';
+import type { EnvelopeWords } from './search.ts';
 import { Session } from './session.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -40,6 +42,10 @@ export interface ImapOptions {
   writeTimeoutMs?: number;
   /** Memory for ENVELOPE and BODYSTRUCTURE text kept between FETCHes (default 16 MiB, about 20,000 messages; 0: none). */
   fetchCacheBytes?: number;
+  /** Rows (flags, UIDs, sizes) of mailboxes kept in memory for all sessions (default 200,000; 0: none). */
+  metaCacheRows?: number;
+  /** Messages whose envelope words SEARCH keeps (default 30,000; 0: none). */
+  searchCacheMessages?: number;
   /** Most simultaneous connections, and from one client address (defaults 1000 and 20). */
   maxConnections?: number;
   maxConnectionsPerIp?: number;
@@ -62,6 +68,9 @@ export interface ServiceContext {
   maxMessageSize: number;
   throttle: AuthThrottle;
   textCache: TextCache;
+  metaCache: MetaCache;
+  /** SEARCH's envelope words by blob (about 30,000 messages' worth by default). */
+  searchWords: BlobMemo<EnvelopeWords>;
   idleTimeoutMs: number;
   loginTimeoutMs: number;
   writeTimeoutMs: number;
@@ -91,6 +100,8 @@ export class ImapService {
       maxMessageSize: options.maxMessageSize,
       throttle: options.throttle ?? new AuthThrottle(),
       textCache: new TextCache(options.fetchCacheBytes ?? 16 * 1024 * 1024),
+      metaCache: new MetaCache(options.store, { maxRows: options.metaCacheRows ?? 200_000 }),
+      searchWords: new BlobMemo(options.searchCacheMessages ?? 30_000),
       idleTimeoutMs: options.idleTimeoutMs ?? 30 * 60_000,
       loginTimeoutMs: options.loginTimeoutMs ?? 3 * 60_000,
       writeTimeoutMs: options.writeTimeoutMs ?? 5 * 60_000,

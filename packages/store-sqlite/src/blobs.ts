@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { type BlobStore, contentId, StoreError } from '@mailwerk/store';
 import type { GroupCommit } from './db.ts';
 
@@ -91,9 +91,20 @@ export class FsBlobStore implements BlobStore {
 export class SqliteBlobStore implements BlobStore {
   private readonly db: DatabaseSync;
   private readonly writer: GroupCommit;
+  /** Compiled once: preparing a statement costs more than reading a small blob with it. */
+  private readonly statements = new Map<string, StatementSync>();
   constructor(db: DatabaseSync, writer: GroupCommit) {
     this.db = db;
     this.writer = writer;
+  }
+
+  private stmt(sql: string): StatementSync {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
   }
 
   async put(data: Buffer): Promise<string> {
@@ -104,25 +115,23 @@ export class SqliteBlobStore implements BlobStore {
 
   /** Stores a blob as part of a write already running in the group commit. */
   insertInTransaction(id: string, data: Buffer): void {
-    this.db.prepare('INSERT OR IGNORE INTO blobs (id, data) VALUES (?, ?)').run(id, data);
+    this.stmt('INSERT OR IGNORE INTO blobs (id, data) VALUES (?, ?)').run(id, data);
   }
 
   async get(id: string): Promise<Buffer> {
     checkId(id);
-    const row = this.db.prepare('SELECT data FROM blobs WHERE id = ?').get(id) as
-      | { data: Uint8Array }
-      | undefined;
+    const row = this.stmt('SELECT data FROM blobs WHERE id = ?').get(id) as { data: Uint8Array } | undefined;
     if (!row) throw notFound(id);
     return Buffer.from(row.data.buffer, row.data.byteOffset, row.data.byteLength);
   }
 
   async has(id: string): Promise<boolean> {
     checkId(id);
-    return this.db.prepare('SELECT 1 FROM blobs WHERE id = ?').get(id) !== undefined;
+    return this.stmt('SELECT 1 FROM blobs WHERE id = ?').get(id) !== undefined;
   }
 
   async delete(id: string): Promise<void> {
     checkId(id);
-    await this.writer.write(() => this.db.prepare('DELETE FROM blobs WHERE id = ?').run(id));
+    await this.writer.write(() => this.stmt('DELETE FROM blobs WHERE id = ?').run(id));
   }
 }

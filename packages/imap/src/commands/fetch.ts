@@ -131,7 +131,7 @@ function fetch(): Command {
         const range = { uidFrom: batch[0]!, uidTo: batch[batch.length - 1]! };
         const rows: MessageMeta[] = full
           ? await store.listMessages(sel.mailbox.id, range)
-          : await store.listMessageMeta(sel.mailbox.id, range);
+          : await s.ctx.metaCache.list(sel.mailbox.id, range);
         let list = rows.filter(
           (m) => wanted.has(m.uid) && (req.changedSince === null || m.modseq > req.changedSince),
         );

@@ -10,7 +10,7 @@ import type { Message, MessageMeta } from '@mailwerk/store';
 import { no } from '../errors.ts';
 import { utf8 } from '../protocol/cursor.ts';
 import { parseSearch, type SearchKey } from '../protocol/search-parse.ts';
-import { Evaluator, needsStructure } from '../search.ts';
+import { Evaluator, envelopeOnly, envelopeWords, needsStructure } from '../search.ts';
 import { type Command, SELECTED } from './types.ts';
 import { selected, structureOf } from './util.ts';
 
@@ -39,8 +39,12 @@ function search(): Command {
         else if (k.op === 'uid') sets.set(k, new Set(sel.uids.byUid(k.ranges)));
       }
       const evaluator = new Evaluator(parsed.key, sets);
-      const full = needsStructure(parsed.key);
+      // Flags, sizes and dates come from the rows; FROM/TO/CC/BCC/SUBJECT from the envelope words the service
+      // keeps; only other headers, BODY and TEXT need each message's structure.
+      const full = needsStructure(parsed.key) && !envelopeOnly(parsed.key);
+      const words = !full && needsStructure(parsed.key);
       const store = s.ctx.store;
+      const memo = s.ctx.searchWords;
       const hits: number[] = [];
       let highest = 0;
       const all = sel.uids.toArray();
@@ -50,14 +54,33 @@ function search(): Command {
         const range = { uidFrom: from, uidTo: to };
         const list: MessageMeta[] = full
           ? await store.listMessages(sel.mailbox.id, range)
-          : await store.listMessageMeta(sel.mailbox.id, range);
+          : await s.ctx.metaCache.list(sel.mailbox.id, range);
+        if (words) {
+          // The words of the messages not yet in the memo, from their structures (one read for the batch).
+          const missing = list.filter((m) => memo.get(m.blobId) === undefined);
+          if (missing.length) {
+            const rows = await store.listMessages(sel.mailbox.id, {
+              uidFrom: missing[0]!.uid,
+              uidTo: missing.at(-1)!.uid,
+            });
+            for (const m of rows)
+              if (memo.get(m.blobId) === undefined)
+                memo.set(m.blobId, envelopeWords((await structureOf(s, m)).root.envelope ?? null));
+          }
+        }
         for (const m of list) {
           const seq = sel.uids.seqOf(m.uid);
           if (!seq || sel.expunged.has(m.uid)) continue;
           let raw: Promise<Buffer> | null = null;
+          const root = full ? (await structureOf(s, m as Message)).root : null;
           const subject = {
             message: m,
-            root: full ? (await structureOf(s, m as Message)).root : null,
+            root,
+            words: root
+              ? envelopeWords(root.envelope ?? null)
+              : words
+                ? (memo.get(m.blobId) ?? envelopeWords(null))
+                : null,
             seq,
             recent: sel.isRecent(m.uid),
             raw: () => (raw ??= store.blobs.get(m.blobId)),

@@ -26,7 +26,7 @@ function open(readOnly: boolean): Command {
       // RFC 3501 §6.3.1: a SELECT, even a failing one, first leaves the mailbox selected before.
       s.state = { kind: 'authenticated', user: account };
       const mb = await mailbox(s, name);
-      const { selected: sel, firstUnseen } = await Selected.open(s.ctx.store, mb, readOnly);
+      const { selected: sel, firstUnseen } = await Selected.open(s.ctx.store, mb, readOnly, s.ctx.metaCache);
       sel.announceFlags(s);
       s.untagged(`${sel.exists} EXISTS`);
       s.untagged(`${sel.recentCount} RECENT`);
@@ -50,7 +50,7 @@ export const EXAMINE = open(true);
 /** Removes the messages marked \Deleted among `uids` (all when null); returns the UIDs removed. */
 export async function expungeDeleted(s: Session, sel: Selected, uids: number[] | null): Promise<number[]> {
   const store = s.ctx.store;
-  const list = await store.listMessageMeta(sel.mailbox.id);
+  const list = await s.ctx.metaCache.list(sel.mailbox.id);
   const wanted = uids ? new Set(uids) : null;
   const doomed = list
     .filter((m) => hasFlag(m.flags, '\\Deleted') && (!wanted || wanted.has(m.uid)))
