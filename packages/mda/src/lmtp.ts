@@ -73,13 +73,15 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
           callback();
         })
         // A store that fails is a temporary condition (451), never the 550 smtp-server would make of it.
-        .catch((err: unknown) => callback(asReply(err, options.onError, `lmtp rcpt ${address.address}`)));
+        .catch((err: unknown) =>
+          callback(asReply(err, options.onError, `lmtp session ${session.id}: RCPT <${address.address}>`)),
+        );
     },
     onData(stream, session, callback) {
       handleData(stream, session)
         .then((results) => callback(null, results))
         .catch((err: unknown) => {
-          options.onError?.(err, 'lmtp data');
+          options.onError?.(err, `lmtp session ${session.id}: DATA`);
           callback(reply(451, '4.3.0', 'local error in processing, try again later'));
         });
     },

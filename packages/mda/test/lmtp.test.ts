@@ -215,7 +215,7 @@ describe('MDA over LMTP: a store that fails', () => {
           return true;
         },
       );
-      assert.match(errors[0] ?? '', /lmtp rcpt bob@example\.org: database is locked/);
+      assert.match(errors[0] ?? '', /^lmtp session \S+: RCPT <bob@example\.org>: database is locked/);
     } finally {
       await new Promise<void>((r) => server.close(() => r()));
       await store.close();

@@ -201,7 +201,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
             const counted = await failedRecipient(session, err as SmtpError).catch(() => err as SmtpError);
             return callback(refuse(session, counted));
           }
-          options.onError?.(err, 'rcpt');
+          options.onError?.(err, `smtp session ${session.id}: RCPT`);
           callback(reply(451, '4.3.0', 'temporary lookup failure, try again later'));
         });
     },
@@ -213,7 +213,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
             options.onRefused?.(session.remoteAddress, `${(err as SmtpError).responseCode} ${err.message}`);
             return callback(err);
           }
-          options.onError?.(err, 'data');
+          options.onError?.(err, `smtp session ${session.id}: DATA`);
           callback(reply(451, '4.3.0', 'local error in processing, message not accepted; try again later'));
         });
     },

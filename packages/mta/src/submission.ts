@@ -212,7 +212,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
 
   function fail(err: unknown, session: SMTPServerSession, context: string, callback: (err?: Error) => void) {
     if (err instanceof Error && 'responseCode' in err) return callback(refuse(session, err as SmtpError));
-    options.onError?.(err, context);
+    options.onError?.(err, `submission session ${session.id}: ${context}`);
     callback(reply(451, '4.3.0', 'local error in processing, try again later'));
   }
 

@@ -253,7 +253,11 @@ class Pop3Session {
         try {
           await this.command(line);
         } catch (err) {
-          this.opts.onError?.(err, 'pop3');
+          // One command's failure ends in its reply; the session (and every other) goes on.
+          this.opts.onError?.(
+            err,
+            `pop3 session ${this.id}: ${line.split(' ')[0]!.slice(0, 16).toUpperCase()}`,
+          );
           this.send('-ERR [SYS/TEMP] Internal error, try again later');
         }
       }
@@ -547,7 +551,7 @@ class Pop3Session {
       this.state = 'TRANSACTION';
       this.close(`+OK Signing off (${removed.length} messages deleted)`);
     } catch (err) {
-      this.opts.onError?.(err, 'pop3 update');
+      this.opts.onError?.(err, `pop3 session ${this.id}: UPDATE`);
       this.state = 'TRANSACTION';
       this.close('-ERR [SYS/TEMP] Could not delete the messages; nothing was deleted');
     }
