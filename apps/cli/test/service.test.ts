@@ -101,13 +101,16 @@ describe('mailwerk start', () => {
     try {
       await send('mda down');
       const queued = await eventually(async () => {
-        const q = await sb.json<Array<{ attempts: number; recipients: Array<{ lastReply?: string }> }>>([
-          'queue',
-          'list',
-        ]);
+        const q = await sb.json<
+          Array<{
+            attempts: number;
+            recipients: Array<{ lastReply?: { code: number; enhanced: string; text: string } }>;
+          }>
+        >(['queue', 'list']);
         return q.find((e) => e.attempts >= 1);
       });
-      assert.match(queued.recipients[0]!.lastReply!, /^451 4\.4\.1 /);
+      assert.equal(queued.recipients[0]!.lastReply!.code, 451);
+      assert.equal(queued.recipients[0]!.lastReply!.enhanced, '4.4.1');
       assert.ok(!(await subjects()).includes('mda down'));
       // The admin looks at it, holds it, releases it; a second one is deleted.
       const [entry] = await sb.json<Array<{ id: string }>>(['queue', 'list']);

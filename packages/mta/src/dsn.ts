@@ -32,14 +32,6 @@ export interface DsnInput {
   date?: Date;
 }
 
-/** The enhanced status code in a reply such as `550 5.1.1 …`, or one made from the reply code. */
-export function statusOf(reply: string): string {
-  const m = /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(reply);
-  if (m) return m[1]!;
-  const c = reply.charAt(0);
-  return c === '5' ? '5.0.0' : c === '4' ? '4.0.0' : '2.0.0';
-}
-
 const oneLine = (s: string) => s.replace(/[\r\n]+/g, ' ').slice(0, 900);
 
 export function buildDsn(d: DsnInput): Buffer {

@@ -5,7 +5,7 @@ export {
   generateDkimKey,
   selectorFor,
 } from './dkim.ts';
-export { buildDsn, type DsnInput, type DsnRecipient, statusOf } from './dsn.ts';
+export { buildDsn, type DsnInput, type DsnRecipient } from './dsn.ts';
 export {
   createInboundServer,
   defaultInboundLimits,

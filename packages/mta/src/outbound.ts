@@ -16,7 +16,7 @@
 import { promises as dns } from 'node:dns';
 import { connect as netConnect, type Socket } from 'node:net';
 import { foldLongLines } from '@mailwerk/smtp';
-import type { RecipientResult } from '@mailwerk/store';
+import { parseReply, type RecipientResult } from '@mailwerk/store';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 
 export interface MxResolver {
@@ -133,7 +133,11 @@ export class OutboundDelivery {
   /** Delivers one message to the recipients of one domain. */
   async deliver(domain: string, message: OutboundMessage): Promise<OutboundResult[]> {
     const all = (reply: string) =>
-      message.recipients.map((r) => ({ address: r.address, state: stateOf(reply), reply }));
+      message.recipients.map((r) => ({
+        address: r.address,
+        state: stateOf(reply),
+        reply: parseReply(reply),
+      }));
     await this.slot(domain);
     let c: Connection | null = null;
     const results: OutboundResult[] = [];
@@ -147,7 +151,11 @@ export class OutboundDelivery {
         } catch (err) {
           if (!(err instanceof Final)) throw err;
           results.push(
-            ...recipients.map((r) => ({ address: r.address, state: stateOf(err.reply), reply: err.reply })),
+            ...recipients.map((r) => ({
+              address: r.address,
+              state: stateOf(err.reply),
+              reply: parseReply(err.reply),
+            })),
           );
         }
       }
@@ -392,7 +400,7 @@ export class OutboundDelivery {
       return {
         address: r.address,
         state,
-        reply,
+        reply: parseReply(reply),
         ...(state === 'delivered' && !dsn ? { relayed: true } : {}),
       };
     });

@@ -17,12 +17,15 @@ import {
   contentId,
   deliveryEnvid,
   expandRecipient,
+  formatReply,
   isStoreError,
   type MailStore,
+  makeReply,
+  parseReply,
   type QueueEntry,
   type RecipientResult,
 } from '@mailwerk/store';
-import { buildDsn, type DsnRecipient, statusOf } from './dsn.ts';
+import { buildDsn, type DsnRecipient } from './dsn.ts';
 import { LmtpClient, type LmtpReply, type LmtpTarget } from './lmtp-client.ts';
 import type { OutboundDelivery } from './outbound.ts';
 import { defaultRemoteRetryPolicy, defaultRetryPolicy, type RetryPolicy } from './schedule.ts';
@@ -250,7 +253,7 @@ export class QueueRunner {
         results.push({
           address: r.address,
           state: 'pending',
-          reply: '451 4.4.0 delivery to other domains is not configured here',
+          reply: makeReply(451, '4.4.0', 'delivery to other domains is not configured here'),
         });
       else remote.set(domain, [...(remote.get(domain) ?? []), r]);
     }
@@ -287,7 +290,11 @@ export class QueueRunner {
     for (const r of results) {
       if (expired && r.state === 'pending') {
         r.state = 'failed';
-        r.reply = `${r.reply ?? ''} (gave up: 4.4.7 message expired after ${Math.round(maxAgeMs / 3_600_000)} hours in the queue)`;
+        const last = r.reply ?? makeReply(451, '4.4.7', 'no reply');
+        r.reply = {
+          ...last,
+          text: `${last.text} (gave up: 4.4.7 message expired after ${Math.round(maxAgeMs / 3_600_000)} hours in the queue)`,
+        };
       }
     }
     const failures = results.filter((r) => r.state === 'failed');
@@ -347,11 +354,15 @@ export class QueueRunner {
         plans.push({ address, members, external: e.external });
       } catch (err) {
         const reply = isStoreError(err, 'not_found')
-          ? `550 5.1.1 <${address}> no such user here`
+          ? makeReply(550, '5.1.1', `<${address}> no such user here`)
           : isStoreError(err, 'conflict')
-            ? `550 5.4.6 <${address}> alias loop`
-            : `451 4.3.0 <${address}> lookup failed: ${err instanceof Error ? err.message : String(err)}`;
-        results.push({ address, state: reply.startsWith('5') ? 'failed' : 'pending', reply });
+            ? makeReply(550, '5.4.6', `<${address}> alias loop`)
+            : makeReply(
+                451,
+                '4.3.0',
+                `<${address}> lookup failed: ${err instanceof Error ? err.message : String(err)}`,
+              );
+        results.push({ address, state: reply.code >= 500 ? 'failed' : 'pending', reply });
       }
     }
     const members = [...new Set(plans.flatMap((p) => p.members))];
@@ -382,7 +393,7 @@ export class QueueRunner {
       const replies = plan.members.map((m) => byMember.get(m)!);
       const waiting = replies.find((r) => r.code >= 400 && r.code < 500);
       if (waiting) {
-        results.push({ address: plan.address, state: 'pending', reply: waiting.text });
+        results.push({ address: plan.address, state: 'pending', reply: parseReply(waiting.text) });
         continue;
       }
       const took = replies.filter((r) => r.code < 300);
@@ -390,7 +401,7 @@ export class QueueRunner {
         results.push({
           address: plan.address,
           state: 'failed',
-          reply: replies[0]?.text ?? '550 5.1.1 nothing to deliver to',
+          reply: replies[0] ? parseReply(replies[0].text) : makeReply(550, '5.1.1', 'nothing to deliver to'),
         });
         continue;
       }
@@ -408,7 +419,11 @@ export class QueueRunner {
           results.push({
             address: plan.address,
             state: 'pending',
-            reply: `451 4.3.0 <${plan.address}> could not queue the forward: ${err instanceof Error ? err.message : String(err)}`,
+            reply: makeReply(
+              451,
+              '4.3.0',
+              `<${plan.address}> could not queue the forward: ${err instanceof Error ? err.message : String(err)}`,
+            ),
           });
           continue;
         }
@@ -417,11 +432,15 @@ export class QueueRunner {
       const direct =
         plan.members.length === 1 && plan.members[0] === plan.address && plan.external.length === 0;
       const reply = direct
-        ? took[0]!.text
-        : `250 2.1.5 <${plan.address}> expanded: ${[
-            ...plan.members.map((m, i) => `${m} ${replies[i]!.text}`),
-            ...plan.external.map((x) => `${x} queued for forwarding`),
-          ].join('; ')}`;
+        ? parseReply(took[0]!.text)
+        : makeReply(
+            250,
+            '2.1.5',
+            `<${plan.address}> expanded: ${[
+              ...plan.members.map((m, i) => `${m} ${replies[i]!.text}`),
+              ...plan.external.map((x) => `${x} queued for forwarding`),
+            ].join('; ')}`,
+          );
       results.push({
         address: plan.address,
         state: 'delivered',
@@ -476,9 +495,8 @@ export class QueueRunner {
       const r = entry.recipients.find((x) => x.address === f.address);
       const notify = r?.notify ?? ['FAILURE', 'DELAY'];
       if (!notify.includes(wanted)) continue;
-      const status = statusOf(
-        f.reply ?? (kind === 'failed' ? '5.0.0' : kind === 'delayed' ? '4.0.0' : '2.0.0'),
-      );
+      const status =
+        f.reply?.enhanced ?? (kind === 'failed' ? '5.0.0' : kind === 'delayed' ? '4.0.0' : '2.0.0');
       recipients.push({
         address: f.address,
         orcpt: r?.orcpt,
@@ -489,7 +507,7 @@ export class QueueRunner {
             : kind === 'delayed'
               ? status.replace(/^5/, '4')
               : status.replace(/^[45]/, '2'),
-        diagnostic: f.reply ?? kind,
+        diagnostic: f.reply ? formatReply(f.reply) : kind,
       });
     }
     if (recipients.length === 0) return;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InProcessBus } from '@mailwerk/bus';
 import { createLmtpServer } from '@mailwerk/mda';
-import { type Account, DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
+import { type Account, DEFAULT_MAILBOXES, formatReply, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import { generateSelfSigned } from '@mailwerk/tls';
 import type { SMTPServer } from 'smtp-server';
@@ -81,7 +81,7 @@ export async function rig(
     pollMs: 50,
     mdaPauseMs: 150,
     onAttempt: (_entry, results) => {
-      attempts.push(...results.map((x) => x.reply ?? ''));
+      attempts.push(...results.map((x) => (x.reply ? formatReply(x.reply) : '')));
     },
     ...runnerOptions,
   });

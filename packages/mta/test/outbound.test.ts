@@ -2,6 +2,7 @@
 // from a test resolver and connections sent to loopback by a test dialer (no traffic leaves the host).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { formatReply } from '@mailwerk/store';
 import { OutboundDelivery } from '../src/index.ts';
 import { loopbackDialer, type RemoteServer, remoteServer, tableResolver } from './remote.ts';
 
@@ -75,7 +76,7 @@ describe('outbound delivery', () => {
       r1.map((r) => r.state),
       ['delivered', 'delivered'],
     );
-    assert.match(r1[0]!.reply!, /^250 .*\(mx1\.remote\.example, TLS\)$/);
+    assert.match(formatReply(r1[0]!.reply!), /^250 .*\(mx1\.remote\.example, TLS\)$/);
     assert.equal(dialed[0], '192.0.2.1');
     const got = remote.received.at(-1)!;
     assert.deepEqual(got.to, ['x@remote.example', 'y@remote.example']);
@@ -134,7 +135,7 @@ describe('outbound delivery', () => {
       });
       assert.equal(r[0]!.state, 'delivered');
       assert.deepEqual(dialed, ['192.0.2.1', '192.0.2.2']);
-      assert.match(r[0]!.reply!, /mx2\.remote\.example/);
+      assert.match(formatReply(r[0]!.reply!), /mx2\.remote\.example/);
       dialed.length = 0;
       const i = await fresh.deliver('implicit.example', {
         sender: 'bob@example.org',
@@ -162,18 +163,21 @@ describe('outbound delivery', () => {
           .then((r) => r[0]!);
       const nullMx = await one('null.example');
       assert.equal(nullMx.state, 'failed');
-      assert.match(nullMx.reply!, /^556 5\.1\.10 /);
+      assert.match(formatReply(nullMx.reply!), /^556 5\.1\.10 /);
       const missing = await one('nowhere.example');
       assert.equal(missing.state, 'failed');
-      assert.match(missing.reply!, /^550 5\.1\.2 /);
+      assert.match(formatReply(missing.reply!), /^550 5\.1\.2 /);
       const broken = await one('broken.example');
       assert.equal(broken.state, 'pending');
-      assert.match(broken.reply!, /^451 4\.4\.3 /);
+      assert.match(formatReply(broken.reply!), /^451 4\.4\.3 /);
       down.add('192.0.2.1');
       down.add('192.0.2.2');
       const unreachable = await one('remote.example');
       assert.equal(unreachable.state, 'pending');
-      assert.match(unreachable.reply!, /^451 4\.4\.1 could not reach a mail host of remote\.example/);
+      assert.match(
+        formatReply(unreachable.reply!),
+        /^451 4\.4\.1 could not reach a mail host of remote\.example/,
+      );
     } finally {
       fresh.close();
       down.clear();
@@ -201,7 +205,7 @@ describe('outbound delivery', () => {
           ['ok@remote.example', 'delivered'],
         ],
       );
-      assert.match(r[1]!.reply!, /^550 5\.\d\.\d+ no such user/);
+      assert.match(formatReply(r[1]!.reply!), /^550 5\.\d\.\d+ no such user/);
     } finally {
       remote.rcptReplies.clear();
     }
@@ -215,7 +219,7 @@ describe('outbound delivery', () => {
       data: MSG,
     });
     assert.equal(a[0]!.state, 'pending');
-    assert.match(a[0]!.reply!, /^421/);
+    assert.match(formatReply(a[0]!.reply!), /^421/);
     remote.dataReply = 'drop';
     const b = await out.deliver('remote.example', {
       sender: 'bob@example.org',
@@ -223,7 +227,7 @@ describe('outbound delivery', () => {
       data: MSG,
     });
     assert.equal(b[0]!.state, 'pending');
-    assert.match(b[0]!.reply!, /^451 4\.4\.2 /);
+    assert.match(formatReply(b[0]!.reply!), /^451 4\.4\.2 /);
   });
 
   it('returns 8-bit mail for a server without 8BITMIME (5.6.3) and delivers 7-bit mail to it in the clear', async () => {
@@ -234,7 +238,7 @@ describe('outbound delivery', () => {
       data: eight,
     });
     assert.equal(r[0]!.state, 'failed');
-    assert.match(r[0]!.reply!, /^554 5\.6\.3 /);
+    assert.match(formatReply(r[0]!.reply!), /^554 5\.6\.3 /);
     const ok = await out.deliver('old.example', {
       sender: 'bob@example.org',
       recipients: [{ address: 'x@old.example' }],
@@ -248,7 +252,7 @@ describe('outbound delivery', () => {
       data: MSG,
     });
     assert.equal(utf8[0]!.state, 'failed');
-    assert.match(utf8[0]!.reply!, /^553 5\.6\.7 /);
+    assert.match(formatReply(utf8[0]!.reply!), /^553 5\.6\.7 /);
   });
 
   it('sends 8-bit mail to a server with 8BITMIME with BODY=8BITMIME', async () => {

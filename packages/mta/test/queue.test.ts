@@ -1,6 +1,7 @@
 // The queue between the MX and the MDA: retries, per-recipient results, DSNs.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { formatReply } from '@mailwerk/store';
 import nodemailer from 'nodemailer';
 import { eventually, RawClient, type Rig, rig } from './harness.ts';
 
@@ -27,7 +28,10 @@ describe('queue and LMTP hand-off', () => {
     await send('sender@ext.org', ['bob@example.org'], 'while down');
     const entry = await eventually(async () => (await r.store.listQueue()).find((e) => e.attempts >= 2));
     assert.equal(entry.recipients[0]!.state, 'pending');
-    assert.match(entry.recipients[0]!.lastReply ?? '', /^451 4\.4\.1 mail delivery agent unavailable/);
+    assert.match(
+      formatReply(entry.recipients[0]!.lastReply!),
+      /^451 4\.4\.1 mail delivery agent unavailable/,
+    );
     assert.equal(await count('bob@example.org', 'while down'), 0);
     await r.startMda();
     await eventually(async () => (await count('bob@example.org', 'while down')) === 1);
@@ -57,7 +61,10 @@ describe('queue and LMTP hand-off', () => {
     assert.deepEqual(states['bob@example.org'], ['delivered', 1]);
     assert.deepEqual(states['carl@example.org'], ['delivered', 1]);
     assert.equal(states['ann@example.org']![0], 'pending');
-    assert.match(entry.recipients.find((x) => x.address === 'ann@example.org')!.lastReply!, /^452 4\.2\.2 /);
+    assert.match(
+      formatReply(entry.recipients.find((x) => x.address === 'ann@example.org')!.lastReply!),
+      /^452 4\.2\.2 /,
+    );
     await r.store.updateAccount(ann.id, { quotaBytes: null });
     await eventually(async () => (await r.store.listQueue()).length === 0);
     assert.equal(await count('ann@example.org', 'three'), 1);

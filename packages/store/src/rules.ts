@@ -4,6 +4,7 @@
  * valid Sieve script name and DKIM key are.
  */
 import { StoreError } from './errors.ts';
+import { readReply } from './reply.ts';
 import type { AttemptResult, DkimKey, QueueRecipient } from './types.ts';
 
 /** The recipients after an attempt: each pending one that was tried takes its new state and reply. */
@@ -40,6 +41,9 @@ export function checkQueueRecipients(value: unknown): QueueRecipient[] {
     const x = r as Record<string, unknown>;
     if (typeof x.address !== 'string' || !STATES.has(x.state as string) || typeof x.attempts !== 'number')
       throw new Error('a recipient lacks its address, state or attempts');
+    const reply = readReply(x.lastReply);
+    if (reply) x.lastReply = reply;
+    else delete x.lastReply;
   }
   return value as QueueRecipient[];
 }

@@ -198,12 +198,20 @@ export interface Change {
 
 export type RecipientState = 'pending' | 'delivered' | 'failed';
 
+/** An SMTP or LMTP reply (RFC 5321 §4.2, RFC 3463), as the next hop gave it or as we made it (see reply.ts). */
+export interface DeliveryReply {
+  code: number;
+  /** Enhanced status code, e.g. `5.1.1`. */
+  enhanced: string;
+  text: string;
+}
+
 export interface QueueRecipient {
   address: string;
   state: RecipientState;
   attempts: number;
-  /** The last reply or error text, e.g. `550 5.1.1 unknown user`. */
-  lastReply?: string;
+  /** The last attempt's reply, e.g. 550 5.1.1 `unknown user`. */
+  lastReply?: DeliveryReply;
   lastAttemptAt?: Date;
   /** DSN parameters (RFC 3461): ORCPT and NOTIFY. */
   orcpt?: string;
@@ -255,7 +263,7 @@ export interface LeaseRequest {
 export interface RecipientResult {
   address: string;
   state: RecipientState;
-  reply?: string;
+  reply?: DeliveryReply;
 }
 
 export interface AttemptResult {

@@ -2,11 +2,16 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   applyFlagOperation,
+  checkQueueRecipients,
+  formatReply,
   isStoreError,
+  makeReply,
   normalizeAddress,
   normalizeAliasSource,
   normalizeDomain,
   normalizeMailboxName,
+  parseReply,
+  readReply,
   splitPlus,
 } from '../src/index.ts';
 
@@ -102,5 +107,43 @@ describe('flag operations', () => {
       () => applyFlagOperation([], 'add', ['a b']),
       (e: unknown) => isStoreError(e, 'invalid'),
     );
+  });
+});
+
+describe('delivery replies', () => {
+  const table: Array<[string, [number, string, string]]> = [
+    ['550 5.1.1 <a@b.org> no such user', [550, '5.1.1', '<a@b.org> no such user']],
+    ['250 2.0.0 Ok: queued as 12', [250, '2.0.0', 'Ok: queued as 12']],
+    ['421 too busy', [421, '4.0.0', 'too busy']],
+    ['250', [250, '2.0.0', '']],
+    ['250-first line 250 2.1.5 second', [250, '2.0.0', 'first line 250 2.1.5 second']],
+    ['452 4.2.2\r\n mailbox  full', [452, '4.2.2', 'mailbox full']],
+    ['connection reset', [451, '4.3.0', 'connection reset']],
+  ];
+  for (const [line, [code, enhanced, text]] of table)
+    it(`reads ${JSON.stringify(line)}`, () => assert.deepEqual(parseReply(line), { code, enhanced, text }));
+
+  it('formats what it reads back to the line', () => {
+    assert.equal(formatReply(parseReply('550 5.1.1 no such user')), '550 5.1.1 no such user');
+    assert.equal(formatReply(makeReply(250, '2.0.0', '')), '250 2.0.0');
+  });
+
+  it('reads a stored reply in either form, and refuses anything else', () => {
+    assert.deepEqual(readReply('451 4.4.1 down'), { code: 451, enhanced: '4.4.1', text: 'down' });
+    assert.deepEqual(readReply({ code: 250, enhanced: '2.0.0', text: 'ok' }), makeReply(250, '2.0.0', 'ok'));
+    assert.equal(readReply(undefined), undefined);
+    assert.throws(() => readReply({ code: '250' }));
+  });
+
+  it('turns the line replies of rows an older version wrote into fields when the row is read', () => {
+    const [r] = checkQueueRecipients([
+      {
+        address: 'a@b.org',
+        state: 'pending',
+        attempts: 1,
+        lastReply: '451 4.4.1 mail delivery agent unavailable',
+      },
+    ]);
+    assert.deepEqual(r!.lastReply, { code: 451, enhanced: '4.4.1', text: 'mail delivery agent unavailable' });
   });
 });

@@ -1,7 +1,7 @@
 /** Looking at mail: a mailbox's messages, and the queue. */
 import { formatByteSize } from '@mailwerk/config';
 import { headerBlock } from '@mailwerk/smtp';
-import { normalizeAddress, readStructure } from '@mailwerk/store';
+import { formatReply, normalizeAddress, readStructure } from '@mailwerk/store';
 import type { Command } from '../command.ts';
 import { CliError } from '../context.ts';
 import { printJson, printTable } from '../output.ts';
@@ -77,7 +77,7 @@ export const mailCommands: Command[] = [
             e.sender || '<>',
             pending.map((r) => r.address).join(', '),
             e.nextAttemptAt.toISOString().slice(0, 19).replace('T', ' '),
-            e.quarantined ?? pending[0]?.lastReply ?? '',
+            e.quarantined ?? (pending[0]?.lastReply ? formatReply(pending[0].lastReply) : ''),
           ];
         }),
       );
@@ -108,7 +108,12 @@ export const mailCommands: Command[] = [
       printTable(
         ctx,
         ['RECIPIENT', 'STATE', 'ATTEMPTS', 'LAST REPLY'],
-        entry.recipients.map((r) => [r.address, r.state, String(r.attempts), r.lastReply ?? '']),
+        entry.recipients.map((r) => [
+          r.address,
+          r.state,
+          String(r.attempts),
+          r.lastReply ? formatReply(r.lastReply) : '',
+        ]),
       );
       ctx.print();
       ctx.print(header.trimEnd());

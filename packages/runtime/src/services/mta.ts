@@ -14,7 +14,7 @@ import {
   remoteRetryPolicy,
   SendLimiter,
 } from '@mailwerk/mta';
-import type { QueueEntry } from '@mailwerk/store';
+import { formatReply, type QueueEntry } from '@mailwerk/store';
 import type { SMTPServer } from 'smtp-server';
 import { closeServer, type Listening, listen } from '../listen.ts';
 import type { ServiceDeps, StartedService } from './types.ts';
@@ -49,7 +49,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
           to: r.address,
           status,
           attempt: entry.attempts + 1,
-          reply: r.reply,
+          reply: r.reply ? formatReply(r.reply) : undefined,
         });
       }
     },

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isStoreError } from '../errors.ts';
+import { makeReply } from '../reply.ts';
 import { contentId, type MailStore } from '../types.ts';
 import { rejects, type StoreFactory, useStore } from './harness.ts';
 
@@ -88,8 +89,8 @@ export function queueSuite(factory: StoreFactory): void {
       const next = new Date(now.getTime() + 300_000);
       const after = await ctx.store.recordAttempt(due.id, 'w1', {
         results: [
-          { address: 'a@x.org', state: 'delivered', reply: '250 2.0.0 ok' },
-          { address: 'b@y.org', state: 'pending', reply: '451 4.3.0 try later' },
+          { address: 'a@x.org', state: 'delivered', reply: makeReply(250, '2.0.0', 'ok') },
+          { address: 'b@y.org', state: 'pending', reply: makeReply(451, '4.3.0', 'try later') },
         ],
         nextAttemptAt: next,
         meta: { delayNotified: true },
@@ -103,8 +104,8 @@ export function queueSuite(factory: StoreFactory): void {
       assert.deepEqual(
         after.recipients.map((r) => [r.state, r.attempts, r.lastReply]),
         [
-          ['delivered', 1, '250 2.0.0 ok'],
-          ['pending', 1, '451 4.3.0 try later'],
+          ['delivered', 1, { code: 250, enhanced: '2.0.0', text: 'ok' }],
+          ['pending', 1, { code: 451, enhanced: '4.3.0', text: 'try later' }],
         ],
       );
       await rejects(
@@ -140,7 +141,7 @@ export function queueSuite(factory: StoreFactory): void {
       );
       const [leased] = await ctx.store.leaseQueue({ owner: 'w', leaseMs: 1000, limit: 1 });
       const done = await ctx.store.recordAttempt(leased!.id, 'w', {
-        results: [{ address: 'a@x.org', state: 'failed', reply: '550 5.1.1 no' }],
+        results: [{ address: 'a@x.org', state: 'failed', reply: makeReply(550, '5.1.1', 'no') }],
         nextAttemptAt: new Date(),
       });
       assert.equal(done.recipients[0]!.state, 'failed');
