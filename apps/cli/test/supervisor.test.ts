@@ -61,6 +61,35 @@ async function until<T>(
   }
 }
 
+/** A raw IMAP client over TLS: sends exactly the command given and collects the reply up to its tagged line. */
+class RawImaps {
+  private buffer = '';
+  private readonly socket;
+  private n = 0;
+  constructor(port: number) {
+    this.socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+    this.socket.setEncoding('latin1');
+    this.socket.on('data', (d: string) => {
+      this.buffer += d;
+    });
+    this.socket.on('error', () => undefined);
+  }
+  async wait(re: RegExp, ms: number): Promise<string> {
+    return until(() => re.exec(this.buffer)?.[0], ms, `IMAP reply ${re}`);
+  }
+  /** Sends `command` (a literal's bytes may follow in `then`); resolves with everything up to the tagged reply. */
+  async cmd(command: string, ms = 20_000): Promise<string> {
+    const tag = `h${++this.n}`;
+    this.buffer = '';
+    this.socket.write(`${tag} ${command}\r\n`);
+    await this.wait(new RegExp(`^${tag} (OK|NO|BAD)`, 'm'), ms);
+    return this.buffer;
+  }
+  close() {
+    this.socket.destroy();
+  }
+}
+
 describe('mailwerk start: one process per service, supervised', () => {
   let sb: Sandbox;
   let env: Record<string, string>;
@@ -153,6 +182,59 @@ describe('mailwerk start: one process per service, supervised', () => {
         /^\* OK /,
       );
     } finally {
+      await svc.kill();
+    }
+  });
+
+  it('answers the hostile IMAP requests of the hardening issue without stopping anything: the MX greets within 1 s all along', async () => {
+    assert.equal((await sb.run(['domain', 'add', 'example.org'])).code, 0);
+    assert.equal((await sb.run(['user', 'add', 'eve@example.org'], 'a password for eve')).code, 0);
+    const svc = await start();
+    const c = new RawImaps(imaps);
+    try {
+      const pids = children(svc.child.pid!);
+      // A message anyone can mail in: a Cc: of 100,000 addresses (about 2 MB, folded into lines).
+      const cc = Array.from({ length: 100_000 }, (_, i) => `u${i}@example.net`).join(',\r\n ');
+      const mx = connect({ host: '127.0.0.1', port: smtp });
+      mx.setEncoding('latin1');
+      let said = '';
+      mx.on('data', (d: string) => {
+        said += d;
+      });
+      const step = async (line: string | null, want: RegExp) => {
+        const from = said.length;
+        if (line !== null) mx.write(`${line}\r\n`);
+        await until(() => want.test(said.slice(from)), 10_000, `SMTP ${want}`);
+      };
+      await step(null, /^220 /m);
+      await step('EHLO client.example', /^250 /m);
+      await step('MAIL FROM:<a@ext.org>', /^250 /m);
+      await step('RCPT TO:<eve@example.org>', /^250 /m);
+      await step('DATA', /^354 /m);
+      await step(`From: a@ext.org\r\nCc: ${cc}\r\nSubject: many\r\n\r\nhi\r\n.`, /^250 /m);
+      mx.end();
+      await c.wait(/^\* OK /m, 10_000);
+      assert.match(await c.cmd('LOGIN eve@example.org "a password for eve"'), /OK/);
+      await until(async () => /\* [1-9]\d* EXISTS/.test(await c.cmd('SELECT INBOX')), 15_000, 'the delivery');
+      // Each hostile request, with the MX's greeting timed while it runs.
+      for (const hostile of [
+        `SEARCH ${'OR ALL '.repeat(3000)}ALL`,
+        'SEARCH SUBJECT NIL',
+        `LIST "" "${'*%'.repeat(200)}x"`,
+        'FETCH 1 (ENVELOPE)',
+        'FETCH 1 (BODYSTRUCTURE)',
+      ]) {
+        const answer = c.cmd(hostile, 30_000);
+        const t = Date.now();
+        assert.match(await greeting(smtp, 1000), /^220 /);
+        assert.ok(Date.now() - t < 1000);
+        assert.match(await answer, /^h\d+ (OK|NO|BAD)/m, hostile.slice(0, 30));
+      }
+      // Nothing was restarted.
+      assert.deepEqual(children(svc.child.pid!), pids);
+      assert.doesNotMatch(svc.output(), /service exited|service stalled/);
+    } finally {
+      c.close();
       await svc.kill();
     }
   });

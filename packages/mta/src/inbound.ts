@@ -14,6 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { ConnectionLimiter, type Counters, type Greylist, InProcessCounters } from '@mailwerk/limits';
 import {
+  asReply,
   countHeaderFields,
   editHeader,
   headerBlock,
@@ -197,24 +198,18 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
         .then(() => greylisted(address.address, session))
         .then(() => callback())
         .catch(async (err: unknown) => {
-          if (err instanceof Error && 'responseCode' in err) {
-            const counted = await failedRecipient(session, err as SmtpError).catch(() => err as SmtpError);
-            return callback(refuse(session, counted));
-          }
-          options.onError?.(err, `smtp session ${session.id}: RCPT`);
-          callback(reply(451, '4.3.0', 'temporary lookup failure, try again later'));
+          const r = asReply(err, options.onError, `smtp session ${session.id}: RCPT`);
+          if (r !== err) return callback(r);
+          callback(refuse(session, await failedRecipient(session, r).catch(() => r)));
         });
     },
     onData(stream, session, callback) {
       accept(stream as unknown as import('node:stream').Readable, session)
         .then((id) => callback(null, `2.0.0 Ok: queued as ${id}`))
         .catch((err: unknown) => {
-          if (err instanceof Error && 'responseCode' in err) {
-            options.onRefused?.(session.remoteAddress, `${(err as SmtpError).responseCode} ${err.message}`);
-            return callback(err);
-          }
-          options.onError?.(err, `smtp session ${session.id}: DATA`);
-          callback(reply(451, '4.3.0', 'local error in processing, message not accepted; try again later'));
+          const r = asReply(err, options.onError, `smtp session ${session.id}: DATA`);
+          if (r === err) options.onRefused?.(session.remoteAddress, `${r.responseCode} ${r.message}`);
+          callback(r);
         });
     },
   });

@@ -22,6 +22,7 @@ import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import { ConnectionLimiter, type Counters, InProcessCounters } from '@mailwerk/limits';
 import { type AddressEntry, parseAddressList, parseHeaderBlock, parseMessage } from '@mailwerk/mime';
 import {
+  asReply,
   foldLongLines,
   headerBlock,
   installAuthAfterTls,
@@ -175,10 +176,12 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
           callback(null, { user: a.id });
         })
         .catch((err: unknown) => {
-          if (err instanceof Error && 'responseCode' in err)
-            return callback(refuse(session, err as SmtpError));
-          options.onError?.(err, 'auth');
-          callback(reply(454, '4.7.0', 'temporary authentication failure, try again later'));
+          const r = asReply(err, options.onError, `submission session ${session.id}: AUTH`);
+          callback(
+            r === err
+              ? refuse(session, r)
+              : reply(454, '4.7.0', 'temporary authentication failure, try again later'),
+          );
         });
     },
     onMailFrom(address, session, callback) {
@@ -211,9 +214,8 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
   });
 
   function fail(err: unknown, session: SMTPServerSession, context: string, callback: (err?: Error) => void) {
-    if (err instanceof Error && 'responseCode' in err) return callback(refuse(session, err as SmtpError));
-    options.onError?.(err, `submission session ${session.id}: ${context}`);
-    callback(reply(451, '4.3.0', 'local error in processing, try again later'));
+    const r = asReply(err, options.onError, `submission session ${session.id}: ${context}`);
+    callback(r === err ? refuse(session, r) : r);
   }
 
   async function signIn(user: string, password: string, session: SMTPServerSession): Promise<Account> {

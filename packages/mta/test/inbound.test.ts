@@ -128,6 +128,24 @@ describe('MX: receiving mail', () => {
     }
   });
 
+  it('answers 451 4.3.0 at RCPT when the store fails the lookup, and the session goes on', async () => {
+    // A store failing mid-session cannot be had on loopback: its lookups are made to throw, for this test only.
+    const original = r.store.getDomain.bind(r.store);
+    r.store.getDomain = async () => {
+      throw new Error('database is locked');
+    };
+    const c = await RawClient.open(r.smtpPort);
+    try {
+      await c.cmd('EHLO client.example');
+      await c.cmd('MAIL FROM:<a@ext.org>');
+      assert.match(await c.cmd('RCPT TO:<bob@example.org>'), /^451 4\.3\.0 /);
+    } finally {
+      r.store.getDomain = original;
+    }
+    assert.match(await c.cmd('RCPT TO:<bob@example.org>'), /^250 /);
+    c.close();
+  });
+
   it('refuses relaying, including routing tricks, with 554 5.7.1 at RCPT', async () => {
     const c = await RawClient.open(r.smtpPort);
     await c.cmd('EHLO client.example');
