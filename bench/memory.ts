@@ -3,12 +3,12 @@
 // code, split among them) and the sum, which is what the suite costs the machine.
 // Usage: node bench/memory.ts [clients=10] [seconds=10]
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { message, PASSWORD } from './messages.ts';
+import { pssKiB } from './proc.ts';
 import { RawImap } from './raw-imap.ts';
 
 const clients = Number(process.argv[2] ?? 10);
@@ -57,8 +57,7 @@ await new Promise<void>((resolve, reject) => {
 
 /** PSS in KiB of the supervisor and each process under it. */
 function measure(): Array<{ name: string; pss: number }> {
-  const pss = (pid: number) =>
-    Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+  const pss = pssKiB;
   const rows = [{ name: 'supervisor', pss: pss(server.pid!) }];
   for (const line of execFileSync('pgrep', ['-a', '-P', String(server.pid)])
     .toString()

@@ -5,12 +5,13 @@
 // end of DATA to the 250, and the server's resident memory.
 // Usage: node bench/receive.ts [count=5000] [size=5000] [connections=20]
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { treePssMiB } from './proc.ts';
+import { benchMessage, percentile, SmtpClient } from './smtp-client.ts';
 
 const count = Number(process.argv[2] ?? 5000);
 const size = Number(process.argv[3] ?? 5000);
@@ -69,41 +70,12 @@ const start = (service: string | undefined, ready: RegExp) => {
 const mda = split ? await start('mda', /LMTP \(MDA\).*running/) : null;
 const server = await start(split ? 'mta' : process.env.BENCH_SERVICES, /SMTP \(MX\).*running/);
 
-const body = `Subject: benchmark\r\nFrom: load@ext.org\r\nTo: bob@example.org\r\n\r\n${'0123456789abcdef'.repeat(Math.ceil(size / 16)).slice(0, size - 60)}\r\n`;
+const body = benchMessage(size);
 
-class Client {
-  private buf = '';
-  private waiting: ((line: string) => void) | null = null;
-  private readonly s: Socket;
-  constructor(s: Socket) {
-    this.s = s;
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => {
-      this.buf += d;
-      this.flush();
-    });
-  }
-  private flush() {
-    const m = /^(?:\d{3}-[^\n]*\n)*\d{3} [^\n]*\n/.exec(this.buf);
-    if (m && this.waiting) {
-      this.buf = this.buf.slice(m[0].length);
-      const w = this.waiting;
-      this.waiting = null;
-      w(m[0]);
-    }
-  }
-  read(): Promise<string> {
-    return new Promise((resolve) => {
-      this.waiting = resolve;
-      this.flush();
-    });
-  }
-  async cmd(line: string): Promise<string> {
-    this.s.write(`${line}\r\n`);
-    return this.read();
-  }
-}
-
+let peak = 0;
+const sampler = setInterval(() => {
+  peak = Math.max(peak, treePssMiB([server.pid!, ...(mda ? [mda.pid!] : [])]));
+}, 100);
 const latencies: number[] = [];
 let next = 0;
 const t0 = performance.now();
@@ -129,24 +101,13 @@ if (process.env.BENCH_LOADGEN === 'smtp-source') {
 } else
   await Promise.all(
     Array.from({ length: connections }, async () => {
-      const s = connect(port, '127.0.0.1');
-      // Without this, Nagle's algorithm and delayed ACKs add ~40 ms to every small write.
-      s.setNoDelay(true);
-      const c = new Client(s);
-      await c.read();
+      const c = await SmtpClient.open(port);
       await c.cmd('EHLO load.example');
       while (next < count) {
         next++;
-        await c.cmd('MAIL FROM:<load@ext.org>');
-        await c.cmd('RCPT TO:<bob@example.org>');
-        await c.cmd('DATA');
-        const start = performance.now();
-        const reply = await c.cmd(`${body}.`);
-        latencies.push(performance.now() - start);
-        if (!reply.startsWith('250')) throw new Error(`not accepted: ${reply}`);
+        latencies.push(await c.send('load@ext.org', ['bob@example.org'], body));
       }
-      await c.cmd('QUIT');
-      s.destroy();
+      await c.quit();
     }),
   );
 const acceptedSecs = (performance.now() - t0) / 1000;
@@ -155,20 +116,17 @@ const db = new DatabaseSync(join(dir, 'data', 'mailwerk.sqlite'), { readOnly: tr
 const delivered = () => Number((db.prepare('SELECT count(*) AS n FROM messages').get() as { n: number }).n);
 while (!process.env.BENCH_SERVICES && delivered() < count) await new Promise((r) => setTimeout(r, 50));
 const deliveredSecs = (performance.now() - t0) / 1000;
-const rss =
-  Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+const pss = Math.max(peak, treePssMiB([server.pid!, ...(mda ? [mda.pid!] : [])]));
+clearInterval(sampler);
 db.close();
 
 latencies.sort((a, b) => a - b);
-const pct = (p: number) =>
-  latencies.length
-    ? latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]!.toFixed(1)
-    : 'n/a';
+const pct = (p: number) => (latencies.length ? percentile(latencies, p).toFixed(1) : 'n/a');
 console.log(`messages: ${count} x ${size} B over ${connections} connections`);
 console.log(`accepted:  ${(count / acceptedSecs).toFixed(0)} msg/s`);
 console.log(`delivered: ${(count / deliveredSecs).toFixed(0)} msg/s (into the mailbox, end to end)`);
 console.log(`latency end of DATA -> 250: p50 ${pct(50)} ms, p99 ${pct(99)} ms`);
-console.log(`server peak RSS: ${rss.toFixed(0)} MiB`);
+console.log(`server peak PSS (every process): ${pss.toFixed(0)} MiB`);
 for (const p of [server, mda]) {
   if (!p) continue;
   p.kill('SIGTERM');

@@ -86,6 +86,8 @@ export interface PostfixFront {
   port: number;
   /** Its log (maillog_file). */
   log(): string;
+  /** The master process's pid (its services are its children). */
+  pid(): number;
   stop(): Promise<void>;
 }
 
@@ -94,7 +96,12 @@ export interface PostfixFront {
  * front of a mail store: relay_domains plus relay_transport = lmtp. Retries
  * are quick (1 s) so a test sees a deferral turn into a delivery.
  */
-export async function startPostfix(options: { domain: string; lmtpPort: number }): Promise<PostfixFront> {
+export async function startPostfix(options: {
+  domain: string;
+  lmtpPort: number;
+  /** Extra main.cf lines (a benchmark raises the client limits). */
+  extra?: string;
+}): Promise<PostfixFront> {
   const dir = tempDir('mailwerk-postfix-');
   const port = await freePort();
   for (const d of ['etc', 'queue', 'data']) mkdirSync(join(dir, d));
@@ -126,6 +133,7 @@ maillog_file_prefixes = ${dir}
 queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
+${options.extra ?? ''}
 `,
   );
   // Only the services a relay needs, none chrooted (the chroot would need a copy of /etc in the queue).
@@ -162,6 +170,7 @@ maximal_backoff_time = 2s
   return {
     port,
     log: readLog,
+    pid: () => readPid(join(dir, 'queue', 'pid', 'master.pid')),
     async stop() {
       const pid = readPid(join(dir, 'queue', 'pid', 'master.pid'));
       spawnSync('postfix', ['-c', etc, 'stop'], { stdio: 'ignore' });
@@ -175,7 +184,11 @@ export interface DovecotLmtp {
   port: number;
   /** The messages in a user's Maildir (new/ and cur/). */
   messages(user: string): Buffer[];
+  /** How many messages all Maildirs hold, without reading them. */
+  count(): number;
   log(): string;
+  /** The master process's pid (its services are its children). */
+  pid(): number;
   stop(): Promise<void>;
 }
 
@@ -234,6 +247,17 @@ service anvil {
         return existsSync(d) ? readdirSync(d).map((f) => readFileSync(join(d, f))) : [];
       });
     },
+    count() {
+      const mail = join(dir, 'mail');
+      let n = 0;
+      for (const user of readdirSync(mail))
+        for (const sub of ['new', 'cur']) {
+          const d = join(mail, user, 'Maildir', sub);
+          if (existsSync(d)) n += readdirSync(d).length;
+        }
+      return n;
+    },
+    pid: () => readPid(join(dir, 'run', 'master.pid')),
     async stop() {
       const pid = readPid(join(dir, 'run', 'master.pid'));
       spawnSync('dovecot', ['-c', conf, 'stop'], { stdio: 'ignore' });

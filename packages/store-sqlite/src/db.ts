@@ -64,6 +64,9 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
   }
 }
 
+/** SQLite's result code for a lock held by another connection. */
+const SQLITE_BUSY = 5;
+
 export const isUniqueViolation = (err: unknown): boolean =>
   err instanceof Error && /UNIQUE constraint failed|PRIMARY KEY constraint failed/.test(err.message);
 
@@ -79,6 +82,7 @@ export function uniqueAs<T>(message: string, fn: () => T): T {
 
 interface PendingWrite {
   fn: () => unknown;
+  durable: boolean;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
@@ -90,6 +94,22 @@ interface PendingWrite {
  * alone and rejects alone. Every promise settles only after the COMMIT has
  * returned, so a resolved write is on disk — the durability a 250 promises —
  * while the fsync is paid once per batch instead of once per write.
+ *
+ * A write marked not durable (the queue's leases and its record of attempts:
+ * see docs/decisions.md, "What a synced commit is for") is committed without
+ * the fsync when its whole batch is such writes: it is atomic and seen at once
+ * by every process, and reaches the disk with the next synced commit or
+ * checkpoint; a power cut may undo it, never tear it. Any durable write in
+ * the batch makes the whole commit synced.
+ *
+ * The write lock is shared by every process on the database (the MX, the
+ * MDA, IMAP). SQLite's own busy handler would wait for it by sleeping 1, 2,
+ * 5, 10 … ms inside the call, which stops the event loop (no SMTP reply goes
+ * out meanwhile) and oversleeps a lock that is held for a commit of about a
+ * millisecond. So the batch asks for the lock without waiting and, when
+ * another process holds it, tries again a millisecond later from a timer;
+ * writes issued meanwhile join the batch. After `busyTimeoutMs` of trying,
+ * the batch fails as a busy database would.
  */
 export class GroupCommit {
   private readonly db: DatabaseSync;
@@ -97,15 +117,33 @@ export class GroupCommit {
   private scheduled = false;
   /** Most writes in one transaction, to bound the time the write lock is held. */
   private readonly maxBatch: number;
+  private readonly busyTimeoutMs: number;
+  /** When the current batch first found the lock taken. */
+  private busySince: number | null = null;
 
-  constructor(db: DatabaseSync, maxBatch = 200) {
+  constructor(db: DatabaseSync, maxBatch = 200, busyTimeoutMs = 10_000) {
     this.db = db;
     this.maxBatch = maxBatch;
+    this.busyTimeoutMs = busyTimeoutMs;
   }
 
-  write<T>(fn: () => T): Promise<T> {
+  /** BEGIN IMMEDIATE without SQLite's sleeping wait: false when another connection holds the write lock. */
+  private begin(): boolean {
+    this.db.exec('PRAGMA busy_timeout = 0');
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+      return true;
+    } catch (err) {
+      if ((err as { errcode?: number }).errcode === SQLITE_BUSY) return false;
+      throw err;
+    } finally {
+      this.db.exec(`PRAGMA busy_timeout = ${this.busyTimeoutMs}`);
+    }
+  }
+
+  write<T>(fn: () => T, durable = true): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ fn, durable, resolve: resolve as (v: unknown) => void, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -113,18 +151,47 @@ export class GroupCommit {
     });
   }
 
+  /** How many writes at the head of the queue are unsynced ones (at most a batch). */
+  private unsyncedPrefix(): number {
+    let n = 0;
+    while (n < this.maxBatch && n < this.queue.length && !this.queue[n]!.durable) n++;
+    return n;
+  }
+
   private flush(): void {
-    const batch = this.queue.splice(0, this.maxBatch);
-    if (this.queue.length > 0) setImmediate(() => this.flush());
-    else this.scheduled = false;
-    if (batch.length === 0) return;
-    const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
-    try {
-      this.db.exec('BEGIN IMMEDIATE');
-    } catch (err) {
-      for (const w of batch) w.reject(err);
+    if (this.queue.length === 0) {
+      this.scheduled = false;
       return;
     }
+    // NORMAL in WAL mode: no sync at this commit (SQLite: "PRAGMA synchronous"). Set back to FULL right
+    // after, so that no other write on this connection ever commits unsynced by accident.
+    const unsynced = this.queue.slice(0, this.maxBatch).every((w) => !w.durable);
+    let locked: boolean;
+    try {
+      if (unsynced) this.db.exec('PRAGMA synchronous = NORMAL');
+      locked = this.begin();
+      if (!locked && this.busySince !== null && Date.now() - this.busySince > this.busyTimeoutMs)
+        throw Object.assign(new Error('database is locked'), { errcode: SQLITE_BUSY });
+    } catch (err) {
+      if (unsynced) this.db.exec('PRAGMA synchronous = FULL');
+      this.busySince = null;
+      for (const w of this.queue.splice(0, this.maxBatch)) w.reject(err);
+      setImmediate(() => this.flush());
+      return;
+    }
+    if (!locked) {
+      if (unsynced) this.db.exec('PRAGMA synchronous = FULL');
+      this.busySince ??= Date.now();
+      setTimeout(() => this.flush(), 1);
+      return;
+    }
+    this.busySince = null;
+    // The batch is taken only now: writes issued while the lock was busy are in it (same kind of sync
+    // as decided above: a durable write that came meanwhile waits for the next batch if this one is unsynced).
+    const batch = this.queue.splice(0, unsynced ? this.unsyncedPrefix() : this.maxBatch);
+    if (this.queue.length > 0) setImmediate(() => this.flush());
+    else this.scheduled = false;
+    const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
       for (const w of batch) {
         this.db.exec('SAVEPOINT w');
@@ -143,6 +210,8 @@ export class GroupCommit {
       if (this.db.isTransaction) this.db.exec('ROLLBACK');
       for (const w of batch) w.reject(err);
       return;
+    } finally {
+      if (unsynced) this.db.exec('PRAGMA synchronous = FULL');
     }
     batch.forEach((w, i) => {
       const r = results[i]!;

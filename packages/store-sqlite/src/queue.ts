@@ -55,7 +55,8 @@ export class SqliteQueue {
     const now = (request.now ?? new Date()).getTime();
     // One statement: the subquery and the update run under one write lock, so no
     // entry can be claimed by two workers.
-    const entries = await this.sql.tx(() => {
+    // Not synced: a lease lost to a power cut is a lease that expired (see docs/decisions.md).
+    const entries = await this.sql.txUnsynced(() => {
       const rows = this.sql.all(
         `UPDATE queue SET lease_owner = ?, lease_until = ?
        WHERE id IN (
@@ -84,7 +85,10 @@ export class SqliteQueue {
   }
 
   async recordAttempt(id: string, owner: string, attempt: AttemptResult): Promise<QueueEntry> {
-    const row = await this.sql.tx(() => {
+    // Not synced: an attempt lost to a power cut is made again. Local delivery is exactly-once through
+    // the delivery key (the MDA stores a message once per key); a remote server may get a second copy,
+    // as behind Postfix (see docs/decisions.md, "What a synced commit is for").
+    const row = await this.sql.txUnsynced(() => {
       const r = this.sql.get('SELECT * FROM queue WHERE id = ?', id);
       if (!r) throw new StoreError('not_found', `no queue entry ${id}`);
       if (r.lease_owner !== owner)
@@ -109,7 +113,7 @@ export class SqliteQueue {
   }
 
   async releaseLease(id: string, owner: string): Promise<void> {
-    await this.sql.tx(() =>
+    await this.sql.txUnsynced(() =>
       this.sql.run(
         'UPDATE queue SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?',
         id,

@@ -55,6 +55,14 @@ export class Sql {
   }
 
   /**
+   * A write that need not survive a power cut, committed without a sync when nothing durable goes
+   * with it (see GroupCommit): only for state whose loss costs a repeat, never mail.
+   */
+  txUnsynced<T>(fn: () => T): Promise<T> {
+    return this.writer.write(fn, false);
+  }
+
+  /**
    * Removes bodies kept in SQLite that no message and no queue entry refers to
    * any more. Runs inside the write that dropped the last reference, so a
    * concurrent delivery of the same content (same id) either sees the blob or

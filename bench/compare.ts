@@ -1,0 +1,394 @@
+// Receiving, side by side with the incumbent (issue: "Receiving throughput").
+//
+// Sets up on loopback, with throwaway configurations and data directories that
+// are removed at the end:
+// - Mailwerk from this checkout (`mailwerk start`: MX, queue, LMTP, MDA, SQLite);
+// - Postfix relaying over LMTP into Dovecot (Debian packages postfix and
+//   dovecot-lmtpd; private instances, never the system's own: see
+//   packages/mta/test/peers.ts), Maildir under the temporary directory;
+// - for the accepting-only comparison, Mailwerk's MX alone (`--service mta`)
+//   and Postfix's smtp-sink, which discards and is the ceiling.
+// Then runs the same loads against each pair, interleaved (the order flips
+// every round), and prints a table per round and the median ratios.
+//
+// Loads: Postfix's smtp-source (one message per connection with -s 20, or
+// connections reused with -d; 5 KB and 100 KB; 1 and 5 recipients) and our own
+// client (bench/smtp-client.ts, 20 sessions reused) for p50/p99 from the end of
+// DATA to the 250. Delivered means counted in the mailbox (the SQLite store,
+// the Maildirs), not at the SMTP reply. Peak memory is the PSS summed over the process
+// tree (Mailwerk's supervisor and services; Postfix's and Dovecot's masters
+// and their children), sampled every 100 ms.
+//
+// Usage (as root: the incumbents drop privileges to their own users):
+//   node bench/compare.ts [rounds=3] [count=2000]
+// BENCH_LOADS=a,b,… runs only the named loads (see `loads` below).
+// Installs postfix and dovecot-lmtpd through apt when they are missing.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { freePort, peersMissing, startDovecotLmtp, startPostfix } from '../packages/mta/test/peers.ts';
+import { treePssMiB } from './proc.ts';
+import { benchMessage, percentile, SmtpClient } from './smtp-client.ts';
+
+const rounds = Number(process.argv[2] ?? 3);
+const count = Number(process.argv[3] ?? 2000);
+const SESSIONS = 20;
+const BIN = join(import.meta.dirname, '..', 'bin', 'mailwerk');
+// smtp-source -r N sends to bob@, 2bob@ … Nbob@.
+const USERS = ['bob', '2bob', '3bob', '4bob', '5bob'].map((u) => `${u}@example.org`);
+
+if (process.getuid?.() === 0 && peersMissing()) {
+  console.error('installing postfix and dovecot-lmtpd ...');
+  execFileSync('apt-get', ['install', '-y', '-qq', 'postfix', 'dovecot-lmtpd'], {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+}
+const missing = peersMissing();
+if (missing) {
+  console.error(`bench/compare.ts: ${missing}`);
+  process.exit(1);
+}
+
+interface System {
+  name: string;
+  port: number;
+  /** Messages in mailboxes so far (null: it does not deliver). */
+  delivered(): number | null;
+  /** Roots of its process tree. */
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+async function startMailwerk(services?: string): Promise<System> {
+  const dir = await mkdtemp(join(tmpdir(), 'mailwerk-compare-'));
+  const port = await freePort();
+  const env = {
+    PATH: process.env.PATH,
+    MAILWERK_CONFIG: join(dir, 'mailwerk.toml'),
+    MAILWERK_MTA__SMTP_PORT: String(port),
+    MAILWERK_MTA__LISTEN: '127.0.0.1',
+    MAILWERK_ACCESS__LISTEN: '127.0.0.1',
+    // Two instances run at once: every port their own.
+    ...Object.fromEntries(
+      await Promise.all(
+        [
+          'MTA__SUBMISSION_PORT',
+          'MTA__SUBMISSIONS_PORT',
+          'ACCESS__IMAP_PORT',
+          'ACCESS__IMAPS_PORT',
+          'ACCESS__POP3_PORT',
+          'ACCESS__POP3S_PORT',
+        ].map(async (k) => [`MAILWERK_${k}`, String(await freePort())]),
+      ),
+    ),
+    MAILWERK_LOG_LEVEL: 'warn',
+    // SPF/DKIM/DMARC would ask the real DNS about the generator's domain; Postfix does not check them either.
+    MAILWERK_CHECKS__AUTHENTICATION: 'false',
+    // The load comes from one address; these limits are for the internet.
+    MAILWERK_LIMITS__MAX_CONNECTIONS_PER_IP: String(SESSIONS * 2),
+    MAILWERK_LIMITS__CONNECTIONS_PER_MINUTE: '1000000',
+    ...(process.env.BENCH_PROF
+      ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROF}` }
+      : {}),
+  };
+  const cli = (args: string[], input = '') =>
+    new Promise<void>((resolve, reject) => {
+      const c = spawn(BIN, args, { env, stdio: ['pipe', 'ignore', 'inherit'] });
+      c.on('exit', (code) =>
+        code === 0 ? resolve() : reject(new Error(`mailwerk ${args.join(' ')}: ${code}`)),
+      );
+      c.stdin.end(input);
+    });
+  await cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example.org']);
+  await cli(['domain', 'add', 'example.org']);
+  for (const u of USERS) await cli(['user', 'add', u], 'benchmark password\n');
+  const p = spawn(BIN, ['start', ...(services ? ['--service', services] : [])], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    p.stdout!.on('data', (d) => {
+      out += d;
+      if (/SMTP \(MX\).*running/.test(out)) resolve();
+    });
+    p.once('exit', (code) => reject(new Error(`mailwerk start exited ${code}: ${out}`)));
+  });
+  const db = new DatabaseSync(join(dir, 'data', 'mailwerk.sqlite'), { readOnly: true, timeout: 10_000 });
+  const countStmt = db.prepare('SELECT count(*) AS n FROM messages');
+  return {
+    name: services ? 'Mailwerk MX alone' : 'Mailwerk',
+    port,
+    delivered: () => (services ? null : Number((countStmt.get() as { n: number }).n)),
+    pids: () => [p.pid!],
+    async stop() {
+      db.close();
+      p.kill('SIGTERM');
+      await new Promise((r) => p.once('exit', r));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function startIncumbent(): Promise<System> {
+  const dovecot = await startDovecotLmtp();
+  // Postfix's defaults otherwise; the clients are local, so no per-client limits apply (mynetworks).
+  const postfix = await startPostfix({ domain: 'example.org', lmtpPort: dovecot.port });
+  return {
+    name: 'Postfix → Dovecot',
+    port: postfix.port,
+    delivered: () => dovecot.count(),
+    pids: () => [postfix.pid(), dovecot.pid()],
+    async stop() {
+      await postfix.stop();
+      await dovecot.stop();
+    },
+  };
+}
+
+async function startSink(): Promise<System> {
+  const port = await freePort();
+  // -c counts, -u drops root; 256 is the listen backlog.
+  const p = spawn('smtp-sink', ['-u', 'nobody', `127.0.0.1:${port}`, '256'], { stdio: 'ignore' });
+  for (let i = 0; ; i++) {
+    try {
+      await (await SmtpClient.open(port)).quit();
+      break;
+    } catch (err) {
+      if (i > 100) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    name: 'smtp-sink',
+    port,
+    delivered: () => null,
+    pids: () => [p.pid!],
+    async stop() {
+      p.kill('SIGTERM');
+      await new Promise((r) => p.once('exit', r));
+    },
+  };
+}
+
+interface Load {
+  key: string;
+  name: string;
+  pair: 'delivery' | 'accepting';
+  size: number;
+  rcpts: number;
+  reuse: boolean;
+  /** Our own client (latencies) rather than smtp-source. */
+  own: boolean;
+  messages: number;
+}
+
+const loads: Load[] = [
+  {
+    key: 'conn5k',
+    name: '5 KB, one message per connection',
+    pair: 'delivery',
+    size: 5000,
+    rcpts: 1,
+    reuse: false,
+    own: false,
+    messages: count,
+  },
+  {
+    key: 'reuse5k',
+    name: '5 KB, connections reused',
+    pair: 'delivery',
+    size: 5000,
+    rcpts: 1,
+    reuse: true,
+    own: false,
+    messages: count,
+  },
+  {
+    key: 'conn100k',
+    name: '100 KB, one message per connection',
+    pair: 'delivery',
+    size: 100_000,
+    rcpts: 1,
+    reuse: false,
+    own: false,
+    messages: Math.ceil(count / 4),
+  },
+  {
+    key: 'rcpt5',
+    name: '5 KB, 5 recipients, one message per connection',
+    pair: 'delivery',
+    size: 5000,
+    rcpts: 5,
+    reuse: false,
+    own: false,
+    messages: Math.ceil(count / 2),
+  },
+  {
+    key: 'latency',
+    name: '5 KB, our client, 20 sessions reused (latency)',
+    pair: 'delivery',
+    size: 5000,
+    rcpts: 1,
+    reuse: true,
+    own: true,
+    messages: count,
+  },
+  {
+    key: 'accept',
+    name: '5 KB, one message per connection, accepting only',
+    pair: 'accepting',
+    size: 5000,
+    rcpts: 1,
+    reuse: false,
+    own: false,
+    messages: count,
+  },
+].filter((l) => !process.env.BENCH_LOADS || process.env.BENCH_LOADS.split(',').includes(l.key));
+
+interface Figures {
+  accepted: number;
+  delivered: number | null;
+  p50: number | null;
+  p99: number | null;
+  rss: number;
+}
+
+/** Postfix's load generator; it reports no latencies. */
+async function smtpSource(load: Load, port: number): Promise<number[]> {
+  const args = [
+    '-s',
+    String(SESSIONS),
+    '-m',
+    String(load.messages),
+    '-l',
+    String(load.size),
+    '-r',
+    String(load.rcpts),
+  ];
+  if (load.reuse) args.push('-d');
+  args.push('-f', 'load@ext.org', '-t', 'bob@example.org', `127.0.0.1:${port}`);
+  return new Promise<number[]>((resolve, reject) => {
+    const p = spawn('smtp-source', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d) => {
+      err += d;
+    });
+    p.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`smtp-source exited ${code}: ${err}`)),
+    );
+  });
+}
+
+async function ownClient(load: Load, port: number): Promise<number[]> {
+  const latencies: number[] = [];
+  const message = benchMessage(load.size);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: SESSIONS }, async () => {
+      const c = await SmtpClient.open(port);
+      await c.cmd('EHLO load.example');
+      while (next < load.messages) {
+        next++;
+        latencies.push(await c.send('load@ext.org', USERS.slice(0, load.rcpts), message));
+      }
+      await c.quit();
+    }),
+  );
+  return latencies.sort((a, b) => a - b);
+}
+
+async function measure(system: System, load: Load): Promise<Figures> {
+  const before = system.delivered();
+  let peak = 0;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, treePssMiB(system.pids()));
+  }, 100);
+  const t0 = performance.now();
+  const latencies = await (load.own ? ownClient : smtpSource)(load, system.port);
+  const acceptedSecs = (performance.now() - t0) / 1000;
+  let delivered: number | null = null;
+  if (before !== null) {
+    const want = before + load.messages * load.rcpts;
+    const deadline = Date.now() + 600_000;
+    while ((system.delivered() ?? 0) < want) {
+      if (Date.now() > deadline)
+        throw new Error(`${system.name}: not everything was delivered in 10 minutes`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    delivered = (load.messages * load.rcpts) / ((performance.now() - t0) / 1000);
+  }
+  clearInterval(sampler);
+  peak = Math.max(peak, treePssMiB(system.pids()));
+  return {
+    accepted: load.messages / acceptedSecs,
+    delivered,
+    p50: latencies.length ? percentile(latencies, 50) : null,
+    p99: latencies.length ? percentile(latencies, 99) : null,
+    rss: peak,
+  };
+}
+
+const fmt = (n: number | null, digits = 0) =>
+  n === null
+    ? '—'
+    : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+const systems = {
+  delivery: [await startMailwerk(), await startIncumbent()],
+  accepting: loads.some((l) => l.pair === 'accepting') ? [await startMailwerk('mta'), await startSink()] : [],
+};
+const ratios = new Map<string, { accepted: number[]; delivered: number[] }>();
+try {
+  console.log(
+    `${rounds} rounds, ${count} messages per 5 KB load, ${SESSIONS} sessions; the order flips every round\n`,
+  );
+  for (let round = 1; round <= rounds; round++) {
+    console.log(`## round ${round}\n`);
+    console.log(
+      '| load | system | accepted msg/s | delivered msg/s | DATA→250 p50 / p99 ms | peak PSS MiB |',
+    );
+    console.log('| --- | --- | --- | --- | --- | --- |');
+    for (const load of loads) {
+      const [ours, theirs] = systems[load.pair] as [System, System];
+      const order = round % 2 ? [ours, theirs] : [theirs, ours];
+      const figures = new Map<System, Figures>();
+      for (const s of order) figures.set(s, await measure(s, load));
+      for (const s of [ours, theirs]) {
+        const f = figures.get(s)!;
+        const lat = f.p50 === null ? '—' : `${fmt(f.p50, 1)} / ${fmt(f.p99, 1)}`;
+        console.log(
+          `| ${load.name} | ${s.name} | ${fmt(f.accepted)} | ${fmt(f.delivered)} | ${lat} | ${fmt(f.rss)} |`,
+        );
+      }
+      const a = figures.get(ours)!;
+      const b = figures.get(theirs)!;
+      const r = ratios.get(load.key) ?? { accepted: [], delivered: [] };
+      r.accepted.push(a.accepted / b.accepted);
+      if (a.delivered !== null && b.delivered !== null) r.delivered.push(a.delivered / b.delivered);
+      ratios.set(load.key, r);
+    }
+    console.log();
+  }
+  console.log(
+    `## median ratios over ${rounds} rounds (Mailwerk / Postfix → Dovecot; MX alone / smtp-sink)\n`,
+  );
+  console.log('| load | accepted | delivered |');
+  console.log('| --- | --- | --- |');
+  for (const load of loads) {
+    const r = ratios.get(load.key)!;
+    console.log(
+      `| ${load.name} | ${fmt(median(r.accepted), 2)} | ${r.delivered.length ? fmt(median(r.delivered), 2) : '—'} |`,
+    );
+  }
+} finally {
+  for (const s of [...systems.delivery, ...systems.accepting]) await s.stop().catch(() => undefined);
+}
+process.exit(0);

@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { after, before, describe, it } from 'node:test';
+import { GroupCommit } from '../src/db.ts';
+
+describe('group commit: synced and unsynced writes', () => {
+  let dir: string;
+  let db: DatabaseSync;
+  let other: DatabaseSync;
+  /** Every statement run through exec, in order (the real database runs them). */
+  const execs: string[] = [];
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'mailwerk-gc-'));
+    db = new DatabaseSync(join(dir, 'db.sqlite'));
+    db.exec('PRAGMA journal_mode = WAL');
+    db.exec('PRAGMA synchronous = FULL');
+    db.exec('CREATE TABLE t (v TEXT)');
+    const exec = db.exec.bind(db);
+    db.exec = (sql: string) => {
+      execs.push(sql);
+      return exec(sql);
+    };
+    other = new DatabaseSync(join(dir, 'db.sqlite'), { readOnly: true });
+  });
+  after(() => {
+    db.close();
+    other.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const synchronous = () =>
+    Number((db.prepare('PRAGMA synchronous').get() as { synchronous: number }).synchronous);
+  const seen = (v: string) => Boolean(other.prepare('SELECT 1 AS x FROM t WHERE v = ?').get(v));
+  const insert = (v: string) => () => db.prepare('INSERT INTO t (v) VALUES (?)').run(v);
+
+  it('commits a batch of unsynced writes without the sync, visible at once to another connection, and sets FULL back', async () => {
+    execs.length = 0;
+    const g = new GroupCommit(db);
+    await Promise.all([g.write(insert('a'), false), g.write(insert('b'), false)]);
+    assert.ok(seen('a') && seen('b'));
+    assert.deepEqual(
+      execs.filter((s) => /synchronous|BEGIN|COMMIT/.test(s)),
+      ['PRAGMA synchronous = NORMAL', 'BEGIN IMMEDIATE', 'COMMIT', 'PRAGMA synchronous = FULL'],
+    );
+    assert.equal(synchronous(), 2);
+  });
+
+  it('syncs the whole batch when one durable write is in it', async () => {
+    execs.length = 0;
+    const g = new GroupCommit(db);
+    await Promise.all([g.write(insert('c'), false), g.write(insert('d'))]);
+    assert.ok(seen('c') && seen('d'));
+    assert.ok(!execs.some((s) => s.startsWith('PRAGMA synchronous')));
+    assert.equal(synchronous(), 2);
+  });
+
+  it('sets FULL back when a write of an unsynced batch throws, and the others of the batch land', async () => {
+    const g = new GroupCommit(db);
+    const results = await Promise.allSettled([
+      g.write(() => {
+        throw new Error('broken write');
+      }, false),
+      g.write(insert('e'), false),
+    ]);
+    assert.equal(results[0]!.status, 'rejected');
+    assert.equal(results[1]!.status, 'fulfilled');
+    assert.ok(seen('e'));
+    assert.equal(synchronous(), 2);
+  });
+
+  it('waits for a write lock held by another connection without stopping the event loop, then commits', async () => {
+    const holder = new DatabaseSync(join(dir, 'db.sqlite'));
+    holder.exec('BEGIN IMMEDIATE');
+    const g = new GroupCommit(db);
+    let settled = false;
+    const write = g.write(insert('f')).then(() => {
+      settled = true;
+    });
+    // Timers keep firing while the write waits: the loop is free.
+    let ticks = 0;
+    const started = Date.now();
+    while (ticks < 20) {
+      await new Promise((r) => setTimeout(r, 1));
+      ticks++;
+    }
+    assert.ok(Date.now() - started < 2000, 'the event loop turned freely');
+    assert.equal(settled, false, 'nothing is committed while another connection holds the lock');
+    holder.exec('COMMIT');
+    holder.close();
+    await write;
+    assert.ok(seen('f'));
+  });
+
+  it('fails the writes as a busy database would once the lock stays taken past the busy timeout', async () => {
+    const holder = new DatabaseSync(join(dir, 'db.sqlite'));
+    holder.exec('BEGIN IMMEDIATE');
+    try {
+      const g = new GroupCommit(db, 200, 50);
+      await assert.rejects(g.write(insert('g')), /database is locked/);
+    } finally {
+      holder.exec('ROLLBACK');
+      holder.close();
+    }
+    assert.ok(!seen('g'));
+  });
+});
