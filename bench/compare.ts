@@ -278,7 +278,7 @@ async function smtpSource(load: Load, port: number): Promise<number[]> {
       err += d;
     });
     p.on('exit', (code) =>
-      code === 0 ? resolve() : reject(new Error(`smtp-source exited ${code}: ${err}`)),
+      code === 0 ? resolve([]) : reject(new Error(`smtp-source exited ${code}: ${err}`)),
     );
   });
 }
