@@ -1,5 +1,5 @@
 /** Opening a database the way every process on the host must: WAL, durable commits, a busy timeout, migrations. */
-import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsync, openSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { StoreError } from '@mailwerk/store';
 import { MIGRATIONS } from './schema.ts';
@@ -120,11 +120,54 @@ export class GroupCommit {
   private readonly busyTimeoutMs: number;
   /** When the current batch first found the lock taken. */
   private busySince: number | null = null;
+  /** The WAL file, synced from the thread pool after a durable commit (null: a database in memory). */
+  private readonly walPath: string | null;
+  private walFd: number | null = null;
+  /** Batches committed and waiting for the next sync of the WAL to settle. */
+  private awaitingSync: Array<(err: Error | null) => void> = [];
+  private syncing = false;
 
   constructor(db: DatabaseSync, maxBatch = 200, busyTimeoutMs = 10_000) {
     this.db = db;
     this.maxBatch = maxBatch;
     this.busyTimeoutMs = busyTimeoutMs;
+    const file = db.location();
+    this.walPath = file ? `${file}-wal` : null;
+  }
+
+  /**
+   * Syncs the WAL for every batch committed so far, off the event loop: SQLite's
+   * FULL is NORMAL plus this same sync after the commit (SQLite: "PRAGMA
+   * synchronous"), so a batch settles with the durability of FULL while the
+   * process goes on serving its clients, and batches committed during a sync
+   * share the next one. A checkpoint syncs the WAL before it copies frames into
+   * the database, so frames are never in neither place unsynced. The WAL file is
+   * never removed while this connection is open (SQLite removes it when the last
+   * connection closes), so the descriptor stays the file's.
+   */
+  private syncWal(): void {
+    if (this.syncing || this.awaitingSync.length === 0) return;
+    this.syncing = true;
+    const waiting = this.awaitingSync;
+    this.awaitingSync = [];
+    const done = (err: Error | null) => {
+      this.syncing = false;
+      for (const settle of waiting) settle(err);
+      this.syncWal();
+    };
+    try {
+      this.walFd ??= openSync(this.walPath!, 'r');
+    } catch (err) {
+      done(err as Error);
+      return;
+    }
+    fsync(this.walFd, done);
+  }
+
+  /** Gives back the WAL's descriptor; for the store's close, after its last write settled. */
+  close(): void {
+    if (this.walFd !== null) closeSync(this.walFd);
+    this.walFd = null;
   }
 
   /** BEGIN IMMEDIATE without SQLite's sleeping wait: false when another connection holds the write lock. */
@@ -166,21 +209,24 @@ export class GroupCommit {
     // NORMAL in WAL mode: no sync at this commit (SQLite: "PRAGMA synchronous"). Set back to FULL right
     // after, so that no other write on this connection ever commits unsynced by accident.
     const unsynced = this.queue.slice(0, this.maxBatch).every((w) => !w.durable);
+    // A durable batch commits without SQLite's sync too, and is settled after syncWal.
+    const syncLater = !unsynced && this.walPath !== null;
+    const normal = unsynced || syncLater;
     let locked: boolean;
     try {
-      if (unsynced) this.db.exec('PRAGMA synchronous = NORMAL');
+      if (normal) this.db.exec('PRAGMA synchronous = NORMAL');
       locked = this.begin();
       if (!locked && this.busySince !== null && Date.now() - this.busySince > this.busyTimeoutMs)
         throw Object.assign(new Error('database is locked'), { errcode: SQLITE_BUSY });
     } catch (err) {
-      if (unsynced) this.db.exec('PRAGMA synchronous = FULL');
+      if (normal) this.db.exec('PRAGMA synchronous = FULL');
       this.busySince = null;
       for (const w of this.queue.splice(0, this.maxBatch)) w.reject(err);
       setImmediate(() => this.flush());
       return;
     }
     if (!locked) {
-      if (unsynced) this.db.exec('PRAGMA synchronous = FULL');
+      if (normal) this.db.exec('PRAGMA synchronous = FULL');
       this.busySince ??= Date.now();
       setTimeout(() => this.flush(), 1);
       return;
@@ -211,12 +257,21 @@ export class GroupCommit {
       for (const w of batch) w.reject(err);
       return;
     } finally {
-      if (unsynced) this.db.exec('PRAGMA synchronous = FULL');
+      if (normal) this.db.exec('PRAGMA synchronous = FULL');
     }
-    batch.forEach((w, i) => {
-      const r = results[i]!;
-      if (r.ok) w.resolve(r.value);
-      else w.reject(r.error);
-    });
+    const settle = (err: Error | null) =>
+      batch.forEach((w, i) => {
+        const r = results[i]!;
+        // Committed but not known to be on disk: the caller must not promise it (a 250 becomes a 451).
+        if (err) w.reject(err);
+        else if (r.ok) w.resolve(r.value);
+        else w.reject(r.error);
+      });
+    if (!syncLater) {
+      settle(null);
+      return;
+    }
+    this.awaitingSync.push(settle);
+    this.syncWal();
   }
 }

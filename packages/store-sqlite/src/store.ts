@@ -84,6 +84,7 @@ export class SqliteMailStore implements MailStore {
   async close(): Promise<void> {
     // Writes are committed in order: once this empty one settles, every earlier one has.
     if (this.db.isOpen) await this.writer.write(() => undefined);
+    this.writer.close();
     if (this.db.isOpen) this.db.close();
     await this.onClose();
   }

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import fs, { mkdtempSync, rmSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 import { GroupCommit } from '../src/db.ts';
 
 describe('group commit: synced and unsynced writes', () => {
@@ -49,13 +50,72 @@ describe('group commit: synced and unsynced writes', () => {
     assert.equal(synchronous(), 2);
   });
 
-  it('syncs the whole batch when one durable write is in it', async () => {
-    execs.length = 0;
-    const g = new GroupCommit(db);
-    await Promise.all([g.write(insert('c'), false), g.write(insert('d'))]);
-    assert.ok(seen('c') && seen('d'));
-    assert.ok(!execs.some((s) => s.startsWith('PRAGMA synchronous')));
-    assert.equal(synchronous(), 2);
+  /** fs.fsync replaced for one test (through syncBuiltinESMExports, so the store's import sees it). */
+  function holdFsync(): { release(err?: Error): void; calls: () => number; restore(): void } {
+    const held: Array<(err: Error | null) => void> = [];
+    let calls = 0;
+    const m = mock.method(fs, 'fsync', (_fd: number, cb: (err: Error | null) => void) => {
+      calls++;
+      held.push(cb);
+    });
+    syncBuiltinESMExports();
+    return {
+      release: (err) => {
+        for (const cb of held.splice(0)) cb(err ?? null);
+      },
+      calls: () => calls,
+      restore: () => {
+        m.mock.restore();
+        syncBuiltinESMExports();
+      },
+    };
+  }
+
+  it('settles a durable batch only after the WAL is synced, off the event loop; one sync for the batches committed meanwhile', async () => {
+    const hold = holdFsync();
+    try {
+      execs.length = 0;
+      const g = new GroupCommit(db);
+      let settled = 0;
+      const first = g.write(insert('c')).then(() => settled++);
+      await new Promise((r) => setTimeout(r, 20));
+      // Committed (another connection sees it), not yet settled: the sync is in flight.
+      assert.ok(seen('c'));
+      assert.equal(settled, 0);
+      assert.equal(hold.calls(), 1);
+      const second = g.write(insert('d')).then(() => settled++);
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(hold.calls(), 1, 'the second batch waits for a sync that starts after its commit');
+      hold.release();
+      await first;
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(hold.calls(), 2);
+      assert.equal(settled, 1);
+      hold.release();
+      await second;
+      assert.deepEqual(execs.filter((s) => /synchronous|BEGIN|COMMIT/.test(s)).slice(0, 4), [
+        'PRAGMA synchronous = NORMAL',
+        'BEGIN IMMEDIATE',
+        'COMMIT',
+        'PRAGMA synchronous = FULL',
+      ]);
+      assert.equal(synchronous(), 2);
+    } finally {
+      hold.restore();
+    }
+  });
+
+  it('fails a durable write whose sync fails: it must not be promised', async () => {
+    const hold = holdFsync();
+    try {
+      const g = new GroupCommit(db);
+      const w = g.write(insert('x'));
+      await new Promise((r) => setTimeout(r, 20));
+      hold.release(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+      await assert.rejects(w, /EIO/);
+    } finally {
+      hold.restore();
+    }
   });
 
   it('sets FULL back when a write of an unsynced batch throws, and the others of the batch land', async () => {
