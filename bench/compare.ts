@@ -29,13 +29,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { freePort, peersMissing, startDovecotLmtp, startPostfix } from '../packages/mta/test/peers.ts';
-import { treePssMiB } from './proc.ts';
+import { MAILWERK_BIN, mailwerkCli, receivingEnv, treePssMiB } from './proc.ts';
 import { benchMessage, percentile, SmtpClient } from './smtp-client.ts';
 
 const rounds = Number(process.argv[2] ?? 3);
 const count = Number(process.argv[3] ?? 2000);
 const SESSIONS = 20;
-const BIN = join(import.meta.dirname, '..', 'bin', 'mailwerk');
 // smtp-source -r N sends to bob@, 2bob@ … Nbob@.
 const USERS = ['bob', '2bob', '3bob', '4bob', '5bob'].map((u) => `${u}@example.org`);
 
@@ -66,11 +65,7 @@ async function startMailwerk(services?: string): Promise<System> {
   const dir = await mkdtemp(join(tmpdir(), 'mailwerk-compare-'));
   const port = await freePort();
   const env = {
-    PATH: process.env.PATH,
-    MAILWERK_CONFIG: join(dir, 'mailwerk.toml'),
-    MAILWERK_MTA__SMTP_PORT: String(port),
-    MAILWERK_MTA__LISTEN: '127.0.0.1',
-    MAILWERK_ACCESS__LISTEN: '127.0.0.1',
+    ...receivingEnv(dir, port, SESSIONS),
     // Two instances run at once: every port their own.
     ...Object.fromEntries(
       await Promise.all(
@@ -84,28 +79,13 @@ async function startMailwerk(services?: string): Promise<System> {
         ].map(async (k) => [`MAILWERK_${k}`, String(await freePort())]),
       ),
     ),
-    MAILWERK_LOG_LEVEL: 'warn',
-    // SPF/DKIM/DMARC would ask the real DNS about the generator's domain; Postfix does not check them either.
-    MAILWERK_CHECKS__AUTHENTICATION: 'false',
-    // The load comes from one address; these limits are for the internet.
-    MAILWERK_LIMITS__MAX_CONNECTIONS_PER_IP: String(SESSIONS * 2),
-    MAILWERK_LIMITS__CONNECTIONS_PER_MINUTE: '1000000',
-    ...(process.env.BENCH_PROF
-      ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROF}` }
-      : {}),
   };
-  const cli = (args: string[], input = '') =>
-    new Promise<void>((resolve, reject) => {
-      const c = spawn(BIN, args, { env, stdio: ['pipe', 'ignore', 'inherit'] });
-      c.on('exit', (code) =>
-        code === 0 ? resolve() : reject(new Error(`mailwerk ${args.join(' ')}: ${code}`)),
-      );
-      c.stdin.end(input);
-    });
+
+  const cli = mailwerkCli(env);
   await cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example.org']);
   await cli(['domain', 'add', 'example.org']);
   for (const u of USERS) await cli(['user', 'add', u], 'benchmark password\n');
-  const p = spawn(BIN, ['start', ...(services ? ['--service', services] : [])], {
+  const p = spawn(MAILWERK_BIN, ['start', ...(services ? ['--service', services] : [])], {
     env,
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -1,5 +1,7 @@
 // What processes cost, read from /proc (Linux).
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 /**
  * PSS of one process in KiB: pages shared between processes (Node's code,
@@ -40,3 +42,38 @@ export function processTree(roots: number[]): number[] {
 /** PSS summed over the trees under `roots`, in MiB. */
 export const treePssMiB = (roots: number[]): number =>
   processTree(roots).reduce((sum, pid) => sum + pssKiB(pid), 0) / 1024;
+
+/** The checkout's `mailwerk` command. */
+export const MAILWERK_BIN = join(import.meta.dirname, '..', 'bin', 'mailwerk');
+
+/** Runs `mailwerk ARGS` with `env`, `input` on its standard input; rejects unless it exits 0. */
+export const mailwerkCli =
+  (env: NodeJS.ProcessEnv) =>
+  (args: string[], input = ''): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const c = spawn(MAILWERK_BIN, args, { env, stdio: ['pipe', 'ignore', 'inherit'] });
+      c.on('exit', (code) =>
+        code === 0 ? resolve() : reject(new Error(`mailwerk ${args.join(' ')}: ${code}`)),
+      );
+      c.stdin.end(input);
+    });
+
+/**
+ * The environment of a `mailwerk` on loopback for a receiving benchmark: a
+ * configuration in `dir`, the MX on `port`, the limits meant for the internet
+ * raised for a load that comes from one address, sender authentication off (it
+ * would ask the real DNS about the generator's domain), CPU profiles in
+ * BENCH_PROF when set.
+ */
+export const receivingEnv = (dir: string, port: number, sessions: number): NodeJS.ProcessEnv => ({
+  PATH: process.env.PATH,
+  MAILWERK_CONFIG: join(dir, 'mailwerk.toml'),
+  MAILWERK_MTA__SMTP_PORT: String(port),
+  MAILWERK_MTA__LISTEN: '127.0.0.1',
+  MAILWERK_ACCESS__LISTEN: '127.0.0.1',
+  MAILWERK_LOG_LEVEL: 'warn',
+  MAILWERK_CHECKS__AUTHENTICATION: 'false',
+  MAILWERK_LIMITS__MAX_CONNECTIONS_PER_IP: String(sessions * 2),
+  MAILWERK_LIMITS__CONNECTIONS_PER_MINUTE: '1000000',
+  ...(process.env.BENCH_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROF}` } : {}),
+});

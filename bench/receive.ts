@@ -10,13 +10,12 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { treePssMiB } from './proc.ts';
+import { MAILWERK_BIN, mailwerkCli, receivingEnv, treePssMiB } from './proc.ts';
 import { benchMessage, percentile, SmtpClient } from './smtp-client.ts';
 
 const count = Number(process.argv[2] ?? 5000);
 const size = Number(process.argv[3] ?? 5000);
 const connections = Number(process.argv[4] ?? 20);
-const BIN = join(import.meta.dirname, '..', 'bin', 'mailwerk');
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -28,26 +27,8 @@ const freePort = () =>
 
 const dir = await mkdtemp(join(tmpdir(), 'mailwerk-bench-'));
 const port = await freePort();
-const env = {
-  PATH: process.env.PATH,
-  MAILWERK_CONFIG: join(dir, 'mailwerk.toml'),
-  MAILWERK_MTA__SMTP_PORT: String(port),
-  MAILWERK_MTA__LISTEN: '127.0.0.1',
-  MAILWERK_LIMITS__MAX_CONNECTIONS_PER_IP: String(connections + 5),
-  MAILWERK_LOG_LEVEL: 'warn',
-  // SPF/DKIM/DMARC would query the real DNS for the generator's sender domain; the benchmark stays on loopback.
-  MAILWERK_CHECKS__AUTHENTICATION: 'false',
-  MAILWERK_LIMITS__CONNECTIONS_PER_MINUTE: '1000000',
-  ...(process.env.BENCH_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROF}` } : {}),
-};
-const cli = (args: string[], input = '') =>
-  new Promise<void>((resolve, reject) => {
-    const c = spawn(BIN, args, { env, stdio: ['pipe', 'ignore', 'inherit'] });
-    c.on('exit', (code) =>
-      code === 0 ? resolve() : reject(new Error(`mailwerk ${args.join(' ')}: ${code}`)),
-    );
-    c.stdin.end(input);
-  });
+const env = receivingEnv(dir, port, connections);
+const cli = mailwerkCli(env);
 await cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example.org']);
 await cli(['domain', 'add', 'example.org']);
 await cli(['user', 'add', 'bob@example.org'], 'benchmark password\n');
@@ -55,7 +36,7 @@ await cli(['user', 'add', 'bob@example.org'], 'benchmark password\n');
 // BENCH_SPLIT=1 runs the MX and the MDA as two processes (as the shared setup does).
 const split = process.env.BENCH_SPLIT === '1';
 const start = (service: string | undefined, ready: RegExp) => {
-  const p = spawn(BIN, ['start', ...(service ? ['--service', service] : [])], {
+  const p = spawn(MAILWERK_BIN, ['start', ...(service ? ['--service', service] : [])], {
     env,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
