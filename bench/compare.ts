@@ -28,8 +28,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { freePort, peersMissing, startDovecotLmtp, startPostfix } from '../packages/mta/test/peers.ts';
-import { MAILWERK_BIN, mailwerkCli, receivingEnv, treePssMiB } from './proc.ts';
+import { peersMissing, startDovecotLmtp, startPostfix } from '../packages/mta/test/peers.ts';
+import { freePort, listenerPorts, MAILWERK_BIN, mailwerkCli, receivingEnv, treePssMiB } from './proc.ts';
 import { benchMessage, percentile, SmtpClient } from './smtp-client.ts';
 
 const rounds = Number(process.argv[2] ?? 3);
@@ -67,18 +67,7 @@ async function startMailwerk(services?: string): Promise<System> {
   const env = {
     ...receivingEnv(dir, port, SESSIONS),
     // Two instances run at once: every port their own.
-    ...Object.fromEntries(
-      await Promise.all(
-        [
-          'MTA__SUBMISSION_PORT',
-          'MTA__SUBMISSIONS_PORT',
-          'ACCESS__IMAP_PORT',
-          'ACCESS__IMAPS_PORT',
-          'ACCESS__POP3_PORT',
-          'ACCESS__POP3S_PORT',
-        ].map(async (k) => [`MAILWERK_${k}`, String(await freePort())]),
-      ),
-    ),
+    ...(await listenerPorts()),
   };
 
   const cli = mailwerkCli(env);

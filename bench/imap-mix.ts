@@ -16,25 +16,17 @@
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateSelfSigned } from '@mailwerk/tls';
 import { message, PASSWORD } from './messages.ts';
+import { freePort } from './proc.ts';
 import { RawImap } from './raw-imap.ts';
 
 const users = Number(process.argv[2] ?? 10);
 const seconds = Number(process.argv[3] ?? 30);
 const count = Number(process.argv[4] ?? 1000);
 const only = process.env.BENCH_ONLY;
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 
 /** A small deterministic generator (mulberry32), so both servers get the same sequence of commands. */
 function rng(seed: number): () => number {

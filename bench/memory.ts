@@ -4,48 +4,33 @@
 // Usage: node bench/memory.ts [clients=10] [seconds=10]
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { message, PASSWORD } from './messages.ts';
-import { pssKiB } from './proc.ts';
+import { freePort, listenerPorts, MAILWERK_BIN, mailwerkCli, pssKiB } from './proc.ts';
 import { RawImap } from './raw-imap.ts';
 
 const clients = Number(process.argv[2] ?? 10);
 const seconds = Number(process.argv[3] ?? 10);
-const BIN = join(import.meta.dirname, '..', 'bin', 'mailwerk');
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 
 const dir = await mkdtemp(join(tmpdir(), 'mailwerk-bench-mem-'));
-const imaps = await freePort();
+const ports = await listenerPorts();
+const imaps = Number(ports.MAILWERK_ACCESS__IMAPS_PORT);
 const env = {
   PATH: process.env.PATH,
   MAILWERK_CONFIG: join(dir, 'mailwerk.toml'),
   MAILWERK_LOG_LEVEL: 'warn',
   MAILWERK_MTA__LISTEN: '127.0.0.1',
   MAILWERK_MTA__SMTP_PORT: String(await freePort()),
-  MAILWERK_MTA__SUBMISSION_PORT: String(await freePort()),
-  MAILWERK_MTA__SUBMISSIONS_PORT: String(await freePort()),
   MAILWERK_ACCESS__LISTEN: '127.0.0.1',
-  MAILWERK_ACCESS__IMAP_PORT: String(await freePort()),
-  MAILWERK_ACCESS__IMAPS_PORT: String(imaps),
-  MAILWERK_ACCESS__POP3_PORT: String(await freePort()),
-  MAILWERK_ACCESS__POP3S_PORT: String(await freePort()),
+  ...ports,
 };
-const cli = (args: string[], input = '') =>
-  execFileSync(BIN, args, { env, input, stdio: ['pipe', 'ignore', 'inherit'] });
-cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example.org']);
-cli(['domain', 'add', 'example.org']);
-for (let i = 1; i <= clients; i++) cli(['user', 'add', `u${i}@example.org`], `${PASSWORD}\n`);
+const cli = mailwerkCli(env);
+await cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example.org']);
+await cli(['domain', 'add', 'example.org']);
+for (let i = 1; i <= clients; i++) await cli(['user', 'add', `u${i}@example.org`], `${PASSWORD}\n`);
 
-const server = spawn(BIN, ['start'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+const server = spawn(MAILWERK_BIN, ['start'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
 await new Promise<void>((resolve, reject) => {
   let out = '';
   server.stdout.on('data', (d) => {

@@ -1,6 +1,7 @@
 // What processes cost, read from /proc (Linux).
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 /**
@@ -77,3 +78,27 @@ export const receivingEnv = (dir: string, port: number, sessions: number): NodeJ
   MAILWERK_LIMITS__CONNECTIONS_PER_MINUTE: '1000000',
   ...(process.env.BENCH_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROF}` } : {}),
 });
+
+/** A TCP port free on loopback right now. */
+export const freePort = (): Promise<number> =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+
+/** Free ports for every listener but the MX, as `MAILWERK_…` variables: instances that run at once each get their own. */
+export async function listenerPorts(): Promise<Record<string, string>> {
+  const keys = [
+    'MTA__SUBMISSION_PORT',
+    'MTA__SUBMISSIONS_PORT',
+    'ACCESS__IMAP_PORT',
+    'ACCESS__IMAPS_PORT',
+    'ACCESS__POP3_PORT',
+    'ACCESS__POP3S_PORT',
+  ];
+  const env: Record<string, string> = {};
+  for (const k of keys) env[`MAILWERK_${k}`] = String(await freePort());
+  return env;
+}

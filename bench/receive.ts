@@ -6,24 +6,15 @@
 // Usage: node bench/receive.ts [count=5000] [size=5000] [connections=20]
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { MAILWERK_BIN, mailwerkCli, receivingEnv, treePssMiB } from './proc.ts';
+import { freePort, MAILWERK_BIN, mailwerkCli, receivingEnv, treePssMiB } from './proc.ts';
 import { benchMessage, percentile, SmtpClient } from './smtp-client.ts';
 
 const count = Number(process.argv[2] ?? 5000);
 const size = Number(process.argv[3] ?? 5000);
 const connections = Number(process.argv[4] ?? 20);
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 
 const dir = await mkdtemp(join(tmpdir(), 'mailwerk-bench-'));
 const port = await freePort();

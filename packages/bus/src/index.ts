@@ -31,6 +31,11 @@ export class InProcessBus implements Bus {
   private readonly listeners = new Map<string, Set<Listener>>();
 
   async publish(event: MailEvent): Promise<void> {
+    this.deliver(event);
+  }
+
+  /** Hands an event to this process's subscribers (a bus that relays events from elsewhere calls it too). */
+  deliver(event: MailEvent): void {
     for (const listener of this.listeners.get(event.accountId) ?? []) {
       // A failing subscriber must not break the publisher or the others.
       try {

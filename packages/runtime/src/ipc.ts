@@ -9,7 +9,7 @@
  * counter call that cannot be answered (the supervisor is gone) fails, and
  * the caller treats it as a store error would be treated.
  */
-import type { Bus, Listener, MailEvent } from '@mailwerk/bus';
+import { InProcessBus, type MailEvent } from '@mailwerk/bus';
 import type { Config } from '@mailwerk/config';
 import type { Counters, InProcessCounters } from '@mailwerk/limits';
 import type { Listening } from './listen.ts';
@@ -40,40 +40,10 @@ const send: Send = (m) => {
 };
 
 /** The bus of a supervised child: local subscribers, and every event to the supervisor for the others. */
-export class IpcBus implements Bus {
-  private readonly listeners = new Map<string, Set<Listener>>();
-
-  /** An event from another process, through the supervisor. */
-  deliver(event: MailEvent): void {
-    for (const l of this.listeners.get(event.accountId) ?? []) {
-      try {
-        l(event);
-      } catch {
-        /* the subscriber's own problem; it catches up from the journal */
-      }
-    }
-  }
-
-  async publish(event: MailEvent): Promise<void> {
+export class IpcBus extends InProcessBus {
+  override async publish(event: MailEvent): Promise<void> {
     this.deliver(event);
     send({ t: 'bus', event });
-  }
-
-  subscribe(accountId: string, listener: Listener): () => void {
-    let set = this.listeners.get(accountId);
-    if (!set) {
-      set = new Set();
-      this.listeners.set(accountId, set);
-    }
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-      if (set.size === 0) this.listeners.delete(accountId);
-    };
-  }
-
-  async close(): Promise<void> {
-    this.listeners.clear();
   }
 }
 
