@@ -16,6 +16,7 @@ export {
   parseAddressList,
 } from './address.ts';
 export { type HeaderDate, parseHeaderDate } from './date.ts';
+export { dotStuff } from './dot-stuff.ts';
 
 export interface HeaderField {
   /** Lower-cased field name. */

@@ -17,6 +17,7 @@
  *   broken peer costs a timeout, never memory.
  */
 import { createConnection, type Socket } from 'node:net';
+import { dotStuff } from '@mailwerk/mime';
 
 /** `unix:/path/to/socket` or `host:port`. */
 export type LmtpTarget = string;
@@ -62,25 +63,6 @@ export function xtext(s: string): string {
         : `+${b.toString(16).toUpperCase().padStart(2, '0')}`),
     '',
   );
-}
-
-/**
- * The message as it goes on the wire after DATA: a dot at the start of a line
- * doubled, CRLF at the end if missing, then the terminating `.` line. A line
- * starts after a LF (the byte a receiver splits on); every other byte is kept.
- */
-export function dotStuff(data: Buffer): Buffer {
-  const parts: Buffer[] = [];
-  let from = 0;
-  for (let d = data.indexOf(0x2e); d !== -1; d = data.indexOf(0x2e, d + 1)) {
-    if (d !== 0 && data[d - 1] !== 0x0a) continue;
-    parts.push(data.subarray(from, d), Buffer.from('.'));
-    from = d;
-  }
-  parts.push(data.subarray(from));
-  const endsWithCrlf = data.length >= 2 && data[data.length - 2] === 0x0d && data[data.length - 1] === 0x0a;
-  parts.push(Buffer.from(endsWithCrlf || data.length === 0 ? '.\r\n' : '\r\n.\r\n'));
-  return Buffer.concat(parts);
 }
 
 /** One LMTP session: a line reader with deadlines over a socket. */
@@ -299,7 +281,7 @@ export class LmtpClient {
         if (data.code !== 354) {
           for (const a of accepted) out.set(a, data);
         } else {
-          conn.write(dotStuff(msg.data));
+          conn.write(dotStuff(msg.data, 'crlf'));
           // RFC 2033 §4.2: one reply per accepted recipient, in order.
           for (const a of accepted) out.set(a, await conn.read());
         }

@@ -1,1 +1,1 @@
-export { dotStuff, type Pop3Options, Pop3Service, topOf, uidl } from './server.ts';
+export { type Pop3Options, Pop3Service, topOf, uidl } from './server.ts';

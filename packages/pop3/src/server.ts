@@ -23,6 +23,7 @@ import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import type { Bus, MailEvent } from '@mailwerk/bus';
 import { ConnectionLimiter, type Counters, InProcessCounters } from '@mailwerk/limits';
+import { dotStuff } from '@mailwerk/mime';
 import type { Account, Mailbox, MailStore } from '@mailwerk/store';
 import { normalizeAddress } from '@mailwerk/store';
 
@@ -54,23 +55,6 @@ interface Entry {
   size: number;
   blobId: string;
   deleted: boolean;
-}
-
-/** Dot-stuffs a message for the wire and ends it with the terminating line (RFC 1939 §3). */
-export function dotStuff(data: Buffer): Buffer {
-  const parts: Buffer[] = [];
-  let start = 0;
-  // A line starts at offset 0 and after every LF.
-  for (let i = 0; i < data.length; i = data.indexOf(0x0a, i) + 1 || data.length) {
-    if (data[i] === 0x2e) {
-      parts.push(data.subarray(start, i), Buffer.from('.'));
-      start = i;
-    }
-  }
-  parts.push(data.subarray(start));
-  const endsWithLine = data.length === 0 || data[data.length - 1] === 0x0a;
-  parts.push(Buffer.from(endsWithLine ? '.\r\n' : '\r\n.\r\n'));
-  return Buffer.concat(parts);
 }
 
 /** The header and the first `lines` lines of the body (TOP, RFC 1939 §7). */
@@ -396,7 +380,7 @@ class Pop3Session {
         }
         const body = verb === 'TOP' ? topOf(data, Number(k)) : data;
         this.send(verb === 'TOP' ? '+OK Top of message follows' : `+OK ${found.size} octets`);
-        await this.sendData(dotStuff(body));
+        await this.sendData(dotStuff(body, 'lf'));
         if (verb === 'RETR') await this.markSeen(found);
         return;
       }

@@ -96,11 +96,10 @@ interface PendingWrite {
  * while the fsync is paid once per batch instead of once per write.
  *
  * A write marked not durable (the queue's leases and its record of attempts:
- * see docs/decisions.md, "What a synced commit is for") is committed without
- * the fsync when its whole batch is such writes: it is atomic and seen at once
- * by every process, and reaches the disk with the next synced commit or
- * checkpoint; a power cut may undo it, never tear it. Any durable write in
- * the batch makes the whole commit synced.
+ * see docs/decisions.md, "What a synced commit is for") settles right after
+ * the commit, without waiting for the sync: it is atomic and seen at once by
+ * every process, and reaches the disk with the next sync or checkpoint; a
+ * power cut may undo it, never tear it.
  *
  * The write lock is shared by every process on the database (the MX, the
  * MDA, IMAP). SQLite's own busy handler would wait for it by sleeping 1, 2,
@@ -194,47 +193,35 @@ export class GroupCommit {
     });
   }
 
-  /** How many writes at the head of the queue are unsynced ones (at most a batch). */
-  private unsyncedPrefix(): number {
-    let n = 0;
-    while (n < this.maxBatch && n < this.queue.length && !this.queue[n]!.durable) n++;
-    return n;
-  }
-
   private flush(): void {
     if (this.queue.length === 0) {
       this.scheduled = false;
       return;
     }
-    // NORMAL in WAL mode: no sync at this commit (SQLite: "PRAGMA synchronous"). Set back to FULL right
-    // after, so that no other write on this connection ever commits unsynced by accident.
-    const unsynced = this.queue.slice(0, this.maxBatch).every((w) => !w.durable);
-    // A durable batch commits without SQLite's sync too, and is settled after syncWal.
-    const syncLater = !unsynced && this.walPath !== null;
-    const normal = unsynced || syncLater;
+    // NORMAL in WAL mode: no sync inside the commit (SQLite: "PRAGMA synchronous"); durable writes settle
+    // after syncWal. Set back to FULL right after, so that no other commit on this connection is unsynced.
     let locked: boolean;
     try {
-      if (normal) this.db.exec('PRAGMA synchronous = NORMAL');
+      this.db.exec('PRAGMA synchronous = NORMAL');
       locked = this.begin();
       if (!locked && this.busySince !== null && Date.now() - this.busySince > this.busyTimeoutMs)
         throw Object.assign(new Error('database is locked'), { errcode: SQLITE_BUSY });
     } catch (err) {
-      if (normal) this.db.exec('PRAGMA synchronous = FULL');
+      this.db.exec('PRAGMA synchronous = FULL');
       this.busySince = null;
       for (const w of this.queue.splice(0, this.maxBatch)) w.reject(err);
       setImmediate(() => this.flush());
       return;
     }
     if (!locked) {
-      if (normal) this.db.exec('PRAGMA synchronous = FULL');
+      this.db.exec('PRAGMA synchronous = FULL');
       this.busySince ??= Date.now();
       setTimeout(() => this.flush(), 1);
       return;
     }
     this.busySince = null;
-    // The batch is taken only now: writes issued while the lock was busy are in it (same kind of sync
-    // as decided above: a durable write that came meanwhile waits for the next batch if this one is unsynced).
-    const batch = this.queue.splice(0, unsynced ? this.unsyncedPrefix() : this.maxBatch);
+    // The batch is taken only now: writes issued while the lock was busy are in it.
+    const batch = this.queue.splice(0, this.maxBatch);
     if (this.queue.length > 0) setImmediate(() => this.flush());
     else this.scheduled = false;
     const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
@@ -257,21 +244,21 @@ export class GroupCommit {
       for (const w of batch) w.reject(err);
       return;
     } finally {
-      if (normal) this.db.exec('PRAGMA synchronous = FULL');
+      this.db.exec('PRAGMA synchronous = FULL');
     }
-    const settle = (err: Error | null) =>
-      batch.forEach((w, i) => {
-        const r = results[i]!;
-        // Committed but not known to be on disk: the caller must not promise it (a 250 becomes a 451).
-        if (err) w.reject(err);
-        else if (r.ok) w.resolve(r.value);
-        else w.reject(r.error);
-      });
-    if (!syncLater) {
-      settle(null);
-      return;
-    }
-    this.awaitingSync.push(settle);
+    // Unsynced writes and failed ones settle now; durable ones once the WAL is on disk (in memory: now).
+    const later: Array<{ w: PendingWrite; value: unknown }> = [];
+    batch.forEach((w, i) => {
+      const r = results[i]!;
+      if (!r.ok) w.reject(r.error);
+      else if (w.durable && this.walPath !== null) later.push({ w, value: r.value });
+      else w.resolve(r.value);
+    });
+    if (later.length === 0) return;
+    // Committed but not known to be on disk when the sync fails: not to be promised (a 250 becomes a 451).
+    this.awaitingSync.push((err) => {
+      for (const { w, value } of later) err ? w.reject(err) : w.resolve(value);
+    });
     this.syncWal();
   }
 }
