@@ -17,7 +17,7 @@ import {
   deliveryKeyOf,
   type Expansion,
   expandRecipient,
-  isStoreError,
+  expansionRefusal,
   type MailStore,
   normalizeAddress,
 } from '@mailwerk/store';
@@ -100,8 +100,8 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
     try {
       expansion = await expandRecipient(store, canonical, isLocal);
     } catch (err) {
-      if (isStoreError(err, 'not_found')) throw reply(550, '5.1.1', `<${rcpt}> no such user here`);
-      if (isStoreError(err, 'conflict')) throw reply(550, '5.4.6', `<${rcpt}> alias loop: ${err.message}`);
+      const refusal = expansionRefusal(err, rcpt);
+      if (refusal) throw reply(refusal.code, refusal.enhanced, refusal.text);
       throw err;
     }
     // Forwarding is the MTA's work: ours expands aliases before LMTP. Another MTA in front (Postfix) that

@@ -11,7 +11,7 @@
  *   reflexes for commands and paths; no real mailbox needs these.
  */
 import { reply, type SmtpError } from '@mailwerk/smtp';
-import { expandRecipient, isStoreError, type MailStore } from '@mailwerk/store';
+import { expandRecipient, expansionRefusal, isStoreError, type MailStore } from '@mailwerk/store';
 
 const MAX_LOCAL_OCTETS = 64;
 
@@ -63,10 +63,8 @@ export async function checkDeliverable(store: MailStore, address: string): Promi
   try {
     await expandRecipient(store, address, async (d) => (await store.getDomain(d)) !== null);
   } catch (err) {
-    if (isStoreError(err, 'not_found'))
-      throw reply(550, '5.1.1', `<${address}> recipient address rejected: no such user here`);
-    if (isStoreError(err, 'conflict'))
-      throw reply(550, '5.4.6', `<${address}> recipient address rejected: alias loop`);
+    const refusal = expansionRefusal(err, address);
+    if (refusal) throw reply(refusal.code, refusal.enhanced, refusal.text);
     if (isStoreError(err, 'invalid')) throw reply(501, '5.1.3', `<${address}> bad recipient address syntax`);
     throw err;
   }

@@ -17,6 +17,7 @@ import {
   contentId,
   deliveryEnvid,
   expandRecipient,
+  expansionRefusal,
   formatReply,
   isStoreError,
   type MailStore,
@@ -353,15 +354,13 @@ export class QueueRunner {
         );
         plans.push({ address, members, external: e.external });
       } catch (err) {
-        const reply = isStoreError(err, 'not_found')
-          ? makeReply(550, '5.1.1', `<${address}> no such user here`)
-          : isStoreError(err, 'conflict')
-            ? makeReply(550, '5.4.6', `<${address}> alias loop`)
-            : makeReply(
-                451,
-                '4.3.0',
-                `<${address}> lookup failed: ${err instanceof Error ? err.message : String(err)}`,
-              );
+        const reply =
+          expansionRefusal(err, address) ??
+          makeReply(
+            451,
+            '4.3.0',
+            `<${address}> lookup failed: ${err instanceof Error ? err.message : String(err)}`,
+          );
         results.push({ address, state: reply.code >= 500 ? 'failed' : 'pending', reply });
       }
     }

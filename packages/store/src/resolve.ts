@@ -5,8 +5,9 @@
  * domain's catch-all `@domain`.
  */
 import { normalizeAddress, normalizeAliasSource, splitPlus } from './address.ts';
-import { StoreError } from './errors.ts';
-import type { Account, Alias, MailStore } from './types.ts';
+import { isStoreError, StoreError } from './errors.ts';
+import { makeReply } from './reply.ts';
+import type { Account, Alias, DeliveryReply, MailStore } from './types.ts';
 
 export type Resolution =
   | {
@@ -92,6 +93,18 @@ export async function expandRecipient(
 
   await visit(address, []);
   return out;
+}
+
+/**
+ * What a failed expansion means for the recipient, the same at the MX's RCPT,
+ * the MDA's RCPT and the queue runner's attempt (RFC 3463): no such address
+ * (or alias target) 550 5.1.1, an alias loop 550 5.4.6. Null for any other
+ * failure, which is not an answer about the address (a store that failed).
+ */
+export function expansionRefusal(err: unknown, address: string): DeliveryReply | null {
+  if (isStoreError(err, 'not_found')) return makeReply(550, '5.1.1', `<${address}> no such user here`);
+  if (isStoreError(err, 'conflict')) return makeReply(550, '5.4.6', `<${address}> alias loop`);
+  return null;
 }
 
 /**
