@@ -182,35 +182,32 @@ function envelopeMatches(w: EnvelopeWords, field: string, needle: string): boole
   return false;
 }
 
+/** Whether some key of the tree (AND, OR and NOT looked through, without recursion) is one `leaf` picks. */
+function someKey(k: SearchKey, leaf: (x: SearchKey) => boolean): boolean {
+  const stack = [k];
+  while (stack.length) {
+    const x = stack.pop()!;
+    if (x.op === 'and' || x.op === 'or') stack.push(...x.keys);
+    else if (x.op === 'not') stack.push(x.key);
+    else if (leaf(x)) return true;
+  }
+  return false;
+}
+
 /**
  * Whether the search reads no more of a message than its envelope words
  * (FROM, TO, CC, BCC, SUBJECT, the sent date): then the service's cache of
  * them answers, without the message's structure.
  */
-export function envelopeOnly(k: SearchKey): boolean {
-  const stack = [k];
-  while (stack.length) {
-    const x = stack.pop()!;
-    if (x.op === 'and' || x.op === 'or') stack.push(...x.keys);
-    else if (x.op === 'not') stack.push(x.key);
-    else if (x.op === 'body' || x.op === 'text') return false;
-    else if (x.op === 'header' && !ENVELOPE_FIELDS.has(x.field)) return false;
-  }
-  return true;
-}
+export const envelopeOnly = (k: SearchKey): boolean =>
+  !someKey(
+    k,
+    (x) => x.op === 'body' || x.op === 'text' || (x.op === 'header' && !ENVELOPE_FIELDS.has(x.field)),
+  );
 
 /** Does evaluating `k` read a message's structure or bytes (so the search must list full messages)? */
-export function needsStructure(k: SearchKey): boolean {
-  const stack = [k];
-  while (stack.length) {
-    const x = stack.pop()!;
-    if (x.op === 'and' || x.op === 'or') stack.push(...x.keys);
-    else if (x.op === 'not') stack.push(x.key);
-    else if (x.op === 'header' || x.op === 'body' || x.op === 'text' || (x.op === 'date' && x.sent))
-      return true;
-  }
-  return false;
-}
+export const needsStructure = (k: SearchKey): boolean =>
+  someKey(k, (x) => x.op === 'header' || x.op === 'body' || x.op === 'text' || (x.op === 'date' && x.sent));
 
 /** Cheap keys first: an AND stops at its first false, before any key that reads the bytes. */
 const COSTLY = new Set(['header', 'body', 'text']);
