@@ -7,20 +7,15 @@
 // (7 %), STORE \Deleted + UID EXPUNGE (3 %), NOOP (5 %) and IDLE/DONE (2 %).
 // Prints commands per second and p50/p99 latency per command for each server, then the ratio.
 //
-// Dovecot: Debian's dovecot-imapd (apt-get install dovecot-imapd), a private instance on loopback with a
-// throwaway configuration in its high-performance mode (imap-login service_count = 0, one imap process
-// per connection), Maildir in a temporary directory; run as root (Dovecot drops to its own users).
+// Dovecot: a private instance in its high-performance mode (bench/dovecot.ts); run as root.
 //
 // Usage: node bench/imap-mix.ts [users=10] [seconds=30] [count=1000]
 // BENCH_ONLY=mailwerk or BENCH_ONLY=dovecot runs one side.
-import { execFileSync, fork, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { fork } from 'node:child_process';
 import { join } from 'node:path';
 import { generateSelfSigned } from '@mailwerk/tls';
+import { startDovecot } from './dovecot.ts';
 import { message, PASSWORD } from './messages.ts';
-import { freePort } from './proc.ts';
 import { RawImap } from './raw-imap.ts';
 
 const users = Number(process.argv[2] ?? 10);
@@ -193,7 +188,6 @@ function print(label: string, r: Result): void {
   }
 }
 
-const dir = await mkdtemp(join(tmpdir(), 'mailwerk-bench-mix-'));
 const tls = await generateSelfSigned('bench.example.org');
 const results: Record<string, Result> = {};
 
@@ -218,99 +212,17 @@ if (only !== 'dovecot') {
 }
 
 if (only !== 'mailwerk') {
-  const base = join(dir, 'dovecot');
-  const port = await freePort();
-  for (const d of ['run', 'state', 'mail']) mkdirSync(join(base, d), { recursive: true });
-  writeFileSync(join(base, 'key.pem'), tls.key, { mode: 0o600 });
-  writeFileSync(join(base, 'cert.pem'), tls.cert);
-  writeFileSync(
-    join(base, 'passwd'),
-    Array.from({ length: users }, (_, i) => `u${i + 1}@example.org:{PLAIN}${PASSWORD}\n`).join(''),
+  const accounts = new Map(
+    Array.from({ length: users }, (_, u) => [
+      `u${u + 1}@example.org`,
+      Array.from({ length: count }, (_, i) => message(i + 1)),
+    ]),
   );
-  // The same messages, written straight into each user's Maildir (Dovecot indexes them at the warm-up).
-  const uid = Number(execFileSync('id', ['-u', 'dovecot']).toString());
-  const gid = Number(execFileSync('id', ['-g', 'dovecot']).toString());
-  for (let u = 1; u <= users; u++) {
-    const md = join(base, 'mail', `u${u}@example.org`, 'Maildir');
-    for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(md, sub), { recursive: true });
-    for (let i = 1; i <= count; i++)
-      writeFileSync(
-        join(md, 'cur', `${1_700_000_000 + i}.M${i}P1.bench:2,${i % 3 === 0 ? 'S' : ''}`),
-        message(i),
-      );
-  }
-  execFileSync('chown', ['-R', `${uid}:${gid}`, join(base, 'mail')]);
-  chmodSync(dir, 0o755);
-  writeFileSync(
-    join(base, 'dovecot.conf'),
-    `base_dir = ${base}/run
-state_dir = ${base}/state
-log_path = ${base}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-first_valid_uid = 1
-first_valid_gid = 1
-ssl = required
-ssl_cert = <${base}/cert.pem
-ssl_key = <${base}/key.pem
-auth_mechanisms = plain login
-default_login_user = dovenull
-default_internal_user = dovecot
-mail_location = maildir:${base}/mail/%u/Maildir
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u ${base}/passwd
-}
-userdb {
-  driver = static
-  args = uid=dovecot gid=dovecot home=${base}/mail/%u
-}
-service imap-login {
-  inet_listener imap {
-    port = 0
-  }
-  inet_listener imaps {
-    address = 127.0.0.1
-    port = ${port}
-    ssl = yes
-  }
-  service_count = 0
-  process_min_avail = 2
-  chroot =
-}
-service imap {
-  process_limit = 1024
-}
-service anvil {
-  chroot =
-}
-mail_max_userip_connections = 1000
-`,
-  );
-  const d = spawn('dovecot', ['-F', '-c', join(base, 'dovecot.conf')], { stdio: 'inherit' });
-  // Wait for the listener.
-  for (let i = 0; ; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = new RawImap(port);
-      s.socket.once('secureConnect', () => {
-        s.socket.destroy();
-        resolve(true);
-      });
-      s.socket.once('error', () => resolve(false));
-    });
-    if (ok) break;
-    if (i > 100) throw new Error('dovecot did not start');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const d = await startDovecot(accounts, PASSWORD, tls);
   try {
-    results.dovecot = await run(
-      'Dovecot',
-      port,
-      Array.from({ length: users }, (_, i) => `u${i + 1}@example.org`),
-    );
+    results.dovecot = await run('Dovecot', d.port, [...accounts.keys()]);
   } finally {
-    d.kill('SIGTERM');
-    await new Promise((resolve) => d.once('exit', resolve));
+    await d.stop();
   }
 }
 
@@ -320,4 +232,3 @@ if (results.mailwerk && results.dovecot) {
     `\nratio Mailwerk / Dovecot, commands per second: ${(rate(results.mailwerk) / rate(results.dovecot)).toFixed(2)}`,
   );
 }
-await rm(dir, { recursive: true, force: true });

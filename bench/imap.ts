@@ -12,15 +12,19 @@
 // Usage: node bench/imap.ts [count=10000] [appendsPerSession=300] [idlers=1000] [mailbox=INBOX]
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { generateSelfSigned } from '@mailwerk/tls';
 import { ImapFlow } from 'imapflow';
+import { startDovecot } from './dovecot.ts';
+import { message, PASSWORD } from './messages.ts';
+import { treePssMiB } from './proc.ts';
 import { RawImap } from './raw-imap.ts';
 
 const count = Number(process.argv[2] ?? 10_000);
 const perSession = Number(process.argv[3] ?? 300);
 const idlers = Number(process.argv[4] ?? 1000);
 const idleMailbox = process.argv[5] ?? 'INBOX';
-const PASSWORD = 'benchmark password';
 
 const child = fork(join(import.meta.dirname, 'imap-server.ts'), [String(count)], {
   execArgv: ['--expose-gc', '--disable-warning=ExperimentalWarning'],
@@ -46,44 +50,48 @@ const memory = async (): Promise<Memory> => {
   return (await p) as unknown as Memory;
 };
 
-class Raw extends RawImap {
-  constructor() {
-    super(port);
-  }
+// 1. FETCH and SEARCH over the big mailbox.
+interface Reads {
+  fetch: number[];
+  search: number[];
 }
-
-// 1. FETCH over the big mailbox.
-{
-  const c = new Raw();
+const SEARCHES = ['SEARCH UNSEEN', 'SEARCH SUBJECT "number 9999"', 'SEARCH BODY "message 9999 of"'];
+async function reads(label: string, port: number, mailbox: string): Promise<Reads> {
+  const c = new RawImap(port);
   await c.greeting();
   await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`);
   const selStart = performance.now();
-  const sel = (await c.cmd('SELECT Big')).toString();
-  console.log(`SELECT of the ${count}-message mailbox: ${(performance.now() - selStart).toFixed(0)} ms`);
+  const sel = (await c.cmd(`SELECT ${mailbox}`)).toString();
+  console.log(
+    `${label}: SELECT of the ${count}-message mailbox: ${(performance.now() - selStart).toFixed(0)} ms`,
+  );
   if (!sel.includes(`* ${count} EXISTS`)) throw new Error(`SELECT: ${sel}`);
-  const times: number[] = [];
+  const fetch: number[] = [];
   let bytes = 0;
   for (let i = 0; i < 5; i++) {
     const t = performance.now();
     const out = await c.cmd('FETCH 1:* (UID FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE)');
-    times.push(performance.now() - t);
+    fetch.push(performance.now() - t);
     bytes = out.length;
     const fetched = out.toString('latin1').match(/^\* \d+ FETCH /gm)?.length ?? 0;
     if (fetched !== count) throw new Error(`FETCH returned ${fetched} of ${count}`);
   }
-  const runs = times.map((t) => t.toFixed(0)).join(', ');
-  times.sort((a, b) => a - b);
+  const sorted = [...fetch].sort((x, y) => x - y);
   console.log(
-    `FETCH 1:* (UID FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE), ${count} messages: best ${times[0]!.toFixed(0)} ms, median ${times[2]!.toFixed(0)} ms, ${(bytes / 1024 / 1024).toFixed(1)} MiB (runs: ${runs} ms)`,
+    `${label}: FETCH 1:* (UID FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE), ${count} messages: first ${fetch[0]!.toFixed(0)} ms, best ${sorted[0]!.toFixed(0)} ms, median ${sorted[2]!.toFixed(0)} ms, ${(bytes / 1024 / 1024).toFixed(1)} MiB (runs: ${fetch.map((t) => t.toFixed(0)).join(', ')} ms)`,
   );
-  for (const q of ['SEARCH UNSEEN', 'SEARCH SUBJECT "number 9999"', 'SEARCH BODY "message 9999 of"']) {
+  const search: number[] = [];
+  for (const q of SEARCHES) {
     const t = performance.now();
     const out = (await c.cmd(q)).toString('latin1');
+    search.push(performance.now() - t);
     const hits = (/\* SEARCH([ \d]*)/.exec(out)?.[1] ?? '').trim().split(/\s+/).filter(Boolean).length;
-    console.log(`${q} over ${count} messages: ${(performance.now() - t).toFixed(0)} ms, ${hits} hits`);
+    console.log(`${label}: ${q} over ${count} messages: ${search.at(-1)!.toFixed(0)} ms, ${hits} hits`);
   }
   c.socket.destroy();
+  return { fetch, search };
 }
+const ours = await reads('Mailwerk', port, 'Big');
 
 // 2. APPEND over 10 concurrent sessions.
 {
@@ -123,37 +131,55 @@ class Raw extends RawImap {
 
 // 3. Memory per connection in IDLE: the cost of the second half of the connections over the first, so the
 // allocator's growth during the first sign-ins (argon2 takes 19 MiB per check) does not count as theirs.
-if (idlers > 0) {
-  const conns: Raw[] = [];
-  const open = async (n: number) => {
-    for (let i = 0; i < n; i += 25) {
+/** Opens `n` connections that sign in, select `mailbox` and IDLE; returns `measure()`'s growth per connection over the second half. */
+async function idleCost(
+  port: number,
+  mailbox: string,
+  n: number,
+  measure: () => Promise<number>,
+): Promise<number> {
+  const conns: RawImap[] = [];
+  const open = async (k: number) => {
+    for (let i = 0; i < k; i += 25) {
       await Promise.all(
-        Array.from({ length: Math.min(25, n - i) }, async () => {
-          const c = new Raw();
+        Array.from({ length: Math.min(25, k - i) }, async () => {
+          const c = new RawImap(port);
           await c.greeting();
           const login = (await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`)).toString();
           if (!/OK/.test(login)) throw new Error(login);
-          await c.cmd(`SELECT ${idleMailbox}`);
+          const sel = (await c.cmd(`SELECT ${mailbox}`)).toString();
+          if (!/ OK /.test(sel)) throw new Error(sel);
           await c.idle();
           conns.push(c);
         }),
       );
     }
   };
-  const t = performance.now();
-  const half = Math.floor(idlers / 2);
+  const half = Math.floor(n / 2);
   await open(half);
   await new Promise((r) => setTimeout(r, 500));
-  const mid = await memory();
-  await open(idlers - half);
+  const mid = await measure();
+  await open(n - half);
   await new Promise((r) => setTimeout(r, 500));
-  const end = await memory();
-  const connectS = (performance.now() - t) / 1000;
-  const per = (a: number, b: number) => ((a - b) / (idlers - half) / 1024).toFixed(1);
-  console.log(
-    `IDLE in ${idleMailbox}: ${end.connections} connections signed in and idling (set up in ${connectS.toFixed(1)} s); per connection (the last ${idlers - half}): RSS ${per(end.rss, mid.rss)} KiB, JS heap ${per(end.heapUsed, mid.heapUsed)} KiB, external ${per(end.external, mid.external)} KiB; server RSS ${(end.rss / 1024 / 1024).toFixed(0)} MiB`,
-  );
+  const end = await measure();
   for (const c of conns) c.socket.destroy();
+  return (end - mid) / (n - half);
+}
+if (idlers > 0) {
+  const t = performance.now();
+  let last: Memory | null = null;
+  let first: Memory | null = null;
+  const rss = await idleCost(port, idleMailbox, idlers, async () => {
+    last = await memory();
+    first ??= last;
+    return last.rss;
+  });
+  const m = last! as Memory;
+  const f = first! as Memory;
+  const per = (a: number, b: number) => ((a - b) / (idlers - Math.floor(idlers / 2)) / 1024).toFixed(1);
+  console.log(
+    `Mailwerk: IDLE in ${idleMailbox}: ${m.connections} connections signed in and idling (set up in ${((performance.now() - t) / 1000).toFixed(1)} s); per connection (the last ${idlers - Math.floor(idlers / 2)}): RSS ${(rss / 1024).toFixed(1)} KiB, JS heap ${per(m.heapUsed, f.heapUsed)} KiB, external ${per(m.external, f.external)} KiB; server RSS ${(m.rss / 1024 / 1024).toFixed(0)} MiB`,
+  );
 }
 
 child.send({ type: 'stop' });
@@ -199,4 +225,39 @@ if (idlers > 0) {
   for (const c of conns) c.socket.destroy();
   base.send({ type: 'stop' });
   await once(base, 'exit');
+}
+
+// 5. The same reads and the same idle connections against Dovecot, in the same run (bench/dovecot.ts; needs
+// root and dovecot-imapd, skipped otherwise). Dovecot runs one process per IMAP connection, so its idle cost
+// is the PSS of its whole process tree, over at most DOVECOT_IDLERS connections.
+if (process.getuid?.() !== 0 || !existsSync('/usr/sbin/dovecot')) {
+  console.log('Dovecot: skipped (needs root and the Debian package dovecot-imapd)');
+} else {
+  const all = Array.from({ length: count }, (_, i) => message(i + 1));
+  const dovecot = await startDovecot(
+    new Map([['bob@example.org', all]]),
+    PASSWORD,
+    await generateSelfSigned('bench.example.org'),
+  );
+  try {
+    const theirs = await reads('Dovecot', dovecot.port, 'INBOX');
+    const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+    console.log(
+      `ratio Mailwerk / Dovecot, time (below 1: Mailwerk faster): FETCH first ${(ours.fetch[0]! / theirs.fetch[0]!).toFixed(2)}, FETCH median ${(median(ours.fetch) / median(theirs.fetch)).toFixed(2)}, ${SEARCHES.map((q, i) => `${q} ${(ours.search[i]! / theirs.search[i]!).toFixed(2)}`).join(', ')}`,
+    );
+    const n = Math.min(idlers, Number(process.env.DOVECOT_IDLERS ?? 200));
+    if (n > 1) {
+      const pss = await idleCost(
+        dovecot.port,
+        'INBOX',
+        n,
+        async () => treePssMiB([dovecot.pid]) * 1024 * 1024,
+      );
+      console.log(
+        `Dovecot: IDLE in INBOX (${count} messages), ${n} connections; per connection (the last ${n - Math.floor(n / 2)}): PSS of all its processes ${(pss / 1024).toFixed(1)} KiB`,
+      );
+    }
+  } finally {
+    await dovecot.stop();
+  }
 }

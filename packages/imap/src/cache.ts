@@ -18,6 +18,11 @@ export class TextCache {
     this.max = maxBytes;
   }
 
+  /** Whether the text of `kind` for `blobId` is cached (a FETCH then needs no structure for it). */
+  has(blobId: string, kind: TextKind): boolean {
+    return this.map.get(blobId)?.[kind] !== undefined;
+  }
+
   /** The cached text of `kind` for `blobId`, or what `make` returns (then cached). */
   get(blobId: string, kind: TextKind, make: () => string): string {
     let entry = this.map.get(blobId);

@@ -18,6 +18,7 @@ import {
   parseHeaderDate,
 } from '@mailwerk/mime';
 import { hasFlag, type MessageMeta } from '@mailwerk/store';
+import type { BlobMemo } from './cache.ts';
 import type { SearchKey } from './protocol/search-parse.ts';
 
 export interface SearchSubject {
@@ -144,6 +145,22 @@ export interface EnvelopeWords {
   bcc: string[] | null;
   /** The Date: field as written, for SENTBEFORE/SENTON/SENTSINCE. */
   date: string | null;
+}
+
+/**
+ * The service's words by blob: made, or still to be made from an envelope a
+ * FETCH had at hand (made when a search first needs them, so a FETCH pays
+ * nothing for them).
+ */
+export type WordsMemo = BlobMemo<EnvelopeWords | (() => EnvelopeWords)>;
+
+/** The words of `blobId` from the memo (made now if they were left to make), or undefined. */
+export function memoWords(memo: WordsMemo, blobId: string): EnvelopeWords | undefined {
+  const w = memo.get(blobId);
+  if (typeof w !== 'function') return w;
+  const made = w();
+  memo.set(blobId, made);
+  return made;
 }
 
 export function envelopeWords(env: Envelope | null): EnvelopeWords {

@@ -14,7 +14,7 @@ import { BlobMemo, TextCache } from './cache.ts';
 import { capabilityLine } from './commands/capability.ts';
 import { MetaCache } from './meta-cache.ts';
 import { Notifier } from './notifier.ts';
-import type { EnvelopeWords } from './search.ts';
+import type { WordsMemo } from './search.ts';
 import { Session } from './session.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -70,7 +70,7 @@ export interface ServiceContext {
   textCache: TextCache;
   metaCache: MetaCache;
   /** SEARCH's envelope words by blob (about 30,000 messages' worth by default). */
-  searchWords: BlobMemo<EnvelopeWords>;
+  searchWords: WordsMemo;
   idleTimeoutMs: number;
   loginTimeoutMs: number;
   writeTimeoutMs: number;

@@ -443,3 +443,58 @@ describe('IMAP engine: a message whose stored structure is damaged', () => {
     }
   });
 });
+
+describe('IMAP engine: ENVELOPE and BODYSTRUCTURE from the process cache', () => {
+  /** A rig whose store counts the reads of whole messages (rows with their structure). */
+  async function counted(fetchCacheBytes: number) {
+    const reads = { n: 0 };
+    const r = await rig({
+      fetchCacheBytes,
+      wrapStore: (s) =>
+        new Proxy(s, {
+          get(target, key, receiver) {
+            const v = Reflect.get(target, key, receiver);
+            if (key !== 'listMessages' && key !== 'getMessage')
+              return typeof v === 'function' ? v.bind(target) : v;
+            return (...args: unknown[]) => {
+              reads.n++;
+              return (v as (...a: unknown[]) => unknown).apply(target, args);
+            };
+          },
+        }),
+    });
+    for (let i = 1; i <= 5; i++) await put(r, 'bob', 'INBOX', sample(`cached ${i}`));
+    return { r, reads };
+  }
+
+  it('answers a repeated FETCH without reading a structure, and a cache that holds nothing gives the same answer', async () => {
+    const big = await counted(1024 * 1024);
+    const tiny = await counted(1);
+    try {
+      const answers: string[] = [];
+      for (const { r, reads } of [big, tiny]) {
+        const c = await signedIn(r);
+        await c.cmd('SELECT INBOX');
+        const first = await c.cmd('FETCH 1:* (UID ENVELOPE BODYSTRUCTURE BODY)');
+        const before = reads.n;
+        const second = await c.cmd('FETCH 1:* (UID ENVELOPE BODYSTRUCTURE BODY)');
+        assert.equal(second.replace(/^t\d+ /m, ''), first.replace(/^t\d+ /m, ''));
+        assert.equal((first.match(/^\* \d FETCH \(UID \d ENVELOPE \(/gm) ?? []).length, 5);
+        assert.match(first, /"cached 5"/);
+        // With the texts cached the rows of the cache are enough; with none cached every FETCH reads the messages.
+        if (r === big.r) assert.equal(reads.n, before);
+        else assert.ok(reads.n > before);
+        // The envelopes a FETCH had at hand answer SEARCH SUBJECT too, without reading the messages again.
+        const beforeSearch = reads.n;
+        assert.equal(searchResult(await c.cmd('SEARCH SUBJECT "cached 3"')), '3');
+        if (r === big.r) assert.equal(reads.n, beforeSearch);
+        answers.push(second.replace(/^t\d+ /m, ''));
+        c.close();
+      }
+      assert.equal(answers[0], answers[1]);
+    } finally {
+      await big.r.close();
+      await tiny.r.close();
+    }
+  });
+});

@@ -14,6 +14,7 @@ import { bodyStructureText, envelopeText, partial, sectionBytes } from '../fetch
 import { type Chunk, dateTime } from '../protocol/encode.ts';
 import { type FetchItem, parseFetch } from '../protocol/fetch-parse.ts';
 import { readSequenceSet } from '../protocol/sequence.ts';
+import { envelopeWords } from '../search.ts';
 import type { Selected } from '../selected.ts';
 import type { Session } from '../session.ts';
 import { type Command, SELECTED } from './types.ts';
@@ -46,9 +47,12 @@ async function markSeen(
 /** ENVELOPE / BODY / BODYSTRUCTURE text, from the process's cache unless the client reads UTF-8 (rare, not cached). */
 function text(s: Session, kind: TextKind, m: MessageMeta, root: MimeNode): string {
   const make = () => {
-    return kind === 'ENVELOPE'
-      ? envelopeText(root.envelope, s.utf8)
-      : bodyStructureText(root, kind === 'BODYSTRUCTURE', s.utf8);
+    if (kind !== 'ENVELOPE') return bodyStructureText(root, kind === 'BODYSTRUCTURE', s.utf8);
+    // The envelope is at hand: SEARCH FROM/TO/SUBJECT, which usually follows, then needs no structure either.
+    const env = root.envelope ?? null;
+    if (s.ctx.searchWords.get(m.blobId) === undefined)
+      s.ctx.searchWords.set(m.blobId, () => envelopeWords(env));
+    return envelopeText(root.envelope, s.utf8);
   };
   return s.utf8 ? make() : s.ctx.textCache.get(m.blobId, kind, make);
 }
@@ -115,33 +119,47 @@ function fetch(): Command {
       const needsBytes = items.some((i) => i.kind === 'section');
       const hasFlags = items.some((i) => i.kind === 'FLAGS');
       const hasModseq = items.some((i) => i.kind === 'MODSEQ');
-      // Flags, sizes, dates and UIDs come from the rows alone; the structure only for what describes the content.
-      const full = items.some(
-        (i) =>
-          (i.kind === 'section' && i.section.path.length > 0) ||
-          i.kind === 'ENVELOPE' ||
-          i.kind === 'BODY' ||
-          i.kind === 'BODYSTRUCTURE',
+      // Flags, sizes, dates and UIDs come from the cached rows; the structure only for what describes the
+      // content and is not in the text cache already (a part number always needs it).
+      const textKinds = items.flatMap((i) =>
+        i.kind === 'ENVELOPE' || i.kind === 'BODY' || i.kind === 'BODYSTRUCTURE' ? [i.kind] : [],
       );
+      const partPath = items.some((i) => i.kind === 'section' && i.section.path.length > 0);
+      const needsStructure = (m: MessageMeta) =>
+        partPath ||
+        (textKinds.length > 0 && (s.utf8 || textKinds.some((k) => !s.ctx.textCache.has(m.blobId, k))));
       const uids = resolveSet(sel, ranges, uid);
       const store = s.ctx.store;
       for (let i = 0; i < uids.length; i += BATCH) {
         const batch = uids.slice(i, i + BATCH);
         const wanted = new Set(batch);
         const range = { uidFrom: batch[0]!, uidTo: batch[batch.length - 1]! };
-        const rows: MessageMeta[] = full
-          ? await store.listMessages(sel.mailbox.id, range)
-          : await s.ctx.metaCache.list(sel.mailbox.id, range);
-        let list = rows.filter(
+        let list = (await s.ctx.metaCache.list(sel.mailbox.id, range)).filter(
           (m) => wanted.has(m.uid) && (req.changedSince === null || m.modseq > req.changedSince),
         );
+        const missing = list.filter(needsStructure);
+        const full = new Map<number, Message>();
+        if (missing.length) {
+          const rows = await store.listMessages(sel.mailbox.id, {
+            uidFrom: missing[0]!.uid,
+            uidTo: missing[missing.length - 1]!.uid,
+          });
+          for (const m of rows) full.set(m.uid, m);
+        }
         let changed = new Set<number>();
         if (seen) ({ list, changed } = await markSeen(s, sel, list));
         for (const m of list) {
           const seq = sel.uids.seqOf(m.uid);
           if (!seq) continue;
           const raw = needsBytes ? await store.blobs.get(m.blobId) : null;
-          const root = full ? (await structureOf(s, m as Message)).root : null;
+          // Decided after the last await before the line is built, so the text cache cannot lose an entry
+          // in between; a row not read above (its text was evicted meanwhile) is read alone.
+          let root: MimeNode | null = null;
+          if (needsStructure(m)) {
+            const stored = full.get(m.uid) ?? (await store.getMessage(sel.mailbox.id, m.uid));
+            if (!stored) continue; // expunged since the rows were read
+            root = (await structureOf(s, stored)).root;
+          }
           const r = { line: `* ${seq} FETCH (`, out: [] as Chunk[] };
           for (let k = 0; k < items.length; k++) {
             if (k > 0) r.line += ' ';

@@ -10,7 +10,7 @@ import type { Message, MessageMeta } from '@mailwerk/store';
 import { no } from '../errors.ts';
 import { utf8 } from '../protocol/cursor.ts';
 import { parseSearch, type SearchKey } from '../protocol/search-parse.ts';
-import { Evaluator, envelopeOnly, envelopeWords, needsStructure } from '../search.ts';
+import { Evaluator, envelopeOnly, envelopeWords, memoWords, needsStructure } from '../search.ts';
 import { type Command, SELECTED } from './types.ts';
 import { selected, structureOf } from './util.ts';
 
@@ -79,7 +79,7 @@ function search(): Command {
             words: root
               ? envelopeWords(root.envelope ?? null)
               : words
-                ? (memo.get(m.blobId) ?? envelopeWords(null))
+                ? (memoWords(memo, m.blobId) ?? envelopeWords(null))
                 : null,
             seq,
             recent: sel.isRecent(m.uid),
