@@ -1,11 +1,13 @@
 /**
- * ENVELOPE, BODY and BODYSTRUCTURE text by message content. Blobs are named
+ * ENVELOPE, BODY and BODYSTRUCTURE text, and the top-level header block (as
+ * latin1 text, which clients read through BODY.PEEK[HEADER.FIELDS (…)] for
+ * every message they list), by message content. Blobs are named
  * by the hash of their bytes and never change, so the text computed for one
  * is right for every message with those bytes, in every session of the
  * process (Dovecot keeps the same in its index cache). Bounded in bytes,
  * least recently used out first; a miss only costs the computation.
  */
-export type TextKind = 'ENVELOPE' | 'BODY' | 'BODYSTRUCTURE';
+export type TextKind = 'ENVELOPE' | 'BODY' | 'BODYSTRUCTURE' | 'HEADER';
 
 type Entry = Partial<Record<TextKind, string>>;
 
@@ -18,9 +20,9 @@ export class TextCache {
     this.max = maxBytes;
   }
 
-  /** Whether the text of `kind` for `blobId` is cached (a FETCH then needs no structure for it). */
-  has(blobId: string, kind: TextKind): boolean {
-    return this.map.get(blobId)?.[kind] !== undefined;
+  /** The cached text of `kind` for `blobId`, or undefined (then a FETCH reads what makes it). */
+  peek(blobId: string, kind: TextKind): string | undefined {
+    return this.map.get(blobId)?.[kind];
   }
 
   /** The cached text of `kind` for `blobId`, or what `make` returns (then cached). */

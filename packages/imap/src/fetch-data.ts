@@ -112,32 +112,48 @@ export interface Section {
   fields?: string[];
 }
 
-/** The header of `node` filtered by field names, keeping the original lines (folding included) and the closing blank line. */
-function filterHeader(
-  raw: Buffer,
-  node: Pick<MimeNode, 'start' | 'bodyStart'>,
-  fields: string[],
-  not: boolean,
-): Buffer {
+/**
+ * A header block (latin1 text, from its first byte through the blank line)
+ * filtered by field names, keeping the original lines (folding included) and
+ * the closing blank line. One pass over the lines, no regular expression.
+ */
+function filterHeader(text: string, fields: string[], not: boolean): Buffer {
   const names = new Set(fields.map((f) => f.toLowerCase()));
-  const text = raw.toString('latin1', node.start, node.bodyStart);
-  const lines = text.split(/(?<=\n)/);
-  const kept: string[] = [];
+  let out = '';
   let keep = false;
-  for (const line of lines) {
-    if (line === '\r\n' || line === '\n') break;
-    if (/^[ \t]/.test(line)) {
-      if (keep) kept.push(line);
-      continue;
+  for (let at = 0; at < text.length; ) {
+    const nl = text.indexOf('\n', at);
+    const end = nl < 0 ? text.length : nl + 1;
+    const first = text.charCodeAt(at);
+    // The blank line ends the header.
+    if (first === 0x0a || (first === 0x0d && text.charCodeAt(at + 1) === 0x0a)) break;
+    if (first === 0x20 || first === 0x09) {
+      // A continuation line belongs to the field before it.
+      if (keep) out += text.slice(at, end);
+    } else {
+      const colon = text.indexOf(':', at);
+      const name = colon < 0 || colon >= end ? '' : text.slice(at, colon).trim().toLowerCase();
+      keep = names.has(name) !== not;
+      if (keep) out += text.slice(at, end);
     }
-    const name = line
-      .slice(0, Math.max(0, line.indexOf(':')))
-      .trim()
-      .toLowerCase();
-    keep = names.has(name) !== not;
-    if (keep) kept.push(line);
+    at = end;
   }
-  return Buffer.from(`${kept.join('')}\r\n`, 'latin1');
+  return Buffer.from(`${out}\r\n`, 'latin1');
+}
+
+/** The top-level header block of a message as latin1 text (one byte per character, so byte-exact). */
+export const headerText = (raw: Buffer): string => raw.toString('latin1', 0, bodyOffset(raw));
+
+/** A section read from the top-level header alone: HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT of the message itself. */
+export const isTopHeader = (section: Section): boolean =>
+  section.path.length === 0 &&
+  (section.kind === 'HEADER' || section.kind === 'HEADER.FIELDS' || section.kind === 'HEADER.FIELDS.NOT');
+
+/** The bytes of a top-level header section (see isTopHeader) from the header's text. */
+export function headerSection(header: string, section: Section): Buffer {
+  return section.kind === 'HEADER'
+    ? Buffer.from(header, 'latin1')
+    : filterHeader(header, section.fields ?? [], section.kind === 'HEADER.FIELDS.NOT');
 }
 
 /**
@@ -148,11 +164,8 @@ export function sectionBytes(raw: Buffer, structure: () => MimeNode, section: Se
   if (section.path.length === 0) {
     // The message itself: its header ends at the first blank line; no need for the stored structure.
     if (section.kind === '') return raw;
-    const top = { start: 0, bodyStart: bodyOffset(raw), end: raw.length };
-    if (section.kind === 'HEADER') return raw.subarray(0, top.bodyStart);
-    if (section.kind === 'TEXT') return raw.subarray(top.bodyStart);
-    if (section.kind === 'HEADER.FIELDS' || section.kind === 'HEADER.FIELDS.NOT')
-      return filterHeader(raw, top, section.fields ?? [], section.kind === 'HEADER.FIELDS.NOT');
+    if (isTopHeader(section)) return headerSection(headerText(raw), section);
+    if (section.kind === 'TEXT') return raw.subarray(bodyOffset(raw));
   }
   const node = findPart(structure(), section.path);
   if (!node) return null;
@@ -169,7 +182,13 @@ export function sectionBytes(raw: Buffer, structure: () => MimeNode, section: Se
       return msg ? raw.subarray(msg.bodyStart, msg.end) : null;
     case 'HEADER.FIELDS':
     case 'HEADER.FIELDS.NOT':
-      return msg ? filterHeader(raw, msg, section.fields ?? [], section.kind === 'HEADER.FIELDS.NOT') : null;
+      return msg
+        ? filterHeader(
+            raw.toString('latin1', msg.start, msg.bodyStart),
+            section.fields ?? [],
+            section.kind === 'HEADER.FIELDS.NOT',
+          )
+        : null;
   }
 }
 

@@ -231,9 +231,13 @@ export class Session {
     if (this.output.writableLength > MAX_PENDING) await this.drained();
   }
 
-  /** Flushes when enough has been built (long FETCH responses). */
-  async flushIfFull(): Promise<void> {
-    if (this.outBytes >= FLUSH_AT) await this.flush();
+  /**
+   * Whether enough has been built to send it now (long FETCH responses):
+   * `if (s.full) await s.flush()`, so a loop over many small responses does
+   * not wait for a promise at each.
+   */
+  get full(): boolean {
+    return this.outBytes >= FLUSH_AT;
   }
 
   private drained(): Promise<void> {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseMessage } from '@mailwerk/mime';
+import fc from 'fast-check';
 import { ImapSyntaxError } from '../src/errors.ts';
+import { headerSection, headerText } from '../src/fetch-data.ts';
 import {
   bodyStructureText,
   Cursor,
@@ -133,5 +135,38 @@ describe('BODY[section]', () => {
     for (const bad of ['MIME', '0', '1..2', 'HEADER.FIELDS', 'HEADER.FIELDS ()', 'BOGUS', '1.TEXTX']) {
       assert.throws(() => parseSection(bad), ImapSyntaxError, bad);
     }
+  });
+});
+
+describe('BODY[HEADER.FIELDS] and BODY[HEADER.FIELDS.NOT] of any header', () => {
+  const name = fc.constantFrom('From', 'To', 'subject', 'X-Spam', 'Received', 'DATE');
+  const value = fc.string({ maxLength: 30 }).map((v) => v.replace(/[\r\n]/g, ' '));
+  const field = fc
+    .tuple(name, value, fc.array(value, { maxLength: 2 }))
+    .map(([n, v, folds]) => `${n}:${v}\r\n${folds.map((f) => ` ${f}\r\n`).join('')}`);
+  it('split the header between them byte for byte, each field whole with its folded lines (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(field, { maxLength: 12 }),
+        fc.subarray(['from', 'to', 'subject', 'x-spam']),
+        (fields, wanted) => {
+          const header = `${fields.join('')}\r\n`;
+          const raw = Buffer.from(`${header}body\r\n`, 'latin1');
+          assert.equal(headerText(raw), header);
+          const kept = headerSection(header, { path: [], kind: 'HEADER.FIELDS', fields: wanted }).toString(
+            'latin1',
+          );
+          const rest = headerSection(header, {
+            path: [],
+            kind: 'HEADER.FIELDS.NOT',
+            fields: wanted,
+          }).toString('latin1');
+          const isWanted = (f: string) => wanted.includes(f.slice(0, f.indexOf(':')).toLowerCase());
+          assert.equal(kept, `${fields.filter(isWanted).join('')}\r\n`);
+          assert.equal(rest, `${fields.filter((f) => !isWanted(f)).join('')}\r\n`);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

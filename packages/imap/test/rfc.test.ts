@@ -447,13 +447,26 @@ describe('IMAP engine: a message whose stored structure is damaged', () => {
 describe('IMAP engine: ENVELOPE and BODYSTRUCTURE from the process cache', () => {
   /** A rig whose store counts the reads of whole messages (rows with their structure). */
   async function counted(fetchCacheBytes: number) {
-    const reads = { n: 0 };
+    const reads = { n: 0, bytes: 0 };
     const r = await rig({
       fetchCacheBytes,
       wrapStore: (s) =>
         new Proxy(s, {
           get(target, key, receiver) {
             const v = Reflect.get(target, key, receiver);
+            if (key === 'blobs') {
+              const blobs = v as MailStore['blobs'];
+              return new Proxy(blobs, {
+                get(b, k) {
+                  const f = Reflect.get(b, k);
+                  if (k !== 'get') return typeof f === 'function' ? f.bind(b) : f;
+                  return (id: string) => {
+                    reads.bytes++;
+                    return blobs.get(id);
+                  };
+                },
+              });
+            }
             if (key !== 'listMessages' && key !== 'getMessage')
               return typeof v === 'function' ? v.bind(target) : v;
             return (...args: unknown[]) => {
@@ -489,6 +502,38 @@ describe('IMAP engine: ENVELOPE and BODYSTRUCTURE from the process cache', () =>
         assert.equal(searchResult(await c.cmd('SEARCH SUBJECT "cached 3"')), '3');
         if (r === big.r) assert.equal(reads.n, beforeSearch);
         answers.push(second.replace(/^t\d+ /m, ''));
+        c.close();
+      }
+      assert.equal(answers[0], answers[1]);
+    } finally {
+      await big.r.close();
+      await tiny.r.close();
+    }
+  });
+
+  it('answers header fields a client lists messages with from the cached header, byte for byte as from the message', async () => {
+    const big = await counted(1024 * 1024);
+    const tiny = await counted(1);
+    try {
+      const answers: string[] = [];
+      const query =
+        'FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (Subject From)] BODY.PEEK[HEADER.FIELDS.NOT (Subject)] BODY.PEEK[HEADER])';
+      for (const { r, reads } of [big, tiny]) {
+        const c = await signedIn(r);
+        await c.cmd('SELECT INBOX');
+        const first = (await c.cmd(query)).replace(/^t\d+ /m, '');
+        const before = reads.bytes;
+        const second = (await c.cmd(query)).replace(/^t\d+ /m, '');
+        assert.equal(second, first);
+        assert.match(
+          first,
+          /\* 1 FETCH \(UID 1 BODY\[HEADER\.FIELDS \(Subject From\)\] \{50\}\r\nFrom: Ann <ann@example\.org>\r\nSubject: cached 1\r\n\r\n BODY\[HEADER\.FIELDS\.NOT \(Subject\)\] \{132\}\r\nFrom: /,
+        );
+        if (r === big.r) assert.equal(reads.bytes, before);
+        else assert.equal(reads.bytes, before + 5);
+        // The whole message is still read from the bytes.
+        assert.match(await c.cmd('FETCH 2 (BODY.PEEK[])'), /cached 2/);
+        answers.push(second);
         c.close();
       }
       assert.equal(answers[0], answers[1]);

@@ -703,7 +703,8 @@ export class SqliteMailStore implements MailStore {
   async updateFlags(mailboxId: string, uids: number[], update: FlagUpdate): Promise<FlagUpdateResult> {
     normalizeFlags(update.flags);
     const box = rowId(mailboxId);
-    return this.sql.tx(() => {
+    // Not synced (docs/decisions.md, "What a synced commit is for"): a power cut may undo the last flag changes.
+    return this.sql.txUnsynced(() => {
       this.mailboxRow(box);
       const modified: number[] = [];
       const changes: Array<{ id: number; uid: number; flags: string[] }> = [];

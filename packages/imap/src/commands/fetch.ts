@@ -10,7 +10,15 @@ import type { MimeNode } from '@mailwerk/mime';
 import type { Message, MessageMeta } from '@mailwerk/store';
 import { hasFlag } from '@mailwerk/store';
 import type { TextKind } from '../cache.ts';
-import { bodyStructureText, envelopeText, partial, sectionBytes } from '../fetch-data.ts';
+import {
+  bodyStructureText,
+  envelopeText,
+  headerSection,
+  headerText,
+  isTopHeader,
+  partial,
+  sectionBytes,
+} from '../fetch-data.ts';
 import { type Chunk, dateTime } from '../protocol/encode.ts';
 import { type FetchItem, parseFetch } from '../protocol/fetch-parse.ts';
 import { readSequenceSet } from '../protocol/sequence.ts';
@@ -45,7 +53,7 @@ async function markSeen(
 }
 
 /** ENVELOPE / BODY / BODYSTRUCTURE text, from the process's cache unless the client reads UTF-8 (rare, not cached). */
-function text(s: Session, kind: TextKind, m: MessageMeta, root: MimeNode): string {
+function text(s: Session, kind: Exclude<TextKind, 'HEADER'>, m: MessageMeta, root: MimeNode): string {
   const make = () => {
     if (kind !== 'ENVELOPE') return bodyStructureText(root, kind === 'BODYSTRUCTURE', s.utf8);
     // The envelope is at hand: SEARCH FROM/TO/SUBJECT, which usually follows, then needs no structure either.
@@ -63,6 +71,7 @@ function item(
   it: FetchItem,
   m: MessageMeta,
   raw: Buffer | null,
+  header: string | null,
   s: Session,
   sel: Selected,
   root: MimeNode | null,
@@ -90,8 +99,11 @@ function item(
       r.line += `${it.kind} ${text(s, it.kind, m, root!)}`;
       return;
     case 'section': {
-      // The structure is needed (and given) only for a part number.
-      let bytes = sectionBytes(raw!, () => root!, it.section) ?? Buffer.alloc(0);
+      // The structure is needed (and given) only for a part number; the header of the message is given as text.
+      let bytes =
+        (isTopHeader(it.section)
+          ? headerSection(header!, it.section)
+          : sectionBytes(raw!, () => root!, it.section)) ?? Buffer.alloc(0);
       if (it.partial) bytes = partial(bytes, it.partial.start, it.partial.length);
       r.out.push(`${r.line}${it.label} {${bytes.length}}\r\n`, bytes);
       r.line = '';
@@ -116,7 +128,9 @@ function fetch(): Command {
       if (req.changedSince !== null && !items.some((i) => i.kind === 'MODSEQ'))
         items.push({ kind: 'MODSEQ' });
       const seen = !sel.readOnly && items.some((i) => i.kind === 'section' && !i.peek);
-      const needsBytes = items.some((i) => i.kind === 'section');
+      // The bytes are read for a section other than the message's header, or for a header not cached yet.
+      const bodyBytes = items.some((i) => i.kind === 'section' && !isTopHeader(i.section));
+      const headerItems = items.some((i) => i.kind === 'section' && isTopHeader(i.section));
       const hasFlags = items.some((i) => i.kind === 'FLAGS');
       const hasModseq = items.some((i) => i.kind === 'MODSEQ');
       // Flags, sizes, dates and UIDs come from the cached rows; the structure only for what describes the
@@ -127,7 +141,8 @@ function fetch(): Command {
       const partPath = items.some((i) => i.kind === 'section' && i.section.path.length > 0);
       const needsStructure = (m: MessageMeta) =>
         partPath ||
-        (textKinds.length > 0 && (s.utf8 || textKinds.some((k) => !s.ctx.textCache.has(m.blobId, k))));
+        (textKinds.length > 0 &&
+          (s.utf8 || textKinds.some((k) => s.ctx.textCache.peek(m.blobId, k) === undefined)));
       const uids = resolveSet(sel, ranges, uid);
       const store = s.ctx.store;
       for (let i = 0; i < uids.length; i += BATCH) {
@@ -151,7 +166,13 @@ function fetch(): Command {
         for (const m of list) {
           const seq = sel.uids.seqOf(m.uid);
           if (!seq) continue;
-          const raw = needsBytes ? await store.blobs.get(m.blobId) : null;
+          // Taken from the cache before any await, so an eviction meanwhile cannot take it away.
+          let header = headerItems ? (s.ctx.textCache.peek(m.blobId, 'HEADER') ?? null) : null;
+          const raw = bodyBytes || (headerItems && header === null) ? await store.blobs.get(m.blobId) : null;
+          if (headerItems && header === null) {
+            const h = headerText(raw!);
+            header = s.ctx.textCache.get(m.blobId, 'HEADER', () => h);
+          }
           // Decided after the last await before the line is built, so the text cache cannot lose an entry
           // in between; a row not read above (its text was evicted meanwhile) is read alone.
           let root: MimeNode | null = null;
@@ -163,7 +184,7 @@ function fetch(): Command {
           const r = { line: `* ${seq} FETCH (`, out: [] as Chunk[] };
           for (let k = 0; k < items.length; k++) {
             if (k > 0) r.line += ' ';
-            item(r, items[k]!, m, raw, s, sel, root);
+            item(r, items[k]!, m, raw, header, s, sel, root);
           }
           // The flags a FETCH changed are reported with it (RFC 3501 §6.4.5); with CONDSTORE, with their MODSEQ.
           if (changed.has(m.uid)) {
@@ -172,7 +193,7 @@ function fetch(): Command {
           }
           r.out.push(`${r.line})\r\n`);
           s.writeChunks(r.out);
-          await s.flushIfFull();
+          if (s.full) await s.flush();
         }
       }
       return `${uid ? 'UID FETCH' : 'FETCH'} completed`;

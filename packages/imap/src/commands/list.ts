@@ -66,7 +66,7 @@ async function list(s: Session, c: import('../protocol/cursor.ts').Cursor, lsub:
       if (box?.specialUse) attrs.push(box.specialUse);
     }
     line(s, kind, attrs, name);
-    await s.flushIfFull();
+    if (s.full) await s.flush();
   }
   return `${kind} completed`;
 }
