@@ -254,6 +254,96 @@ describe('mailwerk start', () => {
     }
   });
 
+  it('logs every refused sign-in on submission, IMAP and POP3 in the one format the fail2ban filter of infra/fail2ban matches', async () => {
+    const svc = await sb.spawn(['start'], /Submission \(STARTTLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
+    const { execFile } = await import('node:child_process');
+    const { writeFile } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const { connect } = await import('node:tls');
+    try {
+      // Submission: AUTH with a wrong password (nodemailer, after STARTTLS).
+      const t = nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: submissionPort,
+        requireTLS: true,
+        tls: { rejectUnauthorized: false },
+        auth: { user: 'bob@example.org', pass: 'wrong' },
+      });
+      await assert.rejects(t.verify(), /535/);
+      t.close();
+      // IMAP: LOGIN with a wrong password (imapflow over 993's role).
+      const imap = new ImapFlow({
+        host: '127.0.0.1',
+        port: imapsPort,
+        secure: true,
+        tls: { rejectUnauthorized: false },
+        auth: { user: 'nobody@example.org', pass: 'wrong' },
+        logger: false,
+      });
+      await assert.rejects(imap.connect());
+      imap.close();
+      // POP3: USER/PASS with a user name that tries to smuggle another address into the line.
+      const pop = connect({ host: '127.0.0.1', port: pop3sPort, rejectUnauthorized: false });
+      let said = '';
+      pop.on('data', (d: Buffer) => {
+        said += d.toString();
+      });
+      await eventually(async () => said.includes('+OK'));
+      pop.write('USER x","ip":"10.9.8.7\r\nPASS wrong\r\n');
+      await eventually(async () => /-ERR/.test(said));
+      pop.destroy();
+      const lines = await eventually(async () => {
+        const found = svc
+          .output()
+          .split('\n')
+          .filter((l) => l.includes('"authentication failed"'));
+        return found.length >= 3 && found;
+      });
+      const parsed = lines.map((l) => JSON.parse(l) as Record<string, string>);
+      assert.deepEqual(parsed.map((l) => l.service).sort(), ['imap', 'pop3', 'submission']);
+      for (const l of parsed) {
+        assert.deepEqual(Object.keys(l).slice(0, 8), [
+          'time',
+          'level',
+          'component',
+          'msg',
+          'service',
+          'ip',
+          'user',
+          'reason',
+        ]);
+        assert.equal(l.ip, '127.0.0.1');
+        assert.equal(l.reason, 'invalid');
+      }
+      assert.deepEqual(parsed.map((l) => l.user).sort(), [
+        'bob@example.org',
+        'nobody@example.org',
+        'x","ip":"10.9.8.7',
+      ]);
+      // fail2ban's own tool, with the filter as shipped, against the service's whole output.
+      const log = join(sb.dir, 'mailwerk.log');
+      await writeFile(log, svc.output());
+      const filter = join(
+        import.meta.dirname,
+        '..',
+        '..',
+        '..',
+        'infra',
+        'fail2ban',
+        'filter.d',
+        'mailwerk.conf',
+      );
+      const ips = await new Promise<string>((resolve, reject) =>
+        execFile('fail2ban-regex', ['--out', 'ip', log, filter], (err, out, errOut) =>
+          err ? reject(new Error(`${errOut}${out}`)) : resolve(out),
+        ),
+      );
+      assert.deepEqual(ips.trim().split('\n'), ['127.0.0.1', '127.0.0.1', '127.0.0.1']);
+    } finally {
+      await svc.kill();
+    }
+  });
+
   it('with rspamd and Redis configured, scans mail on the MX and shares its counters', async () => {
     const { startRspamd } = await import('../../../packages/mta/test/rspamd-server.ts');
     const { startRedis } = await import('../../../packages/limits/test/redis-server.ts');

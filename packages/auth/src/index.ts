@@ -9,4 +9,4 @@ export {
   verifyPassword,
 } from './passwords.ts';
 export { sha512Crypt } from './sha512-crypt.ts';
-export { AuthThrottle, type ThrottleOptions, type ThrottleVerdict } from './throttle.ts';
+export { type AuthFailure, AuthThrottle, type ThrottleOptions, type ThrottleVerdict } from './throttle.ts';

@@ -5,7 +5,7 @@
  * neither the answer nor its timing tells them apart.
  */
 import { hashPassword, needsRehash, verifyPassword } from './passwords.ts';
-import type { AuthThrottle } from './throttle.ts';
+import type { AuthFailure, AuthThrottle } from './throttle.ts';
 
 export interface LoginSubject {
   passwordHash: string;
@@ -18,6 +18,10 @@ let dummyHash: Promise<string> | null = null;
 
 export async function checkLogin<A extends LoginSubject>(o: {
   throttle: AuthThrottle;
+  /** The protocol, for the log line of a refusal (AuthThrottle's onFailure). */
+  service: AuthFailure['service'];
+  /** The protocol session's id, for the same line. */
+  session?: string;
   /** The client's address. */
   ip: string;
   user: string;
@@ -27,8 +31,18 @@ export async function checkLogin<A extends LoginSubject>(o: {
   /** Called after a success with a hash in today's scheme, when the stored one is older. */
   rehash?(account: A, hash: string): Promise<void>;
 }): Promise<LoginVerdict<A>> {
+  const refuse = (reason: 'blocked' | 'invalid'): LoginVerdict<A> => {
+    o.throttle.report({
+      service: o.service,
+      ip: o.ip,
+      user: o.user,
+      reason,
+      ...(o.session ? { session: o.session } : {}),
+    });
+    return { ok: false, reason };
+  };
   const verdict = await o.throttle.check(o.ip, o.user);
-  if (verdict.blocked) return { ok: false, reason: 'blocked' };
+  if (verdict.blocked) return refuse('blocked');
   if (verdict.delayMs) await new Promise((r) => setTimeout(r, verdict.delayMs));
   let account: A | null = null;
   try {
@@ -41,7 +55,7 @@ export async function checkLogin<A extends LoginSubject>(o: {
   const ok = await verifyPassword(usable ? usable.passwordHash : await dummyHash, o.password);
   if (!ok || !usable) {
     await o.throttle.failed(o.ip, o.user);
-    return { ok: false, reason: 'invalid' };
+    return refuse('invalid');
   }
   await o.throttle.succeeded(o.ip, o.user);
   if (o.rehash && needsRehash(usable.passwordHash)) {

@@ -31,6 +31,24 @@ export interface ThrottleOptions {
   /** Failures from one address after which it is refused outright until the window ends. */
   blockAfter?: number;
   windowMs?: number;
+  /**
+   * Told of every refused sign-in, whatever the protocol (see checkLogin), to
+   * write the one log line fail2ban reads (infra/fail2ban/).
+   */
+  onFailure?: (failure: AuthFailure) => void;
+}
+
+/** A refused sign-in: the fields of the log line, in the order they are written. */
+export interface AuthFailure {
+  service: 'submission' | 'imap' | 'pop3' | 'managesieve';
+  /** The client's address; an IPv4 address mapped into IPv6 is written as IPv4. */
+  ip: string;
+  /** The user name as given (at most 256 characters). */
+  user: string;
+  /** `invalid`: no such user, a disabled one or a wrong password (not told apart); `blocked`: too many failures. */
+  reason: 'invalid' | 'blocked';
+  /** The protocol session's id, to find its other log lines. */
+  session?: string;
 }
 
 export type ThrottleVerdict = { blocked: true; retryAfterMs: number } | { blocked: false; delayMs: number };
@@ -43,6 +61,7 @@ export class AuthThrottle {
   private readonly maxDelayMs: number;
   private readonly blockAfter: number;
   private readonly windowMs: number;
+  private readonly onFailure: ((failure: AuthFailure) => void) | undefined;
 
   constructor(options: ThrottleOptions = {}) {
     this.counters = options.counters ?? new InProcessCounters();
@@ -52,6 +71,18 @@ export class AuthThrottle {
     this.maxDelayMs = options.maxDelayMs ?? 8000;
     this.blockAfter = options.blockAfter ?? 20;
     this.windowMs = options.windowMs ?? 15 * 60_000;
+    this.onFailure = options.onFailure;
+  }
+
+  /** Reports a refused sign-in (checkLogin calls it once per refusal). */
+  report(failure: AuthFailure): void {
+    this.onFailure?.({
+      service: failure.service,
+      ip: failure.ip.startsWith('::ffff:') && failure.ip.includes('.') ? failure.ip.slice(7) : failure.ip,
+      user: failure.user.slice(0, 256),
+      reason: failure.reason,
+      ...(failure.session ? { session: failure.session } : {}),
+    });
   }
 
   private static ipKey = (address: string) => `auth:ip:${address}`;

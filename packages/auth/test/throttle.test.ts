@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { InProcessCounters } from '@mailwerk/limits';
-import { AuthThrottle } from '../src/throttle.ts';
+import { checkLogin } from '../src/login.ts';
+import { hashPassword } from '../src/passwords.ts';
+import { type AuthFailure, AuthThrottle } from '../src/throttle.ts';
 
 function clock() {
   let t = 1_000_000;
@@ -59,4 +61,54 @@ test('a success clears the count', async () => {
   assert.deepEqual(await th.check('192.0.2.1', 'bob@example.org'), { blocked: false, delayMs: 200 });
   await th.succeeded('192.0.2.1', 'bob@example.org');
   assert.deepEqual(await th.check('192.0.2.1', 'bob@example.org'), { blocked: false, delayMs: 0 });
+});
+
+test('checkLogin reports each refusal once, with the address as fail2ban bans it; a success reports nothing', async () => {
+  const reported: AuthFailure[] = [];
+  const th = new AuthThrottle({
+    baseDelayMs: 1,
+    maxDelayMs: 1,
+    blockAfter: 3,
+    onFailure: (f) => reported.push(f),
+  });
+  const account = { passwordHash: await hashPassword('right'), disabled: false };
+  const attempt = (ip: string, user: string, password: string) =>
+    checkLogin({
+      throttle: th,
+      service: 'pop3',
+      session: 's1',
+      ip,
+      user,
+      password,
+      find: async () => account,
+    });
+  assert.equal((await attempt('::ffff:192.0.2.9', 'bob', 'right')).ok, true);
+  assert.equal(reported.length, 0);
+  const table: Array<[string, string, AuthFailure]> = [
+    [
+      '::ffff:192.0.2.9',
+      'bob',
+      { service: 'pop3', ip: '192.0.2.9', user: 'bob', reason: 'invalid', session: 's1' },
+    ],
+    [
+      '2001:db8::7',
+      'b'.repeat(300),
+      { service: 'pop3', ip: '2001:db8::7', user: 'b'.repeat(256), reason: 'invalid', session: 's1' },
+    ],
+  ];
+  for (const [ip, user, want] of table) {
+    reported.length = 0;
+    assert.deepEqual(await attempt(ip, user, 'wrong'), { ok: false, reason: 'invalid' });
+    assert.deepEqual(reported, [want]);
+  }
+  // Past blockAfter failures from one address: refused without a check, and reported as blocked.
+  await attempt('198.51.100.1', 'bob', 'wrong');
+  await attempt('198.51.100.1', 'bob', 'wrong');
+  await attempt('198.51.100.1', 'bob', 'wrong');
+  reported.length = 0;
+  assert.deepEqual(await attempt('198.51.100.1', 'bob', 'right'), { ok: false, reason: 'blocked' });
+  assert.deepEqual(
+    reported.map((f) => [f.ip, f.reason]),
+    [['198.51.100.1', 'blocked']],
+  );
 });

@@ -221,6 +221,8 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
   async function signIn(user: string, password: string, session: SMTPServerSession): Promise<Account> {
     const v = await checkLogin({
       throttle,
+      service: 'submission',
+      session: session.id,
       ip: session.remoteAddress,
       user,
       password,

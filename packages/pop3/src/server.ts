@@ -458,6 +458,8 @@ class Pop3Session {
     const { store } = this.opts;
     const v = await checkLogin({
       throttle: this.throttle,
+      service: 'pop3',
+      session: this.id,
       ip: this.ip,
       user,
       password,

@@ -84,7 +84,11 @@ export async function startServices(
       busCarriesMda: Boolean(config.redis.url) || services.includes('mda') || Boolean(options.busCarriesMda),
       counters,
       // One count of failed sign-ins for submission, IMAP and POP3, so a guesser cannot switch protocols.
-      throttle: new AuthThrottle({ counters }),
+      // Every refused sign-in is one line in a fixed format, the one infra/fail2ban/ matches.
+      throttle: new AuthThrottle({
+        counters,
+        onFailure: (failure) => log.log('warn', 'authentication failed', { ...failure }),
+      }),
       tls,
       log,
       onError: (err, context) => log.error(err, context),

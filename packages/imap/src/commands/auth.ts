@@ -25,6 +25,8 @@ async function login(s: Session, username: string, password: string): Promise<st
   const store = s.ctx.store;
   const v = await checkLogin({
     throttle: s.ctx.throttle,
+    service: 'imap',
+    session: s.id,
     ip: s.remoteAddress,
     user: username,
     password,
@@ -36,11 +38,6 @@ async function login(s: Session, username: string, password: string): Promise<st
     s.ctx.log('info', 'imap login', s.fields());
     return `[CAPABILITY ${capabilityLine(s)}] Logged in`;
   }
-  s.ctx.log('warn', 'imap authentication failed', {
-    ...s.fields(),
-    user: username.slice(0, 256),
-    reason: v.reason,
-  });
   if (++s.authFailures >= MAX_FAILURES) throw new ImapByeError('Too many failed sign-ins');
   if (v.reason === 'blocked')
     throw no('UNAVAILABLE', 'Too many failed logins from your address; try again later');
