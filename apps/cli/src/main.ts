@@ -2,11 +2,15 @@
  * `mailwerk`: the admin command. Exit status: 0 success, 1 the command
  * failed (the message says why, nothing was changed), 2 usage error.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '@mailwerk/config';
 import { StoreError } from '@mailwerk/store';
+import { MIGRATIONS } from '@mailwerk/store-sqlite';
 import type { Command } from './command.ts';
 import { aliasCommands } from './commands/alias.ts';
+import { backupCommands } from './commands/backup.ts';
 import { dkimCommands } from './commands/dkim.ts';
 import { domainCommands } from './commands/domain.ts';
 import { mailCommands } from './commands/mail.ts';
@@ -21,6 +25,7 @@ export const COMMANDS: Command[] = [
   ...aliasCommands,
   ...mailCommands,
   ...dkimCommands,
+  ...backupCommands,
 ];
 
 const GLOBAL_OPTIONS = {
@@ -31,7 +36,7 @@ const GLOBAL_OPTIONS = {
 
 function usage(): string {
   const lines = [
-    'usage: mailwerk [--config FILE] [--json] COMMAND [ARGS]',
+    'usage: mailwerk [--config FILE] [--json] COMMAND [ARGS]    (mailwerk --version: the version)',
     '',
     'The configuration file is --config, else $MAILWERK_CONFIG, else ./mailwerk.toml if present, else /etc/mailwerk/mailwerk.toml.',
     '',
@@ -76,7 +81,19 @@ function explain(err: unknown): string {
   return `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
 }
 
+/** `mailwerk --version`: this version, the Node running it, and the store schema it reads and writes. */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  return `mailwerk ${pkg.version} (Node ${process.versions.node}, store schema ${MIGRATIONS.length})`;
+}
+
 export async function run(argv: string[], io: Io): Promise<number> {
+  if (argv[0] === '--version' || (argv.includes('--version') && !findCommand(argv))) {
+    io.stdout.write(`${version()}\n`);
+    return 0;
+  }
   // Options given before the command word (mailwerk --config x user list) belong to it too.
   const found = findCommand(argv);
   if (!found) {
@@ -135,6 +152,12 @@ export async function run(argv: string[], io: Io): Promise<number> {
 }
 
 if (import.meta.main) {
+  // Output into a pipe closed early (`mailwerk user list | head -1`) ends the command quietly.
+  for (const stream of [process.stdout, process.stderr])
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
   process.exitCode = await run(process.argv.slice(2), {
     stdout: process.stdout,
     stderr: process.stderr,

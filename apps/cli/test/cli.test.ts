@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Sandbox, sandbox } from './helpers.ts';
+import { BIN, type Sandbox, sandbox } from './helpers.ts';
 
 interface User {
   address: string;
@@ -42,6 +42,33 @@ describe('mailwerk CLI', () => {
     assert.match(r.stderr, /^mailwerk: /);
     assert.match(r.stderr, pattern);
   }
+
+  it('says its version, and takes global options before the command word', async () => {
+    const v = await sb.run(['--version']);
+    assert.equal(v.code, 0);
+    assert.match(v.stdout, /^mailwerk \d+\.\d+\.\d+ \(Node \d+\.\d+\.\d+, store schema \d+\)\n$/);
+    const config = join(sb.dir, 'mailwerk.toml');
+    const r = await sb.run(['--config', config, '--json', 'domain', 'list'], '', {
+      MAILWERK_CONFIG: '/nonexistent.toml',
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(Array.isArray(JSON.parse(r.stdout)));
+  });
+
+  it('ends quietly when its output goes into a pipe closed early (mailwerk … | head -1)', async () => {
+    const { execFile } = await import('node:child_process');
+    // `true` reads nothing and is gone before mailwerk writes: every write fails with EPIPE.
+    const out = await new Promise<{ code: number; stderr: string }>((resolve) =>
+      execFile(
+        'bash',
+        ['-c', `set -o pipefail; "${BIN}" --json domain list | true`],
+        { env: { PATH: process.env.PATH, HOME: sb.dir, MAILWERK_CONFIG: join(sb.dir, 'mailwerk.toml') } },
+        (err, _stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr }),
+      ),
+    );
+    assert.equal(out.stderr, '');
+    assert.equal(out.code, 0);
+  });
 
   it('init creates the config, the data directory, a certificate and the store, and says what it serves', async () => {
     const text = await readFile(sb.config, 'utf8');

@@ -404,6 +404,49 @@ describe('mailwerk start', () => {
     }
   });
 
+  it('backs the store up while mail arrives; restored, it holds every message answered 250 before the backup began', async () => {
+    const { join } = await import('node:path');
+    const file = join(sb.dir, 'backup.sqlite');
+    let svc = await sb.spawn(['start'], /SMTP \(MX\)\s+127\.0\.0\.1:\d+\s+running/, env);
+    try {
+      const before: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const info = await send(`before backup ${i}`);
+        assert.match(info.response, /^250 /);
+        before.push(`before backup ${i}`);
+      }
+      // Mail keeps arriving while the backup is taken (a few: the MX limits connections per address and minute).
+      let sending = true;
+      let during = 0;
+      const sender = (async () => {
+        while (sending && during < 6) await send(`during backup ${during++}`);
+      })();
+      await eventually(async () => during >= 2);
+      const r = await sb.run(['backup', file]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^backup written to .*backup\.sqlite \(schema \d+\)\n$/);
+      // A restore while the server runs is refused, and changes nothing.
+      const refused = await sb.run(['restore', file]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /in use: stop mailwerk before restoring/);
+      sending = false;
+      await sender;
+      await svc.kill();
+      const restored = await sb.run(['restore', file]);
+      assert.equal(restored.code, 0, restored.stderr);
+      assert.match(restored.stdout, /the store it replaced is .*before-restore/);
+      // Started on the restored store: what was answered 250 before the backup is there (delivered from the
+      // queue it was copied with, where it was still waiting).
+      svc = await sb.spawn(['start'], /SMTP \(MX\)\s+127\.0\.0\.1:\d+\s+running/, env);
+      await eventually(async () => {
+        const have = await subjects();
+        return before.every((s) => have.includes(s));
+      });
+    } finally {
+      await svc.kill();
+    }
+  });
+
   it('says clearly when its port is taken, and exits 1', async () => {
     const { createServer } = await import('node:net');
     const blocker = createServer();

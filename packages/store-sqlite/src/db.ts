@@ -1,5 +1,5 @@
 /** Opening a database the way every process on the host must: WAL, durable commits, a busy timeout, migrations. */
-import { chmodSync, closeSync, existsSync, fsync, openSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsync, openSync, rmSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { StoreError } from '@mailwerk/store';
 import { MIGRATIONS } from './schema.ts';
@@ -30,13 +30,56 @@ export function openDatabase({ path, busyTimeoutMs = 10_000 }: OpenOptions): Dat
   // with 250 must survive a power cut, so NORMAL (which may lose the last commits) is not enough.
   db.exec('PRAGMA synchronous = FULL');
   db.exec('PRAGMA foreign_keys = ON');
-  migrate(db);
+  try {
+    migrate(db, path);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
   return db;
 }
 
-function migrate(db: DatabaseSync): void {
-  const version = () =>
-    Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
+/** The schema version of an open database (`PRAGMA user_version`: the number of migrations applied). */
+export const schemaVersion = (db: DatabaseSync): number =>
+  Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
+
+/** Refuses a database whose schema is newer than this code knows: it would misread what it does not know. */
+export function checkNotNewer(db: DatabaseSync, what: string): void {
+  const v = schemaVersion(db);
+  if (v > MIGRATIONS.length)
+    throw new StoreError(
+      'conflict',
+      `${what} has schema version ${v}, written by a newer Mailwerk; this one knows versions up to ${MIGRATIONS.length}. Run the newer version, or restore a backup taken before the upgrade.`,
+    );
+}
+
+function migrate(db: DatabaseSync, path: string): void {
+  const version = () => schemaVersion(db);
+  checkNotNewer(db, `The store ${path}`);
+  const before = version();
+  if (before > 0 && before < MIGRATIONS.length && path !== ':memory:') {
+    // A copy of the store as it was, next to it, before a migration changes it (VACUUM INTO reads one
+    // consistent snapshot). When several processes start at once, the first writes it.
+    // The file is made empty and owner-only first (VACUUM INTO fills an empty file); one that exists
+    // already is another process's copy.
+    const copy = `${path}.schema-${before}.backup`;
+    let fd: number | null = null;
+    try {
+      fd = openSync(copy, 'wx', 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    if (fd !== null) {
+      closeSync(fd);
+      try {
+        db.exec(`VACUUM INTO '${copy.replaceAll("'", "''")}'`);
+      } catch (err) {
+        // No migration without its copy, and no half copy left to be taken for one.
+        rmSync(copy, { force: true });
+        throw err;
+      }
+    }
+  }
   while (version() < MIGRATIONS.length) {
     transaction(db, () => {
       // Re-read inside the write lock: another process may have migrated meanwhile.

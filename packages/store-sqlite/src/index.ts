@@ -5,8 +5,10 @@ import { FsBlobStore, SqliteBlobStore } from './blobs.ts';
 import { GroupCommit, openDatabase } from './db.ts';
 import { SqliteMailStore } from './store.ts';
 
+export { type BackupResult, backupStore, type RestoreResult, restoreStore } from './backup.ts';
 export { FsBlobStore, SqliteBlobStore } from './blobs.ts';
 export { GroupCommit, openDatabase, transaction } from './db.ts';
+export { MIGRATIONS } from './schema.ts';
 export { SqliteMailStore } from './store.ts';
 
 export interface SqliteStoreOptions {
