@@ -24,12 +24,19 @@
 // BENCH_LOADS=a,b,… runs only the named loads (see `loads` below).
 // Installs postfix and dovecot-lmtpd through apt when they are missing.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { peersMissing, startDovecotLmtp, startPostfix } from '../packages/mta/test/peers.ts';
-import { freePort, listenerPorts, MAILWERK_BIN, mailwerkCli, receivingEnv, treePssMiB } from './proc.ts';
+import {
+  benchDir,
+  freePort,
+  listenerPorts,
+  MAILWERK_BIN,
+  mailwerkCli,
+  receivingEnv,
+  treePssMiB,
+} from './proc.ts';
 import { benchMessage, percentile, SmtpClient } from './smtp-client.ts';
 
 const rounds = Number(process.argv[2] ?? 3);
@@ -62,7 +69,7 @@ interface System {
 }
 
 async function startMailwerk(services?: string): Promise<System> {
-  const dir = await mkdtemp(join(tmpdir(), 'mailwerk-compare-'));
+  const dir = await benchDir('mailwerk-compare-');
   const port = await freePort();
   const env = {
     ...receivingEnv(dir, port, SESSIONS),

@@ -3,21 +3,21 @@
 // code, split among them) and the sum, which is what the suite costs the machine.
 // Usage: node bench/memory.ts [clients=10] [seconds=10]
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { message, PASSWORD } from './messages.ts';
-import { freePort, listenerPorts, MAILWERK_BIN, mailwerkCli, pssKiB } from './proc.ts';
+import { benchDir, freePort, listenerPorts, MAILWERK_BIN, mailwerkCli, pssKiB, RUN_AS } from './proc.ts';
 import { RawImap } from './raw-imap.ts';
 
 const clients = Number(process.argv[2] ?? 10);
 const seconds = Number(process.argv[3] ?? 10);
 
-const dir = await mkdtemp(join(tmpdir(), 'mailwerk-bench-mem-'));
+const dir = await benchDir('mailwerk-bench-mem-');
 const ports = await listenerPorts();
 const imaps = Number(ports.MAILWERK_ACCESS__IMAPS_PORT);
 const env = {
   PATH: process.env.PATH,
+  ...RUN_AS,
   MAILWERK_CONFIG: join(dir, 'mailwerk.toml'),
   MAILWERK_LOG_LEVEL: 'warn',
   MAILWERK_MTA__LISTEN: '127.0.0.1',

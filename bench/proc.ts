@@ -1,7 +1,9 @@
 // What processes cost, read from /proc (Linux).
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { chmod, mkdtemp } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /**
@@ -68,6 +70,7 @@ export const mailwerkCli =
  */
 export const receivingEnv = (dir: string, port: number, sessions: number): NodeJS.ProcessEnv => ({
   PATH: process.env.PATH,
+  ...RUN_AS,
   MAILWERK_CONFIG: join(dir, 'mailwerk.toml'),
   MAILWERK_MTA__SMTP_PORT: String(port),
   MAILWERK_MTA__LISTEN: '127.0.0.1',
@@ -78,6 +81,19 @@ export const receivingEnv = (dir: string, port: number, sessions: number): NodeJ
   MAILWERK_LIMITS__CONNECTIONS_PER_MINUTE: '1000000',
   ...(process.env.BENCH_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROF}` } : {}),
 });
+
+/**
+ * Run as root (Postfix and Dovecot need it), `mailwerk start` drops its services to an unprivileged user:
+ * `nobody` here, so a benchmark creates no user on the machine. Its data directory must be reachable by it.
+ */
+export const RUN_AS = { MAILWERK_RUN_AS: 'nobody' } as const;
+
+/** A temporary directory the services' unprivileged user can reach (mkdtemp makes it 0700). */
+export async function benchDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  await chmod(dir, 0o755);
+  return dir;
+}
 
 /** A TCP port free on loopback right now. */
 export const freePort = (): Promise<number> =>
@@ -97,6 +113,7 @@ export async function listenerPorts(): Promise<Record<string, string>> {
     'ACCESS__IMAPS_PORT',
     'ACCESS__POP3_PORT',
     'ACCESS__POP3S_PORT',
+    'ADMIN__PORT',
   ];
   const env: Record<string, string> = {};
   for (const k of keys) env[`MAILWERK_${k}`] = String(await freePort());

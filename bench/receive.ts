@@ -5,18 +5,17 @@
 // end of DATA to the 250, and the server's resident memory.
 // Usage: node bench/receive.ts [count=5000] [size=5000] [connections=20]
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { freePort, MAILWERK_BIN, mailwerkCli, receivingEnv, treePssMiB } from './proc.ts';
+import { benchDir, freePort, MAILWERK_BIN, mailwerkCli, receivingEnv, treePssMiB } from './proc.ts';
 import { benchMessage, percentile, SmtpClient } from './smtp-client.ts';
 
 const count = Number(process.argv[2] ?? 5000);
 const size = Number(process.argv[3] ?? 5000);
 const connections = Number(process.argv[4] ?? 20);
 
-const dir = await mkdtemp(join(tmpdir(), 'mailwerk-bench-'));
+const dir = await benchDir('mailwerk-bench-');
 const port = await freePort();
 const env = receivingEnv(dir, port, connections);
 const cli = mailwerkCli(env);

@@ -15,6 +15,7 @@ import { dkimCommands } from './commands/dkim.ts';
 import { domainCommands } from './commands/domain.ts';
 import { mailCommands } from './commands/mail.ts';
 import { setupCommands } from './commands/setup.ts';
+import { statusCommands } from './commands/status.ts';
 import { userCommands } from './commands/user.ts';
 import { CliError, createContext, ExitStatus, type Io, UsageError } from './context.ts';
 
@@ -26,6 +27,7 @@ export const COMMANDS: Command[] = [
   ...mailCommands,
   ...dkimCommands,
   ...backupCommands,
+  ...statusCommands,
 ];
 
 const GLOBAL_OPTIONS = {

@@ -70,6 +70,37 @@ describe('mailwerk CLI', () => {
     assert.equal(out.code, 0);
   });
 
+  it('init as root creates the unprivileged user the services run as, and gives it the data directory', async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root (CI runs as root)');
+    const { execFileSync } = await import('node:child_process');
+    const user = `mwtest${process.pid}`;
+    const fresh = await sandbox();
+    try {
+      const r = await fresh.run(['init', '--data-dir', 'data', '--hostname', 'mail.example.org'], '', {
+        MAILWERK_RUN_AS: user,
+      });
+      assert.equal(r.code, 0, r.stderr);
+      const [, , uid, , , home, shell] = execFileSync('getent', ['passwd', user])
+        .toString()
+        .trim()
+        .split(':');
+      assert.equal(home, join(fresh.dir, 'data'));
+      assert.equal(shell, '/usr/sbin/nologin');
+      for (const f of ['data', 'data/mailwerk.sqlite', 'data/tls/key.pem'])
+        assert.equal((await stat(join(fresh.dir, f))).uid, Number(uid), f);
+      assert.equal((await stat(join(fresh.dir, 'mailwerk.toml'))).uid, Number(uid), 'the configuration');
+      // Secrets stay owner-only, the owner now being that user.
+      assert.equal((await stat(join(fresh.dir, 'data', 'tls', 'key.pem'))).mode & 0o777, 0o600);
+    } finally {
+      try {
+        execFileSync('userdel', [user]);
+      } catch {
+        /* never created */
+      }
+      await fresh.cleanup();
+    }
+  });
+
   it('init creates the config, the data directory, a certificate and the store, and says what it serves', async () => {
     const text = await readFile(sb.config, 'utf8');
     assert.match(text, /^hostname = "mail\.example\.org"$/m);
@@ -84,11 +115,13 @@ describe('mailwerk CLI', () => {
     assert.equal(again.createdConfig, false);
     assert.equal(again.tls.generated, false);
     assert.equal(again.tls.selfSigned, true);
-    assert.equal(again.services.length, 11);
+    assert.equal(again.services.length, 12);
     const text2 = await sb.run(['init']);
     assert.match(text2.stdout, /SMTP \(MX\)\s+0\.0\.0\.0:2525/);
     assert.match(text2.stdout, /IMAP \(TLS\)\s+0\.0\.0\.0:2993/);
     assert.match(text2.stdout, /Autoconfig \(HTTP\)\s+0\.0\.0\.0:2080\s+off \(access\.autoconfig\)/);
+    // The sandbox turns the admin port off (helpers.ts).
+    assert.match(text2.stdout, /Admin \(HTTP\)\s+127\.0\.0\.1:0\s+off \(admin\.port = 0\)/);
   });
 
   it('keeps secrets readable by their owner only, even in a world-readable directory, and in files of an older install', async () => {

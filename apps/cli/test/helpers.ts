@@ -1,10 +1,17 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'mailwerk');
+
+/**
+ * What every test's mailwerk gets unless the test says otherwise: the admin port off (test files run at
+ * once, and 8010 is one port), and, run as root, the services dropped to `nobody` (so no test creates a
+ * user on the machine; privileges.ts).
+ */
+export const DEFAULT_ENV = { MAILWERK_ADMIN__PORT: '0', MAILWERK_RUN_AS: 'nobody' } as const;
 
 export interface Result {
   code: number;
@@ -40,7 +47,7 @@ function startService(
 ): Promise<Service> {
   const child = spawn(BIN, args, {
     cwd: dir,
-    env: { PATH: process.env.PATH, HOME: dir, MAILWERK_CONFIG: config, ...env },
+    env: { PATH: process.env.PATH, HOME: dir, MAILWERK_CONFIG: config, ...DEFAULT_ENV, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -85,12 +92,20 @@ export function freePort(): Promise<number> {
 
 export async function sandbox(): Promise<Sandbox> {
   const dir = await mkdtemp(join(tmpdir(), 'mailwerk-cli-'));
+  // Run as root, `mailwerk start` drops its services to an unprivileged user (RUN_AS), who must reach the data.
+  await chmod(dir, 0o755);
   const config = join(dir, 'mailwerk.toml');
   const run = (args: string[], input = '', extraEnv: Record<string, string> = {}): Promise<Result> =>
     new Promise((resolve, reject) => {
       const child = spawn(BIN, args, {
         cwd: dir,
-        env: { PATH: process.env.PATH, HOME: dir, MAILWERK_CONFIG: config, ...extraEnv },
+        env: {
+          PATH: process.env.PATH,
+          HOME: dir,
+          MAILWERK_CONFIG: config,
+          ...DEFAULT_ENV,
+          ...extraEnv,
+        },
         stdio: ['pipe', 'pipe', 'pipe'],
       });
       let stdout = '';

@@ -404,6 +404,97 @@ describe('mailwerk start', () => {
     }
   });
 
+  it('counts what it did on the admin port (/metrics), answers /healthz and /readyz, and mailwerk status shows it', async () => {
+    const adminPort = await freePort();
+    const withAdmin = { ...env, MAILWERK_ADMIN__PORT: String(adminPort) };
+    const svc = await sb.spawn(['start'], /Admin \(HTTP\)\s+127\.0\.0\.1:\d+\s+running/, withAdmin);
+    const admin = (path: string) => fetch(`http://127.0.0.1:${adminPort}${path}`);
+    /** The value of one sample of the metrics text, or 0 when it is not there. */
+    const sample = (text: string, line: string) => {
+      const m = new RegExp(`^${line.replace(/[{}()[\]|.+*?^$\\]/g, '\\$&')} (\\S+)$`, 'm').exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    try {
+      assert.equal((await admin('/healthz')).status, 200);
+      const ready = await admin('/readyz');
+      assert.equal(ready.status, 200);
+      const body = (await ready.json()) as { services: Array<{ service: string; state: string }> };
+      assert.deepEqual(
+        body.services.map((x) => [x.service, x.state]),
+        [
+          ['mta', 'running'],
+          ['mda', 'running'],
+          ['access', 'running'],
+        ],
+      );
+      await send('counted 1');
+      await send('counted 2');
+      await eventually(async () => {
+        const have = await subjects();
+        return have.includes('counted 1') && have.includes('counted 2');
+      });
+      const imap = new ImapFlow({
+        host: '127.0.0.1',
+        port: imapsPort,
+        secure: true,
+        tls: { rejectUnauthorized: false },
+        auth: { user: 'bob@example.org', pass: 'wrong' },
+        logger: false,
+      });
+      await assert.rejects(imap.connect());
+      imap.close();
+      const text = await eventually(async () => {
+        const t = await (await admin('/metrics')).text();
+        // Delivery is recorded after the LMTP reply: wait for both.
+        return sample(t, 'mailwerk_messages_total{event="delivered"}') >= 2 && t;
+      });
+      assert.equal(sample(text, 'mailwerk_messages_total{event="received"}'), 2);
+      assert.ok(sample(text, 'mailwerk_connections_total{service="SMTP (MX)"}') >= 2);
+      assert.ok(sample(text, 'mailwerk_connections_total{service="LMTP (MDA)"}') >= 1);
+      assert.equal(sample(text, 'mailwerk_auth_failures_total{service="imap",reason="invalid"}'), 1);
+      assert.equal(
+        // imapflow signs in with AUTHENTICATE PLAIN (SASL-IR).
+        sample(text, 'mailwerk_command_seconds_count{protocol="imap",command="AUTHENTICATE",outcome="NO"}'),
+        1,
+      );
+      assert.ok(sample(text, 'mailwerk_delivery_seconds_count') >= 2);
+      assert.equal(sample(text, 'mailwerk_service_up{service="mda"}'), 1);
+      assert.equal(sample(text, 'mailwerk_service_restarts_total{service="access"}'), 0);
+      assert.match(text, /^mailwerk_queue_messages \d+$/m);
+      // The Grafana dashboard in infra/ asks only for metrics the server exports.
+      const { readFile } = await import('node:fs/promises');
+      const { join } = await import('node:path');
+      const dashboard = await readFile(
+        join(import.meta.dirname, '..', '..', '..', 'infra', 'grafana', 'mailwerk-dashboard.json'),
+        'utf8',
+      );
+      const exported = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+      const asked = new Set(
+        [...dashboard.matchAll(/mailwerk_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|count|sum)$/, '')),
+      );
+      assert.ok(asked.size >= 10);
+      for (const name of asked) assert.ok(exported.has(name), `${name} is on the dashboard but not exported`);
+      // The admin's view.
+      const status = await sb.run(['status'], '', withAdmin);
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(status.stdout, /^mailwerk \d+\.\d+\.\d+ \(Node/);
+      assert.match(status.stdout, /^mta\s+running\s+\d+\s+0\s+SMTP \(MX\) 127\.0\.0\.1:\d+/m);
+      assert.match(status.stdout, /^queue: \d+ messages/m);
+      assert.match(status.stdout, /^certificate: .*mx\.example\.org.*valid until \d{4}-/m);
+      const json = JSON.parse((await sb.run(['--json', 'status'], '', withAdmin)).stdout) as {
+        running: boolean;
+        services: unknown[];
+      };
+      assert.equal(json.running, true);
+      assert.equal(json.services.length, 3);
+    } finally {
+      await svc.kill();
+    }
+    const stopped = await sb.run(['status'], '', withAdmin);
+    assert.equal(stopped.code, 3);
+    assert.match(stopped.stdout, /mailwerk is not running \(nothing answers on 127\.0\.0\.1:\d+\)/);
+  });
+
   it('backs the store up while mail arrives; restored, it holds every message answered 250 before the backup began', async () => {
     const { join } = await import('node:path');
     const file = join(sb.dir, 'backup.sqlite');

@@ -128,6 +128,47 @@ describe('mailwerk start: one process per service, supervised', () => {
     }
   });
 
+  it('started as root, runs every service as the unprivileged user and gives it the data; the supervisor alone stays root', async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root (CI runs as root)');
+    const svc = await start();
+    try {
+      const user = (pid: number) =>
+        execFileSync('ps', ['-o', 'user=', '-p', String(pid)])
+          .toString()
+          .trim();
+      assert.equal(user(svc.child.pid!), 'root');
+      const services = children(svc.child.pid!);
+      assert.equal(Object.keys(services).length, 3);
+      for (const [name, pid] of Object.entries(services)) assert.equal(user(pid), 'nobody', name);
+      const nobody = Number(execFileSync('id', ['-u', 'nobody']).toString());
+      const { statSync } = await import('node:fs');
+      const { join } = await import('node:path');
+      for (const f of ['data', 'data/mailwerk.sqlite', 'data/tls/key.pem', 'data/lmtp.sock'])
+        assert.equal(statSync(join(sb.dir, f)).uid, nobody, f);
+      // Bound as root, served as nobody: the MX and IMAP answer (other tests deliver mail through them).
+      assert.match(await greeting(smtp, 2000), /^220 /);
+      assert.match(await greeting(imaps, 2000, true), /^\* OK/);
+    } finally {
+      await svc.kill();
+    }
+  });
+
+  it("refuses to start as root when the services' user could not reach the data directory, saying which directory", async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root (CI runs as root)');
+    const { chmod } = await import('node:fs/promises');
+    await chmod(sb.dir, 0o700);
+    try {
+      const r = await sb.run(['start'], '', env);
+      assert.equal(r.code, 1);
+      assert.match(
+        r.stderr,
+        /the user "nobody" cannot reach .*data: .* is not searchable by it \(chmod o\+x /,
+      );
+    } finally {
+      await chmod(sb.dir, 0o755);
+    }
+  });
+
   it('starts a service killed with SIGKILL again, while the others keep answering', async () => {
     const svc = await start();
     try {

@@ -48,6 +48,14 @@ export const configSchema = z.strictObject({
     .default('info')
     .describe('Least severe log level written.'),
 
+  run_as: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_-]*$/, 'a user name')
+    .default('mailwerk')
+    .describe(
+      'The unprivileged user the services run as when mailwerk start is started as root: they bind their ports, then drop to it (mailwerk init creates it). Ignored when not started as root.',
+    ),
+
   store: z
     .strictObject({
       backend: z
@@ -309,6 +317,25 @@ export const configSchema = z.strictObject({
     })
     .prefault({})
     .describe('Limits that protect the server.'),
+
+  admin: z
+    .strictObject({
+      listen: z
+        .string()
+        .default('127.0.0.1')
+        .describe(
+          'Address of the admin HTTP port (/metrics for Prometheus, /healthz, /readyz, /status). Loopback by default: it tells anyone who reaches it how the server is doing.',
+        ),
+      port: z
+        .number()
+        .int()
+        .min(0)
+        .max(65535)
+        .default(8010)
+        .describe('Port of the admin HTTP endpoints (mailwerk start); 0 turns them off.'),
+    })
+    .prefault({})
+    .describe('The admin HTTP port of `mailwerk start`: metrics, health and status.'),
 
   supervisor: z
     .strictObject({

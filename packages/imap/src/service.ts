@@ -55,6 +55,8 @@ export interface ImapOptions {
   log?: (level: LogLevel, message: string, fields: Record<string, unknown>) => void;
   /** Told what each command is when it starts; the function it returns when it ends (for a watchdog's report). */
   activity?: (what: string) => () => void;
+  /** Told of each command answered: its name (`UID FETCH`; `unknown` for one not in the table), time and outcome. */
+  onCommand?: (name: string, seconds: number, outcome: 'OK' | 'NO' | 'BAD') => void;
 }
 
 /** What every session of the service shares. */
@@ -77,6 +79,7 @@ export interface ServiceContext {
   log(level: LogLevel, message: string, fields: Record<string, unknown>): void;
   onError(err: unknown, context: string): void;
   activity(what: string): () => void;
+  onCommand(name: string, seconds: number, outcome: 'OK' | 'NO' | 'BAD'): void;
   /** Publishes a change after it has been written (a failure to publish only delays other sessions). */
   publish(event: MailEvent): void;
 }
@@ -108,6 +111,7 @@ export class ImapService {
       log: options.log ?? (() => undefined),
       onError,
       activity: options.activity ?? (() => () => undefined),
+      onCommand: options.onCommand ?? (() => undefined),
       publish: (event) => {
         options.bus.publish(event).catch((err) => onError(err, 'imap: publishing a change'));
       },

@@ -299,6 +299,11 @@ export class Session {
     const c = new Cursor(frame.parts);
     let tag = '*';
     let name = '';
+    // The name the command is counted under: only names of the table (a client chooses the rest).
+    let counted = 'unknown';
+    const started = performance.now();
+    const answered = (outcome: 'OK' | 'NO' | 'BAD') =>
+      this.ctx.onCommand(counted, (performance.now() - started) / 1000, outcome);
     let expungeAllowed = true;
     try {
       tag = c.atom(']');
@@ -313,6 +318,7 @@ export class Session {
       }
       const command = COMMANDS.get(uid ? `UID ${name}` : name);
       if (!command) throw new ImapSyntaxError(`Unknown command ${name.slice(0, 32)}`);
+      counted = uid ? `UID ${name}` : name;
       if (!command.states.includes(this.state.kind))
         throw new ImapSyntaxError(
           this.state.kind === 'not-authenticated'
@@ -335,12 +341,14 @@ export class Session {
       }
       await this.afterCommand(expungeAllowed);
       if (text !== null) this.write(`${tag} OK ${text}\r\n`);
+      answered('OK');
     } catch (err) {
       if (err instanceof ImapByeError) {
         this.bye(err.message);
         return;
       }
       const r = toResponse(err);
+      answered(r.kind);
       if (r.serverBug)
         this.ctx.onError(err, `imap session ${this.id} (${name || 'command'}, ${this.remoteAddress})`);
       else if (r.kind === 'BAD')

@@ -182,6 +182,8 @@ export function verdictOf(a: RspamdAnswer, originalSubject: string): ScanVerdict
 export interface RspamdPolicy {
   client: RspamdClient;
   onFailure: 'accept' | 'tempfail';
+  /** Told rspamd's action for each scan, or `failure` when it did not answer (for the metrics). */
+  onVerdict?: (action: string) => void;
 }
 
 /**
@@ -196,9 +198,12 @@ export async function scan(
   onError?: (err: unknown, context: string) => void,
 ): Promise<RspamdAnswer | null> {
   try {
-    return await policy.client.check(message, ctx);
+    const answer = await policy.client.check(message, ctx);
+    policy.onVerdict?.(answer.action);
+    return answer;
   } catch (err) {
     if (!(err instanceof RspamdUnavailable)) throw err;
+    policy.onVerdict?.('failure');
     onError?.(err, 'rspamd');
     if (policy.onFailure === 'tempfail')
       throw reply(451, '4.7.1', 'the message could not be scanned for spam just now; try again later');

@@ -44,7 +44,29 @@ export interface Pop3Options {
   onError?: (err: unknown, context: string) => void;
   /** One line per session outcome (sign-in, QUIT with deletions), for the log. */
   onEvent?: (event: string, fields: Record<string, unknown>) => void;
+  /** Told of each command answered: its verb (`unknown` for one not in RFC 1939/2449/5034), time and outcome. */
+  onCommand?: (verb: string, seconds: number, outcome: 'OK' | 'NO') => void;
 }
+
+/** The verbs counted by name (a client chooses anything else). */
+const VERBS = new Set([
+  'USER',
+  'PASS',
+  'APOP',
+  'AUTH',
+  'STLS',
+  'CAPA',
+  'STAT',
+  'LIST',
+  'RETR',
+  'DELE',
+  'NOOP',
+  'RSET',
+  'QUIT',
+  'TOP',
+  'UIDL',
+  'UTF8',
+]);
 
 /** RFC 2449 §4: a command line is at most 255 octets; we allow some slack for long SASL responses. */
 const MAX_LINE = 1024;
@@ -151,6 +173,8 @@ class Pop3Session {
   private buffer = '';
   private readonly queue: string[] = [];
   private busy = false;
+  /** Whether the last command was answered +OK (for onCommand). */
+  private lastOk = true;
   private errors = 0;
   private userName: string | null = null;
   /** Set while an AUTH PLAIN waits for its response line. */
@@ -234,8 +258,16 @@ class Pop3Session {
       while (this.queue.length && this.state !== 'CLOSED') {
         this.touch();
         const line = this.queue.shift()!;
+        const started = performance.now();
+        const verb = line.slice(0, 4).toUpperCase().trimEnd();
+        this.lastOk = true;
         try {
           await this.command(line);
+          this.opts.onCommand?.(
+            VERBS.has(verb) ? verb : 'unknown',
+            (performance.now() - started) / 1000,
+            this.lastOk ? 'OK' : 'NO',
+          );
         } catch (err) {
           // One command's failure ends in its reply; the session (and every other) goes on.
           this.opts.onError?.(
@@ -251,6 +283,7 @@ class Pop3Session {
   }
 
   private send(line: string): void {
+    if (line.startsWith('-ERR')) this.lastOk = false;
     if (this.state !== 'CLOSED' && !this.socket.destroyed) this.socket.write(`${line}\r\n`, 'latin1');
   }
 

@@ -9,6 +9,7 @@
 import type { Config } from '@mailwerk/config';
 import { type ChildMessage, IpcBus, IpcCounters, type ParentMessage } from './ipc.ts';
 import { createLogger } from './log.ts';
+import { dropPrivileges, isRoot, serviceIdentity } from './privileges.ts';
 import { type Running, SERVICES, type ServiceName, startServices } from './services.ts';
 
 const [configPath, service] = process.argv.slice(2) as [string, ServiceName];
@@ -73,6 +74,11 @@ process.on('message', (m: ParentMessage) => {
   if (m.t === 'bus') bus?.deliver(m.event);
   else if (m.t === 'counter-result') counters?.settle(m);
   else if (m.t === 'stop') void stop(0);
+  else if (m.t === 'metrics' && running)
+    void running.metrics
+      .snapshot()
+      .then((metrics) => send({ t: 'metrics', id: m.id, metrics }))
+      .catch((err) => log.error(err, 'metrics'));
 });
 // The supervisor is gone (killed): this process must not outlive it, nor hold the ports a new supervisor
 // needs, so it ends at once. Nothing acknowledged is lost: mail is answered 250 only once stored, and an
@@ -91,6 +97,8 @@ try {
     activity,
     logListening: false,
   });
+  // Started as root to bind its ports: from here on, the unprivileged user (privileges.ts).
+  if (isRoot()) dropPrivileges(serviceIdentity(config), running.listening);
   send({ t: 'ready', listening: running.listening });
 } catch (err) {
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number };

@@ -6,4 +6,5 @@ export { StartError, Supervisor, type SupervisorOptions } from './supervisor.ts'
 
 /** The supervisor of `mailwerk start`, as built JavaScript (see build.ts and supervise.ts). */
 export const SUPERVISE_ENTRY = new URL('../dist/supervise.js', import.meta.url).pathname;
+export { dropPrivileges, handOverData, isRoot, lookupUser, serviceIdentity } from './privileges.ts';
 export { openStore, UnsupportedBackendError } from './store.ts';

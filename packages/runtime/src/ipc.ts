@@ -22,7 +22,9 @@ export type ChildMessage =
   | { t: 'failed'; message: string; code?: string; address?: string }
   | { t: 'alive'; activity: string | null; since: number }
   | { t: 'bus'; event: MailEvent }
-  | { t: 'counter'; id: number; op: CounterOp; args: unknown[] };
+  | { t: 'counter'; id: number; op: CounterOp; args: unknown[] }
+  /** The process's metrics, as prom-client's getMetricsAsJSON gives them (an answer to 'metrics'). */
+  | { t: 'metrics'; id: number; metrics: unknown[] };
 
 /** Supervisor → child. */
 export type ParentMessage =
@@ -30,6 +32,7 @@ export type ParentMessage =
   | { t: 'config'; config: Config }
   | { t: 'bus'; event: MailEvent }
   | { t: 'counter-result'; id: number; ok: boolean; value?: unknown; error?: string }
+  | { t: 'metrics'; id: number }
   | { t: 'stop' };
 
 type Send = (m: ChildMessage) => void;

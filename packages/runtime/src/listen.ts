@@ -35,12 +35,28 @@ export interface Listenable {
   once(event: 'error', listener: (err: Error) => void): unknown;
   removeListener(event: 'error', listener: (err: Error) => void): unknown;
   address?(): ReturnType<NetServer['address']>;
-  server?: { address(): ReturnType<NetServer['address']> };
+  on?(event: 'connection', listener: () => void): unknown;
+  server?: {
+    address(): ReturnType<NetServer['address']>;
+    on(event: 'connection', listener: () => void): unknown;
+  };
 }
 
-/** Listens on "unix:/path", "host:port" or a port (on `host`); resolves with the address taken. */
-export async function listen(server: Listenable, where: string | number, host: string): Promise<string> {
+/**
+ * Listens on "unix:/path", "host:port" or a port (on `host`); resolves with the address taken.
+ * `onConnection` is told of every connection accepted (for the metrics).
+ */
+export async function listen(
+  server: Listenable,
+  where: string | number,
+  host: string,
+  onConnection?: () => void,
+): Promise<string> {
   const spec = String(where);
+  if (onConnection) {
+    if (server.server) server.server.on('connection', onConnection);
+    else server.on?.('connection', onConnection);
+  }
   if (spec.startsWith('unix:')) await removeStaleSocket(spec.slice(5));
   return new Promise((resolve, reject) => {
     // The servers re-emit their socket's errors; unhandled, an 'error' event ends the process.

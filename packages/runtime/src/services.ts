@@ -11,8 +11,9 @@ import type { Config } from '@mailwerk/config';
 import { type Counters, InProcessCounters } from '@mailwerk/limits';
 import type { MailStore } from '@mailwerk/store';
 import { ensureCertificate } from '@mailwerk/tls';
-import type { Listening } from './listen.ts';
+import { type Listenable, type Listening, listen } from './listen.ts';
 import { createLogger, type Logger } from './log.ts';
+import { Metrics } from './metrics.ts';
 import type { ServiceDeps, StartedService } from './services/types.ts';
 import { openStore } from './store.ts';
 
@@ -23,6 +24,7 @@ export type { Listening };
 export interface Running {
   listening: Listening[];
   store: MailStore;
+  metrics: Metrics;
   stop(): Promise<void>;
 }
 
@@ -64,6 +66,7 @@ export async function startServices(
       ? new (await import('@mailwerk/limits/redis')).RedisCounters(config.redis.url)
       : new InProcessCounters());
   const started: StartedService[] = [];
+  const metrics = new Metrics();
   const shutdown = async () => {
     // In reverse order: the MTA (and its pooled LMTP connections) before the MDA it talks to.
     for (const s of started.reverse()) await s.stop().catch((err) => log.error(err, 'stopping a service'));
@@ -87,11 +90,22 @@ export async function startServices(
       // Every refused sign-in is one line in a fixed format, the one infra/fail2ban/ matches.
       throttle: new AuthThrottle({
         counters,
-        onFailure: (failure) => log.log('warn', 'authentication failed', { ...failure }),
+        onFailure: (failure) => {
+          metrics.authFailures.inc({ service: failure.service, reason: failure.reason });
+          log.log('warn', 'authentication failed', { ...failure });
+        },
       }),
       tls,
       log,
-      onError: (err, context) => log.error(err, context),
+      metrics,
+      listenAs: async (server: Listenable, service: string, where: string | number, host: string) => ({
+        service,
+        address: await listen(server, where, host, () => metrics.connections.inc({ service })),
+      }),
+      onError: (err, context) => {
+        metrics.errors.inc({ service: services.join('+') });
+        log.error(err, context);
+      },
       activity: options.activity ?? (() => () => undefined),
     };
     // The MDA first: the MTA's queue runner delivers to it as soon as it starts.
@@ -106,5 +120,5 @@ export async function startServices(
   const listening = started.flatMap((s) => s.listening);
   if (options.logListening !== false)
     for (const l of listening) log.log('info', 'listening', { service: l.service, address: l.address });
-  return { listening, store, stop: shutdown };
+  return { listening, store, metrics, stop: shutdown };
 }

@@ -12,9 +12,13 @@
  * Usage (by bin/mailwerk): supervise.js [the arguments of `mailwerk … start …`]
  */
 import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '@mailwerk/config';
+import { adminServer } from './admin.ts';
+import { listen } from './listen.ts';
 import { createLogger } from './log.ts';
+import { handOverData, isRoot, serviceIdentity } from './privileges.ts';
 import { SERVICES } from './services.ts';
 import { StartError, Supervisor } from './supervisor.ts';
 
@@ -75,7 +79,32 @@ const stop = async (code: number) => {
 };
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void stop(0));
 try {
+  // Started as root: the data directory goes to the services' user before they start (privileges.ts).
+  if (isRoot()) {
+    try {
+      handOverData(config, serviceIdentity(config));
+    } catch (err) {
+      throw new StartError('start', { message: (err as Error).message });
+    }
+  }
   const listening = await supervisor.start();
+  if (config.admin.port > 0) {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'apps', 'cli', 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    const admin = adminServer(supervisor, { version: pkg.version, node: process.versions.node });
+    try {
+      const address = await listen(admin, config.admin.port, config.admin.listen);
+      listening.push({ service: 'Admin (HTTP)', address });
+      log.log('info', 'listening', { service: 'Admin (HTTP)', address });
+    } catch (err) {
+      // Mail goes on without its metrics: a taken admin port is a log line, not a server that does not start.
+      log.log('error', 'the admin port is not available: no metrics, health or status endpoints', {
+        address: `${config.admin.listen}:${config.admin.port}`,
+        error: (err as Error).message,
+      });
+    }
+  }
   reporter.send({ t: 'started', listening } satisfies ReporterMessage);
   await reporterExit;
 } catch (err) {

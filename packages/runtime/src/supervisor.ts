@@ -49,6 +49,16 @@ interface Child {
   exited: Promise<void>;
 }
 
+export interface ServiceStatus {
+  service: ServiceName;
+  state: 'running' | 'starting' | 'restarting';
+  pid: number | null;
+  /** When its current process started (ISO 8601). */
+  since: string | null;
+  restarts: number;
+  listening: Listening[];
+}
+
 export class StartError extends Error {
   readonly code: string | undefined;
   readonly address: string | undefined;
@@ -73,6 +83,8 @@ export class Supervisor {
   readonly restarts = new Map<ServiceName, number>();
   /** Where each service listens, as its process last said. */
   readonly listening = new Map<ServiceName, Listening[]>();
+  private readonly metricsAnswers = new Map<number, (metrics: unknown[]) => void>();
+  private nextMetrics = 0;
 
   constructor(options: SupervisorOptions) {
     this.opts = options;
@@ -155,6 +167,9 @@ export class Supervisor {
           case 'counter':
             void answerCounter(this.counters, m).then((r) => this.tell(child, r));
             break;
+          case 'metrics':
+            this.metricsAnswers.get(m.id)?.(m.metrics);
+            break;
         }
       });
       proc.once('exit', (code, signal) => {
@@ -199,6 +214,48 @@ export class Supervisor {
         }),
       );
     }, wait);
+  }
+
+  /** Each service's state, for `mailwerk status` and /readyz. */
+  status(): ServiceStatus[] {
+    return this.opts.services.map((name) => {
+      const c = this.children.get(name);
+      const up = Boolean(c?.proc && c.ready);
+      return {
+        service: name,
+        state: up ? 'running' : c?.restartTimer ? 'restarting' : 'starting',
+        pid: c?.proc?.pid ?? null,
+        since: c ? new Date(c.startedAt).toISOString() : null,
+        restarts: this.restarts.get(name) ?? 0,
+        listening: this.listening.get(name) ?? [],
+      };
+    });
+  }
+
+  /**
+   * Every running service's metrics (prom-client's JSON form), asked over IPC; a process that does not
+   * answer within `timeoutMs` (stalled, restarting) is left out of this scrape.
+   */
+  async childMetrics(timeoutMs = 2000): Promise<unknown[][]> {
+    const asks = [...this.children.values()]
+      .filter((c) => c.proc && c.ready)
+      .map(
+        (c) =>
+          new Promise<unknown[] | null>((resolve) => {
+            const id = ++this.nextMetrics;
+            const timer = setTimeout(() => {
+              this.metricsAnswers.delete(id);
+              resolve(null);
+            }, timeoutMs);
+            this.metricsAnswers.set(id, (metrics) => {
+              clearTimeout(timer);
+              this.metricsAnswers.delete(id);
+              resolve(metrics);
+            });
+            this.tell(c, { t: 'metrics', id });
+          }),
+      );
+    return (await Promise.all(asks)).filter((m): m is unknown[] => m !== null);
   }
 
   /** The watchdog: a child whose event loop has not turned for watchdogMs is killed (and so restarted). */

@@ -1,15 +1,20 @@
 /** init, start and config: the data directory, the certificate, the configuration file. */
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chownSync, existsSync } from 'node:fs';
 import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { type Config, loadConfig, sampleConfig } from '@mailwerk/config';
 import {
+  dropPrivileges,
+  handOverData,
+  isRoot,
   type Listening,
+  lookupUser,
   type ReporterMessage,
   SERVICES,
   type ServiceName,
   SUPERVISE_ENTRY,
+  serviceIdentity,
   startServices,
 } from '@mailwerk/runtime';
 import type { MailStore } from '@mailwerk/store';
@@ -52,6 +57,31 @@ interface InitResult {
   generatedCertificate: boolean;
 }
 
+/** A system user for the services (no login, no password, its home the data directory), as Debian's packages make theirs. */
+function createSystemUser(user: string, home: string): void {
+  try {
+    execFileSync(
+      'useradd',
+      [
+        '--system',
+        '--user-group',
+        '--home-dir',
+        home,
+        '--no-create-home',
+        '--shell',
+        '/usr/sbin/nologin',
+        user,
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+  } catch (err) {
+    const why = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim();
+    throw new CliError(`cannot create the user "${user}" the services run as: ${why}`);
+  }
+}
+
 async function initialise(
   ctx: Context,
   opts: Record<string, string | boolean | undefined>,
@@ -92,6 +122,18 @@ async function initialise(
     hostname: config.hostname,
   });
   ctx.store(); // Opens the store, which creates and migrates it.
+  // As root: the services' unprivileged user, created where missing, owns the data directory.
+  if (isRoot()) {
+    if (!lookupUser(config.run_as)) createSystemUser(config.run_as, config.data_dir);
+    try {
+      const id = serviceIdentity(config);
+      handOverData(config, id);
+      // The configuration too (owner-only, it may hold secrets): a service manager may start mailwerk as the user.
+      chownSync(ctx.configPath, id.uid, id.gid);
+    } catch (err) {
+      throw new CliError((err as Error).message);
+    }
+  }
   return { config, createdConfig, generatedCertificate: tls.generated };
 }
 
@@ -158,6 +200,11 @@ async function summary(
       listen: `${config.access.listen}:${config.access.autoconfig_https_port}`,
       off: !config.access.autoconfig,
     },
+    {
+      service: 'Admin (HTTP)',
+      listen: `${config.admin.listen}:${config.admin.port}`,
+      admin: true,
+    },
   ].map((s) => {
     const live = running?.find((l) => l.service === s.service);
     return { ...s, listen: live?.address ?? s.listen, running: Boolean(live) };
@@ -205,9 +252,15 @@ async function summary(
           ? 'not built yet'
           : 'off' in s && s.off
             ? 'off (access.autoconfig)'
-            : running
-              ? 'not started here'
-              : '',
+            : 'admin' in s
+              ? config.admin.port === 0
+                ? 'off (admin.port = 0)'
+                : running
+                  ? 'not available (see the log)'
+                  : ''
+              : running
+                ? 'not started here'
+                : '',
     ]),
   );
 }
@@ -277,7 +330,12 @@ export const setupCommands: Command[] = [
         process.once('SIGINT', () => resolve());
         process.once('SIGTERM', () => resolve());
       });
+      // Started as root: the data directory goes to the services' user, which this process drops to once its
+      // ports are bound (privileges.ts in @mailwerk/runtime).
+      const identity = isRoot() ? serviceIdentity(config) : null;
+      if (identity) handOverData(config, identity);
       const running = await startServices(config, wanted as ServiceName[]).catch(explainStartError);
+      if (identity) dropPrivileges(identity, running.listening);
       await summary(ctx, running.store, result, running.listening);
       await stopped;
       await running.stop();

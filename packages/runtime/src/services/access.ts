@@ -5,7 +5,7 @@ import type { Server as NetServer } from 'node:net';
 import { autoconfigHandler } from '@mailwerk/autoconfig';
 import { ImapService } from '@mailwerk/imap';
 import { Pop3Service } from '@mailwerk/pop3';
-import { closeServer, type Listening, listen } from '../listen.ts';
+import { closeServer, type Listening } from '../listen.ts';
 import type { ServiceDeps, StartedService } from './types.ts';
 
 export async function start(d: ServiceDeps): Promise<StartedService> {
@@ -31,24 +31,25 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     pollMs: d.busCarriesMda ? 10_000 : 2000,
     log: (level, message, fields) => log.log(level, message, fields),
     activity: d.activity,
+    onCommand: (command, seconds, outcome) =>
+      d.metrics.commandSeconds.observe({ protocol: 'imap', command, outcome }, seconds),
   });
   const pop3 = new Pop3Service({
     ...common,
     counters: d.counters,
     onEvent: (event, fields) => log.log('info', event, fields),
+    onCommand: (command, seconds, outcome) =>
+      d.metrics.commandSeconds.observe({ protocol: 'pop3', command, outcome }, seconds),
   });
   const stop = async () => {
     await Promise.all([imap.close(), pop3.close(), ...webServers.map(closeServer)]);
   };
   try {
     const { listen: host, imap_port, imaps_port, pop3_port, pop3s_port } = config.access;
-    listening.push({
-      service: 'IMAP (STARTTLS)',
-      address: await listen(imap.server(false), imap_port, host),
-    });
-    listening.push({ service: 'IMAP (TLS)', address: await listen(imap.server(true), imaps_port, host) });
-    listening.push({ service: 'POP3 (STLS)', address: await listen(pop3.server(false), pop3_port, host) });
-    listening.push({ service: 'POP3 (TLS)', address: await listen(pop3.server(true), pop3s_port, host) });
+    listening.push(await d.listenAs(imap.server(false), 'IMAP (STARTTLS)', imap_port, host));
+    listening.push(await d.listenAs(imap.server(true), 'IMAP (TLS)', imaps_port, host));
+    listening.push(await d.listenAs(pop3.server(false), 'POP3 (STLS)', pop3_port, host));
+    listening.push(await d.listenAs(pop3.server(true), 'POP3 (TLS)', pop3s_port, host));
     if (config.access.autoconfig) {
       const handler = autoconfigHandler(store, {
         hostname: config.hostname,
@@ -63,14 +64,10 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
       const plain = createHttpServer(serve);
       const secure = createHttpsServer({ key: d.tls.key, cert: d.tls.cert }, serve);
       webServers.push(plain, secure);
-      listening.push({
-        service: 'Autoconfig (HTTP)',
-        address: await listen(plain, config.access.autoconfig_http_port, host),
-      });
-      listening.push({
-        service: 'Autoconfig (HTTPS)',
-        address: await listen(secure, config.access.autoconfig_https_port, host),
-      });
+      listening.push(await d.listenAs(plain, 'Autoconfig (HTTP)', config.access.autoconfig_http_port, host));
+      listening.push(
+        await d.listenAs(secure, 'Autoconfig (HTTPS)', config.access.autoconfig_https_port, host),
+      );
     }
     return { listening, stop };
   } catch (err) {

@@ -1,6 +1,6 @@
 /** The MDA: LMTP from the MTA (or Postfix), delivery into mailboxes, and the hourly journal pruning. */
 import { createLmtpServer } from '@mailwerk/mda';
-import { closeServer, listen } from '../listen.ts';
+import { closeServer } from '../listen.ts';
 import type { ServiceDeps, StartedService } from './types.ts';
 
 /** Journal entries kept per mailbox behind its newest change (a session further behind re-selects). */
@@ -24,10 +24,10 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
   }, 3_600_000);
   maintenance.unref();
   try {
-    const address = await listen(lmtp, config.mda.lmtp, '127.0.0.1');
+    const listening = await d.listenAs(lmtp, 'LMTP (MDA)', config.mda.lmtp, '127.0.0.1');
     lmtp.on('error', (err) => log.error(err, 'lmtp'));
     return {
-      listening: [{ service: 'LMTP (MDA)', address }],
+      listening: [listening],
       async stop() {
         clearInterval(maintenance);
         await closeServer(lmtp);

@@ -16,7 +16,7 @@ import {
 } from '@mailwerk/mta';
 import { formatReply, type QueueEntry } from '@mailwerk/store';
 import type { SMTPServer } from 'smtp-server';
-import { closeServer, type Listening, listen } from '../listen.ts';
+import { closeServer, type Listening } from '../listen.ts';
 import type { ServiceDeps, StartedService } from './types.ts';
 
 export async function start(d: ServiceDeps): Promise<StartedService> {
@@ -43,6 +43,9 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     onAttempt: (entry, results) => {
       for (const r of results) {
         const status = r.state === 'delivered' ? 'sent' : r.state === 'pending' ? 'deferred' : 'bounced';
+        d.metrics.messages.inc({ event: status === 'sent' ? 'delivered' : status });
+        if (r.state === 'delivered')
+          d.metrics.deliverySeconds.observe((Date.now() - entry.createdAt.getTime()) / 1000);
         log.log(r.state === 'delivered' ? 'info' : 'warn', 'delivery', {
           id: entry.id,
           from: entry.sender,
@@ -61,6 +64,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
   };
   try {
     const onQueued = (entry: QueueEntry) => {
+      d.metrics.messages.inc({ event: 'received' });
       log.log('info', 'queued', {
         id: entry.id,
         from: entry.sender,
@@ -70,7 +74,17 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
       });
       runner.wake();
     };
-    const onRefused = (client: string, reply: string) => log.log('info', 'refused', { client, reply });
+    const onRefused = (client: string, reply: string) => {
+      d.metrics.refused.inc();
+      log.log('info', 'refused', { client, reply });
+    };
+    // The queue's size and its oldest entry, read when the metrics are asked for.
+    d.metrics.onScrape(async () => {
+      const queue = await store.listQueue();
+      d.metrics.queueSize.set(queue.length);
+      const oldest = Math.min(...queue.map((e) => e.createdAt.getTime()));
+      d.metrics.queueOldest.set(queue.length ? (Date.now() - oldest) / 1000 : 0);
+    });
     const rspamd = config.rspamd.url
       ? {
           client: new RspamdClient({
@@ -78,6 +92,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
             timeoutMs: config.rspamd.timeout_seconds * 1000,
           }),
           onFailure: config.rspamd.on_failure,
+          onVerdict: (action: string) => d.metrics.rspamd.inc({ action }),
         }
       : undefined;
     const smtpLimits = {
@@ -111,10 +126,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
       onRefused,
     });
     servers.push(mx);
-    listening.push({
-      service: 'SMTP (MX)',
-      address: await listen(mx, String(config.mta.smtp_port), config.mta.listen),
-    });
+    listening.push(await d.listenAs(mx, 'SMTP (MX)', String(config.mta.smtp_port), config.mta.listen));
     const sendLimiter = new SendLimiter(counters);
     for (const [secure, port, service] of [
       [false, config.mta.submission_port, 'Submission (STARTTLS)'],
@@ -137,7 +149,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
         onRefused,
       });
       servers.push(submission);
-      listening.push({ service, address: await listen(submission, String(port), config.mta.listen) });
+      listening.push(await d.listenAs(submission, service, String(port), config.mta.listen));
     }
     for (const s of servers) s.on('error', (err) => log.error(err, 'smtp server'));
     runner.start();

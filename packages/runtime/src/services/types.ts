@@ -4,8 +4,9 @@ import type { Bus } from '@mailwerk/bus';
 import type { Config } from '@mailwerk/config';
 import type { Counters } from '@mailwerk/limits';
 import type { MailStore } from '@mailwerk/store';
-import type { Listening } from '../listen.ts';
+import type { Listenable, Listening } from '../listen.ts';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
 
 export interface ServiceDeps {
   config: Config;
@@ -19,6 +20,9 @@ export interface ServiceDeps {
   tls: { key: string; cert: string };
   log: Logger;
   onError(err: unknown, context: string): void;
+  metrics: Metrics;
+  /** Listens (see listen.ts) as the service named `service` in the summary and the metrics. */
+  listenAs(server: Listenable, service: string, where: string | number, host: string): Promise<Listening>;
   /** Records work as it starts; the returned function when it ends (the watchdog reports the oldest still running). */
   activity(what: string): () => void;
 }
