@@ -16,6 +16,7 @@ import { domainCommands } from './commands/domain.ts';
 import { mailCommands } from './commands/mail.ts';
 import { setupCommands } from './commands/setup.ts';
 import { statusCommands } from './commands/status.ts';
+import { transferCommands } from './commands/transfer.ts';
 import { userCommands } from './commands/user.ts';
 import { CliError, createContext, ExitStatus, type Io, UsageError } from './context.ts';
 
@@ -28,6 +29,7 @@ export const COMMANDS: Command[] = [
   ...dkimCommands,
   ...backupCommands,
   ...statusCommands,
+  ...transferCommands,
 ];
 
 const GLOBAL_OPTIONS = {

@@ -62,6 +62,19 @@ describe('mailwerk start', () => {
       t.close();
     }
   };
+  /** An IMAP sign-in over 993's role with a wrong password, refused (imapflow signs in with AUTHENTICATE PLAIN). */
+  const refusedImap = async (user: string) => {
+    const imap = new ImapFlow({
+      host: '127.0.0.1',
+      port: imapsPort,
+      secure: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user, pass: 'wrong' },
+      logger: false,
+    });
+    await assert.rejects(imap.connect());
+    imap.close();
+  };
   const subjects = async () =>
     (await sb.json<Listing>(['mail', 'list', 'bob@example.org'])).messages.map((m) => m.subject);
 
@@ -271,17 +284,8 @@ describe('mailwerk start', () => {
       });
       await assert.rejects(t.verify(), /535/);
       t.close();
-      // IMAP: LOGIN with a wrong password (imapflow over 993's role).
-      const imap = new ImapFlow({
-        host: '127.0.0.1',
-        port: imapsPort,
-        secure: true,
-        tls: { rejectUnauthorized: false },
-        auth: { user: 'nobody@example.org', pass: 'wrong' },
-        logger: false,
-      });
-      await assert.rejects(imap.connect());
-      imap.close();
+      // IMAP: a wrong password (imapflow over 993's role).
+      await refusedImap('nobody@example.org');
       // POP3: USER/PASS with a user name that tries to smuggle another address into the line.
       const pop = connect({ host: '127.0.0.1', port: pop3sPort, rejectUnauthorized: false });
       let said = '';
@@ -433,16 +437,7 @@ describe('mailwerk start', () => {
         const have = await subjects();
         return have.includes('counted 1') && have.includes('counted 2');
       });
-      const imap = new ImapFlow({
-        host: '127.0.0.1',
-        port: imapsPort,
-        secure: true,
-        tls: { rejectUnauthorized: false },
-        auth: { user: 'bob@example.org', pass: 'wrong' },
-        logger: false,
-      });
-      await assert.rejects(imap.connect());
-      imap.close();
+      await refusedImap('bob@example.org');
       const text = await eventually(async () => {
         const t = await (await admin('/metrics')).text();
         // Delivery is recorded after the LMTP reply: wait for both.

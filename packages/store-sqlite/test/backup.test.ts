@@ -160,4 +160,22 @@ describe('backup and restore of the embedded store', () => {
     openDatabase({ path: join(dir, 'fresh.sqlite') }).close();
     assert.equal(readdirSync(dir).filter((f) => f.startsWith('fresh.sqlite.schema')).length, 0);
   });
+
+  // SQLite gives a journal it creates as root the database file's owner (os_unix.c); the CLI run as root
+  // beside services running as their user relies on it.
+  it("as root, leaves the -wal and -shm files of a store that belongs to the services' user to that user", async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root (CI runs as root)');
+    const { chownSync, statSync } = await import('node:fs');
+    const { execFileSync } = await import('node:child_process');
+    const nobody = Number(execFileSync('id', ['-u', 'nobody']).toString());
+    const path = join(dir, 'owned.sqlite');
+    openDatabase({ path }).close();
+    chownSync(path, nobody, nobody);
+    const db = openDatabase({ path });
+    try {
+      for (const f of [`${path}-wal`, `${path}-shm`]) assert.equal(statSync(f).uid, nobody, f);
+    } finally {
+      db.close();
+    }
+  });
 });

@@ -1,0 +1,126 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { normalizeAddress } from '@mailwerk/store';
+import { SingleBar } from 'cli-progress';
+import type { Command } from '../command.ts';
+import { CliError, type Context } from '../context.ts';
+import { printJson } from '../output.ts';
+import {
+  exportMaildir,
+  importMaildir,
+  importMbox,
+  kindOf,
+  type OnProgress,
+  type Progress,
+} from '../transfer.ts';
+
+const MiB = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+
+/**
+ * Progress on a terminal as a bar (messages, bytes, current folder), else a plain line per folder and
+ * every 1,000 messages; `done()` ends it.
+ */
+function reporter(ctx: Context, verb: string): { onProgress: OnProgress; done(): void } {
+  const tty = Boolean((ctx.io.stderr as NodeJS.WriteStream).isTTY) && !ctx.json;
+  if (tty) {
+    const bar = new SingleBar({
+      stream: ctx.io.stderr as NodeJS.WriteStream,
+      format: `${verb} {value} messages, {size} | {folder}`,
+      hideCursor: true,
+      noTTYOutput: false,
+    });
+    bar.start(0, 0, { size: MiB(0), folder: '' });
+    return {
+      onProgress: (p) => bar.update(p.messages, { size: MiB(p.bytes), folder: p.folder }),
+      done: () => bar.stop(),
+    };
+  }
+  let folder = '';
+  return {
+    onProgress: (p) => {
+      if (p.folder !== folder || p.messages % 1000 === 0) {
+        folder = p.folder;
+        ctx.io.stderr.write(`${verb} ${p.folder}: ${p.messages} messages so far (${MiB(p.bytes)})\n`);
+      }
+    },
+    done: () => undefined,
+  };
+}
+
+async function account(ctx: Context, user: string) {
+  const a = await ctx.store().getAccountByAddress(normalizeAddress(user));
+  if (!a) throw new CliError(`no such user: ${user}`);
+  return a;
+}
+
+function summary(ctx: Context, what: string, p: Progress): void {
+  if (ctx.json) {
+    printJson(ctx, p);
+    return;
+  }
+  ctx.print(
+    `${what}: ${p.added} messages (${p.messages} read, ${MiB(p.bytes)}); ${p.skipped} there already${p.failed ? `; ${p.failed} larger than the size limit, left out` : ''}`,
+  );
+}
+
+export const transferCommands: Command[] = [
+  {
+    name: ['import'],
+    args: 'USER PATH',
+    summary:
+      "bring a Maildir (Dovecot's layout) or an mbox file into a user's mailboxes; running it again adds nothing",
+    help: 'PATH: a Maildir directory (its folders with it, Maildir++ or LAYOUT=fs; flags and keywords from the file names and dovecot-keywords, the date from the file) or an mbox file (into a folder named after it, or --into). --into FOLDER puts everything under FOLDER.',
+    options: { into: { type: 'string' } },
+    minArgs: 2,
+    maxArgs: 2,
+    async run(ctx, [user, path], opts) {
+      const a = await account(ctx, user!);
+      const source = resolve(path!);
+      if (!existsSync(source)) throw new CliError(`${source} does not exist`);
+      let kind: 'maildir' | 'mbox';
+      try {
+        kind = await kindOf(source);
+      } catch (err) {
+        throw new CliError((err as Error).message);
+      }
+      const into = typeof opts.into === 'string' ? opts.into : undefined;
+      const r = reporter(ctx, 'importing');
+      let p: Progress;
+      try {
+        p =
+          kind === 'maildir'
+            ? await importMaildir(ctx.store(), a.id, source, r.onProgress, into)
+            : await importMbox(
+                ctx.store(),
+                a.id,
+                source,
+                r.onProgress,
+                into,
+                ctx.config().limits.message_size,
+              );
+      } finally {
+        r.done();
+      }
+      summary(ctx, `imported into ${a.address}`, p);
+    },
+  },
+  {
+    name: ['export'],
+    args: 'USER DIR',
+    summary:
+      "write a user's mailboxes to a Maildir (Dovecot reads it); running it again adds only what is new",
+    minArgs: 2,
+    maxArgs: 2,
+    async run(ctx, [user, dir]) {
+      const a = await account(ctx, user!);
+      const r = reporter(ctx, 'exporting');
+      let p: Progress;
+      try {
+        p = await exportMaildir(ctx.store(), a.id, resolve(dir!), r.onProgress);
+      } finally {
+        r.done();
+      }
+      summary(ctx, `exported ${a.address} to ${resolve(dir!)}`, p);
+    },
+  },
+];

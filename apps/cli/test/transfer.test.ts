@@ -1,0 +1,162 @@
+// mailwerk import / export with the real binary: a Maildir written by hand with Dovecot's naming rules
+// (Maildir++ folders, modified UTF-7 names, flags and keywords in the file names, dovecot-keywords, dates
+// from the files, LF line ends), an mbox file (mboxrd quoting, Status: flags), idempotent runs, and an
+// export that imports back to the same mailboxes.
+import assert from 'node:assert/strict';
+import { mkdir, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { openSqliteStore } from '@mailwerk/store-sqlite';
+import { type Sandbox, sandbox } from './helpers.ts';
+
+const msg = (subject: string, body = 'Hello.\n') =>
+  `From: Ann <ann@example.net>\nTo: bob@example.org\nSubject: ${subject}\nDate: Mon, 23 Nov 2026 10:00:00 +0000\nMessage-ID: <${subject.replace(/\W/g, '')}@example.net>\n\n${body}`;
+
+/** Every message of a user: folder, subject, sorted flags, INTERNALDATE (seconds), and its bytes. */
+async function contents(sb: Sandbox, user: string) {
+  const store = openSqliteStore({ path: join(sb.dir, 'data', 'mailwerk.sqlite'), blobs: 'sqlite' });
+  try {
+    const account = (await store.getAccountByAddress(user))!;
+    const out: Array<{ folder: string; subject: string; flags: string; date: number; raw: string }> = [];
+    for (const box of await store.listMailboxes(account.id)) {
+      for (const m of await store.listMessages(box.id)) {
+        out.push({
+          folder: box.name,
+          subject: m.structure.root.envelope?.subject ?? '',
+          flags: [...m.flags].sort().join(' '),
+          date: Math.floor(m.internalDate.getTime() / 1000),
+          raw: (await store.blobs.get(m.blobId)).toString('latin1'),
+        });
+      }
+    }
+    return out.sort((a, b) => `${a.folder} ${a.subject}`.localeCompare(`${b.folder} ${b.subject}`));
+  } finally {
+    await store.close();
+  }
+}
+
+describe('mailwerk import and export', () => {
+  let sb: Sandbox;
+  before(async () => {
+    sb = await sandbox();
+    assert.equal((await sb.run(['init', '--data-dir', 'data', '--hostname', 'mail.example.org'])).code, 0);
+    await sb.run(['domain', 'add', 'example.org']);
+    for (const u of ['bob', 'carl', 'dora'])
+      await sb.run(['user', 'add', `${u}@example.org`], 'a password\n');
+  });
+  after(() => sb.cleanup());
+
+  it('imports a Dovecot Maildir with its folders, flags, keywords and dates, once however often it runs', async () => {
+    const md = join(sb.dir, 'Maildir');
+    const put = async (folder: string, sub: 'cur' | 'new', name: string, text: string, when: number) => {
+      const dir = join(md, folder, sub);
+      await mkdir(dir, { recursive: true });
+      for (const s of ['cur', 'new', 'tmp']) await mkdir(join(md, folder, s), { recursive: true });
+      await writeFile(join(dir, name), text);
+      await utimes(join(dir, name), when, when);
+    };
+    await put('', 'cur', '1700000001.M1P1.old:2,S', msg('seen one'), 1_700_000_001);
+    await put('', 'cur', '1700000002.M2P1.old:2,FRab', msg('flagged answered with keywords'), 1_700_000_002);
+    await put('', 'new', '1700000003.M3P1.old', msg('new one'), 1_700_000_003);
+    await writeFile(join(md, 'dovecot-keywords'), '0 $Work\n1 Later\n');
+    await put('.Work.Projects', 'cur', '1700000004.M4P1.old:2,T', msg('in a subfolder'), 1_700_000_004);
+    await put('.Entw&APw-rfe', 'cur', '1700000005.M5P1.old:2,D', msg('a draft'), 1_700_000_005);
+    const first = await sb.run(['import', 'bob@example.org', md]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(
+      first.stdout,
+      /^imported into bob@example\.org: 5 messages \(5 read, [\d.]+ MiB\); 0 there already\n$/,
+    );
+    // Not a terminal here: plain progress lines, one per folder at least.
+    assert.match(first.stderr, /^importing INBOX: \d+ messages so far/m);
+    const again = await sb.run(['import', 'bob@example.org', md]);
+    assert.match(again.stdout, /: 0 messages \(5 read, [\d.]+ MiB\); 5 there already\n$/);
+    const got = await contents(sb, 'bob@example.org');
+    assert.deepEqual(
+      got.map((m) => [m.folder, m.subject, m.flags, m.date]),
+      [
+        ['Entwürfe', 'a draft', '\\Draft', 1_700_000_005],
+        ['INBOX', 'flagged answered with keywords', '$Work Later \\Answered \\Flagged', 1_700_000_002],
+        ['INBOX', 'new one', '', 1_700_000_003],
+        ['INBOX', 'seen one', '\\Seen', 1_700_000_001],
+        ['Work/Projects', 'in a subfolder', '\\Deleted', 1_700_000_004],
+      ],
+    );
+    // Stored with CRLF line ends (what IMAP serves), the text unchanged.
+    assert.ok(got.every((m) => !/[^\r]\n/.test(m.raw)));
+  });
+
+  it('imports an mbox file, unquoting mboxrd ">From " lines and taking Status: flags, once', async () => {
+    const mbox = join(sb.dir, 'Archive.mbox');
+    await writeFile(
+      mbox,
+      [
+        'From ann@example.net Mon Nov 23 10:00:00 2026',
+        'Subject: first',
+        'Status: RO',
+        '',
+        'body one',
+        '>From the quoted line',
+        '>>From twice quoted',
+        '',
+        'From ann@example.net Tue Nov 24 10:00:00 2026',
+        'Subject: second',
+        'X-Status: AF',
+        '',
+        'body two',
+        '',
+      ].join('\n'),
+    );
+    const r = await sb.run(['import', 'carl@example.org', mbox]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /: 2 messages \(2 read/);
+    assert.match(
+      (await sb.run(['import', 'carl@example.org', mbox])).stdout,
+      /: 0 messages \(2 read.*2 there already/,
+    );
+    const got = (await contents(sb, 'carl@example.org')).filter((m) => m.folder === 'Archive');
+    assert.deepEqual(
+      got.map((m) => [m.subject, m.flags]),
+      [
+        ['first', '\\Seen'],
+        ['second', '\\Answered \\Flagged'],
+      ],
+    );
+    assert.match(got[0]!.raw, /\r\nbody one\r\nFrom the quoted line\r\n>From twice quoted\r\n$/);
+    assert.equal(got[0]!.date, Math.floor(Date.parse('Mon Nov 23 10:00:00 2026') / 1000));
+  });
+
+  it('exports to a Maildir that imports back to the same mailboxes, and a second export adds nothing', async () => {
+    const out = join(sb.dir, 'export');
+    const r = await sb.run(['export', 'bob@example.org', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^exported bob@example\.org to .*: 5 messages/);
+    assert.match(
+      (await sb.run(['export', 'bob@example.org', out])).stdout,
+      /: 0 messages \(5 read.*5 there already/,
+    );
+    assert.equal((await sb.run(['import', 'dora@example.org', out])).code, 0);
+    const strip = (list: Awaited<ReturnType<typeof contents>>) =>
+      list
+        .filter((m) => m.subject)
+        .map(({ folder, subject, flags, date, raw }) => ({ folder, subject, flags, date, raw }));
+    assert.deepEqual(
+      strip(await contents(sb, 'dora@example.org')),
+      strip(await contents(sb, 'bob@example.org')),
+    );
+  });
+
+  it('refuses what it cannot read, with one line and a non-zero exit', async () => {
+    const missing = await sb.run(['import', 'bob@example.org', join(sb.dir, 'nothing')]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^mailwerk: .*nothing does not exist\n$/);
+    const junk = join(sb.dir, 'junk.txt');
+    await writeFile(junk, 'not a mailbox\n');
+    const notMbox = await sb.run(['import', 'bob@example.org', junk]);
+    assert.equal(notMbox.code, 1);
+    assert.match(notMbox.stderr, /neither a Maildir directory nor an mbox file/);
+    const nobody = await sb.run(['export', 'nobody@example.org', join(sb.dir, 'x')]);
+    assert.equal(nobody.code, 1);
+    assert.match(nobody.stderr, /^mailwerk: no such user: nobody@example\.org\n$/);
+  });
+});
