@@ -348,6 +348,57 @@ describe('mailwerk start', () => {
     }
   });
 
+  it('sends outside mail through a relay host with AUTH when mta.relay_host is set (the password from a 0600 file)', async () => {
+    const { remoteServer } = await import('../../../packages/mta/test/remote.ts');
+    const { writeFile } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const signIns: string[] = [];
+    const relay = await remoteServer({
+      disabledCommands: [],
+      authMethods: ['PLAIN', 'LOGIN'],
+      onAuth(auth, session, cb) {
+        signIns.push(`${auth.username}:${auth.password}:${session.secure ? 'tls' : 'plain'}`);
+        cb(null, { user: auth.username });
+      },
+    });
+    const secret = join(sb.dir, 'relay-password');
+    await writeFile(secret, 'relay secret\n', { mode: 0o600 });
+    const svc = await sb.spawn(['start'], /Submission \(STARTTLS\)\s+127\.0\.0\.1:\d+\s+running/, {
+      ...env,
+      MAILWERK_MTA__RELAY_HOST__HOST: '127.0.0.1',
+      MAILWERK_MTA__RELAY_HOST__PORT: String(relay.port),
+      MAILWERK_MTA__RELAY_HOST__VERIFY_CERTIFICATE: 'false',
+      MAILWERK_MTA__RELAY_HOST__USER: 'relay-user',
+      MAILWERK_MTA__RELAY_HOST__PASSWORD_FILE: secret,
+    });
+    const t = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: submissionPort,
+      requireTLS: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'bob@example.org', pass: 'a good password' },
+    });
+    try {
+      await t.sendMail({
+        from: 'bob@example.org',
+        to: 'ann@outside.example',
+        subject: 'to the world',
+        text: 'x\n',
+      });
+      const got = await eventually(async () =>
+        relay.received.find((m) => m.to.includes('ann@outside.example')),
+      );
+      assert.equal(got.from, 'bob@example.org');
+      assert.match(got.data.toString(), /Subject: to the world/);
+      assert.equal(got.secure, true);
+      assert.deepEqual(signIns, ['relay-user:relay secret:tls']);
+    } finally {
+      t.close();
+      await svc.kill();
+      await relay.close();
+    }
+  });
+
   it('with rspamd and Redis configured, scans mail on the MX and shares its counters', async () => {
     const { startRspamd } = await import('../../../packages/mta/test/rspamd-server.ts');
     const { startRedis } = await import('../../../packages/limits/test/redis-server.ts');

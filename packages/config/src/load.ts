@@ -86,6 +86,14 @@ export const typesOf = (node: JsonSchema): string[] =>
 export const envName = (path: string[]): string => ENV_PREFIX + path.map((p) => p.toUpperCase()).join('__');
 
 function coerce(raw: string, types: string[]): unknown {
+  // A list or a table (mta.relay_host.domains, mta.routes) is given as JSON.
+  if ((types.includes('array') || types.includes('object')) && /^\s*[[{]/.test(raw)) {
+    try {
+      return JSON.parse(raw);
+    } catch {
+      return raw;
+    }
+  }
   if (types.includes('boolean')) {
     if (/^(true|yes|on|1)$/i.test(raw)) return true;
     if (/^(false|no|off|0)$/i.test(raw)) return false;

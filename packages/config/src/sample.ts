@@ -18,7 +18,7 @@ function wrap(text: string, width = 78): string[] {
 }
 
 function tomlValue(v: unknown): string {
-  return typeof v === 'string' ? JSON.stringify(v) : String(v);
+  return typeof v === 'string' || Array.isArray(v) ? JSON.stringify(v) : String(v);
 }
 
 function describeKey(key: string, node: JsonSchema, path: string[]): string[] {
@@ -40,17 +40,23 @@ export function sampleConfig(): string {
     '# Any key can be overridden by an environment variable, named below each key.',
     '',
   ];
-  const sections: Array<[string, JsonSchema]> = [];
-  for (const [key, node] of Object.entries(json.properties ?? {})) {
-    if (node.type === 'object') sections.push([key, node]);
-    else lines.push(...describeKey(key, node, [key]), '');
-  }
-  for (const [name, section] of sections) {
-    lines.push(...wrap(section.description ?? ''), `[${name}]`);
-    for (const [key, node] of Object.entries(section.properties ?? {})) {
-      lines.push(...describeKey(key, node, [name, key]));
+  // Tables: a section's own keys first, then its sub-tables ([mta.relay_host]); a table of free keys
+  // (a record, such as mta.routes) is written empty, its description saying what goes in it.
+  const table = (path: string[], node: JsonSchema) => {
+    lines.push(...wrap(node.description ?? ''), `[${path.join('.')}]`);
+    const subs: Array<[string, JsonSchema]> = [];
+    for (const [key, child] of Object.entries(node.properties ?? {})) {
+      if (child.type === 'object') subs.push([key, child]);
+      else lines.push(...describeKey(key, child, [...path, key]));
     }
+    if (!node.properties) lines.push(`# Environment: ${envName(path)} (as JSON).`);
     lines.push('');
+    for (const [key, child] of subs) table([...path, key], child);
+  };
+  for (const [key, node] of Object.entries(json.properties ?? {})) {
+    if (node.type !== 'object') lines.push(...describeKey(key, node, [key]), '');
   }
+  for (const [key, node] of Object.entries(json.properties ?? {}))
+    if (node.type === 'object') table([key], node);
   return lines.join('\n');
 }

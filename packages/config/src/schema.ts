@@ -148,6 +148,51 @@ export const configSchema = z.strictObject({
         .describe(
           'How long a message may wait in the queue before it is returned to its sender as undeliverable.',
         ),
+      relay_host: z
+        .strictObject({
+          host: z
+            .string()
+            .default('')
+            .describe(
+              "A relay host (smarthost) for outside mail, as many providers that block port 25 require. Empty: deliver to each domain's MX directly.",
+            ),
+          port: z
+            .number()
+            .int()
+            .min(1)
+            .max(65535)
+            .default(587)
+            .describe('Its port (587 submission, 465 implicit TLS, 25).'),
+          tls: z
+            .enum(['starttls', 'tls', 'none'])
+            .default('starttls')
+            .describe(
+              '"starttls": STARTTLS required; "tls": implicit TLS (port 465); "none": plain (only on a trusted network; never with AUTH).',
+            ),
+          verify_certificate: z
+            .boolean()
+            .default(true)
+            .describe("Check its certificate against the system's CAs and its name."),
+          user: z.string().default('').describe('AUTH user name at the relay (empty: no AUTH).'),
+          password_file: z
+            .string()
+            .default('')
+            .describe(
+              'A file (mode 0600) whose first line is the AUTH password, so the secret stays out of this file.',
+            ),
+          domains: z
+            .array(z.string())
+            .default([])
+            .describe('Only mail to these destination domains goes through it (empty: all outside mail).'),
+        })
+        .prefault({})
+        .describe('Sending outside mail through a relay host instead of to each MX.'),
+      routes: z
+        .record(z.string(), z.string())
+        .default({})
+        .describe(
+          'Static routes: destination domain = "host:port" of the server that takes its mail (no MX lookup; opportunistic TLS, no AUTH). Before relay_host.',
+        ),
       greeting_delay_ms: z
         .number()
         .int()

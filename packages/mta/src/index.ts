@@ -20,6 +20,7 @@ export {
   OutboundDelivery,
   type OutboundMessage,
   type OutboundOptions,
+  type RelayHost,
 } from './outbound.ts';
 export { QueueRunner, type QueueRunnerOptions } from './queue-runner.ts';
 export {

@@ -14,7 +14,7 @@
  * (and every network or DNS trouble) pending, 5xx failed.
  */
 import { promises as dns } from 'node:dns';
-import { connect as netConnect, type Socket } from 'node:net';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { foldLongLines } from '@mailwerk/smtp';
 import { parseReply, type RecipientResult } from '@mailwerk/store';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
@@ -56,6 +56,30 @@ export interface OutboundOptions {
   connectTimeoutMs?: number;
   /** Inactivity during a transaction before it is given up (RFC 5321 §4.5.3.2 asks for minutes). */
   socketTimeoutMs?: number;
+  /** Static routes: destination domain → "host:port" (no MX lookup). Before the relay. */
+  routes?: Record<string, string>;
+  /** A relay host (smarthost) for outside mail, or for the listed domains only. */
+  relay?: RelayHost;
+}
+
+export interface RelayHost {
+  host: string;
+  port: number;
+  /** starttls: STARTTLS required; tls: implicit TLS; none: plain. */
+  tls: 'starttls' | 'tls' | 'none';
+  verifyCertificate: boolean;
+  auth?: { user: string; pass: string };
+  /** Only these destination domains (empty: all). */
+  domains: string[];
+}
+
+/** Where one domain's mail goes: its MX hosts, a static route, or the relay. */
+interface Target {
+  hosts: string[];
+  port: number;
+  tls: 'opportunistic' | 'starttls' | 'tls' | 'none';
+  verify: boolean;
+  auth?: { user: string; pass: string };
 }
 
 export interface OutboundMessage {
@@ -111,7 +135,7 @@ export function dsnGroups<R extends { notify?: string[]; orcpt?: string }>(recip
 }
 
 export class OutboundDelivery {
-  private readonly o: Required<OutboundOptions>;
+  private readonly o: Required<Omit<OutboundOptions, 'relay'>> & Pick<OutboundOptions, 'relay'>;
   private readonly idle = new Map<string, Connection[]>();
   private readonly active = new Map<string, number>();
   private readonly waiting = new Map<string, Array<() => void>>();
@@ -126,6 +150,7 @@ export class OutboundDelivery {
       idleMs: 5_000,
       connectTimeoutMs: 30_000,
       socketTimeoutMs: 300_000,
+      routes: {},
       ...options,
     };
   }
@@ -264,6 +289,7 @@ export class OutboundDelivery {
   }
 
   private async addresses(host: string): Promise<string[]> {
+    if (isIP(host)) return [host];
     const out: string[] = [];
     let tempFail = false;
     for (const lookup of [
@@ -281,11 +307,31 @@ export class OutboundDelivery {
     return out;
   }
 
+  /** Where the domain's mail goes: a static route, the relay, or its MX hosts. */
+  private async target(domain: string): Promise<Target> {
+    const route = this.o.routes?.[domain.toLowerCase()];
+    if (route) {
+      const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(route);
+      return { hosts: [m ? m[1]! : route], port: m ? Number(m[2]) : 25, tls: 'opportunistic', verify: false };
+    }
+    const relay = this.o.relay;
+    if (relay && (relay.domains.length === 0 || relay.domains.includes(domain.toLowerCase())))
+      return {
+        hosts: [relay.host],
+        port: relay.port,
+        tls: relay.tls,
+        verify: relay.verifyCertificate,
+        ...(relay.auth ? { auth: relay.auth } : {}),
+      };
+    return { hosts: await this.hosts(domain), port: this.o.port, tls: 'opportunistic', verify: false };
+  }
+
   private async open(domain: string): Promise<Connection> {
     const problems: string[] = [];
     let permanent: string | null = null;
     let anyAddress = false;
-    for (const host of await this.hosts(domain)) {
+    const target = await this.target(domain);
+    for (const host of target.hosts) {
       let addrs: string[];
       try {
         addrs = await this.addresses(host);
@@ -297,14 +343,15 @@ export class OutboundDelivery {
       for (const address of addrs) {
         let socket: Socket;
         try {
-          socket = await this.o.dialer(address, this.o.port, this.o.connectTimeoutMs);
+          socket = await this.o.dialer(address, target.port, this.o.connectTimeoutMs);
         } catch (err) {
           problems.push(`${host}[${address}]: ${(err as Error).message}`);
           continue;
         }
         try {
-          return await this.greet(socket, host);
+          return await this.greet(socket, host, target);
         } catch (err) {
+          if (err instanceof Final) throw err;
           const e = err as { response?: string; message: string };
           const text = oneLine(e.response ?? e.message);
           problems.push(`${host}[${address}]: ${text}`);
@@ -319,15 +366,19 @@ export class OutboundDelivery {
     throw new Final(`451 4.4.1 could not reach a mail host of ${domain}: ${problems.slice(-3).join('; ')}`);
   }
 
-  private greet(socket: Socket, host: string): Promise<Connection> {
+  private greet(socket: Socket, host: string, target: Target): Promise<Connection> {
     const conn = new SMTPConnection({
       connection: socket,
       host,
-      port: this.o.port,
+      port: target.port,
       name: this.o.hostname,
-      opportunisticTLS: true,
-      // Opportunistic: any certificate is better than none (no DANE or MTA-STS yet).
-      tls: { rejectUnauthorized: false, servername: host },
+      // A relay: STARTTLS required, or TLS from the first byte; an MX: opportunistic, where any certificate
+      // is better than none (no DANE or MTA-STS yet).
+      secure: target.tls === 'tls',
+      ...(target.tls === 'starttls' ? { requireTLS: true } : {}),
+      ...(target.tls === 'opportunistic' ? { opportunisticTLS: true } : {}),
+      ...(target.tls === 'none' ? { ignoreTLS: true } : {}),
+      tls: { rejectUnauthorized: target.verify, servername: host },
       greetingTimeout: this.o.connectTimeoutMs,
       socketTimeout: this.o.socketTimeoutMs,
       logger: false,
@@ -335,11 +386,25 @@ export class OutboundDelivery {
     return new Promise((resolve, reject) => {
       conn.once('error', reject);
       conn.connect(() => {
-        conn.removeListener('error', reject);
-        // Later errors end up in the send callback; an idle connection's error only closes it.
-        conn.on('error', () => undefined);
-        const ext = (conn as unknown as { _supportedExtensions: string[] })._supportedExtensions ?? [];
-        resolve({ conn, host, extensions: ext, tls: conn.secure, timer: null });
+        const ready = () => {
+          conn.removeListener('error', reject);
+          // Later errors end up in the send callback; an idle connection's error only closes it.
+          conn.on('error', () => undefined);
+          const ext = (conn as unknown as { _supportedExtensions: string[] })._supportedExtensions ?? [];
+          resolve({ conn, host, extensions: ext, tls: conn.secure, timer: null });
+        };
+        if (!target.auth) return ready();
+        conn.login({ user: target.auth.user, pass: target.auth.pass }, (err) => {
+          if (!err) return ready();
+          conn.close();
+          // Our credentials, not the message: it waits in the queue until the admin fixes them.
+          const e = err as { response?: string; message: string };
+          reject(
+            new Final(
+              `454 4.7.0 the relay host ${host} refused our sign-in: ${oneLine(e.response ?? e.message)}`,
+            ),
+          );
+        });
       });
     });
   }

@@ -3,6 +3,8 @@
  * runner that delivers to the MDA over LMTP and to other domains' MX hosts.
  */
 
+import { readFileSync, statSync } from 'node:fs';
+import type { Config } from '@mailwerk/config';
 import { Greylist } from '@mailwerk/limits';
 import {
   createDkimSigner,
@@ -10,6 +12,7 @@ import {
   createSubmissionServer,
   OutboundDelivery,
   QueueRunner,
+  type RelayHost,
   RspamdClient,
   remoteRetryPolicy,
   SendLimiter,
@@ -18,6 +21,35 @@ import { formatReply, type QueueEntry } from '@mailwerk/store';
 import type { SMTPServer } from 'smtp-server';
 import { closeServer, type Listening } from '../listen.ts';
 import type { ServiceDeps, StartedService } from './types.ts';
+
+/**
+ * The relay host of the configuration, its AUTH password read from its file: owner-only (mode 0600), as
+ * every secret here; never sent without TLS.
+ */
+export function relayHost(r: Config['mta']['relay_host']): RelayHost {
+  let auth: RelayHost['auth'];
+  if (r.user) {
+    if (r.tls === 'none')
+      throw new Error(
+        'mta.relay_host: AUTH over an unencrypted connection is refused; use tls = "starttls" or "tls"',
+      );
+    if (!r.password_file) throw new Error('mta.relay_host: user is set, password_file is not');
+    const mode = statSync(r.password_file).mode;
+    if (mode & 0o077)
+      throw new Error(
+        `mta.relay_host.password_file ${r.password_file} is readable by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`,
+      );
+    auth = { user: r.user, pass: readFileSync(r.password_file, 'utf8').split('\n')[0]!.trimEnd() };
+  }
+  return {
+    host: r.host,
+    port: r.port,
+    tls: r.tls,
+    verifyCertificate: r.verify_certificate,
+    domains: r.domains.map((d) => d.toLowerCase()),
+    ...(auth ? { auth } : {}),
+  };
+}
 
 export async function start(d: ServiceDeps): Promise<StartedService> {
   const { config, store, log, counters } = d;
@@ -29,7 +61,11 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     store,
     hostname: config.hostname,
     sign,
-    outbound: new OutboundDelivery({ hostname: config.hostname }),
+    outbound: new OutboundDelivery({
+      hostname: config.hostname,
+      routes: Object.fromEntries(Object.entries(config.mta.routes).map(([k, v]) => [k.toLowerCase(), v])),
+      ...(config.mta.relay_host.host ? { relay: relayHost(config.mta.relay_host) } : {}),
+    }),
     remoteRetry: remoteRetryPolicy(
       config.mta.retry_first_seconds * 1000,
       config.mta.retry_max_seconds * 1000,
