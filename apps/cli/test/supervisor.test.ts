@@ -169,6 +169,97 @@ describe('mailwerk start: one process per service, supervised', () => {
     }
   });
 
+  it('takes new certificate files on mailwerk reload (SIGHUP) and by itself when they change, without dropping a connection', async () => {
+    const { generateSelfSigned } = await import('@mailwerk/tls');
+    const { chown, stat, writeFile } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const tlsDir = join(sb.dir, 'data', 'tls');
+    /** The certificate a new connection is shown: over 993, and on the MX after STARTTLS. */
+    const imapsCert = () =>
+      new Promise<string>((resolve, reject) => {
+        const s = tlsConnect({ host: '127.0.0.1', port: imaps, rejectUnauthorized: false }, () => {
+          const subject = s.getPeerCertificate().subject.CN;
+          s.destroy();
+          resolve(String(subject));
+        });
+        s.once('error', reject);
+      });
+    const smtpCert = () =>
+      new Promise<string>((resolve, reject) => {
+        const s = connect({ host: '127.0.0.1', port: smtp });
+        let said = '';
+        s.on('data', (d: Buffer) => {
+          said += d.toString();
+          if (/^220 /m.test(said) && !said.includes('EHLO-SENT')) {
+            said += 'EHLO-SENT';
+            s.write('EHLO test.example\r\nSTARTTLS\r\n');
+          } else if (/^220 [\d.]* ?.*TLS|Ready to start TLS/im.test(said.split('EHLO-SENT')[1] ?? '')) {
+            s.removeAllListeners('data');
+            const t = tlsConnect({ socket: s, rejectUnauthorized: false }, () => {
+              const subject = t.getPeerCertificate().subject.CN;
+              t.destroy();
+              resolve(String(subject));
+            });
+            t.once('error', reject);
+          }
+        });
+        s.once('error', reject);
+      });
+    /** Writes a new certificate for `name` as an admin would: in place, owned by the services' user. */
+    const install = async (name: string, keyOf = name) => {
+      const owner = await stat(join(sb.dir, 'data'));
+      const cert = await generateSelfSigned(name);
+      const key = keyOf === name ? cert.key : (await generateSelfSigned(keyOf)).key;
+      await writeFile(join(tlsDir, 'key.pem'), key, { mode: 0o600 });
+      await writeFile(join(tlsDir, 'cert.pem'), cert.cert);
+      for (const f of ['key.pem', 'cert.pem']) await chown(join(tlsDir, f), owner.uid, owner.gid);
+    };
+    const svc = await sb.spawn(['start'], /IMAP \(TLS\)\s+127\.0\.0\.1:\d+\s+running/, {
+      ...env,
+      MAILWERK_TLS__RELOAD_CHECK_SECONDS: '1',
+    });
+    try {
+      assert.equal(await imapsCert(), 'mx.example.org');
+      // A connection open across the reloads.
+      const open = tlsConnect({ host: '127.0.0.1', port: imaps, rejectUnauthorized: false });
+      let heard = '';
+      open.on('data', (d: Buffer) => {
+        heard += d.toString();
+      });
+      await until(() => heard.includes('* OK'), 5000, 'greeting');
+      await install('reloaded.example');
+      const r = await sb.run(['reload'], '', env);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^asked mailwerk \(pid \d+\) to reload its certificates/);
+      await until(
+        async () => (await imapsCert()) === 'reloaded.example',
+        5000,
+        'IMAP shows the new certificate',
+      );
+      await until(
+        async () => (await smtpCert()) === 'reloaded.example',
+        5000,
+        'the MX shows it after STARTTLS',
+      );
+      // Replaced again, no signal: noticed by the check of the files.
+      await install('watched.example');
+      await until(async () => (await imapsCert()) === 'watched.example', 10_000, 'noticed without SIGHUP');
+      // A key that does not belong to the certificate is refused; the one in use stays.
+      await install('broken.example', 'another.example');
+      await until(() => svc.output().includes('certificate not reloaded'), 10_000, 'the refusal in the log');
+      assert.equal(await imapsCert(), 'watched.example');
+      // Nothing ended: the open connection answers, the supervisor runs, no service was restarted.
+      open.write('a1 NOOP\r\n');
+      await until(() => heard.includes('a1 OK'), 5000, 'the open connection answers');
+      open.destroy();
+      assert.equal(svc.child.exitCode, null);
+      assert.doesNotMatch(svc.output(), /service exited/);
+    } finally {
+      await svc.kill();
+    }
+    assert.equal((await sb.run(['reload'], '', env)).code, 3);
+  });
+
   it('starts a service killed with SIGKILL again, while the others keep answering', async () => {
     const svc = await start();
     try {

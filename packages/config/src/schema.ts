@@ -108,6 +108,14 @@ export const configSchema = z.strictObject({
         .boolean()
         .default(false)
         .describe('Allow passwords over connections without TLS. Leave off except for tests on loopback.'),
+      reload_check_seconds: z
+        .number()
+        .min(1)
+        .max(3600)
+        .default(30)
+        .describe(
+          'How often the services look whether the certificate files were replaced (then they take them without a restart; SIGHUP or mailwerk reload does it at once).',
+        ),
     })
     .prefault({})
     .describe('TLS for every protocol (STARTTLS and implicit TLS).'),

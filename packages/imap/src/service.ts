@@ -119,6 +119,11 @@ export class ImapService {
   }
 
   /** A server for one port: `secure` for implicit TLS (993), otherwise STARTTLS (143). It is not listening yet. */
+  /** A new certificate for connections from now on (open ones keep theirs): the reload of `mailwerk reload`. */
+  setTls(tls: { key: string; cert: string }): void {
+    this.context.secureContext = createSecureContext({ key: tls.key, cert: tls.cert });
+  }
+
   server(secure: boolean): Server {
     const server = createServer((socket) => this.accept(socket, secure));
     server.on('error', (err) => this.context.onError(err, 'imap listener'));

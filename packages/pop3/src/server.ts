@@ -107,7 +107,8 @@ export const uidl = (uid: number, uidValidity: number): string =>
 export class Pop3Service {
   private readonly opts: Pop3Options;
   private readonly throttle: AuthThrottle;
-  private readonly context: SecureContext;
+  /** The certificate of new connections and of STLS (replaced by setTls). */
+  tlsContext: SecureContext;
   private readonly servers = new Set<Server>();
   readonly sessions = new Set<Pop3Session>();
   /** The mailbox locks (`pop3:lock:<mailbox id>` → session id), shared by every process when in Redis. */
@@ -119,7 +120,12 @@ export class Pop3Service {
     this.throttle = options.throttle ?? new AuthThrottle();
     this.locks = options.counters ?? new InProcessCounters();
     this.limiter = new ConnectionLimiter(options.maxConnections ?? 1000, options.maxConnectionsPerIp ?? 20);
-    this.context = createSecureContext({ key: options.tls.key, cert: options.tls.cert });
+    this.tlsContext = createSecureContext({ key: options.tls.key, cert: options.tls.cert });
+  }
+
+  /** A new certificate for connections and STLS from now on (open TLS sessions keep theirs). */
+  setTls(tls: { key: string; cert: string }): void {
+    this.tlsContext = createSecureContext({ key: tls.key, cert: tls.cert });
   }
 
   /** A server for one port: `secure` for implicit TLS (995), otherwise STLS (110). */
@@ -137,7 +143,7 @@ export class Pop3Service {
           );
           return;
         }
-        const session = new Pop3Session(this, this.opts, this.throttle, this.context, s, secure, ip);
+        const session = new Pop3Session(this, this.opts, this.throttle, s, secure, ip);
         this.sessions.add(session);
         s.once('close', () => {
           this.sessions.delete(session);
@@ -145,7 +151,7 @@ export class Pop3Service {
         });
       };
       if (!secure) return start(socket);
-      const tls = new TLSSocket(socket, { isServer: true, secureContext: this.context });
+      const tls = new TLSSocket(socket, { isServer: true, secureContext: this.tlsContext });
       tls.on('error', () => socket.destroy());
       tls.once('secure', () => start(tls));
     });
@@ -188,14 +194,12 @@ class Pop3Session {
   private readonly service: Pop3Service;
   private readonly opts: Pop3Options;
   private readonly throttle: AuthThrottle;
-  private readonly context: SecureContext;
   private readonly ip: string;
 
   constructor(
     service: Pop3Service,
     opts: Pop3Options,
     throttle: AuthThrottle,
-    context: SecureContext,
     socket: Socket,
     secure: boolean,
     ip: string,
@@ -203,7 +207,6 @@ class Pop3Session {
     this.service = service;
     this.opts = opts;
     this.throttle = throttle;
-    this.context = context;
     this.socket = socket;
     this.secure = secure;
     this.ip = ip;
@@ -468,7 +471,7 @@ class Pop3Session {
     this.queue.length = 0;
     this.socket.removeAllListeners('data');
     const plain = this.socket;
-    const tls = new TLSSocket(plain, { isServer: true, secureContext: this.context });
+    const tls = new TLSSocket(plain, { isServer: true, secureContext: this.service.tlsContext });
     tls.on('error', () => plain.destroy());
     tls.once('secure', () => {
       this.socket = tls;

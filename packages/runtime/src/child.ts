@@ -74,6 +74,7 @@ process.on('message', (m: ParentMessage) => {
   if (m.t === 'bus') bus?.deliver(m.event);
   else if (m.t === 'counter-result') counters?.settle(m);
   else if (m.t === 'stop') void stop(0);
+  else if (m.t === 'reload') running?.reload(m.why);
   else if (m.t === 'metrics' && running)
     void running.metrics
       .snapshot()
@@ -87,6 +88,8 @@ process.on('disconnect', () => {
   if (!stopping) process.exit(0);
 });
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void stop(0));
+// A hangup (the terminal's, or an admin's kill -HUP) reloads; it never ends the process.
+process.on('SIGHUP', () => running?.reload('SIGHUP'));
 
 try {
   running = await startServices(config, [service], {

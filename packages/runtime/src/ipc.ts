@@ -33,6 +33,8 @@ export type ParentMessage =
   | { t: 'bus'; event: MailEvent }
   | { t: 'counter-result'; id: number; ok: boolean; value?: unknown; error?: string }
   | { t: 'metrics'; id: number }
+  /** Read the certificate files again (SIGHUP to the supervisor, `mailwerk reload`). */
+  | { t: 'reload'; why: string }
   | { t: 'stop' };
 
 type Send = (m: ChildMessage) => void;

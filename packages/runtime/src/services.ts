@@ -16,6 +16,7 @@ import { createLogger, type Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import type { ServiceDeps, StartedService } from './services/types.ts';
 import { openStore } from './store.ts';
+import { TlsReloader } from './tls-reload.ts';
 
 export type ServiceName = 'mta' | 'mda' | 'access';
 export const SERVICES: readonly ServiceName[] = ['mta', 'mda', 'access'];
@@ -25,6 +26,8 @@ export interface Running {
   listening: Listening[];
   store: MailStore;
   metrics: Metrics;
+  /** Reads the certificate files again and gives them to every server (SIGHUP, `mailwerk reload`). */
+  reload(why: string): boolean;
   stop(): Promise<void>;
 }
 
@@ -67,7 +70,9 @@ export async function startServices(
       : new InProcessCounters());
   const started: StartedService[] = [];
   const metrics = new Metrics();
+  let certificates: TlsReloader | null = null;
   const shutdown = async () => {
+    certificates?.stop();
     // In reverse order: the MTA (and its pooled LMTP connections) before the MDA it talks to.
     for (const s of started.reverse()) await s.stop().catch((err) => log.error(err, 'stopping a service'));
     await bus.close();
@@ -80,6 +85,8 @@ export async function startServices(
       keyPath: config.tls.key,
       hostname: config.hostname,
     });
+    certificates = new TlsReloader({ cert: config.tls.cert, key: config.tls.key }, tls, log);
+    certificates.watch(config.tls.reload_check_seconds * 1000);
     const deps: ServiceDeps = {
       config,
       store,
@@ -96,6 +103,7 @@ export async function startServices(
         },
       }),
       tls,
+      certificates,
       log,
       metrics,
       listenAs: async (server: Listenable, service: string, where: string | number, host: string) => ({
@@ -120,5 +128,6 @@ export async function startServices(
   const listening = started.flatMap((s) => s.listening);
   if (options.logListening !== false)
     for (const l of listening) log.log('info', 'listening', { service: l.service, address: l.address });
-  return { listening, store, metrics, stop: shutdown };
+  const reloader = certificates!;
+  return { listening, store, metrics, reload: (why) => reloader.reload(why), stop: shutdown };
 }

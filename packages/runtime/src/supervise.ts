@@ -12,7 +12,7 @@
  * Usage (by bin/mailwerk): supervise.js [the arguments of `mailwerk … start …`]
  */
 import { fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '@mailwerk/config';
 import { adminServer } from './admin.ts';
@@ -75,9 +75,17 @@ const stop = async (code: number) => {
   if (stopping) return;
   stopping = true;
   await supervisor.stop();
+  rmSync(pidFile, { force: true });
   process.exit(code);
 };
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void stop(0));
+// SIGHUP (kill -HUP, `mailwerk reload`) reloads the certificates in every service; it never ends anything.
+process.on('SIGHUP', () => {
+  log.log('info', 'reload requested (SIGHUP)', {});
+  supervisor.reload('SIGHUP');
+});
+/** Where `mailwerk reload` finds this process. */
+const pidFile = join(config.data_dir, 'mailwerk.pid');
 try {
   // Started as root: the data directory goes to the services' user before they start (privileges.ts).
   if (isRoot()) {
@@ -105,6 +113,7 @@ try {
       });
     }
   }
+  writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o644 });
   reporter.send({ t: 'started', listening } satisfies ReporterMessage);
   await reporterExit;
 } catch (err) {

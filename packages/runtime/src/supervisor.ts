@@ -216,6 +216,11 @@ export class Supervisor {
     }, wait);
   }
 
+  /** Asks every running service to read its certificate files again. */
+  reload(why: string): void {
+    for (const c of this.children.values()) if (c.proc && c.ready) this.tell(c, { t: 'reload', why });
+  }
+
   /** Each service's state, for `mailwerk status` and /readyz. */
   status(): ServiceStatus[] {
     return this.opts.services.map((name) => {

@@ -336,6 +336,8 @@ export const setupCommands: Command[] = [
       if (identity) handOverData(config, identity);
       const running = await startServices(config, wanted as ServiceName[]).catch(explainStartError);
       if (identity) dropPrivileges(identity, running.listening);
+      // kill -HUP reloads the certificates; it never ends the process.
+      process.on('SIGHUP', () => running.reload('SIGHUP'));
       await summary(ctx, running.store, result, running.listening);
       await stopped;
       await running.stop();

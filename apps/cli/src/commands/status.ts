@@ -117,4 +117,25 @@ export const statusCommands: Command[] = [
       if (services.some((s) => s.state !== 'running')) throw new ExitStatus(1);
     },
   },
+  {
+    name: ['reload'],
+    args: '',
+    summary:
+      'make the running mailwerk start read its certificate files again, without dropping a connection (as kill -HUP)',
+    minArgs: 0,
+    maxArgs: 0,
+    async run(ctx) {
+      const pidFile = join(ctx.config().data_dir, 'mailwerk.pid');
+      const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : 0;
+      try {
+        if (!pid) throw new Error('no pid file');
+        process.kill(pid, 'SIGHUP');
+      } catch {
+        ctx.io.stderr.write(`mailwerk: mailwerk is not running (no live process in ${pidFile})\n`);
+        throw new ExitStatus(3);
+      }
+      if (ctx.json) printJson(ctx, { reloaded: pid });
+      else ctx.print(`asked mailwerk (pid ${pid}) to reload its certificates; its log says what it did`);
+    },
+  },
 ];

@@ -41,6 +41,10 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     onCommand: (command, seconds, outcome) =>
       d.metrics.commandSeconds.observe({ protocol: 'pop3', command, outcome }, seconds),
   });
+  d.certificates.use((t) => {
+    imap.setTls(t);
+    pop3.setTls(t);
+  });
   const stop = async () => {
     await Promise.all([imap.close(), pop3.close(), ...webServers.map(closeServer)]);
   };
@@ -63,6 +67,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
       const serve = (req: IncomingMessage, res: ServerResponse) => void handler(req, res);
       const plain = createHttpServer(serve);
       const secure = createHttpsServer({ key: d.tls.key, cert: d.tls.cert }, serve);
+      d.certificates.use((t) => secure.setSecureContext({ key: t.key, cert: t.cert }));
       webServers.push(plain, secure);
       listening.push(await d.listenAs(plain, 'Autoconfig (HTTP)', config.access.autoconfig_http_port, host));
       listening.push(

@@ -163,6 +163,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     });
     servers.push(mx);
     listening.push(await d.listenAs(mx, 'SMTP (MX)', String(config.mta.smtp_port), config.mta.listen));
+    d.certificates.use((t) => mx.updateSecureContext({ key: t.key, cert: t.cert }));
     const sendLimiter = new SendLimiter(counters);
     for (const [secure, port, service] of [
       [false, config.mta.submission_port, 'Submission (STARTTLS)'],
@@ -185,6 +186,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
         onRefused,
       });
       servers.push(submission);
+      d.certificates.use((t) => submission.updateSecureContext({ key: t.key, cert: t.cert }));
       listening.push(await d.listenAs(submission, service, String(port), config.mta.listen));
     }
     for (const s of servers) s.on('error', (err) => log.error(err, 'smtp server'));

@@ -7,6 +7,7 @@ import type { MailStore } from '@mailwerk/store';
 import type { Listenable, Listening } from '../listen.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import type { TlsReloader } from '../tls-reload.ts';
 
 export interface ServiceDeps {
   config: Config;
@@ -18,6 +19,8 @@ export interface ServiceDeps {
   counters: Counters;
   throttle: AuthThrottle;
   tls: { key: string; cert: string };
+  /** Where a server registers how it takes a new certificate (tls-reload.ts). */
+  certificates: TlsReloader;
   log: Logger;
   onError(err: unknown, context: string): void;
   metrics: Metrics;
