@@ -101,6 +101,49 @@ describe('mailwerk CLI', () => {
     }
   });
 
+  it('prints an Apple configuration profile for a user, with the ports this server serves', async () => {
+    // A sandbox of its own: the others count this one's domains.
+    const own = await sandbox();
+    after(() => own.cleanup());
+    const init = await own.run([
+      'init',
+      '--data-dir',
+      'data',
+      '--hostname',
+      'mail.example.org',
+      '--unprivileged-ports',
+    ]);
+    assert.equal(init.code, 0, init.stderr);
+    await own.run(['domain', 'add', 'profile.example']);
+    await own.run(['user', 'add', 'pat@profile.example'], 'a password\n');
+    const r = await own.run(['user', 'profile', 'pat@profile.example']);
+    assert.equal(r.code, 0, r.stderr);
+    const { execFileSync } = await import('node:child_process');
+    const parsed = JSON.parse(
+      execFileSync(
+        'python3',
+        ['-c', 'import sys, json, plistlib; print(json.dumps(plistlib.loads(sys.stdin.buffer.read())))'],
+        {
+          input: r.stdout,
+        },
+      ).toString(),
+    ) as { PayloadContent: Array<Record<string, unknown>> };
+    const mail = parsed.PayloadContent[0]!;
+    // The sandbox was made with --unprivileged-ports.
+    assert.deepEqual(
+      [
+        mail.EmailAddress,
+        mail.IncomingMailServerHostName,
+        mail.IncomingMailServerPortNumber,
+        mail.OutgoingMailServerPortNumber,
+      ],
+      ['pat@profile.example', 'mail.example.org', 2993, 2465],
+    );
+    const missing = await own.run(['user', 'profile', 'nobody@profile.example']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^mailwerk: no such user: nobody@profile\.example\n$/);
+  });
+
   it('init creates the config, the data directory, a certificate and the store, and says what it serves', async () => {
     const text = await readFile(sb.config, 'utf8');
     assert.match(text, /^hostname = "mail\.example\.org"$/m);
@@ -364,6 +407,7 @@ describe('mailwerk CLI', () => {
     assert.deepEqual(find('_pop3s._tcp.example.org.', 'SRV'), ['0 1 2995 mail.example.org.']);
     assert.deepEqual(find('autoconfig.example.org.', 'CNAME'), ['mail.example.org.']);
     assert.deepEqual(find('autodiscover.example.org.', 'CNAME'), ['mail.example.org.']);
+    assert.deepEqual(find('_autodiscover._tcp.example.org.', 'SRV'), ['0 1 2443 mail.example.org.']);
     const text = await sb.run(['dns', 'example.org']);
     assert.equal(text.code, 0);
     // A 2048-bit key is longer than one TXT string may be: it is split into quoted pieces.

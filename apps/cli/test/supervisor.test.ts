@@ -256,6 +256,8 @@ describe('mailwerk start: one process per service, supervised', () => {
       assert.doesNotMatch(svc.output(), /service exited/);
     } finally {
       await svc.kill();
+      // A whole pair again for the tests after this one, which start on the same data directory.
+      await install('mx.example.org');
     }
     assert.equal((await sb.run(['reload'], '', env)).code, 3);
   });

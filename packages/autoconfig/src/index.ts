@@ -6,13 +6,19 @@
  *   on autoconfig.<domain>, or `/.well-known/autoconfig/mail/config-v1.1.xml`
  *   on the domain itself (Mozilla's autoconfig format).
  * - Outlook: `POST /autodiscover/autodiscover.xml` on autodiscover.<domain>
- *   with the address in the request (the Outlook 2006 schema).
+ *   with the address in the request (the Outlook 2006 schema). Current
+ *   Outlook asks first `GET /autodiscover/autodiscover.json?Email=…&Protocol=AutodiscoverV1`
+ *   (or `/autodiscover/autodiscover.json/v1.0/ADDRESS?Protocol=AutodiscoverV1`),
+ *   answered as Exchange Online answers it: JSON naming the v1 XML URL.
+ * - iPhone, iPad and macOS Mail: a configuration profile to install,
+ *   `GET /apple/mobileconfig?email=…` (also `mailwerk user profile`).
  *
  * Answers name only the services Mailwerk runs, with the ports in the
  * configuration, TLS first, and the full address as user name. Only local
  * domains get an answer; the response does not tell whether the address
  * itself exists.
  */
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type MailStore, normalizeDomain } from '@mailwerk/store';
 
@@ -81,6 +87,74 @@ ${protocol('SMTP', s.submissions)}
 `;
 }
 
+/** The Autodiscover v2 answer for Protocol=AutodiscoverV1: where the v1 XML is (as Exchange Online answers). */
+export function autodiscoverJson(domain: string): string {
+  return `${JSON.stringify({ Protocol: 'AutodiscoverV1', Url: `https://autodiscover.${domain}/autodiscover/autodiscover.xml` })}\n`;
+}
+
+/** A stable UUID (RFC 4122 form) from text, so the same account's profile replaces itself when installed again. */
+function uuidOf(text: string): string {
+  const h = createHash('sha256').update(text).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`.toUpperCase();
+}
+
+/**
+ * An Apple configuration profile (an XML property list) with one mail account: IMAP over TLS and
+ * submission over TLS with the full address as user name; the password is asked on the device.
+ */
+export function appleProfile(address: string, s: ClientSettings): string {
+  const str = (k: string, v: string) => `      <key>${k}</key>\n      <string>${xml(v)}</string>`;
+  const int = (k: string, v: number) => `      <key>${k}</key>\n      <integer>${v}</integer>`;
+  const bool = (k: string, v: boolean) => `      <key>${k}</key>\n      <${v}/>`;
+  const domain = address.slice(address.lastIndexOf('@') + 1);
+  const id = `org.mailwerk.${s.hostname}.${address}`;
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+  <key>PayloadContent</key>
+  <array>
+    <dict>
+${[
+  str('EmailAccountDescription', address),
+  str('EmailAccountName', address),
+  str('EmailAccountType', 'EmailTypeIMAP'),
+  str('EmailAddress', address),
+  str('IncomingMailServerAuthentication', 'EmailAuthPassword'),
+  str('IncomingMailServerHostName', s.hostname),
+  int('IncomingMailServerPortNumber', s.imaps),
+  bool('IncomingMailServerUseSSL', true),
+  str('IncomingMailServerUsername', address),
+  str('OutgoingMailServerAuthentication', 'EmailAuthPassword'),
+  str('OutgoingMailServerHostName', s.hostname),
+  int('OutgoingMailServerPortNumber', s.submissions),
+  bool('OutgoingMailServerUseSSL', true),
+  str('OutgoingMailServerUsername', address),
+  bool('OutgoingPasswordSameAsIncomingPassword', true),
+  str('PayloadDescription', `The mail account ${address}`),
+  str('PayloadDisplayName', address),
+  str('PayloadIdentifier', `${id}.mail`),
+  str('PayloadType', 'com.apple.mail.managed'),
+  str('PayloadUUID', uuidOf(`${id}.mail`)),
+  int('PayloadVersion', 1),
+].join('\n')}
+    </dict>
+  </array>
+${[
+  str('PayloadDescription', `Mail for ${address} on ${domain}`),
+  str('PayloadDisplayName', `${domain} mail`),
+  str('PayloadIdentifier', id),
+  str('PayloadType', 'Configuration'),
+  str('PayloadUUID', uuidOf(id)),
+  int('PayloadVersion', 1),
+]
+  .join('\n')
+  .replaceAll('      <', '  <')}
+</dict>
+</plist>
+`;
+}
+
 /** The domain of an address, canonical, or null. */
 function domainOf(address: string): string | null {
   const at = address.lastIndexOf('@');
@@ -126,6 +200,36 @@ export function autoconfigHandler(store: MailStore, settings: ClientSettings) {
         const address = /<EMailAddress>\s*([^<\s]+)\s*<\/EMailAddress>/i.exec(body)?.[1] ?? '';
         if (!(await isLocal(domainOf(address)))) return send(res, 404, 'text/plain', 'no such domain here\n');
         return send(res, 200, 'application/xml; charset=utf-8', outlookConfig(address, settings));
+      }
+      if (req.method === 'GET' && path.startsWith('/autodiscover/autodiscover.json')) {
+        // ?Email=ADDRESS, or the address as a path segment after /v1.0/ (parameter names as Outlook sends them,
+        // matched without regard to case).
+        const param = (name: string) =>
+          [...url.searchParams].find(([k]) => k.toLowerCase() === name)?.[1] ?? '';
+        const rest = url.pathname.slice('/autodiscover/autodiscover.json'.length);
+        const address = decodeURIComponent(/^\/v1\.0\/([^/]+)$/i.exec(rest)?.[1] ?? '') || param('email');
+        const protocol = param('protocol');
+        if (protocol.toLowerCase() !== 'autodiscoverv1')
+          return send(
+            res,
+            400,
+            'application/json; charset=utf-8',
+            `${JSON.stringify({ ErrorCode: 'InvalidProtocol', ErrorMessage: `The given protocol value '${protocol.slice(0, 64)}' is invalid. Supported values are 'AutodiscoverV1'.` })}\n`,
+          );
+        const domain = domainOf(address);
+        if (!(await isLocal(domain))) return send(res, 404, 'text/plain', 'no such domain here\n');
+        return send(res, 200, 'application/json; charset=utf-8', autodiscoverJson(domain!));
+      }
+      if (req.method === 'GET' && path === '/apple/mobileconfig') {
+        const address = (url.searchParams.get('email') ?? '').trim();
+        if (!(await isLocal(domainOf(address)))) return send(res, 404, 'text/plain', 'no such domain here\n');
+        res.setHeader('Content-Disposition', 'attachment; filename="mail.mobileconfig"');
+        return send(
+          res,
+          200,
+          'application/x-apple-aspen-config; charset=utf-8',
+          appleProfile(address, settings),
+        );
       }
       send(res, 404, 'text/plain', 'not found\n');
     } catch {

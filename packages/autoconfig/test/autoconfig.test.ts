@@ -118,6 +118,97 @@ describe('autoconfig and autodiscover', () => {
     ]);
   });
 
+  it("answers current Outlook's autodiscover.json as Exchange Online does: JSON naming the v1 XML", async () => {
+    for (const path of [
+      '/autodiscover/autodiscover.json?Email=alice%40example.org&Protocol=AutodiscoverV1&RedirectCount=1',
+      '/autodiscover/autodiscover.json/v1.0/alice@example.org?Protocol=AutodiscoverV1&RedirectCount=1',
+    ]) {
+      const r = await run('curl', [
+        '-sSk',
+        '-H',
+        'Host: autodiscover.example.org',
+        `https://127.0.0.1:${httpsPort}${path}`,
+      ]);
+      assert.equal(r.code, 0);
+      assert.deepEqual(JSON.parse(r.out), {
+        Protocol: 'AutodiscoverV1',
+        Url: 'https://autodiscover.example.org/autodiscover/autodiscover.xml',
+      });
+    }
+    // Outlook asks for other protocols too (ActiveSync, EWS): refused as Exchange refuses an unknown one.
+    const ews = await run('curl', [
+      '-sk',
+      '-w',
+      ' %{http_code}',
+      `https://127.0.0.1:${httpsPort}/autodiscover/autodiscover.json?Email=alice%40example.org&Protocol=ActiveSync`,
+    ]);
+    assert.match(ews.out, /"ErrorCode":"InvalidProtocol"[^\n]*\n 400$/);
+    const elsewhere = await run('curl', [
+      '-sk',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      `https://127.0.0.1:${httpsPort}/autodiscover/autodiscover.json/v1.0/bob@elsewhere.example?Protocol=AutodiscoverV1`,
+    ]);
+    assert.equal(elsewhere.out, '404');
+  });
+
+  it('gives iPhone and Mac users a configuration profile that a property-list parser reads with the right servers', async () => {
+    const r = await run('curl', [
+      '-sSk',
+      '-D',
+      '-',
+      `https://127.0.0.1:${httpsPort}/apple/mobileconfig?email=alice%40example.org`,
+    ]);
+    assert.equal(r.code, 0);
+    assert.match(r.out, /content-type: application\/x-apple-aspen-config/i);
+    const body = r.out.slice(r.out.indexOf('<?xml'));
+    const parsed = JSON.parse(
+      (
+        await run(
+          'python3',
+          ['-c', 'import sys, json, plistlib; print(json.dumps(plistlib.loads(sys.stdin.buffer.read())))'],
+          body,
+        )
+      ).out,
+    ) as { PayloadType: string; PayloadContent: Array<Record<string, unknown>> };
+    assert.equal(parsed.PayloadType, 'Configuration');
+    const mail = parsed.PayloadContent[0]!;
+    assert.equal(mail.PayloadType, 'com.apple.mail.managed');
+    assert.deepEqual(
+      [
+        mail.EmailAddress,
+        mail.IncomingMailServerHostName,
+        mail.IncomingMailServerPortNumber,
+        mail.IncomingMailServerUseSSL,
+        mail.IncomingMailServerUsername,
+        mail.OutgoingMailServerHostName,
+        mail.OutgoingMailServerPortNumber,
+        mail.OutgoingMailServerUseSSL,
+      ],
+      [
+        'alice@example.org',
+        'mail.example.org',
+        993,
+        true,
+        'alice@example.org',
+        'mail.example.org',
+        465,
+        true,
+      ],
+    );
+    const missing = await run('curl', [
+      '-sk',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      `https://127.0.0.1:${httpsPort}/apple/mobileconfig?email=bob%40elsewhere.example`,
+    ]);
+    assert.equal(missing.out, '404');
+  });
+
   it('says nothing for domains that are not local, and 404 for other paths', async () => {
     const other = await run('curl', [
       '-s',

@@ -66,7 +66,11 @@ export function dnsRecords(config: Config, domain: string, keys: DkimKey[]): Dns
       value: host,
       purpose: 'Outlook account setup (answered when access.autoconfig is on)',
     },
-    srv('autodiscover', 443, 'Outlook account setup (answered when access.autoconfig is on)'),
+    srv(
+      'autodiscover',
+      config.access.autoconfig_https_port,
+      'Outlook account setup (answered when access.autoconfig is on)',
+    ),
   ];
 }
 

@@ -1,4 +1,5 @@
 import { hashPassword, importHash, verifyPassword } from '@mailwerk/auth';
+import { appleProfile } from '@mailwerk/autoconfig';
 import { formatByteSize, parseByteSize } from '@mailwerk/config';
 import { type Account, DEFAULT_MAILBOXES, type MailStore, normalizeAddress } from '@mailwerk/store';
 import type { Command, Options } from '../command.ts';
@@ -50,6 +51,31 @@ async function passwordHashFrom(ctx: Context, opts: Options): Promise<string> {
 const hashOption = { 'password-hash': { type: 'string' } } as const;
 
 export const userCommands: Command[] = [
+  {
+    name: ['user', 'profile'],
+    args: 'ADDRESS',
+    summary:
+      'print an Apple configuration profile (.mobileconfig) that sets up the account on an iPhone, iPad or Mac',
+    help: 'mailwerk user profile alice@example.org > alice.mobileconfig; send it to her and open it on the device (the password is asked there).',
+    minArgs: 1,
+    maxArgs: 1,
+    async run(ctx, [address]) {
+      const account = await ctx.store().getAccountByAddress(normalizeAddress(address!));
+      if (!account) throw new CliError(`no such user: ${address}`);
+      const c = ctx.config();
+      ctx.io.stdout.write(
+        appleProfile(account.address, {
+          hostname: c.hostname,
+          imaps: c.access.imaps_port,
+          imap: c.access.imap_port,
+          pop3s: c.access.pop3s_port,
+          pop3: c.access.pop3_port,
+          submissions: c.mta.submissions_port,
+          submission: c.mta.submission_port,
+        }),
+      );
+    },
+  },
   {
     name: ['user', 'add'],
     args: 'ADDRESS',
