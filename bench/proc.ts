@@ -114,6 +114,8 @@ export async function listenerPorts(): Promise<Record<string, string>> {
     'ACCESS__POP3_PORT',
     'ACCESS__POP3S_PORT',
     'ADMIN__PORT',
+    'ACCESS__AUTOCONFIG_HTTP_PORT',
+    'ACCESS__AUTOCONFIG_HTTPS_PORT',
   ];
   const env: Record<string, string> = {};
   for (const k of keys) env[`MAILWERK_${k}`] = String(await freePort());

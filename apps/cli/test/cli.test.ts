@@ -19,9 +19,10 @@ const PASSWORD = 'correct horse battery\n';
 
 describe('mailwerk CLI', () => {
   let sb: Sandbox;
-  before(async () => {
-    sb = await sandbox();
-    const init = await sb.run([
+  /** A sandbox initialised as every test here expects it (mail.example.org, unprivileged ports). */
+  async function initialised(): Promise<Sandbox> {
+    const fresh = await sandbox();
+    const init = await fresh.run([
       'init',
       '--data-dir',
       'data',
@@ -30,6 +31,10 @@ describe('mailwerk CLI', () => {
       '--unprivileged-ports',
     ]);
     assert.equal(init.code, 0, init.stderr);
+    return fresh;
+  }
+  before(async () => {
+    sb = await initialised();
   });
   after(() => sb.cleanup());
 
@@ -103,17 +108,8 @@ describe('mailwerk CLI', () => {
 
   it('prints an Apple configuration profile for a user, with the ports this server serves', async () => {
     // A sandbox of its own: the others count this one's domains.
-    const own = await sandbox();
+    const own = await initialised();
     after(() => own.cleanup());
-    const init = await own.run([
-      'init',
-      '--data-dir',
-      'data',
-      '--hostname',
-      'mail.example.org',
-      '--unprivileged-ports',
-    ]);
-    assert.equal(init.code, 0, init.stderr);
     await own.run(['domain', 'add', 'profile.example']);
     await own.run(['user', 'add', 'pat@profile.example'], 'a password\n');
     const r = await own.run(['user', 'profile', 'pat@profile.example']);

@@ -7,11 +7,16 @@ import { join } from 'node:path';
 export const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'mailwerk');
 
 /**
- * What every test's mailwerk gets unless the test says otherwise: the admin port off (test files run at
- * once, and 8010 is one port), and, run as root, the services dropped to `nobody` (so no test creates a
+ * What every test's mailwerk gets unless the test says otherwise: the admin port and account set-up off
+ * (test files run at once, and each has one port), and, run as root, the services dropped to `nobody` (so no test creates a
  * user on the machine; privileges.ts).
  */
-export const DEFAULT_ENV = { MAILWERK_ADMIN__PORT: '0', MAILWERK_RUN_AS: 'nobody' } as const;
+export const DEFAULT_ENV = {
+  MAILWERK_ADMIN__PORT: '0',
+  MAILWERK_RUN_AS: 'nobody',
+  // On by default on 80/443 (2080/2443 in the sandboxes): one port for all test files at once.
+  MAILWERK_ACCESS__AUTOCONFIG: 'false',
+} as const;
 
 export interface Result {
   code: number;

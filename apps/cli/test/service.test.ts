@@ -62,6 +62,15 @@ describe('mailwerk start', () => {
       t.close();
     }
   };
+  /** bob signed in on submission (587's role, STARTTLS required). */
+  const bobSubmission = () =>
+    nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: submissionPort,
+      requireTLS: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'bob@example.org', pass: 'a good password' },
+    });
   /** An IMAP sign-in over 993's role with a wrong password, refused (imapflow signs in with AUTHENTICATE PLAIN). */
   const refusedImap = async (user: string) => {
     const imap = new ImapFlow({
@@ -235,13 +244,7 @@ describe('mailwerk start', () => {
 
   it("takes a signed-in user's mail on submission and delivers it; a spoofed From is refused", async () => {
     const svc = await sb.spawn(['start'], /Submission \(STARTTLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
-    const t = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port: submissionPort,
-      requireTLS: true,
-      tls: { rejectUnauthorized: false },
-      auth: { user: 'bob@example.org', pass: 'a good password' },
-    });
+    const t = bobSubmission();
     try {
       const info = await t.sendMail({
         from: 'bob@example.org',
@@ -371,13 +374,7 @@ describe('mailwerk start', () => {
       MAILWERK_MTA__RELAY_HOST__USER: 'relay-user',
       MAILWERK_MTA__RELAY_HOST__PASSWORD_FILE: secret,
     });
-    const t = nodemailer.createTransport({
-      host: '127.0.0.1',
-      port: submissionPort,
-      requireTLS: true,
-      tls: { rejectUnauthorized: false },
-      auth: { user: 'bob@example.org', pass: 'a good password' },
-    });
+    const t = bobSubmission();
     try {
       await t.sendMail({
         from: 'bob@example.org',

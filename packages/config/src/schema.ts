@@ -306,9 +306,9 @@ export const configSchema = z.strictObject({
       managesieve_port: port(4190, 'ManageSieve'),
       autoconfig: z
         .boolean()
-        .default(false)
+        .default(true)
         .describe(
-          "Answer mail clients' account setup (Thunderbird autoconfig, Outlook autodiscover) over HTTP and HTTPS on the ports below; leave off when a web server already owns them (and proxy the two paths to Mailwerk instead).",
+          "Answer mail clients' account setup (Thunderbird autoconfig, Outlook autodiscover, Apple profiles) over HTTP and HTTPS on the ports below; turn it off when a web server already owns them (and proxy /mail/, /.well-known/autoconfig/, /autodiscover/ and /apple/ to Mailwerk instead).",
         ),
       autoconfig_http_port: port(80, 'Account setup over HTTP (Thunderbird)'),
       autoconfig_https_port: port(443, 'Account setup over HTTPS (Outlook, Thunderbird)'),

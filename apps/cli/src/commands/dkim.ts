@@ -2,11 +2,13 @@
  * `mailwerk dkim …` (keys that sign outgoing mail) and `mailwerk dns DOMAIN`
  * (every record an admin publishes for a domain).
  */
+
+import { Resolver } from 'node:dns/promises';
 import type { Config } from '@mailwerk/config';
 import { dkimRecordValue, generateDkimKey, selectorFor } from '@mailwerk/mta';
 import { type DkimKey, isStoreError, normalizeDomain } from '@mailwerk/store';
 import type { Command } from '../command.ts';
-import { CliError } from '../context.ts';
+import { CliError, ExitStatus } from '../context.ts';
 import { printJson, printTable } from '../output.ts';
 
 export interface DnsRecord {
@@ -72,6 +74,50 @@ export function dnsRecords(config: Config, domain: string, keys: DkimKey[]): Dns
       'Outlook account setup (answered when access.autoconfig is on)',
     ),
   ];
+}
+
+export interface RecordCheck extends DnsRecord {
+  status: 'ok' | 'missing' | 'different';
+  /** What the resolver answered for the name and type (normalised as the comparison sees it). */
+  found: string[];
+}
+
+/** Trailing dot off, lower case: how names compare. */
+const bare = (name: string) => name.replace(/\.$/, '').toLowerCase();
+
+/**
+ * Looks up each record: MX, SRV and CNAME compared by target (and preference or port), TXT by its whole
+ * value (SPF and DMARC by their own record only: another TXT at the name is not ours to judge).
+ */
+export async function checkRecords(resolver: Resolver, records: DnsRecord[]): Promise<RecordCheck[]> {
+  const out: RecordCheck[] = [];
+  for (const r of records) {
+    const name = bare(r.name);
+    let found: string[] = [];
+    try {
+      if (r.type === 'MX')
+        found = (await resolver.resolveMx(name)).map((m) => `${m.priority} ${bare(m.exchange)}.`);
+      else if (r.type === 'SRV')
+        found = (await resolver.resolveSrv(name)).map(
+          (x) => `${x.priority} ${x.weight} ${x.port} ${bare(x.name)}.`,
+        );
+      else if (r.type === 'CNAME') found = (await resolver.resolveCname(name)).map((c) => `${bare(c)}.`);
+      else {
+        found = (await resolver.resolveTxt(name)).map((parts) => parts.join(''));
+        // At the domain and at _dmarc, only the SPF or DMARC record is ours to compare.
+        const kind = /^v=(spf1|DMARC1)\b/i.exec(r.value)?.[1];
+        if (kind) found = found.filter((t) => new RegExp(`^v=${kind}\\b`, 'i').test(t));
+      }
+    } catch {
+      found = [];
+    }
+    const want = r.type === 'TXT' ? r.value : r.value.toLowerCase();
+    const same = (f: string) =>
+      r.type === 'TXT' ? f.replace(/\s+/g, '') === want.replace(/\s+/g, '') : f.toLowerCase() === want;
+    const status = found.length === 0 ? 'missing' : found.some(same) ? 'ok' : 'different';
+    out.push({ ...r, status, found });
+  }
+  return out;
 }
 
 const keyRow = (k: DkimKey) => ({
@@ -172,6 +218,43 @@ export const dkimCommands: Command[] = [
       }
       if (ctx.json) return printJson(ctx, { removed: { domain: name, selector } });
       ctx.print(`removed DKIM key ${selector} of ${name}; its DNS record can go`);
+    },
+  },
+  {
+    name: ['dns', 'check'],
+    args: 'DOMAIN',
+    summary:
+      'look up the records "mailwerk dns" prints and say, record by record, what is missing or different',
+    help: "--resolver HOST[:PORT] asks that DNS server instead of the system's. Exit status 0 when everything is published as it should be, 1 otherwise.",
+    options: { resolver: { type: 'string' } },
+    minArgs: 1,
+    maxArgs: 1,
+    async run(ctx, [name], opts) {
+      const store = ctx.store();
+      const domain = normalizeDomain(name!);
+      if (!(await store.getDomain(domain)))
+        throw new CliError(`no domain ${domain}; add it with "mailwerk domain add ${domain}"`);
+      const resolver = new Resolver({ timeout: 3000, tries: 2 });
+      if (typeof opts.resolver === 'string') resolver.setServers([opts.resolver]);
+      const results = await checkRecords(
+        resolver,
+        dnsRecords(ctx.config(), domain, await store.listDkimKeys(domain)),
+      );
+      const bad = results.filter((r) => r.status !== 'ok');
+      if (ctx.json) printJson(ctx, results);
+      else {
+        printTable(
+          ctx,
+          ['NAME', 'TYPE', 'STATUS', 'FOUND'],
+          results.map((r) => [r.name, r.type, r.status, r.found.join(' | ') || '-']),
+        );
+        ctx.print(
+          bad.length
+            ? `${bad.length} of ${results.length} records missing or different; "mailwerk dns ${domain}" prints what to publish`
+            : `all ${results.length} records published as they should be`,
+        );
+      }
+      if (bad.length) throw new ExitStatus(1);
     },
   },
   {
