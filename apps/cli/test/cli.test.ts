@@ -404,6 +404,12 @@ describe('mailwerk CLI', () => {
     assert.deepEqual(find('autoconfig.example.org.', 'CNAME'), ['mail.example.org.']);
     assert.deepEqual(find('autodiscover.example.org.', 'CNAME'), ['mail.example.org.']);
     assert.deepEqual(find('_autodiscover._tcp.example.org.', 'SRV'), ['0 1 2443 mail.example.org.']);
+    // MTA-STS (testing by default) and TLS reporting.
+    assert.match(find('_mta-sts.example.org.', 'TXT')[0]!, /^v=STSv1; id=[0-9a-f]{20}$/);
+    assert.deepEqual(find('mta-sts.example.org.', 'CNAME'), ['mail.example.org.']);
+    assert.deepEqual(find('_smtp._tls.example.org.', 'TXT'), [
+      'v=TLSRPTv1; rua=mailto:postmaster@example.org',
+    ]);
     const text = await sb.run(['dns', 'example.org']);
     assert.equal(text.code, 0);
     // A 2048-bit key is longer than one TXT string may be: it is split into quoted pieces.

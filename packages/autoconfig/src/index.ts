@@ -25,6 +25,8 @@ import { type MailStore, normalizeDomain } from '@mailwerk/store';
 export interface ClientSettings {
   /** The host name clients connect to. */
   hostname: string;
+  /** The MTA-STS mode served for every local domain (RFC 8461); absent: no policy is served. */
+  mtaStsMode?: 'none' | 'testing' | 'enforce';
   imaps: number;
   imap: number;
   pop3s: number;
@@ -86,6 +88,18 @@ ${protocol('SMTP', s.submissions)}
 </Autodiscover>
 `;
 }
+
+/** How long senders cache the policy (RFC 8461 §3.2: at most 31557600 s): a week. */
+export const MTA_STS_MAX_AGE = 604_800;
+
+/** The MTA-STS policy (RFC 8461 §3.2): our one MX host, lines ended by CRLF. */
+export function mtaStsPolicy(mode: 'none' | 'testing' | 'enforce', mx: string): string {
+  return [`version: STSv1`, `mode: ${mode}`, `mx: ${mx}`, `max_age: ${MTA_STS_MAX_AGE}`, ''].join('\r\n');
+}
+
+/** The policy's id for its `_mta-sts` TXT record: it changes when the policy does (RFC 8461 §3.1: 1–32 letters and digits). */
+export const mtaStsId = (policy: string): string =>
+  createHash('sha256').update(policy).digest('hex').slice(0, 20);
 
 /** The Autodiscover v2 answer for Protocol=AutodiscoverV1: where the v1 XML is (as Exchange Online answers). */
 export function autodiscoverJson(domain: string): string {
@@ -219,6 +233,18 @@ export function autoconfigHandler(store: MailStore, settings: ClientSettings) {
         const domain = domainOf(address);
         if (!(await isLocal(domain))) return send(res, 404, 'text/plain', 'no such domain here\n');
         return send(res, 200, 'application/json; charset=utf-8', autodiscoverJson(domain!));
+      }
+      if (req.method === 'GET' && path === '/.well-known/mta-sts.txt' && settings.mtaStsMode) {
+        // On mta-sts.<domain> (RFC 8461 §3.3); the domain from the Host.
+        const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
+        const domain = host.startsWith('mta-sts.') ? domainOf(`x@${host.slice(8)}`) : null;
+        if (!(await isLocal(domain))) return send(res, 404, 'text/plain', 'no such domain here\n');
+        return send(
+          res,
+          200,
+          'text/plain; charset=utf-8',
+          mtaStsPolicy(settings.mtaStsMode, settings.hostname),
+        );
       }
       if (req.method === 'GET' && path === '/apple/mobileconfig') {
         const address = (url.searchParams.get('email') ?? '').trim();

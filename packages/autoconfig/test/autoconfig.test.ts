@@ -55,6 +55,7 @@ describe('autoconfig and autodiscover', () => {
       pop3: 110,
       submissions: 465,
       submission: 587,
+      mtaStsMode: 'testing',
     });
     const http = createServer((req, res) => void handler(req, res));
     const tls = await generateSelfSigned('autoconfig.example.org');
@@ -207,6 +208,32 @@ describe('autoconfig and autodiscover', () => {
       `https://127.0.0.1:${httpsPort}/apple/mobileconfig?email=bob%40elsewhere.example`,
     ]);
     assert.equal(missing.out, '404');
+  });
+
+  it('serves the MTA-STS policy on mta-sts.<domain> over HTTPS (RFC 8461 §3.2), for local domains only', async () => {
+    const r = await run('curl', [
+      '-sSk',
+      '-D',
+      '-',
+      '-H',
+      'Host: mta-sts.example.org',
+      `https://127.0.0.1:${httpsPort}/.well-known/mta-sts.txt`,
+    ]);
+    assert.equal(r.code, 0);
+    assert.match(r.out, /^content-type: text\/plain/im);
+    const body = r.out.slice(r.out.indexOf('\r\n\r\n') + 4);
+    assert.equal(body, 'version: STSv1\r\nmode: testing\r\nmx: mail.example.org\r\nmax_age: 604800\r\n');
+    const other = await run('curl', [
+      '-sk',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '-H',
+      'Host: mta-sts.elsewhere.example',
+      `https://127.0.0.1:${httpsPort}/.well-known/mta-sts.txt`,
+    ]);
+    assert.equal(other.out, '404');
   });
 
   it('says nothing for domains that are not local, and 404 for other paths', async () => {

@@ -234,6 +234,12 @@ export const configSchema = z.strictObject({
         .describe(
           'What the Received: header of submitted mail says about the sender\'s client: "private" (nothing: only this host, the protocol and the time) or "full" (its address and EHLO name, as Postfix does).',
         ),
+      mta_sts_mode: z
+        .enum(['none', 'testing', 'enforce'])
+        .default('testing')
+        .describe(
+          'The MTA-STS policy (RFC 8461) served at https://mta-sts.DOMAIN/.well-known/mta-sts.txt for every local domain: "testing" (senders report TLS trouble, deliver anyway), "enforce" (senders that honour it deliver only over verified TLS: needs a certificate from a public CA), "none" (withdraws it). Published with the records mailwerk dns prints.',
+        ),
     })
     .prefault({})
     .describe('The MTA: receives and sends mail over SMTP.'),

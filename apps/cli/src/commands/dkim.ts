@@ -4,6 +4,7 @@
  */
 
 import { Resolver } from 'node:dns/promises';
+import { mtaStsId, mtaStsPolicy } from '@mailwerk/autoconfig';
 import type { Config } from '@mailwerk/config';
 import { dkimRecordValue, generateDkimKey, selectorFor } from '@mailwerk/mta';
 import { type DkimKey, isStoreError, normalizeDomain } from '@mailwerk/store';
@@ -68,6 +69,28 @@ export function dnsRecords(config: Config, domain: string, keys: DkimKey[]): Dns
       value: host,
       purpose: 'Outlook account setup (answered when access.autoconfig is on)',
     },
+    ...(config.mta.mta_sts_mode === 'none'
+      ? []
+      : [
+          {
+            name: `mta-sts.${d}`,
+            type: 'CNAME' as const,
+            value: host,
+            purpose: 'MTA-STS: where senders fetch the policy (HTTPS, this server)',
+          },
+          {
+            name: `_mta-sts.${d}`,
+            type: 'TXT' as const,
+            value: `v=STSv1; id=${mtaStsId(mtaStsPolicy(config.mta.mta_sts_mode, config.hostname))}`,
+            purpose: `MTA-STS (RFC 8461): senders use TLS to this domain (mode ${config.mta.mta_sts_mode}; the id changes with the policy)`,
+          },
+          {
+            name: `_smtp._tls.${d}`,
+            type: 'TXT' as const,
+            value: `v=TLSRPTv1; rua=mailto:postmaster@${domain}`,
+            purpose: 'TLS reporting (RFC 8460): senders report TLS trouble to postmaster',
+          },
+        ]),
     srv(
       'autodiscover',
       config.access.autoconfig_https_port,

@@ -63,6 +63,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
         pop3: config.access.pop3_port,
         submissions: config.mta.submissions_port,
         submission: config.mta.submission_port,
+        mtaStsMode: config.mta.mta_sts_mode,
       });
       const serve = (req: IncomingMessage, res: ServerResponse) => void handler(req, res);
       const plain = createHttpServer(serve);
