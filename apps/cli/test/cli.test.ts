@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BIN, type Sandbox, sandbox } from './helpers.ts';
+import { BIN, initialised, type Sandbox, sandbox } from './helpers.ts';
 
 interface User {
   address: string;
@@ -19,20 +19,6 @@ const PASSWORD = 'correct horse battery\n';
 
 describe('mailwerk CLI', () => {
   let sb: Sandbox;
-  /** A sandbox initialised as every test here expects it (mail.example.org, unprivileged ports). */
-  async function initialised(): Promise<Sandbox> {
-    const fresh = await sandbox();
-    const init = await fresh.run([
-      'init',
-      '--data-dir',
-      'data',
-      '--hostname',
-      'mail.example.org',
-      '--unprivileged-ports',
-    ]);
-    assert.equal(init.code, 0, init.stderr);
-    return fresh;
-  }
   before(async () => {
     sb = await initialised();
   });

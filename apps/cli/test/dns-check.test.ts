@@ -5,7 +5,7 @@ import { createSocket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { type Answer, decode, encode, type Question } from 'dns-packet';
-import { type Sandbox, sandbox } from './helpers.ts';
+import { initialised, type Sandbox } from './helpers.ts';
 
 interface Zone {
   [nameAndType: string]: Answer[];
@@ -35,16 +35,7 @@ async function dnsServer(zone: Zone) {
 describe('mailwerk dns check', () => {
   let sb: Sandbox;
   before(async () => {
-    sb = await sandbox();
-    const init = await sb.run([
-      'init',
-      '--data-dir',
-      'data',
-      '--hostname',
-      'mail.example.org',
-      '--unprivileged-ports',
-    ]);
-    assert.equal(init.code, 0, init.stderr);
+    sb = await initialised();
     await sb.run(['domain', 'add', 'example.org']);
   });
   after(() => sb.cleanup());

@@ -139,3 +139,18 @@ export async function sandbox(): Promise<Sandbox> {
   };
   return sb;
 }
+
+/** A sandbox initialised as most tests expect it: mail.example.org, unprivileged ports. */
+export async function initialised(): Promise<Sandbox> {
+  const fresh = await sandbox();
+  const init = await fresh.run([
+    'init',
+    '--data-dir',
+    'data',
+    '--hostname',
+    'mail.example.org',
+    '--unprivileged-ports',
+  ]);
+  if (init.code !== 0) throw new Error(`mailwerk init failed: ${init.stderr}`);
+  return fresh;
+}

@@ -9,7 +9,7 @@ import type { Config } from '@mailwerk/config';
 import { dkimRecordValue, generateDkimKey, selectorFor } from '@mailwerk/mta';
 import { type DkimKey, isStoreError, normalizeDomain } from '@mailwerk/store';
 import type { Command } from '../command.ts';
-import { CliError, ExitStatus } from '../context.ts';
+import { CliError, type Context, ExitStatus } from '../context.ts';
 import { printJson, printTable } from '../output.ts';
 
 export interface DnsRecord {
@@ -143,6 +143,14 @@ export async function checkRecords(resolver: Resolver, records: DnsRecord[]): Pr
   return out;
 }
 
+/** The canonical name of a local domain, or the CLI's error saying how to add it. */
+async function localDomain(ctx: Context, name: string): Promise<string> {
+  const domain = normalizeDomain(name);
+  if (!(await ctx.store().getDomain(domain)))
+    throw new CliError(`no domain ${domain}; add it with "mailwerk domain add ${domain}"`);
+  return domain;
+}
+
 const keyRow = (k: DkimKey) => ({
   domain: k.domain,
   selector: k.selector,
@@ -164,9 +172,7 @@ export const dkimCommands: Command[] = [
     maxArgs: 1,
     async run(ctx, [name], opts) {
       const store = ctx.store();
-      const domain = normalizeDomain(name!);
-      if (!(await store.getDomain(domain)))
-        throw new CliError(`no domain ${domain}; add it with "mailwerk domain add ${domain}"`);
+      const domain = await localDomain(ctx, name!);
       const algorithm = typeof opts.algorithm === 'string' ? opts.algorithm : 'rsa';
       const kinds: string[] = algorithm === 'both' ? ['rsa', 'ed25519'] : [algorithm];
       if (!kinds.every((k) => k === 'rsa' || k === 'ed25519'))
@@ -254,9 +260,7 @@ export const dkimCommands: Command[] = [
     maxArgs: 1,
     async run(ctx, [name], opts) {
       const store = ctx.store();
-      const domain = normalizeDomain(name!);
-      if (!(await store.getDomain(domain)))
-        throw new CliError(`no domain ${domain}; add it with "mailwerk domain add ${domain}"`);
+      const domain = await localDomain(ctx, name!);
       const resolver = new Resolver({ timeout: 3000, tries: 2 });
       if (typeof opts.resolver === 'string') resolver.setServers([opts.resolver]);
       const results = await checkRecords(
@@ -288,9 +292,7 @@ export const dkimCommands: Command[] = [
     maxArgs: 1,
     async run(ctx, [name]) {
       const store = ctx.store();
-      const domain = normalizeDomain(name!);
-      if (!(await store.getDomain(domain)))
-        throw new CliError(`no domain ${domain}; add it with "mailwerk domain add ${domain}"`);
+      const domain = await localDomain(ctx, name!);
       const config = ctx.config();
       const keys = await store.listDkimKeys(domain);
       const records = dnsRecords(config, domain, keys);
