@@ -2,10 +2,9 @@
  * `mailwerk`: the admin command. Exit status: 0 success, 1 the command
  * failed (the message says why, nothing was changed), 2 usage error.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '@mailwerk/config';
+import { mailwerkVersion } from '@mailwerk/runtime';
 import { StoreError } from '@mailwerk/store';
 import { MIGRATIONS } from '@mailwerk/store-sqlite';
 import type { Command } from './command.ts';
@@ -87,10 +86,7 @@ function explain(err: unknown): string {
 
 /** `mailwerk --version`: this version, the Node running it, and the store schema it reads and writes. */
 function version(): string {
-  const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as {
-    version: string;
-  };
-  return `mailwerk ${pkg.version} (Node ${process.versions.node}, store schema ${MIGRATIONS.length})`;
+  return `mailwerk ${mailwerkVersion()} (Node ${process.versions.node}, store schema ${MIGRATIONS.length})`;
 }
 
 export async function run(argv: string[], io: Io): Promise<number> {

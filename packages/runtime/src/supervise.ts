@@ -12,7 +12,7 @@
  * Usage (by bin/mailwerk): supervise.js [the arguments of `mailwerk … start …`]
  */
 import { fork } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '@mailwerk/config';
 import { adminServer } from './admin.ts';
@@ -21,6 +21,7 @@ import { createLogger } from './log.ts';
 import { handOverData, isRoot, serviceIdentity } from './privileges.ts';
 import { SERVICES } from './services.ts';
 import { StartError, Supervisor } from './supervisor.ts';
+import { mailwerkVersion } from './version.ts';
 
 /** Messages between this process and the CLI child. */
 export type ReporterMessage =
@@ -97,10 +98,7 @@ try {
   }
   const listening = await supervisor.start();
   if (config.admin.port > 0) {
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'apps', 'cli', 'package.json'), 'utf8')) as {
-      version: string;
-    };
-    const admin = adminServer(supervisor, { version: pkg.version, node: process.versions.node });
+    const admin = adminServer(supervisor, { version: mailwerkVersion(), node: process.versions.node });
     try {
       const address = await listen(admin, config.admin.port, config.admin.listen);
       listening.push({ service: 'Admin (HTTP)', address });

@@ -1,7 +1,8 @@
-import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { mailwerkVersion } from '@mailwerk/runtime';
 import { MIGRATIONS } from '@mailwerk/store-sqlite';
+import { describeCertificate } from '@mailwerk/tls';
 import type { Command } from '../command.ts';
 import { type Context, ExitStatus } from '../context.ts';
 import { printJson, printTable } from '../output.ts';
@@ -35,21 +36,13 @@ async function running(ctx: Context): Promise<{ services: ServiceStatus[] | null
 
 function certificate(path: string): { subject: string; notAfter: string; daysLeft: number } | null {
   if (!existsSync(path)) return null;
-  const cert = new X509Certificate(readFileSync(path));
-  const notAfter = new Date(cert.validTo);
+  const cert = describeCertificate(readFileSync(path, 'utf8'));
   return {
     subject: cert.subject.replace(/\n/g, ', '),
-    notAfter: notAfter.toISOString(),
-    daysLeft: Math.floor((notAfter.getTime() - Date.now()) / 86_400_000),
+    notAfter: cert.validTo.toISOString(),
+    daysLeft: Math.floor((cert.validTo.getTime() - Date.now()) / 86_400_000),
   };
 }
-
-const version = () =>
-  (
-    JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as {
-      version: string;
-    }
-  ).version;
 
 export const statusCommands: Command[] = [
   {
@@ -66,7 +59,7 @@ export const statusCommands: Command[] = [
       const oldest = queue.length ? Math.min(...queue.map((e) => e.createdAt.getTime())) : null;
       const db = config.store.backend === 'sqlite' ? config.store.sqlite_path : null;
       const status = {
-        version: version(),
+        version: mailwerkVersion(),
         node: process.versions.node,
         schema: MIGRATIONS.length,
         running: services !== null,
