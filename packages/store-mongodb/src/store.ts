@@ -177,6 +177,13 @@ const toDkim = (d: DkimDoc): DkimKey => ({
   createdAt: d.createdAt,
 });
 
+/**
+ * The layout of the documents this code writes, kept in the database (`meta`, `_id: 'schema'`): a
+ * database marked with a higher one was written by a newer Mailwerk and is refused, as the SQLite store
+ * refuses a newer schema.
+ */
+export const MONGO_SCHEMA = 1;
+
 export interface MongoStoreOptions {
   url: string;
   /** Default: the database named in the URL, else "mailwerk". */
@@ -237,6 +244,14 @@ export class MongoMailStore implements MailStore {
   }
 
   private async ensureIndexes(): Promise<void> {
+    const meta = this.c<{ _id: string; version: number }>('meta');
+    const marked = await meta.findOne({ _id: 'schema' });
+    if (marked && marked.version > MONGO_SCHEMA)
+      throw new StoreError(
+        'conflict',
+        `The MongoDB store ${this.db.databaseName} has schema version ${marked.version}, written by a newer Mailwerk; this one knows versions up to ${MONGO_SCHEMA}. Run the newer version, or restore a backup taken before the upgrade.`,
+      );
+    await meta.updateOne({ _id: 'schema' }, { $max: { version: MONGO_SCHEMA } }, { upsert: true });
     await this.accounts.createIndex({ address: 1 }, { unique: true });
     await this.accounts.createIndex({ domain: 1, address: 1 });
     await this.aliases.createIndex({ domain: 1 });
