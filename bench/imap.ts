@@ -10,6 +10,7 @@
 //    in MAILBOX (INBOX by default, holding the appended messages: each session
 //    keeps the mailbox's UID list; Drafts is empty).
 // Usage: node bench/imap.ts [count=10000] [appendsPerSession=300] [idlers=1000] [mailbox=INBOX]
+// (BIG_MIB=2: the size of the message each idle connection fetches in the "after a large FETCH" measure; 0: skip it)
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -137,6 +138,8 @@ async function idleCost(
   mailbox: string,
   n: number,
   measure: () => Promise<number>,
+  /** Run by each connection after SELECT, before IDLE (a large FETCH, as a mail client's first sync). */
+  first?: (c: RawImap) => Promise<void>,
 ): Promise<number> {
   const conns: RawImap[] = [];
   const open = async (k: number) => {
@@ -149,6 +152,7 @@ async function idleCost(
           if (!/OK/.test(login)) throw new Error(login);
           const sel = (await c.cmd(`SELECT ${mailbox}`)).toString();
           if (!/ OK /.test(sel)) throw new Error(sel);
+          await first?.(c);
           await c.idle();
           conns.push(c);
         }),
@@ -179,6 +183,36 @@ if (idlers > 0) {
   const per = (a: number, b: number) => ((a - b) / (idlers - Math.floor(idlers / 2)) / 1024).toFixed(1);
   console.log(
     `Mailwerk: IDLE in ${idleMailbox}: ${m.connections} connections signed in and idling (set up in ${((performance.now() - t) / 1000).toFixed(1)} s); per connection (the last ${idlers - Math.floor(idlers / 2)}): RSS ${(rss / 1024).toFixed(1)} KiB, JS heap ${per(m.heapUsed, f.heapUsed)} KiB, external ${per(m.external, f.external)} KiB; server RSS ${(m.rss / 1024 / 1024).toFixed(0)} MiB`,
+  );
+}
+
+// 3b. The same after each connection has fetched one large message (BIG_MIB MiB, 2 by default): what a
+// connection keeps after a mail client's first sync. Node's TLS socket keeps an output buffer as large as
+// the largest single write it was given (packages/tls/src/paced.ts); the session writes in slices.
+const bigMiB = Number(process.env.BIG_MIB ?? 2);
+const line = `${'x'.repeat(998)}\r\n`;
+const big = Buffer.from(
+  `Subject: large\r\n\r\n${line.repeat(Math.ceil((bigMiB * 1024 * 1024) / line.length))}`,
+);
+/** Appends the large message to `mailbox`, then measures idle connections that each fetched it (`*`) first. */
+async function afterLargeFetch(port: number, mailbox: string, n: number, measure: () => Promise<number>) {
+  const a = new RawImap(port);
+  await a.greeting();
+  await a.cmd(`LOGIN bob@example.org "${PASSWORD}"`);
+  const appended = (await a.append(mailbox, big)).toString();
+  if (!/ OK /.test(appended)) throw new Error(appended);
+  a.socket.destroy();
+  return idleCost(port, mailbox, n, measure, async (c) => {
+    const out = await c.cmd('FETCH * BODY.PEEK[]');
+    if (out.length < big.length) throw new Error(`FETCH returned ${out.length} bytes`);
+  });
+}
+const largeLabel = `after each connection fetched a ${(big.length / 1024 / 1024).toFixed(1)} MiB message`;
+if (idlers > 0 && bigMiB > 0) {
+  const t = performance.now();
+  const rss = await afterLargeFetch(port, 'Drafts', idlers, async () => (await memory()).rss);
+  console.log(
+    `Mailwerk: IDLE ${largeLabel} (${idlers} connections, ${((performance.now() - t) / 1000).toFixed(1)} s): per connection (the last ${idlers - Math.floor(idlers / 2)}): RSS ${(rss / 1024).toFixed(1)} KiB`,
   );
 }
 
@@ -256,6 +290,17 @@ if (process.getuid?.() !== 0 || !existsSync('/usr/sbin/dovecot')) {
       console.log(
         `Dovecot: IDLE in INBOX (${count} messages), ${n} connections; per connection (the last ${n - Math.floor(n / 2)}): PSS of all its processes ${(pss / 1024).toFixed(1)} KiB`,
       );
+      if (bigMiB > 0) {
+        const after = await afterLargeFetch(
+          dovecot.port,
+          'INBOX',
+          n,
+          async () => treePssMiB([dovecot.pid]) * 1024 * 1024,
+        );
+        console.log(
+          `Dovecot: IDLE ${largeLabel}, ${n} connections; per connection (the last ${n - Math.floor(n / 2)}): PSS of all its processes ${(after / 1024).toFixed(1)} KiB`,
+        );
+      }
     }
   } finally {
     await dovecot.stop();

@@ -21,6 +21,7 @@ import type { Duplex, Writable } from 'node:stream';
 import { type SecureContext, TLSSocket } from 'node:tls';
 import { createDeflateRaw, createInflateRaw, type DeflateRaw, constants as zlibConstants } from 'node:zlib';
 import type { MailEvent } from '@mailwerk/bus';
+import { PacedWriter } from '@mailwerk/tls';
 import { COMMANDS } from './commands/index.ts';
 import { ImapByeError, ImapSyntaxError, toResponse } from './errors.ts';
 import { Cursor } from './protocol/cursor.ts';
@@ -95,7 +96,7 @@ export class Session {
     this.ctx = ctx;
     this.socket = socket;
     this.input = socket;
-    this.output = socket;
+    this.output = new PacedWriter(socket, MAX_PENDING);
     this.secure = secure;
     this.remoteAddress = remoteAddress;
     this.onClose = onClose;
@@ -227,7 +228,7 @@ export class Session {
     this.outBytes = 0;
     this.output.write(data);
     if (this.deflate) this.deflate.flush(zlibConstants.Z_SYNC_FLUSH);
-    // Up to MAX_PENDING may wait in the socket's buffer (fewer round trips for a long FETCH); beyond, wait.
+    // Up to MAX_PENDING may wait in the writer (fewer round trips for a long FETCH); beyond, wait.
     if (this.output.writableLength > MAX_PENDING) await this.drained();
   }
 
@@ -442,7 +443,7 @@ export class Session {
       plain.once('close', () => resolve());
     });
     this.socket = tls;
-    this.output = tls;
+    this.output = new PacedWriter(tls, MAX_PENDING);
     this.secure = true;
     this.attach(tls);
   }
@@ -457,7 +458,7 @@ export class Session {
     inflate.on('error', () => this.destroy());
     deflate.on('error', () => this.destroy());
     this.socket.pipe(inflate);
-    deflate.pipe(this.socket);
+    deflate.pipe(new PacedWriter(this.socket, MAX_PENDING));
     this.attach(inflate);
     this.output = deflate;
     this.deflate = deflate;

@@ -136,6 +136,40 @@ describe('IMAP: COMPRESS=DEFLATE', () => {
   });
 });
 
+describe('IMAP: large messages out over TLS (PacedWriter)', () => {
+  it('sends a 3 MB message whole and in order over 993, with and without COMPRESS, and the session goes on', async () => {
+    const r = await rig({ maxMessageSize: 4 * 1024 * 1024 });
+    try {
+      // Bytes that do not compress, so the compressed stream is as large as the message.
+      const body = (await import('node:crypto'))
+        .randomBytes(2_250_000)
+        .toString('base64')
+        .replace(/.{76}/g, '$&\r\n');
+      const raw = Buffer.from(`From: ann@example.org\r\nSubject: big\r\n\r\n${body}\r\n`);
+      const writer = await r.client('bob');
+      await writer.append('INBOX', raw);
+      for (const disableCompression of [false, true]) {
+        const c = await r.client('bob', { disableCompression });
+        await c.mailboxOpen('INBOX');
+        const { content } = await c.download('1', undefined, { uid: false });
+        const chunks: Buffer[] = [];
+        for await (const chunk of content) chunks.push(chunk as Buffer);
+        const got = Buffer.concat(chunks);
+        assert.equal(got.length, raw.length, `compression ${!disableCompression}`);
+        assert.ok(got.equals(raw));
+        assert.equal(
+          (await c.status('INBOX', { messages: true })).messages,
+          1,
+          'the session answers after it',
+        );
+        await c.logout();
+      }
+    } finally {
+      await r.close();
+    }
+  });
+});
+
 describe('IMAP: connection limits', () => {
   it('turns away connections beyond the per-address limit with BYE, and takes new ones once others close', async () => {
     const r = await rig({ maxConnectionsPerIp: 2 });

@@ -26,6 +26,7 @@ import { ConnectionLimiter, type Counters, InProcessCounters } from '@mailwerk/l
 import { dotStuff } from '@mailwerk/mime';
 import type { Account, Mailbox, MailStore } from '@mailwerk/store';
 import { normalizeAddress } from '@mailwerk/store';
+import { PacedWriter } from '@mailwerk/tls';
 
 export interface Pop3Options {
   store: MailStore;
@@ -190,6 +191,8 @@ class Pop3Session {
   private entries: Entry[] = [];
   private timer: NodeJS.Timeout | null = null;
   private socket: Socket;
+  /** What is sent goes through this, a TLS record's worth at a time (PacedWriter says why). */
+  private out: PacedWriter;
   private secure: boolean;
   private readonly service: Pop3Service;
   private readonly opts: Pop3Options;
@@ -208,6 +211,7 @@ class Pop3Session {
     this.opts = opts;
     this.throttle = throttle;
     this.socket = socket;
+    this.out = new PacedWriter(socket);
     this.secure = secure;
     this.ip = ip;
     this.attach();
@@ -287,19 +291,20 @@ class Pop3Session {
 
   private send(line: string): void {
     if (line.startsWith('-ERR')) this.lastOk = false;
-    if (this.state !== 'CLOSED' && !this.socket.destroyed) this.socket.write(`${line}\r\n`, 'latin1');
+    if (this.state !== 'CLOSED' && !this.socket.destroyed) this.out.write(`${line}\r\n`, 'latin1');
   }
 
   private async sendData(data: Buffer): Promise<void> {
     if (this.socket.destroyed) return;
-    if (!this.socket.write(data)) {
+    const out = this.out;
+    if (!out.write(data)) {
       await new Promise<void>((resolve) => {
         const done = () => {
-          this.socket.off('drain', done);
+          out.off('drain', done);
           this.socket.off('close', done);
           resolve();
         };
-        this.socket.on('drain', done);
+        out.on('drain', done);
         this.socket.on('close', done);
       });
     }
@@ -313,7 +318,7 @@ class Pop3Session {
     if (this.timer) clearTimeout(this.timer);
     // Stop reading, say goodbye, and do not wait long for a client that will not close its side.
     this.socket.pause();
-    this.socket.end();
+    this.out.end();
     const socket = this.socket;
     setTimeout(() => socket.destroy(), 2000).unref();
     this.release();
@@ -475,6 +480,7 @@ class Pop3Session {
     tls.on('error', () => plain.destroy());
     tls.once('secure', () => {
       this.socket = tls;
+      this.out = new PacedWriter(tls);
       this.secure = true;
       this.userName = null;
       this.attach();

@@ -110,3 +110,5 @@ export async function ensureCertificate(options: {
   await writeAtomic(options.certPath, pair.cert, 0o644);
   return { ...pair, generated: true };
 }
+
+export { PacedWriter, SLICE } from './paced.ts';
