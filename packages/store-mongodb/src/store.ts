@@ -62,6 +62,7 @@ import {
   type SieveScript,
   type SpecialUse,
   StoreError,
+  type TlsItem,
   withStructure,
 } from '@mailwerk/store';
 import {
@@ -241,6 +242,14 @@ export class MongoMailStore implements MailStore {
   }
   private get secrets() {
     return this.c<{ _id: string; value: Buffer | Binary }>('secrets');
+  }
+  private get tlsItems() {
+    return this.c<{ _id: string; cert: string; key: string; notAfter: Date | null; updatedAt: Date }>(
+      'tls_items',
+    );
+  }
+  private get locks() {
+    return this.c<{ _id: string; owner: string; until: Date }>('locks');
   }
 
   private async ensureIndexes(): Promise<void> {
@@ -1280,6 +1289,48 @@ export class MongoMailStore implements MailStore {
   }
 
   // ---- secrets ---------------------------------------------------------------
+
+  async putTlsItem(item: Omit<TlsItem, 'updatedAt'>): Promise<TlsItem> {
+    await this.ready;
+    const doc = { cert: item.cert, key: item.key, notAfter: item.notAfter, updatedAt: new Date() };
+    await this.tlsItems.replaceOne({ _id: item.name }, doc, { upsert: true });
+    return { name: item.name, ...doc };
+  }
+
+  async getTlsItem(name: string): Promise<TlsItem | null> {
+    await this.ready;
+    const doc = await this.tlsItems.findOne({ _id: name });
+    if (!doc) return null;
+    return { name, cert: doc.cert, key: doc.key, notAfter: doc.notAfter ?? null, updatedAt: doc.updatedAt };
+  }
+
+  async deleteTlsItem(name: string): Promise<void> {
+    await this.ready;
+    await this.tlsItems.deleteOne({ _id: name });
+  }
+
+  async acquireLock(name: string, owner: string, ms: number): Promise<boolean> {
+    await this.ready;
+    const now = new Date();
+    try {
+      // Matches a lock that is ours or has expired, or inserts one; another owner's live lock makes
+      // the upsert collide with its _id, which is the refusal.
+      await this.locks.updateOne(
+        { _id: name, $or: [{ owner }, { until: { $lte: now } }] },
+        { $set: { owner, until: new Date(now.getTime() + ms) } },
+        { upsert: true },
+      );
+      return true;
+    } catch (err) {
+      if (isDuplicate(err)) return false;
+      throw err;
+    }
+  }
+
+  async releaseLock(name: string, owner: string): Promise<void> {
+    await this.ready;
+    await this.locks.deleteOne({ _id: name, owner });
+  }
 
   async secret(name: string): Promise<Buffer> {
     await this.ready;

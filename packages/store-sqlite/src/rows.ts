@@ -10,6 +10,7 @@ import {
   type QueueRecipient,
   type SieveScript,
   type SpecialUse,
+  type TlsItem,
   withStructure,
 } from '@mailwerk/store';
 import type { Row } from './sql.ts';
@@ -96,5 +97,13 @@ export const toSieve = (r: Row): SieveScript => ({
   name: r.name as string,
   content: r.content as string,
   active: r.active === 1,
+  updatedAt: new Date(Number(r.updated_at)),
+});
+
+export const toTlsItem = (r: Row): TlsItem => ({
+  name: r.name as string,
+  cert: r.cert as string,
+  key: r.key as string,
+  notAfter: r.not_after === null ? null : new Date(Number(r.not_after)),
   updatedAt: new Date(Number(r.updated_at)),
 });

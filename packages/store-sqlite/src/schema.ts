@@ -140,4 +140,19 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (domain, selector)
   ) STRICT;
   `,
+  `
+  CREATE TABLE tls_items (
+    name TEXT PRIMARY KEY,
+    cert TEXT NOT NULL,
+    key TEXT NOT NULL,
+    not_after INTEGER,
+    updated_at INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE TABLE locks (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until INTEGER NOT NULL
+  ) STRICT;
+  `,
 ];

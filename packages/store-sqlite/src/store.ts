@@ -37,11 +37,12 @@ import {
   type SieveScript,
   type SpecialUse,
   StoreError,
+  type TlsItem,
 } from '@mailwerk/store';
 import { type GroupCommit, uniqueAs } from './db.ts';
 import { SqliteDkim } from './dkim.ts';
 import { SqliteQueue } from './queue.ts';
-import { toAccount, toAlias, toMailbox, toMessage, toMessageMeta } from './rows.ts';
+import { toAccount, toAlias, toMailbox, toMessage, toMessageMeta, toTlsItem } from './rows.ts';
 import { SqliteSieve } from './sieve.ts';
 import { type Row, rowId, Sql } from './sql.ts';
 
@@ -913,6 +914,47 @@ export class SqliteMailStore implements MailStore {
     this.sql.run('INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)', name, randomBytes(32));
     const row = this.sql.get('SELECT value FROM secrets WHERE name = ?', name)!;
     return Buffer.from(row.value as Uint8Array);
+  }
+
+  async putTlsItem(item: Omit<TlsItem, 'updatedAt'>): Promise<TlsItem> {
+    const row = this.sql.get(
+      `INSERT INTO tls_items (name, cert, key, not_after, updated_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET cert = excluded.cert, key = excluded.key,
+         not_after = excluded.not_after, updated_at = excluded.updated_at
+       RETURNING *`,
+      item.name,
+      item.cert,
+      item.key,
+      item.notAfter ? item.notAfter.getTime() : null,
+      Date.now(),
+    )!;
+    return toTlsItem(row);
+  }
+  async getTlsItem(name: string): Promise<TlsItem | null> {
+    const row = this.sql.get('SELECT * FROM tls_items WHERE name = ?', name);
+    return row ? toTlsItem(row) : null;
+  }
+  async deleteTlsItem(name: string): Promise<void> {
+    this.sql.run('DELETE FROM tls_items WHERE name = ?', name);
+  }
+
+  async acquireLock(name: string, owner: string, ms: number): Promise<boolean> {
+    const now = Date.now();
+    // One statement: taken when free, expired or already ours; another owner's live lock stays.
+    const row = this.sql.get(
+      `INSERT INTO locks (name, owner, until) VALUES (?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+         WHERE locks.owner = excluded.owner OR locks.until <= ?
+       RETURNING owner`,
+      name,
+      owner,
+      now + ms,
+      now,
+    );
+    return row?.owner === owner;
+  }
+  async releaseLock(name: string, owner: string): Promise<void> {
+    this.sql.run('DELETE FROM locks WHERE name = ? AND owner = ?', name, owner);
   }
 
   putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript> {

@@ -314,6 +314,18 @@ export interface BlobStore {
   delete(id: string): Promise<void>;
 }
 
+/** A named piece of TLS material (see `MailStore.putTlsItem`). */
+export interface TlsItem {
+  name: string;
+  /** PEM certificate chain, or another public text (an ACME challenge's answer); may be empty. */
+  cert: string;
+  /** PEM private key; may be empty. */
+  key: string;
+  /** When the certificate expires; null for what does not. */
+  notAfter: Date | null;
+  updatedAt: Date;
+}
+
 export interface MailStore {
   readonly blobs: BlobStore;
   close(): Promise<void>;
@@ -442,6 +454,24 @@ export interface MailStore {
    * every process that shares the store from then on (the LMTP delivery key's HMAC key, for one).
    */
   secret(name: string): Promise<Buffer>;
+
+  /**
+   * TLS material kept for every process and host of the installation: the ACME certificate and
+   * account key, and the answers to ACME challenges while an order is validated. Put replaces the
+   * item of that name whole.
+   */
+  putTlsItem(item: Omit<TlsItem, 'updatedAt'>): Promise<TlsItem>;
+  getTlsItem(name: string): Promise<TlsItem | null>;
+  deleteTlsItem(name: string): Promise<void>;
+
+  /**
+   * A named lock held until `now + ms`: true when `owner` holds it after the call (it was free, had
+   * expired, or was `owner`'s already and is extended), false while another owner holds it. Taken by
+   * one conditional write, so of several processes asking at once exactly one gets it.
+   */
+  acquireLock(name: string, owner: string, ms: number): Promise<boolean>;
+  /** Gives the lock up if `owner` holds it; nothing otherwise. */
+  releaseLock(name: string, owner: string): Promise<void>;
 
   putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript>;
   getSieveScript(accountId: string, name: string): Promise<SieveScript | null>;

@@ -14,6 +14,7 @@ import { mailboxSuite } from './mailboxes.ts';
 import { messageSuite } from './messages.ts';
 import { queueSuite } from './queue.ts';
 import { sieveSuite } from './sieve.ts';
+import { tlsSuite } from './tls.ts';
 
 export type { StoreFactory, StoreHarness } from './harness.ts';
 export { deliver, sampleMessage } from './harness.ts';
@@ -26,5 +27,6 @@ export function runStoreConformance(name: string, factory: StoreFactory): void {
     queueSuite(factory);
     sieveSuite(factory);
     dkimSuite(factory);
+    tlsSuite(factory);
   });
 }
