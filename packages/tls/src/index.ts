@@ -111,4 +111,5 @@ export async function ensureCertificate(options: {
   return { ...pair, generated: true };
 }
 
+export { type ClientHelloInfo, MAX_CLIENT_HELLO, readClientHello } from './client-hello.ts';
 export { PacedWriter, SLICE } from './paced.ts';
