@@ -168,6 +168,10 @@ export function fromData(data: unknown, source: string | null): Config {
   if (c.store.backend === 'mongodb' && !c.store.mongodb_url)
     problems.push('store.mongodb_url: required when store.backend is "mongodb"');
   if (Boolean(c.tls.cert) !== Boolean(c.tls.key)) problems.push('tls: set both cert and key, or neither');
+  if (c.tls.acme.enabled && !c.access.autoconfig)
+    problems.push(
+      'tls.acme: needs access.autoconfig (the CA validates on its HTTP/HTTPS ports; behind a web server, pass /.well-known/acme-challenge/ on, docs/reverse-proxy.md)',
+    );
   if (problems.length > 0) throw new ConfigError(source ?? 'the environment', problems);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   return {

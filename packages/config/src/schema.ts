@@ -116,6 +116,41 @@ export const configSchema = z.strictObject({
         .describe(
           'How often the services look whether the certificate files were replaced (then they take them without a restart; SIGHUP or mailwerk reload does it at once).',
         ),
+      acme: z
+        .strictObject({
+          enabled: z
+            .boolean()
+            .default(false)
+            .describe(
+              "Get the certificate from an ACME CA (RFC 8555; Let's Encrypt by default) for the host name and autoconfig., autodiscover. and mta-sts. of every local domain. The CA must reach this server on port 80 (HTTP-01) or 443 (TLS-ALPN-01) under those names.",
+            ),
+          email: z
+            .string()
+            .default('')
+            .describe('Contact address given to the CA (expiry notices). Optional.'),
+          directory_url: z
+            .url()
+            .default('https://acme-v02.api.letsencrypt.org/directory')
+            .describe(
+              "The CA's directory. Let's Encrypt's staging CA: https://acme-staging-v02.api.letsencrypt.org/directory.",
+            ),
+          challenge: z
+            .enum(['auto', 'http-01', 'tls-alpn-01'])
+            .default('auto')
+            .describe(
+              '"auto": HTTP-01 where the account set-up HTTP port is served (access.autoconfig), else TLS-ALPN-01 on its HTTPS port.',
+            ),
+          renew_days: z
+            .number()
+            .min(1)
+            .max(365)
+            .default(30)
+            .describe('Renew this many days before the certificate expires.'),
+        })
+        .prefault({})
+        .describe(
+          'Certificates from an ACME CA, kept in the store so every process and host presents the same one; one process orders at a time.',
+        ),
     })
     .prefault({})
     .describe('TLS for every protocol (STARTTLS and implicit TLS).'),

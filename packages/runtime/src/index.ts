@@ -1,3 +1,4 @@
+export { ACME_CERTIFICATE, acmeNames, RENEW_REQUEST } from './acme.ts';
 export { build } from './build.ts';
 export { createLogger, type Level, type Logger } from './log.ts';
 export { type Listening, type Running, SERVICES, type ServiceName, startServices } from './services.ts';

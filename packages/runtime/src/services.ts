@@ -11,6 +11,7 @@ import type { Config } from '@mailwerk/config';
 import { type Counters, InProcessCounters } from '@mailwerk/limits';
 import type { MailStore } from '@mailwerk/store';
 import { ensureCertificate } from '@mailwerk/tls';
+import { ACME_CERTIFICATE } from './acme.ts';
 import { type Listenable, type Listening, listen } from './listen.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
@@ -85,7 +86,18 @@ export async function startServices(
       keyPath: config.tls.key,
       hostname: config.hostname,
     });
-    certificates = new TlsReloader({ cert: config.tls.cert, key: config.tls.key }, tls, log);
+    // With ACME on, the certificate in the store outranks the files (which keep the self-signed one
+    // used until the first order has been filled).
+    const stored = async () => {
+      const item = await store.getTlsItem(ACME_CERTIFICATE);
+      return item?.cert && item.key ? { cert: item.cert, key: item.key } : null;
+    };
+    certificates = new TlsReloader(
+      { cert: config.tls.cert, key: config.tls.key },
+      tls,
+      log,
+      config.tls.acme.enabled ? { initial: await stored(), read: stored } : null,
+    );
     certificates.watch(config.tls.reload_check_seconds * 1000);
     const deps: ServiceDeps = {
       config,
@@ -102,7 +114,7 @@ export async function startServices(
           log.log('warn', 'authentication failed', { ...failure });
         },
       }),
-      tls,
+      tls: certificates.tls,
       certificates,
       log,
       metrics,
@@ -129,5 +141,9 @@ export async function startServices(
   if (options.logListening !== false)
     for (const l of listening) log.log('info', 'listening', { service: l.service, address: l.address });
   const reloader = certificates!;
-  return { listening, store, metrics, reload: (why) => reloader.reload(why), stop: shutdown };
+  const reload = (why: string) => {
+    for (const s of started) s.reload?.(why);
+    return reloader.reload(why);
+  };
+  return { listening, store, metrics, reload, stop: shutdown };
 }

@@ -16,6 +16,16 @@ export interface TlsFiles {
   cert: string;
 }
 
+/** Whether a pair loads (a key that does not match its certificate does not). */
+function usable(t: TlsFiles): boolean {
+  try {
+    createSecureContext(t);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class TlsReloader {
   private readonly paths: { cert: string; key: string };
   private readonly log: Logger;
@@ -24,11 +34,55 @@ export class TlsReloader {
   private readonly users: Array<(tls: TlsFiles) => void> = [];
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(paths: { cert: string; key: string }, initial: TlsFiles, log: Logger) {
+  /** Where a certificate that outranks the files comes from (the ACME one in the store), if anywhere. */
+  private readonly source: (() => Promise<TlsFiles | null>) | null;
+  /** Whether the pair in use came from `source` (then the files are not looked at). */
+  private sourced = false;
+
+  constructor(
+    paths: { cert: string; key: string },
+    initial: TlsFiles,
+    log: Logger,
+    source: { initial: TlsFiles | null; read(): Promise<TlsFiles | null> } | null = null,
+  ) {
     this.paths = paths;
     this.current = initial;
     this.log = log;
     this.stamp = this.stampNow();
+    this.source = source ? () => source.read() : null;
+    if (source?.initial && usable(source.initial)) {
+      this.current = source.initial;
+      this.sourced = true;
+    }
+  }
+
+  /** Takes the source's pair when it is new and loads; true when it is now in use. */
+  async refresh(why: string): Promise<boolean> {
+    if (!this.source) return false;
+    let next: TlsFiles | null;
+    try {
+      next = await this.source();
+    } catch (err) {
+      this.log.log('error', 'stored certificate not read; the one in use stays', {
+        why,
+        error: (err as Error).message,
+      });
+      return false;
+    }
+    if (!next || (next.cert === this.current.cert && next.key === this.current.key)) return false;
+    if (!usable(next)) {
+      this.log.log('error', 'stored certificate does not load; the one in use stays', { why });
+      return false;
+    }
+    this.sourced = true;
+    this.apply(next, why, 'the store');
+    return true;
+  }
+
+  private apply(next: TlsFiles, why: string, from: string): void {
+    this.current = next;
+    for (const update of this.users) update(next);
+    this.log.log('info', 'certificate reloaded', { why, from });
   }
 
   get tls(): TlsFiles {
@@ -54,8 +108,10 @@ export class TlsReloader {
     }
   }
 
-  /** Reads the files again; true when a new certificate is now in use. */
+  /** Reads the files again (and asks the source); true when a new certificate from the files is now in use. */
   reload(why: string): boolean {
+    if (this.source) void this.refresh(why);
+    if (this.sourced) return false;
     this.stamp = this.stampNow();
     let next: TlsFiles;
     try {
@@ -74,16 +130,15 @@ export class TlsReloader {
       this.log.log('info', 'certificate unchanged', { why, cert: this.paths.cert });
       return false;
     }
-    this.current = next;
-    for (const update of this.users) update(next);
-    this.log.log('info', 'certificate reloaded', { why, cert: this.paths.cert });
+    this.apply(next, why, this.paths.cert);
     return true;
   }
 
   /** Checks the files every `ms` and reloads when they changed. */
   watch(ms: number): void {
     this.timer = setInterval(() => {
-      if (this.stampNow() !== this.stamp) this.reload('the files changed');
+      if (this.source) void this.refresh('the store has a new certificate');
+      if (!this.sourced && this.stampNow() !== this.stamp) this.reload('the files changed');
     }, ms);
     this.timer.unref();
   }

@@ -1,10 +1,10 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { mailwerkVersion } from '@mailwerk/runtime';
+import { ACME_CERTIFICATE, mailwerkVersion, RENEW_REQUEST } from '@mailwerk/runtime';
 import { MIGRATIONS } from '@mailwerk/store-sqlite';
 import { describeCertificate } from '@mailwerk/tls';
 import type { Command } from '../command.ts';
-import { type Context, ExitStatus } from '../context.ts';
+import { CliError, type Context, ExitStatus } from '../context.ts';
 import { printJson, printTable } from '../output.ts';
 
 interface ServiceStatus {
@@ -34,14 +34,36 @@ async function running(ctx: Context): Promise<{ services: ServiceStatus[] | null
   }
 }
 
-function certificate(path: string): { subject: string; notAfter: string; daysLeft: number } | null {
-  if (!existsSync(path)) return null;
-  const cert = describeCertificate(readFileSync(path, 'utf8'));
+/** The certificate the services present: ACME's from the store when there is one, else the file's. */
+async function certificate(
+  ctx: Context,
+): Promise<{ subject: string; notAfter: string; daysLeft: number; source: string } | null> {
+  const config = ctx.config();
+  const acme = config.tls.acme.enabled ? await ctx.store().getTlsItem(ACME_CERTIFICATE) : null;
+  const source = acme?.cert ? 'acme' : config.tls.cert;
+  const pem = acme?.cert || (existsSync(config.tls.cert) ? readFileSync(config.tls.cert, 'utf8') : null);
+  if (!pem) return null;
+  const cert = describeCertificate(pem);
   return {
     subject: cert.subject.replace(/\n/g, ', '),
     notAfter: cert.validTo.toISOString(),
     daysLeft: Math.floor((cert.validTo.getTime() - Date.now()) / 86_400_000),
+    source,
   };
+}
+
+/** Sends SIGHUP to the running supervisor (its pid file); exit 3 when it is not running. */
+function signalSupervisor(ctx: Context): number {
+  const pidFile = join(ctx.config().data_dir, 'mailwerk.pid');
+  const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : 0;
+  try {
+    if (!pid) throw new Error('no pid file');
+    process.kill(pid, 'SIGHUP');
+  } catch {
+    ctx.io.stderr.write(`mailwerk: mailwerk is not running (no live process in ${pidFile})\n`);
+    throw new ExitStatus(3);
+  }
+  return pid;
 }
 
 export const statusCommands: Command[] = [
@@ -74,7 +96,7 @@ export const statusCommands: Command[] = [
           backend: config.store.backend,
           ...(db ? { path: db, bytes: existsSync(db) ? statSync(db).size : 0 } : {}),
         },
-        certificate: certificate(config.tls.cert),
+        certificate: await certificate(ctx),
       };
       if (ctx.json) printJson(ctx, status);
       else {
@@ -118,17 +140,25 @@ export const statusCommands: Command[] = [
     minArgs: 0,
     maxArgs: 0,
     async run(ctx) {
-      const pidFile = join(ctx.config().data_dir, 'mailwerk.pid');
-      const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : 0;
-      try {
-        if (!pid) throw new Error('no pid file');
-        process.kill(pid, 'SIGHUP');
-      } catch {
-        ctx.io.stderr.write(`mailwerk: mailwerk is not running (no live process in ${pidFile})\n`);
-        throw new ExitStatus(3);
-      }
+      const pid = signalSupervisor(ctx);
       if (ctx.json) printJson(ctx, { reloaded: pid });
       else ctx.print(`asked mailwerk (pid ${pid}) to reload its certificates; its log says what it did`);
+    },
+  },
+  {
+    name: ['cert', 'renew'],
+    args: '',
+    summary: 'order a new ACME certificate now, whatever the expiry of the one in use (tls.acme)',
+    help: 'The running server orders it and every service takes it without a restart; its log says how it went. Exit 3 when mailwerk is not running.',
+    minArgs: 0,
+    maxArgs: 0,
+    async run(ctx) {
+      if (!ctx.config().tls.acme.enabled)
+        throw new CliError('ACME is off (tls.acme.enabled = false): there is nothing to renew');
+      await ctx.store().putTlsItem({ name: RENEW_REQUEST, cert: '', key: '', notAfter: null });
+      const pid = signalSupervisor(ctx);
+      if (ctx.json) printJson(ctx, { renewal: 'asked', pid });
+      else ctx.print(`asked mailwerk (pid ${pid}) to order a new certificate; its log says how it went`);
     },
   },
 ];

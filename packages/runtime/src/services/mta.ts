@@ -10,17 +10,49 @@ import {
   createDkimSigner,
   createInboundServer,
   createSubmissionServer,
+  type CachedPolicy,
+  memoryPolicyCache,
   OutboundDelivery,
+  type PolicyCache,
   QueueRunner,
   type RelayHost,
   RspamdClient,
   remoteRetryPolicy,
   SendLimiter,
 } from '@mailwerk/mta';
-import { formatReply, type QueueEntry } from '@mailwerk/store';
+import { formatReply, type MailStore, type QueueEntry } from '@mailwerk/store';
 import type { SMTPServer } from 'smtp-server';
 import { closeServer, type Listening } from '../listen.ts';
 import type { ServiceDeps, StartedService } from './types.ts';
+
+/**
+ * Other domains' MTA-STS policies, kept in the store too (RFC 8461 §5.1 asks that a cached policy
+ * outlive a restart, or an attacker who blocks the fetch after one downgrades the next delivery).
+ */
+export function storePolicyCache(store: MailStore): PolicyCache {
+  const memory = memoryPolicyCache();
+  const name = (domain: string) => `mta-sts-policy:${domain}`;
+  return {
+    async get(domain) {
+      const hit = await memory.get(domain);
+      if (hit) return hit;
+      const item = await store.getTlsItem(name(domain));
+      if (!item) return null;
+      const entry = JSON.parse(item.cert) as CachedPolicy;
+      await memory.put(domain, entry);
+      return entry;
+    },
+    async put(domain, entry) {
+      await memory.put(domain, entry);
+      await store.putTlsItem({
+        name: name(domain),
+        cert: JSON.stringify(entry),
+        key: '',
+        notAfter: new Date(entry.expiresAt),
+      });
+    },
+  };
+}
 
 /**
  * The relay host of the configuration, its AUTH password read from its file: owner-only (mode 0600), as
@@ -65,6 +97,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
       hostname: config.hostname,
       routes: Object.fromEntries(Object.entries(config.mta.routes).map(([k, v]) => [k.toLowerCase(), v])),
       ...(config.mta.relay_host.host ? { relay: relayHost(config.mta.relay_host) } : {}),
+      mtaSts: { cache: storePolicyCache(d.store) },
     }),
     remoteRetry: remoteRetryPolicy(
       config.mta.retry_first_seconds * 1000,

@@ -32,5 +32,7 @@ export interface ServiceDeps {
 
 export interface StartedService {
   listening: Listening[];
+  /** SIGHUP, `mailwerk reload`: what the service does besides taking new certificates. */
+  reload?(why: string): void;
   stop(): Promise<void>;
 }
