@@ -14,6 +14,18 @@ export {
 } from './inbound.ts';
 export { deliverOverLmtp, LmtpClient, type LmtpReply, type LmtpTarget } from './lmtp-client.ts';
 export {
+  type CachedPolicy,
+  currentPolicy,
+  httpsPolicyFetcher,
+  memoryPolicyCache,
+  mxMatches,
+  type PolicyCache,
+  type PolicyFetcher,
+  parseStsPolicy,
+  parseStsRecord,
+  type StsPolicy,
+} from './mta-sts.ts';
+export {
   type Dialer,
   defaultDialer,
   type MxResolver,

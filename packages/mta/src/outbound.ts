@@ -18,11 +18,21 @@ import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { foldLongLines } from '@mailwerk/smtp';
 import { parseReply, type RecipientResult } from '@mailwerk/store';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import {
+  currentPolicy,
+  httpsPolicyFetcher,
+  memoryPolicyCache,
+  mxMatches,
+  type PolicyCache,
+  type PolicyFetcher,
+} from './mta-sts.ts';
 
 export interface MxResolver {
   resolveMx(domain: string): Promise<Array<{ exchange: string; priority: number }>>;
   resolve4(host: string): Promise<string[]>;
   resolve6(host: string): Promise<string[]>;
+  /** For MTA-STS's `_mta-sts` record; without it no domain has a policy. */
+  resolveTxt?(name: string): Promise<string[][]>;
 }
 
 /** Opens a TCP connection to an address (IPv4 or IPv6) and port. */
@@ -60,6 +70,10 @@ export interface OutboundOptions {
   routes?: Record<string, string>;
   /** A relay host (smarthost) for outside mail, or for the listed domains only. */
   relay?: RelayHost;
+  /** MTA-STS (RFC 8461): how policies are fetched and where they are kept (mta-sts.ts). */
+  mtaSts?: { fetch?: PolicyFetcher; cache?: PolicyCache };
+  /** Certificate authorities for verified TLS to MX hosts, instead of the system's (tests). */
+  tlsCa?: string;
 }
 
 export interface RelayHost {
@@ -80,6 +94,8 @@ interface Target {
   tls: 'opportunistic' | 'starttls' | 'tls' | 'none';
   verify: boolean;
   auth?: { user: string; pass: string };
+  /** The domain's MTA-STS policy is "enforce": verified TLS to a host it names, or no delivery. */
+  stsEnforced?: boolean;
 }
 
 export interface OutboundMessage {
@@ -135,7 +151,10 @@ export function dsnGroups<R extends { notify?: string[]; orcpt?: string }>(recip
 }
 
 export class OutboundDelivery {
-  private readonly o: Required<Omit<OutboundOptions, 'relay'>> & Pick<OutboundOptions, 'relay'>;
+  private readonly o: Required<Omit<OutboundOptions, 'relay' | 'mtaSts' | 'tlsCa'>> &
+    Pick<OutboundOptions, 'relay' | 'tlsCa'>;
+  private readonly stsFetch: PolicyFetcher;
+  private readonly stsCache: PolicyCache;
   private readonly idle = new Map<string, Connection[]>();
   private readonly active = new Map<string, number>();
   private readonly waiting = new Map<string, Array<() => void>>();
@@ -153,6 +172,8 @@ export class OutboundDelivery {
       routes: {},
       ...options,
     };
+    this.stsFetch = options.mtaSts?.fetch ?? httpsPolicyFetcher();
+    this.stsCache = options.mtaSts?.cache ?? memoryPolicyCache();
   }
 
   /** Delivers one message to the recipients of one domain. */
@@ -323,7 +344,18 @@ export class OutboundDelivery {
         verify: relay.verifyCertificate,
         ...(relay.auth ? { auth: relay.auth } : {}),
       };
-    return { hosts: await this.hosts(domain), port: this.o.port, tls: 'opportunistic', verify: false };
+    const hosts = await this.hosts(domain);
+    const policy = await currentPolicy(domain, this.o.resolver, this.stsFetch, this.stsCache);
+    if (policy?.mode === 'enforce') {
+      // RFC 8461 §4.1-4.2: only the MX hosts the policy names, each with a certificate valid for its name.
+      const allowed = hosts.filter((h) => mxMatches(h, policy.mx));
+      if (allowed.length === 0)
+        throw new Final(
+          `451 4.7.5 the MTA-STS policy of ${domain} (enforce) names none of its MX hosts (${hosts.join(', ')})`,
+        );
+      return { hosts: allowed, port: this.o.port, tls: 'starttls', verify: true, stsEnforced: true };
+    }
+    return { hosts, port: this.o.port, tls: 'opportunistic', verify: false };
   }
 
   private async open(domain: string): Promise<Connection> {
@@ -363,6 +395,10 @@ export class OutboundDelivery {
     if (!anyAddress && problems.length === 0)
       throw new Final(`550 5.1.2 no address for the mail hosts of ${domain}`);
     if (permanent && problems.every((p) => /: 5\d\d/.test(p))) throw new Final(permanent);
+    if (target.stsEnforced)
+      throw new Final(
+        `451 4.7.5 no MX host of ${domain} took a TLS connection with a valid certificate, which its MTA-STS policy (enforce) requires: ${problems.slice(-3).join('; ')}`,
+      );
     throw new Final(`451 4.4.1 could not reach a mail host of ${domain}: ${problems.slice(-3).join('; ')}`);
   }
 
@@ -373,12 +409,16 @@ export class OutboundDelivery {
       port: target.port,
       name: this.o.hostname,
       // A relay: STARTTLS required, or TLS from the first byte; an MX: opportunistic, where any certificate
-      // is better than none (no DANE or MTA-STS yet).
+      // is better than none, unless the domain's MTA-STS policy enforces verified TLS (no DANE yet).
       secure: target.tls === 'tls',
       ...(target.tls === 'starttls' ? { requireTLS: true } : {}),
       ...(target.tls === 'opportunistic' ? { opportunisticTLS: true } : {}),
       ...(target.tls === 'none' ? { ignoreTLS: true } : {}),
-      tls: { rejectUnauthorized: target.verify, servername: host },
+      tls: {
+        rejectUnauthorized: target.verify,
+        servername: host,
+        ...(target.verify && this.o.tlsCa ? { ca: this.o.tlsCa } : {}),
+      },
       greetingTimeout: this.o.connectTimeoutMs,
       socketTimeout: this.o.socketTimeoutMs,
       logger: false,

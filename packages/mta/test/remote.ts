@@ -115,11 +115,18 @@ const dnsError = (code: string) => Object.assign(new Error(code), { code });
 export function tableResolver(table: {
   mx?: Record<string, Array<{ exchange: string; priority: number }>>;
   a?: Record<string, string[]>;
+  /** TXT records by name (MTA-STS's `_mta-sts.DOMAIN`). */
+  txt?: Record<string, string[][]>;
   /** Domains whose lookups fail temporarily. */
   servfail?: string[];
 }): MxResolver {
   const known = (name: string) => name in (table.mx ?? {}) || name in (table.a ?? {});
   return {
+    async resolveTxt(name) {
+      const t = table.txt?.[name];
+      if (t) return t;
+      throw dnsError('ENOTFOUND');
+    },
     async resolveMx(domain) {
       if (table.servfail?.includes(domain)) throw dnsError('ESERVFAIL');
       const mx = table.mx?.[domain];
