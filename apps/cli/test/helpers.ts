@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -153,4 +153,20 @@ export async function initialised(): Promise<Sandbox> {
   ]);
   if (init.code !== 0) throw new Error(`mailwerk init failed: ${init.stderr}`);
   return fresh;
+}
+
+/** The service processes under a supervisor: name → pid. */
+export function children(supervisorPid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  let list = '';
+  try {
+    list = execFileSync('pgrep', ['-a', '-P', String(supervisorPid)]).toString();
+  } catch {
+    return out; // none
+  }
+  for (const line of list.trim().split('\n')) {
+    const m = /^(\d+) .*child\.js \S+ (mta|mda|access)$/.exec(line);
+    if (m) out[m[2]!] = Number(m[1]);
+  }
+  return out;
 }

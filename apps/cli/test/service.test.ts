@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ImapFlow } from 'imapflow';
 import nodemailer from 'nodemailer';
-import { freePort, type Sandbox, sandbox } from './helpers.ts';
+import { children, freePort, type Sandbox, sandbox } from './helpers.ts';
 
 interface Listing {
   messages: Array<{ uid: number; subject: string }>;
@@ -393,6 +393,70 @@ describe('mailwerk start', () => {
       t.close();
       await svc.kill();
       await relay.close();
+    }
+  });
+
+  it('takes log_level and mta.routes from the file on mailwerk reload, without a restart, and names the changes that wait for the next start', async () => {
+    const { remoteServer } = await import('../../../packages/mta/test/remote.ts');
+    const { readFile, writeFile } = await import('node:fs/promises');
+    const routed = await remoteServer();
+    const original = await readFile(sb.config, 'utf8');
+    const svc = await sb.spawn(['start'], /Submission \(STARTTLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
+    const t = bobSubmission();
+    try {
+      const pids = children(svc.child.pid!);
+      const edited = original
+        .replace(/^log_level = "info"$/m, 'log_level = "debug"')
+        .replace(/^\[mta\.routes\]$/m, `[mta.routes]\n"routed.example" = "127.0.0.1:${routed.port}"`)
+        .replace(/^max_connections = 1000$/m, 'max_connections = 77');
+      assert.notEqual(edited, original);
+      await writeFile(sb.config, edited);
+      assert.equal((await sb.run(['config', 'check'], '', env)).code, 0, 'the edited file checks');
+      assert.equal((await sb.run(['reload'], '', env)).code, 0);
+      const line = await eventually(async () =>
+        svc
+          .output()
+          .split('\n')
+          .find((l) => l.includes('"msg":"configuration reloaded"')),
+      );
+      const logged = JSON.parse(line) as { applied: string[]; atNextStart: string[] };
+      assert.deepEqual(logged.applied, ['log_level', 'mta.routes.routed.example']);
+      assert.deepEqual(logged.atNextStart, ['limits.max_connections']);
+      // The route is taken at once: bob's mail to routed.example goes to the loopback server.
+      await t.sendMail({ from: 'bob@example.org', to: 'x@routed.example', subject: 'routed', text: 'x\n' });
+      const got = await eventually(async () =>
+        routed.received.find((m) => m.to.includes('x@routed.example')),
+      );
+      assert.match(got.data.toString(), /Subject: routed/);
+      // And every service writes debug lines now.
+      await eventually(async () => {
+        const debug = svc
+          .output()
+          .split('\n')
+          .filter((l) => l.includes('"msg":"reloaded settings taken"'));
+        return debug.length === 3 && debug.every((l) => l.includes('"level":"debug"'));
+      });
+      assert.deepEqual(children(svc.child.pid!), pids, 'no service restarted');
+      // A file that does not check changes nothing: one line says why, mail goes on as configured.
+      // mailwerk reload says so itself and signals nothing; kill -HUP gets it to the server anyway.
+      await writeFile(sb.config, edited.replace('log_level = "debug"', 'log_level = "loud"'));
+      const refused = await sb.run(['reload'], '', env);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /log_level/);
+      process.kill(svc.child.pid!, 'SIGHUP');
+      await eventually(async () =>
+        /"msg":"configuration not reloaded: the file does not check; the settings in use stay".*log_level/.test(
+          svc.output(),
+        ),
+      );
+      await t.sendMail({ from: 'bob@example.org', to: 'y@routed.example', subject: 'still', text: 'x\n' });
+      await eventually(async () => routed.received.find((m) => m.to.includes('y@routed.example')));
+      assert.deepEqual(children(svc.child.pid!), pids);
+    } finally {
+      t.close();
+      await svc.kill();
+      await routed.close();
+      await writeFile(sb.config, original);
     }
   });
 

@@ -151,7 +151,7 @@ export function dsnGroups<R extends { notify?: string[]; orcpt?: string }>(recip
 }
 
 export class OutboundDelivery {
-  private readonly o: Required<Omit<OutboundOptions, 'relay' | 'mtaSts' | 'tlsCa'>> &
+  private o: Required<Omit<OutboundOptions, 'relay' | 'mtaSts' | 'tlsCa'>> &
     Pick<OutboundOptions, 'relay' | 'tlsCa'>;
   private readonly stsFetch: PolicyFetcher;
   private readonly stsCache: PolicyCache;
@@ -174,6 +174,15 @@ export class OutboundDelivery {
     };
     this.stsFetch = options.mtaSts?.fetch ?? httpsPolicyFetcher();
     this.stsCache = options.mtaSts?.cache ?? memoryPolicyCache();
+  }
+
+  /** New static routes and relay host (a reloaded configuration); messages on their way finish as they began. */
+  reroute(routes: Record<string, string>, relay: RelayHost | undefined): void {
+    this.o.routes = routes;
+    this.o.relay = relay;
+    // Connections kept open were opened for the old routing.
+    for (const list of this.idle.values()) for (const c of list) this.drop(c);
+    this.idle.clear();
   }
 
   /** Delivers one message to the recipients of one domain. */

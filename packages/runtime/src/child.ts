@@ -74,7 +74,7 @@ process.on('message', (m: ParentMessage) => {
   if (m.t === 'bus') bus?.deliver(m.event);
   else if (m.t === 'counter-result') counters?.settle(m);
   else if (m.t === 'stop') void stop(0);
-  else if (m.t === 'reload') running?.reload(m.why);
+  else if (m.t === 'reload') running?.reload(m.why, m.config);
   else if (m.t === 'metrics' && running)
     void running.metrics
       .snapshot()

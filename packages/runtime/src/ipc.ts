@@ -34,7 +34,7 @@ export type ParentMessage =
   | { t: 'counter-result'; id: number; ok: boolean; value?: unknown; error?: string }
   | { t: 'metrics'; id: number }
   /** Read the certificate files again (SIGHUP to the supervisor, `mailwerk reload`). */
-  | { t: 'reload'; why: string }
+  | { t: 'reload'; why: string; config?: Config }
   | { t: 'stop' };
 
 type Send = (m: ChildMessage) => void;

@@ -27,8 +27,11 @@ export interface Running {
   listening: Listening[];
   store: MailStore;
   metrics: Metrics;
-  /** Reads the certificate files again and gives them to every server (SIGHUP, `mailwerk reload`). */
-  reload(why: string): boolean;
+  /**
+   * Reads the certificate files again and gives them to every server (SIGHUP, `mailwerk reload`); with
+   * a configuration read anew, every service takes its reloadable settings (config-reload.ts).
+   */
+  reload(why: string, config?: Config): boolean;
   stop(): Promise<void>;
 }
 
@@ -141,8 +144,12 @@ export async function startServices(
   if (options.logListening !== false)
     for (const l of listening) log.log('info', 'listening', { service: l.service, address: l.address });
   const reloader = certificates!;
-  const reload = (why: string) => {
-    for (const s of started) s.reload?.(why);
+  const reload = (why: string, next?: Config) => {
+    if (next) {
+      log.setLevel?.(next.log_level);
+      log.log('debug', 'reloaded settings taken', { services: services.join('+') });
+    }
+    for (const s of started) s.reload?.(why, next);
     return reloader.reload(why);
   };
   return { listening, store, metrics, reload, stop: shutdown };

@@ -11,11 +11,12 @@
  *
  * Usage (by bin/mailwerk): supervise.js [the arguments of `mailwerk … start …`]
  */
-import { fork } from 'node:child_process';
+import { execFile, fork } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '@mailwerk/config';
 import { adminServer } from './admin.ts';
+import { configChanges, withReloadable } from './config-reload.ts';
 import { listen } from './listen.ts';
 import { createLogger } from './log.ts';
 import { handOverData, isRoot, serviceIdentity } from './privileges.ts';
@@ -80,10 +81,40 @@ const stop = async (code: number) => {
   process.exit(code);
 };
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void stop(0));
-// SIGHUP (kill -HUP, `mailwerk reload`) reloads the certificates in every service; it never ends anything.
+// SIGHUP (kill -HUP, `mailwerk reload`) reloads the certificates and the reloadable settings in every
+// service; it never ends anything. The file is checked by the CLI, as at start (config-reload.ts).
+let current = config;
 process.on('SIGHUP', () => {
   log.log('info', 'reload requested (SIGHUP)', {});
-  supervisor.reload('SIGHUP');
+  execFile(
+    process.execPath,
+    [
+      '--disable-warning=ExperimentalWarning',
+      join(ROOT, 'apps', 'cli', 'src', 'main.ts'),
+      '--json',
+      '--config',
+      configPath,
+      'config',
+      'check',
+    ],
+    { maxBuffer: 4 * 1024 * 1024, timeout: 30_000 },
+    (err, stdout, stderr) => {
+      if (err) {
+        log.log('error', 'configuration not reloaded: the file does not check; the settings in use stay', {
+          error: (stderr || err.message).trim(),
+        });
+        supervisor.reload('SIGHUP');
+        return;
+      }
+      const next = JSON.parse(stdout) as Config;
+      const { applied, atNextStart } = configChanges(current, next);
+      current = withReloadable(current, next);
+      log.setLevel?.(current.log_level);
+      if (applied.length || atNextStart.length)
+        log.log('info', 'configuration reloaded', { applied, atNextStart });
+      supervisor.reload('SIGHUP', applied.length ? current : undefined);
+    },
+  );
 });
 /** Where `mailwerk reload` finds this process. */
 const pidFile = join(config.data_dir, 'mailwerk.pid');

@@ -216,9 +216,14 @@ export class Supervisor {
     }, wait);
   }
 
-  /** Asks every running service to read its certificate files again. */
-  reload(why: string): void {
-    for (const c of this.children.values()) if (c.proc && c.ready) this.tell(c, { t: 'reload', why });
+  /**
+   * Asks every running service to read its certificate files again and, given a configuration read
+   * anew, to take its reloadable settings (config-reload.ts); services restarted later start with it.
+   */
+  reload(why: string, config?: Config): void {
+    if (config) this.opts.config = config;
+    for (const c of this.children.values())
+      if (c.proc && c.ready) this.tell(c, { t: 'reload', why, ...(config ? { config } : {}) });
   }
 
   /** Each service's state, for `mailwerk status` and /readyz. */

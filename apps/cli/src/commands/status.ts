@@ -136,13 +136,13 @@ export const statusCommands: Command[] = [
     name: ['reload'],
     args: '',
     summary:
-      'make the running mailwerk start read its certificate files again, without dropping a connection (as kill -HUP)',
+      'make the running mailwerk start read its certificates and configuration again (log_level, mta.routes and mta.relay_host take effect), without dropping a connection (as kill -HUP)',
     minArgs: 0,
     maxArgs: 0,
     async run(ctx) {
       const pid = signalSupervisor(ctx);
       if (ctx.json) printJson(ctx, { reloaded: pid });
-      else ctx.print(`asked mailwerk (pid ${pid}) to reload its certificates; its log says what it did`);
+      else ctx.print(`asked mailwerk (pid ${pid}) to reload; its log says what it did`);
     },
   },
   {

@@ -7,10 +7,10 @@ import { readFileSync, statSync } from 'node:fs';
 import type { Config } from '@mailwerk/config';
 import { Greylist } from '@mailwerk/limits';
 import {
+  type CachedPolicy,
   createDkimSigner,
   createInboundServer,
   createSubmissionServer,
-  type CachedPolicy,
   memoryPolicyCache,
   OutboundDelivery,
   type PolicyCache,
@@ -89,16 +89,19 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
   const listening: Listening[] = [];
   const isLocalDomain = async (name: string) => (await store.getDomain(name)) !== null;
   const sign = createDkimSigner(store);
+  const routesOf = (c: Config) =>
+    Object.fromEntries(Object.entries(c.mta.routes).map(([k, v]) => [k.toLowerCase(), v]));
+  const outbound = new OutboundDelivery({
+    hostname: config.hostname,
+    routes: routesOf(config),
+    ...(config.mta.relay_host.host ? { relay: relayHost(config.mta.relay_host) } : {}),
+    mtaSts: { cache: storePolicyCache(d.store) },
+  });
   const runner = new QueueRunner({
     store,
     hostname: config.hostname,
     sign,
-    outbound: new OutboundDelivery({
-      hostname: config.hostname,
-      routes: Object.fromEntries(Object.entries(config.mta.routes).map(([k, v]) => [k.toLowerCase(), v])),
-      ...(config.mta.relay_host.host ? { relay: relayHost(config.mta.relay_host) } : {}),
-      mtaSts: { cache: storePolicyCache(d.store) },
-    }),
+    outbound,
     remoteRetry: remoteRetryPolicy(
       config.mta.retry_first_seconds * 1000,
       config.mta.retry_max_seconds * 1000,
@@ -224,7 +227,23 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     }
     for (const s of servers) s.on('error', (err) => log.error(err, 'smtp server'));
     runner.start();
-    return { listening, stop };
+    return {
+      listening,
+      reload(_why, next) {
+        if (!next) return;
+        // mta.routes and mta.relay_host (config-reload.ts); a relay whose password file cannot be read
+        // now (it must be readable by the services' user) leaves the routing as it was.
+        try {
+          const relay = next.mta.relay_host.host ? relayHost(next.mta.relay_host) : undefined;
+          outbound.reroute(routesOf(next), relay);
+        } catch (err) {
+          log.log('error', 'mta.routes and mta.relay_host not reloaded; the ones in use stay', {
+            error: (err as Error).message,
+          });
+        }
+      },
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;

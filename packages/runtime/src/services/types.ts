@@ -32,7 +32,7 @@ export interface ServiceDeps {
 
 export interface StartedService {
   listening: Listening[];
-  /** SIGHUP, `mailwerk reload`: what the service does besides taking new certificates. */
-  reload?(why: string): void;
+  /** SIGHUP, `mailwerk reload`: what the service does besides taking new certificates (`config`: read anew). */
+  reload?(why: string, config?: Config): void;
   stop(): Promise<void>;
 }
