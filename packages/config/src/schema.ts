@@ -275,6 +275,13 @@ export const configSchema = z.strictObject({
         .describe(
           'The MTA-STS policy (RFC 8461) served at https://mta-sts.DOMAIN/.well-known/mta-sts.txt for every local domain: "testing" (senders report TLS trouble, deliver anyway), "enforce" (senders that honour it deliver only over verified TLS: needs a certificate from a public CA), "none" (withdraws it). Published with the records mailwerk dns prints.',
         ),
+      dane_resolver: z
+        .string()
+        .regex(/^$|^(\[[0-9a-fA-F:.]+\]|[0-9.]+)(:\d+)?$/, 'an IP address, optionally with :port')
+        .default('')
+        .describe(
+          'A DNSSEC-validating resolver on a trusted path (e.g. unbound on 127.0.0.1): outbound mail then honours DANE (RFC 7672): an MX host with validated TLSA records gets TLS that must match them, or no mail. Empty: no DANE.',
+        ),
     })
     .prefault({})
     .describe('The MTA: receives and sends mail over SMTP.'),

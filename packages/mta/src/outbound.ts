@@ -15,9 +15,11 @@
  */
 import { promises as dns } from 'node:dns';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { foldLongLines } from '@mailwerk/smtp';
 import { parseReply, type RecipientResult } from '@mailwerk/store';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import { daneMismatch, peerChain, querySecure, secureTlsa, type TlsaRecord, usable } from './dane.ts';
 import {
   currentPolicy,
   httpsPolicyFetcher,
@@ -74,6 +76,8 @@ export interface OutboundOptions {
   mtaSts?: { fetch?: PolicyFetcher; cache?: PolicyCache };
   /** Certificate authorities for verified TLS to MX hosts, instead of the system's (tests). */
   tlsCa?: string;
+  /** DANE (RFC 7672, dane.ts): the DNSSEC-validating resolver ("host:port") whose AD bit is trusted. */
+  daneResolver?: string;
 }
 
 export interface RelayHost {
@@ -96,6 +100,8 @@ interface Target {
   auth?: { user: string; pass: string };
   /** The domain's MTA-STS policy is "enforce": verified TLS to a host it names, or no delivery. */
   stsEnforced?: boolean;
+  /** DANE: the validated TLSA records of each MX host that has them (TLS that matches them, or not this host). */
+  dane?: Map<string, TlsaRecord[]>;
 }
 
 export interface OutboundMessage {
@@ -151,8 +157,8 @@ export function dsnGroups<R extends { notify?: string[]; orcpt?: string }>(recip
 }
 
 export class OutboundDelivery {
-  private o: Required<Omit<OutboundOptions, 'relay' | 'mtaSts' | 'tlsCa'>> &
-    Pick<OutboundOptions, 'relay' | 'tlsCa'>;
+  private o: Required<Omit<OutboundOptions, 'relay' | 'mtaSts' | 'tlsCa' | 'daneResolver'>> &
+    Pick<OutboundOptions, 'relay' | 'tlsCa' | 'daneResolver'>;
   private readonly stsFetch: PolicyFetcher;
   private readonly stsCache: PolicyCache;
   private readonly idle = new Map<string, Connection[]>();
@@ -354,6 +360,8 @@ export class OutboundDelivery {
         ...(relay.auth ? { auth: relay.auth } : {}),
       };
     const hosts = await this.hosts(domain);
+    const dane = await this.daneTarget(domain, hosts);
+    if (dane) return dane;
     const policy = await currentPolicy(domain, this.o.resolver, this.stsFetch, this.stsCache);
     if (policy?.mode === 'enforce') {
       // RFC 8461 §4.1-4.2: only the MX hosts the policy names, each with a certificate valid for its name.
@@ -365,6 +373,32 @@ export class OutboundDelivery {
       return { hosts: allowed, port: this.o.port, tls: 'starttls', verify: true, stsEnforced: true };
     }
     return { hosts, port: this.o.port, tls: 'opportunistic', verify: false };
+  }
+
+  /**
+   * DANE applies when the domain's MX answer is validated and one of its hosts has validated TLSA
+   * records (RFC 7672 §2.2); it then takes precedence over MTA-STS (RFC 8461 §2). A host whose TLSA
+   * lookup fails under a validated MX is not used (§2.2.1). Null: DANE does not apply.
+   */
+  private async daneTarget(domain: string, hosts: string[]): Promise<Target | null> {
+    const resolver = this.o.daneResolver;
+    if (!resolver || (hosts.length === 1 && hosts[0] === domain)) return null;
+    const mx = await querySecure(resolver, domain, 'MX');
+    if (!mx.ok || !mx.secure) return null;
+    const dane = new Map<string, TlsaRecord[]>();
+    const failed = new Set<string>();
+    for (const host of hosts) {
+      const t = await secureTlsa(resolver, host, this.o.port);
+      if (!t.ok) failed.add(host);
+      else if (t.secure && t.records.length > 0) dane.set(host, t.records);
+    }
+    if (dane.size === 0 && failed.size === 0) return null;
+    const usableHosts = hosts.filter((h) => !failed.has(h));
+    if (usableHosts.length === 0)
+      throw new Final(
+        `451 4.7.5 the TLSA records of the MX hosts of ${domain} could not be looked up (DANE)`,
+      );
+    return { hosts: usableHosts, port: this.o.port, tls: 'opportunistic', verify: false, dane };
   }
 
   private async open(domain: string): Promise<Connection> {
@@ -404,6 +438,10 @@ export class OutboundDelivery {
     if (!anyAddress && problems.length === 0)
       throw new Final(`550 5.1.2 no address for the mail hosts of ${domain}`);
     if (permanent && problems.every((p) => /: 5\d\d/.test(p))) throw new Final(permanent);
+    if (target.dane?.size)
+      throw new Final(
+        `451 4.7.5 no MX host of ${domain} took a TLS connection its DANE TLSA records accept: ${problems.slice(-3).join('; ')}`,
+      );
     if (target.stsEnforced)
       throw new Final(
         `451 4.7.5 no MX host of ${domain} took a TLS connection with a valid certificate, which its MTA-STS policy (enforce) requires: ${problems.slice(-3).join('; ')}`,
@@ -412,6 +450,9 @@ export class OutboundDelivery {
   }
 
   private greet(socket: Socket, host: string, target: Target): Promise<Connection> {
+    const tlsa = target.dane?.get(host);
+    // A DANE host: STARTTLS required, its certificate checked against the TLSA records below, not a CA.
+    const tlsMode = tlsa ? 'starttls' : target.tls;
     const conn = new SMTPConnection({
       connection: socket,
       host,
@@ -419,12 +460,12 @@ export class OutboundDelivery {
       name: this.o.hostname,
       // A relay: STARTTLS required, or TLS from the first byte; an MX: opportunistic, where any certificate
       // is better than none, unless the domain's MTA-STS policy enforces verified TLS (no DANE yet).
-      secure: target.tls === 'tls',
-      ...(target.tls === 'starttls' ? { requireTLS: true } : {}),
-      ...(target.tls === 'opportunistic' ? { opportunisticTLS: true } : {}),
-      ...(target.tls === 'none' ? { ignoreTLS: true } : {}),
+      secure: tlsMode === 'tls',
+      ...(tlsMode === 'starttls' ? { requireTLS: true } : {}),
+      ...(tlsMode === 'opportunistic' ? { opportunisticTLS: true } : {}),
+      ...(tlsMode === 'none' ? { ignoreTLS: true } : {}),
       tls: {
-        rejectUnauthorized: target.verify,
+        rejectUnauthorized: target.verify && !tlsa,
         servername: host,
         ...(target.verify && this.o.tlsCa ? { ca: this.o.tlsCa } : {}),
       },
@@ -435,6 +476,15 @@ export class OutboundDelivery {
     return new Promise((resolve, reject) => {
       conn.once('error', reject);
       conn.connect(() => {
+        if (tlsa && usable(tlsa).length > 0) {
+          const tls = (conn as unknown as { _socket: TLSSocket })._socket;
+          const why = daneMismatch(peerChain(tls.getPeerCertificate(true)), tlsa, host);
+          if (why) {
+            conn.close();
+            reject(new Error(`DANE: ${why}`));
+            return;
+          }
+        }
         const ready = () => {
           conn.removeListener('error', reject);
           // Later errors end up in the send callback; an idle connection's error only closes it.

@@ -96,6 +96,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     routes: routesOf(config),
     ...(config.mta.relay_host.host ? { relay: relayHost(config.mta.relay_host) } : {}),
     mtaSts: { cache: storePolicyCache(d.store) },
+    ...(config.mta.dane_resolver ? { daneResolver: config.mta.dane_resolver } : {}),
   });
   const runner = new QueueRunner({
     store,
