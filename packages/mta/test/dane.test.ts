@@ -13,7 +13,7 @@ import { type Answer, decode, encode, type Question } from 'dns-packet';
 import fc from 'fast-check';
 import { daneMismatch, querySecure, type TlsaRecord, usable } from '../src/dane.ts';
 import { OutboundDelivery } from '../src/index.ts';
-import { type RemoteServer, remoteServer, tableResolver } from './remote.ts';
+import { deliverOne, dialByAddress, type RemoteServer, remoteServer, tableResolver } from './remote.ts';
 
 interface Zone {
   /** "name TYPE" → answers */
@@ -112,7 +112,6 @@ describe('DANE: outbound delivery (RFC 7672)', () => {
   let impostor: RemoteServer;
   let resolver: Awaited<ReturnType<typeof validatingResolver>>;
   let out: OutboundDelivery;
-  const MSG = Buffer.from('From: bob@example.org\r\nTo: x@remote\r\nSubject: dane\r\n\r\nbody\r\n');
 
   before(async () => {
     const goodTls = await generateSelfSigned('mx.secure.example');
@@ -138,12 +137,7 @@ describe('DANE: outbound delivery (RFC 7672)', () => {
         mx: Object.fromEntries(domains.map((d) => [d, [{ exchange: `mx.${d}`, priority: 10 }]])),
         a: Object.fromEntries(domains.map((d, i) => [`mx.${d}`, [`192.0.2.${i + 1}`]])),
       }),
-      dialer: async (address) => {
-        const { connect } = await import('node:net');
-        const s = connect({ host: '127.0.0.1', port: dialPort(address) });
-        await once(s, 'connect');
-        return s;
-      },
+      dialer: dialByAddress(dialPort),
       daneResolver: resolver.address,
       idleMs: 200,
     });
@@ -155,37 +149,17 @@ describe('DANE: outbound delivery (RFC 7672)', () => {
     await impostor.close();
   });
 
-  const send = (domain: string) =>
-    out.deliver(domain, { sender: 'bob@example.org', recipients: [{ address: `x@${domain}` }], data: MSG });
+  it('delivers over TLS to an MX whose key matches its validated TLSA record', () =>
+    deliverOne(out, 'secure.example', good, { secure: true }));
 
-  it('delivers over TLS to an MX whose key matches its validated TLSA record', async () => {
-    const before = good.received.length;
-    const [r] = await send('secure.example');
-    assert.equal(r!.state, 'delivered', JSON.stringify(r));
-    assert.equal(good.received.length, before + 1);
-    assert.equal(good.received.at(-1)!.secure, true);
-  });
+  it('defers, and sends nothing, when the MX presents a key its validated TLSA record does not name', () =>
+    deliverOne(out, 'forged.example', impostor, { deferred: /^451 4\.7\.5 .*DANE/ }));
 
-  it('defers, and sends nothing, when the MX presents a key its validated TLSA record does not name', async () => {
-    const before = impostor.received.length;
-    const [r] = await send('forged.example');
-    assert.equal(r!.state, 'pending');
-    assert.match(`${r!.reply!.code} ${r!.reply!.enhanced} ${r!.reply!.text}`, /^451 4\.7\.5 .*DANE/);
-    assert.equal(impostor.received.length, before, 'nothing was sent');
-  });
+  it('does not apply DANE where the answers are not validated (delivers as without it)', () =>
+    deliverOne(out, 'insecure.example', impostor));
 
-  it('does not apply DANE where the answers are not validated (delivers as without it)', async () => {
-    const before = impostor.received.length;
-    const [r] = await send('insecure.example');
-    assert.equal(r!.state, 'delivered', JSON.stringify(r));
-    assert.equal(impostor.received.length, before + 1);
-  });
-
-  it('defers when the TLSA lookup of the only MX fails under a validated MX (RFC 7672 §2.2.1)', async () => {
-    const [r] = await send('broken.example');
-    assert.equal(r!.state, 'pending');
-    assert.match(r!.reply!.text, /TLSA records .* could not be looked up/);
-  });
+  it('defers when the TLSA lookup of the only MX fails under a validated MX (RFC 7672 §2.2.1)', () =>
+    deliverOne(out, 'broken.example', impostor, { deferred: /TLSA records .* could not be looked up/ }));
 
   it('takes any bytes the resolver sends back as a failed lookup, never an exception (fast-check)', async () => {
     let next: Buffer | null = null;

@@ -4,10 +4,12 @@
  * queries from a table, and a dialer that sends every address to that server
  * (or refuses, for addresses marked down).
  */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { connect, type Socket } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
-import type { Dialer, MxResolver } from '../src/index.ts';
+import type { Dialer, MxResolver, OutboundDelivery } from '../src/index.ts';
 import { testTls } from './harness.ts';
 
 export interface Received {
@@ -159,4 +161,40 @@ export function loopbackDialer(
       s.once('connect', () => resolve(s));
       s.once('error', reject);
     });
+}
+
+/** Every address to the loopback port `portOf` gives for it (servers that play different MX hosts). */
+export function dialByAddress(portOf: (address: string) => number): Dialer {
+  return async (address) => {
+    const s = connect({ host: '127.0.0.1', port: portOf(address) });
+    await once(s, 'connect');
+    return s;
+  };
+}
+
+/**
+ * Sends one message to x@`domain` and checks what `server` got: one message more (over TLS when
+ * `secure`), or, with `deferred`, nothing, and a 4xx reply that matches it.
+ */
+export async function deliverOne(
+  out: OutboundDelivery,
+  domain: string,
+  server: RemoteServer,
+  expect: { secure?: boolean; deferred?: RegExp } = {},
+): Promise<void> {
+  const before = server.received.length;
+  const [r] = await out.deliver(domain, {
+    sender: 'bob@example.org',
+    recipients: [{ address: `x@${domain}` }],
+    data: Buffer.from(`From: bob@example.org\r\nTo: x@${domain}\r\nSubject: test\r\n\r\nbody\r\n`),
+  });
+  if (expect.deferred) {
+    assert.equal(r!.state, 'pending', JSON.stringify(r));
+    assert.match(`${r!.reply!.code} ${r!.reply!.enhanced} ${r!.reply!.text}`, expect.deferred);
+    assert.equal(server.received.length, before, 'nothing was sent');
+    return;
+  }
+  assert.equal(r!.state, 'delivered', JSON.stringify(r));
+  assert.equal(server.received.length, before + 1);
+  if (expect.secure) assert.equal(server.received.at(-1)!.secure, true);
 }
