@@ -225,6 +225,7 @@ for (const challenge of ['http-01', 'tls-alpn-01'] as const) {
       svc = await sb.spawn(['start'], /IMAP \(TLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
     });
     after(async () => {
+      if (process.env.ACME_DEBUG) console.log(svc?.output());
       await svc?.kill();
       await pebble?.stop();
       dns?.close();

@@ -78,6 +78,18 @@ export interface AcmeOptions {
   onCertificate(): void;
 }
 
+type AcmeClient = typeof import('acme-client');
+let acmeClient: Promise<AcmeClient> | null = null;
+/**
+ * acme-client, loaded once. The access service loads it as it starts, while it may still read every file
+ * of the installation: after it drops to the services' user, an installation directory that user cannot
+ * read (a checkout under a private directory) would make a first order fail.
+ */
+export function loadAcmeClient(): Promise<AcmeClient> {
+  acmeClient ??= import('acme-client');
+  return acmeClient;
+}
+
 export class AcmeManager {
   private readonly opts: AcmeOptions;
   private readonly owner = `acme-${randomBytes(6).toString('hex')}`;
@@ -174,8 +186,7 @@ export class AcmeManager {
 
   private async order(names: string[]): Promise<{ cert: string; key: string }> {
     const { store, config } = this.opts;
-    // Loaded only in the process that orders, when it orders.
-    const { Client, crypto: acmeCrypto } = await import('acme-client');
+    const { Client, crypto: acmeCrypto } = await loadAcmeClient();
     const client = new Client({
       directoryUrl: config.tls.acme.directory_url,
       accountKey: await this.accountKey(acmeCrypto),

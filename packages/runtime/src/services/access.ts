@@ -8,7 +8,7 @@ import { ImapService } from '@mailwerk/imap';
 import { Pop3Service } from '@mailwerk/pop3';
 import type { MailStore } from '@mailwerk/store';
 import { MAX_CLIENT_HELLO, readClientHello } from '@mailwerk/tls';
-import { AcmeManager, alpnItem, http01Item } from '../acme.ts';
+import { AcmeManager, alpnItem, http01Item, loadAcmeClient } from '../acme.ts';
 import { closeServer, type Listening } from '../listen.ts';
 import type { ServiceDeps, StartedService } from './types.ts';
 
@@ -89,6 +89,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
         await d.listenAs(front, 'Autoconfig (HTTPS)', config.access.autoconfig_https_port, host),
       );
       if (config.tls.acme.enabled) {
+        await loadAcmeClient();
         acme = new AcmeManager({
           config,
           store,

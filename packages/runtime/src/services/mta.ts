@@ -226,7 +226,18 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
       d.certificates.use((t) => submission.updateSecureContext({ key: t.key, cert: t.cert }));
       listening.push(await d.listenAs(submission, service, String(port), config.mta.listen));
     }
-    for (const s of servers) s.on('error', (err) => log.error(err, 'smtp server'));
+    // A client that resets its connection or turns our certificate down (a TLS alert) is its own
+    // business: one info line, not an error with a stack.
+    const clientTrouble = (err: NodeJS.ErrnoException & { library?: string }) =>
+      ['ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(err.code ?? '') ||
+      err.library === 'SSL routines' ||
+      String(err.code ?? '').startsWith('ERR_SSL_');
+    for (const s of servers)
+      s.on('error', (err: NodeJS.ErrnoException) =>
+        clientTrouble(err)
+          ? log.log('info', 'smtp client connection failed', { error: err.message.trim() })
+          : log.error(err, 'smtp server'),
+      );
     runner.start();
     return {
       listening,
