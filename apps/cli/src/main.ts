@@ -14,6 +14,7 @@ import { dkimCommands } from './commands/dkim.ts';
 import { domainCommands } from './commands/domain.ts';
 import { mailCommands } from './commands/mail.ts';
 import { setupCommands } from './commands/setup.ts';
+import { sieveCommands } from './commands/sieve.ts';
 import { statusCommands } from './commands/status.ts';
 import { transferCommands } from './commands/transfer.ts';
 import { userCommands } from './commands/user.ts';
@@ -23,6 +24,7 @@ export const COMMANDS: Command[] = [
   ...setupCommands,
   ...domainCommands,
   ...userCommands,
+  ...sieveCommands,
   ...aliasCommands,
   ...mailCommands,
   ...dkimCommands,

@@ -344,6 +344,37 @@ describe('mailwerk CLI', () => {
     await fails(['alias', 'remove', 'sales@example.org'], /no alias/);
   });
 
+  it("manages a user's Sieve scripts: checked on the way in, one active, the active one kept from removal", async () => {
+    const script = 'require "fileinto";\nif header :contains "subject" "[list]" { fileinto "Lists"; }\n';
+    await fails(
+      ['sieve', 'put', 'bob@example.org', 'rules'],
+      /stdin: line 2, column 1: unknown command "fileinot"/,
+      'keep;\nfileinot "x";\n',
+    );
+    await fails(
+      ['sieve', 'check'],
+      /line 1, column 1: fileinto: needs require "fileinto"/,
+      'fileinto "x";\n',
+    );
+    assert.match((await sb.run(['sieve', 'check'], script)).stdout, /^stdin: ok/);
+    assert.equal((await sb.run(['sieve', 'put', 'bob@example.org', 'rules'], script)).code, 0);
+    assert.equal((await sb.run(['sieve', 'put', 'bob@example.org', 'spare'], 'keep;\n')).code, 0);
+    assert.equal((await sb.run(['sieve', 'activate', 'bob@example.org', 'rules'])).code, 0);
+    await fails(['sieve', 'activate', 'bob@example.org', 'ghost'], /has no script "ghost"/);
+    assert.deepEqual(await sb.json(['sieve', 'list', 'bob@example.org']), [
+      { name: 'rules', active: true, bytes: Buffer.byteLength(script) },
+      { name: 'spare', active: false, bytes: 6 },
+    ]);
+    assert.equal((await sb.run(['sieve', 'show', 'bob@example.org', 'rules'])).stdout, script);
+    await fails(['sieve', 'remove', 'bob@example.org', 'rules'], /active/);
+    assert.equal((await sb.run(['sieve', 'deactivate', 'bob@example.org'])).code, 0);
+    assert.equal((await sb.run(['sieve', 'remove', 'bob@example.org', 'rules'])).code, 0);
+    assert.deepEqual(
+      (await sb.json<Array<{ name: string }>>(['sieve', 'list', 'bob@example.org'])).map((x) => x.name),
+      ['spare'],
+    );
+  });
+
   it('generates, lists, rotates and removes DKIM keys, and prints the DNS records to publish', async () => {
     await fails(['dkim', 'generate', 'unknown.example'], /no domain unknown\.example/);
     await fails(['dkim', 'generate', 'example.org', '--algorithm', 'dsa'], /unknown algorithm "dsa"/);
@@ -387,6 +418,7 @@ describe('mailwerk CLI', () => {
     assert.deepEqual(find('_submission._tcp.example.org.', 'SRV'), ['0 1 2587 mail.example.org.']);
     assert.deepEqual(find('_imaps._tcp.example.org.', 'SRV'), ['0 1 2993 mail.example.org.']);
     assert.deepEqual(find('_pop3s._tcp.example.org.', 'SRV'), ['0 1 2995 mail.example.org.']);
+    assert.deepEqual(find('_sieve._tcp.example.org.', 'SRV'), ['0 1 24190 mail.example.org.']);
     assert.deepEqual(find('autoconfig.example.org.', 'CNAME'), ['mail.example.org.']);
     assert.deepEqual(find('autodiscover.example.org.', 'CNAME'), ['mail.example.org.']);
     assert.deepEqual(find('_autodiscover._tcp.example.org.', 'SRV'), ['0 1 2443 mail.example.org.']);

@@ -129,7 +129,12 @@ export async function sandbox(): Promise<Sandbox> {
     dir,
     config,
     run,
-    spawn: (args, ready, env = {}) => startService(dir, config, args, ready, env),
+    // ManageSieve has no setting that turns it off: each started mailwerk gets a free port of its own.
+    spawn: async (args, ready, env = {}) =>
+      startService(dir, config, args, ready, {
+        MAILWERK_ACCESS__MANAGESIEVE_PORT: String(await freePort()),
+        ...env,
+      }),
     async json<T>(args: string[], input?: string) {
       const r = await run(['--json', ...args], input);
       if (r.code !== 0) throw new Error(`mailwerk ${args.join(' ')} exited ${r.code}: ${r.stderr}`);

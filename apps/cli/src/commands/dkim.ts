@@ -57,6 +57,7 @@ export function dnsRecords(config: Config, domain: string, keys: DkimKey[]): Dns
     srv('imaps', config.access.imaps_port, 'IMAP (TLS)'),
     srv('pop3', config.access.pop3_port, 'POP3 (STLS)'),
     srv('pop3s', config.access.pop3s_port, 'POP3 (TLS)'),
+    srv('sieve', config.access.managesieve_port, 'ManageSieve (STARTTLS), RFC 5804 §1.8'),
     {
       name: `autoconfig.${d}`,
       type: 'CNAME',

@@ -185,11 +185,7 @@ async function summary(
     { service: 'IMAP (TLS)', listen: `${config.access.listen}:${config.access.imaps_port}` },
     { service: 'POP3 (STLS)', listen: `${config.access.listen}:${config.access.pop3_port}` },
     { service: 'POP3 (TLS)', listen: `${config.access.listen}:${config.access.pop3s_port}` },
-    {
-      service: 'ManageSieve',
-      listen: `${config.access.listen}:${config.access.managesieve_port}`,
-      unbuilt: true,
-    },
+    { service: 'ManageSieve', listen: `${config.access.listen}:${config.access.managesieve_port}` },
     {
       service: 'Autoconfig (HTTP)',
       listen: `${config.access.listen}:${config.access.autoconfig_http_port}`,
@@ -248,19 +244,17 @@ async function summary(
       s.listen,
       s.running
         ? 'running'
-        : 'unbuilt' in s
-          ? 'not built yet'
-          : 'off' in s && s.off
-            ? 'off (access.autoconfig)'
-            : 'admin' in s
-              ? config.admin.port === 0
-                ? 'off (admin.port = 0)'
-                : running
-                  ? 'not available (see the log)'
-                  : ''
+        : 'off' in s && s.off
+          ? 'off (access.autoconfig)'
+          : 'admin' in s
+            ? config.admin.port === 0
+              ? 'off (admin.port = 0)'
               : running
-                ? 'not started here'
-                : '',
+                ? 'not available (see the log)'
+                : ''
+            : running
+              ? 'not started here'
+              : '',
     ]),
   );
 }

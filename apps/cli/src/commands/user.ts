@@ -17,7 +17,7 @@ function parseQuota(input: string): number | null {
   }
 }
 
-async function findAccount(store: MailStore, address: string): Promise<Account> {
+export async function findAccount(store: MailStore, address: string): Promise<Account> {
   const canonical = normalizeAddress(address);
   const account = await store.getAccountByAddress(canonical);
   if (!account) throw new CliError(`no user ${canonical}`);

@@ -5,6 +5,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { createSecureContext, TLSSocket } from 'node:tls';
 import { autoconfigHandler } from '@mailwerk/autoconfig';
 import { ImapService } from '@mailwerk/imap';
+import { ManageSieveService } from '@mailwerk/managesieve';
 import { Pop3Service } from '@mailwerk/pop3';
 import type { MailStore } from '@mailwerk/store';
 import { MAX_CLIENT_HELLO, readClientHello } from '@mailwerk/tls';
@@ -45,14 +46,25 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     onCommand: (command, seconds, outcome) =>
       d.metrics.commandSeconds.observe({ protocol: 'pop3', command, outcome }, seconds),
   });
+  const sieve = new ManageSieveService({
+    store,
+    hostname: config.hostname,
+    tls: d.tls,
+    allowPlaintext: config.tls.allow_plaintext_auth,
+    throttle: d.throttle,
+    maxConnections: config.limits.max_connections,
+    maxConnectionsPerIp: config.limits.max_connections_per_ip,
+    onError: d.onError,
+  });
   d.certificates.use((t) => {
     imap.setTls(t);
     pop3.setTls(t);
+    sieve.setTls(t);
   });
   let acme: AcmeManager | null = null;
   const stop = async () => {
     acme?.stop();
-    await Promise.all([imap.close(), pop3.close(), ...webServers.map(closeServer)]);
+    await Promise.all([imap.close(), pop3.close(), sieve.close(), ...webServers.map(closeServer)]);
   };
   try {
     const { listen: host, imap_port, imaps_port, pop3_port, pop3s_port } = config.access;
@@ -60,6 +72,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     listening.push(await d.listenAs(imap.server(true), 'IMAP (TLS)', imaps_port, host));
     listening.push(await d.listenAs(pop3.server(false), 'POP3 (STLS)', pop3_port, host));
     listening.push(await d.listenAs(pop3.server(true), 'POP3 (TLS)', pop3s_port, host));
+    listening.push(await d.listenAs(sieve.server(), 'ManageSieve', config.access.managesieve_port, host));
     if (config.access.autoconfig) {
       const handler = autoconfigHandler(store, {
         hostname: config.hostname,
