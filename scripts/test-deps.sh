@@ -4,10 +4,11 @@
 # isync and mutt as IMAP clients, rspamd and redis-server started by the
 # tests on loopback ports, Postfix and Dovecot's LMTP server as private
 # instances on either side of our LMTP boundary), fail2ban for its fail2ban-regex
-# against our filter, pebble (the ACME test CA) for certificate orders. Installed when missing (as root, through apt);
+# against our filter, pebble (the ACME test CA) for certificate orders, sieve-connect
+# as a ManageSieve client. Installed when missing (as root, through apt);
 # otherwise named.
 set -euo pipefail
-APT_PACKAGES=(python3 swaks curl rspamd redis-server isync mutt postfix dovecot-lmtpd fail2ban pebble)
+APT_PACKAGES=(python3 swaks curl rspamd redis-server isync mutt postfix dovecot-lmtpd fail2ban pebble sieve-connect)
 missing=()
 # "install ok installed" only: a package removed but not purged still answers `dpkg -s`.
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }

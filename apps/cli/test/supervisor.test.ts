@@ -79,10 +79,12 @@ describe('mailwerk start: one process per service, supervised', () => {
   let env: Record<string, string>;
   let smtp: number;
   let imaps: number;
+  let sieve: number;
   before(async () => {
     sb = await sandbox();
     smtp = await freePort();
     imaps = await freePort();
+    sieve = await freePort();
     env = {
       MAILWERK_MTA__SMTP_PORT: String(smtp),
       MAILWERK_MTA__LISTEN: '127.0.0.1',
@@ -94,6 +96,7 @@ describe('mailwerk start: one process per service, supervised', () => {
       MAILWERK_ACCESS__IMAPS_PORT: String(imaps),
       MAILWERK_ACCESS__POP3_PORT: String(await freePort()),
       MAILWERK_ACCESS__POP3S_PORT: String(await freePort()),
+      MAILWERK_ACCESS__MANAGESIEVE_PORT: String(sieve),
       MAILWERK_SUPERVISOR__WATCHDOG_SECONDS: '3',
       MAILWERK_SUPERVISOR__STOP_TIMEOUT_SECONDS: '2',
     };
@@ -129,9 +132,10 @@ describe('mailwerk start: one process per service, supervised', () => {
       const { join } = await import('node:path');
       for (const f of ['data', 'data/mailwerk.sqlite', 'data/tls/key.pem', 'data/lmtp.sock'])
         assert.equal(statSync(join(sb.dir, f)).uid, nobody, f);
-      // Bound as root, served as nobody: the MX and IMAP answer (other tests deliver mail through them).
+      // Bound as root, served as nobody: the MX, IMAP and ManageSieve answer (other tests deliver mail through them).
       assert.match(await greeting(smtp, 2000), /^220 /);
       assert.match(await greeting(imaps, 2000, true), /^\* OK/);
+      assert.match(await greeting(sieve, 2000), /^"IMPLEMENTATION" "Mailwerk"/);
     } finally {
       await svc.kill();
     }
