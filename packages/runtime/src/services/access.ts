@@ -46,16 +46,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     onCommand: (command, seconds, outcome) =>
       d.metrics.commandSeconds.observe({ protocol: 'pop3', command, outcome }, seconds),
   });
-  const sieve = new ManageSieveService({
-    store,
-    hostname: config.hostname,
-    tls: d.tls,
-    allowPlaintext: config.tls.allow_plaintext_auth,
-    throttle: d.throttle,
-    maxConnections: config.limits.max_connections,
-    maxConnectionsPerIp: config.limits.max_connections_per_ip,
-    onError: d.onError,
-  });
+  const sieve = new ManageSieveService(common);
   d.certificates.use((t) => {
     imap.setTls(t);
     pop3.setTls(t);
