@@ -1,8 +1,17 @@
 /**
- * Sieve (RFC 5228), our own: the lexer, the parser and the validator so far; scripts are checked with
- * line and column (`compile`). The interpreter comes next (issue: mail filtering).
+ * Sieve (RFC 5228), our own: the lexer, the parser and the validator (`compile`: errors with line and
+ * column), and the interpreter of the core and the common extensions (`run`: pure, the actions out).
  */
 export { SieveError } from './errors.ts';
+export {
+  type Action,
+  type RunOptions,
+  run,
+  type SieveEnvelope,
+  type SieveMessage,
+  SieveRuntimeError,
+  wildcardMatch,
+} from './interpret.ts';
 export { MAX_NUMBER, type Token, tokenize } from './lexer.ts';
 export { type Argument, type Command, type ParseOptions, parse, type Test } from './parser.ts';
 export { compile, EXTENSIONS } from './validate.ts';

@@ -1,0 +1,336 @@
+/**
+ * Running a compiled script (RFC 5228 §2.10, §4, §5) on one message: pure and synchronous, no I/O; the
+ * result is the list of actions the MDA then carries out. The core commands and tests, the fileinto,
+ * reject/ereject, envelope, copy, imap4flags (on keep and fileinto), subaddress and relational
+ * extensions; anything else a script may name is a SieveRuntimeError, and the caller keeps the message
+ * in INBOX (a script never loses mail).
+ *
+ * Bounded: `:matches` is a two-pointer wildcard match (time proportional to the value times the pattern
+ * at worst, never exponential), at most `maxActions` actions and `maxRedirects` redirects (§10), and at
+ * most `maxSteps` tests and commands evaluated.
+ */
+import { parseAddressList } from '@mailwerk/mime';
+import type { Argument, Command, Test } from './parser.ts';
+
+export interface SieveMessage {
+  /** The decoded values of a header field (RFC 2047 words decoded by the caller), in order; [] when absent. */
+  header(name: string): string[];
+  /** The message's size in octets. */
+  size: number;
+}
+
+export interface SieveEnvelope {
+  /** The envelope sender ('' for the null sender <>). */
+  from: string;
+  /** The recipient this run is for. */
+  to: string;
+}
+
+export type Action =
+  | { type: 'keep'; flags?: string[] }
+  | { type: 'fileinto'; mailbox: string; copy: boolean; create: boolean; flags?: string[] }
+  | { type: 'redirect'; address: string; copy: boolean }
+  | { type: 'discard' }
+  | { type: 'reject'; reason: string; ereject: boolean };
+
+export interface RunOptions {
+  maxActions?: number;
+  maxRedirects?: number;
+  maxSteps?: number;
+}
+
+export class SieveRuntimeError extends Error {}
+
+type Strings = Extract<Argument, { kind: 'strings' }>;
+
+/** The tags of a command or test, and its positional arguments. */
+function split(args: Argument[]): { tags: Map<string, Argument | null>; rest: Argument[] } {
+  const tags = new Map<string, Argument | null>();
+  const rest: Argument[] = [];
+  const withArg = new Set([
+    'comparator',
+    'count',
+    'value',
+    'flags',
+    'days',
+    'subject',
+    'from',
+    'addresses',
+    'handle',
+    'content',
+  ]);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a.kind === 'tag') tags.set(a.name, withArg.has(a.name) ? (args[++i] ?? null) : null);
+    else rest.push(a);
+  }
+  return { tags, rest };
+}
+
+const strings = (a: Argument | null | undefined): string[] =>
+  a?.kind === 'strings' ? (a as Strings).values : [];
+
+/** `*` and `?` of :matches (§2.7.1), with `\` escaping; case folded as the comparator says. */
+export function wildcardMatch(value: string, pattern: string): boolean {
+  // Tokens of the pattern: literal characters, '?', '*' (escaped ones are literals).
+  const p: Array<{ any: boolean; star: boolean; c: string }> = [];
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '\\' && i + 1 < pattern.length) p.push({ any: false, star: false, c: pattern[++i]! });
+    else p.push({ any: c === '?', star: c === '*', c });
+  }
+  const v = [...value];
+  let vi = 0;
+  let pi = 0;
+  let starP = -1;
+  let starV = 0;
+  while (vi < v.length) {
+    const t = p[pi];
+    if (t && !t.star && (t.any || t.c === v[vi])) {
+      vi++;
+      pi++;
+    } else if (t?.star) {
+      starP = pi++;
+      starV = vi;
+    } else if (starP >= 0) {
+      pi = starP + 1;
+      vi = ++starV;
+    } else return false;
+  }
+  while (p[pi]?.star) pi++;
+  return pi === p.length;
+}
+
+const RELATIONS: Record<string, (c: number) => boolean> = {
+  gt: (c) => c > 0,
+  ge: (c) => c >= 0,
+  lt: (c) => c < 0,
+  le: (c) => c <= 0,
+  eq: (c) => c === 0,
+  ne: (c) => c !== 0,
+};
+
+export function run(
+  script: Command[],
+  message: SieveMessage,
+  envelope: SieveEnvelope,
+  options: RunOptions = {},
+): Action[] {
+  const maxActions = options.maxActions ?? 32;
+  const maxRedirects = options.maxRedirects ?? 4;
+  let steps = options.maxSteps ?? 100_000;
+  const actions: Action[] = [];
+  let cancelled = false;
+  let flags: string[] = [];
+  let stopped = false;
+
+  const step = () => {
+    if (--steps < 0) throw new SieveRuntimeError('the script ran too long');
+  };
+  const add = (a: Action) => {
+    if (actions.length >= maxActions) throw new SieveRuntimeError(`more than ${maxActions} actions`);
+    if (a.type === 'redirect' && actions.filter((x) => x.type === 'redirect').length >= maxRedirects)
+      throw new SieveRuntimeError(`more than ${maxRedirects} redirects`);
+    // §4.1, §4.2: the same fileinto or redirect twice is done once.
+    if (
+      actions.some(
+        (x) =>
+          (x.type === 'fileinto' && a.type === 'fileinto' && x.mailbox === a.mailbox) ||
+          (x.type === 'redirect' &&
+            a.type === 'redirect' &&
+            x.address.toLowerCase() === a.address.toLowerCase()),
+      )
+    )
+      return;
+    actions.push(a);
+  };
+
+  /** Compares one value with the keys under the test's match type and comparator. */
+  const matcher = (tags: Map<string, Argument | null>) => {
+    const comparator = (strings(tags.get('comparator'))[0] ?? 'i;ascii-casemap').toLowerCase();
+    const fold =
+      comparator === 'i;ascii-casemap'
+        ? (s: string) => s.replace(/[A-Z]/g, (c) => c.toLowerCase())
+        : (s: string) => s;
+    const numeric = comparator === 'i;ascii-numeric';
+    const num = (s: string) => {
+      const m = /^\d+/.exec(s);
+      return m ? Number(m[0]) : Number.POSITIVE_INFINITY;
+    };
+    const compare = (a: string, b: string) =>
+      numeric ? Math.sign(num(a) - num(b)) : fold(a) < fold(b) ? -1 : fold(a) > fold(b) ? 1 : 0;
+    if (tags.has('regex')) throw new SieveRuntimeError(':regex is not supported yet');
+    const value = tags.get('value');
+    const count = tags.get('count');
+    return (values: string[], keys: string[]): boolean => {
+      if (count) {
+        const rel = RELATIONS[strings(count)[0]!.toLowerCase()]!;
+        return keys.some((k) => rel(compare(String(values.length), k)));
+      }
+      if (value) {
+        const rel = RELATIONS[strings(value)[0]!.toLowerCase()]!;
+        return values.some((v) => keys.some((k) => rel(compare(v, k))));
+      }
+      if (tags.has('contains')) return values.some((v) => keys.some((k) => fold(v).includes(fold(k))));
+      if (tags.has('matches')) return values.some((v) => keys.some((k) => wildcardMatch(fold(v), fold(k))));
+      return values.some((v) => keys.some((k) => compare(v, k) === 0));
+    };
+  };
+
+  /** The part of an address the test asks for (§2.7.4, RFC 5233 for :user and :detail). */
+  const part = (tags: Map<string, Argument | null>, address: string): string | null => {
+    const at = address.lastIndexOf('@');
+    const local = at < 0 ? address : address.slice(0, at);
+    const domain = at < 0 ? '' : address.slice(at + 1);
+    if (tags.has('localpart')) return local;
+    if (tags.has('domain')) return domain;
+    const plus = local.indexOf('+');
+    if (tags.has('user')) return plus < 0 ? local : local.slice(0, plus);
+    if (tags.has('detail')) return plus < 0 ? null : local.slice(plus + 1);
+    return address;
+  };
+
+  const test = (t: Test): boolean => {
+    step();
+    const { tags, rest } = split(t.args);
+    switch (t.name) {
+      case 'true':
+        return true;
+      case 'false':
+        return false;
+      case 'not':
+        return !test(t.tests[0]!);
+      case 'allof':
+        return t.tests.every(test);
+      case 'anyof':
+        return t.tests.some(test);
+      case 'exists':
+        return strings(rest[0]).every((h) => message.header(h).length > 0);
+      case 'size': {
+        const limit = (rest[0] as Extract<Argument, { kind: 'number' }>).value;
+        return tags.has('over') ? message.size > limit : message.size < limit;
+      }
+      case 'header': {
+        const values = strings(rest[0]).flatMap((h) => message.header(h));
+        return matcher(tags)(values, strings(rest[1]));
+      }
+      case 'address': {
+        const values: string[] = [];
+        for (const h of strings(rest[0]))
+          for (const v of message.header(h))
+            for (const e of parseAddressList(v))
+              for (const a of 'group' in e ? e.group : [e]) {
+                const p = part(tags, a.address);
+                if (p !== null) values.push(p);
+              }
+        return matcher(tags)(values, strings(rest[1]));
+      }
+      case 'envelope': {
+        const values: string[] = [];
+        for (const which of strings(rest[0])) {
+          const a =
+            which.toLowerCase() === 'from'
+              ? envelope.from
+              : which.toLowerCase() === 'to'
+                ? envelope.to
+                : null;
+          if (a === null) continue;
+          const p = a === '' ? '' : part(tags, a);
+          if (p !== null) values.push(p);
+        }
+        return matcher(tags)(values, strings(rest[1]));
+      }
+      default:
+        throw new SieveRuntimeError(`the test "${t.name}" is not supported yet`);
+    }
+  };
+
+  const block = (commands: Command[]): void => {
+    let skipElse = false;
+    for (const c of commands) {
+      if (stopped) return;
+      step();
+      const { tags, rest } = split(c.args);
+      const withFlags = () => {
+        const f = tags.has('flags') ? strings(tags.get('flags')) : flags;
+        return f.length ? { flags: [...f] } : {};
+      };
+      switch (c.name) {
+        case 'require':
+          break;
+        case 'if':
+          skipElse = test(c.tests[0]!);
+          if (skipElse) block(c.block!);
+          break;
+        case 'elsif':
+          if (!skipElse) {
+            skipElse = test(c.tests[0]!);
+            if (skipElse) block(c.block!);
+          }
+          break;
+        case 'else':
+          if (!skipElse) block(c.block!);
+          break;
+        case 'stop':
+          stopped = true;
+          return;
+        case 'keep':
+          add({ type: 'keep', ...withFlags() });
+          cancelled = true;
+          break;
+        case 'discard':
+          cancelled = true;
+          break;
+        case 'fileinto':
+          add({
+            type: 'fileinto',
+            mailbox: strings(rest[0])[0]!,
+            copy: tags.has('copy'),
+            create: tags.has('create'),
+            ...withFlags(),
+          });
+          if (!tags.has('copy')) cancelled = true;
+          break;
+        case 'redirect':
+          add({ type: 'redirect', address: strings(rest[0])[0]!, copy: tags.has('copy') });
+          if (!tags.has('copy')) cancelled = true;
+          break;
+        case 'reject':
+        case 'ereject':
+          add({ type: 'reject', reason: strings(rest[0])[0]!, ereject: c.name === 'ereject' });
+          cancelled = true;
+          break;
+        case 'setflag':
+          flags = [...new Set(strings(rest[0]).flatMap((f) => f.split(' ').filter(Boolean)))];
+          break;
+        case 'addflag':
+          flags = [...new Set([...flags, ...strings(rest[0]).flatMap((f) => f.split(' ').filter(Boolean))])];
+          break;
+        case 'removeflag': {
+          const gone = new Set(
+            strings(rest[0])
+              .flatMap((f) => f.split(' ').filter(Boolean))
+              .map((f) => f.toLowerCase()),
+          );
+          flags = flags.filter((f) => !gone.has(f.toLowerCase()));
+          break;
+        }
+        default:
+          throw new SieveRuntimeError(`the command "${c.name}" is not supported yet`);
+      }
+      if (c.name !== 'if' && c.name !== 'elsif' && c.name !== 'else') skipElse = false;
+    }
+  };
+
+  block(script);
+  // §2.10.2: the implicit keep, unless an action cancelled it.
+  if (!cancelled) actions.unshift({ type: 'keep', ...(flags.length ? { flags } : {}) });
+  // A reject alongside a keep or fileinto would both refuse and deliver (RFC 5429 §2.2): an error, so the
+  // message is kept and nothing is refused.
+  if (
+    actions.some((a) => a.type === 'reject') &&
+    actions.some((a) => a.type === 'keep' || a.type === 'fileinto')
+  )
+    throw new SieveRuntimeError('reject together with keep or fileinto');
+  return actions;
+}

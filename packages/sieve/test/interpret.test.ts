@@ -1,0 +1,204 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { type Action, compile, run, SieveRuntimeError, wildcardMatch } from '../src/index.ts';
+
+/** A message from a header block ("Name: value" lines) and a size. */
+function message(headers: string, size = 1000) {
+  const fields = headers
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()] as const);
+  return {
+    size,
+    header: (name: string) => fields.filter(([k]) => k === name.toLowerCase()).map(([, v]) => v),
+  };
+}
+const MSG = message(
+  'From: Ann <ann@example.com>\nTo: bob+lists@example.org, Carol <carol@example.net>\nSubject: [list] Make money fast\nX-Spam-Score: 7\nX-Spam-Score: 2\n',
+);
+const ENV = { from: 'ann@example.com', to: 'bob+lists@example.org' };
+const actions = (script: string, msg = MSG, env = ENV): Action[] => run(compile(script), msg, env);
+const REQ =
+  'require ["fileinto", "envelope", "copy", "imap4flags", "subaddress", "relational", "comparator-i;ascii-numeric", "reject"];\n';
+
+describe('Sieve interpreter (RFC 5228)', () => {
+  const table: Array<[string, string, Action[]]> = [
+    ['an empty script keeps (implicit keep, §2.10.2)', '', [{ type: 'keep' }]],
+    ['discard cancels the implicit keep', 'discard;', []],
+    [
+      'fileinto files and cancels the keep',
+      `${REQ}fileinto "Lists";`,
+      [{ type: 'fileinto', mailbox: 'Lists', copy: false, create: false }],
+    ],
+    [
+      'fileinto :copy keeps too (RFC 3894)',
+      `${REQ}fileinto :copy "Lists";`,
+      [{ type: 'keep' }, { type: 'fileinto', mailbox: 'Lists', copy: true, create: false }],
+    ],
+    [
+      'the same fileinto twice is done once (§4.1)',
+      `${REQ}fileinto "A"; fileinto "A";`,
+      [{ type: 'fileinto', mailbox: 'A', copy: false, create: false }],
+    ],
+    ['redirect', 'redirect "x@example.net";', [{ type: 'redirect', address: 'x@example.net', copy: false }]],
+    ['stop ends the script; the keep stays', 'stop; discard;', [{ type: 'keep' }]],
+    [
+      'header :contains is case-insensitive by default',
+      'if header :contains "subject" "MAKE MONEY" { discard; }',
+      [],
+    ],
+    [
+      'header :is must match the whole value',
+      'if header :is "subject" "[list]" { discard; }',
+      [{ type: 'keep' }],
+    ],
+    ['header :matches with * and ?', 'if header :matches "subject" "[list] *f?st" { discard; }', []],
+    [
+      'i;octet compares case',
+      'if header :contains :comparator "i;octet" "subject" "MAKE" { discard; }',
+      [{ type: 'keep' }],
+    ],
+    [
+      'address :domain over every address of the field',
+      'if address :domain :is "to" "example.net" { discard; }',
+      [],
+    ],
+    ['address :localpart', 'if address :localpart :is "from" "ann" { discard; }', []],
+    [
+      'address :detail (RFC 5233)',
+      `${REQ}if address :detail "to" "lists" { fileinto "Lists"; }`,
+      [{ type: 'fileinto', mailbox: 'Lists', copy: false, create: false }],
+    ],
+    ['address :user', `${REQ}if address :user :is "to" "bob" { discard; }`, []],
+    [
+      'envelope from and to',
+      `${REQ}if allof (envelope :domain "from" "example.com", envelope :detail "to" "lists") { discard; }`,
+      [],
+    ],
+    ['exists needs every field', 'if exists ["From", "X-None"] { discard; }', [{ type: 'keep' }]],
+    [
+      'size :over and :under',
+      'if size :over 1K { discard; } if size :under 1001 { redirect "s@example.net"; }',
+      [{ type: 'redirect', address: 's@example.net', copy: false }],
+    ],
+    ['not, anyof, allof', 'if not anyof (false, allof (true, false)) { discard; }', []],
+    [
+      'if / elsif / else take one branch',
+      'if false { discard; } elsif true { redirect "a@b.example"; } else { redirect "c@d.example"; }',
+      [{ type: 'redirect', address: 'a@b.example', copy: false }],
+    ],
+    [
+      'relational :value with i;ascii-numeric (RFC 5231)',
+      `${REQ}if header :value "ge" :comparator "i;ascii-numeric" "x-spam-score" "5" { discard; }`,
+      [],
+    ],
+    [
+      'relational :count counts the values',
+      `${REQ}if header :count "eq" :comparator "i;ascii-numeric" "x-spam-score" "2" { discard; }`,
+      [],
+    ],
+    [
+      'imap4flags on the implicit keep',
+      `${REQ}addflag ["\\\\Flagged", "$Work"]; removeflag "$work";`,
+      [{ type: 'keep', flags: ['\\Flagged'] }],
+    ],
+    [
+      'fileinto :flags',
+      `${REQ}fileinto :flags "\\\\Seen" "Read";`,
+      [{ type: 'fileinto', mailbox: 'Read', copy: false, create: false, flags: ['\\Seen'] }],
+    ],
+    [
+      'reject refuses and files nothing',
+      `${REQ}reject "no thanks";`,
+      [{ type: 'reject', reason: 'no thanks', ereject: false }],
+    ],
+  ];
+  for (const [name, script, want] of table) it(name, () => assert.deepEqual(actions(script), want));
+
+  it('runs the RFC 5228 §9 example as its comments say', () => {
+    const example = `require ["fileinto"];
+      if header :is "Sender" "owner-ietf-mta-filters@imc.org" { fileinto "filter"; }
+      elsif address :DOMAIN :is ["From", "To"] "example.com" { keep; }
+      elsif anyof (NOT address :all :contains ["To", "Cc", "Bcc"] "me@example.com",
+                   header :matches "subject" ["*make*money*fast*", "*university*dipl*mas*"]) { fileinto "spam"; }
+      else { fileinto "personal"; }`;
+    const at = (headers: string) => run(compile(example), message(headers), ENV);
+    assert.deepEqual(at('Sender: owner-ietf-mta-filters@imc.org\n'), [
+      { type: 'fileinto', mailbox: 'filter', copy: false, create: false },
+    ]);
+    assert.deepEqual(at('From: x@example.com\nTo: me@example.com\n'), [{ type: 'keep' }]);
+    assert.deepEqual(at('From: x@else.example\nCc: me@example.com\nSubject: Make MONEY fast\n'), [
+      { type: 'fileinto', mailbox: 'spam', copy: false, create: false },
+    ]);
+    assert.deepEqual(at('From: x@else.example\nTo: you@else.example\n'), [
+      { type: 'fileinto', mailbox: 'spam', copy: false, create: false },
+    ]);
+    assert.deepEqual(at('From: x@else.example\nCc: me@example.com\n'), [
+      { type: 'fileinto', mailbox: 'personal', copy: false, create: false },
+    ]);
+  });
+
+  it('errors (so the caller keeps the message) on what it does not run, and on what exceeds its bounds', () => {
+    const throws = (script: string, why: RegExp) =>
+      assert.throws(
+        () => actions(script),
+        (e: unknown) => e instanceof SieveRuntimeError && why.test(e.message),
+      );
+    throws('require "vacation"; vacation "away";', /vacation/);
+    throws('require ["reject", "fileinto"]; reject "no"; fileinto "x";', /reject together/);
+    throws(
+      Array.from({ length: 6 }, (_, i) => `redirect "r${i}@example.net";`).join(' '),
+      /more than 4 redirects/,
+    );
+    throws(
+      `require "fileinto"; ${Array.from({ length: 40 }, (_, i) => `fileinto "f${i}";`).join(' ')}`,
+      /more than 32 actions/,
+    );
+    assert.throws(
+      () => run(compile('if true { keep; } '.repeat(20)), MSG, ENV, { maxSteps: 10 }),
+      /ran too long/,
+    );
+  });
+});
+
+describe(':matches (RFC 5228 §2.7.1)', () => {
+  const table: Array<[string, string, boolean]> = [
+    ['abc', 'a*c', true],
+    ['abc', 'a?c', true],
+    ['ac', 'a?c', false],
+    ['', '*', true],
+    ['a*b', 'a\\*b', true],
+    ['axb', 'a\\*b', false],
+    ['x?y', 'x\\?y', true],
+    ['héllo', 'h?llo', true],
+    ['abcabd', '*abd', true],
+    ['abc', 'abc*d', false],
+  ];
+  for (const [value, pattern, want] of table)
+    it(`${JSON.stringify(value)} ${want ? 'matches' : 'does not match'} ${JSON.stringify(pattern)}`, () =>
+      assert.equal(wildcardMatch(value, pattern), want));
+
+  it('takes bounded time on the patterns that make naive matchers exponential', () => {
+    const t = performance.now();
+    assert.equal(wildcardMatch('a'.repeat(20_000), `${'*a'.repeat(30)}*b`), false);
+    assert.ok(performance.now() - t < 2000, `${performance.now() - t} ms`);
+  });
+
+  it('agrees with a regular expression built from the same pattern (fast-check)', () => {
+    const alphabet = fc.constantFrom('a', 'b', '*', '?');
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom('a', 'b'), { maxLength: 12 }),
+        fc.array(alphabet, { maxLength: 8 }),
+        (v, p) => {
+          const value = v.join('');
+          const pattern = p.join('');
+          const re = new RegExp(`^${pattern.replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
+          assert.equal(wildcardMatch(value, pattern), re.test(value), `${value} ~ ${pattern}`);
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+});
