@@ -10,7 +10,8 @@
  *   reached an account is reported as delivered, not stored twice.
  */
 import type { Bus } from '@mailwerk/bus';
-import { type MessageStructure, withPrependedHeaders } from '@mailwerk/mime';
+import { decodeWords, type MessageStructure, parseHeaderBlock, withPrependedHeaders } from '@mailwerk/mime';
+import { type Action, type Command, compile, run } from '@mailwerk/sieve';
 import { reply, type SmtpError } from '@mailwerk/smtp';
 import {
   type Account,
@@ -30,6 +31,43 @@ export interface DeliveryInput {
   structure: MessageStructure;
   /** Idempotency key for this message (see NewMessage.deliveryKey), or null. */
   deliveryKey: string | null;
+  /** Lines for the log: what a Sieve script did that the admin should know (it failed, a folder was missing). */
+  log?: (level: 'info' | 'warn', message: string, fields: Record<string, unknown>) => void;
+}
+
+/** Compiled Sieve scripts by their text, so an unchanged script is compiled once per process. */
+const compiled = new Map<string, Command[]>();
+
+/**
+ * What the account's active Sieve script does with the message (packages/sieve), or null when it has
+ * none. A script that does not compile or fails at run time is logged and treated as absent: the message
+ * goes where it would have gone without one, never lost (RFC 5228 §2.10.6).
+ */
+async function sieveActions(input: DeliveryInput, account: Account, rcpt: string): Promise<Action[] | null> {
+  const script = await input.store.getActiveSieveScript(account.id);
+  if (!script) return null;
+  try {
+    let tree = compiled.get(script.content);
+    if (!tree) {
+      tree = compile(script.content);
+      if (compiled.size >= 1000) compiled.clear();
+      compiled.set(script.content, tree);
+    }
+    const root = input.structure.root;
+    const fields = parseHeaderBlock(input.raw.toString('utf8', root.start, root.bodyStart));
+    const header = (name: string) => {
+      const key = name.toLowerCase();
+      return fields.filter((f) => f.key === key).map((f) => decodeWords(f.value));
+    };
+    return run(tree, { header, size: input.raw.length }, { from: input.sender, to: rcpt });
+  } catch (err) {
+    input.log?.('warn', 'sieve script failed; the message is delivered as without it', {
+      user: account.address,
+      script: script.name,
+      error: (err as Error).message,
+    });
+    return null;
+  }
 }
 
 /** `X-Spam: Yes`, as the MX writes it (after removing any such field that came from outside). */
@@ -69,41 +107,100 @@ async function targetMailbox(
   return store.createMailbox(account.id, 'INBOX', { subscribed: true });
 }
 
-export type AccountOutcome = 'delivered' | 'duplicate' | 'over_quota';
+export type AccountOutcome = 'delivered' | 'duplicate' | 'over_quota' | { rejected: string };
 
-/** Stores the message for one account. Over quota is a temporary failure (RFC 3463 4.2.2). */
+/** A mailbox named by a Sieve fileinto: as written, created with :create (RFC 5490), else null. */
+async function namedMailbox(
+  store: MailStore,
+  account: Account,
+  name: string,
+  create: boolean,
+): Promise<Mailbox | null> {
+  const found = await store.getMailbox(account.id, name.toUpperCase() === 'INBOX' ? 'INBOX' : name);
+  if (found) return found;
+  if (!create) return null;
+  return store.createMailbox(account.id, name, { subscribed: true });
+}
+
+/**
+ * Stores the message for one account: where its Sieve script says (keep, fileinto, with flags), else
+ * in the folder targetMailbox picks. Over quota is a temporary failure (RFC 3463 4.2.2).
+ */
 export async function deliverToAccount(
   input: DeliveryInput,
   account: Account,
   tag: string | null,
+  rcpt = account.address,
 ): Promise<AccountOutcome> {
   const { store, bus } = input;
-  const mailbox = await targetMailbox(store, account, tag, markedAsSpam(input.structure, input.raw));
+  const actions = (await sieveActions(input, account, rcpt)) ?? [{ type: 'keep' as const }];
+  const reject = actions.find((a) => a.type === 'reject');
+  if (reject) return { rejected: reject.reason };
+  const copies: Array<{ mailbox: Mailbox | null; flags: string[] }> = [];
+  for (const a of actions) {
+    if (a.type === 'keep') copies.push({ mailbox: null, flags: a.flags ?? [] });
+    else if (a.type === 'fileinto') {
+      const box = await namedMailbox(store, account, a.mailbox, a.create);
+      if (!box)
+        input.log?.('warn', 'sieve fileinto a folder that does not exist; the message is kept instead', {
+          user: account.address,
+          folder: a.mailbox,
+        });
+      copies.push({ mailbox: box, flags: a.flags ?? [] });
+    } else if (a.type === 'redirect') {
+      // Redirect needs the MTA's queue (with SRS), which the MDA does not write to yet: kept, and said so.
+      input.log?.('warn', 'sieve redirect is not carried out yet; the message is kept instead', {
+        user: account.address,
+        to: a.address,
+      });
+      copies.push({ mailbox: null, flags: [] });
+    }
+  }
+  if (copies.length === 0) {
+    input.log?.('info', 'sieve discarded a message', { user: account.address });
+    return 'delivered';
+  }
+  const fallback = await targetMailbox(store, account, tag, markedAsSpam(input.structure, input.raw));
   const prefix = Buffer.from(`Return-Path: <${input.sender}>\r\nDelivered-To: ${account.address}\r\n`);
   const bytes = Buffer.concat([prefix, input.raw]);
-  try {
-    const m = await store.appendMessage({
-      accountId: account.id,
-      mailboxId: mailbox.id,
-      blobId: contentId(bytes),
-      data: bytes,
-      size: bytes.length,
-      structure: withPrependedHeaders(input.structure, prefix.length),
-      ...(input.deliveryKey ? { deliveryKey: input.deliveryKey } : {}),
-    });
-    await bus.publish({
-      type: 'message.new',
-      accountId: account.id,
-      mailboxId: mailbox.id,
-      uid: m.uid,
-      modseq: m.modseq,
-    });
-    return 'delivered';
-  } catch (err) {
-    if (isStoreError(err, 'exists') && input.deliveryKey) return 'duplicate';
-    if (isStoreError(err, 'over_quota')) return 'over_quota';
-    throw err;
+  const done = new Set<string>();
+  let outcome: AccountOutcome = 'delivered';
+  for (const [i, copy] of copies.entries()) {
+    const mailbox = copy.mailbox ?? fallback;
+    // One copy per folder (keep and a fileinto of the same folder are one message).
+    if (done.has(mailbox.id)) continue;
+    done.add(mailbox.id);
+    try {
+      const m = await store.appendMessage({
+        accountId: account.id,
+        mailboxId: mailbox.id,
+        blobId: contentId(bytes),
+        data: bytes,
+        size: bytes.length,
+        structure: withPrependedHeaders(input.structure, prefix.length),
+        ...(copy.flags.length ? { flags: copy.flags } : {}),
+        // Each copy its own key, the same on a retry, so a retried delivery stores none twice.
+        ...(input.deliveryKey
+          ? { deliveryKey: i === 0 ? input.deliveryKey : `${input.deliveryKey}#${i}` }
+          : {}),
+      });
+      await bus.publish({
+        type: 'message.new',
+        accountId: account.id,
+        mailboxId: mailbox.id,
+        uid: m.uid,
+        modseq: m.modseq,
+      });
+    } catch (err) {
+      if (isStoreError(err, 'exists') && input.deliveryKey) {
+        outcome = 'duplicate';
+        continue;
+      }
+      if (isStoreError(err, 'over_quota')) return 'over_quota';
+      throw err;
+    }
   }
+  return outcome;
 }
 
 export type RecipientResult = { ok: true; text: string } | { ok: false; error: SmtpError };
@@ -138,7 +235,18 @@ export async function deliverToRecipient(
     return full();
   let overQuota = 0;
   for (const { account, tag } of todo) {
-    if ((await deliverToAccount(input, account, tag)) === 'over_quota') overQuota++;
+    const outcome = await deliverToAccount(input, account, tag, rcpt);
+    if (typeof outcome === 'object')
+      // Sieve reject at delivery time (RFC 5429 §2.1): the sender's server gets the refusal, no bounce.
+      return {
+        ok: false,
+        error: reply(
+          550,
+          '5.7.1',
+          `<${rcpt}> refused by the recipient: ${outcome.rejected.replace(/[\r\n]+/g, ' ').slice(0, 400)}`,
+        ),
+      };
+    if (outcome === 'over_quota') overQuota++;
     else done.add(account.id);
   }
   if (overQuota > 0) return full();

@@ -22,7 +22,7 @@ import {
   normalizeAddress,
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
-import { deliverToRecipient } from './deliver.ts';
+import { type DeliveryInput, deliverToRecipient } from './deliver.ts';
 
 export interface LmtpServerOptions {
   store: MailStore;
@@ -32,6 +32,8 @@ export interface LmtpServerOptions {
   maxMessageSize: number;
   /** Called for errors worth an admin's attention. */
   onError?: (err: unknown, context: string) => void;
+  /** Lines about what users' Sieve scripts did (deliver.ts). */
+  log?: DeliveryInput['log'];
 }
 
 export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
@@ -129,6 +131,7 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
       structure: parseMessage(data),
       // Only our MTA's signed ENVID is a delivery key; a client's ENVID passed on by another MTA is not.
       deliveryKey: await deliveryKeyOf(store, envid),
+      ...(options.log ? { log: options.log } : {}),
     };
     const byRcpt = expansions.get(session.id) ?? new Map<string, Expansion>();
     const done = new Set<string>();

@@ -171,6 +171,107 @@ describe('MDA over LMTP', () => {
       assert.equal((await mails('carl', `forged ${envid}`)).length, 2, envid);
     }
   });
+  describe('with a Sieve script (packages/sieve run by the MDA)', () => {
+    const lines: Array<{ message: string; fields: Record<string, unknown> }> = [];
+    let sieveServer: SMTPServer;
+    let sievePort: number;
+    before(async () => {
+      sieveServer = createLmtpServer({
+        store,
+        bus,
+        hostname: 'mda.test',
+        maxMessageSize: 100_000,
+        log: (_level, message, fields) => lines.push({ message, fields }),
+      });
+      await new Promise<void>((r) => sieveServer.listen(0, '127.0.0.1', r));
+      sievePort = (sieveServer.server.address() as AddressInfo).port;
+    });
+    after(() => new Promise<void>((r) => sieveServer.close(() => r())));
+
+    async function send(to: string, subject: string, extra: Record<string, string> = {}) {
+      const t = nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: sievePort,
+        lmtp: true,
+        ignoreTLS: true,
+      });
+      try {
+        return await t.sendMail({
+          envelope: { from: 'sender@ext.org', to: [to] },
+          from: 'Sender <sender@ext.org>',
+          to,
+          subject,
+          text: 'body\n',
+          headers: extra,
+        });
+      } finally {
+        t.close();
+      }
+    }
+    const flagsOf = async (name: string, mailbox: string, subject: string) => {
+      const box = (await store.getMailbox(ids[name]!, mailbox))!;
+      for (const m of await store.listMessages(box.id))
+        if ((await store.blobs.get(m.blobId)).toString().includes(`Subject: ${subject}`)) return m.flags;
+      return null;
+    };
+
+    it('files, flags, copies, discards and rejects as the active script says; subjects are matched decoded', async () => {
+      await store.putSieveScript(
+        ids.carl!,
+        'rules',
+        `require ["fileinto", "imap4flags", "copy", "reject", "mailbox"];
+         if header :contains "subject" "[list]" { fileinto :flags "\\\\Seen" "Lists"; stop; }
+         if header :is "subject" "Grüße" { fileinto :create "Greetings"; stop; }
+         if header :contains "subject" "copy me" { fileinto :copy "Lists"; stop; }
+         if header :contains "subject" "spam offer" { discard; stop; }
+         if header :contains "subject" "unwanted" { reject "I do not want this"; stop; }
+         if header :contains "subject" "to nowhere" { fileinto "No Such Folder"; }`,
+      );
+      await store.setActiveSieveScript(ids.carl!, 'rules');
+      await send('carl@example.org', '[list] news');
+      assert.deepEqual(await flagsOf('carl', 'Lists', '[list] news'), ['\\Seen']);
+      assert.deepEqual(await mails('carl', '[list] news'), [], 'not in INBOX');
+      // An encoded subject (RFC 2047) is matched as the user reads it.
+      await send('carl@example.org', 'Grüße');
+      assert.ok((await store.getMailbox(ids.carl!, 'Greetings')) !== null, ':create made the folder');
+      const greetings = await store.listMessages((await store.getMailbox(ids.carl!, 'Greetings'))!.id);
+      assert.equal(greetings.length, 1);
+      assert.match(
+        (await store.blobs.get(greetings[0]!.blobId)).toString(),
+        /Subject: =\?UTF-8\?/i,
+        'it was encoded',
+      );
+      await send('carl@example.org', 'please copy me');
+      assert.equal((await mails('carl', 'please copy me', 'Lists')).length, 1);
+      assert.equal((await mails('carl', 'please copy me')).length, 1, ':copy keeps it in INBOX too');
+      const discarded = await send('carl@example.org', 'spam offer');
+      assert.deepEqual(discarded.accepted, ['carl@example.org'], 'discard is a successful delivery');
+      assert.deepEqual(await mails('carl', 'spam offer'), []);
+      // LMTP answers per recipient (RFC 2033 §4.2): the refusal is carl's, at delivery time (RFC 5429 §2.1).
+      const refused = (await send('carl@example.org', 'unwanted')) as unknown as {
+        rejected: string[];
+        rejectedErrors?: Array<{ response?: string }>;
+      };
+      assert.deepEqual(refused.rejected, ['carl@example.org']);
+      assert.match(refused.rejectedErrors?.[0]?.response ?? '', /^550 5\.7\.1 .*I do not want this/);
+      assert.deepEqual(await mails('carl', 'unwanted'), []);
+      await send('carl@example.org', 'to nowhere');
+      assert.equal((await mails('carl', 'to nowhere')).length, 1, 'a missing folder: kept in INBOX');
+      assert.ok(
+        lines.some((l) => l.message.includes('does not exist') && l.fields.folder === 'No Such Folder'),
+      );
+      await store.setActiveSieveScript(ids.carl!, null);
+    });
+
+    it('delivers as without a script when the script fails at run time, and logs it', async () => {
+      await store.putSieveScript(ids.carl!, 'away', 'require "vacation"; vacation "I am away";');
+      await store.setActiveSieveScript(ids.carl!, 'away');
+      await send('carl@example.org', 'while away');
+      assert.equal((await mails('carl', 'while away')).length, 1);
+      assert.ok(lines.some((l) => l.message.startsWith('sieve script failed') && l.fields.script === 'away'));
+      await store.setActiveSieveScript(ids.carl!, null);
+    });
+  });
 });
 
 describe('MDA over LMTP: a store that fails', () => {

@@ -14,6 +14,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     hostname: config.hostname,
     maxMessageSize: config.limits.message_size,
     onError: d.onError,
+    log: (level, message, fields) => log.log(level, message, fields),
   });
   // The change journal serves live updates; entries far behind every mailbox's present are dropped hourly.
   const maintenance = setInterval(() => {
