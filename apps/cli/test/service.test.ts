@@ -460,6 +460,69 @@ describe('mailwerk start', () => {
     }
   });
 
+  it("files mail as the user's Sieve script says: swaks through the MX, imapflow reads the folder and its flags", async () => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const script =
+      'require ["fileinto", "imap4flags", "mailbox"];\nif header :contains "subject" "[list]" { fileinto :create :flags "\\\\Flagged" "Lists"; }\n';
+    assert.equal((await sb.run(['sieve', 'put', 'bob@example.org', 'rules'], script)).code, 0);
+    assert.equal((await sb.run(['sieve', 'activate', 'bob@example.org', 'rules'])).code, 0);
+    const svc = await sb.spawn(['start'], /IMAP \(TLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
+    const imap = new ImapFlow({
+      host: '127.0.0.1',
+      port: imapsPort,
+      secure: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'bob@example.org', pass: 'a good password' },
+      logger: false,
+    });
+    try {
+      const swaks = (subject: string) =>
+        promisify(execFile)('swaks', [
+          '--server',
+          `127.0.0.1:${port}`,
+          '--from',
+          'ann@ext.org',
+          '--to',
+          'bob@example.org',
+          '--header',
+          `Subject: ${subject}`,
+          '--body',
+          'hello',
+        ]);
+      await swaks('[list] weekly news');
+      await swaks('just for you');
+      await imap.connect();
+      const inLists = await eventually(async () => {
+        if (!(await imap.list()).some((m) => m.path === 'Lists')) return null;
+        const lock = await imap.getMailboxLock('Lists');
+        try {
+          const found = [];
+          for await (const m of imap.fetch('1:*', { envelope: true, flags: true })) found.push(m);
+          return found.length ? found : null;
+        } finally {
+          lock.release();
+        }
+      });
+      assert.equal(inLists.length, 1);
+      assert.equal(inLists[0]!.envelope?.subject, '[list] weekly news');
+      assert.ok(inLists[0]!.flags?.has('\\Flagged'));
+      const lock = await imap.getMailboxLock('INBOX');
+      try {
+        const subjects = [];
+        for await (const m of imap.fetch('1:*', { envelope: true })) subjects.push(m.envelope?.subject);
+        assert.ok(subjects.includes('just for you'));
+        assert.ok(!subjects.includes('[list] weekly news'));
+      } finally {
+        lock.release();
+      }
+    } finally {
+      await imap.logout().catch(() => imap.close());
+      await svc.kill();
+      await sb.run(['sieve', 'deactivate', 'bob@example.org']);
+    }
+  });
+
   it('with rspamd and Redis configured, scans mail on the MX and shares its counters', async () => {
     const { startRspamd } = await import('../../../packages/mta/test/rspamd-server.ts');
     const { startRedis } = await import('../../../packages/limits/test/redis-server.ts');
