@@ -71,6 +71,16 @@ describe('mailwerk start', () => {
       tls: { rejectUnauthorized: false },
       auth: { user: 'bob@example.org', pass: 'a good password' },
     });
+  /** bob signed in over 993's role (imapflow). */
+  const bobImap = () =>
+    new ImapFlow({
+      host: '127.0.0.1',
+      port: imapsPort,
+      secure: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'bob@example.org', pass: 'a good password' },
+      logger: false,
+    });
   /** An IMAP sign-in over 993's role with a wrong password, refused (imapflow signs in with AUTHENTICATE PLAIN). */
   const refusedImap = async (user: string) => {
     const imap = new ImapFlow({
@@ -172,14 +182,7 @@ describe('mailwerk start', () => {
 
   it('serves IMAP: a client in IDLE sees mail sent through the MTA within a second of its delivery', async () => {
     const svc = await sb.spawn(['start'], /IMAP \(TLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
-    const client = new ImapFlow({
-      host: '127.0.0.1',
-      port: imapsPort,
-      secure: true,
-      tls: { rejectUnauthorized: false },
-      auth: { user: 'bob@example.org', pass: 'a good password' },
-      logger: false,
-    });
+    const client = bobImap();
     try {
       await client.connect();
       const lock = await client.getMailboxLock('INBOX');
@@ -468,14 +471,7 @@ describe('mailwerk start', () => {
     assert.equal((await sb.run(['sieve', 'put', 'bob@example.org', 'rules'], script)).code, 0);
     assert.equal((await sb.run(['sieve', 'activate', 'bob@example.org', 'rules'])).code, 0);
     const svc = await sb.spawn(['start'], /IMAP \(TLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
-    const imap = new ImapFlow({
-      host: '127.0.0.1',
-      port: imapsPort,
-      secure: true,
-      tls: { rejectUnauthorized: false },
-      auth: { user: 'bob@example.org', pass: 'a good password' },
-      logger: false,
-    });
+    const imap = bobImap();
     try {
       const swaks = (subject: string) =>
         promisify(execFile)('swaks', [
