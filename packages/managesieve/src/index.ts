@@ -10,7 +10,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import { ConnectionLimiter } from '@mailwerk/limits';
-import { compile, EXTENSIONS, SieveError } from '@mailwerk/sieve';
+import { compile, EXTENSIONS, SieveError, scriptNameProblem } from '@mailwerk/sieve';
 import type { Account, MailStore } from '@mailwerk/store';
 import { normalizeAddress } from '@mailwerk/store';
 import { PacedWriter } from '@mailwerk/tls';
@@ -36,7 +36,6 @@ export interface ManageSieveOptions {
 }
 
 const MAX_LINE = 8 * 1024;
-const MAX_NAME = 128;
 const MAX_ERRORS = 20;
 
 export class ManageSieveService {
@@ -336,13 +335,8 @@ class Session {
   }
 
   private checkName(name: string): string {
-    // RFC 5804 §1.6: UTF-8 without controls; kept short.
-    if (
-      name === '' ||
-      Buffer.byteLength(name) > MAX_NAME ||
-      /[\x00-\x1f\x7f\u0080-\u009f\u2028\u2029]/.test(name)
-    )
-      throw new CommandError('Not a usable script name');
+    const problem = scriptNameProblem(name);
+    if (problem) throw new CommandError(`Not a usable script name: ${problem}`);
     return name;
   }
 

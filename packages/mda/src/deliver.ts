@@ -160,13 +160,16 @@ export async function deliverToAccount(
     input.log?.('info', 'sieve discarded a message', { user: account.address });
     return 'delivered';
   }
-  const fallback = await targetMailbox(store, account, tag, markedAsSpam(input.structure, input.raw));
+  // The folder a keep goes to, looked up only when a copy needs it (a script that files everything does not).
+  let fallback: Mailbox | null = null;
   const prefix = Buffer.from(`Return-Path: <${input.sender}>\r\nDelivered-To: ${account.address}\r\n`);
   const bytes = Buffer.concat([prefix, input.raw]);
   const done = new Set<string>();
   let outcome: AccountOutcome = 'delivered';
   for (const [i, copy] of copies.entries()) {
-    const mailbox = copy.mailbox ?? fallback;
+    if (!copy.mailbox && !fallback)
+      fallback = await targetMailbox(store, account, tag, markedAsSpam(input.structure, input.raw));
+    const mailbox = copy.mailbox ?? fallback!;
     // One copy per folder (keep and a fileinto of the same folder are one message).
     if (done.has(mailbox.id)) continue;
     done.add(mailbox.id);

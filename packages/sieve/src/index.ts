@@ -14,4 +14,4 @@ export {
 } from './interpret.ts';
 export { MAX_NUMBER, type Token, tokenize } from './lexer.ts';
 export { type Argument, type Command, type ParseOptions, parse, type Test } from './parser.ts';
-export { compile, EXTENSIONS } from './validate.ts';
+export { compile, EXTENSIONS, scriptNameProblem } from './validate.ts';

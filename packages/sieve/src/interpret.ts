@@ -11,6 +11,7 @@
  */
 import { parseAddressList } from '@mailwerk/mime';
 import type { Argument, Command, Test } from './parser.ts';
+import { TAGS_WITH_ARGUMENT } from './validate.ts';
 
 export interface SieveMessage {
   /** The decoded values of a header field (RFC 2047 words decoded by the caller), in order; [] when absent. */
@@ -47,21 +48,9 @@ type Strings = Extract<Argument, { kind: 'strings' }>;
 function split(args: Argument[]): { tags: Map<string, Argument | null>; rest: Argument[] } {
   const tags = new Map<string, Argument | null>();
   const rest: Argument[] = [];
-  const withArg = new Set([
-    'comparator',
-    'count',
-    'value',
-    'flags',
-    'days',
-    'subject',
-    'from',
-    'addresses',
-    'handle',
-    'content',
-  ]);
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    if (a.kind === 'tag') tags.set(a.name, withArg.has(a.name) ? (args[++i] ?? null) : null);
+    if (a.kind === 'tag') tags.set(a.name, TAGS_WITH_ARGUMENT.has(a.name) ? (args[++i] ?? null) : null);
     else rest.push(a);
   }
   return { tags, rest };

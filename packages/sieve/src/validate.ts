@@ -135,6 +135,24 @@ const TESTS: Record<string, Spec> = {
   mailboxexists: { ext: 'mailbox', positional: ['strings'] },
 };
 
+/** The tags that take an argument of their own (`:comparator "…"`), by name, from the tables above. */
+export const TAGS_WITH_ARGUMENT: ReadonlySet<string> = new Set(
+  [...Object.values(COMMANDS), ...Object.values(TESTS)].flatMap((spec) =>
+    Object.entries(spec.tags ?? {})
+      .filter(([, tag]) => tag.arg)
+      .map(([name]) => name),
+  ),
+);
+
+/** Why `name` cannot name a script (RFC 5804 §1.6: UTF-8 without controls; at most 128 octets), or null. */
+export function scriptNameProblem(name: string): string | null {
+  if (name === '') return 'a script name cannot be empty';
+  if (Buffer.byteLength(name) > 128) return 'a script name is at most 128 octets';
+  if (/[\x00-\x1f\x7f\u0080-\u009f\u2028\u2029]/.test(name))
+    return 'a script name cannot hold control characters';
+  return null;
+}
+
 const COMPARATORS = new Set(['i;octet', 'i;ascii-casemap']);
 const RELATIONS = new Set(['gt', 'ge', 'lt', 'le', 'eq', 'ne']);
 

@@ -1,6 +1,6 @@
 /** `mailwerk sieve …`: a user's Sieve scripts, as ManageSieve manages them (the same checks, the same store). */
 import { readFileSync } from 'node:fs';
-import { compile, SieveError } from '@mailwerk/sieve';
+import { compile, SieveError, scriptNameProblem } from '@mailwerk/sieve';
 import type { Command } from '../command.ts';
 import { CliError } from '../context.ts';
 import { printJson, printTable } from '../output.ts';
@@ -81,8 +81,9 @@ export const sieveCommands: Command[] = [
     maxArgs: 3,
     async run(ctx, [user, name, file]) {
       const a = await findAccount(ctx.store(), user!);
-      if (!name || /[\x00-\x1f\x7f]/.test(name)) throw new CliError('not a usable script name');
-      await ctx.store().putSieveScript(a.id, name, readScript(file));
+      const problem = scriptNameProblem(name!);
+      if (problem) throw new CliError(problem);
+      await ctx.store().putSieveScript(a.id, name!, readScript(file));
       ctx.print(`stored "${name}" for ${a.address}`);
     },
   },
