@@ -248,6 +248,9 @@ export class MongoMailStore implements MailStore {
       'tls_items',
     );
   }
+  private get remembered() {
+    return this.c<{ _id: string; until: Date }>('remembered');
+  }
   private get locks() {
     return this.c<{ _id: string; owner: string; until: Date }>('locks');
   }
@@ -277,6 +280,8 @@ export class MongoMailStore implements MailStore {
     await this.sieve.createIndex({ accountId: 1, name: 1 }, { unique: true });
     await this.dkim.createIndex({ domain: 1, selector: 1 }, { unique: true });
     await this.dkimRetired.createIndex({ domain: 1, selector: 1 }, { unique: true });
+    // MongoDB removes what is no longer remembered by itself too (pruneRemembered does it at once).
+    await this.remembered.createIndex({ until: 1 }, { expireAfterSeconds: 0 });
     await this.db.collection('blobs.files').createIndex({ filename: 1 });
   }
 
@@ -1056,7 +1061,15 @@ export class MongoMailStore implements MailStore {
       leaseUntil: null,
       meta: input.meta ?? {},
     };
-    await this.queue.insertOne(doc);
+    if (input.once && !(await this.remember(input.once.key, input.once.until)))
+      throw new StoreError('exists', `already queued once: ${input.once.key}`);
+    try {
+      await this.queue.insertOne(doc);
+    } catch (err) {
+      // Not queued: not remembered either, so a retry queues it.
+      if (input.once) await this.remembered.deleteOne({ _id: input.once.key, until: input.once.until });
+      throw err;
+    }
     return toQueueEntry(doc);
   }
 
@@ -1330,6 +1343,28 @@ export class MongoMailStore implements MailStore {
   async releaseLock(name: string, owner: string): Promise<void> {
     await this.ready;
     await this.locks.deleteOne({ _id: name, owner });
+  }
+
+  async remember(key: string, until: Date): Promise<boolean> {
+    await this.ready;
+    try {
+      // Matches a key whose time has passed, or inserts it; a key still remembered makes the upsert
+      // collide with its _id, which is the answer "still remembered".
+      await this.remembered.updateOne(
+        { _id: key, until: { $lte: new Date() } },
+        { $set: { until } },
+        { upsert: true },
+      );
+      return true;
+    } catch (err) {
+      if (isDuplicate(err)) return false;
+      throw err;
+    }
+  }
+
+  async pruneRemembered(now = new Date()): Promise<number> {
+    await this.ready;
+    return (await this.remembered.deleteMany({ until: { $lte: now } })).deletedCount;
   }
 
   async secret(name: string): Promise<Buffer> {

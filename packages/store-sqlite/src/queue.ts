@@ -31,24 +31,42 @@ export class SqliteQueue {
       ...(r.orcpt !== undefined ? { orcpt: r.orcpt } : {}),
       ...(r.notify !== undefined ? { notify: r.notify } : {}),
     }));
-    const row = await this.sql.txWithBlob(
-      input.blobId,
-      input.data,
-      () =>
-        this.sql.get(
-          `INSERT INTO queue (id, sender, recipients, blob_id, size, created_at, next_attempt_at, meta)
+    const row = await this.sql.txWithBlob(input.blobId, input.data, () => {
+      if (input.once && !this.rememberInWrite(input.once.key, input.once.until))
+        throw new StoreError('exists', `already queued once: ${input.once.key}`);
+      return this.sql.get(
+        `INSERT INTO queue (id, sender, recipients, blob_id, size, created_at, next_attempt_at, meta)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
-          id,
-          input.sender,
-          JSON.stringify(recipients),
-          input.blobId,
-          input.size,
-          now,
-          (input.nextAttemptAt ?? new Date(now)).getTime(),
-          JSON.stringify(input.meta ?? {}),
-        )!,
-    );
+        id,
+        input.sender,
+        JSON.stringify(recipients),
+        input.blobId,
+        input.size,
+        now,
+        (input.nextAttemptAt ?? new Date(now)).getTime(),
+        JSON.stringify(input.meta ?? {}),
+      )!;
+    });
     return toQueueEntry(row);
+  }
+
+  /** See MailStore.remember. */
+  remember(key: string, until: Date): Promise<boolean> {
+    // Unsynced: a key lost to a power cut costs one repeated vacation reply, never mail.
+    return this.sql.txUnsynced(() => this.rememberInWrite(key, until));
+  }
+
+  /** Inside a write: remembers `key` unless it still is; true when it was not. */
+  private rememberInWrite(key: string, until: Date): boolean {
+    const row = this.sql.get(
+      `INSERT INTO remembered (key, until) VALUES (?, ?)
+       ON CONFLICT (key) DO UPDATE SET until = excluded.until WHERE remembered.until <= ?
+       RETURNING key`,
+      key,
+      until.getTime(),
+      Date.now(),
+    );
+    return row !== undefined;
   }
 
   async leaseQueue(request: LeaseRequest): Promise<QueueEntry[]> {

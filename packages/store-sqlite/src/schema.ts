@@ -155,4 +155,10 @@ export const MIGRATIONS: readonly string[] = [
     until INTEGER NOT NULL
   ) STRICT;
   `,
+  `
+  CREATE TABLE remembered (
+    key TEXT PRIMARY KEY,
+    until INTEGER NOT NULL
+  ) STRICT;
+  `,
 ];

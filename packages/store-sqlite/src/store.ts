@@ -957,6 +957,13 @@ export class SqliteMailStore implements MailStore {
     this.sql.run('DELETE FROM locks WHERE name = ? AND owner = ?', name, owner);
   }
 
+  async remember(key: string, until: Date): Promise<boolean> {
+    return this.queue.remember(key, until);
+  }
+  async pruneRemembered(now = new Date()): Promise<number> {
+    return this.sql.txUnsynced(() => this.sql.run('DELETE FROM remembered WHERE until <= ?', now.getTime()));
+  }
+
   putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript> {
     return this.sieve.putSieveScript(accountId, name, content);
   }

@@ -250,6 +250,12 @@ export interface NewQueueEntry {
   size: number;
   nextAttemptAt?: Date;
   meta?: Record<string, unknown>;
+  /**
+   * Queue it only if `key` is not remembered (see `MailStore.remember`), and remember it until `until`
+   * in the same step: mail generated for a delivery (a Sieve redirect, a vacation reply) goes out once
+   * however often the delivery is retried. A remembered key is refused with `exists`, nothing queued.
+   */
+  once?: { key: string; until: Date };
 }
 
 export interface LeaseRequest {
@@ -472,6 +478,16 @@ export interface MailStore {
   acquireLock(name: string, owner: string, ms: number): Promise<boolean>;
   /** Gives the lock up if `owner` holds it; nothing otherwise. */
   releaseLock(name: string, owner: string): Promise<void>;
+
+  /**
+   * Remembers `key` until `until`: true when it was not remembered (or its time had passed), false
+   * when it still is (nothing changes then). One conditional write, so of several processes asking at
+   * once exactly one gets true. What Sieve's vacation (RFC 5230 §4.2: one reply per sender per period)
+   * and duplicate (RFC 7352) tests keep, across restarts and processes.
+   */
+  remember(key: string, until: Date): Promise<boolean>;
+  /** Forgets the keys whose time has passed; returns how many went. */
+  pruneRemembered(now?: Date): Promise<number>;
 
   putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript>;
   getSieveScript(accountId: string, name: string): Promise<SieveScript | null>;

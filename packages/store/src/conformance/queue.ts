@@ -55,6 +55,56 @@ export function queueSuite(factory: StoreFactory): void {
       assert.equal(await ctx.store.getQueueEntry(bad.id), null);
     });
 
+    it('remembers a key until its time, for every connection, and forgets it after', async () => {
+      const other = await ctx.openAnother();
+      const soon = new Date(Date.now() + 300);
+      assert.equal(await ctx.store.remember('vacation:1:a@x.org', soon), true);
+      assert.equal(await other.remember('vacation:1:a@x.org', new Date(Date.now() + 60_000)), false);
+      assert.equal(await other.remember('vacation:1:b@x.org', new Date(Date.now() + 60_000)), true, 'by key');
+      // Once its time has passed, the key is free again (and a second ask within the new time is not).
+      const end = Date.now() + 5000;
+      while (!(await other.remember('vacation:1:a@x.org', new Date(Date.now() + 60_000)))) {
+        assert.ok(Date.now() < end, 'remembered past its time');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(await ctx.store.remember('vacation:1:a@x.org', new Date(Date.now() + 60_000)), false);
+      assert.equal(await ctx.store.remember('short', new Date(Date.now() + 1)), true);
+      await new Promise((r) => setTimeout(r, 5));
+      assert.equal(await ctx.store.pruneRemembered(), 1, 'only the key whose time passed');
+      assert.equal(await ctx.store.remember('vacation:1:b@x.org', new Date(Date.now() + 60_000)), false);
+    });
+
+    it('of many asking to remember one key at once, exactly one is first', async () => {
+      const stores = [ctx.store, await ctx.openAnother(), await ctx.openAnother()];
+      const until = new Date(Date.now() + 60_000);
+      const got = await Promise.all(
+        Array.from({ length: 12 }, (_, i) => stores[i % 3]!.remember('race', until)),
+      );
+      assert.equal(got.filter(Boolean).length, 1);
+    });
+
+    it('queues an entry with a once key one time only, and nothing when the key is remembered', async () => {
+      const data = Buffer.from('Subject: auto\r\n\r\nreply\r\n');
+      const entry = (key: string) => ({
+        sender: '',
+        recipients: [{ address: 'someone@x.org' }],
+        blobId: contentId(data),
+        data,
+        size: data.length,
+        once: { key, until: new Date(Date.now() + 60_000) },
+      });
+      const first = await ctx.store.enqueue(entry('redirect:K1'));
+      await rejects(ctx.store.enqueue(entry('redirect:K1')), 'exists');
+      assert.deepEqual(
+        (await ctx.store.listQueue()).map((e) => e.id),
+        [first.id],
+      );
+      assert.equal(await ctx.store.remember('redirect:K1', new Date(Date.now() + 60_000)), false);
+      assert.equal(await ctx.store.remember('redirect:K2', new Date(Date.now() + 60_000)), true);
+      await rejects(ctx.store.enqueue(entry('redirect:K2')), 'exists');
+      assert.equal((await ctx.store.listQueue()).length, 1);
+    });
+
     it('enqueues with per-recipient state and lists entries', async () => {
       const e = await enqueueOne(ctx.store);
       assert.equal(e.sender, 'sender@example.org');
