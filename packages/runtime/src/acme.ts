@@ -76,6 +76,8 @@ export interface AcmeOptions {
   log: Logger;
   /** Told when this process stored a new certificate. */
   onCertificate(): void;
+  /** Whether this process answers on the set-up HTTP port (false when another server holds it). */
+  httpListening: boolean;
 }
 
 type AcmeClient = typeof import('acme-client');
@@ -102,12 +104,14 @@ export class AcmeManager {
     this.opts = opts;
   }
 
-  /** The challenge this installation answers (config `tls.acme.challenge`; "auto" prefers HTTP-01). */
+  /**
+   * The challenge this installation answers (config `tls.acme.challenge`): "auto" is HTTP-01 while this
+   * process listens on the set-up HTTP port, and TLS-ALPN-01 on the HTTPS port when that one is not free.
+   */
   get challenge(): 'http-01' | 'tls-alpn-01' {
     const { acme } = this.opts.config.tls;
     if (acme.challenge !== 'auto') return acme.challenge;
-    const { autoconfig, autoconfig_http_port } = this.opts.config.access;
-    return autoconfig && autoconfig_http_port ? 'http-01' : 'tls-alpn-01';
+    return this.opts.httpListening ? 'http-01' : 'tls-alpn-01';
   }
 
   /** Looks whether an order is due now and then every tls.reload_check_seconds (two rows and the domains). */

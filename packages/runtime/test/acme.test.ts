@@ -96,7 +96,13 @@ describe('ACME decisions', () => {
         error: () => undefined,
       };
       let issued = 0;
-      const acme = new AcmeManager({ config, store, log, onCertificate: () => issued++ });
+      const acme = new AcmeManager({
+        config,
+        store,
+        log,
+        onCertificate: () => issued++,
+        httpListening: true,
+      });
       await acme.check('test');
       const failed = lines.find((l) => l.msg === 'certificate order failed; the certificate in use stays');
       assert.ok(failed, JSON.stringify(lines));

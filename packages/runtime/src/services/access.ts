@@ -88,7 +88,25 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
       // TLS-ALPN-01 validation (RFC 8737) and gets the challenge's certificate; every other one goes on.
       const front = createNetServer((socket) => frontDoor(socket, store, secure));
       webServers.push(plain, front);
-      listening.push(await d.listenAs(plain, 'Autoconfig (HTTP)', config.access.autoconfig_http_port, host));
+      const httpPort = config.access.autoconfig_http_port;
+      const http = await d
+        .listenAs(plain, 'Autoconfig (HTTP)', httpPort, host)
+        .catch((err: NodeJS.ErrnoException) => {
+          // Port 80 often belongs to a web server already. With ACME on and not bound to HTTP-01, that is no
+          // reason to stay down: certificates come through TLS-ALPN-01 on the HTTPS port (RFC 8737 §1).
+          const taken = err.code === 'EADDRINUSE' || err.code === 'EACCES';
+          if (!taken || !config.tls.acme.enabled || config.tls.acme.challenge === 'http-01') throw err;
+          log.log(
+            'warn',
+            'the set-up HTTP port is not free: ACME validates through TLS-ALPN-01 on the HTTPS port',
+            {
+              port: httpPort,
+              error: err.code,
+            },
+          );
+          return null;
+        });
+      if (http) listening.push(http);
       listening.push(
         await d.listenAs(front, 'Autoconfig (HTTPS)', config.access.autoconfig_https_port, host),
       );
@@ -99,6 +117,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
           store,
           log,
           onCertificate: () => void d.certificates.refresh('a new certificate was issued'),
+          httpListening: http !== null,
         });
         acme.start();
       }
