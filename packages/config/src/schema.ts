@@ -138,7 +138,7 @@ export const configSchema = z.strictObject({
             .enum(['auto', 'http-01', 'tls-alpn-01'])
             .default('auto')
             .describe(
-              '"auto": HTTP-01 where the account set-up HTTP port is served (access.autoconfig), else TLS-ALPN-01 on its HTTPS port.',
+              '"auto": HTTP-01 on the account set-up HTTP port; TLS-ALPN-01 on its HTTPS port when that HTTP port is held by another server (the access service then starts without it, with a warning).',
             ),
           renew_days: z
             .number()
