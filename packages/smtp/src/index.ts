@@ -18,3 +18,4 @@ export {
   reply,
   SmtpError,
 } from './reply.ts';
+export { isSrsAddress, SrsError, type SrsOptions, srsForward, srsReverse } from './srs.ts';
