@@ -32,13 +32,34 @@ export type Action =
   | { type: 'fileinto'; mailbox: string; copy: boolean; create: boolean; flags?: string[] }
   | { type: 'redirect'; address: string; copy: boolean }
   | { type: 'discard' }
-  | { type: 'reject'; reason: string; ereject: boolean };
+  | { type: 'reject'; reason: string; ereject: boolean }
+  | Vacation;
+
+/** A vacation auto-reply the script asks for (RFC 5230 §4); whether it goes out is the MDA's to decide. */
+export interface Vacation {
+  type: 'vacation';
+  /** The reply's text, or with `mime` a MIME entity (header fields and body). */
+  reason: string;
+  subject?: string;
+  from?: string;
+  /** More addresses of the user's, besides the recipient (§4.5). */
+  addresses: string[];
+  mime: boolean;
+  /** What the reply is remembered by (§4.2): `:handle`, else made of the other arguments. */
+  handle: string;
+  /** How long a sender gets no second reply: :days (§4.1) or :seconds (RFC 6131), within the bounds. */
+  seconds: number;
+}
 
 export interface RunOptions {
   maxActions?: number;
   maxRedirects?: number;
   maxSteps?: number;
+  /** The shortest and longest vacation period, in seconds (default 1 day and 60 days; §4.1). */
+  vacationPeriod?: { min: number; max: number };
 }
+
+const DAY = 86_400;
 
 export class SieveRuntimeError extends Error {}
 
@@ -289,6 +310,30 @@ export function run(
           add({ type: 'reject', reason: strings(rest[0])[0]!, ereject: c.name === 'ereject' });
           cancelled = true;
           break;
+        case 'vacation': {
+          // §4.7 (and RFC 5429 §2.2): a reply besides a refusal makes no sense; one reply per run.
+          if (actions.some((a) => a.type === 'vacation')) throw new SieveRuntimeError('vacation used twice');
+          const period = options.vacationPeriod ?? { min: DAY, max: 60 * DAY };
+          const num = (tag: string) => (tags.get(tag) as Extract<Argument, { kind: 'number' }> | null)?.value;
+          const asked = num('seconds') ?? (num('days') ?? 7) * DAY;
+          const reason = strings(rest[0])[0]!;
+          const subject = strings(tags.get('subject'))[0];
+          const from = strings(tags.get('from'))[0];
+          add({
+            type: 'vacation',
+            reason,
+            ...(subject !== undefined ? { subject } : {}),
+            ...(from !== undefined ? { from } : {}),
+            addresses: strings(tags.get('addresses')),
+            mime: tags.has('mime'),
+            // §4.2: without :handle, replies with different arguments are different replies.
+            handle:
+              strings(tags.get('handle'))[0] ??
+              JSON.stringify([reason, subject ?? '', from ?? '', tags.has('mime')]),
+            seconds: Math.min(Math.max(asked, period.min), period.max),
+          });
+          break;
+        }
         case 'setflag':
           flags = [...new Set(strings(rest[0]).flatMap((f) => f.split(' ').filter(Boolean)))];
           break;
@@ -318,8 +363,8 @@ export function run(
   // message is kept and nothing is refused.
   if (
     actions.some((a) => a.type === 'reject') &&
-    actions.some((a) => a.type === 'keep' || a.type === 'fileinto')
+    actions.some((a) => a.type === 'keep' || a.type === 'fileinto' || a.type === 'vacation')
   )
-    throw new SieveRuntimeError('reject together with keep or fileinto');
+    throw new SieveRuntimeError('reject together with keep, fileinto or vacation');
   return actions;
 }

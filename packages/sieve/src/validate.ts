@@ -15,7 +15,7 @@ interface TagSpec {
   /** Its own argument. */
   arg?: Kind;
   /** Tags of one group exclude each other. */
-  group?: 'match' | 'comparator' | 'address-part' | 'body-transform' | 'index' | 'case';
+  group?: 'match' | 'comparator' | 'address-part' | 'body-transform' | 'index' | 'case' | 'period';
 }
 
 interface Spec {
@@ -43,6 +43,7 @@ export const EXTENSIONS = [
   'relational',
   'subaddress',
   'vacation',
+  'vacation-seconds',
   'variables',
 ] as const;
 
@@ -99,10 +100,11 @@ const COMMANDS: Record<string, Spec> = {
     ext: 'vacation',
     positional: ['string'],
     tags: {
-      days: { arg: 'number' },
+      days: { group: 'period', arg: 'number' },
       subject: { arg: 'string' },
       from: { arg: 'string' },
       addresses: { arg: 'strings' },
+      seconds: { group: 'period', ext: 'vacation-seconds', arg: 'number' },
       mime: {},
       handle: { arg: 'string' },
     },
@@ -272,6 +274,8 @@ function checkCommands(commands: Command[], required: Set<string>, top: boolean)
         )
           fail(`require: the extension "${cap}" is not supported`, c.args[0]!);
         required.add(cap.toLowerCase());
+        // RFC 6131 §2: vacation-seconds implies vacation.
+        if (cap.toLowerCase() === 'vacation-seconds') required.add('vacation');
       }
     }
     if (c.block) checkCommands(c.block, required, false);

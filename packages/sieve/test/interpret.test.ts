@@ -145,7 +145,8 @@ describe('Sieve interpreter (RFC 5228)', () => {
         () => actions(script),
         (e: unknown) => e instanceof SieveRuntimeError && why.test(e.message),
       );
-    throws('require "vacation"; vacation "away";', /vacation/);
+    throws('require "vacation"; vacation "away"; vacation "again";', /vacation used twice/);
+    throws('require ["vacation", "reject"]; vacation "away"; reject "no";', /reject together/);
     throws('require ["reject", "fileinto"]; reject "no"; fileinto "x";', /reject together/);
     throws(
       Array.from({ length: 6 }, (_, i) => `redirect "r${i}@example.net";`).join(' '),
@@ -159,6 +160,59 @@ describe('Sieve interpreter (RFC 5228)', () => {
       () => run(compile('if true { keep; } '.repeat(20)), MSG, ENV, { maxSteps: 10 }),
       /ran too long/,
     );
+  });
+});
+
+describe('vacation (RFC 5230, RFC 6131)', () => {
+  const vacation = (script: string) => {
+    const all = actions(script);
+    const v = all.find((a) => a.type === 'vacation');
+    assert.ok(v && v.type === 'vacation', JSON.stringify(all));
+    return { v, all };
+  };
+  it('asks for a reply with its arguments, keeps the message, and bounds the period', () => {
+    const { v, all } = vacation(
+      'require "vacation"; vacation :days 3 :subject "Away" :from "bob@example.org" :addresses ["b@example.org", "bob@example.net"] :handle "h1" "I am away";',
+    );
+    assert.deepEqual(all[0], { type: 'keep' }, 'vacation does not cancel the implicit keep (§4.7)');
+    assert.deepEqual(v, {
+      type: 'vacation',
+      reason: 'I am away',
+      subject: 'Away',
+      from: 'bob@example.org',
+      addresses: ['b@example.org', 'bob@example.net'],
+      mime: false,
+      handle: 'h1',
+      seconds: 3 * 86_400,
+    });
+    assert.equal(vacation('require "vacation"; vacation "x";').v.seconds, 7 * 86_400, 'default 7 days');
+    assert.equal(vacation('require "vacation"; vacation :days 0 "x";').v.seconds, 86_400, 'at least a day');
+    assert.equal(vacation('require "vacation"; vacation :days 900 "x";').v.seconds, 60 * 86_400);
+    assert.equal(
+      vacation('require "vacation-seconds"; vacation :seconds 90000 "x";').v.seconds,
+      90_000,
+      'vacation-seconds implies vacation (RFC 6131 §2)',
+    );
+    assert.equal(vacation('require "vacation-seconds"; vacation :seconds 5 "x";').v.seconds, 86_400);
+    assert.equal(
+      vacation('require "vacation"; vacation :mime "Content-Type: text/plain\r\n\r\nx";').v.mime,
+      true,
+    );
+  });
+
+  it('tells replies with different arguments apart when there is no :handle (§4.2)', () => {
+    const h = (script: string) => vacation(`require "vacation"; ${script}`).v.handle;
+    assert.equal(h('vacation "away";'), h('vacation :days 3 "away";'), ':days is not part of it');
+    assert.notEqual(h('vacation "away";'), h('vacation "back monday";'));
+    assert.notEqual(h('vacation "away";'), h('vacation :subject "Out" "away";'));
+  });
+
+  it('refuses :days with :seconds, and :seconds without its extension', () => {
+    assert.throws(
+      () => compile('require "vacation-seconds"; vacation :days 1 :seconds 5 "x";'),
+      /cannot be used together/,
+    );
+    assert.throws(() => compile('require "vacation"; vacation :seconds 5 "x";'), /vacation-seconds/);
   });
 });
 
