@@ -9,10 +9,12 @@
  * - With a delivery key (the MTA's queue id), a retried delivery that already
  *   reached an account is reported as delivered, not stored twice.
  */
+
+import { createHash } from 'node:crypto';
 import type { Bus } from '@mailwerk/bus';
 import { decodeWords, type MessageStructure, parseHeaderBlock, withPrependedHeaders } from '@mailwerk/mime';
-import { type Action, type Command, compile, run } from '@mailwerk/sieve';
-import { reply, type SmtpError } from '@mailwerk/smtp';
+import { type Action, type Command, compile, run, type Vacation } from '@mailwerk/sieve';
+import { reply, type SmtpError, srsForward } from '@mailwerk/smtp';
 import {
   type Account,
   contentId,
@@ -20,7 +22,30 @@ import {
   isStoreError,
   type Mailbox,
   type MailStore,
+  normalizeAddress,
 } from '@mailwerk/store';
+import { vacationReply } from './vacation.ts';
+
+/** Mail a delivery generates (a Sieve redirect, a vacation reply), for the MTA's queue. */
+export interface GeneratedMail {
+  kind: 'redirect' | 'vacation';
+  /** The envelope sender; '' for <>. */
+  sender: string;
+  recipient: string;
+  data: Buffer;
+  /** DKIM-sign for this domain (a reply we write); null: send as it is (a redirect keeps its signatures). */
+  signFor: string | null;
+  /** Queued once per key until then (NewQueueEntry.once). */
+  once?: { key: string; until: Date };
+  /** For the log: whose delivery made it. */
+  user: string;
+}
+
+/** Where generated mail goes: the MTA's queue (runtime/src/services/mda.ts). */
+export interface Outbox {
+  /** Queues it; false when its once key was used already (nothing queued). */
+  send(mail: GeneratedMail): Promise<boolean>;
+}
 
 export interface DeliveryInput {
   store: MailStore;
@@ -33,7 +58,17 @@ export interface DeliveryInput {
   deliveryKey: string | null;
   /** Lines for the log: what a Sieve script did that the admin should know (it failed, a folder was missing). */
   log?: (level: 'info' | 'warn', message: string, fields: Record<string, unknown>) => void;
+  /**
+   * Where Sieve's redirects and vacation replies go. Without one (an MDA with no MTA of ours to hand
+   * them to), a redirect keeps the message instead and a vacation sends nothing, each with a log line.
+   */
+  outbox?: Outbox;
+  /** The name in the Message-ID of a vacation reply. */
+  hostname?: string;
 }
+
+/** How long a redirect's once key is kept: longer than a message waits in any queue for its delivery. */
+const REDIRECT_ONCE_MS = 14 * 86_400_000;
 
 /** Compiled Sieve scripts by their text, so an unchanged script is compiled once per process. */
 const compiled = new Map<string, Command[]>();
@@ -53,13 +88,11 @@ async function sieveActions(input: DeliveryInput, account: Account, rcpt: string
       if (compiled.size >= 1000) compiled.clear();
       compiled.set(script.content, tree);
     }
-    const root = input.structure.root;
-    const fields = parseHeaderBlock(input.raw.toString('utf8', root.start, root.bodyStart));
-    const header = (name: string) => {
-      const key = name.toLowerCase();
-      return fields.filter((f) => f.key === key).map((f) => decodeWords(f.value));
-    };
-    return run(tree, { header, size: input.raw.length }, { from: input.sender, to: rcpt });
+    return run(
+      tree,
+      { header: headerOf(input).header, size: input.raw.length },
+      { from: input.sender, to: rcpt },
+    );
   } catch (err) {
     input.log?.('warn', 'sieve script failed; the message is delivered as without it', {
       user: account.address,
@@ -68,6 +101,19 @@ async function sieveActions(input: DeliveryInput, account: Account, rcpt: string
     });
     return null;
   }
+}
+
+/** The message's header fields: decoded values by name, and the names present. */
+function headerOf(input: DeliveryInput): { header: (name: string) => string[]; names: string[] } {
+  const root = input.structure.root;
+  const fields = parseHeaderBlock(input.raw.toString('utf8', root.start, root.bodyStart));
+  return {
+    header: (name: string) => {
+      const key = name.toLowerCase();
+      return fields.filter((f) => f.key === key).map((f) => decodeWords(f.value));
+    },
+    names: fields.map((f) => f.key),
+  };
 }
 
 /** `X-Spam: Yes`, as the MX writes it (after removing any such field that came from outside). */
@@ -137,6 +183,8 @@ export async function deliverToAccount(
   const reject = actions.find((a) => a.type === 'reject');
   if (reject) return { rejected: reject.reason };
   const copies: Array<{ mailbox: Mailbox | null; flags: string[] }> = [];
+  const redirects: string[] = [];
+  let vacation: Vacation | null = null;
   for (const a of actions) {
     if (a.type === 'keep') copies.push({ mailbox: null, flags: a.flags ?? [] });
     else if (a.type === 'fileinto') {
@@ -148,17 +196,18 @@ export async function deliverToAccount(
         });
       copies.push({ mailbox: box, flags: a.flags ?? [] });
     } else if (a.type === 'redirect') {
-      // Redirect needs the MTA's queue (with SRS), which the MDA does not write to yet: kept, and said so.
-      input.log?.('warn', 'sieve redirect is not carried out yet; the message is kept instead', {
-        user: account.address,
-        to: a.address,
-      });
-      copies.push({ mailbox: null, flags: [] });
-    }
+      const why = redirectProblem(input, account, a.address);
+      if (why) {
+        input.log?.('warn', `sieve redirect not carried out (${why}); the message is kept instead`, {
+          user: account.address,
+          to: a.address,
+        });
+        copies.push({ mailbox: null, flags: [] });
+      } else redirects.push(a.address);
+    } else if (a.type === 'vacation') vacation = a;
   }
-  if (copies.length === 0) {
+  if (copies.length === 0 && redirects.length === 0) {
     input.log?.('info', 'sieve discarded a message', { user: account.address });
-    return 'delivered';
   }
   // The folder a keep goes to, looked up only when a copy needs it (a script that files everything does not).
   let fallback: Mailbox | null = null;
@@ -203,7 +252,112 @@ export async function deliverToAccount(
       throw err;
     }
   }
+  // After the copies are stored: a delivery put off (over quota) sends nothing yet.
+  for (const to of redirects) await redirect(input, account, to);
+  if (vacation) await answer(input, account, rcpt, vacation);
   return outcome;
+}
+
+/** Why a Sieve redirect is not carried out (so the message is kept instead), or null. */
+function redirectProblem(input: DeliveryInput, account: Account, to: string): string | null {
+  if (!input.outbox) return 'no MTA to hand it to';
+  try {
+    normalizeAddress(to);
+  } catch {
+    return 'not an address';
+  }
+  if (markedAsSpam(input.structure, input.raw)) return 'the message is marked as spam';
+  // Our own trace of a redirect by this account: the message has come round (RFC 5228 §4.2 loops).
+  const root = input.structure.root;
+  const head = input.raw.toString('latin1', root.start, root.bodyStart);
+  const mark = `\nX-Sieve-Redirected-By: ${account.address.toLowerCase()}\r`;
+  if (`\n${head.toLowerCase()}`.includes(mark.toLowerCase()))
+    return 'a loop: it was redirected by this account before';
+  return null;
+}
+
+/**
+ * A Sieve redirect (RFC 5228 §4.2): the message as it came, with one trace field on top (which leaves
+ * its DKIM signatures intact), to the MTA's queue. To another domain, the envelope sender is rewritten
+ * by SRS at the account's domain, so SPF passes at the receiver and a bounce comes back here.
+ */
+async function redirect(input: DeliveryInput, account: Account, to: string): Promise<void> {
+  const { store } = input;
+  const target = normalizeAddress(to);
+  const ours = async (address: string) =>
+    address.includes('@') && (await store.getDomain(address.slice(address.lastIndexOf('@') + 1))) !== null;
+  const sender =
+    (await ours(target)) || (await ours(input.sender))
+      ? input.sender
+      : srsForward(input.sender, account.address.slice(account.address.lastIndexOf('@') + 1), {
+          secret: await store.secret('srs'),
+        });
+  const data = Buffer.concat([Buffer.from(`X-Sieve-Redirected-By: ${account.address}\r\n`), input.raw]);
+  const queued = await input.outbox!.send({
+    kind: 'redirect',
+    sender,
+    recipient: target,
+    data,
+    signFor: null,
+    ...(input.deliveryKey
+      ? {
+          once: {
+            key: `redirect:${input.deliveryKey}:${account.id}:${target}`,
+            until: new Date(Date.now() + REDIRECT_ONCE_MS),
+          },
+        }
+      : {}),
+    user: account.address,
+  });
+  input.log?.('info', queued ? 'sieve redirected a message' : 'sieve redirect already queued', {
+    user: account.address,
+    to: target,
+    from: sender,
+  });
+}
+
+/** A vacation reply (RFC 5230), at most once per sender and handle in its period. */
+async function answer(input: DeliveryInput, account: Account, rcpt: string, action: Vacation): Promise<void> {
+  const fields = headerOf(input);
+  const decision = vacationReply(action, {
+    sender: input.sender,
+    recipient: rcpt,
+    account: account.address,
+    header: fields.header,
+    fieldNames: fields.names,
+    spam: markedAsSpam(input.structure, input.raw),
+    hostname: input.hostname ?? 'localhost',
+  });
+  if ('skip' in decision) {
+    input.log?.('info', 'sieve vacation: no reply', {
+      user: account.address,
+      to: input.sender,
+      why: decision.skip,
+    });
+    return;
+  }
+  if (!input.outbox) {
+    input.log?.('warn', 'sieve vacation: no MTA to hand the reply to', { user: account.address });
+    return;
+  }
+  const handle = createHash('sha256').update(action.handle).digest('hex').slice(0, 16);
+  const sent = await input.outbox.send({
+    kind: 'vacation',
+    // §5.1: the null envelope sender, so the reply cannot bounce back into a loop.
+    sender: '',
+    recipient: decision.to,
+    data: decision.message,
+    signFor: decision.from.slice(decision.from.lastIndexOf('@') + 1).toLowerCase(),
+    once: {
+      key: `vacation:${account.id}:${handle}:${decision.to.toLowerCase()}`,
+      until: new Date(Date.now() + action.seconds * 1000),
+    },
+    user: account.address,
+  });
+  input.log?.('info', sent ? 'sieve vacation: replied' : 'sieve vacation: replied to this sender before', {
+    user: account.address,
+    to: decision.to,
+  });
 }
 
 export type RecipientResult = { ok: true; text: string } | { ok: false; error: SmtpError };

@@ -22,7 +22,7 @@ import {
   normalizeAddress,
 } from '@mailwerk/store';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
-import { type DeliveryInput, deliverToRecipient } from './deliver.ts';
+import { type DeliveryInput, deliverToRecipient, type Outbox } from './deliver.ts';
 
 export interface LmtpServerOptions {
   store: MailStore;
@@ -34,6 +34,8 @@ export interface LmtpServerOptions {
   onError?: (err: unknown, context: string) => void;
   /** Lines about what users' Sieve scripts did (deliver.ts). */
   log?: DeliveryInput['log'];
+  /** Where Sieve's redirects and vacation replies go (outbox.ts); without one they are not sent. */
+  outbox?: Outbox;
 }
 
 export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
@@ -132,6 +134,8 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
       // Only our MTA's signed ENVID is a delivery key; a client's ENVID passed on by another MTA is not.
       deliveryKey: await deliveryKeyOf(store, envid),
       ...(options.log ? { log: options.log } : {}),
+      ...(options.outbox ? { outbox: options.outbox } : {}),
+      hostname: options.hostname,
     };
     const byRcpt = expansions.get(session.id) ?? new Map<string, Expansion>();
     const done = new Set<string>();

@@ -8,9 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import { InProcessBus, type MailEvent } from '@mailwerk/bus';
 import { DEFAULT_MAILBOXES, deliveryEnvid, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
-import nodemailer from 'nodemailer';
+import nodemailer, { type SendMailOptions } from 'nodemailer';
 import type { SMTPServer } from 'smtp-server';
-import { createLmtpServer } from '../src/index.ts';
+import { createLmtpServer, queueOutbox } from '../src/index.ts';
 
 describe('MDA over LMTP', () => {
   let dir: string;
@@ -264,11 +264,194 @@ describe('MDA over LMTP', () => {
     });
 
     it('delivers as without a script when the script fails at run time, and logs it', async () => {
-      await store.putSieveScript(ids.carl!, 'away', 'require "vacation"; vacation "I am away";');
+      // 40 fileinto actions: over the bound of 32 (a run-time error, the script itself is valid).
+      const many = Array.from({ length: 40 }, (_, i) => `fileinto "f${i}";`).join(' ');
+      await store.putSieveScript(ids.carl!, 'many', `require "fileinto"; ${many}`);
+      await store.setActiveSieveScript(ids.carl!, 'many');
+      await send('carl@example.org', 'too many');
+      assert.equal((await mails('carl', 'too many')).length, 1);
+      assert.ok(lines.some((l) => l.message.startsWith('sieve script failed') && l.fields.script === 'many'));
+      await store.setActiveSieveScript(ids.carl!, null);
+    });
+
+    it('without an outbox, a redirect keeps the message and a vacation sends nothing, each with a log line', async () => {
+      await store.putSieveScript(
+        ids.carl!,
+        'fwd',
+        'require "vacation"; vacation "away"; redirect "x@elsewhere.net";',
+      );
+      await store.setActiveSieveScript(ids.carl!, 'fwd');
+      const queued = (await store.listQueue()).length;
+      await send('carl@example.org', 'no outbox');
+      assert.equal((await mails('carl', 'no outbox')).length, 1);
+      assert.equal((await store.listQueue()).length, queued);
+      assert.ok(lines.some((l) => l.message.includes('redirect not carried out (no MTA')));
+      assert.ok(lines.some((l) => l.message.includes('vacation: no MTA')));
+      await store.setActiveSieveScript(ids.carl!, null);
+    });
+  });
+
+  describe('Sieve redirect and vacation into the queue (queueOutbox, the real store queue)', () => {
+    const lines: Array<{ message: string; fields: Record<string, unknown> }> = [];
+    let outServer: SMTPServer;
+    let outPort: number;
+    before(async () => {
+      outServer = createLmtpServer({
+        store,
+        bus,
+        hostname: 'mda.test',
+        maxMessageSize: 100_000,
+        log: (_level, message, fields) => lines.push({ message, fields }),
+        outbox: queueOutbox(store),
+      });
+      await new Promise<void>((r) => outServer.listen(0, '127.0.0.1', r));
+      outPort = (outServer.server.address() as AddressInfo).port;
+    });
+    after(() => new Promise<void>((r) => outServer.close(() => r())));
+
+    /** Sends over LMTP with a header of our own: the fields, then the body. */
+    async function raw(from: string, to: string, head: string, envid?: string) {
+      const t = nodemailer.createTransport({ host: '127.0.0.1', port: outPort, lmtp: true, ignoreTLS: true });
+      try {
+        return await t.sendMail({
+          envelope: { from, to: [to] },
+          raw: `${head.trim().replace(/\n/g, '\r\n')}\r\n\r\nbody\r\n`,
+          ...(envid ? { dsn: { envid } } : {}),
+        } as SendMailOptions);
+      } finally {
+        t.close();
+      }
+    }
+    /** The queue entries made since `since` (entry ids sort by time). */
+    const queuedSince = async (since: Set<string>) => {
+      const out = [];
+      for (const e of await store.listQueue())
+        if (!since.has(e.id)) out.push({ ...e, text: (await store.blobs.get(e.blobId)).toString() });
+      return out;
+    };
+    const snapshot = async () => new Set((await store.listQueue()).map((e) => e.id));
+
+    it('replies once per sender in the period, to the sender, with the RFC 3834 fields; never to lists, robots, <>, auto-replies or spam', async () => {
+      await store.putSieveScript(
+        ids.carl!,
+        'away',
+        'require "vacation"; vacation :days 2 :addresses ["c.arl@example.org"] "I am away until Monday.\nGrüße, Carl";',
+      );
       await store.setActiveSieveScript(ids.carl!, 'away');
-      await send('carl@example.org', 'while away');
-      assert.equal((await mails('carl', 'while away')).length, 1);
-      assert.ok(lines.some((l) => l.message.startsWith('sieve script failed') && l.fields.script === 'away'));
+      const before = await snapshot();
+      const head = (from: string, subject: string, extra = '') =>
+        `From: <${from}>\nTo: Carl <carl@example.org>\nSubject: ${subject}\nMessage-ID: <m-${subject.replace(/\W/g, '')}@ext.org>\n${extra}`;
+      await raw('ann@ext.org', 'carl@example.org', head('ann@ext.org', 'Lunch?'));
+      const first = await queuedSince(before);
+      assert.equal(first.length, 1);
+      const reply = first[0]!;
+      assert.equal(reply.sender, '', 'the null envelope sender (RFC 5230 §5.1)');
+      assert.deepEqual(
+        reply.recipients.map((r) => r.address),
+        ['ann@ext.org'],
+      );
+      assert.match(reply.text, /^From: carl@example\.org\r$/m);
+      assert.match(reply.text, /^To: <ann@ext\.org>\r$/m);
+      assert.match(reply.text, /^Subject: Auto: Lunch\?\r$/m);
+      assert.match(reply.text, /^In-Reply-To: <m-Lunch@ext\.org>\r$/m);
+      assert.match(reply.text, /^References: <m-Lunch@ext\.org>\r$/m);
+      assert.match(reply.text, /^Auto-Submitted: auto-replied/m);
+      assert.match(reply.text, /I am away until Monday\.\r\nGr=C3=BC=C3=9Fe, Carl/);
+      assert.equal((await mails('carl', 'Lunch?')).length, 1, 'the message itself is kept');
+      // The same sender again within :days: no second reply; another sender gets one.
+      await raw('ann@ext.org', 'carl@example.org', head('ann@ext.org', 'Lunch again'));
+      await raw('ANN@ext.org', 'carl@example.org', head('ANN@ext.org', 'Lunch, shouting'));
+      assert.equal((await queuedSince(before)).length, 1);
+      assert.ok(lines.some((l) => l.message === 'sieve vacation: replied to this sender before'));
+      // Each of these is delivered and answered by nobody.
+      const quiet: Array<[string, string, string]> = [
+        ['list@ext.org', 'list mail', 'List-Id: <news.ext.org>\n'],
+        ['bulk@ext.org', 'bulk mail', 'Precedence: bulk\n'],
+        ['robot@ext.org', 'an auto reply', 'Auto-Submitted: auto-replied\n'],
+        ['exchange@ext.org', 'suppressed', 'X-Auto-Response-Suppress: OOF, AutoReply\n'],
+        ['owner-news@ext.org', 'from a list owner', ''],
+        ['MAILER-DAEMON@ext.org', 'a bounce by name', ''],
+        ['carl@example.org', 'to myself', ''],
+        ['spammer@ext.org', 'spam', 'X-Spam: Yes\n'],
+      ];
+      for (const [from, subject, extra] of quiet)
+        await raw(from, 'carl@example.org', head(from, subject, extra));
+      await raw('', 'carl@example.org', head('nobody@ext.org', 'null sender'));
+      // Carl only as a Bcc (not in To or Cc): no reply (§4.5); named by :addresses: a reply.
+      await raw('dan@ext.org', 'carl@example.org', 'From: <dan@ext.org>\nTo: <team@ext.org>\nSubject: bcc');
+      assert.equal((await queuedSince(before)).length, 1, JSON.stringify(lines.slice(-12)));
+      for (const [, subject] of quiet)
+        assert.equal(
+          (await mails('carl', subject, subject === 'spam' ? 'Junk' : 'INBOX')).length,
+          1,
+          subject,
+        );
+      await raw(
+        'eve@ext.org',
+        'carl@example.org',
+        'From: <eve@ext.org>\nCc: <c.arl@example.org>\nSubject: via addresses\nAuto-Submitted: no',
+      );
+      const after = await queuedSince(before);
+      assert.equal(after.length, 2);
+      assert.deepEqual(
+        after[1]!.recipients.map((r) => r.address),
+        ['eve@ext.org'],
+      );
+      assert.ok(lines.some((l) => l.fields.why === "none of the user's addresses is in To, Cc or Bcc"));
+      for (const e of after) await store.removeQueueEntry(e.id);
+      await store.setActiveSieveScript(ids.carl!, null);
+    });
+
+    it('redirects outside with an SRS sender, the message as it came under one trace field, once however often retried', async () => {
+      await store.putSieveScript(ids.carl!, 'fwd', 'redirect "out@elsewhere.net";');
+      await store.setActiveSieveScript(ids.carl!, 'fwd');
+      const before = await snapshot();
+      const head =
+        'From: <ann@ext.org>\nTo: <carl@example.org>\nSubject: forward me\nDKIM-Signature: v=1; d=ext.org; b=xyz';
+      const envid = await deliveryEnvid(store, '0redir01');
+      await raw('ann@ext.org', 'carl@example.org', head, envid);
+      await raw('ann@ext.org', 'carl@example.org', head, envid);
+      const out = await queuedSince(before);
+      assert.equal(out.length, 1, 'a retried delivery redirects once');
+      assert.match(out[0]!.sender, /^SRS0=[A-Z2-7]{6}=[A-Z2-7]{2}=ext\.org=ann@example\.org$/);
+      assert.deepEqual(
+        out[0]!.recipients.map((r) => r.address),
+        ['out@elsewhere.net'],
+      );
+      assert.ok(
+        out[0]!.text.startsWith('X-Sieve-Redirected-By: carl@example.org\r\nFrom: <ann@ext.org>\r\n'),
+        out[0]!.text,
+      );
+      assert.deepEqual(await mails('carl', 'forward me'), [], 'redirect cancels the keep');
+      // Marked as spam, or come round again: kept, not sent.
+      await raw(
+        'ann@ext.org',
+        'carl@example.org',
+        'From: <ann@ext.org>\nTo: <carl@example.org>\nSubject: spam fwd\nX-Spam: Yes',
+      );
+      await raw(
+        'ann@ext.org',
+        'carl@example.org',
+        'X-Sieve-Redirected-By: carl@example.org\nFrom: <ann@ext.org>\nTo: <carl@example.org>\nSubject: looped',
+      );
+      assert.equal((await queuedSince(before)).length, 1);
+      assert.equal((await mails('carl', 'spam fwd', 'Junk')).length, 1);
+      assert.equal((await mails('carl', 'looped')).length, 1);
+      assert.ok(lines.some((l) => l.message.includes('(a loop')));
+      // To a local address the sender stays as it is.
+      await store.putSieveScript(ids.carl!, 'fwd', 'require "copy"; redirect :copy "bob@example.org";');
+      await raw(
+        'ann@ext.org',
+        'carl@example.org',
+        'From: <ann@ext.org>\nTo: <carl@example.org>\nSubject: inside',
+      );
+      const inside = (await queuedSince(before)).filter(
+        (e) => e.recipients[0]!.address === 'bob@example.org',
+      );
+      assert.equal(inside.length, 1);
+      assert.equal(inside[0]!.sender, 'ann@ext.org');
+      assert.equal((await mails('carl', 'inside')).length, 1, ':copy keeps it too');
+      for (const e of await queuedSince(before)) await store.removeQueueEntry(e.id);
       await store.setActiveSieveScript(ids.carl!, null);
     });
   });

@@ -200,6 +200,18 @@ export function parseAddressList(value: string, max = MAX_ADDRESSES): AddressEnt
       default: {
         // `@` or `.`: the words so far begin an addr-spec (local-part).
         const r = addrSpec(tokens, i, phrase);
+        const next = tokens[r.next];
+        if (next?.t === 'special' && next.v === '<') {
+          // Not an address but the obsolete phrase with a "." before an angle address (RFC 5322 §4.1
+          // obs-phrase, `John Q. Public <john@example.org>`): a display name after all.
+          for (let k = i; k < r.next; k++) {
+            const t = tokens[k]!;
+            if (t.t === 'word') addWord(t);
+            else if (t.t === 'special') phraseText += t.v;
+          }
+          i = r.next;
+          break;
+        }
         i = r.next;
         // Obsolete: `user@host (Name)`; the last comment names the mailbox.
         emit({ name: r.comment, address: r.address });

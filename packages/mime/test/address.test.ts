@@ -7,6 +7,15 @@ const cases: Array<[string, AddressEntry[]]> = [
   ['ann@example.org', [{ name: '', address: 'ann@example.org' }]],
   ['"Ann Example" <ann@example.org>', [{ name: 'Ann Example', address: 'ann@example.org' }]],
   ['Ann Example <ann@example.org>', [{ name: 'Ann Example', address: 'ann@example.org' }]],
+  // Obsolete phrase with a "." (RFC 5322 §4.1): a display name, not the start of an address.
+  ['John Q. Public <john@x.org>', [{ name: 'John Q. Public', address: 'john@x.org' }]],
+  [
+    'Bob B. <bob@x.org>, c@x.org',
+    [
+      { name: 'Bob B.', address: 'bob@x.org' },
+      { name: '', address: 'c@x.org' },
+    ],
+  ],
   ['=?utf-8?q?J=C3=BCrgen?= <j@x.org>', [{ name: '=?utf-8?q?J=C3=BCrgen?=', address: 'j@x.org' }]],
   [
     'a@x.org, "B, the second" <b@x.org>',

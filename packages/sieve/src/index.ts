@@ -10,6 +10,7 @@ export {
   type SieveEnvelope,
   type SieveMessage,
   SieveRuntimeError,
+  type Vacation,
   wildcardMatch,
 } from './interpret.ts';
 export { MAX_NUMBER, type Token, tokenize } from './lexer.ts';
