@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import type { Bus } from '@mailwerk/bus';
 import { decodeWords, type MessageStructure, parseHeaderBlock, withPrependedHeaders } from '@mailwerk/mime';
 import { type Action, type Command, compile, run, type Vacation } from '@mailwerk/sieve';
-import { reply, type SmtpError, srsForward } from '@mailwerk/smtp';
+import { markedAsSpam, reply, type SmtpError, srsForward } from '@mailwerk/smtp';
 import {
   type Account,
   contentId,
@@ -116,12 +116,6 @@ function headerOf(input: DeliveryInput): { header: (name: string) => string[]; n
   };
 }
 
-/** `X-Spam: Yes`, as the MX writes it (after removing any such field that came from outside). */
-function markedAsSpam(structure: MessageStructure, raw: Buffer): boolean {
-  const root = structure.root;
-  return /(^|\n)X-Spam:[ \t]*Yes[ \t]*\r?\n/i.test(raw.toString('latin1', root.start, root.bodyStart));
-}
-
 /**
  * Picks the folder: the Junk folder (special-use \Junk) for mail the MX marked
  * as spam; else the `+tag` folder when the account has one (case-insensitively);
@@ -217,7 +211,7 @@ export async function deliverToAccount(
   let outcome: AccountOutcome = 'delivered';
   for (const [i, copy] of copies.entries()) {
     if (!copy.mailbox && !fallback)
-      fallback = await targetMailbox(store, account, tag, markedAsSpam(input.structure, input.raw));
+      fallback = await targetMailbox(store, account, tag, markedAsSpam(input.raw));
     const mailbox = copy.mailbox ?? fallback!;
     // One copy per folder (keep and a fileinto of the same folder are one message).
     if (done.has(mailbox.id)) continue;
@@ -266,7 +260,7 @@ function redirectProblem(input: DeliveryInput, account: Account, to: string): st
   } catch {
     return 'not an address';
   }
-  if (markedAsSpam(input.structure, input.raw)) return 'the message is marked as spam';
+  if (markedAsSpam(input.raw)) return 'the message is marked as spam';
   // Our own trace of a redirect by this account: the message has come round (RFC 5228 §4.2 loops).
   const root = input.structure.root;
   const head = input.raw.toString('latin1', root.start, root.bodyStart);
@@ -325,7 +319,7 @@ async function answer(input: DeliveryInput, account: Account, rcpt: string, acti
     account: account.address,
     header: fields.header,
     fieldNames: fields.names,
-    spam: markedAsSpam(input.structure, input.raw),
+    spam: markedAsSpam(input.raw),
     hostname: input.hostname ?? 'localhost',
   });
   if ('skip' in decision) {

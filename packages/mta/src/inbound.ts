@@ -23,10 +23,13 @@ import {
   installProtocolGuards,
   installRelayGuard,
   installReplyCodes,
+  isSrsAddress,
   readBounded,
   receivedHeader,
   reply,
   type SmtpError,
+  SrsError,
+  srsReverse,
 } from '@mailwerk/smtp';
 import {
   contentId,
@@ -310,6 +313,17 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
       canonical = normalizeAddress(raw);
     } catch {
       throw reply(501, '5.1.3', `<${raw}> bad recipient address syntax`);
+    }
+    if (isSrsAddress(local)) {
+      // A bounce to an address our forwarding wrote (SRS, packages/smtp/src/srs.ts): it goes back to
+      // the sender the address names, which this envelope then holds; a forged or expired one is refused.
+      try {
+        address.address = srsReverse(raw, { secret: await store.secret('srs') });
+      } catch (err) {
+        if (!(err instanceof SrsError)) throw err;
+        throw reply(550, '5.1.1', `<${raw}> is not a valid forwarding address here: ${err.message}`);
+      }
+      return;
     }
     await checkDeliverable(store, canonical);
   }

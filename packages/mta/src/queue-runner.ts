@@ -13,6 +13,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
+import { markedAsSpam, srsForward } from '@mailwerk/smtp';
 import {
   contentId,
   deliveryEnvid,
@@ -404,10 +405,27 @@ export class QueueRunner {
         });
         continue;
       }
+      if (plan.external.length > 0 && markedAsSpam(data)) {
+        // Forwarding spam would make this server a spam source to the receiving domain: not sent on.
+        this.o.onError?.(
+          new Error(`not forwarded to ${plan.external.join(', ')}: marked as spam`),
+          `alias <${plan.address}> in entry ${entry.id}`,
+        );
+        plan.external = [];
+        if (took.length === 0) {
+          results.push({
+            address: plan.address,
+            state: 'delivered',
+            reply: makeReply(250, '2.1.5', `<${plan.address}> marked as spam: not forwarded`),
+            expanded: true,
+          });
+          continue;
+        }
+      }
       if (plan.external.length > 0) {
         try {
           await store.enqueue({
-            sender: entry.sender,
+            sender: await this.forwardSender(entry.sender, plan.address),
             recipients: plan.external.map((address) => ({ address })),
             blobId: entry.blobId,
             size: data.length,
@@ -448,6 +466,16 @@ export class QueueRunner {
       });
     }
     return results;
+  }
+
+  /**
+   * The envelope sender of mail an alias forwards outside: rewritten by SRS at the alias's domain
+   * (packages/smtp/src/srs.ts) so that SPF passes at the receiver and a bounce comes back here to be
+   * returned; a sender of one of our own domains and the null sender stay as they are.
+   */
+  private async forwardSender(sender: string, via: string): Promise<string> {
+    if (sender === '' || (await this.o.isLocalDomain(domainOf(sender)))) return sender;
+    return srsForward(sender, domainOf(via), { secret: await this.o.store.secret('srs') });
   }
 
   private mdaUnreachable(err: unknown): void {

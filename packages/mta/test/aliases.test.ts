@@ -2,6 +2,7 @@
 // MTA's queue runner (accounts over LMTP, outside targets queued once by the MTA, never by the MDA).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { contentId } from '@mailwerk/store';
 import { eventually, RawClient, type Rig, rig } from './harness.ts';
 
 describe('MX: aliases', () => {
@@ -64,10 +65,61 @@ describe('MX: aliases', () => {
     );
     assert.equal(forward.meta.origin, 'alias');
     assert.equal(forward.meta.via, 'fwd@example.org');
-    assert.equal(forward.sender, 'a@ext.org');
+    // SRS at the alias's domain: SPF passes at the receiver, and a bounce comes back here.
+    assert.match(forward.sender, /^SRS0=[A-Z2-7]{6}=[A-Z2-7]{2}=ext\.org=a@example\.org$/);
+    srs = forward.sender;
     assert.match((await r.store.blobs.get(forward.blobId)).toString(), /Subject: forward me/);
     // The alias's entry is done; the forward is the only one left (no outbound here: it waits).
     await eventually(async () => (await r.store.listQueue()).length === 1);
     assert.equal(await count('carl@example.org', 'forward me'), 1);
+    await r.store.removeQueueEntry(forward.id);
+  });
+  let srs = '';
+
+  it('returns a bounce to an SRS address of ours to the original sender, and refuses forged ones with 550 5.1.1', async () => {
+    assert.ok(srs, 'the forwarding test ran first');
+    const c = await RawClient.open(r.smtpPort);
+    assert.match(await c.cmd('EHLO bounce.example'), /^250/);
+    assert.match(await c.cmd('MAIL FROM:<>'), /^250/);
+    assert.match(await c.cmd(`RCPT TO:<${srs.toLowerCase()}>`), /^250/);
+    assert.match(await c.cmd('DATA'), /^354/);
+    assert.match(await c.cmd('Subject: Undelivered Mail Returned to Sender\r\n\r\nsorry\r\n.'), /^250/);
+    const back = await eventually(async () =>
+      (await r.store.listQueue()).find((e) => e.recipients.some((x) => x.address === 'a@ext.org')),
+    );
+    assert.equal(back.sender, '');
+    for (const forged of [
+      srs.replace('=a@', '=b@'),
+      'SRS0=AAAAAA=AA=ext.org=a@example.org',
+      'SRS1=AAAAAA=other.example==x@example.org',
+      'srs0=garbage@example.org',
+    ]) {
+      assert.match(await c.cmd('RSET'), /^250/);
+      assert.match(await c.cmd('MAIL FROM:<>'), /^250/);
+      assert.match(
+        await c.cmd(`RCPT TO:<${forged}>`),
+        /^550 5\.1\.1 .*not a valid forwarding address/,
+        forged,
+      );
+    }
+    c.close();
+    await r.store.removeQueueEntry(back.id);
+  });
+
+  it('does not forward mail marked as spam outside; the local members still get it', async () => {
+    // Queued as the MX queues mail rspamd marked (the MX path that writes X-Spam is tested with rspamd).
+    const data = Buffer.from('X-Spam: Yes\r\nSubject: spam to forward\r\n\r\nbuy\r\n');
+    await r.store.enqueue({
+      sender: 'a@ext.org',
+      recipients: [{ address: 'fwd@example.org' }],
+      blobId: contentId(data),
+      data,
+      size: data.length,
+    });
+    r.runner.wake();
+    await eventually(async () =>
+      (await r.inbox('carl@example.org', 'Junk')).some((m) => m.includes('Subject: spam to forward')),
+    );
+    await eventually(async () => (await r.store.listQueue()).length === 0);
   });
 });

@@ -38,6 +38,11 @@ export function headerBlock(data: Buffer): string {
   return data.toString('latin1', 0, end);
 }
 
+/** Whether the MX marked the message as spam (`X-Spam: Yes`; it removes any such field that came from outside). */
+export function markedAsSpam(data: Buffer): boolean {
+  return /(^|\n)X-Spam:[ \t]*Yes[ \t]*(\r?\n|$)/i.test(headerBlock(data));
+}
+
 /** How many header fields named `name` the message has (RFC 5321 §6.3 counts Received: for loop detection). */
 export function countHeaderFields(data: Buffer, name: string): number {
   const re = new RegExp(`^${name}:`, 'gim');

@@ -3,6 +3,7 @@ export {
   editHeader,
   foldLongLines,
   headerBlock,
+  markedAsSpam,
   type ReadResult,
   readBounded,
 } from './data.ts';
