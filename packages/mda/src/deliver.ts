@@ -72,6 +72,15 @@ const REDIRECT_ONCE_MS = 14 * 86_400_000;
 
 /** Compiled Sieve scripts by their text, so an unchanged script is compiled once per process. */
 const compiled = new Map<string, Command[]>();
+function compiledScript(text: string): Command[] {
+  let tree = compiled.get(text);
+  if (!tree) {
+    tree = compile(text);
+    if (compiled.size >= 1000) compiled.clear();
+    compiled.set(text, tree);
+  }
+  return tree;
+}
 
 /**
  * What the account's active Sieve script does with the message (packages/sieve), or null when it has
@@ -82,16 +91,20 @@ async function sieveActions(input: DeliveryInput, account: Account, rcpt: string
   const script = await input.store.getActiveSieveScript(account.id);
   if (!script) return null;
   try {
-    let tree = compiled.get(script.content);
-    if (!tree) {
-      tree = compile(script.content);
-      if (compiled.size >= 1000) compiled.clear();
-      compiled.set(script.content, tree);
-    }
+    // The user's other scripts, for include :personal (RFC 6609), read only when the script includes.
+    const others = /\binclude\b/i.test(script.content)
+      ? new Map((await input.store.listSieveScripts(account.id)).map((s) => [s.name, s.content]))
+      : new Map<string, string>();
     return run(
-      tree,
+      compiledScript(script.content),
       { header: headerOf(input).header, size: input.raw.length },
       { from: input.sender, to: rcpt },
+      {
+        include: (name) => {
+          const text = others.get(name);
+          return text === undefined ? null : compiledScript(text);
+        },
+      },
     );
   } catch (err) {
     input.log?.('warn', 'sieve script failed; the message is delivered as without it', {

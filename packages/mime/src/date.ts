@@ -13,6 +13,8 @@ export interface HeaderDate {
   day: number;
   /** The instant, in milliseconds since the epoch (UTC). */
   time: number;
+  /** The zone it was written in, in minutes east of UTC (-0000 and unknown zones: 0). */
+  zone: number;
 }
 
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
@@ -66,5 +68,5 @@ export function parseHeaderDate(value: string): HeaderDate | null {
   else if (zoneWord in ZONES) offset = ZONES[zoneWord]!;
   const time = Date.UTC(year, month - 1, day, h, m, s) - offset * 60_000;
   if (Number.isNaN(time)) return null;
-  return { year, month, day, time };
+  return { year, month, day, time, zone: offset };
 }

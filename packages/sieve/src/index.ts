@@ -5,6 +5,7 @@
 export { SieveError } from './errors.ts';
 export {
   type Action,
+  datePart,
   type RunOptions,
   run,
   type SieveEnvelope,
@@ -15,4 +16,4 @@ export {
 } from './interpret.ts';
 export { MAX_NUMBER, type Token, tokenize } from './lexer.ts';
 export { type Argument, type Command, type ParseOptions, parse, type Test } from './parser.ts';
-export { compile, EXTENSIONS, scriptNameProblem } from './validate.ts';
+export { compile, DATE_PARTS, EXTENSIONS, scriptNameProblem } from './validate.ts';

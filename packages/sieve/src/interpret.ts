@@ -9,7 +9,7 @@
  * at worst, never exponential), at most `maxActions` actions and `maxRedirects` redirects (§10), and at
  * most `maxSteps` tests and commands evaluated.
  */
-import { parseAddressList } from '@mailwerk/mime';
+import { parseAddressList, parseHeaderDate } from '@mailwerk/mime';
 import type { Argument, Command, Test } from './parser.ts';
 import { TAGS_WITH_ARGUMENT } from './validate.ts';
 
@@ -57,7 +57,67 @@ export interface RunOptions {
   maxSteps?: number;
   /** The shortest and longest vacation period, in seconds (default 1 day and 60 days; §4.1). */
   vacationPeriod?: { min: number; max: number };
+  /** The time of the run (currentdate, RFC 5260 §5), and the local zone in minutes east of UTC. */
+  now?: Date;
+  zone?: number;
+  /**
+   * The user's other scripts, compiled, for `include :personal` (RFC 6609); null when there is no such
+   * script. Global scripts are not kept: `include :global` finds none.
+   */
+  include?: (name: string) => Command[] | null;
+  /** How deep includes may nest (RFC 6609 §3.2 leaves the bound to the implementation). */
+  maxIncludeDepth?: number;
 }
+
+/** A date-part (RFC 5260 §4.2) of an instant seen in a zone (minutes east of UTC). */
+export function datePart(time: number, zone: number, part: string): string {
+  const d = new Date(time + zone * 60_000);
+  const two = (n: number) => String(n).padStart(2, '0');
+  const date = `${String(d.getUTCFullYear()).padStart(4, '0')}-${two(d.getUTCMonth() + 1)}-${two(d.getUTCDate())}`;
+  const clock = `${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())}`;
+  const sign = zone < 0 ? '-' : '+';
+  const z = `${sign}${two(Math.floor(Math.abs(zone) / 60))}${two(Math.abs(zone) % 60)}`;
+  switch (part) {
+    case 'year':
+      return date.slice(0, 4);
+    case 'month':
+      return date.slice(5, 7);
+    case 'day':
+      return date.slice(8, 10);
+    case 'date':
+      return date;
+    // Modified Julian Day: days since 1858-11-17.
+    case 'julian':
+      return String(Math.floor((time + zone * 60_000) / 86_400_000) + 40_587);
+    case 'hour':
+      return clock.slice(0, 2);
+    case 'minute':
+      return clock.slice(3, 5);
+    case 'second':
+      return clock.slice(6, 8);
+    case 'time':
+      return clock;
+    case 'iso8601':
+      return `${date}T${clock}${z.slice(0, 3)}:${z.slice(3)}`;
+    case 'std11': {
+      const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+      const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+      return `${days[d.getUTCDay()]}, ${two(d.getUTCDate())} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ${clock} ${z}`;
+    }
+    case 'zone':
+      return z;
+    case 'weekday':
+      return String(d.getUTCDay());
+    default:
+      throw new SieveRuntimeError(`unknown date-part "${part}"`);
+  }
+}
+
+const zoneOf = (z: string): number => {
+  const m = /^([+-])(\d{2})(\d{2})$/.exec(z);
+  if (!m) throw new SieveRuntimeError(`not a zone: "${z}"`);
+  return (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3]));
+};
 
 const DAY = 86_400;
 
@@ -133,6 +193,14 @@ export function run(
   let cancelled = false;
   let flags: string[] = [];
   let stopped = false;
+  /** `return` (RFC 6609 §3.3): ends the script it is in; the includer goes on. */
+  let returned = false;
+  const now = options.now ?? new Date();
+  const localZone = options.zone ?? -now.getTimezoneOffset();
+  /** The scripts being run, outermost first (an include of one of them is a loop), and those included. */
+  const running: string[] = [''];
+  const included = new Set<string>();
+  const maxDepth = options.maxIncludeDepth ?? 10;
 
   const step = () => {
     if (--steps < 0) throw new SieveRuntimeError('the script ran too long');
@@ -200,6 +268,15 @@ export function run(
     return address;
   };
 
+  /** The values of a header field's occurrences, or only the one :index (and :last) picks (RFC 5260 §6). */
+  const occurrences = (tags: Map<string, Argument | null>, name: string): string[] => {
+    const all = message.header(name);
+    const index = tags.get('index') as Extract<Argument, { kind: 'number' }> | null | undefined;
+    if (!index) return all;
+    const i = tags.has('last') ? all.length - index.value : index.value - 1;
+    return i >= 0 && i < all.length ? [all[i]!] : [];
+  };
+
   const test = (t: Test): boolean => {
     step();
     const { tags, rest } = split(t.args);
@@ -221,13 +298,13 @@ export function run(
         return tags.has('over') ? message.size > limit : message.size < limit;
       }
       case 'header': {
-        const values = strings(rest[0]).flatMap((h) => message.header(h));
+        const values = strings(rest[0]).flatMap((h) => occurrences(tags, h));
         return matcher(tags)(values, strings(rest[1]));
       }
       case 'address': {
         const values: string[] = [];
         for (const h of strings(rest[0]))
-          for (const v of message.header(h))
+          for (const v of occurrences(tags, h))
             for (const e of parseAddressList(v))
               for (const a of 'group' in e ? e.group : [e]) {
                 const p = part(tags, a.address);
@@ -250,6 +327,31 @@ export function run(
         }
         return matcher(tags)(values, strings(rest[1]));
       }
+      case 'date': {
+        // RFC 5260 §4: a field that is absent or not a date makes the test false.
+        const part = strings(rest[1])[0]!.toLowerCase();
+        const zone = strings(tags.get('zone'))[0];
+        const values: string[] = [];
+        const field = strings(rest[0])[0]!;
+        for (const v of occurrences(tags, field)) {
+          // A Received: field's date is after its last semicolon (RFC 5260 §4, RFC 5321 §4.4).
+          const d = parseHeaderDate(field.toLowerCase() === 'received' ? v.slice(v.lastIndexOf(';') + 1) : v);
+          if (!d) continue;
+          // :originalzone: as written; :zone: in that zone; neither: in the local zone (§4.1).
+          const z = tags.has('originalzone') ? d.zone : zone !== undefined ? zoneOf(zone) : localZone;
+          values.push(datePart(d.time, z, part));
+        }
+        return values.length > 0 && matcher(tags)(values, strings(rest[2]));
+      }
+      case 'currentdate': {
+        const zone = strings(tags.get('zone'))[0];
+        const value = datePart(
+          now.getTime(),
+          zone !== undefined ? zoneOf(zone) : localZone,
+          strings(rest[0])[0]!.toLowerCase(),
+        );
+        return matcher(tags)([value], strings(rest[1]));
+      }
       default:
         throw new SieveRuntimeError(`the test "${t.name}" is not supported yet`);
     }
@@ -258,7 +360,7 @@ export function run(
   const block = (commands: Command[]): void => {
     let skipElse = false;
     for (const c of commands) {
-      if (stopped) return;
+      if (stopped || returned) return;
       step();
       const { tags, rest } = split(c.args);
       const withFlags = () => {
@@ -284,6 +386,30 @@ export function run(
         case 'stop':
           stopped = true;
           return;
+        case 'return':
+          // In the main script, return is stop (RFC 6609 §3.3).
+          if (running.length === 1) stopped = true;
+          else returned = true;
+          return;
+        case 'include': {
+          const name = strings(rest[0])[0]!;
+          if (tags.has('once') && included.has(name)) break;
+          if (running.includes(name)) throw new SieveRuntimeError(`include "${name}": a loop`);
+          if (running.length > maxDepth)
+            throw new SieveRuntimeError(`includes nested deeper than ${maxDepth}`);
+          const script = tags.has('global') ? null : (options.include?.(name) ?? null);
+          if (!script) {
+            // RFC 6609 §3.2: a missing script is a run-time error unless :optional.
+            if (tags.has('optional')) break;
+            throw new SieveRuntimeError(`include: no script "${name}"`);
+          }
+          included.add(name);
+          running.push(name);
+          block(script);
+          running.pop();
+          returned = false;
+          break;
+        }
         case 'keep':
           add({ type: 'keep', ...withFlags() });
           cancelled = true;

@@ -15,7 +15,16 @@ interface TagSpec {
   /** Its own argument. */
   arg?: Kind;
   /** Tags of one group exclude each other. */
-  group?: 'match' | 'comparator' | 'address-part' | 'body-transform' | 'index' | 'case' | 'period';
+  group?:
+    | 'match'
+    | 'comparator'
+    | 'address-part'
+    | 'body-transform'
+    | 'index'
+    | 'case'
+    | 'period'
+    | 'location'
+    | 'zone';
 }
 
 interface Spec {
@@ -32,11 +41,14 @@ export const EXTENSIONS = [
   'body',
   'comparator-i;ascii-numeric',
   'copy',
+  'date',
   'encoded-character',
   'envelope',
   'ereject',
   'fileinto',
   'imap4flags',
+  'include',
+  'index',
   'mailbox',
   'regex',
   'reject',
@@ -64,6 +76,11 @@ const ADDRESS_PART: Record<string, TagSpec> = {
   detail: { group: 'address-part', ext: 'subaddress' },
 };
 const FLAGS: Record<string, TagSpec> = { flags: { ext: 'imap4flags', arg: 'strings' } };
+/** RFC 5260 §6: which occurrence of a header field a test looks at. */
+const INDEX: Record<string, TagSpec> = {
+  index: { ext: 'index', arg: 'number' },
+  last: { ext: 'index' },
+};
 
 const COMMANDS: Record<string, Spec> = {
   require: { positional: ['strings'] },
@@ -96,6 +113,12 @@ const COMMANDS: Record<string, Spec> = {
       length: {},
     },
   },
+  include: {
+    ext: 'include',
+    positional: ['string'],
+    tags: { personal: { group: 'location' }, global: { group: 'location' }, once: {}, optional: {} },
+  },
+  return: { ext: 'include', positional: [] },
   vacation: {
     ext: 'vacation',
     positional: ['string'],
@@ -112,9 +135,19 @@ const COMMANDS: Record<string, Spec> = {
 };
 
 const TESTS: Record<string, Spec> = {
-  address: { positional: ['strings', 'strings'], tags: { ...MATCH, ...ADDRESS_PART } },
+  address: { positional: ['strings', 'strings'], tags: { ...MATCH, ...ADDRESS_PART, ...INDEX } },
   envelope: { ext: 'envelope', positional: ['strings', 'strings'], tags: { ...MATCH, ...ADDRESS_PART } },
-  header: { positional: ['strings', 'strings'], tags: MATCH },
+  header: { positional: ['strings', 'strings'], tags: { ...MATCH, ...INDEX } },
+  date: {
+    ext: 'date',
+    positional: ['string', 'string', 'strings'],
+    tags: { ...MATCH, ...INDEX, zone: { group: 'zone', arg: 'string' }, originalzone: { group: 'zone' } },
+  },
+  currentdate: {
+    ext: 'date',
+    positional: ['string', 'strings'],
+    tags: { ...MATCH, zone: { arg: 'string' } },
+  },
   exists: { positional: ['strings'] },
   size: { positional: ['number'], tags: { over: { group: 'match' }, under: { group: 'match' } } },
   allof: { positional: [], tests: 'list' },
@@ -136,6 +169,23 @@ const TESTS: Record<string, Spec> = {
   string: { ext: 'variables', positional: ['strings', 'strings'], tags: MATCH },
   mailboxexists: { ext: 'mailbox', positional: ['strings'] },
 };
+
+/** RFC 5260 §4.2. */
+export const DATE_PARTS: ReadonlySet<string> = new Set([
+  'year',
+  'month',
+  'day',
+  'date',
+  'julian',
+  'hour',
+  'minute',
+  'second',
+  'time',
+  'iso8601',
+  'std11',
+  'zone',
+  'weekday',
+]);
 
 /** The tags that take an argument of their own (`:comparator "…"`), by name, from the tables above. */
 export const TAGS_WITH_ARGUMENT: ReadonlySet<string> = new Set(
@@ -208,6 +258,14 @@ function checkArgs(
     }
   }
   if (what === 'size' && !groups.has('match')) fail('size: needs :over or :under', at);
+  if (seen.has('last') && !seen.has('index')) fail(`${what}: :last needs :index (RFC 5260 §6)`, at);
+  const zone = args.findIndex((a) => a.kind === 'tag' && a.name === 'zone');
+  const zoneValue = zone >= 0 ? args[zone + 1] : undefined;
+  if (zoneValue?.kind === 'strings' && !/^[+-]\d{4}$/.test(zoneValue.values[0]!))
+    fail(`${what}: :zone needs a zone such as "+0100" (RFC 5260 §4.1)`, zoneValue);
+  const part = what === 'date' ? positional[1] : what === 'currentdate' ? positional[0] : undefined;
+  if (part?.kind === 'strings' && !DATE_PARTS.has(part.values[0]!.toLowerCase()))
+    fail(`${what}: unknown date-part "${part.values[0]}" (RFC 5260 §4.2)`, part);
   if (positional.length !== spec.positional.length)
     fail(
       `${what}: takes ${spec.positional.length} argument${spec.positional.length === 1 ? '' : 's'} besides its tags, found ${positional.length}`,

@@ -216,6 +216,88 @@ describe('vacation (RFC 5230, RFC 6131)', () => {
   });
 });
 
+describe('date, currentdate and index (RFC 5260)', () => {
+  const msg = message(
+    'Date: Tue, 1 Dec 2026 23:30:05 -0500 (EST)\nReceived: from a; Wed, 2 Dec 2026 10:00:00 +0000\nReceived: from b; Tue, 1 Dec 2026 09:00:00 +0000\nSubject: s\n',
+  );
+  const now = new Date('2026-12-24T08:15:00Z');
+  const go = (script: string, zone = 60) =>
+    run(compile(`require ["date", "relational", "index", "fileinto"];\n${script}`), msg, ENV, { now, zone });
+  const filed = (script: string, zone?: number) =>
+    go(`${script} { fileinto "hit"; }`, zone).some((a) => a.type === 'fileinto');
+
+  it('reads the date parts of a header field in the zone asked for', () => {
+    assert.ok(filed('if date :zone "+0000" "date" "date" "2026-12-02"'), 'in UTC it is the 2nd');
+    assert.ok(filed('if date :originalzone "date" "date" "2026-12-01"'), 'as written it is the 1st');
+    assert.ok(filed('if date "date" "hour" "05"', 60), 'local zone +0100 without :zone');
+    assert.ok(filed('if date :originalzone "date" "zone" "-0500"'));
+    assert.ok(filed('if date :zone "+0000" "date" "iso8601" "2026-12-02T04:30:05+00:00"'));
+    assert.ok(filed('if date :originalzone "date" "std11" "Tue, 01 Dec 2026 23:30:05 -0500"'));
+    assert.ok(filed('if date :originalzone "date" "weekday" "2"'), 'Tuesday');
+    assert.ok(filed('if date :zone "+0000" "date" "julian" "61376"'), 'Modified Julian Day of 2026-12-02');
+    assert.ok(filed('if date :value "ge" :originalzone "date" "time" "23:00:00"'));
+    assert.ok(!filed('if date "x-missing" "year" "2026"'), 'an absent field is false');
+    assert.ok(!filed('if date "subject" "year" "2026"'), 'a field that is no date is false');
+  });
+
+  it('compares the current date, for a vacation with an end', () => {
+    assert.ok(filed('if currentdate :value "le" "date" "2026-12-31"'));
+    assert.ok(!filed('if currentdate :value "le" "date" "2026-12-23"'));
+    assert.ok(filed('if currentdate :zone "-1000" "date" "2026-12-23"'), 'in -1000 it is still the 23rd');
+    assert.ok(filed('if currentdate "hour" "09"', 60));
+  });
+
+  it('picks one occurrence with :index, counted from the end with :last', () => {
+    assert.ok(filed('if header :index 1 :contains "received" "from a"'));
+    assert.ok(!filed('if header :index 1 :contains "received" "from b"'));
+    assert.ok(filed('if header :index 1 :last :contains "received" "from b"'));
+    assert.ok(!filed('if header :index 3 :contains "received" "from"'));
+    assert.ok(filed('if date :index 2 :zone "+0000" "received" "day" "01"'));
+  });
+
+  it('refuses bad date-parts, zones and :last without :index when the script is put', () => {
+    assert.throws(() => compile('require "date"; if currentdate "fortnight" "1" {}'), /unknown date-part/);
+    assert.throws(() => compile('require "date"; if currentdate :zone "CET" "date" "x" {}'), /zone/);
+    assert.throws(() => compile('require "index"; if header :last "a" "b" {}'), /:last needs :index/);
+    assert.throws(() => compile('if header :index 1 "a" "b" {}'), /needs require "index"/);
+  });
+});
+
+describe('include and return (RFC 6609)', () => {
+  const scripts: Record<string, string> = {
+    rules:
+      'require ["fileinto", "include"]; if header :contains "subject" "money" { fileinto "Spam"; return; } fileinto "Rules";',
+    loop: 'require "include"; include :personal "loop";',
+    stopper: 'stop;',
+    tagger: 'require "imap4flags"; addflag "$Work";',
+  };
+  const go = (script: string) =>
+    run(compile(`require ["include", "fileinto", "imap4flags"];\n${script}`), MSG, ENV, {
+      include: (name) => (scripts[name] ? compile(scripts[name]!) : null),
+    });
+
+  it('runs the included script where it stands; return ends only that script', () => {
+    assert.deepEqual(go('include "rules"; fileinto "After";'), [
+      { type: 'fileinto', mailbox: 'Spam', copy: false, create: false },
+      { type: 'fileinto', mailbox: 'After', copy: false, create: false },
+    ]);
+    // return in the main script is stop.
+    assert.deepEqual(go('return; fileinto "Never";'), [{ type: 'keep' }]);
+    // stop in an included script ends everything.
+    assert.deepEqual(go('include "stopper"; fileinto "Never";'), [{ type: 'keep' }]);
+  });
+
+  it(':once includes a script one time; :optional skips a missing one; the rest is an error, so the message is kept', () => {
+    assert.deepEqual(go('include :once "tagger"; include :once "tagger"; keep;'), [
+      { type: 'keep', flags: ['$Work'] },
+    ]);
+    assert.deepEqual(go('include :optional "ghost";'), [{ type: 'keep' }]);
+    assert.throws(() => go('include "ghost";'), /no script "ghost"/);
+    assert.throws(() => go('include :global "rules";'), /no script/);
+    assert.throws(() => go('include "loop";'), /a loop/);
+  });
+});
+
 describe(':matches (RFC 5228 §2.7.1)', () => {
   const table: Array<[string, string, boolean]> = [
     ['abc', 'a*c', true],
