@@ -18,6 +18,7 @@ import { sieveCommands } from './commands/sieve.ts';
 import { statusCommands } from './commands/status.ts';
 import { transferCommands } from './commands/transfer.ts';
 import { userCommands } from './commands/user.ts';
+import { vacationCommands } from './commands/vacation.ts';
 import { CliError, createContext, ExitStatus, type Io, UsageError } from './context.ts';
 
 export const COMMANDS: Command[] = [
@@ -25,6 +26,7 @@ export const COMMANDS: Command[] = [
   ...domainCommands,
   ...userCommands,
   ...sieveCommands,
+  ...vacationCommands,
   ...aliasCommands,
   ...mailCommands,
   ...dkimCommands,

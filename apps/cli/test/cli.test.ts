@@ -375,6 +375,92 @@ describe('mailwerk CLI', () => {
     );
   });
 
+  it('turns an out-of-office reply on and off as a Sieve script, with the script active before still running', async () => {
+    assert.equal((await sb.run(['sieve', 'activate', 'bob@example.org', 'spare'])).code, 0);
+    await fails(['vacation', 'bob@example.org', 'on'], /--message-file/);
+    await fails(
+      ['vacation', 'bob@example.org', 'on', '--message-file', '-', '--days', '0'],
+      /--days: a whole number of days from 1 to 60/,
+      'away',
+    );
+    await fails(
+      ['vacation', 'bob@example.org', 'on', '--message-file', '-', '--until', '2026-02-30'],
+      /--until: a date as YYYY-MM-DD/,
+      'away',
+    );
+    await fails(
+      ['vacation', 'bob@example.org', 'on', '--message-file', '-', '--until', '2000-01-01'],
+      /in the past/,
+      'away',
+    );
+    await fails(['vacation', 'bob@example.org', 'maybe'], /"on" or "off"/);
+    const on = await sb.run(
+      [
+        'vacation',
+        'bob@example.org',
+        'on',
+        '--message-file',
+        '-',
+        '--subject',
+        'Out "until" Monday',
+        '--days',
+        '3',
+        '--until',
+        '2099-12-31',
+      ],
+      'I am away.\nBack on Monday.\n',
+    );
+    assert.equal(on.code, 0, on.stderr);
+    assert.match(
+      on.stdout,
+      /on for bob@example\.org until 2099-12-31: one reply per sender every 3 days; "spare" still runs after it/,
+    );
+    const text = (await sb.run(['sieve', 'show', 'bob@example.org', 'vacation'])).stdout;
+    assert.match(text, /^require \["vacation", "date", "relational", "include"\];$/m);
+    assert.match(text, /^if currentdate :value "le" "date" "2099-12-31" \{$/m);
+    assert.match(text, /vacation :days 3 :subject "Out \\"until\\" Monday" "I am away\.\nBack on Monday\.";/);
+    assert.match(text, /^include :personal :optional "spare";$/m);
+    assert.match((await sb.run(['sieve', 'check'], text)).stdout, /ok/, 'what it writes checks');
+    assert.deepEqual(await sb.json(['vacation', 'bob@example.org']), {
+      user: 'bob@example.org',
+      on: true,
+      until: '2099-12-31',
+      after: 'spare',
+    });
+    // On again (a new text): still "spare" after it, not the vacation script itself.
+    assert.equal(
+      (await sb.run(['vacation', 'bob@example.org', 'on', '--message-file', '-'], 'Still away.')).code,
+      0,
+    );
+    assert.match(
+      (await sb.run(['sieve', 'show', 'bob@example.org', 'vacation'])).stdout,
+      /include :personal :optional "spare";/,
+    );
+    const off = await sb.run(['vacation', 'bob@example.org', 'off']);
+    assert.match(off.stdout, /off for bob@example\.org; "spare" is the active script again/);
+    assert.deepEqual(
+      (await sb.json<Array<{ name: string; active: boolean }>>(['sieve', 'list', 'bob@example.org']))
+        .filter((x) => x.active)
+        .map((x) => x.name),
+      ['spare'],
+    );
+    assert.match((await sb.run(['vacation', 'bob@example.org'])).stdout, /^off for bob@example\.org/);
+    // With no script active before, off leaves none active.
+    assert.equal((await sb.run(['sieve', 'deactivate', 'bob@example.org'])).code, 0);
+    assert.equal(
+      (await sb.run(['vacation', 'bob@example.org', 'on', '--message-file', '-'], 'Away.')).code,
+      0,
+    );
+    assert.doesNotMatch((await sb.run(['sieve', 'show', 'bob@example.org', 'vacation'])).stdout, /^include/m);
+    assert.equal((await sb.run(['vacation', 'bob@example.org', 'off'])).code, 0);
+    assert.equal(
+      (await sb.json<Array<{ active: boolean }>>(['sieve', 'list', 'bob@example.org'])).filter(
+        (x) => x.active,
+      ).length,
+      0,
+    );
+  });
+
   it('generates, lists, rotates and removes DKIM keys, and prints the DNS records to publish', async () => {
     await fails(['dkim', 'generate', 'unknown.example'], /no domain unknown\.example/);
     await fails(['dkim', 'generate', 'example.org', '--algorithm', 'dsa'], /unknown algorithm "dsa"/);
