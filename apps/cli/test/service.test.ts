@@ -519,6 +519,116 @@ describe('mailwerk start', () => {
     }
   });
 
+  it('answers with mailwerk vacation once per sender, redirects outside with SRS, and returns a bounce to that SRS address (swaks through the MX, a loopback MX outside)', async () => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const { remoteServer } = await import('../../../packages/mta/test/remote.ts');
+    const outside = await remoteServer();
+    if (!(await sb.json<unknown[]>(['dkim', 'list', 'example.org'])).length)
+      assert.equal((await sb.run(['dkim', 'generate', 'example.org'])).code, 0);
+    const svc = await sb.spawn(['start'], /Submission \(STARTTLS\)\s+127\.0\.0\.1:\d+\s+running/, {
+      ...env,
+      MAILWERK_MTA__RELAY_HOST__HOST: '127.0.0.1',
+      MAILWERK_MTA__RELAY_HOST__PORT: String(outside.port),
+      MAILWERK_MTA__RELAY_HOST__VERIFY_CERTIFICATE: 'false',
+    });
+    const swaks = (from: string, to: string, subject: string, ...extra: string[]) =>
+      promisify(execFile)(
+        'swaks',
+        [
+          '--server',
+          `127.0.0.1:${port}`,
+          '--from',
+          from,
+          '--to',
+          to,
+          '--header',
+          `Subject: ${subject}`,
+          ...extra.flatMap((h) => ['--header', h]),
+          '--body',
+          'hello',
+        ],
+        { timeout: 30_000 },
+      );
+    /** Waits for the log line of a delivery, then for the queue to be empty: whatever it generated has gone out. */
+    const settled = async (line: RegExp) => {
+      await eventually(async () => line.test(svc.output()));
+      await eventually(async () => (await sb.json<unknown[]>(['queue', 'list'])).length === 0);
+    };
+    try {
+      const on = await sb.run(
+        ['vacation', 'bob@example.org', 'on', '--message-file', '-', '--days', '2'],
+        'Away until Monday.\n',
+        env,
+      );
+      assert.equal(on.code, 0, on.stderr);
+      await swaks('ann@ext.org', 'bob@example.org', 'first');
+      const reply = await eventually(async () => outside.received.find((m) => m.to.includes('ann@ext.org')));
+      assert.equal(reply.from, '', 'sent with the null sender (RFC 5230 §5.1)');
+      const text = reply.data.toString();
+      assert.match(text, /^Subject: Auto: first\r$/m);
+      assert.match(text, /^Auto-Submitted: auto-replied/m);
+      assert.match(text, /^From: bob@example\.org\r$/m);
+      assert.match(text, /Away until Monday\./);
+      assert.match(text, /^DKIM-Signature: .*d=example\.org/m, "signed with the user's domain's key");
+      // Within :days, the same sender gets no second reply; neither does a list, nor <>.
+      await swaks('ann@ext.org', 'bob@example.org', 'second');
+      await settled(/"msg":"sieve vacation: replied to this sender before"/);
+      await swaks('news@lists.example', 'bob@example.org', 'newsletter', 'List-Id: <news.lists.example>');
+      await settled(/"why":"the message comes from a mailing list \(list-id\)"/);
+      await swaks('<>', 'bob@example.org', 'a bounce');
+      await settled(/"why":"the sender is <>"/);
+      assert.equal(outside.received.length, 1, outside.received.map((m) => m.to).join(' '));
+      assert.equal((await sb.run(['vacation', 'bob@example.org', 'off'], '', env)).code, 0);
+
+      // A redirect outside: the envelope sender rewritten by SRS at example.org.
+      assert.equal(
+        (
+          await sb.run(
+            ['sieve', 'put', 'bob@example.org', 'fwd'],
+            'redirect "carol@elsewhere.example";\n',
+            env,
+          )
+        ).code,
+        0,
+      );
+      assert.equal((await sb.run(['sieve', 'activate', 'bob@example.org', 'fwd'], '', env)).code, 0);
+      await swaks('ann@ext.org', 'bob@example.org', 'pass it on');
+      const forwarded = await eventually(async () =>
+        outside.received.find((m) => m.to.includes('carol@elsewhere.example')),
+      );
+      assert.match(forwarded.from, /^SRS0=[A-Z2-7]{6}=[A-Z2-7]{2}=ext\.org=ann@example\.org$/);
+      assert.match(forwarded.data.toString(), /^Subject: pass it on\r$/m);
+      // carol's server bounces it: the bounce to the SRS address goes back to ann; a forged one is refused.
+      await swaks('<>', forwarded.from, 'Undelivered Mail Returned to Sender');
+      const returned = await eventually(async () =>
+        outside.received.find(
+          (m) => m.to.includes('ann@ext.org') && m.data.toString().includes('Undelivered Mail'),
+        ),
+      );
+      assert.equal(returned.from, '');
+      const forged = await promisify(execFile)(
+        'swaks',
+        [
+          '--server',
+          `127.0.0.1:${port}`,
+          '--from',
+          '<>',
+          '--to',
+          'SRS0=AAAAAA=AA=ext.org=ann@example.org',
+          '--quit-after',
+          'RCPT',
+        ],
+        { timeout: 30_000 },
+      ).catch((err: { stdout: string }) => err);
+      assert.match(forged.stdout, /<\*\* 550 5\.1\.1 .*not a valid forwarding address/);
+    } finally {
+      await svc.kill();
+      await outside.close();
+      await sb.run(['sieve', 'deactivate', 'bob@example.org'], '', env);
+    }
+  });
+
   it('with rspamd and Redis configured, scans mail on the MX and shares its counters', async () => {
     const { startRspamd } = await import('../../../packages/mta/test/rspamd-server.ts');
     const { startRedis } = await import('../../../packages/limits/test/redis-server.ts');
