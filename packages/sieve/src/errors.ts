@@ -11,3 +11,6 @@ export class SieveError extends Error {
     this.column = column;
   }
 }
+
+/** A script that fails while it runs (an extension not run, a bound reached): the caller keeps the message. */
+export class SieveRuntimeError extends Error {}

@@ -1,23 +1,42 @@
 /**
  * Running a compiled script (RFC 5228 §2.10, §4, §5) on one message: pure and synchronous, no I/O; the
- * result is the list of actions the MDA then carries out. The core commands and tests, the fileinto,
- * reject/ereject, envelope, copy, imap4flags (on keep and fileinto), subaddress and relational
- * extensions; anything else a script may name is a SieveRuntimeError, and the caller keeps the message
- * in INBOX (a script never loses mail).
+ * result is the list of actions the MDA then carries out. The core commands and tests and the extensions
+ * fileinto, reject/ereject, envelope, copy, imap4flags, subaddress, relational, vacation (and
+ * vacation-seconds), variables, encoded-character, regex, body, date and index, include, environment,
+ * spamtest/spamtestplus, mailbox and duplicate; what the caller does not provide (a body, the duplicate
+ * memory) and anything else is a SieveRuntimeError, and the caller keeps the message (a script never
+ * loses mail).
  *
- * Bounded: `:matches` is a two-pointer wildcard match (time proportional to the value times the pattern
- * at worst, never exponential), at most `maxActions` actions and `maxRedirects` redirects (§10), and at
- * most `maxSteps` tests and commands evaluated.
+ * Bounded: `:matches` is a two-pointer wildcard match and `:regex` runs on RE2's linear-time engine (never
+ * exponential), variables are cut at MAX_VARIABLE characters, at most `maxActions` actions and
+ * `maxRedirects` redirects (§10), at most `maxSteps` tests and commands, and `maxMs` of wall-clock time.
  */
 import { parseAddressList, parseHeaderDate } from '@mailwerk/mime';
+import { datePart, zoneOf } from './date.ts';
+import { SieveRuntimeError } from './errors.ts';
+import {
+  applyModifiers,
+  decodeEncodedCharacters,
+  expandVariables,
+  MAX_VARIABLE,
+  MAX_VARIABLES,
+} from './expand.ts';
+import { regexCaptures, wildcardCaptures } from './match.ts';
 import type { Argument, Command, Test } from './parser.ts';
 import { TAGS_WITH_ARGUMENT } from './validate.ts';
+
+export { SieveRuntimeError };
+
+/** What the body test looks at (RFC 5173 §5): the raw body, the text parts, or the parts of some types. */
+export type BodyTransform = { kind: 'raw' } | { kind: 'text' } | { kind: 'content'; types: string[] };
 
 export interface SieveMessage {
   /** The decoded values of a header field (RFC 2047 words decoded by the caller), in order; [] when absent. */
   header(name: string): string[];
   /** The message's size in octets. */
   size: number;
+  /** The body as the body test sees it (RFC 5173); without it, a body test is a run-time error. */
+  body?(transform: BodyTransform): string[];
 }
 
 export interface SieveEnvelope {
@@ -67,61 +86,42 @@ export interface RunOptions {
   include?: (name: string) => Command[] | null;
   /** How deep includes may nest (RFC 6609 §3.2 leaves the bound to the implementation). */
   maxIncludeDepth?: number;
+  /** The environment test's items (RFC 5183 §4: domain, host, location, name, phase, version, …). */
+  environment?: Record<string, string>;
+  /** The spam scanner's score and threshold (spamtest, RFC 5235), or null when the message was not scanned. */
+  spam?: { score: number; required: number } | null;
+  /** Whether the user has a mailbox of that name (mailboxexists, RFC 5490 §3.1). */
+  mailboxExists?: (name: string) => boolean;
+  /**
+   * The duplicate test (RFC 7352): whether this id was seen for the user within `seconds` (and, by the
+   * caller, remembered now). Without it, a duplicate test is a run-time error.
+   */
+  duplicate?: (id: string, seconds: number) => boolean;
+  /** Wall-clock time a run may take (default 200 ms), besides the step bound. */
+  maxMs?: number;
 }
 
-/** A date-part (RFC 5260 §4.2) of an instant seen in a zone (minutes east of UTC). */
-export function datePart(time: number, zone: number, part: string): string {
-  const d = new Date(time + zone * 60_000);
-  const two = (n: number) => String(n).padStart(2, '0');
-  const date = `${String(d.getUTCFullYear()).padStart(4, '0')}-${two(d.getUTCMonth() + 1)}-${two(d.getUTCDate())}`;
-  const clock = `${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())}`;
-  const sign = zone < 0 ? '-' : '+';
-  const z = `${sign}${two(Math.floor(Math.abs(zone) / 60))}${two(Math.abs(zone) % 60)}`;
-  switch (part) {
-    case 'year':
-      return date.slice(0, 4);
-    case 'month':
-      return date.slice(5, 7);
-    case 'day':
-      return date.slice(8, 10);
-    case 'date':
-      return date;
-    // Modified Julian Day: days since 1858-11-17.
-    case 'julian':
-      return String(Math.floor((time + zone * 60_000) / 86_400_000) + 40_587);
-    case 'hour':
-      return clock.slice(0, 2);
-    case 'minute':
-      return clock.slice(3, 5);
-    case 'second':
-      return clock.slice(6, 8);
-    case 'time':
-      return clock;
-    case 'iso8601':
-      return `${date}T${clock}${z.slice(0, 3)}:${z.slice(3)}`;
-    case 'std11': {
-      const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-      const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-      return `${days[d.getUTCDay()]}, ${two(d.getUTCDate())} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ${clock} ${z}`;
-    }
-    case 'zone':
-      return z;
-    case 'weekday':
-      return String(d.getUTCDay());
-    default:
-      throw new SieveRuntimeError(`unknown date-part "${part}"`);
+/** One script being run: what it requires, its variables (RFC 5229), and the names it shares (RFC 6609 global). */
+interface Scope {
+  name: string;
+  required: Set<string>;
+  vars: Map<string, string>;
+  globals: Set<string>;
+}
+
+/** The extensions a script requires (its top-level require commands). */
+function requiredOf(commands: Command[]): Set<string> {
+  const out = new Set<string>();
+  for (const c of commands) {
+    if (c.name !== 'require') break;
+    for (const v of strings(c.args[0])) out.add(v.toLowerCase());
   }
+  if (out.has('vacation-seconds')) out.add('vacation');
+  if (out.has('spamtestplus')) out.add('spamtest');
+  return out;
 }
-
-const zoneOf = (z: string): number => {
-  const m = /^([+-])(\d{2})(\d{2})$/.exec(z);
-  if (!m) throw new SieveRuntimeError(`not a zone: "${z}"`);
-  return (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3]));
-};
 
 const DAY = 86_400;
-
-export class SieveRuntimeError extends Error {}
 
 type Strings = Extract<Argument, { kind: 'strings' }>;
 
@@ -139,37 +139,6 @@ function split(args: Argument[]): { tags: Map<string, Argument | null>; rest: Ar
 
 const strings = (a: Argument | null | undefined): string[] =>
   a?.kind === 'strings' ? (a as Strings).values : [];
-
-/** `*` and `?` of :matches (§2.7.1), with `\` escaping; case folded as the comparator says. */
-export function wildcardMatch(value: string, pattern: string): boolean {
-  // Tokens of the pattern: literal characters, '?', '*' (escaped ones are literals).
-  const p: Array<{ any: boolean; star: boolean; c: string }> = [];
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === '\\' && i + 1 < pattern.length) p.push({ any: false, star: false, c: pattern[++i]! });
-    else p.push({ any: c === '?', star: c === '*', c });
-  }
-  const v = [...value];
-  let vi = 0;
-  let pi = 0;
-  let starP = -1;
-  let starV = 0;
-  while (vi < v.length) {
-    const t = p[pi];
-    if (t && !t.star && (t.any || t.c === v[vi])) {
-      vi++;
-      pi++;
-    } else if (t?.star) {
-      starP = pi++;
-      starV = vi;
-    } else if (starP >= 0) {
-      pi = starP + 1;
-      vi = ++starV;
-    } else return false;
-  }
-  while (p[pi]?.star) pi++;
-  return pi === p.length;
-}
 
 const RELATIONS: Record<string, (c: number) => boolean> = {
   gt: (c) => c > 0,
@@ -202,9 +171,46 @@ export function run(
   const included = new Set<string>();
   const maxDepth = options.maxIncludeDepth ?? 10;
 
+  const started = Date.now();
+  const maxMs = options.maxMs ?? 200;
   const step = () => {
     if (--steps < 0) throw new SieveRuntimeError('the script ran too long');
+    if (steps % 256 === 0 && Date.now() - started > maxMs)
+      throw new SieveRuntimeError(`the script ran longer than ${maxMs} ms`);
   };
+  /** Global variables (RFC 6609 §3.4), and the scripts being run, innermost last. */
+  const globalVars = new Map<string, string>();
+  const scopes: Scope[] = [{ name: '', required: requiredOf(script), vars: new Map(), globals: new Set() }];
+  const scope = () => scopes[scopes.length - 1]!;
+  /** ${0}…${9} of the last successful :matches or :regex (RFC 5229 §3.2). */
+  let matchVars: string[] = [];
+  const lookup = (name: string): string => {
+    if (/^\d+$/.test(name)) return matchVars[Number(name)] ?? '';
+    const key = name.toLowerCase();
+    const sc = scope();
+    if (sc.globals.has(key) || key.startsWith('global.'))
+      return globalVars.get(key.replace(/^global\./, '')) ?? '';
+    return sc.vars.get(key) ?? '';
+  };
+  const setVar = (name: string, value: string) => {
+    const key = name.toLowerCase();
+    const sc = scope();
+    const global = sc.globals.has(key) || key.startsWith('global.');
+    const map = global ? globalVars : sc.vars;
+    const k = global ? key.replace(/^global\./, '') : key;
+    if (!map.has(k) && map.size >= MAX_VARIABLES)
+      throw new SieveRuntimeError(`more than ${MAX_VARIABLES} variables`);
+    map.set(k, value.length > MAX_VARIABLE ? value.slice(0, MAX_VARIABLE) : value);
+  };
+  /** A string as the script means it: encoded characters and variables expanded where required. */
+  const expand = (v: string): string => {
+    const req = scope().required;
+    let out = req.has('encoded-character') ? decodeEncodedCharacters(v) : v;
+    if (req.has('variables')) out = expandVariables(out, lookup);
+    return out;
+  };
+  const str = (a: Argument | null | undefined): string[] =>
+    a?.kind === 'strings' ? (a as Strings).values.map(expand) : [];
   const add = (a: Action) => {
     if (actions.length >= maxActions) throw new SieveRuntimeError(`more than ${maxActions} actions`);
     if (a.type === 'redirect' && actions.filter((x) => x.type === 'redirect').length >= maxRedirects)
@@ -224,8 +230,8 @@ export function run(
   };
 
   /** Compares one value with the keys under the test's match type and comparator. */
-  const matcher = (tags: Map<string, Argument | null>) => {
-    const comparator = (strings(tags.get('comparator'))[0] ?? 'i;ascii-casemap').toLowerCase();
+  const matcher = (tags: Map<string, Argument | null>, defaultComparator = 'i;ascii-casemap') => {
+    const comparator = (str(tags.get('comparator'))[0] ?? defaultComparator).toLowerCase();
     const fold =
       comparator === 'i;ascii-casemap'
         ? (s: string) => s.replace(/[A-Z]/g, (c) => c.toLowerCase())
@@ -237,20 +243,32 @@ export function run(
     };
     const compare = (a: string, b: string) =>
       numeric ? Math.sign(num(a) - num(b)) : fold(a) < fold(b) ? -1 : fold(a) > fold(b) ? 1 : 0;
-    if (tags.has('regex')) throw new SieveRuntimeError(':regex is not supported yet');
     const value = tags.get('value');
     const count = tags.get('count');
     return (values: string[], keys: string[]): boolean => {
       if (count) {
-        const rel = RELATIONS[strings(count)[0]!.toLowerCase()]!;
+        const rel = RELATIONS[str(count)[0]!.toLowerCase()]!;
         return keys.some((k) => rel(compare(String(values.length), k)));
       }
       if (value) {
-        const rel = RELATIONS[strings(value)[0]!.toLowerCase()]!;
+        const rel = RELATIONS[str(value)[0]!.toLowerCase()]!;
         return values.some((v) => keys.some((k) => rel(compare(v, k))));
       }
       if (tags.has('contains')) return values.some((v) => keys.some((k) => fold(v).includes(fold(k))));
-      if (tags.has('matches')) return values.some((v) => keys.some((k) => wildcardMatch(fold(v), fold(k))));
+      if (tags.has('matches') || tags.has('regex')) {
+        for (const v of values)
+          for (const k of keys) {
+            const caught = tags.has('regex')
+              ? regexCaptures(v, k, comparator === 'i;ascii-casemap')
+              : wildcardCaptures(v, fold(k), fold(v));
+            if (caught) {
+              // RFC 5229 §3.2: the match variables of the successful match.
+              matchVars = caught;
+              return true;
+            }
+          }
+        return false;
+      }
       return values.some((v) => keys.some((k) => compare(v, k) === 0));
     };
   };
@@ -292,29 +310,29 @@ export function run(
       case 'anyof':
         return t.tests.some(test);
       case 'exists':
-        return strings(rest[0]).every((h) => message.header(h).length > 0);
+        return str(rest[0]).every((h) => message.header(h).length > 0);
       case 'size': {
         const limit = (rest[0] as Extract<Argument, { kind: 'number' }>).value;
         return tags.has('over') ? message.size > limit : message.size < limit;
       }
       case 'header': {
-        const values = strings(rest[0]).flatMap((h) => occurrences(tags, h));
-        return matcher(tags)(values, strings(rest[1]));
+        const values = str(rest[0]).flatMap((h) => occurrences(tags, h));
+        return matcher(tags)(values, str(rest[1]));
       }
       case 'address': {
         const values: string[] = [];
-        for (const h of strings(rest[0]))
+        for (const h of str(rest[0]))
           for (const v of occurrences(tags, h))
             for (const e of parseAddressList(v))
               for (const a of 'group' in e ? e.group : [e]) {
                 const p = part(tags, a.address);
                 if (p !== null) values.push(p);
               }
-        return matcher(tags)(values, strings(rest[1]));
+        return matcher(tags)(values, str(rest[1]));
       }
       case 'envelope': {
         const values: string[] = [];
-        for (const which of strings(rest[0])) {
+        for (const which of str(rest[0])) {
           const a =
             which.toLowerCase() === 'from'
               ? envelope.from
@@ -325,14 +343,14 @@ export function run(
           const p = a === '' ? '' : part(tags, a);
           if (p !== null) values.push(p);
         }
-        return matcher(tags)(values, strings(rest[1]));
+        return matcher(tags)(values, str(rest[1]));
       }
       case 'date': {
         // RFC 5260 §4: a field that is absent or not a date makes the test false.
-        const part = strings(rest[1])[0]!.toLowerCase();
-        const zone = strings(tags.get('zone'))[0];
+        const part = str(rest[1])[0]!.toLowerCase();
+        const zone = str(tags.get('zone'))[0];
         const values: string[] = [];
-        const field = strings(rest[0])[0]!;
+        const field = str(rest[0])[0]!;
         for (const v of occurrences(tags, field)) {
           // A Received: field's date is after its last semicolon (RFC 5260 §4, RFC 5321 §4.4).
           const d = parseHeaderDate(field.toLowerCase() === 'received' ? v.slice(v.lastIndexOf(';') + 1) : v);
@@ -341,17 +359,64 @@ export function run(
           const z = tags.has('originalzone') ? d.zone : zone !== undefined ? zoneOf(zone) : localZone;
           values.push(datePart(d.time, z, part));
         }
-        return values.length > 0 && matcher(tags)(values, strings(rest[2]));
+        return values.length > 0 && matcher(tags)(values, str(rest[2]));
       }
       case 'currentdate': {
-        const zone = strings(tags.get('zone'))[0];
+        const zone = str(tags.get('zone'))[0];
         const value = datePart(
           now.getTime(),
           zone !== undefined ? zoneOf(zone) : localZone,
-          strings(rest[0])[0]!.toLowerCase(),
+          str(rest[0])[0]!.toLowerCase(),
         );
-        return matcher(tags)([value], strings(rest[1]));
+        return matcher(tags)([value], str(rest[1]));
       }
+      case 'body': {
+        if (!message.body) throw new SieveRuntimeError('the body test is not available here');
+        const transform: BodyTransform = tags.has('raw')
+          ? { kind: 'raw' }
+          : tags.has('content')
+            ? { kind: 'content', types: str(tags.get('content')) }
+            : { kind: 'text' };
+        return matcher(tags)(message.body(transform), str(rest[0]));
+      }
+      case 'string':
+        // RFC 5229 §5; :count counts the source strings that are not empty.
+        return matcher(tags)(
+          tags.has('count') ? str(rest[0]).filter((v) => v !== '') : str(rest[0]),
+          str(rest[1]),
+        );
+      case 'environment': {
+        const item = options.environment?.[str(rest[0])[0]!.toLowerCase()];
+        return item !== undefined && matcher(tags)([item], str(rest[1]));
+      }
+      case 'spamtest': {
+        // RFC 5235 §3: "0" not scanned; 1 (surely not spam) to 10 (surely spam); :percent 0-100.
+        const spam = options.spam;
+        const ratio = spam ? spam.score / (spam.required > 0 ? spam.required : 1) : 0;
+        const value = tags.has('percent')
+          ? String(spam ? Math.min(100, Math.max(0, Math.round(ratio * 100))) : 0)
+          : String(spam ? Math.min(10, Math.max(1, 1 + Math.round(ratio * 8))) : 0);
+        return matcher(tags, 'i;ascii-numeric')([value], str(rest[0]));
+      }
+      case 'mailboxexists':
+        if (!options.mailboxExists) throw new SieveRuntimeError('mailboxexists is not available here');
+        return str(rest[0]).every((m) => options.mailboxExists!(m));
+      case 'duplicate': {
+        if (!options.duplicate) throw new SieveRuntimeError('the duplicate test is not available here');
+        // RFC 7352 §3: the Message-ID by default, else the field :header names or :uniqueid; per :handle.
+        const id = tags.has('uniqueid')
+          ? str(tags.get('uniqueid'))[0]!
+          : message.header(tags.has('header') ? str(tags.get('header'))[0]! : 'message-id')[0]?.trim();
+        if (!id) return false;
+        const seconds =
+          (tags.get('seconds') as Extract<Argument, { kind: 'number' }> | null)?.value ?? 7 * DAY;
+        return options.duplicate(`${str(tags.get('handle'))[0] ?? ''}\0${id}`, Math.min(seconds, 60 * DAY));
+      }
+      case 'hasflag':
+        return matcher(tags)(
+          flags,
+          str(rest[0]).flatMap((f) => f.split(' ').filter(Boolean)),
+        );
       default:
         throw new SieveRuntimeError(`the test "${t.name}" is not supported yet`);
     }
@@ -364,7 +429,7 @@ export function run(
       step();
       const { tags, rest } = split(c.args);
       const withFlags = () => {
-        const f = tags.has('flags') ? strings(tags.get('flags')) : flags;
+        const f = tags.has('flags') ? str(tags.get('flags')) : flags;
         return f.length ? { flags: [...f] } : {};
       };
       switch (c.name) {
@@ -392,7 +457,7 @@ export function run(
           else returned = true;
           return;
         case 'include': {
-          const name = strings(rest[0])[0]!;
+          const name = str(rest[0])[0]!;
           if (tags.has('once') && included.has(name)) break;
           if (running.includes(name)) throw new SieveRuntimeError(`include "${name}": a loop`);
           if (running.length > maxDepth)
@@ -405,7 +470,9 @@ export function run(
           }
           included.add(name);
           running.push(name);
+          scopes.push({ name, required: requiredOf(script), vars: new Map(), globals: new Set() });
           block(script);
+          scopes.pop();
           running.pop();
           returned = false;
           break;
@@ -420,7 +487,7 @@ export function run(
         case 'fileinto':
           add({
             type: 'fileinto',
-            mailbox: strings(rest[0])[0]!,
+            mailbox: str(rest[0])[0]!,
             copy: tags.has('copy'),
             create: tags.has('create'),
             ...withFlags(),
@@ -428,12 +495,12 @@ export function run(
           if (!tags.has('copy')) cancelled = true;
           break;
         case 'redirect':
-          add({ type: 'redirect', address: strings(rest[0])[0]!, copy: tags.has('copy') });
+          add({ type: 'redirect', address: str(rest[0])[0]!, copy: tags.has('copy') });
           if (!tags.has('copy')) cancelled = true;
           break;
         case 'reject':
         case 'ereject':
-          add({ type: 'reject', reason: strings(rest[0])[0]!, ereject: c.name === 'ereject' });
+          add({ type: 'reject', reason: str(rest[0])[0]!, ereject: c.name === 'ereject' });
           cancelled = true;
           break;
         case 'vacation': {
@@ -442,33 +509,42 @@ export function run(
           const period = options.vacationPeriod ?? { min: DAY, max: 60 * DAY };
           const num = (tag: string) => (tags.get(tag) as Extract<Argument, { kind: 'number' }> | null)?.value;
           const asked = num('seconds') ?? (num('days') ?? 7) * DAY;
-          const reason = strings(rest[0])[0]!;
-          const subject = strings(tags.get('subject'))[0];
-          const from = strings(tags.get('from'))[0];
+          const reason = str(rest[0])[0]!;
+          const subject = str(tags.get('subject'))[0];
+          const from = str(tags.get('from'))[0];
           add({
             type: 'vacation',
             reason,
             ...(subject !== undefined ? { subject } : {}),
             ...(from !== undefined ? { from } : {}),
-            addresses: strings(tags.get('addresses')),
+            addresses: str(tags.get('addresses')),
             mime: tags.has('mime'),
             // §4.2: without :handle, replies with different arguments are different replies.
             handle:
-              strings(tags.get('handle'))[0] ??
+              str(tags.get('handle'))[0] ??
               JSON.stringify([reason, subject ?? '', from ?? '', tags.has('mime')]),
             seconds: Math.min(Math.max(asked, period.min), period.max),
           });
           break;
         }
+        case 'set': {
+          const mods = new Set([...tags.keys()]);
+          setVar(str(rest[0])[0]!, applyModifiers(str(rest[1])[0]!, mods));
+          break;
+        }
+        case 'global':
+          // RFC 6609 §3.4: these names are shared with every script of this run.
+          for (const name of str(rest[0])) scope().globals.add(name.toLowerCase());
+          break;
         case 'setflag':
-          flags = [...new Set(strings(rest[0]).flatMap((f) => f.split(' ').filter(Boolean)))];
+          flags = [...new Set(str(rest[0]).flatMap((f) => f.split(' ').filter(Boolean)))];
           break;
         case 'addflag':
-          flags = [...new Set([...flags, ...strings(rest[0]).flatMap((f) => f.split(' ').filter(Boolean))])];
+          flags = [...new Set([...flags, ...str(rest[0]).flatMap((f) => f.split(' ').filter(Boolean))])];
           break;
         case 'removeflag': {
           const gone = new Set(
-            strings(rest[0])
+            str(rest[0])
               .flatMap((f) => f.split(' ').filter(Boolean))
               .map((f) => f.toLowerCase()),
           );

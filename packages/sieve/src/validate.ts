@@ -5,6 +5,7 @@
  * line and column of what is wrong.
  */
 import { SieveError } from './errors.ts';
+import { regexProblem } from './match.ts';
 import { type Argument, type Command, type ParseOptions, parse, type Test } from './parser.ts';
 
 type Kind = 'string' | 'strings' | 'number';
@@ -24,7 +25,10 @@ interface TagSpec {
     | 'case'
     | 'period'
     | 'location'
-    | 'zone';
+    | 'zone'
+    | 'quote'
+    | 'id'
+    | 'first';
 }
 
 interface Spec {
@@ -42,8 +46,10 @@ export const EXTENSIONS = [
   'comparator-i;ascii-numeric',
   'copy',
   'date',
+  'duplicate',
   'encoded-character',
   'envelope',
+  'environment',
   'ereject',
   'fileinto',
   'imap4flags',
@@ -53,6 +59,8 @@ export const EXTENSIONS = [
   'regex',
   'reject',
   'relational',
+  'spamtest',
+  'spamtestplus',
   'subaddress',
   'vacation',
   'vacation-seconds',
@@ -107,9 +115,10 @@ const COMMANDS: Record<string, Spec> = {
     tags: {
       lower: { group: 'case' },
       upper: { group: 'case' },
-      lowerfirst: {},
-      upperfirst: {},
-      quotewildcard: {},
+      lowerfirst: { group: 'first' },
+      upperfirst: { group: 'first' },
+      quotewildcard: { group: 'quote' },
+      quoteregex: { group: 'quote', ext: 'regex' },
       length: {},
     },
   },
@@ -119,6 +128,7 @@ const COMMANDS: Record<string, Spec> = {
     tags: { personal: { group: 'location' }, global: { group: 'location' }, once: {}, optional: {} },
   },
   return: { ext: 'include', positional: [] },
+  global: { ext: 'include', positional: ['strings'] },
   vacation: {
     ext: 'vacation',
     positional: ['string'],
@@ -168,6 +178,19 @@ const TESTS: Record<string, Spec> = {
   hasflag: { ext: 'imap4flags', positional: ['strings'], tags: MATCH },
   string: { ext: 'variables', positional: ['strings', 'strings'], tags: MATCH },
   mailboxexists: { ext: 'mailbox', positional: ['strings'] },
+  environment: { ext: 'environment', positional: ['string', 'strings'], tags: MATCH },
+  spamtest: { ext: 'spamtest', positional: ['string'], tags: { ...MATCH, percent: { ext: 'spamtestplus' } } },
+  duplicate: {
+    ext: 'duplicate',
+    positional: [],
+    tags: {
+      handle: { arg: 'string' },
+      header: { group: 'id', arg: 'string' },
+      uniqueid: { group: 'id', arg: 'string' },
+      seconds: { arg: 'number' },
+      last: {},
+    },
+  },
 };
 
 /** RFC 5260 §4.2. */
@@ -258,7 +281,15 @@ function checkArgs(
     }
   }
   if (what === 'size' && !groups.has('match')) fail('size: needs :over or :under', at);
-  if (seen.has('last') && !seen.has('index')) fail(`${what}: :last needs :index (RFC 5260 §6)`, at);
+  if (seen.has('last') && !seen.has('index') && what !== 'duplicate')
+    fail(`${what}: :last needs :index (RFC 5260 §6)`, at);
+  if (seen.has('regex')) {
+    const keys = positional[positional.length - 1];
+    for (const k of keys?.kind === 'strings' ? keys.values : []) {
+      const why = k.includes('${') ? null : regexProblem(k);
+      if (why) fail(`${what}: not a regular expression: ${why}`, keys!);
+    }
+  }
   const zone = args.findIndex((a) => a.kind === 'tag' && a.name === 'zone');
   const zoneValue = zone >= 0 ? args[zone + 1] : undefined;
   if (zoneValue?.kind === 'strings' && !/^[+-]\d{4}$/.test(zoneValue.values[0]!))
@@ -320,6 +351,7 @@ function checkCommands(commands: Command[], required: Set<string>, top: boolean)
     if ((c.name === 'elsif' || c.name === 'else') && previous !== 'if' && previous !== 'elsif')
       fail(`${c.name}: must follow if or elsif`, c);
     if (spec!.ext && !required.has(spec!.ext)) fail(`${c.name}: needs require "${spec!.ext}"`, c);
+    if (c.name === 'global' && !required.has('variables')) fail('global: needs require "variables"', c);
     checkArgs(c.name, spec!, c.args, required, c);
     checkTests(c.name, spec!, c.tests, required, c);
     if (spec!.block === 'required' && !c.block) fail(`${c.name}: needs a block in braces`, c);
@@ -332,8 +364,9 @@ function checkCommands(commands: Command[], required: Set<string>, top: boolean)
         )
           fail(`require: the extension "${cap}" is not supported`, c.args[0]!);
         required.add(cap.toLowerCase());
-        // RFC 6131 §2: vacation-seconds implies vacation.
+        // RFC 6131 §2: vacation-seconds implies vacation; RFC 5235 §3.2: spamtestplus implies spamtest.
         if (cap.toLowerCase() === 'vacation-seconds') required.add('vacation');
+        if (cap.toLowerCase() === 'spamtestplus') required.add('spamtest');
       }
     }
     if (c.block) checkCommands(c.block, required, false);
