@@ -11,8 +11,7 @@
  * evaluating it recursively is bounded.
  */
 import {
-  decodeCharset,
-  decodeQuotedPrintable,
+  decodePartBody,
   decodeWords,
   type Envelope,
   type MimeNode,
@@ -38,18 +37,6 @@ export interface SearchSubject {
   raw(): Promise<Buffer>;
 }
 
-function decodeBody(raw: Buffer, node: MimeNode): string {
-  const body = raw.subarray(node.bodyStart, node.end);
-  const enc = node.encoding.toLowerCase();
-  const bytes =
-    enc === 'base64'
-      ? Buffer.from(body.toString('latin1'), 'base64')
-      : enc === 'quoted-printable'
-        ? decodeQuotedPrintable(body.toString('latin1'))
-        : body;
-  return decodeCharset(bytes, node.contentType.params.charset);
-}
-
 /** The decoded text of every text/* leaf (and the headers of embedded messages), without recursion. */
 function bodyText(raw: Buffer, root: MimeNode, out: string[]): void {
   const stack: MimeNode[] = [root];
@@ -59,7 +46,7 @@ function bodyText(raw: Buffer, root: MimeNode, out: string[]): void {
     else if (node.message) {
       out.push(decodeWords(raw.toString('utf8', node.message.start, node.message.bodyStart)));
       stack.push(node.message);
-    } else if (node.contentType.value.toLowerCase().startsWith('text/')) out.push(decodeBody(raw, node));
+    } else if (node.contentType.value.toLowerCase().startsWith('text/')) out.push(decodePartBody(raw, node));
   }
 }
 

@@ -12,8 +12,24 @@
 
 import { createHash } from 'node:crypto';
 import type { Bus } from '@mailwerk/bus';
-import { decodeWords, type MessageStructure, parseHeaderBlock, withPrependedHeaders } from '@mailwerk/mime';
-import { type Action, type Command, compile, run, type Vacation } from '@mailwerk/sieve';
+import {
+  decodePartBody,
+  decodeWords,
+  type MessageStructure,
+  type MimeNode,
+  parseHeaderBlock,
+  withPrependedHeaders,
+} from '@mailwerk/mime';
+import {
+  type Action,
+  type BodyTransform,
+  type Command,
+  compile,
+  type RunOptions,
+  run,
+  type SieveMessage,
+  type Vacation,
+} from '@mailwerk/sieve';
 import { markedAsSpam, reply, type SmtpError, srsForward } from '@mailwerk/smtp';
 import {
   type Account,
@@ -95,17 +111,55 @@ async function sieveActions(input: DeliveryInput, account: Account, rcpt: string
     const others = /\binclude\b/i.test(script.content)
       ? new Map((await input.store.listSieveScripts(account.id)).map((s) => [s.name, s.content]))
       : new Map<string, string>();
-    return run(
-      compiledScript(script.content),
-      { header: headerOf(input).header, size: input.raw.length },
-      { from: input.sender, to: rcpt },
-      {
-        include: (name) => {
-          const text = others.get(name);
-          return text === undefined ? null : compiledScript(text);
-        },
+    const text = [script.content, ...others.values()].join('\n');
+    const boxes = /mailboxexists/i.test(text)
+      ? new Set((await input.store.listMailboxes(account.id)).map((m) => m.name))
+      : null;
+    const fields = headerOf(input);
+    const message: SieveMessage = {
+      header: fields.header,
+      size: input.raw.length,
+      body: (transform) => sieveBody(input, transform),
+    };
+    const hostname = input.hostname ?? 'localhost';
+    const options: RunOptions = {
+      include: (name) => {
+        const t = others.get(name);
+        return t === undefined ? null : compiledScript(t);
       },
-    );
+      // RFC 5183 §4: what this MDA can say about itself.
+      environment: {
+        domain: hostname.includes('.') ? hostname.slice(hostname.indexOf('.') + 1) : hostname,
+        host: hostname,
+        location: 'MDA',
+        name: 'Mailwerk',
+        phase: 'during',
+      },
+      spam: spamScore(fields.header('x-spam-status')[0]),
+      ...(boxes
+        ? { mailboxExists: (n: string) => boxes.has(n.toUpperCase() === 'INBOX' ? 'INBOX' : n) }
+        : {}),
+    };
+    const tree = compiledScript(script.content);
+    const envelope = { from: input.sender, to: rcpt };
+    // duplicate (RFC 7352): the run is pure and the memory is in the store. A run learns which ids the
+    // script asks about (answered "not seen"), the store remembers them, and the run is repeated with
+    // the answers; an id asked only after another answer takes one more round (three at most).
+    const known = new Map<string, boolean>();
+    for (let round = 0; ; round++) {
+      const asked: Array<[string, number]> = [];
+      const actions = run(tree, message, envelope, {
+        ...options,
+        duplicate: (id, seconds) => {
+          const seen = known.get(id);
+          if (seen !== undefined) return seen;
+          asked.push([id, seconds]);
+          return false;
+        },
+      });
+      if (asked.length === 0 || round === 2) return actions;
+      for (const [id, seconds] of asked) known.set(id, await seenBefore(input, account, id, seconds));
+    }
   } catch (err) {
     input.log?.('warn', 'sieve script failed; the message is delivered as without it', {
       user: account.address,
@@ -114,6 +168,79 @@ async function sieveActions(input: DeliveryInput, account: Account, rcpt: string
     });
     return null;
   }
+}
+
+/**
+ * Whether the duplicate test's id was seen for the account within `seconds`, remembering it now. A
+ * retry of the same delivery (the same delivery key) does not count as having seen it: the first attempt
+ * left a mark of its own, so a delivery put off (over quota) is not taken for its own duplicate.
+ */
+async function seenBefore(
+  input: DeliveryInput,
+  account: Account,
+  id: string,
+  seconds: number,
+): Promise<boolean> {
+  const key = `duplicate:${account.id}:${createHash('sha256').update(id).digest('hex').slice(0, 32)}`;
+  const until = new Date(Date.now() + seconds * 1000);
+  const first = await input.store.remember(key, until);
+  if (!input.deliveryKey) return !first;
+  const mine = await input.store.remember(`${key}@${input.deliveryKey}`, until);
+  return !first && mine;
+}
+
+/** The score and threshold in the X-Spam-Status field the MX writes (`Yes, score=7.20 required=15.00`). */
+function spamScore(status: string | undefined): { score: number; required: number } | null {
+  const m = status ? /score=(-?\d+(?:\.\d+)?)\s+required=(-?\d+(?:\.\d+)?)/.exec(status) : null;
+  return m ? { score: Number(m[1]), required: Number(m[2]) } : null;
+}
+
+/** Most text the body test looks at per message, so a huge message costs a bounded match. */
+const MAX_BODY_TEXT = 1024 * 1024;
+
+/** The body as the body test sees it (RFC 5173 §5): raw, the text parts decoded, or the parts of some types. */
+function sieveBody(input: DeliveryInput, transform: BodyTransform): string[] {
+  const { raw, structure } = input;
+  if (transform.kind === 'raw')
+    return [
+      raw.toString(
+        'utf8',
+        structure.root.bodyStart,
+        Math.min(structure.root.end, structure.root.bodyStart + MAX_BODY_TEXT),
+      ),
+    ];
+  const out: string[] = [];
+  let total = 0;
+  const stack: MimeNode[] = [structure.root];
+  while (stack.length && total < MAX_BODY_TEXT) {
+    const node = stack.pop()!;
+    if (node.children) {
+      for (let i = node.children.length - 1; i >= 0; i--) stack.push(node.children[i]!);
+      continue;
+    }
+    if (node.message) {
+      stack.push(node.message);
+      continue;
+    }
+    const type = node.contentType.value.toLowerCase();
+    const wanted =
+      transform.kind === 'text'
+        ? type.startsWith('text/')
+        : transform.types.some((t) => {
+            const want = t.toLowerCase();
+            return want === '' || want === type || (!want.includes('/') && type.startsWith(`${want}/`));
+          });
+    if (!wanted) continue;
+    let text = type.startsWith('text/')
+      ? decodePartBody(raw, node)
+      : raw.toString('latin1', node.bodyStart, node.end);
+    // :text of HTML: the text without its tags (RFC 5173 §5.2 asks for the text a reader sees).
+    if (transform.kind === 'text' && type === 'text/html') text = text.replace(/<[^>]*>/g, ' ');
+    text = text.slice(0, MAX_BODY_TEXT - total);
+    total += text.length;
+    out.push(text);
+  }
+  return out;
 }
 
 /** The message's header fields: decoded values by name, and the names present. */

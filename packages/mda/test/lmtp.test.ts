@@ -274,6 +274,75 @@ describe('MDA over LMTP', () => {
       await store.setActiveSieveScript(ids.carl!, null);
     });
 
+    it('gives the script the body, the spam score and the duplicate memory, and a retried delivery is not its own duplicate', async () => {
+      await store.putSieveScript(
+        ids.carl!,
+        'more',
+        `require ["fileinto", "body", "duplicate", "spamtest", "relational", "comparator-i;ascii-numeric", "mailbox", "variables", "environment"];
+         if duplicate { fileinto :create "Dups"; stop; }
+         if body :text :contains "invoice attached" { fileinto :create "Invoices"; stop; }
+         if spamtest :value "ge" "5" { fileinto :create "Suspect"; stop; }
+         if allof (mailboxexists "Lists", environment :is "location" "MDA") { fileinto "Lists"; }`,
+      );
+      await store.setActiveSieveScript(ids.carl!, 'more');
+      const t = nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: sievePort,
+        lmtp: true,
+        ignoreTLS: true,
+      });
+      const raw = (subject: string, extra: string, body: string, envid?: string) =>
+        t.sendMail({
+          envelope: { from: 'sender@ext.org', to: ['carl@example.org'] },
+          raw: `From: <sender@ext.org>\r\nTo: <carl@example.org>\r\nSubject: ${subject}\r\n${extra}\r\n${body}\r\n`,
+          ...(envid ? { dsn: { envid } } : {}),
+        } as SendMailOptions);
+      try {
+        // The body test reads decoded text: quoted-printable here.
+        await raw(
+          'bill',
+          'Message-ID: <bill@ext.org>\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n',
+          'Your invoice=20attached.',
+        );
+        assert.ok(await store.getMailbox(ids.carl!, 'Invoices'), JSON.stringify(lines.slice(-2)));
+        assert.equal((await mails('carl', 'bill', 'Invoices')).length, 1);
+        // The same Message-ID again: a duplicate (RFC 7352).
+        await raw('bill again', 'Message-ID: <bill@ext.org>\r\n', 'hello');
+        assert.equal((await mails('carl', 'bill again', 'Dups')).length, 1);
+        // A retried delivery (the same delivery key) is not taken for its own duplicate.
+        const envid = await deliveryEnvid(store, '0dup0001');
+        await raw('retried', 'Message-ID: <retried@ext.org>\r\n', 'hello', envid);
+        await store.setActiveSieveScript(ids.carl!, 'more');
+        const box = (await store.getMailbox(ids.carl!, 'Lists'))!;
+        for (const m of await store.listMessages(box.id))
+          if ((await store.blobs.get(m.blobId)).toString().includes('Subject: retried'))
+            await store.expungeMessages(box.id, [m.uid]);
+        await raw('retried', 'Message-ID: <retried@ext.org>\r\n', 'hello', envid);
+        assert.equal(
+          (await mails('carl', 'retried', 'Lists')).length,
+          1,
+          'filed by the script, not as a duplicate',
+        );
+        assert.equal((await mails('carl', 'retried', 'Dups')).length, 0);
+        // The score the MX wrote (X-Spam-Status), against its threshold.
+        await raw(
+          'scored',
+          'Message-ID: <scored@ext.org>\r\nX-Spam-Status: No, score=9.00 required=15.00\r\n',
+          'hello',
+        );
+        assert.equal((await mails('carl', 'scored', 'Suspect')).length, 1);
+        await raw(
+          'clean',
+          'Message-ID: <clean@ext.org>\r\nX-Spam-Status: No, score=0.50 required=15.00\r\n',
+          'hello',
+        );
+        assert.equal((await mails('carl', 'clean', 'Lists')).length, 1);
+      } finally {
+        t.close();
+        await store.setActiveSieveScript(ids.carl!, null);
+      }
+    });
+
     it('without an outbox, a redirect keeps the message and a vacation sends nothing, each with a log line', async () => {
       await store.putSieveScript(
         ids.carl!,

@@ -17,7 +17,7 @@ export {
 } from './address.ts';
 export { type HeaderDate, parseHeaderDate } from './date.ts';
 export { dotStuff } from './dot-stuff.ts';
-export { decodeCharset, decodeQuotedPrintable, decodeWords } from './words.ts';
+export { decodeCharset, decodePartBody, decodeQuotedPrintable, decodeWords } from './words.ts';
 
 export interface HeaderField {
   /** Lower-cased field name. */

@@ -3,6 +3,7 @@
  * §6.7) and a declared charset. Total: malformed input decodes to something, never an exception. Used by
  * IMAP SEARCH and by Sieve's header tests, which both compare decoded text.
  */
+import type { MimeNode } from './index.ts';
 
 export function decodeCharset(bytes: Buffer, charset: string | undefined): string {
   try {
@@ -42,4 +43,17 @@ export function decodeWords(value: string): string {
         return decodeCharset(bytes, charset);
       },
     );
+}
+
+/** The body of a leaf part as text: its transfer encoding undone (base64, quoted-printable), in its charset. */
+export function decodePartBody(raw: Buffer, node: MimeNode): string {
+  const body = raw.subarray(node.bodyStart, node.end);
+  const enc = node.encoding.toLowerCase();
+  const bytes =
+    enc === 'base64'
+      ? Buffer.from(body.toString('latin1'), 'base64')
+      : enc === 'quoted-printable'
+        ? decodeQuotedPrintable(body.toString('latin1'))
+        : body;
+  return decodeCharset(bytes, node.contentType.params.charset);
 }
