@@ -18,6 +18,7 @@ import {
   type MessageStructure,
   type MimeNode,
   parseHeaderBlock,
+  parseMessage,
   withPrependedHeaders,
 } from '@mailwerk/mime';
 import {
@@ -25,12 +26,13 @@ import {
   type BodyTransform,
   type Command,
   compile,
+  type HeaderEdits,
   type RunOptions,
   run,
   type SieveMessage,
   type Vacation,
 } from '@mailwerk/sieve';
-import { markedAsSpam, reply, type SmtpError, srsForward } from '@mailwerk/smtp';
+import { editHeader, markedAsSpam, reply, type SmtpError, srsForward } from '@mailwerk/smtp';
 import {
   type Account,
   contentId,
@@ -40,7 +42,7 @@ import {
   type MailStore,
   normalizeAddress,
 } from '@mailwerk/store';
-import { vacationReply } from './vacation.ts';
+import { headerField, vacationReply } from './vacation.ts';
 
 /** Mail a delivery generates (a Sieve redirect, a vacation reply), for the MTA's queue. */
 export interface GeneratedMail {
@@ -120,6 +122,7 @@ async function sieveActions(input: DeliveryInput, account: Account, rcpt: string
       header: fields.header,
       size: input.raw.length,
       body: (transform) => sieveBody(input, transform),
+      fields: fields.all,
     };
     const hostname = input.hostname ?? 'localhost';
     const options: RunOptions = {
@@ -244,7 +247,11 @@ function sieveBody(input: DeliveryInput, transform: BodyTransform): string[] {
 }
 
 /** The message's header fields: decoded values by name, and the names present. */
-function headerOf(input: DeliveryInput): { header: (name: string) => string[]; names: string[] } {
+function headerOf(input: DeliveryInput): {
+  header: (name: string) => string[];
+  names: string[];
+  all: () => Array<{ name: string; value: string }>;
+} {
   const root = input.structure.root;
   const fields = parseHeaderBlock(input.raw.toString('utf8', root.start, root.bodyStart));
   return {
@@ -253,7 +260,35 @@ function headerOf(input: DeliveryInput): { header: (name: string) => string[]; n
       return fields.filter((f) => f.key === key).map((f) => decodeWords(f.value));
     },
     names: fields.map((f) => f.key),
+    all: () => fields.map((f) => ({ name: f.key, value: decodeWords(f.value) })),
   };
+}
+
+/**
+ * The message as a script's editheader actions left it (RFC 5293): original fields deleted by their
+ * occurrence, new ones written (RFC 2047-encoded where not ASCII) on top and at the end of the header.
+ * What is not touched keeps its bytes, so the signatures over it stay valid.
+ */
+function withHeaderEdits(input: DeliveryInput, e: HeaderEdits): DeliveryInput {
+  const gone = new Set(e.deleted.map((d) => `${d.name}\0${d.occurrence}`));
+  const seen = new Map<string, number>();
+  let raw = gone.size
+    ? editHeader(input.raw, (name, text) => {
+        const n = (seen.get(name) ?? 0) + 1;
+        seen.set(name, n);
+        return gone.has(`${name}\0${n}`) ? null : text;
+      })
+    : input.raw;
+  const lines = (fs: Array<{ name: string; value: string }>) =>
+    Buffer.from(fs.map((f) => headerField(f.name, f.value)).join(''));
+  if (e.bottom.length) {
+    const end = parseMessage(raw).root.bodyStart;
+    // Before the empty line that ends the header (bodyStart is after it, when there is one).
+    const at = raw.subarray(0, end).toString('latin1').endsWith('\r\n\r\n') ? end - 2 : end;
+    raw = Buffer.concat([raw.subarray(0, at), lines(e.bottom), raw.subarray(at)]);
+  }
+  if (e.top.length) raw = Buffer.concat([lines(e.top), raw]);
+  return { ...input, raw, structure: parseMessage(raw) };
 }
 
 /**
@@ -316,6 +351,9 @@ export async function deliverToAccount(
   const actions = (await sieveActions(input, account, rcpt)) ?? [{ type: 'keep' as const }];
   const reject = actions.find((a) => a.type === 'reject');
   if (reject) return { rejected: reject.reason };
+  // What the copies and redirects carry: the message as editheader left it (checks still read the original).
+  const edits = actions.find((a) => a.type === 'editheader');
+  const message = edits ? withHeaderEdits(input, edits) : input;
   const copies: Array<{ mailbox: Mailbox | null; flags: string[] }> = [];
   const redirects: string[] = [];
   let vacation: Vacation | null = null;
@@ -346,7 +384,7 @@ export async function deliverToAccount(
   // The folder a keep goes to, looked up only when a copy needs it (a script that files everything does not).
   let fallback: Mailbox | null = null;
   const prefix = Buffer.from(`Return-Path: <${input.sender}>\r\nDelivered-To: ${account.address}\r\n`);
-  const bytes = Buffer.concat([prefix, input.raw]);
+  const bytes = Buffer.concat([prefix, message.raw]);
   const done = new Set<string>();
   let outcome: AccountOutcome = 'delivered';
   for (const [i, copy] of copies.entries()) {
@@ -363,7 +401,7 @@ export async function deliverToAccount(
         blobId: contentId(bytes),
         data: bytes,
         size: bytes.length,
-        structure: withPrependedHeaders(input.structure, prefix.length),
+        structure: withPrependedHeaders(message.structure, prefix.length),
         ...(copy.flags.length ? { flags: copy.flags } : {}),
         // Each copy its own key, the same on a retry, so a retried delivery stores none twice.
         ...(input.deliveryKey
@@ -387,7 +425,7 @@ export async function deliverToAccount(
     }
   }
   // After the copies are stored: a delivery put off (over quota) sends nothing yet.
-  for (const to of redirects) await redirect(input, account, to);
+  for (const to of redirects) await redirect(input, message.raw, account, to);
   if (vacation) await answer(input, account, rcpt, vacation);
   return outcome;
 }
@@ -415,7 +453,7 @@ function redirectProblem(input: DeliveryInput, account: Account, to: string): st
  * its DKIM signatures intact), to the MTA's queue. To another domain, the envelope sender is rewritten
  * by SRS at the account's domain, so SPF passes at the receiver and a bounce comes back here.
  */
-async function redirect(input: DeliveryInput, account: Account, to: string): Promise<void> {
+async function redirect(input: DeliveryInput, raw: Buffer, account: Account, to: string): Promise<void> {
   const { store } = input;
   const target = normalizeAddress(to);
   const ours = async (address: string) =>
@@ -426,7 +464,7 @@ async function redirect(input: DeliveryInput, account: Account, to: string): Pro
       : srsForward(input.sender, account.address.slice(account.address.lastIndexOf('@') + 1), {
           secret: await store.secret('srs'),
         });
-  const data = Buffer.concat([Buffer.from(`X-Sieve-Redirected-By: ${account.address}\r\n`), input.raw]);
+  const data = Buffer.concat([Buffer.from(`X-Sieve-Redirected-By: ${account.address}\r\n`), raw]);
   const queued = await input.outbox!.send({
     kind: 'redirect',
     sender,

@@ -69,8 +69,8 @@ const oneLine = (s: string) =>
     .replace(/[\x00-\x1f\x7f]/g, '')
     .trim();
 
-/** Encoded as RFC 2047 words where it is not ASCII, folded at 78 (RFC 5322 §2.1.1). */
-function field(name: string, value: string): string {
+/** A header field, encoded as RFC 2047 words where it is not ASCII, folded at 78 (RFC 5322 §2.1.1). */
+export function headerField(name: string, value: string): string {
   const v = /^[\x20-\x7e]*$/.test(value) ? value : encodeWords(value, 'Q', 52);
   const words = `${name}: ${v}`.split(' ');
   let line = '';
@@ -119,13 +119,13 @@ export function vacationReply(action: Vacation, ctx: VacationContext): VacationD
     .filter((r) => /^<[^<>\s]+>$/.test(r))
     .slice(-20);
   let head =
-    field('From', own ? oneLine(action.from!) : from) +
-    field('To', `<${sender}>`) +
-    field('Subject', subject) +
+    headerField('From', own ? oneLine(action.from!) : from) +
+    headerField('To', `<${sender}>`) +
+    headerField('Subject', subject) +
     `Date: ${rfc5322Date(ctx.now ?? new Date())}\r\n` +
     `Message-ID: <${randomBytes(12).toString('hex')}@${ctx.hostname}>\r\n` +
     (messageId && /^<[^<>\s]+>$/.test(messageId) ? `In-Reply-To: ${messageId}\r\n` : '') +
-    (references.length ? field('References', references.join(' ')) : '') +
+    (references.length ? headerField('References', references.join(' ')) : '') +
     'Auto-Submitted: auto-replied (vacation)\r\n' +
     'MIME-Version: 1.0\r\n';
   let body: string;

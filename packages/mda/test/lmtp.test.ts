@@ -343,6 +343,28 @@ describe('MDA over LMTP', () => {
       }
     });
 
+    it('stores the message as editheader left it: fields deleted and added, the rest byte for byte', async () => {
+      await store.putSieveScript(
+        ids.carl!,
+        'edit',
+        'require ["editheader"]; deleteheader "X-Remove-Me"; addheader "X-Filed" "by sieve"; addheader :last "X-Last" "Grüße";',
+      );
+      await store.setActiveSieveScript(ids.carl!, 'edit');
+      await send('carl@example.org', 'edited', { 'X-Remove-Me': 'secret', 'X-Keep': 'kept' });
+      const [text] = await mails('carl', 'edited');
+      assert.ok(text);
+      const head = text.slice(0, text.indexOf('\r\n\r\n') + 2);
+      assert.match(
+        head,
+        /^Return-Path: <sender@ext\.org>\r\nDelivered-To: carl@example\.org\r\nX-Filed: by sieve\r\n/,
+      );
+      assert.doesNotMatch(text, /X-Remove-Me|secret/);
+      assert.match(head, /X-Keep: kept\r\n/);
+      assert.match(head, /\r\nX-Last: =\?UTF-8\?Q\?Gr=C3=BC=C3=9Fe\?=\r\n$/);
+      assert.match(text, /\r\n\r\nbody\r\n$/);
+      await store.setActiveSieveScript(ids.carl!, null);
+    });
+
     it('without an outbox, a redirect keeps the message and a vacation sends nothing, each with a log line', async () => {
       await store.putSieveScript(
         ids.carl!,

@@ -7,6 +7,7 @@ export { SieveError, SieveRuntimeError } from './errors.ts';
 export {
   type Action,
   type BodyTransform,
+  type HeaderEdits,
   type RunOptions,
   run,
   type SieveEnvelope,

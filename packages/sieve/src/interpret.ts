@@ -37,7 +37,23 @@ export interface SieveMessage {
   size: number;
   /** The body as the body test sees it (RFC 5173); without it, a body test is a run-time error. */
   body?(transform: BodyTransform): string[];
+  /** Every header field in order, name lower-cased, value decoded: what editheader (RFC 5293) edits. */
+  fields?(): Array<{ name: string; value: string }>;
 }
+
+/**
+ * The header changes of editheader (RFC 5293), for the message every later action gets: occurrences of
+ * the original fields to delete (1-based, per name), and fields to add on top and at the end.
+ */
+export interface HeaderEdits {
+  type: 'editheader';
+  deleted: Array<{ name: string; occurrence: number }>;
+  top: Array<{ name: string; value: string }>;
+  bottom: Array<{ name: string; value: string }>;
+}
+
+/** Fields a script may neither add nor delete (RFC 5293 §6: trace and loop-prevention fields). */
+const PROTECTED_FIELDS = new Set(['received', 'auto-submitted']);
 
 export interface SieveEnvelope {
   /** The envelope sender ('' for the null sender <>). */
@@ -52,7 +68,8 @@ export type Action =
   | { type: 'redirect'; address: string; copy: boolean }
   | { type: 'discard' }
   | { type: 'reject'; reason: string; ereject: boolean }
-  | Vacation;
+  | Vacation
+  | HeaderEdits;
 
 /** A vacation auto-reply the script asks for (RFC 5230 §4); whether it goes out is the MDA's to decide. */
 export interface Vacation {
@@ -182,6 +199,31 @@ export function run(
   const globalVars = new Map<string, string>();
   const scopes: Scope[] = [{ name: '', required: requiredOf(script), vars: new Map(), globals: new Set() }];
   const scope = () => scopes[scopes.length - 1]!;
+  /**
+   * The header as edited so far (RFC 5293), made on the first edit: each field with its occurrence among
+   * the original fields of its name, or null for one the script added.
+   */
+  type Field = { name: string; value: string; occurrence: number | null; last: boolean };
+  let view: Field[] | null = null;
+  const finalView = (): Field[] | null => view;
+  const original: Array<{ name: string; occurrence: number }> = [];
+  const edited = () => {
+    if (view) return view;
+    if (!message.fields) throw new SieveRuntimeError('editheader is not available here');
+    const count = new Map<string, number>();
+    view = message.fields().map((f) => {
+      const n = (count.get(f.name) ?? 0) + 1;
+      count.set(f.name, n);
+      original.push({ name: f.name, occurrence: n });
+      return { name: f.name, value: f.value, occurrence: n, last: false };
+    });
+    return view;
+  };
+  const headerValues = (name: string): string[] => {
+    if (!view) return message.header(name);
+    const key = name.toLowerCase();
+    return view.filter((f) => f.name.toLowerCase() === key).map((f) => f.value);
+  };
   /** ${0}…${9} of the last successful :matches or :regex (RFC 5229 §3.2). */
   let matchVars: string[] = [];
   const lookup = (name: string): string => {
@@ -288,7 +330,7 @@ export function run(
 
   /** The values of a header field's occurrences, or only the one :index (and :last) picks (RFC 5260 §6). */
   const occurrences = (tags: Map<string, Argument | null>, name: string): string[] => {
-    const all = message.header(name);
+    const all = headerValues(name);
     const index = tags.get('index') as Extract<Argument, { kind: 'number' }> | null | undefined;
     if (!index) return all;
     const i = tags.has('last') ? all.length - index.value : index.value - 1;
@@ -310,7 +352,7 @@ export function run(
       case 'anyof':
         return t.tests.some(test);
       case 'exists':
-        return str(rest[0]).every((h) => message.header(h).length > 0);
+        return str(rest[0]).every((h) => headerValues(h).length > 0);
       case 'size': {
         const limit = (rest[0] as Extract<Argument, { kind: 'number' }>).value;
         return tags.has('over') ? message.size > limit : message.size < limit;
@@ -406,7 +448,7 @@ export function run(
         // RFC 7352 §3: the Message-ID by default, else the field :header names or :uniqueid; per :handle.
         const id = tags.has('uniqueid')
           ? str(tags.get('uniqueid'))[0]!
-          : message.header(tags.has('header') ? str(tags.get('header'))[0]! : 'message-id')[0]?.trim();
+          : headerValues(tags.has('header') ? str(tags.get('header'))[0]! : 'message-id')[0]?.trim();
         if (!id) return false;
         const seconds =
           (tags.get('seconds') as Extract<Argument, { kind: 'number' }> | null)?.value ?? 7 * DAY;
@@ -536,6 +578,39 @@ export function run(
           // RFC 6609 §3.4: these names are shared with every script of this run.
           for (const name of str(rest[0])) scope().globals.add(name.toLowerCase());
           break;
+        case 'addheader': {
+          const name = str(rest[0])[0]!;
+          if (!/^[!-9;-~]{1,100}$/.test(name))
+            throw new SieveRuntimeError(`addheader: "${name}" is not a field name`);
+          if (PROTECTED_FIELDS.has(name.toLowerCase()))
+            throw new SieveRuntimeError(`addheader: ${name} is protected`);
+          const value = str(rest[1])[0]!
+            .replace(/[\r\n]+/g, ' ')
+            .slice(0, 998);
+          const v = edited();
+          const field = { name, value, occurrence: null, last: tags.has('last') };
+          if (tags.has('last')) v.push(field);
+          else v.unshift(field);
+          if (v.length > 10_000) throw new SieveRuntimeError('addheader: too many fields');
+          break;
+        }
+        case 'deleteheader': {
+          const name = str(rest[0])[0]!.toLowerCase();
+          if (PROTECTED_FIELDS.has(name)) throw new SieveRuntimeError(`deleteheader: ${name} is protected`);
+          const v = edited();
+          const mine = v.filter((f) => f.name.toLowerCase() === name);
+          const index = tags.get('index') as Extract<Argument, { kind: 'number' }> | null | undefined;
+          const picked = index
+            ? [mine[tags.has('last') ? mine.length - index.value : index.value - 1]].filter(
+                (f) => f !== undefined,
+              )
+            : mine;
+          const patterns = rest[1] ? str(rest[1]) : null;
+          const match = matcher(tags);
+          const gone = new Set(picked.filter((f) => !patterns || match([f.value], patterns)));
+          view = v.filter((f) => !gone.has(f));
+          break;
+        }
         case 'setflag':
           flags = [...new Set(str(rest[0]).flatMap((f) => f.split(' ').filter(Boolean)))];
           break;
@@ -559,6 +634,17 @@ export function run(
   };
 
   block(script);
+  const final = finalView();
+  if (final) {
+    const kept = new Set(final.filter((f) => f.occurrence !== null).map((f) => `${f.name}\0${f.occurrence}`));
+    const added = final.filter((f) => f.occurrence === null);
+    actions.push({
+      type: 'editheader',
+      deleted: original.filter((o) => !kept.has(`${o.name}\0${o.occurrence}`)),
+      top: added.filter((f) => !f.last).map(({ name, value }) => ({ name, value })),
+      bottom: added.filter((f) => f.last).map(({ name, value }) => ({ name, value })),
+    });
+  }
   // §2.10.2: the implicit keep, unless an action cancelled it.
   if (!cancelled) actions.unshift({ type: 'keep', ...(flags.length ? { flags } : {}) });
   // A reject alongside a keep or fileinto would both refuse and deliver (RFC 5429 §2.2): an error, so the

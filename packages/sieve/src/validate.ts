@@ -38,6 +38,8 @@ interface Spec {
   /** How many tests it takes. */
   tests?: 'one' | 'list';
   block?: 'required' | 'none';
+  /** How many of the last positional arguments may be left out. */
+  optional?: number;
 }
 
 /** The extensions a script may `require` (and ManageSieve's SIEVE capability lists). */
@@ -49,6 +51,7 @@ export const EXTENSIONS = [
   'duplicate',
   'encoded-character',
   'envelope',
+  'editheader',
   'environment',
   'ereject',
   'fileinto',
@@ -128,6 +131,13 @@ const COMMANDS: Record<string, Spec> = {
     tags: { personal: { group: 'location' }, global: { group: 'location' }, once: {}, optional: {} },
   },
   return: { ext: 'include', positional: [] },
+  addheader: { ext: 'editheader', positional: ['string', 'string'], tags: { last: {} } },
+  deleteheader: {
+    ext: 'editheader',
+    positional: ['string', 'strings'],
+    optional: 1,
+    tags: { ...MATCH, ...INDEX },
+  },
   global: { ext: 'include', positional: ['strings'] },
   vacation: {
     ext: 'vacation',
@@ -281,7 +291,7 @@ function checkArgs(
     }
   }
   if (what === 'size' && !groups.has('match')) fail('size: needs :over or :under', at);
-  if (seen.has('last') && !seen.has('index') && what !== 'duplicate')
+  if (seen.has('last') && !seen.has('index') && what !== 'duplicate' && what !== 'addheader')
     fail(`${what}: :last needs :index (RFC 5260 §6)`, at);
   if (seen.has('regex')) {
     const keys = positional[positional.length - 1];
@@ -297,13 +307,20 @@ function checkArgs(
   const part = what === 'date' ? positional[1] : what === 'currentdate' ? positional[0] : undefined;
   if (part?.kind === 'strings' && !DATE_PARTS.has(part.values[0]!.toLowerCase()))
     fail(`${what}: unknown date-part "${part.values[0]}" (RFC 5260 §4.2)`, part);
-  if (positional.length !== spec.positional.length)
+  if (
+    positional.length !== spec.positional.length &&
+    !(
+      spec.optional &&
+      positional.length >= spec.positional.length - spec.optional &&
+      positional.length < spec.positional.length
+    )
+  )
     fail(
       `${what}: takes ${spec.positional.length} argument${spec.positional.length === 1 ? '' : 's'} besides its tags, found ${positional.length}`,
       positional[spec.positional.length] ?? at,
     );
   spec.positional.forEach((kind, i) => {
-    if (!fits(positional[i]!, kind))
+    if (positional[i] && !fits(positional[i]!, kind))
       fail(`${what}: argument ${i + 1} must be ${label(kind)}`, positional[i]!);
   });
 }

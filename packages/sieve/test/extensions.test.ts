@@ -330,3 +330,75 @@ describe('hostile scripts', () => {
     );
   });
 });
+
+describe('editheader (RFC 5293)', () => {
+  const fields = [
+    { name: 'received', value: 'from a' },
+    { name: 'x-list', value: 'one' },
+    { name: 'subject', value: 'Hello' },
+    { name: 'x-list', value: 'two' },
+  ];
+  const msg = {
+    size: 100,
+    header: (n: string) => fields.filter((f) => f.name === n.toLowerCase()).map((f) => f.value),
+    fields: () => fields,
+  };
+  const edits = (script: string) => {
+    const out = run(compile(`require ["editheader", "fileinto", "index"];\n${script}`), msg, ENV);
+    return { edit: out.find((a) => a.type === 'editheader'), folders: folders(out) };
+  };
+  it('adds on top or at the end, deletes by name, index and value, and later tests see the result', () => {
+    assert.deepEqual(
+      edits(
+        'addheader "X-Sorted" "yes"; addheader :last "X-Trace" "z"; if header :is "x-sorted" "yes" { fileinto "seen"; }',
+      ),
+      {
+        edit: {
+          type: 'editheader',
+          deleted: [],
+          top: [{ name: 'X-Sorted', value: 'yes' }],
+          bottom: [{ name: 'X-Trace', value: 'z' }],
+        },
+        folders: ['seen'],
+      },
+    );
+    assert.deepEqual(edits('deleteheader "X-List"; if not exists "x-list" { fileinto "gone"; }'), {
+      edit: {
+        type: 'editheader',
+        deleted: [
+          { name: 'x-list', occurrence: 1 },
+          { name: 'x-list', occurrence: 2 },
+        ],
+        top: [],
+        bottom: [],
+      },
+      folders: ['gone'],
+    });
+    assert.deepEqual(
+      edits('deleteheader :index 1 :last "x-list";').edit?.type === 'editheader' &&
+        edits('deleteheader :index 1 :last "x-list";').edit,
+      {
+        type: 'editheader',
+        deleted: [{ name: 'x-list', occurrence: 2 }],
+        top: [],
+        bottom: [],
+      },
+    );
+    assert.deepEqual((edits('deleteheader :matches "x-list" "o*";').edit as { deleted: unknown[] }).deleted, [
+      { name: 'x-list', occurrence: 1 },
+    ]);
+    // An added field deleted again is simply not added.
+    assert.deepEqual(edits('addheader "X-Tmp" "1"; deleteheader "x-tmp";').edit, {
+      type: 'editheader',
+      deleted: [],
+      top: [],
+      bottom: [],
+    });
+    assert.equal(edits('keep;').edit, undefined, 'no edit, no action');
+  });
+  it('protects Received and Auto-Submitted, and refuses a bad field name', () => {
+    assert.throws(() => edits('deleteheader "Received";'), /protected/);
+    assert.throws(() => edits('addheader "Auto-Submitted" "no";'), /protected/);
+    assert.throws(() => edits('addheader "Bad Name" "x";'), /not a field name/);
+  });
+});
