@@ -32,7 +32,7 @@ import {
   type SieveMessage,
   type Vacation,
 } from '@mailwerk/sieve';
-import { editHeader, markedAsSpam, reply, type SmtpError, srsForward } from '@mailwerk/smtp';
+import { editHeader, markedAsSpam, reply, SIEVE_REFUSAL, type SmtpError, srsForward } from '@mailwerk/smtp';
 import {
   type Account,
   contentId,
@@ -572,7 +572,7 @@ export async function deliverToRecipient(
         error: reply(
           550,
           '5.7.1',
-          `<${rcpt}> refused by the recipient: ${outcome.rejected.replace(/[\r\n]+/g, ' ').slice(0, 400)}`,
+          `<${rcpt}> ${SIEVE_REFUSAL}: ${outcome.rejected.replace(/[\r\n]+/g, ' ').slice(0, 400)}`,
         ),
       };
     if (outcome === 'over_quota') overQuota++;

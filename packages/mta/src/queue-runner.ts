@@ -13,7 +13,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
-import { markedAsSpam, srsForward } from '@mailwerk/smtp';
+import { headerBlock, isSieveRefusal, markedAsSpam, srsForward } from '@mailwerk/smtp';
 import {
   contentId,
   deliveryEnvid,
@@ -31,6 +31,7 @@ import { buildDsn, type DsnRecipient } from './dsn.ts';
 import { LmtpClient, type LmtpReply, type LmtpTarget } from './lmtp-client.ts';
 import type { OutboundDelivery } from './outbound.ts';
 import { defaultRemoteRetryPolicy, defaultRetryPolicy, type RetryPolicy } from './schedule.ts';
+import { claimsOurAuthservId } from './trust.ts';
 
 /** One recipient's result, with what the reports need to know beyond what the store keeps. */
 type Outcome = RecipientResult & {
@@ -100,6 +101,24 @@ function processAlive(pid: number): boolean {
 }
 
 const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+
+/**
+ * Whether the sender of a message is known not to be forged: one of our users (it came through
+ * submission), or our own Authentication-Results (the MX removes any other claiming our name) say SPF or
+ * DMARC passed.
+ */
+function senderVouchedFor(entry: QueueEntry, data: Buffer, hostname: string): boolean {
+  if (entry.meta.authUser) return true;
+  return headerBlock(data)
+    .replace(/\r?\n[ \t]+/g, ' ')
+    .split(/\r?\n/)
+    .some(
+      (f) =>
+        /^authentication-results:/i.test(f) &&
+        claimsOurAuthservId(f, hostname) &&
+        /\b(spf|dmarc)=pass\b/i.test(f),
+    );
+}
 
 export class QueueRunner {
   private readonly o: Required<Omit<QueueRunnerOptions, 'onError' | 'onAttempt' | 'outbound' | 'sign'>> &
@@ -516,6 +535,23 @@ export class QueueRunner {
   ): Promise<void> {
     // RFC 3461 §4.1: never a DSN for the null sender; without NOTIFY, FAILURE and DELAY only.
     if (entry.sender === '') return;
+    if (kind === 'failed') {
+      // A recipient's Sieve reject after our MX took the message (RFC 5429 §2.1) becomes a bounce only
+      // to a sender known not to be forged; to anyone else it would be backscatter.
+      const rejected = which.filter((f) => f.reply && isSieveRefusal(f.reply));
+      if (rejected.length) {
+        const original = data ?? (await this.o.store.blobs.get(entry.blobId));
+        if (!senderVouchedFor(entry, original, this.o.hostname)) {
+          this.o.onError?.(
+            new Error(
+              `no bounce to <${entry.sender}> for ${rejected.map((f) => f.address).join(', ')}: the sender is not authenticated`,
+            ),
+            `sieve reject of entry ${entry.id}`,
+          );
+          which = which.filter((f) => !rejected.includes(f));
+        }
+      }
+    }
     const wanted = kind === 'failed' ? 'FAILURE' : kind === 'delayed' ? 'DELAY' : 'SUCCESS';
     const recipients: DsnRecipient[] = [];
     for (const f of which) {

@@ -16,7 +16,9 @@ export {
   installGreetingDelay,
   installRelayGuard,
   installReplyCodes,
+  isSieveRefusal,
   reply,
+  SIEVE_REFUSAL,
   SmtpError,
 } from './reply.ts';
 export { isSrsAddress, SrsError, type SrsOptions, srsForward, srsReverse } from './srs.ts';

@@ -157,3 +157,10 @@ export function installAuthAfterTls(): void {
     }
   };
 }
+
+/** The words of the MDA's reply to a recipient whose Sieve script rejected the message (RFC 5429). */
+export const SIEVE_REFUSAL = 'refused by the recipient';
+
+/** Whether a delivery reply is such a Sieve refusal (550 5.7.1 and those words). */
+export const isSieveRefusal = (r: { code: number; enhanced: string; text: string }): boolean =>
+  r.code === 550 && r.enhanced === '5.7.1' && r.text.includes(SIEVE_REFUSAL);
