@@ -312,6 +312,12 @@ export const configSchema = z.strictObject({
         .describe(
           'What a sender domain\'s DMARC p=reject does to mail that fails it: "reject" (550 5.7.1) or "junk" (filed into Junk).',
         ),
+      arc_seal: z
+        .boolean()
+        .default(false)
+        .describe(
+          'ARC-seal (RFC 8617) mail forwarded to other domains (alias targets, Sieve redirects) with the DKIM key of the domain that forwards it, passing on what this MX found (its Authentication-Results), so a receiver that trusts this server can still see that SPF and DKIM passed here.',
+        ),
     })
     .prefault({})
     .describe('Who sent it: sender authentication on the MX.'),

@@ -53,6 +53,8 @@ export interface GeneratedMail {
   data: Buffer;
   /** DKIM-sign for this domain (a reply we write); null: send as it is (a redirect keeps its signatures). */
   signFor: string | null;
+  /** ARC-seal for this domain where sealing is configured (a redirect to another domain, RFC 8617). */
+  sealFor?: string;
   /** Queued once per key until then (NewQueueEntry.once). */
   once?: { key: string; until: Date };
   /** For the log: whose delivery made it. */
@@ -458,12 +460,12 @@ async function redirect(input: DeliveryInput, raw: Buffer, account: Account, to:
   const target = normalizeAddress(to);
   const ours = async (address: string) =>
     address.includes('@') && (await store.getDomain(address.slice(address.lastIndexOf('@') + 1))) !== null;
+  const domain = account.address.slice(account.address.lastIndexOf('@') + 1);
+  const inside = await ours(target);
   const sender =
-    (await ours(target)) || (await ours(input.sender))
+    inside || (await ours(input.sender))
       ? input.sender
-      : srsForward(input.sender, account.address.slice(account.address.lastIndexOf('@') + 1), {
-          secret: await store.secret('srs'),
-        });
+      : srsForward(input.sender, domain, { secret: await store.secret('srs') });
   const data = Buffer.concat([Buffer.from(`X-Sieve-Redirected-By: ${account.address}\r\n`), raw]);
   const queued = await input.outbox!.send({
     kind: 'redirect',
@@ -471,6 +473,7 @@ async function redirect(input: DeliveryInput, raw: Buffer, account: Account, to:
     recipient: target,
     data,
     signFor: null,
+    ...(inside ? {} : { sealFor: domain }),
     ...(input.deliveryKey
       ? {
           once: {

@@ -4,8 +4,11 @@
  * mailauth doing the canonicalization and signing.
  */
 import { generateKeyPairSync } from 'node:crypto';
+import { headerBlock } from '@mailwerk/smtp';
 import type { DkimAlgorithm, DkimKey, MailStore } from '@mailwerk/store';
+import { sealMessage } from 'mailauth';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
+import { claimsOurAuthservId } from './trust.ts';
 
 export interface GeneratedKey {
   algorithm: DkimAlgorithm;
@@ -65,5 +68,36 @@ export function createDkimSigner(store: MailStore): (message: Buffer, domain: st
     });
     if (result.errors?.length) throw new Error(`DKIM signing failed: ${JSON.stringify(result.errors)}`);
     return result.signatures;
+  };
+}
+
+/**
+ * ARC sealer (RFC 8617) for mail we forward: one ARC set made with the active key of the forwarding
+ * domain, carrying this host's own Authentication-Results (the MX removed any other claiming its name)
+ * as the ARC-Authentication-Results, and the chain's state from its arc= result as cv. '' when the domain
+ * has no key or the message has no results of ours (nothing to vouch for), or mailauth declines to seal.
+ */
+export function createArcSealer(
+  store: MailStore,
+  hostname: string,
+): (message: Buffer, domain: string) => Promise<string> {
+  return async (message, domain) => {
+    const key = (await store.listDkimKeys(domain)).find((k) => k.state === 'active');
+    if (!key) return '';
+    const results = headerBlock(message)
+      .replace(/\r?\n[ \t]+/g, ' ')
+      .split(/\r?\n/)
+      .find((f) => /^authentication-results:/i.test(f) && claimsOurAuthservId(f, hostname));
+    if (!results) return '';
+    const authResults = results.slice(results.indexOf(':') + 1).trim();
+    const cv = /\barc=(pass|fail)\b/i.exec(authResults)?.[1]?.toLowerCase() ?? 'none';
+    const seal = await sealMessage(message, {
+      signingDomain: key.domain,
+      selector: key.selector,
+      privateKey: key.privateKey,
+      authResults,
+      cv,
+    } as Parameters<typeof sealMessage>[1]);
+    return seal.toString('latin1');
   };
 }

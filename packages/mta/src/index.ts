@@ -1,4 +1,5 @@
 export {
+  createArcSealer,
   createDkimSigner,
   dkimRecordValue,
   type GeneratedKey,

@@ -76,6 +76,8 @@ export interface QueueRunnerOptions {
    * keys, so their From: (MAILER-DAEMON@host) aligns for DMARC.
    */
   sign?: (message: Buffer, domain: string) => Promise<string>;
+  /** ARC sealer (createArcSealer) for mail an alias forwards to other domains; none: forwarded as it came. */
+  seal?: (message: Buffer, domain: string) => Promise<string>;
   /** Called after every attempt with one result per recipient tried (for the log). */
   onAttempt?: (entry: QueueEntry, results: RecipientResult[]) => void;
 }
@@ -121,8 +123,10 @@ function senderVouchedFor(entry: QueueEntry, data: Buffer, hostname: string): bo
 }
 
 export class QueueRunner {
-  private readonly o: Required<Omit<QueueRunnerOptions, 'onError' | 'onAttempt' | 'outbound' | 'sign'>> &
-    Pick<QueueRunnerOptions, 'onError' | 'onAttempt' | 'outbound' | 'sign'>;
+  private readonly o: Required<
+    Omit<QueueRunnerOptions, 'onError' | 'onAttempt' | 'outbound' | 'sign' | 'seal'>
+  > &
+    Pick<QueueRunnerOptions, 'onError' | 'onAttempt' | 'outbound' | 'sign' | 'seal'>;
   private readonly owner: string;
   private running = false;
   private loop: Promise<void> | null = null;
@@ -443,11 +447,14 @@ export class QueueRunner {
       }
       if (plan.external.length > 0) {
         try {
+          const seal = this.o.seal ? await this.o.seal(data, domainOf(plan.address)) : '';
+          const sealed = seal ? Buffer.concat([Buffer.from(seal, 'latin1'), data]) : null;
           await store.enqueue({
             sender: await this.forwardSender(entry.sender, plan.address),
             recipients: plan.external.map((address) => ({ address })),
-            blobId: entry.blobId,
-            size: data.length,
+            ...(sealed
+              ? { blobId: contentId(sealed), data: sealed, size: sealed.length }
+              : { blobId: entry.blobId, size: data.length }),
             meta: { origin: 'alias', via: plan.address, from: entry.id },
           });
           this.wake();

@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { contentId } from '@mailwerk/store';
+import { authenticate } from 'mailauth';
+import { createArcSealer, dkimRecordValue, generateDkimKey } from '../src/index.ts';
 import { eventually, RawClient, type Rig, rig } from './harness.ts';
 
 describe('MX: aliases', () => {
@@ -121,5 +123,54 @@ describe('MX: aliases', () => {
       (await r.inbox('carl@example.org', 'Junk')).some((m) => m.includes('Subject: spam to forward')),
     );
     await eventually(async () => (await r.store.listQueue()).length === 0);
+  });
+});
+
+describe('MX: aliases, forwarded with an ARC seal (checks.arc_seal)', () => {
+  let r: Rig;
+  let sealer: (m: Buffer, d: string) => Promise<string> = async () => '';
+  let record = '';
+  before(async () => {
+    r = await rig({}, { seal: (m, d) => sealer(m, d) });
+    const key = generateDkimKey('rsa');
+    await r.store.addDkimKey({ domain: 'example.org', selector: 's1', ...key });
+    record = dkimRecordValue(key);
+    sealer = createArcSealer(r.store, 'mx.test.example');
+    await r.store.addAlias({ address: 'fwd@example.org', targets: ['out@elsewhere.net'] });
+  });
+  after(() => r.close());
+
+  it("seals what our MX found with example.org's key, and a receiver verifies the chain", async () => {
+    const data = Buffer.from(
+      'Authentication-Results: mx.test.example; spf=pass smtp.mailfrom=a@ext.org; arc=none\r\nFrom: <a@ext.org>\r\nTo: <fwd@example.org>\r\nSubject: sealed\r\n\r\nhello\r\n',
+    );
+    await r.store.enqueue({
+      sender: 'a@ext.org',
+      recipients: [{ address: 'fwd@example.org' }],
+      blobId: contentId(data),
+      data,
+      size: data.length,
+    });
+    r.runner.wake();
+    const forward = await eventually(async () =>
+      (await r.store.listQueue()).find((e) => e.recipients.some((x) => x.address === 'out@elsewhere.net')),
+    );
+    const sent = await r.store.blobs.get(forward.blobId);
+    assert.match(sent.toString(), /^ARC-Seal: i=1; .*d=example\.org/m);
+    assert.match(sent.toString(), /^ARC-Authentication-Results: i=1; mx\.test\.example; spf=pass/m);
+    // The receiver's view: mailauth with DNS answered from a table (the key we published).
+    const resolver = async (name: string, type: string) => {
+      if (type === 'TXT' && name === 's1._domainkey.example.org') return [[record]];
+      throw Object.assign(new Error(`no ${type} for ${name}`), { code: 'ENOTFOUND' });
+    };
+    const checked = await authenticate(sent, {
+      ip: '127.0.0.1',
+      helo: 'mx.test.example',
+      sender: forward.sender,
+      mta: 'rx.elsewhere.net',
+      resolver: resolver as never,
+      disableBimi: true,
+    });
+    assert.equal(checked.arc && checked.arc.status.result, 'pass');
   });
 });

@@ -1,6 +1,6 @@
 /** The MDA: LMTP from the MTA (or Postfix), delivery into mailboxes, and the hourly journal pruning. */
 import { createLmtpServer, queueOutbox } from '@mailwerk/mda';
-import { createDkimSigner } from '@mailwerk/mta';
+import { createArcSealer, createDkimSigner } from '@mailwerk/mta';
 import { closeServer } from '../listen.ts';
 import type { ServiceDeps, StartedService } from './types.ts';
 
@@ -20,6 +20,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     // the queue runner picks them up within its poll interval.
     outbox: queueOutbox(store, {
       sign: createDkimSigner(store),
+      ...(config.checks.arc_seal ? { seal: createArcSealer(store, config.hostname) } : {}),
       onQueued: (entry) =>
         log.log('info', 'queued', {
           id: entry.id,

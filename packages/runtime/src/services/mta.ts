@@ -8,6 +8,7 @@ import type { Config } from '@mailwerk/config';
 import { Greylist } from '@mailwerk/limits';
 import {
   type CachedPolicy,
+  createArcSealer,
   createDkimSigner,
   createInboundServer,
   createSubmissionServer,
@@ -102,6 +103,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     store,
     hostname: config.hostname,
     sign,
+    ...(config.checks.arc_seal ? { seal: createArcSealer(store, config.hostname) } : {}),
     outbound,
     remoteRetry: remoteRetryPolicy(
       config.mta.retry_first_seconds * 1000,
