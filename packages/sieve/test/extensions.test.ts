@@ -267,7 +267,10 @@ describe('body, environment, spamtest, mailboxexists, duplicate, hasflag', () =>
     );
     const asked: Array<[string, number]> = [];
     const dup = {
-      duplicate: (id: string, s: number) => (asked.push([id, s]), id.endsWith('<m1@example.com>')),
+      duplicate: (id: string, s: number) => {
+        asked.push([id, s]);
+        return id.endsWith('<m1@example.com>');
+      },
     };
     assert.deepEqual(
       folders(go('require ["fileinto", "duplicate"];\nif duplicate { fileinto "Dups"; }', dup)),
