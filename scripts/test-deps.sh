@@ -8,7 +8,7 @@
 # as a ManageSieve client. Installed when missing (as root, through apt);
 # otherwise named.
 set -euo pipefail
-APT_PACKAGES=(python3 swaks curl rspamd redis-server isync mutt postfix dovecot-lmtpd fail2ban pebble sieve-connect)
+APT_PACKAGES=(python3 swaks curl rspamd redis-server isync mutt postfix dovecot-lmtpd dovecot-imapd dovecot-pop3d fail2ban pebble sieve-connect)
 missing=()
 # "install ok installed" only: a package removed but not purged still answers `dpkg -s`.
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }

@@ -7,6 +7,7 @@ import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
+import { type DovecotImap, dovecotImapMissing, startDovecotImap } from '../../../packages/mta/test/peers.ts';
 import { type Sandbox, sandbox } from './helpers.ts';
 
 const msg = (subject: string, body = 'Hello.\n') =>
@@ -158,5 +159,149 @@ describe('mailwerk import and export', () => {
     const nobody = await sb.run(['export', 'nobody@example.org', join(sb.dir, 'x')]);
     assert.equal(nobody.code, 1);
     assert.match(nobody.stderr, /^mailwerk: no such user: nobody@example\.org\n$/);
+  });
+});
+
+describe('mailwerk import from IMAP (a private Dovecot on loopback)', {
+  skip: dovecotImapMissing() ?? false,
+}, () => {
+  let sb: Sandbox;
+  let dovecot: DovecotImap;
+  const write = async (folder: string, name: string, text: string, when: number) => {
+    const dir = join(dovecot.maildir('alice'), folder);
+    for (const s of ['cur', 'new', 'tmp']) await mkdir(join(dir, s), { recursive: true });
+    await writeFile(join(dir, 'cur', name), text);
+    await utimes(join(dir, 'cur', name), when, when);
+  };
+  /** What Dovecot serves: folder (ours), flags, date, bytes; read with imapflow. */
+  async function served() {
+    const { ImapFlow } = await import('imapflow');
+    const c = new ImapFlow({
+      host: '127.0.0.1',
+      port: dovecot.port,
+      secure: false,
+      auth: { user: 'alice', pass: 'old secret' },
+      logger: false,
+    });
+    await c.connect();
+    const out: Array<{ folder: string; subject: string; flags: string; date: number; raw: string }> = [];
+    try {
+      for (const box of await c.list()) {
+        if (box.flags.has('\\Noselect') || box.flags.has('\\NonExistent')) continue;
+        const lock = await c.getMailboxLock(box.path, { readOnly: true });
+        try {
+          if (!c.mailbox || !c.mailbox.exists) continue;
+          for await (const m of c.fetch('1:*', {
+            flags: true,
+            internalDate: true,
+            source: true,
+            envelope: true,
+          }))
+            out.push({
+              folder: box.path,
+              subject: m.envelope?.subject ?? '',
+              flags: [...(m.flags ?? [])]
+                .filter((f) => f !== '\\Recent')
+                .sort()
+                .join(' '),
+              date: Math.floor(new Date(m.internalDate!).getTime() / 1000),
+              raw: m.source!.toString('latin1'),
+            });
+        } finally {
+          lock.release();
+        }
+      }
+    } finally {
+      await c.logout();
+    }
+    return out.sort((a, b) => `${a.folder} ${a.subject}`.localeCompare(`${b.folder} ${b.subject}`));
+  }
+
+  before(async () => {
+    sb = await sandbox();
+    assert.equal((await sb.run(['init', '--data-dir', 'data', '--hostname', 'mail.example.org'])).code, 0);
+    await sb.run(['domain', 'add', 'example.org']);
+    for (const u of ['erin', 'fred']) await sb.run(['user', 'add', `${u}@example.org`], 'a password\n');
+    dovecot = await startDovecotImap({ alice: 'old secret' });
+    await write('', '1700000001.M1P1.old:2,S', msg('seen one'), 1_700_000_001);
+    await write('', '1700000002.M2P1.old:2,FRab', msg('flagged answered with keywords'), 1_700_000_002);
+    await writeFile(join(dovecot.maildir('alice'), 'dovecot-keywords'), '0 $Work\n1 Later\n');
+    await write('.Sent', '1700000003.M3P1.old:2,S', msg('sent by alice'), 1_700_000_003);
+    await write('.Work.Projects', '1700000004.M4P1.old:2,', msg('in a subfolder'), 1_700_000_004);
+    await write('.Trash', '1700000005.M5P1.old:2,ST', msg('thrown away'), 1_700_000_005);
+    dovecot.chown();
+  });
+  after(async () => {
+    await dovecot?.stop();
+    await sb?.cleanup();
+  });
+  const url = () => `imap://127.0.0.1:${dovecot.port}`;
+
+  it('copies every folder, each message byte for byte with flags, keywords and date; again only what is new', async () => {
+    const dry = await sb.run(
+      ['import', 'erin@example.org', url(), '--user', 'alice', '--no-tls', '--dry-run'],
+      'old secret\n',
+    );
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /^INBOX -> INBOX: 2 to copy$/m);
+    assert.match(dry.stdout, /^Work\/Projects -> Work\/Projects: 1 to copy$/m);
+    assert.deepEqual(await contents(sb, 'erin@example.org'), [], 'a dry run copies nothing');
+
+    const first = await sb.run(
+      ['import', 'erin@example.org', url(), '--user', 'alice', '--no-tls'],
+      'old secret\n',
+    );
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(
+      first.stdout,
+      /^imported into erin@example\.org: 5 messages \(5 read, [\d.]+ MiB\); 0 there already\n$/,
+    );
+    const remote = await served();
+    assert.equal(remote.length, 5);
+    assert.deepEqual(
+      await contents(sb, 'erin@example.org'),
+      remote,
+      'the same folders, flags, dates and bytes',
+    );
+
+    const again = await sb.run(
+      ['import', 'erin@example.org', url(), '--user', 'alice', '--no-tls'],
+      'old secret\n',
+    );
+    assert.match(again.stdout, /: 0 messages \(5 read, [\d.]+ MiB\); 5 there already\n$/);
+    await write('', '1700000006.M6P1.old:2,', msg('arrived later'), 1_700_000_006);
+    dovecot.chown();
+    const third = await sb.run(
+      ['import', 'erin@example.org', url(), '--user', 'alice', '--no-tls'],
+      'old secret\n',
+    );
+    assert.match(third.stdout, /: 1 messages \(6 read, [\d.]+ MiB\); 5 there already\n$/);
+    assert.deepEqual(await contents(sb, 'erin@example.org'), await served());
+  });
+
+  it('maps special-use folders onto ours, and --into puts everything under one folder', async () => {
+    const r = await sb.run(
+      ['import', 'fred@example.org', url(), '--user', 'alice', '--no-tls', '--into', 'Old'],
+      'old secret\n',
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const folders = [...new Set((await contents(sb, 'fred@example.org')).map((m) => m.folder))].sort();
+    assert.deepEqual(folders, ['Old', 'Old/Sent', 'Old/Trash', 'Old/Work/Projects']);
+  });
+
+  it('refuses a wrong password and a missing --user with one line and a non-zero exit, copying nothing', async () => {
+    const wrong = await sb.run(
+      ['import', 'fred@example.org', url(), '--user', 'alice', '--no-tls'],
+      'not it\n',
+    );
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /^mailwerk: 127\.0\.0\.1:\d+: the sign-in as alice was refused\n$/);
+    const noUser = await sb.run(['import', 'fred@example.org', url()], 'x\n');
+    assert.equal(noUser.code, 1);
+    assert.match(noUser.stderr, /--user U is needed/);
+    // Without --no-tls, a server that offers no STARTTLS is not given the password.
+    const plain = await sb.run(['import', 'fred@example.org', url(), '--user', 'alice'], 'old secret\n');
+    assert.equal(plain.code, 1);
+    assert.doesNotMatch(plain.stderr, /sign-in/);
   });
 });

@@ -266,3 +266,120 @@ service anvil {
     },
   };
 }
+
+export interface DovecotImap {
+  /** IMAP (no TLS: loopback only) and POP3 ports. */
+  port: number;
+  pop3Port: number;
+  /** A user's Maildir (Maildir++), to fill before a test reads it over IMAP; owned by dovecot. */
+  maildir(user: string): string;
+  /** Gives the Maildir tree back to Dovecot's user after the test wrote into it. */
+  chown(): void;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** Why a Dovecot IMAP/POP3 instance cannot run here, or null. */
+export function dovecotImapMissing(): string | null {
+  if (process.getuid?.() !== 0) return 'a Dovecot instance needs root';
+  for (const bin of ['/usr/sbin/dovecot', '/usr/lib/dovecot/imap', '/usr/lib/dovecot/pop3'])
+    if (!existsSync(bin)) return `${bin} is missing (apt-get install dovecot-imapd dovecot-pop3d)`;
+  return null;
+}
+
+/**
+ * Dovecot's IMAP and POP3 servers over Maildirs under a temporary directory, for the users given with
+ * their passwords (a passwd-file), the folders separated by "/" and Sent/Trash marked special-use.
+ */
+export async function startDovecotImap(users: Record<string, string>): Promise<DovecotImap> {
+  const dir = tempDir('mailwerk-dovecot-imap-');
+  const port = await freePort();
+  const pop3Port = await freePort();
+  for (const d of ['run', 'state', 'mail']) mkdirSync(join(dir, d));
+  writeFileSync(
+    join(dir, 'passwd'),
+    Object.entries(users)
+      .map(([u, p]) => `${u}:{PLAIN}${p}::::::\n`)
+      .join(''),
+  );
+  for (const u of Object.keys(users)) mkdirSync(join(dir, 'mail', u, 'Maildir'), { recursive: true });
+  const chown = () => execFileSync('chown', ['-R', 'dovecot:dovecot', join(dir, 'mail')]);
+  chown();
+  const conf = join(dir, 'dovecot.conf');
+  writeFileSync(
+    conf,
+    `base_dir = ${dir}/run
+state_dir = ${dir}/state
+log_path = ${dir}/dovecot.log
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 1
+first_valid_gid = 1
+default_login_user = dovenull
+default_internal_user = dovecot
+mail_location = maildir:${dir}/mail/%u/Maildir
+pop3_uidl_format = %08Xu%08Xv
+namespace inbox {
+  inbox = yes
+  separator = /
+  mailbox Sent {
+    special_use = \\Sent
+  }
+  mailbox Trash {
+    special_use = \\Trash
+  }
+}
+passdb {
+  driver = passwd-file
+  args = ${dir}/passwd
+}
+userdb {
+  driver = static
+  args = uid=dovecot gid=dovecot home=${dir}/mail/%u
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = ${port}
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    address = 127.0.0.1
+    port = ${pop3Port}
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+service anvil {
+  chroot =
+}
+`,
+  );
+  const readLog = () =>
+    existsSync(join(dir, 'dovecot.log')) ? readFileSync(join(dir, 'dovecot.log'), 'utf8') : '';
+  const r = spawnSync('dovecot', ['-c', conf], { stdio: 'ignore' });
+  if (r.status !== 0) throw new Error(`dovecot did not start (exit ${r.status}): ${readLog()}`);
+  await listening(port);
+  await listening(pop3Port);
+  return {
+    port,
+    pop3Port,
+    maildir: (user) => join(dir, 'mail', user, 'Maildir'),
+    chown,
+    log: readLog,
+    async stop() {
+      const pid = readPid(join(dir, 'run', 'master.pid'));
+      spawnSync('dovecot', ['-c', conf, 'stop'], { stdio: 'ignore' });
+      await gone(pid);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

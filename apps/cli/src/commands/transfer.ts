@@ -5,8 +5,10 @@ import { SingleBar } from 'cli-progress';
 import type { Command } from '../command.ts';
 import { CliError, type Context } from '../context.ts';
 import { printJson } from '../output.ts';
+import { readPassword } from '../password.ts';
 import {
   exportMaildir,
+  importImap,
   importMaildir,
   importMbox,
   kindOf,
@@ -63,18 +65,81 @@ function summary(ctx: Context, what: string, p: Progress): void {
   );
 }
 
+/** `mailwerk import USER imap://…`: see importImap. */
+async function importFromImap(
+  ctx: Context,
+  a: { id: string; address: string },
+  url: string,
+  opts: Record<string, string | boolean | undefined>,
+): Promise<void> {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new CliError(`not an IMAP address: ${url}`);
+  }
+  const secure = u.protocol.toLowerCase() === 'imaps:';
+  if (u.username || u.password)
+    throw new CliError('give the user with --user, the password on the prompt or stdin');
+  if (typeof opts.user !== 'string' || !opts.user) throw new CliError('import from IMAP: --user U is needed');
+  const password = await readPassword(ctx.io);
+  const into = typeof opts.into === 'string' ? opts.into : undefined;
+  const dryRun = opts['dry-run'] === true;
+  const r = reporter(ctx, dryRun ? 'looking at' : 'importing');
+  let p: Awaited<ReturnType<typeof importImap>>;
+  try {
+    p = await importImap(
+      ctx.store(),
+      a.id,
+      {
+        host: u.hostname.replace(/^\[|\]$/g, ''),
+        port: u.port ? Number(u.port) : secure ? 993 : 143,
+        secure,
+        plain: opts['no-tls'] === true,
+        user: opts.user,
+        password,
+        insecure: opts.insecure === true,
+      },
+      r.onProgress,
+      { into, dryRun, maxSize: ctx.config().limits.message_size },
+    );
+  } catch (err) {
+    const e = err as Error & { authenticationFailed?: boolean; responseText?: string; code?: string };
+    if (e.authenticationFailed) throw new CliError(`${u.host}: the sign-in as ${opts.user} was refused`);
+    throw new CliError(`${u.host}: ${e.responseText ?? e.code ?? e.message}`);
+  } finally {
+    r.done();
+  }
+  if (dryRun) {
+    if (ctx.json) printJson(ctx, p.folders);
+    else for (const f of p.folders) ctx.print(`${f.remote} -> ${f.local}: ${f.toCopy} to copy`);
+    return;
+  }
+  summary(ctx, `imported into ${a.address}`, p);
+}
+
 export const transferCommands: Command[] = [
   {
     name: ['import'],
-    args: 'USER PATH',
+    args: 'USER PATH|imap://HOST[:PORT]',
     summary:
-      "bring a Maildir (Dovecot's layout) or an mbox file into a user's mailboxes; running it again adds nothing",
-    help: 'PATH: a Maildir directory (its folders with it, Maildir++ or LAYOUT=fs; flags and keywords from the file names and dovecot-keywords, the date from the file) or an mbox file (into a folder named after it, or --into). --into FOLDER puts everything under FOLDER.',
-    options: { into: { type: 'string' } },
+      "bring a Maildir (Dovecot's layout), an mbox file or a whole IMAP account into a user's mailboxes; running it again adds only what is new",
+    help: [
+      'PATH: a Maildir directory (its folders with it, Maildir++ or LAYOUT=fs; flags and keywords from the file names and dovecot-keywords, the date from the file) or an mbox file (into a folder named after it, or --into). --into FOLDER puts everything under FOLDER.',
+      'imap://HOST[:PORT] (STARTTLS, required) or imaps://HOST[:PORT] (TLS): every folder of the account --user U (the password from the prompt or stdin), special-use folders onto ours, each message byte for byte with flags, keywords and date. --dry-run lists what would be copied; --insecure accepts a certificate that does not verify; --no-tls allows a server without TLS (the password then crosses the network in the clear).',
+    ].join('\n'),
+    options: {
+      into: { type: 'string' },
+      user: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      insecure: { type: 'boolean' },
+      'no-tls': { type: 'boolean' },
+    },
     minArgs: 2,
     maxArgs: 2,
     async run(ctx, [user, path], opts) {
       const a = await account(ctx, user!);
+      if (/^imaps?:\/\//i.test(path!)) return importFromImap(ctx, a, path!, opts);
       const source = resolve(path!);
       if (!existsSync(source)) throw new CliError(`${source} does not exist`);
       let kind: 'maildir' | 'mbox';
