@@ -629,6 +629,74 @@ describe('mailwerk start', () => {
     }
   });
 
+  it("imports a whole account from Mailwerk's own IMAP over TLS (mailwerk import imaps://…), byte for byte", async () => {
+    assert.equal((await sb.run(['user', 'add', 'carol@example.org'], 'another password\n')).code, 0);
+    const svc = await sb.spawn(['start'], /IMAP \(TLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
+    const imap = bobImap();
+    try {
+      await send('to be moved 1');
+      await send('to be moved 2');
+      await imap.connect();
+      const bob = await eventually(async () => {
+        const lock = await imap.getMailboxLock('INBOX');
+        try {
+          const all: Array<{ subject: string; raw: string; flags: string[] }> = [];
+          for await (const m of imap.fetch('1:*', { envelope: true, source: true, flags: true }))
+            all.push({
+              subject: m.envelope?.subject ?? '',
+              raw: m.source!.toString('latin1'),
+              flags: [...(m.flags ?? [])],
+            });
+          return all.filter((m) => m.subject.startsWith('to be moved')).length === 2 ? all : null;
+        } finally {
+          lock.release();
+        }
+      });
+      await imap.messageFlagsAdd({ all: true }, ['$Moved']);
+      const r = await sb.run(
+        [
+          'import',
+          'carol@example.org',
+          `imaps://127.0.0.1:${imapsPort}`,
+          '--user',
+          'bob@example.org',
+          '--insecure',
+        ],
+        'a good password\n',
+        env,
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`^imported into carol@example\\.org: ${bob.length} messages`));
+      const carol = new ImapFlow({
+        host: '127.0.0.1',
+        port: imapsPort,
+        secure: true,
+        tls: { rejectUnauthorized: false },
+        auth: { user: 'carol@example.org', pass: 'another password' },
+        logger: false,
+      });
+      await carol.connect();
+      try {
+        const lock = await carol.getMailboxLock('INBOX');
+        try {
+          const got: string[] = [];
+          for await (const m of carol.fetch('1:*', { source: true, flags: true })) {
+            assert.ok(m.flags?.has('$Moved'), 'keywords come along');
+            got.push(m.source!.toString('latin1'));
+          }
+          assert.deepEqual(got.sort(), bob.map((m) => m.raw).sort());
+        } finally {
+          lock.release();
+        }
+      } finally {
+        await carol.logout();
+      }
+    } finally {
+      await imap.logout().catch(() => imap.close());
+      await svc.kill();
+    }
+  });
+
   it('with rspamd and Redis configured, scans mail on the MX and shares its counters', async () => {
     const { startRspamd } = await import('../../../packages/mta/test/rspamd-server.ts');
     const { startRedis } = await import('../../../packages/limits/test/redis-server.ts');
