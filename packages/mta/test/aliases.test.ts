@@ -2,7 +2,6 @@
 // MTA's queue runner (accounts over LMTP, outside targets queued once by the MTA, never by the MDA).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { contentId } from '@mailwerk/store';
 import { authenticate } from 'mailauth';
 import { createArcSealer, dkimRecordValue, generateDkimKey } from '../src/index.ts';
 import { eventually, RawClient, type Rig, rig } from './harness.ts';
@@ -110,15 +109,7 @@ describe('MX: aliases', () => {
 
   it('does not forward mail marked as spam outside; the local members still get it', async () => {
     // Queued as the MX queues mail rspamd marked (the MX path that writes X-Spam is tested with rspamd).
-    const data = Buffer.from('X-Spam: Yes\r\nSubject: spam to forward\r\n\r\nbuy\r\n');
-    await r.store.enqueue({
-      sender: 'a@ext.org',
-      recipients: [{ address: 'fwd@example.org' }],
-      blobId: contentId(data),
-      data,
-      size: data.length,
-    });
-    r.runner.wake();
+    await r.queue('a@ext.org', ['fwd@example.org'], 'X-Spam: Yes\r\nSubject: spam to forward\r\n\r\nbuy\r\n');
     await eventually(async () =>
       (await r.inbox('carl@example.org', 'Junk')).some((m) => m.includes('Subject: spam to forward')),
     );
@@ -141,17 +132,11 @@ describe('MX: aliases, forwarded with an ARC seal (checks.arc_seal)', () => {
   after(() => r.close());
 
   it("seals what our MX found with example.org's key, and a receiver verifies the chain", async () => {
-    const data = Buffer.from(
+    await r.queue(
+      'a@ext.org',
+      ['fwd@example.org'],
       'Authentication-Results: mx.test.example; spf=pass smtp.mailfrom=a@ext.org; arc=none\r\nFrom: <a@ext.org>\r\nTo: <fwd@example.org>\r\nSubject: sealed\r\n\r\nhello\r\n',
     );
-    await r.store.enqueue({
-      sender: 'a@ext.org',
-      recipients: [{ address: 'fwd@example.org' }],
-      blobId: contentId(data),
-      data,
-      size: data.length,
-    });
-    r.runner.wake();
     const forward = await eventually(async () =>
       (await r.store.listQueue()).find((e) => e.recipients.some((x) => x.address === 'out@elsewhere.net')),
     );

@@ -9,7 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InProcessBus } from '@mailwerk/bus';
 import { createLmtpServer } from '@mailwerk/mda';
-import { type Account, DEFAULT_MAILBOXES, formatReply, type MailStore } from '@mailwerk/store';
+import {
+  type Account,
+  contentId,
+  DEFAULT_MAILBOXES,
+  formatReply,
+  type MailStore,
+  type QueueEntry,
+} from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import { generateSelfSigned } from '@mailwerk/tls';
 import type { SMTPServer } from 'smtp-server';
@@ -49,6 +56,8 @@ export interface Rig {
   stopMda(): Promise<void>;
   startMda(): Promise<void>;
   inbox(address: string, mailbox?: string): Promise<Buffer[]>;
+  /** Queues a message as the MX would have (for what only the MX can write, such as our own trust headers). */
+  queue(sender: string, recipients: string[], data: string): Promise<QueueEntry>;
   close(): Promise<void>;
 }
 
@@ -115,6 +124,18 @@ export async function rig(
       const acc = (await store.getAccountByAddress(address))!;
       const box = (await store.getMailbox(acc.id, mailbox))!;
       return Promise.all((await store.listMessages(box.id)).map((m) => store.blobs.get(m.blobId)));
+    },
+    async queue(sender, recipients, text) {
+      const data = Buffer.from(text);
+      const entry = await store.enqueue({
+        sender,
+        recipients: recipients.map((address) => ({ address })),
+        blobId: contentId(data),
+        data,
+        size: data.length,
+      });
+      runner.wake();
+      return entry;
     },
     async close() {
       await runner.stop();

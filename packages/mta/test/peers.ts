@@ -231,12 +231,7 @@ service anvil {
 }
 `,
   );
-  const readLog = () =>
-    existsSync(join(dir, 'dovecot.log')) ? readFileSync(join(dir, 'dovecot.log'), 'utf8') : '';
-  // No pipes: the daemon would keep them open and spawnSync would wait for it to exit.
-  const r = spawnSync('dovecot', ['-c', conf], { stdio: 'ignore' });
-  if (r.status !== 0) throw new Error(`dovecot did not start (exit ${r.status}): ${readLog()}`);
-  await listening(port);
+  const { readLog, stop } = await launchDovecot(dir, conf, [port]);
   return {
     port,
     log: readLog,
@@ -258,6 +253,23 @@ service anvil {
       return n;
     },
     pid: () => readPid(join(dir, 'run', 'master.pid')),
+    stop,
+  };
+}
+
+/**
+ * Starts a private Dovecot from `conf` (its base_dir under `dir`/run, its log `dir`/dovecot.log) and
+ * waits for its ports; `stop()` ends it and removes `dir`.
+ */
+async function launchDovecot(dir: string, conf: string, ports: number[]) {
+  const readLog = () =>
+    existsSync(join(dir, 'dovecot.log')) ? readFileSync(join(dir, 'dovecot.log'), 'utf8') : '';
+  // No pipes: the daemon would keep them open and spawnSync would wait for it to exit.
+  const r = spawnSync('dovecot', ['-c', conf], { stdio: 'ignore' });
+  if (r.status !== 0) throw new Error(`dovecot did not start (exit ${r.status}): ${readLog()}`);
+  for (const port of ports) await listening(port);
+  return {
+    readLog,
     async stop() {
       const pid = readPid(join(dir, 'run', 'master.pid'));
       spawnSync('dovecot', ['-c', conf, 'stop'], { stdio: 'ignore' });
@@ -363,23 +375,13 @@ service anvil {
 }
 `,
   );
-  const readLog = () =>
-    existsSync(join(dir, 'dovecot.log')) ? readFileSync(join(dir, 'dovecot.log'), 'utf8') : '';
-  const r = spawnSync('dovecot', ['-c', conf], { stdio: 'ignore' });
-  if (r.status !== 0) throw new Error(`dovecot did not start (exit ${r.status}): ${readLog()}`);
-  await listening(port);
-  await listening(pop3Port);
+  const { readLog, stop } = await launchDovecot(dir, conf, [port, pop3Port]);
   return {
     port,
     pop3Port,
     maildir: (user) => join(dir, 'mail', user, 'Maildir'),
     chown,
     log: readLog,
-    async stop() {
-      const pid = readPid(join(dir, 'run', 'master.pid'));
-      spawnSync('dovecot', ['-c', conf, 'stop'], { stdio: 'ignore' });
-      await gone(pid);
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop,
   };
 }

@@ -3,7 +3,6 @@
 // so a reject never turns this server into a source of backscatter.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { contentId } from '@mailwerk/store';
 import { eventually, type Rig, rig } from './harness.ts';
 
 describe('Sieve reject after the MX accepted', () => {
@@ -19,20 +18,12 @@ describe('Sieve reject after the MX accepted', () => {
   });
   after(() => r.close());
 
-  const queue = async (subject: string, extra: string) => {
-    const data = Buffer.from(
+  const queue = (subject: string, extra: string) =>
+    r.queue(
+      'a@ext.org',
+      ['bob@example.org'],
       `${extra}From: <a@ext.org>\r\nTo: <bob@example.org>\r\nSubject: ${subject}\r\n\r\nhi\r\n`,
     );
-    const e = await r.store.enqueue({
-      sender: 'a@ext.org',
-      recipients: [{ address: 'bob@example.org' }],
-      blobId: contentId(data),
-      data,
-      size: data.length,
-    });
-    r.runner.wake();
-    return e;
-  };
   const bounceFor = async (id: string) => (await r.store.listQueue()).find((e) => e.meta.dsnFor === id);
 
   it('bounces to an authenticated sender with the reason, and to an unauthenticated one not at all', async () => {
