@@ -50,6 +50,7 @@ import {
   type NewAccount,
   type NewMessage,
   type NewQueueEntry,
+  type NewRemoteAccount,
   normalizeAddress,
   normalizeAliasSource,
   normalizeDomain,
@@ -58,6 +59,8 @@ import {
   parentNames,
   parseAddress,
   type QueueEntry,
+  type RemoteAccount,
+  type RemoteAccountUpdate,
   retiredMessage,
   type SieveScript,
   type SpecialUse,
@@ -247,6 +250,9 @@ export class MongoMailStore implements MailStore {
     return this.c<{ _id: string; cert: string; key: string; notAfter: Date | null; updatedAt: Date }>(
       'tls_items',
     );
+  }
+  private get remote() {
+    return this.c<Omit<RemoteAccount, 'id'> & { _id: string }>('remote_accounts');
   }
   private get remembered() {
     return this.c<{ _id: string; until: Date }>('remembered');
@@ -470,6 +476,7 @@ export class MongoMailStore implements MailStore {
     await this.journalC.deleteMany({ mailboxId: { $in: boxes } });
     await this.mailboxes.deleteMany({ accountId: id });
     await this.sieve.deleteMany({ accountId: id });
+    await this.remote.deleteMany({ accountId: id });
     await this.accounts.deleteOne({ _id: id });
     await this.dropUnusedBlobs(blobs as string[]);
   }
@@ -1178,6 +1185,53 @@ export class MongoMailStore implements MailStore {
 
   // ---- Sieve scripts -------------------------------------------------------
 
+  async addRemoteAccount(input: NewRemoteAccount): Promise<RemoteAccount> {
+    await this.ready;
+    if (!(await this.accounts.findOne({ _id: input.accountId })))
+      throw new StoreError('not_found', `no account ${input.accountId}`);
+    const doc = {
+      _id: randomBytes(12).toString('hex'),
+      ...input,
+      fetched: {},
+      lastFetchAt: null,
+      lastError: null,
+      lastErrorAt: null,
+      errors: 0,
+      stopped: false,
+      createdAt: new Date(),
+    };
+    await this.remote.insertOne(doc);
+    return fromRemoteDoc(doc);
+  }
+
+  async listRemoteAccounts(accountId?: string): Promise<RemoteAccount[]> {
+    await this.ready;
+    const docs = await this.remote
+      .find(accountId === undefined ? {} : { accountId })
+      .sort({ createdAt: 1, _id: 1 })
+      .toArray();
+    return docs.map(fromRemoteDoc);
+  }
+
+  async getRemoteAccount(id: string): Promise<RemoteAccount | null> {
+    await this.ready;
+    const d = await this.remote.findOne({ _id: id });
+    return d ? fromRemoteDoc(d) : null;
+  }
+
+  async updateRemoteAccount(id: string, patch: RemoteAccountUpdate): Promise<RemoteAccount> {
+    await this.ready;
+    const d = await this.remote.findOneAndUpdate({ _id: id }, { $set: patch }, { returnDocument: 'after' });
+    if (!d) throw new StoreError('not_found', `no remote account ${id}`);
+    return fromRemoteDoc(d);
+  }
+
+  async removeRemoteAccount(id: string): Promise<void> {
+    await this.ready;
+    const r = await this.remote.deleteOne({ _id: id });
+    if (r.deletedCount === 0) throw new StoreError('not_found', `no remote account ${id}`);
+  }
+
   async putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript> {
     await this.ready;
     checkSieveName(name);
@@ -1385,4 +1439,9 @@ export class MongoMailStore implements MailStore {
     const v = doc.value;
     return Buffer.isBuffer(v) ? v : Buffer.from((v as Binary).buffer);
   }
+}
+
+function fromRemoteDoc(d: Omit<RemoteAccount, 'id'> & { _id: string }): RemoteAccount {
+  const { _id, ...rest } = d;
+  return { ...rest, id: _id };
 }

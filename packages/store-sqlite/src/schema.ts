@@ -161,4 +161,12 @@ export const MIGRATIONS: readonly string[] = [
     until INTEGER NOT NULL
   ) STRICT;
   `,
+  `
+  CREATE TABLE remote_accounts (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    data TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX remote_accounts_account ON remote_accounts (account_id);
+  `,
 ];

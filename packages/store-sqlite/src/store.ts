@@ -26,6 +26,7 @@ import {
   type NewAccount,
   type NewMessage,
   type NewQueueEntry,
+  type NewRemoteAccount,
   normalizeAddress,
   normalizeAliasSource,
   normalizeDomain,
@@ -34,6 +35,8 @@ import {
   parentNames,
   parseAddress,
   type QueueEntry,
+  type RemoteAccount,
+  type RemoteAccountUpdate,
   type SieveScript,
   type SpecialUse,
   StoreError,
@@ -964,6 +967,58 @@ export class SqliteMailStore implements MailStore {
     return this.sql.txUnsynced(() => this.sql.run('DELETE FROM remembered WHERE until <= ?', now.getTime()));
   }
 
+  async addRemoteAccount(input: NewRemoteAccount): Promise<RemoteAccount> {
+    const acc = rowId(input.accountId);
+    const data = {
+      ...input,
+      fetched: {},
+      lastFetchAt: null,
+      lastError: null,
+      lastErrorAt: null,
+      errors: 0,
+      stopped: false,
+      createdAt: new Date().toISOString(),
+    };
+    const row = await this.sql.tx(() => {
+      if (!this.sql.get('SELECT 1 FROM accounts WHERE id = ?', acc))
+        throw new StoreError('not_found', `no account ${input.accountId}`);
+      return this.sql.get(
+        'INSERT INTO remote_accounts (account_id, data) VALUES (?, ?) RETURNING *',
+        acc,
+        JSON.stringify(data),
+      )!;
+    });
+    return toRemoteAccount(row);
+  }
+  async listRemoteAccounts(accountId?: string): Promise<RemoteAccount[]> {
+    const rows =
+      accountId === undefined
+        ? this.sql.all('SELECT * FROM remote_accounts ORDER BY id')
+        : this.sql.all('SELECT * FROM remote_accounts WHERE account_id = ? ORDER BY id', rowId(accountId));
+    return rows.map(toRemoteAccount);
+  }
+  async getRemoteAccount(id: string): Promise<RemoteAccount | null> {
+    const row = this.sql.get('SELECT * FROM remote_accounts WHERE id = ?', rowId(id));
+    return row ? toRemoteAccount(row) : null;
+  }
+  async updateRemoteAccount(id: string, patch: RemoteAccountUpdate): Promise<RemoteAccount> {
+    const row = await this.sql.tx(() => {
+      const r = this.sql.get('SELECT * FROM remote_accounts WHERE id = ?', rowId(id));
+      if (!r) throw new StoreError('not_found', `no remote account ${id}`);
+      const data = { ...JSON.parse(r.data as string), ...patch };
+      return this.sql.get(
+        'UPDATE remote_accounts SET data = ? WHERE id = ? RETURNING *',
+        JSON.stringify(data),
+        rowId(id),
+      )!;
+    });
+    return toRemoteAccount(row);
+  }
+  async removeRemoteAccount(id: string): Promise<void> {
+    const n = await this.sql.tx(() => this.sql.run('DELETE FROM remote_accounts WHERE id = ?', rowId(id)));
+    if (n === 0) throw new StoreError('not_found', `no remote account ${id}`);
+  }
+
   putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript> {
     return this.sieve.putSieveScript(accountId, name, content);
   }
@@ -982,4 +1037,18 @@ export class SqliteMailStore implements MailStore {
   getActiveSieveScript(accountId: string): Promise<SieveScript | null> {
     return this.sieve.getActiveSieveScript(accountId);
   }
+}
+
+/** A remote_accounts row: its JSON, with the dates made Dates again. */
+function toRemoteAccount(row: Row): RemoteAccount {
+  const d = JSON.parse(row.data as string) as Record<string, unknown>;
+  const date = (v: unknown) => (typeof v === 'string' ? new Date(v) : null);
+  return {
+    ...(d as unknown as RemoteAccount),
+    id: String(row.id),
+    accountId: String(row.account_id),
+    lastFetchAt: date(d.lastFetchAt),
+    lastErrorAt: date(d.lastErrorAt),
+    createdAt: date(d.createdAt) ?? new Date(0),
+  };
 }

@@ -280,6 +280,67 @@ export interface AttemptResult {
   meta?: Record<string, unknown>;
 }
 
+/** What a remote account has had fetched: per IMAP folder its UIDVALIDITY and last UID; for POP3 the UIDLs taken. */
+export interface FetchedState {
+  imap?: Record<string, { uidValidity: number; uid: number }>;
+  pop3?: string[];
+}
+
+/** A mailbox at another server that the MRA fetches into a user's mailboxes (`mailwerk fetch`). */
+export interface RemoteAccount {
+  id: string;
+  accountId: string;
+  protocol: 'imap' | 'pop3';
+  host: string;
+  port: number;
+  /** TLS from the start, STARTTLS (required), or none (loopback and tests). */
+  tls: 'tls' | 'starttls' | 'none';
+  /** Accept a certificate that does not verify. */
+  insecure: boolean;
+  user: string;
+  /** The password, encrypted by the caller with a key the store does not hold. */
+  secret: string;
+  /** IMAP folders to fetch (INBOX by default); POP3 has only its one. */
+  folders: string[];
+  /** Leave the messages on the server (else they are deleted there once stored here). */
+  keep: boolean;
+  everySeconds: number;
+  /** The folder here (INBOX, through the user's Sieve script, when null). */
+  into: string | null;
+  fetched: FetchedState;
+  lastFetchAt: Date | null;
+  lastError: string | null;
+  lastErrorAt: Date | null;
+  /** Failures in a row (the back-off grows with them). */
+  errors: number;
+  /** Stopped after the remote server refused the password, until the account is changed or run by hand. */
+  stopped: boolean;
+  createdAt: Date;
+}
+
+export type NewRemoteAccount = Pick<
+  RemoteAccount,
+  | 'accountId'
+  | 'protocol'
+  | 'host'
+  | 'port'
+  | 'tls'
+  | 'insecure'
+  | 'user'
+  | 'secret'
+  | 'folders'
+  | 'keep'
+  | 'everySeconds'
+  | 'into'
+>;
+
+export type RemoteAccountUpdate = Partial<
+  Pick<
+    RemoteAccount,
+    'fetched' | 'lastFetchAt' | 'lastError' | 'lastErrorAt' | 'errors' | 'stopped' | 'secret'
+  >
+>;
+
 export interface SieveScript {
   accountId: string;
   name: string;
@@ -488,6 +549,16 @@ export interface MailStore {
   remember(key: string, until: Date): Promise<boolean>;
   /** Forgets the keys whose time has passed; returns how many went. */
   pruneRemembered(now?: Date): Promise<number>;
+
+  /** `not_found` for an unknown account. */
+  addRemoteAccount(input: NewRemoteAccount): Promise<RemoteAccount>;
+  /** Every remote account, or one user's; oldest first. */
+  listRemoteAccounts(accountId?: string): Promise<RemoteAccount[]>;
+  getRemoteAccount(id: string): Promise<RemoteAccount | null>;
+  /** `not_found` when it is gone (removed meanwhile). */
+  updateRemoteAccount(id: string, patch: RemoteAccountUpdate): Promise<RemoteAccount>;
+  /** `not_found` when there is no such remote account. */
+  removeRemoteAccount(id: string): Promise<void>;
 
   putSieveScript(accountId: string, name: string, content: string): Promise<SieveScript>;
   getSieveScript(accountId: string, name: string): Promise<SieveScript | null>;
