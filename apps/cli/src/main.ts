@@ -7,11 +7,12 @@ import { ConfigError } from '@mailwerk/config';
 import { mailwerkVersion } from '@mailwerk/runtime';
 import { StoreError } from '@mailwerk/store';
 import { MIGRATIONS } from '@mailwerk/store-sqlite';
-import type { Command } from './command.ts';
+import type { Command, Options } from './command.ts';
 import { aliasCommands } from './commands/alias.ts';
 import { backupCommands } from './commands/backup.ts';
 import { dkimCommands } from './commands/dkim.ts';
 import { domainCommands } from './commands/domain.ts';
+import { fetchCommands } from './commands/fetch.ts';
 import { mailCommands } from './commands/mail.ts';
 import { setupCommands } from './commands/setup.ts';
 import { sieveCommands } from './commands/sieve.ts';
@@ -27,6 +28,7 @@ export const COMMANDS: Command[] = [
   ...userCommands,
   ...sieveCommands,
   ...vacationCommands,
+  ...fetchCommands,
   ...aliasCommands,
   ...mailCommands,
   ...dkimCommands,
@@ -136,7 +138,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     );
     return 2;
   }
-  const values = parsed.values as Record<string, string | boolean | undefined>;
+  const values = parsed.values as Options;
   const ctx = createContext({
     io,
     json: values.json === true,

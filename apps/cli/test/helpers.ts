@@ -3,6 +3,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openSqliteStore } from '@mailwerk/store-sqlite';
 
 export const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'mailwerk');
 
@@ -174,4 +175,27 @@ export function children(supervisorPid: number): Record<string, number> {
     if (m) out[m[2]!] = Number(m[1]);
   }
   return out;
+}
+
+/** Every message of a user: folder, subject, sorted flags, INTERNALDATE (seconds), and its bytes. */
+export async function contents(sb: Sandbox, user: string) {
+  const store = openSqliteStore({ path: join(sb.dir, 'data', 'mailwerk.sqlite'), blobs: 'sqlite' });
+  try {
+    const account = (await store.getAccountByAddress(user))!;
+    const out: Array<{ folder: string; subject: string; flags: string; date: number; raw: string }> = [];
+    for (const box of await store.listMailboxes(account.id)) {
+      for (const m of await store.listMessages(box.id)) {
+        out.push({
+          folder: box.name,
+          subject: m.structure.root.envelope?.subject ?? '',
+          flags: [...m.flags].sort().join(' '),
+          date: Math.floor(m.internalDate.getTime() / 1000),
+          raw: (await store.blobs.get(m.blobId)).toString('latin1'),
+        });
+      }
+    }
+    return out.sort((a, b) => `${a.folder} ${a.subject}`.localeCompare(`${b.folder} ${b.subject}`));
+  } finally {
+    await store.close();
+  }
 }

@@ -6,35 +6,11 @@ import assert from 'node:assert/strict';
 import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { openSqliteStore } from '@mailwerk/store-sqlite';
 import { type DovecotImap, dovecotImapMissing, startDovecotImap } from '../../../packages/mta/test/peers.ts';
-import { type Sandbox, sandbox } from './helpers.ts';
+import { contents, type Sandbox, sandbox } from './helpers.ts';
 
 const msg = (subject: string, body = 'Hello.\n') =>
   `From: Ann <ann@example.net>\nTo: bob@example.org\nSubject: ${subject}\nDate: Mon, 23 Nov 2026 10:00:00 +0000\nMessage-ID: <${subject.replace(/\W/g, '')}@example.net>\n\n${body}`;
-
-/** Every message of a user: folder, subject, sorted flags, INTERNALDATE (seconds), and its bytes. */
-async function contents(sb: Sandbox, user: string) {
-  const store = openSqliteStore({ path: join(sb.dir, 'data', 'mailwerk.sqlite'), blobs: 'sqlite' });
-  try {
-    const account = (await store.getAccountByAddress(user))!;
-    const out: Array<{ folder: string; subject: string; flags: string; date: number; raw: string }> = [];
-    for (const box of await store.listMailboxes(account.id)) {
-      for (const m of await store.listMessages(box.id)) {
-        out.push({
-          folder: box.name,
-          subject: m.structure.root.envelope?.subject ?? '',
-          flags: [...m.flags].sort().join(' '),
-          date: Math.floor(m.internalDate.getTime() / 1000),
-          raw: (await store.blobs.get(m.blobId)).toString('latin1'),
-        });
-      }
-    }
-    return out.sort((a, b) => `${a.folder} ${a.subject}`.localeCompare(`${b.folder} ${b.subject}`));
-  } finally {
-    await store.close();
-  }
-}
 
 describe('mailwerk import and export', () => {
   let sb: Sandbox;

@@ -188,6 +188,6 @@ export function fromData(data: unknown, source: string | null): Config {
       cert: c.tls.cert ? abs(c.tls.cert) : join(dataDir, 'tls', 'cert.pem'),
       key: c.tls.key ? abs(c.tls.key) : join(dataDir, 'tls', 'key.pem'),
     },
-    mda: { lmtp: c.mda.lmtp || `unix:${join(dataDir, 'lmtp.sock')}` },
+    mda: { ...c.mda, lmtp: c.mda.lmtp || `unix:${join(dataDir, 'lmtp.sock')}` },
   };
 }

@@ -294,9 +294,18 @@ export const configSchema = z.strictObject({
         .describe(
           'Where the MDA takes LMTP: "unix:/path/to/socket" or "host:port" (loopback). Empty: unix socket data_dir/lmtp.sock.',
         ),
+      fetch_check_seconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(3600)
+        .default(30)
+        .describe(
+          'How often the MDA looks for remote accounts (mailwerk fetch) whose interval has passed; each is fetched at its own --every.',
+        ),
     })
     .prefault({})
-    .describe('The MDA: delivers into mailboxes over LMTP.'),
+    .describe('The MDA: delivers into mailboxes over LMTP, and fetches from other servers.'),
 
   checks: z
     .strictObject({

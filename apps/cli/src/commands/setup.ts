@@ -19,7 +19,7 @@ import {
 } from '@mailwerk/runtime';
 import type { MailStore } from '@mailwerk/store';
 import { describeCertificate, ensureCertificate } from '@mailwerk/tls';
-import type { Command } from '../command.ts';
+import type { Command, Options } from '../command.ts';
 import { CliError, type Context, ExitStatus } from '../context.ts';
 import { printJson, printTable } from '../output.ts';
 
@@ -82,10 +82,7 @@ function createSystemUser(user: string, home: string): void {
   }
 }
 
-async function initialise(
-  ctx: Context,
-  opts: Record<string, string | boolean | undefined>,
-): Promise<InitResult> {
+async function initialise(ctx: Context, opts: Options): Promise<InitResult> {
   let createdConfig = false;
   if (!existsSync(ctx.configPath)) {
     let text = sampleConfig();

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { normalizeAddress } from '@mailwerk/store';
 import { SingleBar } from 'cli-progress';
-import type { Command } from '../command.ts';
+import type { Command, Options } from '../command.ts';
 import { CliError, type Context } from '../context.ts';
 import { printJson } from '../output.ts';
 import { readPassword } from '../password.ts';
@@ -70,7 +70,7 @@ async function importFromImap(
   ctx: Context,
   a: { id: string; address: string },
   url: string,
-  opts: Record<string, string | boolean | undefined>,
+  opts: Options,
 ): Promise<void> {
   let u: URL;
   try {
