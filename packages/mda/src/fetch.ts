@@ -213,7 +213,8 @@ async function fetchImap(
   });
   await client.connect();
   try {
-    const seen = (state.imap ??= {});
+    state.imap ??= {};
+    const seen = state.imap;
     for (const folder of remote.folders) {
       const lock = await client.getMailboxLock(folder, { readOnly: remote.keep });
       try {
@@ -228,7 +229,7 @@ async function fetchImap(
         const taken: number[] = [];
         for (const uid of uids) {
           const m = await client.fetchOne(String(uid), { source: true }, { uid: true });
-          if (!m || !m.source) continue;
+          if (m === false || !m.source) continue;
           const outcome = await deliverFetched(
             o,
             remote,
