@@ -357,6 +357,7 @@ describe('mailwerk CLI', () => {
       'fileinto "x";\n',
     );
     assert.match((await sb.run(['sieve', 'check'], script)).stdout, /^stdin: ok/);
+    await fails(['sieve', 'check'], /a script is at most 262144 octets/, `# ${'x'.repeat(262_144)}\nkeep;\n`);
     assert.equal((await sb.run(['sieve', 'put', 'bob@example.org', 'rules'], script)).code, 0);
     assert.equal((await sb.run(['sieve', 'put', 'bob@example.org', 'spare'], 'keep;\n')).code, 0);
     assert.equal((await sb.run(['sieve', 'activate', 'bob@example.org', 'rules'])).code, 0);

@@ -166,7 +166,7 @@ describe('mailwerk import from IMAP (a private Dovecot on loopback)', {
         if (box.flags.has('\\Noselect') || box.flags.has('\\NonExistent')) continue;
         const lock = await c.getMailboxLock(box.path, { readOnly: true });
         try {
-          if (!c.mailbox?.exists) continue;
+          if (c.mailbox === false || !c.mailbox.exists) continue;
           for await (const m of c.fetch('1:*', {
             flags: true,
             internalDate: true,

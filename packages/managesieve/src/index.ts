@@ -10,7 +10,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import { ConnectionLimiter } from '@mailwerk/limits';
-import { compile, EXTENSIONS, SieveError, scriptNameProblem } from '@mailwerk/sieve';
+import { compile, EXTENSIONS, MAX_SCRIPT_SIZE, SieveError, scriptNameProblem } from '@mailwerk/sieve';
 import type { Account, MailStore } from '@mailwerk/store';
 import { normalizeAddress } from '@mailwerk/store';
 import { PacedWriter } from '@mailwerk/tls';
@@ -58,7 +58,7 @@ export class ManageSieveService {
   }
 
   get maxScriptSize(): number {
-    return this.opts.maxScriptSize ?? 256 * 1024;
+    return this.opts.maxScriptSize ?? MAX_SCRIPT_SIZE;
   }
 
   server(): Server {

@@ -17,4 +17,4 @@ export {
 export { MAX_NUMBER, type Token, tokenize } from './lexer.ts';
 export { wildcardCaptures, wildcardMatch } from './match.ts';
 export { type Argument, type Command, type ParseOptions, parse, type Test } from './parser.ts';
-export { compile, DATE_PARTS, EXTENSIONS, scriptNameProblem } from './validate.ts';
+export { compile, DATE_PARTS, EXTENSIONS, MAX_SCRIPT_SIZE, scriptNameProblem } from './validate.ts';

@@ -203,6 +203,9 @@ const TESTS: Record<string, Spec> = {
   },
 };
 
+/** The largest script taken (ManageSieve's QUOTA/MAXSIZE, `mailwerk sieve put`), in octets. */
+export const MAX_SCRIPT_SIZE = 256 * 1024;
+
 /** RFC 5260 §4.2. */
 export const DATE_PARTS: ReadonlySet<string> = new Set([
   'year',

@@ -1,6 +1,6 @@
 /** `mailwerk sieve …`: a user's Sieve scripts, as ManageSieve manages them (the same checks, the same store). */
 import { readFileSync } from 'node:fs';
-import { compile, SieveError, scriptNameProblem } from '@mailwerk/sieve';
+import { compile, MAX_SCRIPT_SIZE, SieveError, scriptNameProblem } from '@mailwerk/sieve';
 import type { Command } from '../command.ts';
 import { CliError } from '../context.ts';
 import { printJson, printTable } from '../output.ts';
@@ -16,6 +16,8 @@ function readScript(file: string | undefined): string {
       `cannot read ${file ?? 'stdin'}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
     );
   }
+  if (Buffer.byteLength(text) > MAX_SCRIPT_SIZE)
+    throw new CliError(`${file ?? 'stdin'}: a script is at most ${MAX_SCRIPT_SIZE} octets`);
   try {
     compile(text);
   } catch (err) {
