@@ -177,7 +177,7 @@ describe('mailwerk fetch (a private Dovecot on loopback)', { skip: dovecotImapMi
     }
   });
 
-  it('mailwerk start fetches each remote account when its time comes (one lock per account), and not a stopped one', async () => {
+  it('mailwerk start fetches each remote account when its time comes (one lock per account), what arrives in an IMAP INBOX at once through IDLE, and not a stopped one', async () => {
     await deliverRemote('dan', 'for the service');
     await sb.run(['user', 'add', 'jo@example.org'], 'a password\n');
     await add(
@@ -207,6 +207,13 @@ describe('mailwerk fetch (a private Dovecot on loopback)', { skip: dovecotImapMi
         !/"msg":"fetched".*"messages":1/.test(svc.output())
       ) {
         assert.ok(Date.now() < until, `not fetched: ${svc.output().slice(-2000)}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      // The interval is 5 minutes: a message put there now arrives through IDLE, within seconds.
+      const sent = Date.now();
+      await deliverRemote('dan', 'pushed by idle');
+      while (!(await subjects('jo@example.org')).includes('INBOX:pushed by idle')) {
+        assert.ok(Date.now() - sent < 20_000, `not pushed: ${svc.output().slice(-2000)}`);
         await new Promise((r) => setTimeout(r, 200));
       }
       // hal's account was stopped by its refused password: the service leaves it alone.

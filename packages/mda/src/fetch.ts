@@ -60,6 +60,59 @@ export function loadImapFlow(): Promise<typeof import('imapflow')> {
   return imapflow;
 }
 
+/** An imapflow client for a remote account (not connected yet). */
+async function imapClient(remote: RemoteAccount, password: string) {
+  const { ImapFlow } = await loadImapFlow();
+  return new ImapFlow({
+    host: remote.host,
+    port: remote.port,
+    secure: remote.tls === 'tls',
+    ...(remote.tls === 'starttls'
+      ? { doSTARTTLS: true }
+      : remote.tls === 'none'
+        ? { doSTARTTLS: false }
+        : {}),
+    auth: { user: remote.user, pass: password },
+    tls: { rejectUnauthorized: !remote.insecure },
+    logger: false,
+  });
+}
+
+/**
+ * Watches the first folder of an IMAP remote account with IDLE (RFC 2177; imapflow idles whenever a
+ * selected connection has nothing else to do, and falls back to polling with NOOP where IDLE is not
+ * offered): `onNew` is called when the server says the folder holds more messages. Returns a function
+ * that ends the watch; `onClosed` is told when the connection ends by itself.
+ */
+export async function watchRemote(
+  key: Buffer,
+  remote: RemoteAccount,
+  onNew: () => void,
+  onClosed: (err?: unknown) => void,
+): Promise<() => void> {
+  const client = await imapClient(remote, decryptSecret(key, remote.secret));
+  await client.connect();
+  const folder = remote.folders[0] ?? 'INBOX';
+  const lock = await client.getMailboxLock(folder, { readOnly: true });
+  lock.release();
+  let known = client.mailbox ? client.mailbox.exists : 0;
+  let ended = false;
+  client.on('exists', (data: { count: number }) => {
+    if (data.count > known) onNew();
+    known = data.count;
+  });
+  client.on('close', () => {
+    if (!ended) onClosed();
+  });
+  client.on('error', (err: unknown) => {
+    if (!ended) onClosed(err);
+  });
+  return () => {
+    ended = true;
+    void client.logout().catch(() => client.close());
+  };
+}
+
 export interface FetchOptions {
   store: MailStore;
   bus: Bus;
@@ -197,20 +250,7 @@ async function fetchImap(
   counts: Counts,
   save: () => Promise<unknown>,
 ): Promise<void> {
-  const { ImapFlow } = await loadImapFlow();
-  const client = new ImapFlow({
-    host: remote.host,
-    port: remote.port,
-    secure: remote.tls === 'tls',
-    ...(remote.tls === 'starttls'
-      ? { doSTARTTLS: true }
-      : remote.tls === 'none'
-        ? { doSTARTTLS: false }
-        : {}),
-    auth: { user: remote.user, pass: password },
-    tls: { rejectUnauthorized: !remote.insecure },
-    logger: false,
-  });
+  const client = await imapClient(remote, password);
   await client.connect();
   try {
     state.imap ??= {};

@@ -15,6 +15,7 @@ export {
   fetchKey,
   fetchRemote,
   loadImapFlow,
+  watchRemote,
 } from './fetch.ts';
 export { createLmtpServer, type LmtpServerOptions } from './lmtp.ts';
 export { type QueueOutboxOptions, queueOutbox } from './outbox.ts';

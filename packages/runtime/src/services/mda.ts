@@ -7,8 +7,10 @@ import {
   fetchRemote,
   loadImapFlow,
   queueOutbox,
+  watchRemote,
 } from '@mailwerk/mda';
 import { createArcSealer, createDkimSigner } from '@mailwerk/mta';
+import type { RemoteAccount } from '@mailwerk/store';
 import { closeServer } from '../listen.ts';
 import type { ServiceDeps, StartedService } from './types.ts';
 
@@ -51,31 +53,75 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
   }, 3_600_000);
   maintenance.unref();
   // The MRA: every remote account whose time has come is fetched by one process (a lock in the store per
-  // account, as the queue leases entries), one account at a time; a stopped one waits for the admin.
+  // account, as the queue leases entries), one account at a time; a stopped one waits for the admin. An
+  // IMAP account whose last fetch went well is also watched with IDLE by one process (another lock), so
+  // what arrives there is fetched at once instead of at the next interval.
   const owner = `fetch-${randomBytes(6).toString('hex')}`;
+  const tickMs = config.mda.fetch_check_seconds * 1000;
+  const watchers = new Map<string, () => void>();
+  const pushed = new Set<string>();
   let fetching = false;
-  const fetchDue = async () => {
-    if (fetching) return;
+  let again = false;
+  const options = () => ({
+    store,
+    bus: d.bus,
+    key: fetchKey(config.data_dir),
+    hostname: config.hostname,
+    maxMessageSize: config.limits.message_size,
+    outbox,
+    log: (level: 'info' | 'warn', message: string, fields: Record<string, unknown>) =>
+      log.log(level, message, fields),
+  });
+  const unwatch = async (id: string) => {
+    watchers.get(id)?.();
+    watchers.delete(id);
+    await store.releaseLock(`fetch-idle:${id}`, owner);
+  };
+  const keepWatching = async (all: RemoteAccount[], key: Buffer) => {
+    const wanted = all.filter((r) => r.protocol === 'imap' && !r.stopped && r.errors === 0 && r.lastFetchAt);
+    for (const id of watchers.keys()) if (!wanted.some((r) => r.id === id)) await unwatch(id);
+    for (const r of wanted) {
+      // Held by us: renewed; held by another process: that one watches.
+      if (!(await store.acquireLock(`fetch-idle:${r.id}`, owner, Math.max(3 * tickMs, 60_000)))) {
+        if (watchers.has(r.id)) await unwatch(r.id);
+        continue;
+      }
+      if (watchers.has(r.id)) continue;
+      watchers.set(r.id, () => undefined);
+      const onNew = () => {
+        pushed.add(r.id);
+        void fetchDue();
+      };
+      const onClosed = (err?: unknown) => {
+        watchers.delete(r.id);
+        log.log('info', 'idle connection to a remote account ended; watched again at the next check', {
+          id: r.id,
+          ...(err ? { error: (err as Error).message } : {}),
+        });
+      };
+      watchRemote(key, r, onNew, onClosed)
+        .then((stop) => (watchers.has(r.id) ? watchers.set(r.id, stop) : stop()))
+        .catch((err: Error) => onClosed(err));
+    }
+  };
+  const fetchDue = async (): Promise<void> => {
+    if (fetching) {
+      again = true;
+      return;
+    }
     fetching = true;
     try {
-      const due = (await store.listRemoteAccounts()).filter((r) => !r.stopped && fetchDueAt(r) <= Date.now());
-      if (!due.length) return;
+      const all = await store.listRemoteAccounts();
+      if (!all.length) return;
       await loadImapFlow();
-      const options = {
-        store,
-        bus: d.bus,
-        key: fetchKey(config.data_dir),
-        hostname: config.hostname,
-        maxMessageSize: config.limits.message_size,
-        outbox,
-        log: (level: 'info' | 'warn', message: string, fields: Record<string, unknown>) =>
-          log.log(level, message, fields),
-      };
+      const o = options();
+      const due = all.filter((r) => !r.stopped && (pushed.has(r.id) || fetchDueAt(r) <= Date.now()));
       for (const r of due) {
+        pushed.delete(r.id);
         const lock = `fetch:${r.id}`;
         if (!(await store.acquireLock(lock, owner, 15 * 60_000))) continue;
         try {
-          const result = await fetchRemote(options, r.id);
+          const result = await fetchRemote(o, r.id);
           if (result.fetched)
             log.log('info', 'fetched', {
               id: r.id,
@@ -86,15 +132,20 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
           await store.releaseLock(lock, owner);
         }
       }
+      await keepWatching(await store.listRemoteAccounts(), o.key);
     } catch (err) {
       d.onError(err, 'fetching from other servers');
     } finally {
       fetching = false;
+      if (again) {
+        again = false;
+        void fetchDue();
+      }
     }
   };
   // Loaded before the services drop privileges (see loadImapFlow) when there is anything to fetch.
   if ((await store.listRemoteAccounts()).length) await loadImapFlow();
-  const fetchTimer = setInterval(() => void fetchDue(), config.mda.fetch_check_seconds * 1000);
+  const fetchTimer = setInterval(() => void fetchDue(), tickMs);
   fetchTimer.unref();
   void fetchDue();
   try {
@@ -105,6 +156,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
       async stop() {
         clearInterval(maintenance);
         clearInterval(fetchTimer);
+        for (const id of [...watchers.keys()]) await unwatch(id).catch(() => undefined);
         await closeServer(lmtp);
       },
     };
