@@ -169,6 +169,10 @@ export class Pop3Client {
       const start = this.buffer.subarray(0, 3).toString('latin1') === '.\r\n' ? 0 : -1;
       const end = start === 0 ? 0 : this.buffer.indexOf('\r\n.\r\n', from);
       from = Math.max(0, this.buffer.length - 4);
+      if ((end >= 0 ? end : this.buffer.length) > this.o.maxBytes) {
+        this.close();
+        throw new Pop3Error(`more than ${this.o.maxBytes} bytes in one reply`);
+      }
       if (end >= 0) {
         const body = start === 0 ? '' : this.buffer.toString('latin1', 0, end + 2);
         this.buffer = this.buffer.subarray(start === 0 ? 3 : end + 5);
