@@ -206,8 +206,9 @@ export async function fetchRemote(o: FetchOptions, id: string): Promise<FetchRes
   const counts = { fetched: 0, skipped: 0 };
   const save = () => o.store.updateRemoteAccount(id, { fetched: state });
   try {
-    if (remote.protocol === 'imap') await fetchImap(o, remote, account, password, state, counts, save);
-    else await fetchPop3(o, remote, account, password, state, counts, save);
+    const run: Run = { o, remote, account, password, state, counts, save };
+    if (remote.protocol === 'imap') await fetchImap(run);
+    else await fetchPop3(run);
     const done = await o.store.updateRemoteAccount(id, {
       fetched: state,
       lastFetchAt: new Date(),
@@ -239,17 +240,19 @@ export async function fetchRemote(o: FetchOptions, id: string): Promise<FetchRes
   }
 }
 
-type Counts = { fetched: number; skipped: number };
+/** One fetch run: the account, its password, what was fetched so far and how to record it. */
+interface Run {
+  o: FetchOptions;
+  remote: RemoteAccount;
+  account: Account;
+  password: string;
+  state: FetchedState;
+  counts: { fetched: number; skipped: number };
+  save: () => Promise<unknown>;
+}
 
-async function fetchImap(
-  o: FetchOptions,
-  remote: RemoteAccount,
-  account: Account,
-  password: string,
-  state: FetchedState,
-  counts: Counts,
-  save: () => Promise<unknown>,
-): Promise<void> {
+async function fetchImap(run: Run): Promise<void> {
+  const { o, remote, account, password, state, counts, save } = run;
   const client = await imapClient(remote, password);
   await client.connect();
   try {
@@ -295,15 +298,8 @@ async function fetchImap(
   }
 }
 
-async function fetchPop3(
-  o: FetchOptions,
-  remote: RemoteAccount,
-  account: Account,
-  password: string,
-  state: FetchedState,
-  counts: Counts,
-  save: () => Promise<unknown>,
-): Promise<void> {
+async function fetchPop3(run: Run): Promise<void> {
+  const { o, remote, account, password, state, counts, save } = run;
   const client = new Pop3Client({
     host: remote.host,
     port: remote.port,

@@ -61,6 +61,7 @@ import {
   type QueueEntry,
   type RemoteAccount,
   type RemoteAccountUpdate,
+  remoteAccountStart,
   retiredMessage,
   type SieveScript,
   type SpecialUse,
@@ -1192,12 +1193,7 @@ export class MongoMailStore implements MailStore {
     const doc = {
       _id: randomBytes(12).toString('hex'),
       ...input,
-      fetched: {},
-      lastFetchAt: null,
-      lastError: null,
-      lastErrorAt: null,
-      errors: 0,
-      stopped: false,
+      ...remoteAccountStart(),
       createdAt: new Date(),
     };
     await this.remote.insertOne(doc);

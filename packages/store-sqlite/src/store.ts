@@ -37,6 +37,7 @@ import {
   type QueueEntry,
   type RemoteAccount,
   type RemoteAccountUpdate,
+  remoteAccountStart,
   type SieveScript,
   type SpecialUse,
   StoreError,
@@ -971,12 +972,7 @@ export class SqliteMailStore implements MailStore {
     const acc = rowId(input.accountId);
     const data = {
       ...input,
-      fetched: {},
-      lastFetchAt: null,
-      lastError: null,
-      lastErrorAt: null,
-      errors: 0,
-      stopped: false,
+      ...remoteAccountStart(),
       createdAt: new Date().toISOString(),
     };
     const row = await this.sql.tx(() => {

@@ -318,6 +318,12 @@ export interface RemoteAccount {
   createdAt: Date;
 }
 
+/** What a remote account starts with: nothing fetched, no error. */
+export const remoteAccountStart = (): Pick<
+  RemoteAccount,
+  'fetched' | 'lastFetchAt' | 'lastError' | 'lastErrorAt' | 'errors' | 'stopped'
+> => ({ fetched: {}, lastFetchAt: null, lastError: null, lastErrorAt: null, errors: 0, stopped: false });
+
 export type NewRemoteAccount = Pick<
   RemoteAccount,
   | 'accountId'
