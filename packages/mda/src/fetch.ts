@@ -81,8 +81,8 @@ async function imapClient(remote: RemoteAccount, password: string) {
 /**
  * Watches the first folder of an IMAP remote account with IDLE (RFC 2177; imapflow idles whenever a
  * selected connection has nothing else to do, and falls back to polling with NOOP where IDLE is not
- * offered): `onNew` is called when the server says the folder holds more messages. Returns a function
- * that ends the watch; `onClosed` is told when the connection ends by itself.
+ * offered): `onNew` is called once the watch begins and whenever the server says the folder holds more
+ * messages. Returns a function that ends the watch; `onClosed` is told when the connection ends by itself.
  */
 export async function watchRemote(
   key: Buffer,
@@ -107,6 +107,8 @@ export async function watchRemote(
   client.on('error', (err: unknown) => {
     if (!ended) onClosed(err);
   });
+  // What arrived between the last fetch and this watch beginning is fetched now.
+  onNew();
   return () => {
     ended = true;
     void client.logout().catch(() => client.close());

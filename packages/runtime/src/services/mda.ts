@@ -100,7 +100,13 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
         });
       };
       watchRemote(key, r, onNew, onClosed)
-        .then((stop) => (watchers.has(r.id) ? watchers.set(r.id, stop) : stop()))
+        .then((stop) => {
+          log.log('info', 'watching a remote account with IDLE', {
+            id: r.id,
+            remote: `imap://${r.user}@${r.host}`,
+          });
+          return watchers.has(r.id) ? watchers.set(r.id, stop) : stop();
+        })
         .catch((err: Error) => onClosed(err));
     }
   };
