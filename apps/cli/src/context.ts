@@ -72,3 +72,19 @@ export function createContext(options: {
   };
   return ctx;
 }
+
+/**
+ * Standard input read as a stream (a pipe may be non-blocking, where readFileSync(0) fails with
+ * EAGAIN), no further than one octet past `max`: the caller tells a too long input by its length.
+ */
+export async function readInput(stdin: Io['stdin'], max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stdin) {
+    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+    chunks.push(b);
+    size += b.length;
+    if (size > max) break;
+  }
+  return Buffer.concat(chunks);
+}

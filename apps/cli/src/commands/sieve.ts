@@ -2,15 +2,16 @@
 import { readFileSync } from 'node:fs';
 import { compile, MAX_SCRIPT_SIZE, SieveError, scriptNameProblem } from '@mailwerk/sieve';
 import type { Command } from '../command.ts';
-import { CliError } from '../context.ts';
+import { CliError, type Context, readInput } from '../context.ts';
 import { printJson, printTable } from '../output.ts';
 import { findAccount } from './user.ts';
 
 /** The script from FILE, or from stdin when FILE is "-" or missing; checked, so a mistake is refused with its place. */
-function readScript(file: string | undefined): string {
+async function readScript(file: string | undefined, stdin: Context['io']['stdin']): Promise<string> {
   let text: string;
   try {
-    text = readFileSync(file && file !== '-' ? file : 0, 'utf8');
+    if (file && file !== '-') text = readFileSync(file, 'utf8');
+    else text = (await readInput(stdin, MAX_SCRIPT_SIZE)).toString('utf8');
   } catch (err) {
     throw new CliError(
       `cannot read ${file ?? 'stdin'}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
@@ -71,7 +72,7 @@ export const sieveCommands: Command[] = [
     maxArgs: 1,
     optionalConfig: true,
     async run(ctx, [file]) {
-      readScript(file);
+      await readScript(file, ctx.io.stdin);
       ctx.print(`${file ?? 'stdin'}: ok`);
     },
   },
@@ -85,7 +86,7 @@ export const sieveCommands: Command[] = [
       const a = await findAccount(ctx.store(), user!);
       const problem = scriptNameProblem(name!);
       if (problem) throw new CliError(problem);
-      await ctx.store().putSieveScript(a.id, name!, readScript(file));
+      await ctx.store().putSieveScript(a.id, name!, await readScript(file, ctx.io.stdin));
       ctx.print(`stored "${name}" for ${a.address}`);
     },
   },

@@ -4,9 +4,9 @@
  * running after the reply (RFC 6609 include), and is the active one again after `off`.
  */
 import { readFileSync } from 'node:fs';
-import { compile, SieveError } from '@mailwerk/sieve';
+import { compile, MAX_SCRIPT_SIZE, SieveError } from '@mailwerk/sieve';
 import type { Command } from '../command.ts';
-import { CliError } from '../context.ts';
+import { CliError, readInput } from '../context.ts';
 import { printJson } from '../output.ts';
 import { findAccount } from './user.ts';
 
@@ -107,9 +107,11 @@ export const vacationCommands: Command[] = [
       if (!file) throw new CliError('vacation on: give the reply with --message-file FILE (- for stdin)');
       let message: string;
       try {
-        message = readFileSync(file === '-' ? 0 : file, 'utf8')
-          .replace(/\r\n/g, '\n')
-          .replace(/\n+$/, '');
+        const raw =
+          file === '-'
+            ? (await readInput(ctx.io.stdin, MAX_SCRIPT_SIZE)).toString('utf8')
+            : readFileSync(file, 'utf8');
+        message = raw.replace(/\r\n/g, '\n').replace(/\n+$/, '');
       } catch (err) {
         throw new CliError(
           `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
