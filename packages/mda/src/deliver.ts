@@ -13,7 +13,6 @@
 import { createHash } from 'node:crypto';
 import type { Bus } from '@mailwerk/bus';
 import {
-  bodyOffset,
   decodePartBody,
   decodeWords,
   type MessageStructure,
@@ -249,21 +248,15 @@ function sieveBody(input: DeliveryInput, transform: BodyTransform): string[] {
   return out;
 }
 
-interface HeaderView {
+/** The message's header fields: decoded values by name, and the names present. */
+function headerOf(input: DeliveryInput): {
   header: (name: string) => string[];
   names: string[];
   all: () => Array<{ name: string; value: string }>;
-}
-/** Parsed once per message, however many accounts and steps (Sieve, redirect, vacation) read it. */
-const headerViews = new WeakMap<Buffer, HeaderView>();
-
-/** The message's header fields: decoded values by name, and the names present. */
-function headerOf(input: DeliveryInput): HeaderView {
-  const known = headerViews.get(input.raw);
-  if (known) return known;
+} {
   const root = input.structure.root;
   const fields = parseHeaderBlock(input.raw.toString('utf8', root.start, root.bodyStart));
-  const view: HeaderView = {
+  return {
     header: (name: string) => {
       const key = name.toLowerCase();
       return fields.filter((f) => f.key === key).map((f) => decodeWords(f.value));
@@ -271,8 +264,6 @@ function headerOf(input: DeliveryInput): HeaderView {
     names: fields.map((f) => f.key),
     all: () => fields.map((f) => ({ name: f.key, value: decodeWords(f.value) })),
   };
-  headerViews.set(input.raw, view);
-  return view;
 }
 
 /**
@@ -293,7 +284,7 @@ function withHeaderEdits(input: DeliveryInput, e: HeaderEdits): DeliveryInput {
   const lines = (fs: Array<{ name: string; value: string }>) =>
     Buffer.from(fs.map((f) => headerField(f.name, f.value)).join(''));
   if (e.bottom.length) {
-    const end = bodyOffset(raw);
+    const end = parseMessage(raw).root.bodyStart;
     // Before the empty line that ends the header (bodyStart is after it, when there is one).
     const at = raw.subarray(0, end).toString('latin1').endsWith('\r\n\r\n') ? end - 2 : end;
     raw = Buffer.concat([raw.subarray(0, at), lines(e.bottom), raw.subarray(at)]);
@@ -451,12 +442,10 @@ function redirectProblem(input: DeliveryInput, account: Account, to: string): st
   }
   if (markedAsSpam(input.raw)) return 'the message is marked as spam';
   // Our own trace of a redirect by this account: the message has come round (RFC 5228 §4.2 loops).
-  const self = account.address.toLowerCase();
-  if (
-    headerOf(input)
-      .header('x-sieve-redirected-by')
-      .some((v) => v.trim().toLowerCase() === self)
-  )
+  const root = input.structure.root;
+  const head = input.raw.toString('latin1', root.start, root.bodyStart);
+  const mark = `\nX-Sieve-Redirected-By: ${account.address.toLowerCase()}\r`;
+  if (`\n${head.toLowerCase()}`.includes(mark.toLowerCase()))
     return 'a loop: it was redirected by this account before';
   return null;
 }

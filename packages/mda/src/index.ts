@@ -14,7 +14,6 @@ export {
   fetchDueAt,
   fetchKey,
   fetchRemote,
-  imapClient,
   loadImapFlow,
   watchRemote,
 } from './fetch.ts';

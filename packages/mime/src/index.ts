@@ -12,7 +12,6 @@ export {
   type AddressEntry,
   type EnvelopeAddress,
   type EnvelopeGroup,
-  flatAddresses,
   MAX_ADDRESSES,
   parseAddressList,
 } from './address.ts';
