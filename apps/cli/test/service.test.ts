@@ -168,7 +168,7 @@ describe('mailwerk start', () => {
       assert.equal((await sb.json<unknown[]>(['queue', 'list'])).length, 1);
       const mda = await sb.spawn(['start', '--service', 'mda'], /LMTP \(MDA\)\s+unix:\S+\s+running/, env);
       try {
-        // The next retry would come after the backoff (30 s); the admin asks for it now.
+        // The next try comes when the MTA's pause for the unreachable MDA ends (up to a minute by now); the admin asks for it now.
         assert.equal((await sb.run(['queue', 'retry', 'all'])).code, 0);
         await eventually(async () => (await subjects()).includes('mda down'));
         await eventually(async () => (await sb.json<unknown[]>(['queue', 'list'])).length === 0);

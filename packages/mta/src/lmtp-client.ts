@@ -320,6 +320,20 @@ export class LmtpClient {
     return replies;
   }
 
+  /**
+   * Whether the server answers a session now (greeting and LHLO); the session is kept in the pool for
+   * the next message. Never rejects.
+   */
+  async reachable(): Promise<boolean> {
+    if (this.closed) return false;
+    try {
+      this.release(await this.open());
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   private release(conn: Connection): void {
     if (this.closed || conn.dead) {
       conn.quit();

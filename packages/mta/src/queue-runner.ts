@@ -39,6 +39,8 @@ type Outcome = RecipientResult & {
   relayed?: boolean;
   /** An alias, delivered to what it expands to (RFC 3464 §2.3.3 "expanded"). */
   expanded?: boolean;
+  /** Waiting because the MDA could not be reached at all (not because it answered 4xx). */
+  mdaDown?: boolean;
 };
 
 export interface QueueRunnerOptions {
@@ -87,6 +89,9 @@ export interface QueueRunnerOptions {
  * reaped, as an orphan is where nothing reaps it) answers kill(pid, 0) but
  * holds nothing: it counts as dead.
  */
+/** How often a paused runner looks whether the MDA answers again. */
+const MDA_PROBE_MS = 2_000;
+
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -136,6 +141,7 @@ export class QueueRunner {
   /** Local delivery waits until then after the MDA was unreachable. */
   private mdaDownUntil = 0;
   private mdaPause = 0;
+  private mdaProbedAt = 0;
   private readonly lmtp: LmtpClient;
 
   constructor(options: QueueRunnerOptions) {
@@ -225,7 +231,14 @@ export class QueueRunner {
     while (this.running) {
       const paused = this.mdaDownUntil - Date.now();
       if (paused > 0) {
-        await this.sleep(paused);
+        // A session attempt every couple of seconds ends the pause as soon as the MDA answers again,
+        // however long the pause had grown; it costs a connect and writes no log line.
+        const probeIn = this.mdaProbedAt + MDA_PROBE_MS - Date.now();
+        if (probeIn > 0) await this.sleep(Math.min(paused, probeIn));
+        else {
+          this.mdaProbedAt = Date.now();
+          if (await this.lmtp.reachable()) this.mdaDownUntil = 0;
+        }
         continue;
       }
       // After a pause for an unreachable MDA, one entry goes first to see whether it is back; the
@@ -338,7 +351,13 @@ export class QueueRunner {
     if (warned) await this.report(entry, waiting, 'delayed', data);
     // Only remote recipients waiting: the remote schedule; a local one waiting (the MDA down): the quicker one.
     const policy = waiting.some((r) => local.includes(r.address)) ? this.o.retry : this.o.remoteRetry;
-    const nextAttemptAt = new Date(now.getTime() + policy.delayMs(entry.attempts + 1));
+    // Waiting only for the MDA to come up (a start where the MTA listens first, a restart of the MDA):
+    // due again at once, and the pause for the unreachable MDA decides when (it ends when the MDA
+    // answers; after it, one entry tries first), not a whole backoff step.
+    const nextAttemptAt =
+      waiting.length > 0 && waiting.every((r) => r.mdaDown)
+        ? now
+        : new Date(now.getTime() + policy.delayMs(entry.attempts + 1));
     try {
       // Removes the entry when no recipient is left pending.
       await store.recordAttempt(entry.id, this.owner, {
@@ -390,6 +409,7 @@ export class QueueRunner {
     }
     const members = [...new Set(plans.flatMap((p) => p.members))];
     const byMember = new Map<string, LmtpReply>();
+    let mdaDown = false;
     if (members.length > 0) {
       try {
         if (Date.now() < this.mdaDownUntil) throw new Error('not reachable a moment ago; paused');
@@ -403,6 +423,7 @@ export class QueueRunner {
         this.mdaPause = 0;
       } catch (err) {
         const why = err instanceof Error ? err.message : String(err);
+        mdaDown = true;
         this.mdaUnreachable(err);
         for (const m of members)
           byMember.set(m, {
@@ -416,7 +437,12 @@ export class QueueRunner {
       const replies = plan.members.map((m) => byMember.get(m)!);
       const waiting = replies.find((r) => r.code >= 400 && r.code < 500);
       if (waiting) {
-        results.push({ address: plan.address, state: 'pending', reply: parseReply(waiting.text) });
+        results.push({
+          address: plan.address,
+          state: 'pending',
+          reply: parseReply(waiting.text),
+          ...(mdaDown ? { mdaDown } : {}),
+        });
         continue;
       }
       const took = replies.filter((r) => r.code < 300);
@@ -508,6 +534,7 @@ export class QueueRunner {
     if (Date.now() < this.mdaDownUntil) return;
     this.mdaPause = Math.min(this.mdaPause ? this.mdaPause * 2 : this.o.mdaPauseMs, 60_000);
     this.mdaDownUntil = Date.now() + this.mdaPause;
+    this.mdaProbedAt = Date.now();
     this.o.onError?.(
       err,
       `MDA unreachable at ${this.o.lmtp}; local delivery paused for ${this.mdaPause / 1000} s`,

@@ -130,3 +130,28 @@ describe('queue and LMTP hand-off', () => {
     assert.equal(reports.length, 1);
   });
 });
+
+describe('an MDA that comes up after the MTA', () => {
+  it('delivers when the pause for the unreachable MDA ends, not after a whole backoff step', async () => {
+    // The retry step is 30 s, as in production: a start where the MTA listens before the MDA must not
+    // leave the first messages waiting that long (it did: `mailwerk start` after a SIGKILL). And a pause
+    // grown long (20 s here) ends when the MDA answers again, not when it runs out.
+    const r = await rig({}, { retry: { delayMs: () => 30_000, maxAgeMs: 3_600_000 }, mdaPauseMs: 20_000 });
+    try {
+      await r.stopMda();
+      const entry = await r.queue('sender@ext.org', ['bob@example.org'], 'Subject: early\r\n\r\nhi\r\n');
+      const tried = await eventually(async () => {
+        const e = (await r.store.listQueue()).find((x) => x.id === entry.id);
+        return e && e.attempts >= 1 ? e : null;
+      });
+      const wait = tried.nextAttemptAt.getTime() - tried.recipients[0]!.lastAttemptAt!.getTime();
+      assert.ok(wait < 5_000, `next attempt ${wait} ms after the first`);
+      await r.startMda();
+      await eventually(async () =>
+        (await r.inbox('bob@example.org')).some((m) => m.includes('Subject: early')),
+      );
+    } finally {
+      await r.close();
+    }
+  });
+});
