@@ -27,6 +27,7 @@ import { mkdir, open, readFile, rename, stat, utimes, writeFile } from 'node:fs/
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { decodeMutf7, encodeMutf7 } from '@mailwerk/imap';
+import { imapClient } from '@mailwerk/mda';
 import { parseMessage } from '@mailwerk/mime';
 import { contentId, isStoreError, type Mailbox, type MailStore } from '@mailwerk/store';
 
@@ -391,17 +392,16 @@ export async function importImap(
   onProgress: OnProgress,
   options: { into?: string | undefined; dryRun?: boolean; maxSize?: number } = {},
 ): Promise<Progress & { folders: Array<{ remote: string; local: string; toCopy: number }> }> {
-  const { ImapFlow } = await import('imapflow');
-  const client = new ImapFlow({
-    host: src.host,
-    port: src.port,
-    secure: src.secure,
-    ...(src.secure || src.plain ? {} : { doSTARTTLS: true }),
-    ...(src.plain && !src.secure ? { doSTARTTLS: false } : {}),
-    auth: { user: src.user, pass: src.password },
-    tls: { rejectUnauthorized: !src.insecure },
-    logger: false,
-  });
+  const client = await imapClient(
+    {
+      host: src.host,
+      port: src.port,
+      tls: src.secure ? 'tls' : src.plain ? 'none' : 'starttls',
+      insecure: src.insecure,
+      user: src.user,
+    },
+    src.password,
+  );
   const p: Progress & { folders: Array<{ remote: string; local: string; toCopy: number }> } = {
     folder: '',
     messages: 0,

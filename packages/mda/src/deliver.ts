@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import type { Bus } from '@mailwerk/bus';
 import {
+  bodyOffset,
   decodePartBody,
   decodeWords,
   type MessageStructure,
@@ -248,15 +249,21 @@ function sieveBody(input: DeliveryInput, transform: BodyTransform): string[] {
   return out;
 }
 
-/** The message's header fields: decoded values by name, and the names present. */
-function headerOf(input: DeliveryInput): {
+interface HeaderView {
   header: (name: string) => string[];
   names: string[];
   all: () => Array<{ name: string; value: string }>;
-} {
+}
+/** Parsed once per message, however many accounts and steps (Sieve, redirect, vacation) read it. */
+const headerViews = new WeakMap<Buffer, HeaderView>();
+
+/** The message's header fields: decoded values by name, and the names present. */
+function headerOf(input: DeliveryInput): HeaderView {
+  const known = headerViews.get(input.raw);
+  if (known) return known;
   const root = input.structure.root;
   const fields = parseHeaderBlock(input.raw.toString('utf8', root.start, root.bodyStart));
-  return {
+  const view: HeaderView = {
     header: (name: string) => {
       const key = name.toLowerCase();
       return fields.filter((f) => f.key === key).map((f) => decodeWords(f.value));
@@ -264,6 +271,8 @@ function headerOf(input: DeliveryInput): {
     names: fields.map((f) => f.key),
     all: () => fields.map((f) => ({ name: f.key, value: decodeWords(f.value) })),
   };
+  headerViews.set(input.raw, view);
+  return view;
 }
 
 /**
@@ -284,7 +293,7 @@ function withHeaderEdits(input: DeliveryInput, e: HeaderEdits): DeliveryInput {
   const lines = (fs: Array<{ name: string; value: string }>) =>
     Buffer.from(fs.map((f) => headerField(f.name, f.value)).join(''));
   if (e.bottom.length) {
-    const end = parseMessage(raw).root.bodyStart;
+    const end = bodyOffset(raw);
     // Before the empty line that ends the header (bodyStart is after it, when there is one).
     const at = raw.subarray(0, end).toString('latin1').endsWith('\r\n\r\n') ? end - 2 : end;
     raw = Buffer.concat([raw.subarray(0, at), lines(e.bottom), raw.subarray(at)]);
@@ -442,10 +451,12 @@ function redirectProblem(input: DeliveryInput, account: Account, to: string): st
   }
   if (markedAsSpam(input.raw)) return 'the message is marked as spam';
   // Our own trace of a redirect by this account: the message has come round (RFC 5228 §4.2 loops).
-  const root = input.structure.root;
-  const head = input.raw.toString('latin1', root.start, root.bodyStart);
-  const mark = `\nX-Sieve-Redirected-By: ${account.address.toLowerCase()}\r`;
-  if (`\n${head.toLowerCase()}`.includes(mark.toLowerCase()))
+  const self = account.address.toLowerCase();
+  if (
+    headerOf(input)
+      .header('x-sieve-redirected-by')
+      .some((v) => v.trim().toLowerCase() === self)
+  )
     return 'a loop: it was redirected by this account before';
   return null;
 }

@@ -16,8 +16,8 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { chownSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Bus } from '@mailwerk/bus';
-import { parseMessage } from '@mailwerk/mime';
-import { editHeader, rfc5322Date } from '@mailwerk/smtp';
+import { parseHeaderBlock, parseMessage } from '@mailwerk/mime';
+import { editHeader, headerBlock, rfc5322Date } from '@mailwerk/smtp';
 import type { Account, FetchedState, MailStore, RemoteAccount } from '@mailwerk/store';
 import { type DeliveryInput, deliverToRecipient, type Outbox } from './deliver.ts';
 import { Pop3Client } from './pop3-client.ts';
@@ -60,8 +60,11 @@ export function loadImapFlow(): Promise<typeof import('imapflow')> {
   return imapflow;
 }
 
-/** An imapflow client for a remote account (not connected yet). */
-async function imapClient(remote: RemoteAccount, password: string) {
+/** An imapflow client (not connected yet) for a server as a remote account names it; `mailwerk import` uses it too. */
+export async function imapClient(
+  remote: Pick<RemoteAccount, 'host' | 'port' | 'tls' | 'insecure' | 'user'>,
+  password: string,
+) {
   const { ImapFlow } = await loadImapFlow();
   return new ImapFlow({
     host: remote.host,
@@ -137,11 +140,8 @@ export interface FetchResult {
 
 /** The sender of a fetched message: its Return-Path, as the remote server's delivery wrote it; else <>. */
 function returnPath(raw: Buffer): string {
-  const head = raw.subarray(0, Math.min(raw.length, 64 * 1024)).toString('latin1');
-  const m = /^Return-Path:[ \t]*<([^<>\r\n]*)>/im.exec(
-    head.slice(0, head.search(/\r?\n\r?\n/) + 1 || undefined),
-  );
-  return m?.[1] ?? '';
+  const field = parseHeaderBlock(headerBlock(raw)).find((f) => f.key === 'return-path');
+  return field ? (/^<([^<>]*)>/.exec(field.value.trim())?.[1] ?? '') : '';
 }
 
 /**

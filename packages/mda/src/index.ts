@@ -14,6 +14,7 @@ export {
   fetchDueAt,
   fetchKey,
   fetchRemote,
+  imapClient,
   loadImapFlow,
   watchRemote,
 } from './fetch.ts';

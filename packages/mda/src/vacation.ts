@@ -18,7 +18,7 @@
  * bounce back into a loop.
  */
 import { randomBytes } from 'node:crypto';
-import { parseAddressList } from '@mailwerk/mime';
+import { flatAddresses, parseAddressList } from '@mailwerk/mime';
 import type { Vacation } from '@mailwerk/sieve';
 import { rfc5322Date } from '@mailwerk/smtp';
 import { encodeWords } from 'nodemailer/lib/mime-funcs/index.js';
@@ -52,12 +52,7 @@ function canonical(address: string): string {
   return (plus < 0 ? local : local.slice(0, plus)) + (at < 0 ? '' : a.slice(at));
 }
 
-function addressesIn(values: string[]): string[] {
-  const out: string[] = [];
-  for (const v of values)
-    for (const e of parseAddressList(v)) for (const a of 'group' in e ? e.group : [e]) out.push(a.address);
-  return out;
-}
+const addressesIn = (values: string[]): string[] => values.flatMap((v) => flatAddresses(parseAddressList(v)));
 
 const ROBOT =
   /^(mailer-daemon|listserv|majordomo|owner-.*|.*-request|.*-bounces?|noreply|no-reply|do-not-reply)$/i;

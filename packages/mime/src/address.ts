@@ -278,3 +278,7 @@ function angleAddr(tokens: Token[], start: number): { address: string; route: st
   if (i < tokens.length && tokens[i]!.t === 'special' && tokens[i]!.v === '>') i++;
   return { address: r.address, route, next: i };
 }
+
+/** The addresses of parsed entries, group members in place of their group. */
+export const flatAddresses = (entries: AddressEntry[] | null | undefined): string[] =>
+  (entries ?? []).flatMap((e) => ('group' in e ? e.group.map((m) => m.address) : [e.address]));

@@ -12,6 +12,7 @@ export {
   type AddressEntry,
   type EnvelopeAddress,
   type EnvelopeGroup,
+  flatAddresses,
   MAX_ADDRESSES,
   parseAddressList,
 } from './address.ts';

@@ -4,11 +4,10 @@
  * mailauth doing the canonicalization and signing.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { headerBlock } from '@mailwerk/smtp';
 import type { DkimAlgorithm, DkimKey, MailStore } from '@mailwerk/store';
 import { sealMessage } from 'mailauth';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
-import { claimsOurAuthservId } from './trust.ts';
+import { ourAuthenticationResults } from './trust.ts';
 
 export interface GeneratedKey {
   algorithm: DkimAlgorithm;
@@ -84,12 +83,8 @@ export function createArcSealer(
   return async (message, domain) => {
     const key = (await store.listDkimKeys(domain)).find((k) => k.state === 'active');
     if (!key) return '';
-    const results = headerBlock(message)
-      .replace(/\r?\n[ \t]+/g, ' ')
-      .split(/\r?\n/)
-      .find((f) => /^authentication-results:/i.test(f) && claimsOurAuthservId(f, hostname));
-    if (!results) return '';
-    const authResults = results.slice(results.indexOf(':') + 1).trim();
+    const authResults = ourAuthenticationResults(message, hostname);
+    if (!authResults) return '';
     const cv = /\barc=(pass|fail)\b/i.exec(authResults)?.[1]?.toLowerCase() ?? 'none';
     const seal = await sealMessage(message, {
       signingDomain: key.domain,

@@ -13,7 +13,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
-import { headerBlock, isSieveRefusal, markedAsSpam, srsForward } from '@mailwerk/smtp';
+import { isSieveRefusal, markedAsSpam, srsForward } from '@mailwerk/smtp';
 import {
   contentId,
   deliveryEnvid,
@@ -31,7 +31,7 @@ import { buildDsn, type DsnRecipient } from './dsn.ts';
 import { LmtpClient, type LmtpReply, type LmtpTarget } from './lmtp-client.ts';
 import type { OutboundDelivery } from './outbound.ts';
 import { defaultRemoteRetryPolicy, defaultRetryPolicy, type RetryPolicy } from './schedule.ts';
-import { claimsOurAuthservId } from './trust.ts';
+import { ourAuthenticationResults } from './trust.ts';
 
 /** One recipient's result, with what the reports need to know beyond what the store keeps. */
 type Outcome = RecipientResult & {
@@ -116,15 +116,7 @@ const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1
  */
 function senderVouchedFor(entry: QueueEntry, data: Buffer, hostname: string): boolean {
   if (entry.meta.authUser) return true;
-  return headerBlock(data)
-    .replace(/\r?\n[ \t]+/g, ' ')
-    .split(/\r?\n/)
-    .some(
-      (f) =>
-        /^authentication-results:/i.test(f) &&
-        claimsOurAuthservId(f, hostname) &&
-        /\b(spf|dmarc)=pass\b/i.test(f),
-    );
+  return /\b(spf|dmarc)=pass\b/i.test(ourAuthenticationResults(data, hostname) ?? '');
 }
 
 export class QueueRunner {

@@ -20,7 +20,7 @@
 import { randomBytes } from 'node:crypto';
 import { AuthThrottle, checkLogin } from '@mailwerk/auth';
 import { ConnectionLimiter, type Counters, InProcessCounters } from '@mailwerk/limits';
-import { type AddressEntry, parseAddressList, parseHeaderBlock, parseMessage } from '@mailwerk/mime';
+import { flatAddresses, parseAddressList, parseHeaderBlock, parseMessage } from '@mailwerk/mime';
 import {
   asReply,
   foldLongLines,
@@ -113,9 +113,6 @@ export class SendLimiter {
     await this.counters.hit(`send:${user}`, this.windowMs);
   }
 }
-
-const addresses = (entries: AddressEntry[] | null | undefined): string[] =>
-  (entries ?? []).flatMap((e) => ('group' in e ? e.group.map((m) => m.address) : [e.address]));
 
 export function createSubmissionServer(options: SubmissionServerOptions): SMTPServer {
   installReplyCodes();
@@ -281,11 +278,11 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
     if (fromFields.length === 0) throw reply(550, '5.6.0', 'the message has no From: header');
     if (fromFields.length > 1)
       throw reply(550, '5.6.0', 'the message has more than one From: field (RFC 5322 §3.6)');
-    const from = addresses(parseAddressList(fromFields[0]!.value));
+    const from = flatAddresses(parseAddressList(fromFields[0]!.value));
     if (from.length === 0) throw reply(550, '5.6.0', 'the From: field holds no address');
     const senderField = fields
       .filter((f) => f.key === 'sender')
-      .flatMap((f) => addresses(parseAddressList(f.value)));
+      .flatMap((f) => flatAddresses(parseAddressList(f.value)));
     for (const [field, list] of [
       ['From', from],
       ['Sender', senderField],

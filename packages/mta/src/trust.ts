@@ -9,6 +9,7 @@
  * queries from a table.
  */
 import { promises as dns } from 'node:dns';
+import { headerBlock } from '@mailwerk/smtp';
 import { authenticate } from 'mailauth';
 
 /** mailauth's resolver: (name, rrtype) → records; TXT records as arrays of strings. */
@@ -79,4 +80,16 @@ export function claimsOurAuthservId(raw: string, hostname: string): boolean {
     .trim();
   const id = value.split(/[;\s]/, 1)[0] ?? '';
   return id.toLowerCase() === hostname.toLowerCase();
+}
+
+/**
+ * The value of this host's own Authentication-Results field in a message (the MX removed any other
+ * claiming our name before adding it), or null: what the later steps trust about the sender.
+ */
+export function ourAuthenticationResults(message: Buffer, hostname: string): string | null {
+  const field = headerBlock(message)
+    .replace(/\r?\n[ \t]+/g, ' ')
+    .split(/\r?\n/)
+    .find((f) => /^authentication-results:/i.test(f) && claimsOurAuthservId(f, hostname));
+  return field ? field.slice(field.indexOf(':') + 1).trim() : null;
 }

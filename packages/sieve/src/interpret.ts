@@ -11,7 +11,7 @@
  * exponential), variables are cut at MAX_VARIABLE characters, at most `maxActions` actions and
  * `maxRedirects` redirects (§10), at most `maxSteps` tests and commands, and `maxMs` of wall-clock time.
  */
-import { parseAddressList, parseHeaderDate } from '@mailwerk/mime';
+import { flatAddresses, parseAddressList, parseHeaderDate } from '@mailwerk/mime';
 import { datePart, zoneOf } from './date.ts';
 import { SieveRuntimeError } from './errors.ts';
 import {
@@ -362,14 +362,11 @@ export function run(
         return matcher(tags)(values, str(rest[1]));
       }
       case 'address': {
-        const values: string[] = [];
-        for (const h of str(rest[0]))
-          for (const v of occurrences(tags, h))
-            for (const e of parseAddressList(v))
-              for (const a of 'group' in e ? e.group : [e]) {
-                const p = part(tags, a.address);
-                if (p !== null) values.push(p);
-              }
+        const values = str(rest[0])
+          .flatMap((h) => occurrences(tags, h))
+          .flatMap((v) => flatAddresses(parseAddressList(v)))
+          .map((a) => part(tags, a))
+          .filter((p): p is string => p !== null);
         return matcher(tags)(values, str(rest[1]));
       }
       case 'envelope': {

@@ -28,6 +28,14 @@ async function readScript(file: string | undefined, stdin: Context['io']['stdin'
   return text;
 }
 
+/** A user's script by name, or the one-line error that it does not exist. */
+async function scriptOf(ctx: Context, user: string, name: string) {
+  const a = await findAccount(ctx.store(), user);
+  const s = await ctx.store().getSieveScript(a.id, name);
+  if (!s) throw new CliError(`${a.address} has no script "${name}"`);
+  return { a, s };
+}
+
 export const sieveCommands: Command[] = [
   {
     name: ['sieve', 'list'],
@@ -58,9 +66,7 @@ export const sieveCommands: Command[] = [
     minArgs: 2,
     maxArgs: 2,
     async run(ctx, [user, name]) {
-      const a = await findAccount(ctx.store(), user!);
-      const s = await ctx.store().getSieveScript(a.id, name!);
-      if (!s) throw new CliError(`${a.address} has no script "${name}"`);
+      const { s } = await scriptOf(ctx, user!, name!);
       ctx.io.stdout.write(s.content.endsWith('\n') ? s.content : `${s.content}\n`);
     },
   },
@@ -97,9 +103,7 @@ export const sieveCommands: Command[] = [
     minArgs: 2,
     maxArgs: 2,
     async run(ctx, [user, name]) {
-      const a = await findAccount(ctx.store(), user!);
-      if (!(await ctx.store().getSieveScript(a.id, name!)))
-        throw new CliError(`${a.address} has no script "${name}"`);
+      const { a } = await scriptOf(ctx, user!, name!);
       await ctx.store().setActiveSieveScript(a.id, name!);
       ctx.print(`"${name}" is the active script of ${a.address}`);
     },

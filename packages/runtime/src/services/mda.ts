@@ -118,7 +118,11 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     fetching = true;
     try {
       const all = await store.listRemoteAccounts();
-      if (!all.length) return;
+      if (!all.length) {
+        // The last remote account removed: nothing more to watch either.
+        for (const id of [...watchers.keys()]) await unwatch(id);
+        return;
+      }
       await loadImapFlow();
       const o = options();
       const due = all.filter((r) => !r.stopped && (pushed.has(r.id) || fetchDueAt(r) <= Date.now()));
@@ -138,7 +142,8 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
           await store.releaseLock(lock, owner);
         }
       }
-      await keepWatching(await store.listRemoteAccounts(), o.key);
+      // After a fetch, the accounts as it left them (last fetch, errors); else the list read above.
+      await keepWatching(due.length ? await store.listRemoteAccounts() : all, o.key);
     } catch (err) {
       d.onError(err, 'fetching from other servers');
     } finally {
