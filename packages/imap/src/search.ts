@@ -188,9 +188,13 @@ export class Evaluator {
   /** Message UIDs the sequence-set and UID keys name, resolved once per search. */
   private readonly sets: Map<SearchKey, Set<number>>;
 
-  constructor(key: SearchKey, sets: Map<SearchKey, Set<number>>) {
+  /** When the search began (ms): OLDER and YOUNGER count back from it, the same for every message. */
+  private readonly now: number;
+
+  constructor(key: SearchKey, sets: Map<SearchKey, Set<number>>, now = Date.now()) {
     this.key = order(key);
     this.sets = sets;
+    this.now = now;
   }
 
   matches(s: SearchSubject): Promise<boolean> | boolean {
@@ -243,6 +247,11 @@ export class Evaluator {
         return compare(k.sent ? sentDay(m, s.words) : ymd(m.internalDate), k.cmp, k.day);
       case 'modseq':
         return m.modseq >= k.modseq;
+      case 'within': {
+        // RFC 5032 §3: OLDER n is an internal date at least n seconds back, YOUNGER n less than that.
+        const age = this.now - m.internalDate.getTime();
+        return k.older ? age >= k.seconds * 1000 : age < k.seconds * 1000;
+      }
       case 'header': {
         const quick = s.words ? envelopeMatches(s.words, k.field, k.value.toLowerCase()) : null;
         if (quick !== null) return quick;

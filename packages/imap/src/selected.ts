@@ -63,7 +63,13 @@ export class Selected {
   private recent: Array<[number, number]> = [];
   private readonly keywords = new Map<string, string>();
   readonly expunged = new Set<number>();
-  readonly own = new Set<number>();
+  /**
+   * Flag changes this session made and answered itself, as `uid/modseq`: the journal's record of them is
+   * not sent again. By message, since one STORE of several messages may share one mod-sequence.
+   */
+  private readonly own = new Set<string>();
+  /** RFC 5182 SEARCHRES: the UIDs the last SEARCH … RETURN (SAVE) found, `$` in later commands; empty at SELECT. */
+  saved: number[] = [];
   /** Set by the notifier: the journal may have something new. */
   dirty = false;
   private readonly store: MailStore;
@@ -145,6 +151,11 @@ export class Selected {
   }
 
   /** Writes the EXPUNGE responses owed, highest sequence number first, and drops them from the view. */
+  /** A flag change this session made and answers itself (STORE, FETCH setting \Seen). */
+  madeHere(uid: number, modseq: number): void {
+    this.own.add(`${uid}/${modseq}`);
+  }
+
   flushExpunges(out: Output): void {
     if (this.expunged.size === 0) return;
     const seqs: number[] = [];
@@ -181,7 +192,7 @@ export class Selected {
       } else if (c.kind === 'expunge') {
         if (this.uids.has(c.uid)) this.expunged.add(c.uid);
         flagged.delete(c.uid);
-      } else if (this.own.delete(c.modseq)) {
+      } else if (this.own.delete(`${c.uid}/${c.modseq}`)) {
         // Already answered by the command that made it.
       } else if (this.uids.has(c.uid) && !this.expunged.has(c.uid) && c.flags) {
         flagged.set(c.uid, { flags: c.flags, modseq: c.modseq });
@@ -189,7 +200,7 @@ export class Selected {
       }
     }
     // Own changes the journal has passed can be forgotten.
-    for (const m of this.own) if (m <= this.modseq) this.own.delete(m);
+    for (const k of this.own) if (Number(k.slice(k.indexOf('/') + 1)) <= this.modseq) this.own.delete(k);
     if (expunge) this.flushExpunges(out);
     if (added) {
       if (!this.readOnly) {

@@ -139,6 +139,16 @@ describe('Sequence sets', () => {
       else assert.deepEqual(run(), want);
     });
 
+  it('reads `$` (RFC 5182) only as a whole set, never as one element of a list', () => {
+    const c = cursor('$,1');
+    assert.deepEqual(readSequenceSet(c), [[-2, -2]]);
+    assert.throws(() => c.end(), ImapSyntaxError);
+    assert.throws(() => readSequenceSet(cursor('1,$')), ImapSyntaxError);
+    const d = cursor('$:3');
+    readSequenceSet(d);
+    assert.throws(() => d.end(), ImapSyntaxError);
+  });
+
   it('resolves a giant set in time proportional to the mailbox, not to the numbers named', () => {
     const set = Array.from({ length: 2000 }, (_, i) => `${i * 1000 + 1}:${i * 1000 + 999999}`).join(',');
     const t = Date.now();
@@ -190,6 +200,10 @@ describe('SEARCH grammar', () => {
     assert.deepEqual(search('NOT NOT SEEN'), { op: 'flag', flag: '\\Seen', set: true });
     assert.equal(parseSearch(cursor('CHARSET UTF-8 ALL'), (r) => r).charset, 'UTF-8');
     assert.equal(parseSearch(cursor('MODSEQ 5'), (r) => r).usesModseq, true);
+    assert.deepEqual(search('$'), { op: 'seq', ranges: [[-2, -2]] });
+    assert.deepEqual(search('UID $'), { op: 'uid', ranges: [[-2, -2]] });
+    assert.deepEqual(search('OLDER 3600'), { op: 'within', older: true, seconds: 3600 });
+    assert.deepEqual(search('YOUNGER 1'), { op: 'within', older: false, seconds: 1 });
   });
 
   it('flattens 3,000 ORs into one list, without recursion', () => {
@@ -217,6 +231,10 @@ describe('SEARCH grammar', () => {
     'UID',
     'LARGER x',
     'HEADER Subject',
+    'OLDER 0',
+    'YOUNGER',
+    'OLDER x',
+    'YOUNGER 4294967296',
   ];
   for (const line of bads)
     it(`refuses ${JSON.stringify(line)} with BAD`, () => assert.throws(() => search(line), ImapSyntaxError));
@@ -323,6 +341,10 @@ describe('Property: any command line gives a parse or a BAD, never another excep
     'SINCE',
     '1-Jan-2026',
     'CHANGEDSINCE',
+    '$',
+    'RETURN',
+    'OLDER',
+    'YOUNGER',
   );
   const line = fc
     .array(fc.oneof(token, fc.string({ maxLength: 8 })), { maxLength: 40 })

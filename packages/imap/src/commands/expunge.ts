@@ -2,14 +2,14 @@
 import { readSequenceSet } from '../protocol/sequence.ts';
 import { expungeDeleted, readOnlyGuard } from './select.ts';
 import { type Command, SELECTED } from './types.ts';
-import { selected } from './util.ts';
+import { resolveSet, selected } from './util.ts';
 
 function expunge(byUid: boolean): Command {
   return {
     states: SELECTED,
     async run(s, c) {
       const sel = selected(s);
-      const only = byUid ? sel.uids.byUid(readSequenceSet(c)) : null;
+      const only = byUid ? resolveSet(sel, readSequenceSet(c), true) : null;
       c.end();
       readOnlyGuard(sel, 'EXPUNGE');
       for (const u of await expungeDeleted(s, sel, only)) sel.expunged.add(u);

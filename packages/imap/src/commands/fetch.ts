@@ -40,7 +40,7 @@ async function markSeen(
   if (!unseen.length) return { list, changed: new Set() };
   const r = await s.ctx.store.updateFlags(sel.mailbox.id, unseen, { op: 'add', flags: ['\\Seen'] });
   if (!r.updated.length) return { list, changed: new Set() };
-  for (const m of r.updated) sel.own.add(m.modseq);
+  for (const m of r.updated) sel.madeHere(m.uid, m.modseq);
   s.ctx.publish({
     type: 'message.flags',
     accountId: sel.mailbox.accountId,

@@ -1,5 +1,7 @@
 /**
- * SEARCH and UID SEARCH (RFC 3501 §6.4.4) with MODSEQ (RFC 7162 §3.1.5).
+ * SEARCH and UID SEARCH (RFC 3501 §6.4.4) with MODSEQ (RFC 7162 §3.1.5),
+ * RETURN options (ESEARCH, RFC 4731: MIN, MAX, ALL, COUNT), SAVE and `$`
+ * (SEARCHRES, RFC 5182) and OLDER/YOUNGER (WITHIN, RFC 5032).
  * Strings are UTF-8 (CHARSET UTF-8 or US-ASCII, RFC 3501 §6.4.4); other
  * charsets are refused with BADCHARSET. The work is bounded by the mailbox
  * size times the (bounded) criteria, and yields to other sessions between
@@ -7,22 +9,44 @@
  */
 
 import type { Message, MessageMeta } from '@mailwerk/store';
-import { no } from '../errors.ts';
+import { bad, no } from '../errors.ts';
 import { utf8 } from '../protocol/cursor.ts';
+import { str } from '../protocol/encode.ts';
 import { parseSearch, type SearchKey } from '../protocol/search-parse.ts';
+import { formatUids } from '../protocol/sequence.ts';
 import { Evaluator, envelopeOnly, envelopeWords, memoWords, needsStructure } from '../search.ts';
 import { type Command, SELECTED } from './types.ts';
-import { selected, structureOf } from './util.ts';
+import { resolveSet, selected, structureOf } from './util.ts';
 
 const BATCH = 500;
 const CHARSETS = new Set(['UTF-8', 'US-ASCII']);
+const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE']);
+
+/** `RETURN (…)` before the criteria (RFC 4731 §3.1): the options asked for; `()` means ALL. Null without. */
+function readReturn(c: import('../protocol/cursor.ts').Cursor): Set<string> | null {
+  if (c.peekWord() !== 'RETURN') return null;
+  c.word();
+  c.space();
+  const options = new Set<string>();
+  c.list(() => {
+    const o = c.word();
+    if (!RETURN_OPTIONS.has(o)) throw bad(`Unknown search return option ${o.slice(0, 40)}`);
+    options.add(o);
+  });
+  c.space();
+  if (options.size === 0) options.add('ALL');
+  return options;
+}
 
 function search(): Command {
   return {
     states: SELECTED,
     noExpunge: true,
-    async run(s, c, { uid }) {
+    async run(s, c, { uid, tag }) {
       const sel = selected(s);
+      const options = readReturn(c);
+      // RFC 5182 §2.4: a SAVE that fails (BAD or NO) leaves `$` empty, not what it held before.
+      if (options?.has('SAVE')) sel.saved = [];
       const parsed = parseSearch(c, (raw) => utf8(raw));
       c.end();
       if (parsed.charset !== null && !CHARSETS.has(parsed.charset))
@@ -35,18 +59,20 @@ function search(): Command {
         const k = stack.pop()!;
         if (k.op === 'and' || k.op === 'or') stack.push(...k.keys);
         else if (k.op === 'not') stack.push(k.key);
-        else if (k.op === 'seq') sets.set(k, new Set(sel.uids.bySeq(k.ranges, true)));
-        else if (k.op === 'uid') sets.set(k, new Set(sel.uids.byUid(k.ranges)));
+        else if (k.op === 'seq') sets.set(k, new Set(resolveSet(sel, k.ranges, false, true)));
+        else if (k.op === 'uid') sets.set(k, new Set(resolveSet(sel, k.ranges, true)));
       }
-      const evaluator = new Evaluator(parsed.key, sets);
+      const evaluator = new Evaluator(parsed.key, sets, Date.now());
       // Flags, sizes and dates come from the rows; FROM/TO/CC/BCC/SUBJECT from the envelope words the service
       // keeps; only other headers, BODY and TEXT need each message's structure.
       const full = needsStructure(parsed.key) && !envelopeOnly(parsed.key);
       const words = !full && needsStructure(parsed.key);
       const store = s.ctx.store;
       const memo = s.ctx.searchWords;
+      // In ascending order of both UID and sequence number, with each one's mod-sequence.
       const hits: number[] = [];
-      let highest = 0;
+      const hitUids: number[] = [];
+      const modseqs: number[] = [];
       const all = sel.uids.toArray();
       for (let i = 0; i < all.length; i += BATCH) {
         const from = all[i]!;
@@ -89,15 +115,45 @@ function search(): Command {
           const match = evaluator.matches(subject);
           if (typeof match === 'boolean' ? match : await match) {
             hits.push(uid ? m.uid : seq);
-            if (m.modseq > highest) highest = m.modseq;
+            hitUids.push(m.uid);
+            modseqs.push(m.modseq);
           }
         }
         // Let other sessions run between batches.
         await new Promise((resolve) => setImmediate(resolve));
       }
-      const modseq = parsed.usesModseq && hits.length ? ` (MODSEQ ${highest})` : '';
-      s.untagged(`SEARCH${hits.length ? ` ${hits.join(' ')}` : ''}${modseq}`);
-      return `${uid ? 'UID SEARCH' : 'SEARCH'} completed`;
+      const done = `${uid ? 'UID SEARCH' : 'SEARCH'} completed`;
+      const highest = (indexes: number[]) => Math.max(0, ...indexes.map((i) => modseqs[i]!));
+      if (!options) {
+        const all = hits.map((_, i) => i);
+        const modseq = parsed.usesModseq && hits.length ? ` (MODSEQ ${highest(all)})` : '';
+        s.untagged(`SEARCH${hits.length ? ` ${hits.join(' ')}` : ''}${modseq}`);
+        return done;
+      }
+      // RFC 4731 §3.1: MIN, MAX and ALL only when something matched; COUNT always. RFC 5182 §2.4: SAVE
+      // with MIN or MAX alone keeps only those; with ALL or COUNT (or by itself), every match.
+      const last = hits.length - 1;
+      const minMaxOnly =
+        !options.has('ALL') && !options.has('COUNT') && (options.has('MIN') || options.has('MAX'));
+      const picked = minMaxOnly
+        ? [...new Set([...(options.has('MIN') ? [0] : []), ...(options.has('MAX') ? [last] : [])])].filter(
+            (i) => i >= 0,
+          )
+        : hits.map((_, i) => i);
+      if (options.has('SAVE')) sel.saved = picked.map((i) => hitUids[i]!);
+      const only = [...options].filter((o) => o !== 'SAVE');
+      if (only.length === 0) return done; // SAVE alone: no ESEARCH response (RFC 5182 §2.4).
+      const data: string[] = [];
+      if (hits.length) {
+        if (options.has('MIN')) data.push(`MIN ${hits[0]}`);
+        if (options.has('MAX')) data.push(`MAX ${hits[last]}`);
+        if (options.has('ALL')) data.push(`ALL ${formatUids(hits)}`);
+      }
+      if (options.has('COUNT')) data.push(`COUNT ${hits.length}`);
+      // RFC 7162 §3.1.5: the highest mod-sequence of the messages returned.
+      if (parsed.usesModseq && hits.length) data.push(`MODSEQ ${highest(picked)}`);
+      s.untagged(`ESEARCH (TAG ${str(tag)})${uid ? ' UID' : ''}${data.length ? ` ${data.join(' ')}` : ''}`);
+      return done;
     },
   };
 }

@@ -46,7 +46,7 @@ function store(): Command {
       });
       if (result.updated.some((x) => sel.learn(x.flags))) sel.announceFlags(s);
       for (const x of result.updated) {
-        sel.own.add(x.modseq);
+        sel.madeHere(x.uid, x.modseq);
         const seq = sel.uids.seqOf(x.uid);
         if (!seq || (silent && !s.condstore)) continue;
         const parts: string[] = [];

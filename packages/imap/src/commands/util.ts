@@ -4,6 +4,7 @@ import { type Message, normalizeMailboxName, readStructure } from '@mailwerk/sto
 import { bad, no } from '../errors.ts';
 import { decodeMutf7 } from '../mutf7.ts';
 import { type Cursor, utf8 } from '../protocol/cursor.ts';
+import { isSaved, type Range } from '../protocol/sequence.ts';
 import type { Selected } from '../selected.ts';
 import type { Session, User } from '../session.ts';
 
@@ -67,12 +68,14 @@ export async function mailbox(s: Session, name: string | null, missing = 'NONEXI
 }
 
 /** The UIDs a sequence set names in the selected mailbox (sequence numbers, or UIDs for UID commands). */
-export function resolveSet(
-  sel: Selected,
-  ranges: import('../protocol/sequence.ts').Range[],
-  uid: boolean,
-): number[] {
-  return uid ? sel.uids.byUid(ranges) : sel.uids.bySeq(ranges);
+/**
+ * The UIDs a sequence set names in the session's view. `$` (RFC 5182) is the saved result, less what
+ * has been expunged since (§2.1), whether the command is a UID one or not. `lenient`: sequence numbers
+ * past the end name nothing instead of being an error (SEARCH).
+ */
+export function resolveSet(sel: Selected, ranges: Range[], uid: boolean, lenient = false): number[] {
+  if (isSaved(ranges)) return sel.saved.filter((u) => sel.uids.has(u));
+  return uid ? sel.uids.byUid(ranges) : sel.uids.bySeq(ranges, lenient);
 }
 
 /** Messages whose damaged structure was reported already (one log line each, bounded). */

@@ -26,7 +26,9 @@ export type SearchKey =
   | { op: 'larger' | 'smaller'; size: number }
   /** BEFORE/ON/SINCE (internal date) and SENTBEFORE/SENTON/SENTSINCE (Date: as written): yyyymmdd. */
   | { op: 'date'; sent: boolean; cmp: '<' | '=' | '>='; day: number }
-  | { op: 'modseq'; modseq: number };
+  | { op: 'modseq'; modseq: number }
+  /** WITHIN (RFC 5032): the internal date more (OLDER) or less (YOUNGER) than `seconds` ago. */
+  | { op: 'within'; older: boolean; seconds: number };
 
 export const MAX_DEPTH = 64;
 
@@ -73,7 +75,7 @@ type Frame =
 /** One key that has no sub-keys, the cursor at its first character. `text(raw)` decodes strings. */
 function simpleKey(c: Cursor, text: (raw: string) => string, onModseq: () => void): SearchKey {
   const ch = c.peek();
-  if (ch === '*' || (ch >= '0' && ch <= '9')) return { op: 'seq', ranges: readSequenceSet(c) };
+  if (ch === '*' || ch === '$' || (ch >= '0' && ch <= '9')) return { op: 'seq', ranges: readSequenceSet(c) };
   const word = c.word();
   const flag = FLAG_KEYS[word];
   if (flag) return { op: 'flag', flag: flag[0], set: flag[1] };
@@ -123,6 +125,12 @@ function simpleKey(c: Cursor, text: (raw: string) => string, onModseq: () => voi
     case 'UID': {
       c.space();
       return { op: 'uid', ranges: readSequenceSet(c) };
+    }
+    case 'OLDER':
+    case 'YOUNGER': {
+      // RFC 5032 §4: interval = 1*DIGIT, in seconds; a non-zero number.
+      c.space();
+      return { op: 'within', older: word === 'OLDER', seconds: c.nzNumber() };
     }
     case 'MODSEQ': {
       // MODSEQ [entry-name entry-type-req] mod-sequence-valzer (RFC 7162 §3.1.5); the entry is accepted and ignored.

@@ -16,8 +16,18 @@ export type Range = [number, number];
 /** At most this many comma-separated elements (the line bound allows about 16,000 anyway). */
 const MAX_RANGES = 10_000;
 
-/** Reads a sequence-set: `1`, `2:4`, `*`, `5:*`, `*:3`, joined by commas. `$` (SEARCHRES) is not offered. */
+/** `$` (RFC 5182 SEARCHRES): the result a SEARCH saved, as the one range [SAVED, SAVED]. */
+export const SAVED = -2;
+
+/** Whether a set read by readSequenceSet is `$`. */
+export const isSaved = (ranges: Range[]): boolean => ranges.length === 1 && ranges[0]![0] === SAVED;
+
+/**
+ * Reads a sequence-set: `1`, `2:4`, `*`, `5:*`, `*:3`, joined by commas; or `$` alone (RFC 5182 §3:
+ * `seq-last-command` is a whole sequence-set, never one element of a list).
+ */
 export function readSequenceSet(c: Cursor): Range[] {
+  if (c.take('$')) return [[SAVED, SAVED]];
   const out: Range[] = [];
   const one = (): number => (c.take('*') ? STAR : c.nzNumber());
   for (;;) {

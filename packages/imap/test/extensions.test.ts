@@ -1,0 +1,171 @@
+// IMAP extensions of the IMAP4rev2 issue against the real server, over loopback with exact bytes: ESEARCH
+// (RFC 4731), SEARCHRES (RFC 5182) and WITHIN (RFC 5032); each case an example or an edge of its RFC.
+// One exchange with python3's imaplib, a real client sending its own bytes.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { parseMessage } from '@mailwerk/mime';
+import { contentId } from '@mailwerk/store';
+import { PASSWORD, RawImap, type Rig, rig, sample } from './harness.ts';
+
+const run = promisify(execFile);
+const DAY = 86_400_000;
+
+describe('IMAP extensions: ESEARCH, SEARCHRES, WITHIN', () => {
+  let r: Rig;
+  // UIDs 1..8; 2 and 5 are expunged below, so sequence numbers and UIDs differ: seq 1..6 = UID 1,3,4,6,7,8.
+  before(async () => {
+    r = await rig();
+    const mb = (await r.store.getMailbox(r.accounts.bob!, 'INBOX'))!;
+    const flagged = new Set([3, 4, 7]);
+    for (let i = 1; i <= 8; i++) {
+      const raw = sample(`message ${i}`);
+      await r.store.appendMessage({
+        accountId: r.accounts.bob!,
+        mailboxId: mb.id,
+        blobId: contentId(raw),
+        data: raw,
+        size: raw.length,
+        structure: parseMessage(raw),
+        flags: flagged.has(i) ? ['\\Flagged'] : [],
+        // The first four arrived three days ago, the others now.
+        internalDate: new Date(Date.now() - (i <= 4 ? 3 * DAY : 0)),
+      });
+    }
+    const c = await signedIn();
+    await c.cmd('SELECT INBOX');
+    await c.cmd('UID STORE 2,5 +FLAGS (\\Deleted)');
+    assert.match(await c.cmd('EXPUNGE'), /OK/);
+    c.close();
+  });
+  after(() => r.close());
+
+  async function signedIn(): Promise<RawImap> {
+    const c = await RawImap.connect(r.tlsPort, true);
+    assert.match(await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`), /OK/);
+    return c;
+  }
+  /** The untagged lines of a reply, without the tagged one. */
+  const untagged = (out: string) => out.split('\r\n').filter((l) => l.startsWith('* '));
+
+  it('advertises ESEARCH, SEARCHRES and WITHIN once signed in', async () => {
+    const c = await signedIn();
+    const caps = await c.cmd('CAPABILITY');
+    for (const cap of ['ESEARCH', 'SEARCHRES', 'WITHIN']) assert.match(caps, new RegExp(` ${cap}[ \\r]`));
+    c.close();
+  });
+
+  it('answers SEARCH RETURN with MIN, MAX, ALL and COUNT in one ESEARCH response (RFC 4731 §3.1)', async () => {
+    const c = await signedIn();
+    await c.cmd('SELECT INBOX');
+    // Flagged: UIDs 3, 4, 7 = sequence numbers 2, 3, 5.
+    assert.deepEqual(untagged(await c.cmd('SEARCH RETURN (MIN COUNT) FLAGGED')), [
+      '* ESEARCH (TAG "t3") MIN 2 COUNT 3',
+    ]);
+    assert.deepEqual(untagged(await c.cmd('UID SEARCH RETURN (MIN MAX) FLAGGED')), [
+      '* ESEARCH (TAG "t4") UID MIN 3 MAX 7',
+    ]);
+    assert.deepEqual(untagged(await c.cmd('UID SEARCH RETURN (ALL) UNFLAGGED')), [
+      '* ESEARCH (TAG "t5") UID ALL 1,6,8',
+    ]);
+    // An empty list is ALL (§3.1); ranges are written compactly.
+    assert.deepEqual(untagged(await c.cmd('SEARCH RETURN () ALL')), ['* ESEARCH (TAG "t6") ALL 1:6']);
+    // Nothing found: no MIN, MAX or ALL; COUNT 0.
+    assert.deepEqual(untagged(await c.cmd('SEARCH RETURN (MIN MAX ALL) SUBJECT "no such"')), [
+      '* ESEARCH (TAG "t7")',
+    ]);
+    assert.deepEqual(untagged(await c.cmd('SEARCH RETURN (COUNT) SUBJECT "no such"')), [
+      '* ESEARCH (TAG "t8") COUNT 0',
+    ]);
+    // With CONDSTORE's MODSEQ key: the highest mod-sequence of what is returned (RFC 7162 §3.1.5).
+    const modseq = untagged(await c.cmd('SEARCH RETURN (COUNT) MODSEQ 1'))[0]!;
+    assert.match(modseq, /^\* ESEARCH \(TAG "t9"\) COUNT 6 MODSEQ \d+$/);
+    assert.match(await c.cmd('SEARCH RETURN (FIRST) ALL'), /t10 BAD .*return option/);
+    assert.match(await c.cmd('SEARCH RETURN ALL'), /t11 BAD/);
+    // Without RETURN, SEARCH answers as RFC 3501 does.
+    assert.deepEqual(untagged(await c.cmd('SEARCH FLAGGED')), ['* SEARCH 2 3 5']);
+    c.close();
+  });
+
+  it('saves a result with RETURN (SAVE) and takes $ in FETCH, STORE, COPY, SEARCH and UID commands (RFC 5182)', async () => {
+    const c = await signedIn();
+    await c.cmd('SELECT INBOX');
+    // $ before any SAVE names nothing.
+    assert.deepEqual(untagged(await c.cmd('FETCH $ (UID)')), []);
+    // SAVE alone: no ESEARCH and no SEARCH response (§2.4).
+    assert.deepEqual(untagged(await c.cmd('UID SEARCH RETURN (SAVE) FLAGGED')), []);
+    assert.deepEqual(untagged(await c.cmd('FETCH $ (UID)')), [
+      '* 2 FETCH (UID 3)',
+      '* 3 FETCH (UID 4)',
+      '* 5 FETCH (UID 7)',
+    ]);
+    assert.deepEqual(untagged(await c.cmd('UID FETCH $ (FLAGS)')), [
+      '* 2 FETCH (UID 3 FLAGS (\\Flagged))',
+      '* 3 FETCH (UID 4 FLAGS (\\Flagged))',
+      '* 5 FETCH (UID 7 FLAGS (\\Flagged))',
+    ]);
+    assert.deepEqual(untagged(await c.cmd('STORE $ +FLAGS.SILENT (\\Seen)')), []);
+    assert.deepEqual(untagged(await c.cmd('SEARCH SEEN')), ['* SEARCH 2 3 5']);
+    // $ as a search key, and UIDs of $ after a SEARCH in sequence numbers.
+    assert.deepEqual(untagged(await c.cmd('SEARCH RETURN (SAVE) 1:3')), []);
+    assert.deepEqual(untagged(await c.cmd('UID SEARCH $ FLAGGED')), ['* SEARCH 3 4']);
+    assert.match(await c.cmd('COPY $ Archive'), /OK \[COPYUID \d+ 1,3:4 1:3\]/);
+    // SAVE with MIN and MAX only keeps those two (§2.4); with COUNT, all of them.
+    await c.cmd('SEARCH RETURN (SAVE MIN MAX) ALL');
+    assert.deepEqual(untagged(await c.cmd('UID FETCH $ (UID)')), ['* 1 FETCH (UID 1)', '* 6 FETCH (UID 8)']);
+    assert.deepEqual(untagged(await c.cmd('SEARCH RETURN (SAVE MIN COUNT) FLAGGED')), [
+      '* ESEARCH (TAG "t14") MIN 2 COUNT 3',
+    ]);
+    assert.deepEqual(untagged(await c.cmd('UID SEARCH UID $')), ['* SEARCH 3 4 7']);
+    // $ is a whole sequence set, never one element of a list.
+    assert.match(await c.cmd('FETCH $,1 (UID)'), /t16 BAD/);
+    // A SAVE that fails leaves $ empty (§2.4), not what it held.
+    assert.match(await c.cmd('SEARCH RETURN (SAVE) NOSUCHKEY'), /t17 BAD/);
+    assert.deepEqual(untagged(await c.cmd('FETCH $ (UID)')), []);
+    c.close();
+  });
+
+  it('drops expunged messages from $, and SELECT empties it', async () => {
+    const c = await signedIn();
+    await c.cmd('SELECT Archive');
+    await c.cmd('UID SEARCH RETURN (SAVE) ALL');
+    assert.equal(untagged(await c.cmd('FETCH $ (UID)')).length, 3);
+    await c.cmd('UID STORE 1 +FLAGS.SILENT (\\Deleted)');
+    await c.cmd('EXPUNGE');
+    assert.deepEqual(untagged(await c.cmd('UID FETCH $ (UID)')), ['* 1 FETCH (UID 2)', '* 2 FETCH (UID 3)']);
+    await c.cmd('SELECT Archive');
+    assert.deepEqual(untagged(await c.cmd('FETCH $ (UID)')), []);
+    c.close();
+  });
+
+  it('finds messages by age with OLDER and YOUNGER, in seconds from now (RFC 5032)', async () => {
+    const c = await signedIn();
+    await c.cmd('SELECT INBOX');
+    // UIDs 1, 3, 4 arrived three days ago (seq 1, 2, 3); 6, 7, 8 now.
+    assert.deepEqual(untagged(await c.cmd('UID SEARCH OLDER 86400')), ['* SEARCH 1 3 4']);
+    assert.deepEqual(untagged(await c.cmd('UID SEARCH YOUNGER 86400')), ['* SEARCH 6 7 8']);
+    assert.deepEqual(untagged(await c.cmd('SEARCH YOUNGER 864000 FLAGGED')), ['* SEARCH 2 3 5']);
+    assert.deepEqual(untagged(await c.cmd('SEARCH RETURN (COUNT) NOT YOUNGER 3600')), [
+      '* ESEARCH (TAG "t6") COUNT 3',
+    ]);
+    assert.match(await c.cmd('SEARCH OLDER 0'), /t7 BAD/);
+    assert.match(await c.cmd('SEARCH YOUNGER -5'), /t8 BAD/);
+    c.close();
+  });
+
+  it('python3 imaplib gets the ESEARCH response of its own command', async () => {
+    const script = `
+import imaplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL('127.0.0.1', int(sys.argv[1]), ssl_context=ctx)
+m.login('bob@example.org', sys.argv[2])
+m.select('INBOX', readonly=True)
+typ, data = m._simple_command('UID', 'SEARCH', 'RETURN', '(MIN MAX COUNT)', 'FLAGGED')
+print(typ, m._untagged_response(typ, data, 'ESEARCH')[1][0].decode())
+m.logout()
+`;
+    const { stdout } = await run('python3', ['-c', script, String(r.tlsPort), PASSWORD], { timeout: 30_000 });
+    assert.match(stdout, /^OK \(TAG "[A-Z0-9]+"\) UID MIN 3 MAX 7 COUNT 3$/m);
+  });
+});
