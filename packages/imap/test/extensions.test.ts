@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { parseMessage } from '@mailwerk/mime';
 import { contentId } from '@mailwerk/store';
+import { ImapFlow } from 'imapflow';
 import { PASSWORD, RawImap, type Rig, rig, sample } from './harness.ts';
 
 const run = promisify(execFile);
@@ -167,5 +168,115 @@ m.logout()
 `;
     const { stdout } = await run('python3', ['-c', script, String(r.tlsPort), PASSWORD], { timeout: 30_000 });
     assert.match(stdout, /^OK \(TAG "[A-Z0-9]+"\) UID MIN 3 MAX 7 COUNT 3$/m);
+  });
+});
+
+describe('IMAP extensions: LIST-EXTENDED and LIST-STATUS', () => {
+  let r: Rig;
+  let c: RawImap;
+  before(async () => {
+    r = await rig();
+    c = await RawImap.connect(r.tlsPort, true);
+    assert.match(await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`), /OK/);
+    // RFC 5258 §5's fruit: Fruit and Fruit/Apple not subscribed, Fruit/Peach subscribed; Tofu subscribed.
+    for (const name of ['Fruit', 'Fruit/Apple', 'Fruit/Peach', 'Tofu'])
+      assert.match(await c.cmd(`CREATE ${name}`), /OK/);
+    for (const name of ['Fruit', 'Fruit/Apple']) await c.cmd(`UNSUBSCRIBE ${name}`);
+    for (const name of ['Fruit/Peach', 'Tofu']) await c.cmd(`SUBSCRIBE ${name}`);
+    await c.cmd('APPEND Tofu (\\Seen) {11}\r\nSubject: x\r\n');
+  });
+  after(async () => {
+    c?.close();
+    await r?.close();
+  });
+  const lines = (out: string, kind = 'LIST') => out.split('\r\n').filter((l) => l.startsWith(`* ${kind} `));
+
+  it('advertises LIST-EXTENDED and LIST-STATUS', async () => {
+    assert.match(await c.cmd('CAPABILITY'), / LIST-EXTENDED LIST-STATUS/);
+  });
+
+  it('lists only subscribed mailboxes with SUBSCRIBED, marked \\Subscribed (RFC 5258 §3.1)', async () => {
+    const out = lines(await c.cmd('LIST (SUBSCRIBED) "" "*"'));
+    assert.ok(out.includes('* LIST (\\HasNoChildren \\Subscribed) "/" "Fruit/Peach"'), out.join('\n'));
+    assert.ok(out.includes('* LIST (\\HasNoChildren \\Subscribed) "/" "Tofu"'), out.join('\n'));
+    assert.ok(!out.some((l) => / "Fruit"$| "Fruit\/Apple"$/.test(l)), out.join('\n'));
+  });
+
+  it('names a parent whose child is subscribed with CHILDINFO under RECURSIVEMATCH, and refuses RECURSIVEMATCH alone', async () => {
+    const out = lines(await c.cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"'));
+    assert.ok(
+      out.includes('* LIST (\\HasChildren) "/" "Fruit" ("CHILDINFO" ("SUBSCRIBED"))'),
+      out.join('\n'),
+    );
+    assert.ok(out.includes('* LIST (\\HasNoChildren \\Subscribed) "/" "Tofu"'));
+    // With "*" the child matches the pattern itself: no CHILDINFO for its parent, which is not listed.
+    const all = lines(await c.cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"'));
+    assert.ok(!all.some((l) => /CHILDINFO| "Fruit"$/.test(l)), all.join('\n'));
+    assert.match(await c.cmd('LIST (RECURSIVEMATCH) "" "%"'), /BAD RECURSIVEMATCH needs/);
+    assert.match(await c.cmd('LIST (REMOTE RECURSIVEMATCH) "" "%"'), /BAD/);
+  });
+
+  it('takes several patterns, the return options SUBSCRIBED, CHILDREN and SPECIAL-USE, and the SPECIAL-USE selection', async () => {
+    const many = lines(await c.cmd('LIST "" ("INBOX" "Fruit/%") RETURN (SUBSCRIBED CHILDREN)'));
+    assert.deepEqual(many, [
+      '* LIST (\\HasNoChildren \\Subscribed) "/" INBOX',
+      '* LIST (\\HasNoChildren) "/" "Fruit/Apple"',
+      '* LIST (\\HasNoChildren \\Subscribed) "/" "Fruit/Peach"',
+    ]);
+    const special = lines(await c.cmd('LIST (SPECIAL-USE) "" "*" RETURN (SPECIAL-USE)'));
+    assert.ok(special.length >= 4, special.join('\n'));
+    assert.ok(
+      special.every((l) => /\\(Sent|Drafts|Trash|Junk|Archive)/.test(l)),
+      special.join('\n'),
+    );
+    assert.match(await c.cmd('LIST "" "%" RETURN (BOGUS)'), /BAD Unknown LIST return option/);
+    assert.match(await c.cmd('LIST (BOGUS) "" "%"'), /BAD Unknown LIST selection option/);
+    assert.match(await c.cmd('LIST "" () '), /BAD/);
+  });
+
+  it('returns STATUS after each LIST line with RETURN (STATUS …) (RFC 5819)', async () => {
+    const out = await c.cmd('LIST "" "Tofu" RETURN (STATUS (MESSAGES UNSEEN SIZE))');
+    assert.match(
+      out,
+      /^\* LIST \(\\HasNoChildren\) "\/" "Tofu"\r\n\* STATUS "Tofu" \(MESSAGES 1 UNSEEN 0 SIZE 11\)\r\n/,
+    );
+    assert.match(await c.cmd('LIST "" "Tofu" RETURN (STATUS (BOGUS))'), /BAD Unknown STATUS item/);
+    assert.match(await c.cmd('LIST "" "Tofu" RETURN (STATUS ())'), /BAD/);
+  });
+
+  it('imapflow lists with the extended syntax and takes the STATUS it returns', async () => {
+    const client = new ImapFlow({
+      host: '127.0.0.1',
+      port: r.tlsPort,
+      secure: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'bob@example.org', pass: PASSWORD },
+      // Its debug log carries each command it sends.
+      logger: {
+        debug: (o: { msg?: string }) => {
+          if (typeof o.msg === 'string') said.push(o.msg);
+        },
+        info: () => undefined,
+        warn: () => undefined,
+        error: () => undefined,
+      },
+    });
+    const said: string[] = [];
+    await client.connect();
+    try {
+      const list = await client.list({ statusQuery: { messages: true, unseen: true } });
+      // One LIST with the status in it, no LSUB and no STATUS per mailbox.
+      assert.deepEqual(
+        said.filter((l) => /^\d+ (LIST|LSUB|STATUS)\b/.test(l)).map((l) => l.replace(/^\d+ /, '')),
+        ['LIST "" "*" RETURN (STATUS (MESSAGES UNSEEN) SPECIAL-USE CHILDREN SUBSCRIBED)'],
+      );
+      const tofu = list.find((m) => m.path === 'Tofu')!;
+      assert.equal(tofu.subscribed, true);
+      assert.deepEqual({ ...tofu.status, path: undefined }, { path: undefined, messages: 1, unseen: 0 });
+      assert.ok(!list.find((m) => m.path === 'Fruit/Apple')!.subscribed);
+      assert.equal(list.find((m) => m.specialUse === '\\Sent')!.path, 'Sent');
+    } finally {
+      await client.logout();
+    }
   });
 });

@@ -32,7 +32,7 @@ export function capabilities(s: Session): string[] {
     `APPENDLIMIT=${s.ctx.maxMessageSize}`,
   );
   if (!s.compressed) caps.push('COMPRESS=DEFLATE');
-  caps.push('STATUS=SIZE', 'UTF8=ACCEPT', 'ESEARCH', 'SEARCHRES', 'WITHIN');
+  caps.push('STATUS=SIZE', 'UTF8=ACCEPT', 'ESEARCH', 'SEARCHRES', 'WITHIN', 'LIST-EXTENDED', 'LIST-STATUS');
   return caps;
 }
 

@@ -1,6 +1,9 @@
 /** STATUS (RFC 3501 §6.3.10) with HIGHESTMODSEQ (RFC 7162), APPENDLIMIT (RFC 7889) and SIZE (RFC 8438). */
+import type { Mailbox } from '@mailwerk/store';
 import { bad } from '../errors.ts';
+import type { Cursor } from '../protocol/cursor.ts';
 import { mailboxName } from '../protocol/encode.ts';
+import type { Session } from '../session.ts';
 import { AUTHENTICATED, type Command } from './types.ts';
 import { mailbox, readMailbox } from './util.ts';
 
@@ -15,37 +18,47 @@ const ITEMS = new Set([
   'SIZE',
 ]);
 
+/** `(item …)` of STATUS (and of LIST's RETURN (STATUS …), RFC 5819): at least one, each known. */
+export function readStatusItems(c: Cursor): string[] {
+  const items: string[] = [];
+  c.list(() => {
+    const w = c.word();
+    if (!ITEMS.has(w)) throw bad(`Unknown STATUS item ${w.slice(0, 32)}`);
+    items.push(w);
+  });
+  if (items.length === 0) throw bad('STATUS needs at least one item');
+  return items;
+}
+
+/** Writes `* STATUS name (…)` for one mailbox. */
+export async function writeStatus(s: Session, mb: Mailbox, items: string[]): Promise<void> {
+  const st = await s.ctx.store.mailboxStatus(mb.id);
+  if (items.includes('HIGHESTMODSEQ')) s.condstore = true;
+  const value: Record<string, number> = {
+    MESSAGES: st.messages,
+    RECENT: st.recent,
+    UIDNEXT: st.uidNext,
+    UIDVALIDITY: st.uidValidity,
+    UNSEEN: st.unseen,
+    HIGHESTMODSEQ: st.highestModseq,
+    APPENDLIMIT: s.ctx.maxMessageSize,
+    SIZE: st.size,
+  };
+  s.write(
+    '* STATUS ',
+    mailboxName(mb.name, s.utf8),
+    ` (${items.map((i) => `${i} ${value[i]}`).join(' ')})\r\n`,
+  );
+}
+
 export const STATUS: Command = {
   states: AUTHENTICATED,
   async run(s, c) {
     const name = readMailbox(s, c);
     c.space();
-    const items: string[] = [];
-    c.list(() => {
-      const w = c.word();
-      if (!ITEMS.has(w)) throw bad(`Unknown STATUS item ${w.slice(0, 32)}`);
-      items.push(w);
-    });
+    const items = readStatusItems(c);
     c.end();
-    if (items.length === 0) throw bad('STATUS needs at least one item');
-    const mb = await mailbox(s, name);
-    const st = await s.ctx.store.mailboxStatus(mb.id);
-    if (items.includes('HIGHESTMODSEQ')) s.condstore = true;
-    const value: Record<string, number> = {
-      MESSAGES: st.messages,
-      RECENT: st.recent,
-      UIDNEXT: st.uidNext,
-      UIDVALIDITY: st.uidValidity,
-      UNSEEN: st.unseen,
-      HIGHESTMODSEQ: st.highestModseq,
-      APPENDLIMIT: s.ctx.maxMessageSize,
-      SIZE: st.size,
-    };
-    s.write(
-      '* STATUS ',
-      mailboxName(mb.name, s.utf8),
-      ` (${items.map((i) => `${i} ${value[i]}`).join(' ')})\r\n`,
-    );
+    await writeStatus(s, await mailbox(s, name), items);
     return 'STATUS completed';
   },
 };
