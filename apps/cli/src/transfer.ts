@@ -39,6 +39,8 @@ export interface Progress {
   added: number;
   skipped: number;
   failed: number;
+  /** Where the source says up front what a folder holds (IMAP): how far this folder is, of how much. */
+  inFolder?: { messages: number; bytes: number; totalMessages: number; totalBytes: number };
 }
 
 export type OnProgress = (p: Progress) => void;
@@ -439,6 +441,7 @@ export async function importImap(
           }
         // Metadata first: what is here already is neither downloaded nor counted as new.
         const todo: Array<{ uid: number; flags: string[]; date: Date; size: number }> = [];
+        const inFolder = { messages: 0, bytes: 0, totalMessages: 0, totalBytes: 0 };
         if (box && box.exists > 0)
           for await (const m of client.fetch('1:*', {
             uid: true,
@@ -451,11 +454,14 @@ export async function importImap(
               m.internalDate instanceof Date ? m.internalDate : new Date(m.internalDate ?? Date.now());
             const size = m.size ?? 0;
             const id = identity(m.envelope?.messageId, size, date);
+            inFolder.totalMessages++;
+            inFolder.totalBytes += size;
             if (id && known.has(id)) {
               p.messages++;
               p.skipped++;
               p.bytes += size;
-              onProgress(p);
+              inFolder.messages++;
+              inFolder.bytes += size;
               continue;
             }
             todo.push({
@@ -466,12 +472,17 @@ export async function importImap(
             });
           }
         p.folders.push({ remote: remote.path, local: name, toCopy: todo.length });
+        p.inFolder = inFolder;
         if (options.dryRun || !here) {
           p.messages += todo.length;
           p.bytes += todo.reduce((n, t) => n + t.size, 0);
+          inFolder.messages = inFolder.totalMessages;
+          inFolder.bytes = inFolder.totalBytes;
           onProgress(p);
           continue;
         }
+        // The folder begins: what it holds, and how much of it is here already.
+        onProgress(p);
         const byUid = new Map(todo.map((t) => [t.uid, t]));
         // In batches: one FETCH of bodies for up to 200 messages, each appended as it arrives.
         for (let i = 0; i < todo.length; i += 200) {
@@ -481,6 +492,8 @@ export async function importImap(
             if (!meta || !m.source) continue;
             p.messages++;
             p.bytes += m.source.length;
+            inFolder.messages++;
+            inFolder.bytes += meta.size;
             if (options.maxSize && m.source.length > options.maxSize) {
               p.failed++;
               onProgress(p);
@@ -499,5 +512,6 @@ export async function importImap(
   } finally {
     await client.logout().catch(() => client.close());
   }
+  delete p.inFolder;
   return p;
 }

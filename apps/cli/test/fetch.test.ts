@@ -3,8 +3,9 @@
 // however often it runs, a refused password stopping the account, and a server that closes in the
 // middle of a message (a bare POP3 server of the test's own) leaving nothing half stored.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -228,6 +229,64 @@ describe('mailwerk fetch (a private Dovecot on loopback)', { skip: dovecotImapMi
     } finally {
       await svc.kill();
     }
+    // A restart between fetches: what came meanwhile arrives once, and nothing fetched before again.
+    await deliverRemote('dan', 'while stopped');
+    const again = await sb.spawn(['start'], /IMAP \(TLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
+    try {
+      const until = Date.now() + 20_000;
+      while (!(await subjects('jo@example.org')).includes('INBOX:while stopped')) {
+        assert.ok(Date.now() < until, `not fetched after the restart: ${again.output().slice(-2000)}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.deepEqual(await subjects('jo@example.org'), [
+        'INBOX:for the service',
+        'INBOX:pushed by idle',
+        'INBOX:while stopped',
+      ]);
+    } finally {
+      await again.kill();
+    }
+  });
+
+  it('fetch passwd sets the password kept for an account, and one stopped by a refused password fetches again', async () => {
+    const [stopped] = await sb.json<Array<{ id: string; stopped: boolean }>>([
+      'fetch',
+      'list',
+      'hal@example.org',
+    ]);
+    assert.equal(stopped!.stopped, true);
+    const set = await sb.run(['fetch', 'passwd', 'hal@example.org', stopped!.id], 'alice pw\n');
+    assert.equal(set.code, 0, set.stderr);
+    assert.match(set.stdout, /^password set for imap:\/\/alice@127\.0\.0\.1:\d+; fetching again$/m);
+    const shown = await sb.json<{ stopped: boolean; errors: number; lastError: string | null }>([
+      'fetch',
+      'show',
+      'hal@example.org',
+      stopped!.id,
+    ]);
+    assert.deepEqual([shown.stopped, shown.errors, shown.lastError], [false, 0, null]);
+    const run = await sb.run(['fetch', 'run', 'hal@example.org']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /: 3 fetched$/m);
+  });
+
+  it('says which key is missing when the password was kept with another fetch.key', async () => {
+    const keyPath = join(sb.dir, 'data', 'fetch.key');
+    const key = await readFile(keyPath);
+    await writeFile(keyPath, randomBytes(32));
+    try {
+      const r = await sb.run(['fetch', 'run', 'erin@example.org']);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /the password cannot be read with this host's fetch\.key/);
+      assert.equal(r.stderr.trimEnd().split('\n').length, 1);
+    } finally {
+      await writeFile(keyPath, key);
+    }
+    assert.equal(
+      (await sb.run(['fetch', 'run', 'erin@example.org'])).code,
+      0,
+      'the right key reads it again',
+    );
   });
 
   it('refuses what it cannot take, with one line and a non-zero exit', async () => {

@@ -232,6 +232,13 @@ describe('mailwerk import from IMAP (a private Dovecot on loopback)', {
       first.stdout,
       /^imported into erin@example\.org: 5 messages \(5 read, [\d.]+ MiB\); 0 there already\n$/,
     );
+    // Progress per folder, of what the folder holds (stderr is not a terminal here: a line each).
+    assert.match(first.stderr, /^importing INBOX: 0\/2 messages, 0\.0 MiB of 0\.0 MiB; 0 messages so far/m);
+    assert.match(first.stderr, /^importing INBOX: 2\/2 messages/m);
+    assert.match(
+      first.stderr,
+      /^importing Work\/Projects: 1\/1 messages, [\d.]+ MiB of [\d.]+ MiB; \d messages so far/m,
+    );
     const remote = await served();
     assert.equal(remote.length, 5);
     assert.deepEqual(
@@ -245,6 +252,7 @@ describe('mailwerk import from IMAP (a private Dovecot on loopback)', {
       'old secret\n',
     );
     assert.match(again.stdout, /: 0 messages \(5 read, [\d.]+ MiB\); 5 there already\n$/);
+    assert.match(again.stderr, /^importing INBOX: 2\/2 messages/m);
     await write('', '1700000006.M6P1.old:2,', msg('arrived later'), 1_700_000_006);
     dovecot.chown();
     const third = await sb.run(

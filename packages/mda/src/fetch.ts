@@ -45,9 +45,17 @@ export function encryptSecret(key: Buffer, text: string): string {
 
 export function decryptSecret(key: Buffer, secret: string): string {
   const raw = Buffer.from(secret, 'base64');
-  const d = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
-  d.setAuthTag(raw.subarray(12, 28));
-  return Buffer.concat([d.update(raw.subarray(28)), d.final()]).toString('utf8');
+  try {
+    const d = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
+    d.setAuthTag(raw.subarray(12, 28));
+    return Buffer.concat([d.update(raw.subarray(28)), d.final()]).toString('utf8');
+  } catch {
+    // GCM's tag does not match: another key (a host of a shared setup without the same fetch.key, a
+    // data directory restored without it) or a damaged value. Either way the admin can act on this.
+    throw new Error(
+      "the password cannot be read with this host's fetch.key (it was kept with another one: copy fetch.key from the host that added the account, or set the password again with mailwerk fetch passwd)",
+    );
+  }
 }
 
 let imapflow: Promise<typeof import('imapflow')> | null = null;
@@ -203,11 +211,11 @@ export async function fetchRemote(o: FetchOptions, id: string): Promise<FetchRes
   if (!remote) throw new Error(`no remote account ${id}`);
   const account = await o.store.getAccount(remote.accountId);
   if (!account) throw new Error(`no account ${remote.accountId}`);
-  const password = decryptSecret(o.key, remote.secret);
   const state: FetchedState = structuredClone(remote.fetched);
   const counts = { fetched: 0, skipped: 0 };
   const save = () => o.store.updateRemoteAccount(id, { fetched: state });
   try {
+    const password = decryptSecret(o.key, remote.secret);
     const run: Run = { o, remote, account, password, state, counts, save };
     if (remote.protocol === 'imap') await fetchImap(run);
     else await fetchPop3(run);

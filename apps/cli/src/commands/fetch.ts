@@ -180,6 +180,26 @@ export const fetchCommands: Command[] = [
     },
   },
   {
+    name: ['fetch', 'passwd'],
+    args: 'USER ID',
+    summary:
+      'set the password kept for a remote account (from the prompt or stdin); a stopped account starts again',
+    minArgs: 2,
+    maxArgs: 2,
+    async run(ctx, [user, id]) {
+      const r = await remoteOf(ctx, user!, id!);
+      const password = await readPassword(ctx.io);
+      if (!password) throw new CliError('fetch passwd: an empty password');
+      await ctx.store().updateRemoteAccount(r.id, {
+        secret: encryptSecret(fetchKey(ctx.config().data_dir), password),
+        stopped: false,
+        errors: 0,
+        lastError: null,
+      });
+      ctx.print(`password set for ${where(r)}${r.stopped ? '; fetching again' : ''}`);
+    },
+  },
+  {
     name: ['fetch', 'run'],
     args: 'USER [ID]',
     summary: "fetch now (the user's remote accounts, or one), even one stopped by a refused password",

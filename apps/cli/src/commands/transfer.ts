@@ -18,31 +18,41 @@ import {
 
 const MiB = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
 
+/** Where an import or export is: the folder, how far into it (of how much, where known), and the total so far. */
+function describeProgress(p: Progress): string {
+  const f = p.inFolder;
+  const so = `${p.messages} messages so far (${MiB(p.bytes)})`;
+  return f
+    ? `${p.folder}: ${f.messages}/${f.totalMessages} messages, ${MiB(f.bytes)} of ${MiB(f.totalBytes)}; ${so}`
+    : `${p.folder}: ${so}`;
+}
+
 /**
- * Progress on a terminal as a bar (messages, bytes, current folder), else a plain line per folder and
- * every 1,000 messages; `done()` ends it.
+ * Progress on a terminal as a line rewritten in place, else a plain line when a folder begins, every
+ * 1,000 messages and when a folder whose size is known is done; `done()` ends it.
  */
 function reporter(ctx: Context, verb: string): { onProgress: OnProgress; done(): void } {
   const tty = Boolean((ctx.io.stderr as NodeJS.WriteStream).isTTY) && !ctx.json;
   if (tty) {
     const bar = new SingleBar({
       stream: ctx.io.stderr as NodeJS.WriteStream,
-      format: `${verb} {value} messages, {size} | {folder}`,
+      format: `${verb} {detail}`,
       hideCursor: true,
       noTTYOutput: false,
     });
-    bar.start(0, 0, { size: MiB(0), folder: '' });
+    bar.start(0, 0, { detail: '' });
     return {
-      onProgress: (p) => bar.update(p.messages, { size: MiB(p.bytes), folder: p.folder }),
+      onProgress: (p) => bar.update(p.messages, { detail: describeProgress(p) }),
       done: () => bar.stop(),
     };
   }
-  let folder = '';
+  let folder: string | null = null;
   return {
     onProgress: (p) => {
-      if (p.folder !== folder || p.messages % 1000 === 0) {
+      const finished = p.inFolder && p.inFolder.messages === p.inFolder.totalMessages;
+      if (p.folder !== folder || p.messages % 1000 === 0 || finished) {
         folder = p.folder;
-        ctx.io.stderr.write(`${verb} ${p.folder}: ${p.messages} messages so far (${MiB(p.bytes)})\n`);
+        ctx.io.stderr.write(`${verb} ${describeProgress(p)}\n`);
       }
     },
     done: () => undefined,
