@@ -701,6 +701,52 @@ describe('mailwerk start', () => {
     }
   });
 
+  it("fetches from Mailwerk's own IMAP and POP3 over TLS (mailwerk fetch), each message once", async () => {
+    assert.equal((await sb.run(['user', 'add', 'dave@example.org'], 'dave password\n')).code, 0);
+    assert.equal((await sb.run(['user', 'add', 'erik@example.org'], 'erik password\n')).code, 0);
+    const svc = await sb.spawn(['start'], /POP3 \(TLS\)\s+127\.0\.0\.1:\d+\s+running/, env);
+    const imap = bobImap();
+    try {
+      await send('to be fetched');
+      await imap.connect();
+      const inbox = await eventually(async () => {
+        const st = await imap.status('INBOX', { messages: true });
+        const lock = await imap.getMailboxLock('INBOX');
+        try {
+          const found = await imap.search({ subject: 'to be fetched' });
+          return found && found.length === 1 && st ? st.messages! : null;
+        } finally {
+          lock.release();
+        }
+      });
+      const add = async (user: string, args: string[]) => {
+        const r = await sb.run(
+          ['fetch', 'add', user, ...args, '--user', 'bob@example.org', '--insecure'],
+          'a good password\n',
+          env,
+        );
+        assert.equal(r.code, 0, r.stderr);
+      };
+      await add('dave@example.org', [`127.0.0.1:${imapsPort}`, '--imap']);
+      await add('erik@example.org', [`127.0.0.1:${pop3sPort}`, '--pop3', '--keep']);
+      for (const user of ['dave@example.org', 'erik@example.org']) {
+        const first = await sb.run(['fetch', 'run', user], '', env);
+        assert.equal(first.code, 0, first.stderr);
+        assert.match(first.stdout, new RegExp(`: ${inbox} fetched$`, 'm'));
+        assert.match(
+          (await sb.run(['fetch', 'run', user], '', env)).stdout,
+          /: 0 fetched$/m,
+          'nothing twice',
+        );
+        const listed = await sb.json<Listing>(['mail', 'list', user]);
+        assert.equal(listed.messages.filter((m) => m.subject === 'to be fetched').length, 1);
+      }
+    } finally {
+      await imap.logout().catch(() => imap.close());
+      await svc.kill();
+    }
+  });
+
   it('with rspamd and Redis configured, scans mail on the MX and shares its counters', async () => {
     const { startRspamd } = await import('../../../packages/mta/test/rspamd-server.ts');
     const { startRedis } = await import('../../../packages/limits/test/redis-server.ts');

@@ -16,6 +16,7 @@ import { MetaCache } from './meta-cache.ts';
 import { Notifier } from './notifier.ts';
 import type { WordsMemo } from './search.ts';
 import { Session } from './session.ts';
+import type { ContentFacts } from './sort.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -73,6 +74,8 @@ export interface ServiceContext {
   metaCache: MetaCache;
   /** SEARCH's envelope words by blob (about 30,000 messages' worth by default). */
   searchWords: WordsMemo;
+  /** What SORT and THREAD read of a message, by blob (as many messages as searchWords). */
+  sortFacts: BlobMemo<ContentFacts>;
   idleTimeoutMs: number;
   loginTimeoutMs: number;
   writeTimeoutMs: number;
@@ -105,6 +108,7 @@ export class ImapService {
       textCache: new TextCache(options.fetchCacheBytes ?? 16 * 1024 * 1024),
       metaCache: new MetaCache(options.store, { maxRows: options.metaCacheRows ?? 200_000 }),
       searchWords: new BlobMemo(options.searchCacheMessages ?? 30_000),
+      sortFacts: new BlobMemo(options.searchCacheMessages ?? 30_000),
       idleTimeoutMs: options.idleTimeoutMs ?? 30 * 60_000,
       loginTimeoutMs: options.loginTimeoutMs ?? 3 * 60_000,
       writeTimeoutMs: options.writeTimeoutMs ?? 5 * 60_000,

@@ -280,3 +280,129 @@ describe('IMAP extensions: LIST-EXTENDED and LIST-STATUS', () => {
     }
   });
 });
+
+describe('IMAP extensions: SORT, SORT=DISPLAY and THREAD', () => {
+  let r: Rig;
+  let c: RawImap;
+  const sizes: number[] = [];
+  const mail = (h: Record<string, string>) =>
+    Buffer.from(
+      `${Object.entries(h)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('')}\r\nbody\r\n`,
+    );
+  before(async () => {
+    r = await rig();
+    const mb = (await r.store.getMailbox(r.accounts.bob!, 'INBOX'))!;
+    // A fixed mailbox: the answers below are worked out by hand from RFC 5256 and RFC 5957.
+    const rows: Array<Record<string, string>> = [
+      {
+        From: '"Zoe" <zoe@a.example>',
+        To: 'bob@example.org',
+        Subject: 'Plans',
+        Date: 'Mon, 2 Mar 2026 10:00:00 +0000',
+        'Message-ID': '<p1@a>',
+      },
+      {
+        From: 'adam@b.example',
+        To: '"Bob B" <bob@example.org>',
+        Cc: 'carl@c.example',
+        Subject: 'Re: Plans',
+        Date: 'Mon, 2 Mar 2026 12:00:00 +0200',
+        'Message-ID': '<p2@b>',
+        References: '<p1@a>',
+      },
+      {
+        From: '=?UTF-8?Q?=C3=89mile?= <emile@c.example>',
+        To: 'ann@example.org',
+        Subject: '[team] Budget',
+        Date: 'Sun, 1 Mar 2026 09:00:00 +0000',
+        'Message-ID': '<b1@c>',
+      },
+      {
+        From: 'Bert <bert@d.example>',
+        To: 'bob@example.org',
+        Cc: 'alice@e.example',
+        Subject: 'RE: plans',
+        Date: 'Tue, 3 Mar 2026 08:00:00 +0000',
+        'Message-ID': '<p3@d>',
+        'In-Reply-To': '<p2@b>',
+      },
+      { From: 'nodate@f.example', Subject: 'Fwd: Budget', 'Message-ID': '<b2@f>' },
+    ];
+    for (const [i, h] of rows.entries()) {
+      const raw = mail(h);
+      sizes.push(raw.length);
+      await r.store.appendMessage({
+        accountId: r.accounts.bob!,
+        mailboxId: mb.id,
+        blobId: contentId(raw),
+        data: raw,
+        size: raw.length,
+        structure: parseMessage(raw),
+        flags: [],
+        // Arrival: in order, a minute apart, after every Date: above.
+        internalDate: new Date(Date.UTC(2026, 2, 10, 0, i)),
+      });
+    }
+    c = await RawImap.connect(r.tlsPort, true);
+    assert.match(await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`), /OK/);
+    await c.cmd('SELECT INBOX');
+  });
+  after(async () => {
+    c?.close();
+    await r?.close();
+  });
+  const one = async (command: string, kind: string) => {
+    const out = await c.cmd(command);
+    const line = out.split('\r\n').find((l) => l.startsWith(`* ${kind}`));
+    assert.ok(line, out);
+    return line.slice(2 + kind.length).trim();
+  };
+
+  it('advertises SORT, SORT=DISPLAY and both THREAD algorithms', async () => {
+    assert.match(await c.cmd('CAPABILITY'), / SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES/);
+  });
+
+  it('sorts by every key, with REVERSE and ties by sequence number (RFC 5256 §3, RFC 5957)', async () => {
+    const table: Array<[string, string]> = [
+      ['ARRIVAL', '1 2 3 4 5'],
+      ['REVERSE ARRIVAL', '5 4 3 2 1'],
+      // 2 was written at 12:00 +0200, 10:00 UTC: the same instant as 1; 5 has no Date: (its arrival, last).
+      ['DATE', '3 1 2 4 5'],
+      ['SUBJECT', '3 5 1 2 4'],
+      // 1 and 2 are the same instant: the tie goes by sequence number, REVERSE or not.
+      ['SUBJECT REVERSE DATE', '5 3 4 1 2'],
+      ['FROM', '2 4 3 5 1'],
+      // No To: at all is the empty string, first.
+      ['TO', '5 3 1 2 4'],
+      ['CC', '1 3 5 4 2'],
+      // The encoded name decodes to Émile: after Bert, before nodate@.
+      ['DISPLAYFROM', '2 4 3 5 1'],
+      ['DISPLAYTO', '5 3 2 1 4'],
+    ];
+    for (const [keys, want] of table) assert.equal(await one(`SORT (${keys}) UTF-8 ALL`, 'SORT'), want, keys);
+    // SIZE: the sizes of the bytes stored, smallest first.
+    const bySize = sizes
+      .map((n, i) => [n, i + 1] as const)
+      .sort((x, y) => x[0] - y[0] || x[1] - y[1])
+      .map(([, seq]) => seq)
+      .join(' ');
+    assert.equal(await one('SORT (SIZE) UTF-8 ALL', 'SORT'), bySize);
+    assert.equal(await one('UID SORT (SUBJECT) UTF-8 NOT FROM adam', 'SORT'), '3 5 1 4');
+    assert.match(await c.cmd('SORT (SUBJECT) ISO-8859-1 ALL'), /NO \[BADCHARSET/);
+    assert.match(await c.cmd('SORT (REVERSE) UTF-8 ALL'), /BAD/);
+    assert.match(await c.cmd('SORT (COLOR) UTF-8 ALL'), /BAD Unknown sort key/);
+    assert.match(await c.cmd('SORT SUBJECT UTF-8 ALL'), /BAD/);
+  });
+
+  it('threads by subject and by references (RFC 5256 §3)', async () => {
+    // ORDEREDSUBJECT: "Budget" (3, then 5), "Plans" (1, then 2 and 4 by date).
+    assert.equal(await one('THREAD ORDEREDSUBJECT UTF-8 ALL', 'THREAD'), '(3 5)(1 (2)(4))');
+    // REFERENCES: 1 ← 2 ← 4 by ids; 5 joins 3 by base subject as a reply.
+    assert.equal(await one('THREAD REFERENCES UTF-8 ALL', 'THREAD'), '(3 5)(1 2 4)');
+    assert.equal(await one('UID THREAD REFERENCES UTF-8 FROM adam', 'THREAD'), '(2)');
+    assert.equal(await one('THREAD REFERENCES UTF-8 SUBJECT nothing', 'THREAD'), '');
+    assert.match(await c.cmd('THREAD JWZ UTF-8 ALL'), /BAD Unknown threading algorithm/);
+  });
+});

@@ -11,6 +11,7 @@ import { GETQUOTA, GETQUOTAROOT, SETQUOTA } from './quota.ts';
 import { SEARCH, UID_SEARCH } from './search.ts';
 import { CHECK, CLOSE, EXAMINE, SELECT, UNSELECT } from './select.ts';
 import { COMPRESS, ENABLE, IDLE, NAMESPACE } from './session.ts';
+import { SORT, THREAD, UID_SORT, UID_THREAD } from './sort.ts';
 import { STATUS } from './status.ts';
 import { STORE, UID_STORE } from './store.ts';
 import type { Command } from './types.ts';
@@ -45,6 +46,10 @@ export const COMMANDS = new Map<string, Command>([
   ['UID EXPUNGE', UID_EXPUNGE],
   ['SEARCH', SEARCH],
   ['UID SEARCH', UID_SEARCH],
+  ['SORT', SORT],
+  ['UID SORT', UID_SORT],
+  ['THREAD', THREAD],
+  ['UID THREAD', UID_THREAD],
   ['FETCH', FETCH],
   ['UID FETCH', UID_FETCH],
   ['STORE', STORE],

@@ -12,9 +12,11 @@ import type { Message, MessageMeta } from '@mailwerk/store';
 import { bad, no } from '../errors.ts';
 import { utf8 } from '../protocol/cursor.ts';
 import { str } from '../protocol/encode.ts';
-import { parseSearch, type SearchKey } from '../protocol/search-parse.ts';
+import { type ParsedSearch, parseSearch, type SearchKey } from '../protocol/search-parse.ts';
 import { formatUids } from '../protocol/sequence.ts';
 import { Evaluator, envelopeOnly, envelopeWords, memoWords, needsStructure } from '../search.ts';
+import type { Selected } from '../selected.ts';
+import type { Session } from '../session.ts';
 import { type Command, SELECTED } from './types.ts';
 import { resolveSet, selected, structureOf } from './util.ts';
 
@@ -38,6 +40,81 @@ function readReturn(c: import('../protocol/cursor.ts').Cursor): Set<string> | nu
   return options;
 }
 
+/**
+ * The messages of the selected mailbox that match, in mailbox order, with their sequence numbers (SEARCH,
+ * and SORT and THREAD before they order what it found).
+ */
+export async function searchMessages(
+  s: Session,
+  sel: Selected,
+  parsed: ParsedSearch,
+): Promise<Array<{ message: MessageMeta; seq: number }>> {
+  // Sequence sets and UID sets resolved once, against the session's view.
+  const sets = new Map<SearchKey, Set<number>>();
+  const stack: SearchKey[] = [parsed.key];
+  while (stack.length) {
+    const k = stack.pop()!;
+    if (k.op === 'and' || k.op === 'or') stack.push(...k.keys);
+    else if (k.op === 'not') stack.push(k.key);
+    else if (k.op === 'seq') sets.set(k, new Set(resolveSet(sel, k.ranges, false, true)));
+    else if (k.op === 'uid') sets.set(k, new Set(resolveSet(sel, k.ranges, true)));
+  }
+  const evaluator = new Evaluator(parsed.key, sets, Date.now());
+  // Flags, sizes and dates come from the rows; FROM/TO/CC/BCC/SUBJECT from the envelope words the service
+  // keeps; only other headers, BODY and TEXT need each message's structure.
+  const full = needsStructure(parsed.key) && !envelopeOnly(parsed.key);
+  const words = !full && needsStructure(parsed.key);
+  const store = s.ctx.store;
+  const memo = s.ctx.searchWords;
+  const hits: Array<{ message: MessageMeta; seq: number }> = [];
+  const all = sel.uids.toArray();
+  for (let i = 0; i < all.length; i += BATCH) {
+    const from = all[i]!;
+    const to = all[Math.min(i + BATCH, all.length) - 1]!;
+    const range = { uidFrom: from, uidTo: to };
+    const list: MessageMeta[] = full
+      ? await store.listMessages(sel.mailbox.id, range)
+      : await s.ctx.metaCache.list(sel.mailbox.id, range);
+    if (words) {
+      // The words of the messages not yet in the memo, from their structures (one read for the batch).
+      const missing = list.filter((m) => memo.get(m.blobId) === undefined);
+      if (missing.length) {
+        const rows = await store.listMessages(sel.mailbox.id, {
+          uidFrom: missing[0]!.uid,
+          uidTo: missing.at(-1)!.uid,
+        });
+        for (const m of rows)
+          if (memo.get(m.blobId) === undefined)
+            memo.set(m.blobId, envelopeWords((await structureOf(s, m)).root.envelope ?? null));
+      }
+    }
+    for (const m of list) {
+      const seq = sel.uids.seqOf(m.uid);
+      if (!seq || sel.expunged.has(m.uid)) continue;
+      let raw: Promise<Buffer> | null = null;
+      const root = full ? (await structureOf(s, m as Message)).root : null;
+      const subject = {
+        message: m,
+        root,
+        words: root
+          ? envelopeWords(root.envelope ?? null)
+          : words
+            ? (memoWords(memo, m.blobId) ?? envelopeWords(null))
+            : null,
+        seq,
+        recent: sel.isRecent(m.uid),
+        raw: () => (raw ??= store.blobs.get(m.blobId)),
+      };
+      // Most keys answer at once; only those reading the bytes wait.
+      const match = evaluator.matches(subject);
+      if (typeof match === 'boolean' ? match : await match) hits.push({ message: m, seq });
+    }
+    // Let other sessions run between batches.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return hits;
+}
+
 function search(): Command {
   return {
     states: SELECTED,
@@ -52,78 +129,13 @@ function search(): Command {
       if (parsed.charset !== null && !CHARSETS.has(parsed.charset))
         throw no('BADCHARSET (UTF-8 US-ASCII)', `Charset ${parsed.charset.slice(0, 40)} is not supported`);
       if (parsed.usesModseq) s.condstore = true;
-      // Sequence sets and UID sets resolved once, against the session's view.
-      const sets = new Map<SearchKey, Set<number>>();
-      const stack: SearchKey[] = [parsed.key];
-      while (stack.length) {
-        const k = stack.pop()!;
-        if (k.op === 'and' || k.op === 'or') stack.push(...k.keys);
-        else if (k.op === 'not') stack.push(k.key);
-        else if (k.op === 'seq') sets.set(k, new Set(resolveSet(sel, k.ranges, false, true)));
-        else if (k.op === 'uid') sets.set(k, new Set(resolveSet(sel, k.ranges, true)));
-      }
-      const evaluator = new Evaluator(parsed.key, sets, Date.now());
-      // Flags, sizes and dates come from the rows; FROM/TO/CC/BCC/SUBJECT from the envelope words the service
-      // keeps; only other headers, BODY and TEXT need each message's structure.
-      const full = needsStructure(parsed.key) && !envelopeOnly(parsed.key);
-      const words = !full && needsStructure(parsed.key);
-      const store = s.ctx.store;
-      const memo = s.ctx.searchWords;
-      // In ascending order of both UID and sequence number, with each one's mod-sequence.
-      const hits: number[] = [];
-      const hitUids: number[] = [];
-      const modseqs: number[] = [];
-      const all = sel.uids.toArray();
-      for (let i = 0; i < all.length; i += BATCH) {
-        const from = all[i]!;
-        const to = all[Math.min(i + BATCH, all.length) - 1]!;
-        const range = { uidFrom: from, uidTo: to };
-        const list: MessageMeta[] = full
-          ? await store.listMessages(sel.mailbox.id, range)
-          : await s.ctx.metaCache.list(sel.mailbox.id, range);
-        if (words) {
-          // The words of the messages not yet in the memo, from their structures (one read for the batch).
-          const missing = list.filter((m) => memo.get(m.blobId) === undefined);
-          if (missing.length) {
-            const rows = await store.listMessages(sel.mailbox.id, {
-              uidFrom: missing[0]!.uid,
-              uidTo: missing.at(-1)!.uid,
-            });
-            for (const m of rows)
-              if (memo.get(m.blobId) === undefined)
-                memo.set(m.blobId, envelopeWords((await structureOf(s, m)).root.envelope ?? null));
-          }
-        }
-        for (const m of list) {
-          const seq = sel.uids.seqOf(m.uid);
-          if (!seq || sel.expunged.has(m.uid)) continue;
-          let raw: Promise<Buffer> | null = null;
-          const root = full ? (await structureOf(s, m as Message)).root : null;
-          const subject = {
-            message: m,
-            root,
-            words: root
-              ? envelopeWords(root.envelope ?? null)
-              : words
-                ? (memoWords(memo, m.blobId) ?? envelopeWords(null))
-                : null,
-            seq,
-            recent: sel.isRecent(m.uid),
-            raw: () => (raw ??= store.blobs.get(m.blobId)),
-          };
-          // Most keys answer at once; only those reading the bytes wait.
-          const match = evaluator.matches(subject);
-          if (typeof match === 'boolean' ? match : await match) {
-            hits.push(uid ? m.uid : seq);
-            hitUids.push(m.uid);
-            modseqs.push(m.modseq);
-          }
-        }
-        // Let other sessions run between batches.
-        await new Promise((resolve) => setImmediate(resolve));
-      }
+      const found = await searchMessages(s, sel, parsed);
+      const hits = found.map((f) => (uid ? f.message.uid : f.seq));
+      const hitUids = found.map((f) => f.message.uid);
+      const modseqs = found.map((f) => f.message.modseq);
       const done = `${uid ? 'UID SEARCH' : 'SEARCH'} completed`;
-      const highest = (indexes: number[]) => Math.max(0, ...indexes.map((i) => modseqs[i]!));
+      // A loop, not Math.max(...): a mailbox of a million messages would overflow the argument list.
+      const highest = (indexes: number[]) => indexes.reduce((h, i) => Math.max(h, modseqs[i]!), 0);
       if (!options) {
         const all = hits.map((_, i) => i);
         const modseq = parsed.usesModseq && hits.length ? ` (MODSEQ ${highest(all)})` : '';

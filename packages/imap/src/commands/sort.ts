@@ -1,0 +1,173 @@
+/**
+ * SORT and UID SORT (RFC 5256 §3, SORT=DISPLAY of RFC 5957), THREAD and UID
+ * THREAD (RFC 5256 §3: ORDEREDSUBJECT, REFERENCES). The search is SEARCH's;
+ * what a message says for sorting (its envelope, and References for
+ * threading) is read once per message body and kept by blob
+ * (ServiceContext.sortFacts), so a webmail that sorts the same mailbox on
+ * every page view pays for the messages once.
+ */
+import { decodeWords, parseHeaderBlock, parseHeaderDate } from '@mailwerk/mime';
+import type { Message, MessageMeta } from '@mailwerk/store';
+import { bad, no } from '../errors.ts';
+import type { Cursor } from '../protocol/cursor.ts';
+import { utf8 } from '../protocol/cursor.ts';
+import { parseSearch } from '../protocol/search-parse.ts';
+import type { Session } from '../session.ts';
+import {
+  type ContentFacts,
+  firstAddress,
+  formatThreads,
+  messageIds,
+  SORT_KEYS,
+  type SortFacts,
+  type SortKey,
+  sortMessages,
+  threadOrderedSubject,
+  threadReferences,
+} from '../sort.ts';
+import { searchMessages } from './search.ts';
+import { type Command, SELECTED } from './types.ts';
+import { selected, structureOf } from './util.ts';
+
+const CHARSETS = new Set(['UTF-8', 'US-ASCII']);
+const BATCH = 500;
+
+/** `charset SP search-criteria` as SORT and THREAD write them (RFC 5256 §3: the charset is not optional). */
+function readCriteria(c: Cursor) {
+  const charset = c.astring().toUpperCase();
+  if (!CHARSETS.has(charset))
+    throw no('BADCHARSET (UTF-8 US-ASCII)', `Charset ${charset.slice(0, 40)} is not supported`);
+  c.space();
+  const parsed = parseSearch(c, (raw) => utf8(raw));
+  c.end();
+  return parsed;
+}
+
+/** What the message's content says, from its structure and (for threading) its header's References. */
+async function contentFacts(s: Session, m: Message, references: boolean): Promise<ContentFacts> {
+  const root = (await structureOf(s, m)).root;
+  const env = root.envelope ?? null;
+  const date = env?.date ? parseHeaderDate(env.date) : null;
+  const facts: ContentFacts = {
+    sent: date ? date.time : null,
+    subject: env?.subject ? decodeWords(env.subject) : '',
+    from: firstAddress(env?.from),
+    to: firstAddress(env?.to),
+    cc: firstAddress(env?.cc),
+    messageId: messageIds(env?.messageId, 1)[0] ?? null,
+    references: null,
+    keys: {},
+  };
+  if (references) {
+    const raw = await s.ctx.store.blobs.get(m.blobId);
+    const header = raw.toString('latin1', root.start, Math.min(root.bodyStart, root.start + 256 * 1024));
+    const field = parseHeaderBlock(header).find((f) => f.key === 'references');
+    const refs = messageIds(field?.value);
+    facts.references = refs.length ? refs : messageIds(env?.inReplyTo, 1);
+  }
+  return facts;
+}
+
+/** The facts of the messages found, in their order; what the memo lacks is read in batches. */
+async function factsOf(
+  s: Session,
+  mailboxId: string,
+  found: Array<{ message: MessageMeta; seq: number }>,
+  references: boolean,
+): Promise<SortFacts[]> {
+  const memo = s.ctx.sortFacts;
+  const missing = found.filter(({ message }) => {
+    const f = memo.get(message.blobId);
+    return !f || (references && f.references === null);
+  });
+  for (let i = 0; i < missing.length; i += BATCH) {
+    const part = missing.slice(i, i + BATCH);
+    const rows = await s.ctx.store.listMessages(mailboxId, {
+      uidFrom: part[0]!.message.uid,
+      uidTo: part.at(-1)!.message.uid,
+    });
+    const want = new Set(part.map((p) => p.message.uid));
+    for (const m of rows) if (want.has(m.uid)) memo.set(m.blobId, await contentFacts(s, m, references));
+    // Other sessions run between batches.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return found.map(({ message, seq }) => {
+    const f = memo.get(message.blobId) ?? {
+      sent: null,
+      subject: '',
+      from: null,
+      to: null,
+      cc: null,
+      messageId: null,
+      references: null,
+    };
+    return {
+      ...f,
+      seq,
+      uid: message.uid,
+      size: message.size,
+      arrival: message.internalDate.getTime(),
+      sent: f.sent ?? message.internalDate.getTime(),
+      references: f.references ?? [],
+    };
+  });
+}
+
+function sort(): Command {
+  return {
+    states: SELECTED,
+    noExpunge: true,
+    async run(s, c, { uid }) {
+      const sel = selected(s);
+      const criteria: SortKey[] = [];
+      let reverse = false;
+      c.list(() => {
+        const w = c.word();
+        if (w === 'REVERSE') {
+          if (reverse) throw bad('REVERSE twice');
+          reverse = true;
+          return;
+        }
+        if (!SORT_KEYS.has(w)) throw bad(`Unknown sort key ${w.slice(0, 32)}`);
+        criteria.push({ key: w, reverse });
+        reverse = false;
+      });
+      if (reverse || criteria.length === 0) throw bad('A sort key is missing');
+      c.space();
+      const parsed = readCriteria(c);
+      if (parsed.usesModseq) s.condstore = true;
+      const found = await searchMessages(s, sel, parsed);
+      const facts = await factsOf(s, sel.mailbox.id, found, false);
+      const sorted = sortMessages(facts, criteria, decodeWords);
+      s.untagged(`SORT${sorted.map((f) => ` ${uid ? f.uid : f.seq}`).join('')}`);
+      return `${uid ? 'UID SORT' : 'SORT'} completed`;
+    },
+  };
+}
+
+function thread(): Command {
+  return {
+    states: SELECTED,
+    noExpunge: true,
+    async run(s, c, { uid }) {
+      const sel = selected(s);
+      const algorithm = c.word();
+      if (algorithm !== 'ORDEREDSUBJECT' && algorithm !== 'REFERENCES')
+        throw bad(`Unknown threading algorithm ${algorithm.slice(0, 32)}`);
+      c.space();
+      const parsed = readCriteria(c);
+      if (parsed.usesModseq) s.condstore = true;
+      const found = await searchMessages(s, sel, parsed);
+      const facts = await factsOf(s, sel.mailbox.id, found, algorithm === 'REFERENCES');
+      const threads = algorithm === 'REFERENCES' ? threadReferences(facts) : threadOrderedSubject(facts);
+      const data = formatThreads(threads, (f) => (uid ? f.uid : f.seq));
+      s.untagged(`THREAD${data ? ` ${data}` : ''}`);
+      return `${uid ? 'UID THREAD' : 'THREAD'} completed`;
+    },
+  };
+}
+
+export const SORT = sort();
+export const UID_SORT = sort();
+export const THREAD = thread();
+export const UID_THREAD = thread();
