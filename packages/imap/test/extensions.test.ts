@@ -5,10 +5,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { parseMessage } from '@mailwerk/mime';
-import { contentId } from '@mailwerk/store';
 import { ImapFlow } from 'imapflow';
-import { PASSWORD, RawImap, type Rig, rig, sample } from './harness.ts';
+import { PASSWORD, RawImap, type Rig, rig, sample, storeMessage } from './harness.ts';
 
 const run = promisify(execFile);
 const DAY = 86_400_000;
@@ -18,22 +16,13 @@ describe('IMAP extensions: ESEARCH, SEARCHRES, WITHIN', () => {
   // UIDs 1..8; 2 and 5 are expunged below, so sequence numbers and UIDs differ: seq 1..6 = UID 1,3,4,6,7,8.
   before(async () => {
     r = await rig();
-    const mb = (await r.store.getMailbox(r.accounts.bob!, 'INBOX'))!;
     const flagged = new Set([3, 4, 7]);
-    for (let i = 1; i <= 8; i++) {
-      const raw = sample(`message ${i}`);
-      await r.store.appendMessage({
-        accountId: r.accounts.bob!,
-        mailboxId: mb.id,
-        blobId: contentId(raw),
-        data: raw,
-        size: raw.length,
-        structure: parseMessage(raw),
+    for (let i = 1; i <= 8; i++)
+      await storeMessage(r, 'bob', 'INBOX', sample(`message ${i}`), {
         flags: flagged.has(i) ? ['\\Flagged'] : [],
         // The first four arrived three days ago, the others now.
         internalDate: new Date(Date.now() - (i <= 4 ? 3 * DAY : 0)),
       });
-    }
     const c = await signedIn();
     await c.cmd('SELECT INBOX');
     await c.cmd('UID STORE 2,5 +FLAGS (\\Deleted)');
@@ -293,7 +282,6 @@ describe('IMAP extensions: SORT, SORT=DISPLAY and THREAD', () => {
     );
   before(async () => {
     r = await rig();
-    const mb = (await r.store.getMailbox(r.accounts.bob!, 'INBOX'))!;
     // A fixed mailbox: the answers below are worked out by hand from RFC 5256 and RFC 5957.
     const rows: Array<Record<string, string>> = [
       {
@@ -333,17 +321,8 @@ describe('IMAP extensions: SORT, SORT=DISPLAY and THREAD', () => {
     for (const [i, h] of rows.entries()) {
       const raw = mail(h);
       sizes.push(raw.length);
-      await r.store.appendMessage({
-        accountId: r.accounts.bob!,
-        mailboxId: mb.id,
-        blobId: contentId(raw),
-        data: raw,
-        size: raw.length,
-        structure: parseMessage(raw),
-        flags: [],
-        // Arrival: in order, a minute apart, after every Date: above.
-        internalDate: new Date(Date.UTC(2026, 2, 10, 0, i)),
-      });
+      // Arrival: in order, a minute apart, after every Date: above.
+      await storeMessage(r, 'bob', 'INBOX', raw, { internalDate: new Date(Date.UTC(2026, 2, 10, 0, i)) });
     }
     c = await RawImap.connect(r.tlsPort, true);
     assert.match(await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`), /OK/);

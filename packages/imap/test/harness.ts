@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuthThrottle, hashPassword } from '@mailwerk/auth';
 import { type Bus, InProcessBus } from '@mailwerk/bus';
-import { DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
+import { parseMessage } from '@mailwerk/mime';
+import { contentId, DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import { generateSelfSigned } from '@mailwerk/tls';
 import { ImapFlow, type ImapFlowOptions } from 'imapflow';
@@ -117,6 +118,27 @@ export async function eventually<T>(check: () => T | Promise<T>, ms = 3000): Pro
     if (Date.now() > end) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** Stores a message straight into a user's mailbox, as delivery would (no bus event: a session finds it on its next look). */
+export async function storeMessage(
+  r: Rig,
+  user: string,
+  mailbox: string,
+  raw: Buffer,
+  options: { flags?: string[]; internalDate?: Date } = {},
+) {
+  const mb = (await r.store.getMailbox(r.accounts[user]!, mailbox))!;
+  return r.store.appendMessage({
+    accountId: r.accounts[user]!,
+    mailboxId: mb.id,
+    blobId: contentId(raw),
+    data: raw,
+    size: raw.length,
+    structure: parseMessage(raw),
+    flags: options.flags ?? [],
+    ...(options.internalDate ? { internalDate: options.internalDate } : {}),
+  });
 }
 
 export const sample = (subject: string, body = 'Hello there.\r\n') =>

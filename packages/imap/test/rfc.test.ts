@@ -2,9 +2,8 @@
 // faults found in imap-core or in our earlier FETCH data, and the hostile requests of the hardening issues.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { parseMessage } from '@mailwerk/mime';
-import { contentId, type MailStore } from '@mailwerk/store';
-import { count, eventually, PASSWORD, RawImap, type Rig, rig, sample } from './harness.ts';
+import type { MailStore } from '@mailwerk/store';
+import { count, eventually, PASSWORD, RawImap, type Rig, rig, sample, storeMessage } from './harness.ts';
 
 const login = `LOGIN bob@example.org "${PASSWORD}"`;
 
@@ -15,20 +14,11 @@ async function signedIn(r: Rig, user = 'bob'): Promise<RawImap> {
 }
 
 async function put(r: Rig, user: string, box: string, raw: Buffer, flags: string[] = []) {
-  const mb = (await r.store.getMailbox(r.accounts[user]!, box))!;
-  const m = await r.store.appendMessage({
-    accountId: r.accounts[user]!,
-    mailboxId: mb.id,
-    blobId: contentId(raw),
-    data: raw,
-    size: raw.length,
-    structure: parseMessage(raw),
-    flags,
-  });
+  const m = await storeMessage(r, user, box, raw, { flags });
   await r.bus.publish({
     type: 'message.new',
     accountId: r.accounts[user]!,
-    mailboxId: mb.id,
+    mailboxId: m.mailboxId,
     uid: m.uid,
     modseq: m.modseq,
   });

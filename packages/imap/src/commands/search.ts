@@ -21,7 +21,8 @@ import { type Command, SELECTED } from './types.ts';
 import { resolveSet, selected, structureOf } from './util.ts';
 
 const BATCH = 500;
-const CHARSETS = new Set(['UTF-8', 'US-ASCII']);
+/** The charsets searches take (RFC 3501 §6.4.4: US-ASCII at least; UTF-8 is its superset here). */
+export const CHARSETS = new Set(['UTF-8', 'US-ASCII']);
 const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE']);
 
 /** `RETURN (…)` before the criteria (RFC 4731 §3.1): the options asked for; `()` means ALL. Null without. */

@@ -25,11 +25,10 @@ import {
   threadOrderedSubject,
   threadReferences,
 } from '../sort.ts';
-import { searchMessages } from './search.ts';
+import { CHARSETS, searchMessages } from './search.ts';
 import { type Command, SELECTED } from './types.ts';
 import { selected, structureOf } from './util.ts';
 
-const CHARSETS = new Set(['UTF-8', 'US-ASCII']);
 const BATCH = 500;
 
 /** `charset SP search-criteria` as SORT and THREAD write them (RFC 5256 §3: the charset is not optional). */
