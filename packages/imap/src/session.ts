@@ -178,6 +178,11 @@ export class Session {
         return `${tag} BAD Sign in first`;
       if (r.size > this.ctx.maxMessageSize)
         return `${tag} NO [TOOBIG] The message is larger than the limit of ${this.ctx.maxMessageSize} octets`;
+      // MULTIAPPEND holds every message of the command until all have come: twice the message limit in all.
+      let before = 0;
+      for (const p of r.head) if (typeof p !== 'string') before += p.length;
+      if (before + r.size > 2 * this.ctx.maxMessageSize)
+        return `${tag} NO [TOOBIG] These messages together are larger than ${2 * this.ctx.maxMessageSize} octets; send fewer at a time`;
       return null;
     }
     const max = this.state.kind === 'not-authenticated' ? MAX_LOGIN_LITERAL : MAX_SMALL_LITERAL;

@@ -385,3 +385,69 @@ describe('IMAP extensions: SORT, SORT=DISPLAY and THREAD', () => {
     assert.match(await c.cmd('THREAD JWZ UTF-8 ALL'), /BAD Unknown threading algorithm/);
   });
 });
+
+describe('IMAP extensions: MULTIAPPEND (RFC 3502)', () => {
+  let r: Rig;
+  let c: RawImap;
+  before(async () => {
+    // 2,000 octets a message at most; a quota of 5,000 octets.
+    r = await rig({ maxMessageSize: 2000, quota: 5000 });
+    c = await RawImap.connect(r.tlsPort, true);
+    assert.match(await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`), /OK/);
+    assert.match(await c.cmd('CREATE Box'), /OK/);
+  });
+  after(async () => {
+    c?.close();
+    await r?.close();
+  });
+  const body = (subject: string, size = 0) =>
+    `Subject: ${subject}\r\n\r\n${'x'.repeat(Math.max(0, size - subject.length - 13))}\r\n`;
+  const lit = (text: string) => `{${Buffer.byteLength(text)}+}\r\n${text}`;
+  const messages = async () => Number(/MESSAGES (\d+)/.exec(await c.cmd('STATUS Box (MESSAGES)'))![1]);
+
+  it('advertises MULTIAPPEND and appends several messages in one command, with their flags and dates', async () => {
+    assert.match(await c.cmd('CAPABILITY'), / MULTIAPPEND/);
+    const out = await c.cmd(
+      `APPEND Box (\\Seen) ${lit(body('one'))} (\\Flagged) "01-Feb-2026 10:00:00 +0000" ${lit(body('two'))} ${lit(body('three'))}`,
+    );
+    assert.match(out, /OK \[APPENDUID \d+ 1:3\] APPEND completed/);
+    await c.cmd('SELECT Box');
+    const fetched = await c.cmd('FETCH 1:3 (FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (SUBJECT)])');
+    // \Recent: this session is the first to see them.
+    assert.match(fetched, /\* 1 FETCH \(FLAGS \(\\Seen \\Recent\) .*Subject: one/s);
+    assert.match(
+      fetched,
+      /\* 2 FETCH \(FLAGS \(\\Flagged \\Recent\) INTERNALDATE "01-Feb-2026 10:00:00 \+0000".*Subject: two/s,
+    );
+    assert.match(fetched, /\* 3 FETCH \(FLAGS \(\\Recent\) .*Subject: three/s);
+    await c.cmd('UNSELECT');
+  });
+
+  it('stores none when one message is too big, too many bytes come together, or the quota ends in the middle', async () => {
+    const before = await messages();
+    // The second literal is over the limit: refused before it is read, the first is not stored.
+    const big = await c.send(
+      `t90 APPEND Box ${lit(body('small'))} {2500}\r\n`,
+      /t90 (OK|NO|BAD)[^\r\n]*\r\n/,
+    );
+    assert.match(big, /t90 NO \[TOOBIG\]/);
+    assert.equal(await messages(), before);
+    // Each under the limit, together over twice it.
+    const many = await c.send(
+      `t91 APPEND Box ${lit(body('a', 1900))} ${lit(body('b', 1900))} {1900}\r\n`,
+      /t91 (OK|NO|BAD)[^\r\n]*\r\n/,
+    );
+    assert.match(many, /t91 NO \[TOOBIG\] These messages together/);
+    assert.equal(await messages(), before);
+    // The quota (5,000 octets, about 60 used) holds two of 1,900 and one of 100, but not a fourth of 1,900: neither of the last two stays.
+    const quota = await c.cmd(`APPEND Box ${lit(body('q1', 1900))} ${lit(body('q2', 1900))}`);
+    assert.match(quota, /OK/);
+    const full = await c.cmd(`APPEND Box ${lit(body('q3', 100))} ${lit(body('q4', 1900))}`);
+
+    assert.match(full, /NO \[OVERQUOTA\]/);
+    assert.equal(await messages(), before + 2);
+    // Usage is what the two stored messages take: the expunged first half gave its bytes back.
+    const usage = Number(/STORAGE (\d+)/.exec(await c.cmd('GETQUOTAROOT Box'))![1]);
+    assert.ok(usage < 5, `usage ${usage} KiB`);
+  });
+});
