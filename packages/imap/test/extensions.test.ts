@@ -223,6 +223,19 @@ describe('IMAP extensions: LIST-EXTENDED and LIST-STATUS', () => {
     assert.match(await c.cmd('LIST "" () '), /BAD/);
   });
 
+  it('creates a mailbox for a special use with CREATE … (USE (…)) and refuses what it cannot be (RFC 6154 §3)', async () => {
+    assert.match(await c.cmd('CAPABILITY'), / CREATE-SPECIAL-USE/);
+    assert.match(await c.cmd('CREATE "Old Sent" (USE (\\Sent))'), /OK/);
+    assert.deepEqual(lines(await c.cmd('LIST (SPECIAL-USE) "" "Old Sent"')), [
+      '* LIST (\\HasNoChildren \\Sent) "/" "Old Sent"',
+    ]);
+    assert.match(await c.cmd('CREATE Both (USE (\\Sent \\Archive))'), /NO \[USE\]/);
+    assert.match(await c.cmd('CREATE Odd (USE (\\Important))'), /NO \[USE\]/);
+    assert.match(await c.cmd('CREATE Odd (COLOR (red))'), /BAD/);
+    assert.deepEqual(lines(await c.cmd('LIST "" "Both"')), []);
+    assert.deepEqual(lines(await c.cmd('LIST "" "Odd"')), []);
+  });
+
   it('returns STATUS after each LIST line with RETURN (STATUS …) (RFC 5819)', async () => {
     const out = await c.cmd('LIST "" "Tofu" RETURN (STATUS (MESSAGES UNSEEN SIZE))');
     assert.match(

@@ -1,21 +1,46 @@
 /**
- * CREATE, DELETE, RENAME, SUBSCRIBE and UNSUBSCRIBE (RFC 3501 §6.3.3–§6.3.7).
+ * CREATE, DELETE, RENAME, SUBSCRIBE and UNSUBSCRIBE (RFC 3501 §6.3.3–§6.3.7),
+ * CREATE with a special use (RFC 6154 §3).
  * Thin: each checks the names and calls the store, which enforces the rules
  * (mailbox-name.ts) and keeps accounts apart.
  */
-import { isSameOrChild } from '@mailwerk/store';
-import { no } from '../errors.ts';
+import { isSameOrChild, SPECIAL_USES, type SpecialUse } from '@mailwerk/store';
+import { bad, no } from '../errors.ts';
+import type { Cursor } from '../protocol/cursor.ts';
 import { AUTHENTICATED, type Command } from './types.ts';
 import { creatableName, mailbox, readMailbox, user } from './util.ts';
+
+/**
+ * CREATE's `(USE (…))` (CREATE-SPECIAL-USE, RFC 6154 §3): the one special use the new mailbox is for.
+ * A mailbox here has one; more than one, or one that is not a special use, is NO [USE] (§5.3).
+ */
+function readUse(c: Cursor): SpecialUse | null {
+  if (c.atEnd()) return null;
+  c.space();
+  let use: string[] = [];
+  c.list(() => {
+    if (c.word() !== 'USE') throw bad('Unknown CREATE parameter');
+    c.space();
+    use = c.flags();
+  });
+  const known = SPECIAL_USES.find((u) => u.toLowerCase() === use[0]?.toLowerCase());
+  if (use.length !== 1 || !known)
+    throw no('USE', 'One special use of \\Sent, \\Drafts, \\Junk, \\Trash, \\Archive, \\All or \\Flagged');
+  return known;
+}
 
 export const CREATE: Command = {
   states: AUTHENTICATED,
   async run(s, c) {
     const name = creatableName(s, c.astring());
+    const use = readUse(c);
     c.end();
     const accountId = user(s).id;
     if (await s.ctx.store.getMailbox(accountId, name)) throw no('ALREADYEXISTS', 'Mailbox exists already');
-    const mb = await s.ctx.store.createMailbox(accountId, name, { subscribed: true });
+    const mb = await s.ctx.store.createMailbox(accountId, name, {
+      subscribed: true,
+      ...(use ? { specialUse: use } : {}),
+    });
     s.ctx.publish({ type: 'mailbox.change', accountId, mailboxId: mb.id });
     return 'CREATE completed';
   },
