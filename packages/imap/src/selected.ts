@@ -20,7 +20,7 @@
 import { hasFlag, type Mailbox, type MailboxView, type MailStore } from '@mailwerk/store';
 import type { MetaCache } from './meta-cache.ts';
 import { flagList } from './protocol/encode.ts';
-import { UidList } from './protocol/sequence.ts';
+import { formatUids, UidList } from './protocol/sequence.ts';
 
 export const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
 
@@ -28,6 +28,7 @@ export const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '
 export interface Output {
   untagged(text: string): void;
   readonly condstore: boolean;
+  readonly qresync: boolean;
 }
 
 /**
@@ -156,6 +157,11 @@ export class Selected {
     this.own.add(`${uid}/${modseq}`);
   }
 
+  /** The highest UID the session may know of: the mailbox's UIDNEXT at SELECT, or what came since. */
+  get topUid(): number {
+    return Math.max(this.mailbox.uidNext - 1, this.uids.last);
+  }
+
   flushExpunges(out: Output): void {
     if (this.expunged.size === 0) return;
     const seqs: number[] = [];
@@ -163,9 +169,15 @@ export class Selected {
       const s = this.uids.seqOf(u);
       if (s) seqs.push(s);
     }
-    // From the highest down, so each number is still right when the client reads it.
-    seqs.sort((a, b) => b - a);
-    for (const s of seqs) out.untagged(`${s} EXPUNGE`);
+    if (out.qresync) {
+      // RFC 7162 §3.2.10: with QRESYNC, one VANISHED with the UIDs instead of an EXPUNGE each.
+      const uids = [...this.expunged].filter((u) => this.uids.has(u)).sort((a, b) => a - b);
+      if (uids.length) out.untagged(`VANISHED ${formatUids(uids)}`);
+    } else {
+      // From the highest down, so each number is still right when the client reads it.
+      seqs.sort((a, b) => b - a);
+      for (const s of seqs) out.untagged(`${s} EXPUNGE`);
+    }
     this.uids.removeAll(this.expunged);
     this.expunged.clear();
   }

@@ -63,6 +63,8 @@ export class Session {
   secure: boolean;
   /** ENABLEd extensions (RFC 5161). */
   condstore = false;
+  /** QRESYNC (RFC 7162 §3.2): VANISHED instead of EXPUNGE, SELECT … (QRESYNC …); it implies CONDSTORE. */
+  qresync = false;
   utf8 = false;
   compressed = false;
   /** Failed sign-ins on this connection. */

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { ImapFlow } from 'imapflow';
-import { PASSWORD, RawImap, type Rig, rig, sample, storeMessage } from './harness.ts';
+import { eventually, PASSWORD, RawImap, type Rig, rig, sample, storeMessage } from './harness.ts';
 
 const run = promisify(execFile);
 const DAY = 86_400_000;
@@ -276,7 +276,8 @@ describe('IMAP extensions: LIST-EXTENDED and LIST-STATUS', () => {
       assert.equal(tofu.subscribed, true);
       assert.deepEqual({ ...tofu.status, path: undefined }, { path: undefined, messages: 1, unseen: 0 });
       assert.ok(!list.find((m) => m.path === 'Fruit/Apple')!.subscribed);
-      assert.equal(list.find((m) => m.specialUse === '\\Sent')!.path, 'Sent');
+      // Two mailboxes are \Sent by now ("Old Sent" too): imapflow names one its Sent; both carry the flag.
+      assert.ok(list.find((m) => m.path === 'Sent')!.flags.has('\\Sent'));
     } finally {
       await client.logout();
     }
@@ -462,5 +463,157 @@ describe('IMAP extensions: MULTIAPPEND (RFC 3502)', () => {
     // Usage is what the two stored messages take: the expunged first half gave its bytes back.
     const usage = Number(/STORAGE (\d+)/.exec(await c.cmd('GETQUOTAROOT Box'))![1]);
     assert.ok(usage < 5, `usage ${usage} KiB`);
+  });
+});
+
+describe('IMAP extensions: QRESYNC (RFC 7162 §3.2)', () => {
+  let r: Rig;
+  before(async () => {
+    r = await rig();
+    for (let i = 1; i <= 6; i++) await storeMessage(r, 'bob', 'INBOX', sample(`resync ${i}`));
+  });
+  after(() => r?.close());
+  const session = async (qresync = true) => {
+    const c = await RawImap.connect(r.tlsPort, true);
+    assert.match(await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`), /OK/);
+    if (qresync) assert.match(await c.cmd('ENABLE QRESYNC'), /\* ENABLED QRESYNC\r\n/);
+    return c;
+  };
+  /** UID → flags, from FETCH responses (the client's cache). */
+  const flagsIn = (out: string) =>
+    new Map(
+      [...out.matchAll(/^\* \d+ FETCH \(UID (\d+) FLAGS \(([^)]*)\)/gm)].map((m) => [
+        Number(m[1]),
+        m[2]!
+          .split(' ')
+          .filter((f) => f && f !== '\\Recent')
+          .sort()
+          .join(' '),
+      ]),
+    );
+  const uidsOf = (set: string) =>
+    set.split(',').flatMap((p) => {
+      const [a, b = a] = p.split(':').map(Number);
+      return Array.from({ length: b! - a! + 1 }, (_, k) => a! + k);
+    });
+
+  it('brings a client that was away to exactly the server state: FETCH for changes, VANISHED (EARLIER) for what went', async () => {
+    const away = await session();
+    const selected = await away.cmd('SELECT INBOX');
+    assert.match(await away.cmd('CAPABILITY'), / QRESYNC/);
+    const uidValidity = Number(/UIDVALIDITY (\d+)/.exec(selected)![1]);
+    const modseq = Number(/HIGHESTMODSEQ (\d+)/.exec(selected)![1]);
+    const cache = flagsIn(await away.cmd('UID FETCH 1:* (UID FLAGS)'));
+    assert.equal(cache.size, 6);
+    away.close();
+    // Meanwhile, another client (without QRESYNC) reads, flags, deletes and a message arrives.
+    const other = await session(false);
+    await other.cmd('SELECT INBOX');
+    await other.cmd('UID STORE 2 +FLAGS (\\Seen)');
+    await other.cmd('UID STORE 5 +FLAGS (\\Flagged $Work)');
+    await other.cmd('UID STORE 3:4 +FLAGS (\\Deleted)');
+    assert.match(await other.cmd('EXPUNGE'), /\* 4 EXPUNGE\r\n\* 3 EXPUNGE\r\n/);
+    other.close();
+    await storeMessage(r, 'bob', 'INBOX', sample('resync 7'));
+    // The journal forgets everything (once the service's row cache has caught up, as it does long before
+    // the real pruning reaches it): the client's changes are gone from it, and the answer must still be complete.
+    const look = await session(false);
+    assert.match(await look.cmd('SELECT INBOX'), /\* 5 EXISTS/);
+    look.close();
+    assert.ok((await r.store.pruneJournal(0)) > 0);
+
+    const back = await session();
+    const out = await back.cmd(`SELECT INBOX (QRESYNC (${uidValidity} ${modseq}))`);
+    assert.match(out, /^\* 5 EXISTS\r\n/m);
+    const changed = flagsIn(out);
+    assert.deepEqual([...changed.keys()].sort(), [2, 5, 7]);
+    const vanished = /^\* VANISHED \(EARLIER\) (\S+)\r$/m.exec(out)![1]!;
+    // FETCHes come before VANISHED (RFC 7162 §3.2.5.2's example), both before the tagged OK.
+    assert.ok(out.indexOf('VANISHED') > out.lastIndexOf(' FETCH '));
+    // The client applies it: what vanished goes, what changed or is new takes its flags.
+    for (const u of uidsOf(vanished)) cache.delete(u);
+    for (const [u, f] of changed) cache.set(u, f);
+    const server = flagsIn(await back.cmd('UID FETCH 1:* (UID FLAGS)'));
+    assert.deepEqual(cache, server);
+    assert.deepEqual([...server.keys()], [1, 2, 5, 6, 7]);
+    // With the UIDs it knows, the client is told exactly what of them is gone.
+    const known = await back.cmd(`SELECT INBOX (QRESYNC (${uidValidity} ${modseq} 1:6))`);
+    assert.match(known, /^\* OK \[CLOSED\]/m);
+    assert.match(known, /^\* VANISHED \(EARLIER\) 3:4\r$/m);
+    assert.deepEqual([...flagsIn(known).keys()].sort(), [2, 5]);
+    // Another UIDVALIDITY: nothing to resynchronise, the client starts over.
+    const other2 = await back.cmd(`SELECT INBOX (QRESYNC (${uidValidity + 1} ${modseq}))`);
+    assert.doesNotMatch(other2, /VANISHED| FETCH /);
+    // UID FETCH … (CHANGEDSINCE … VANISHED) (§3.2.6): the same, for a UID range.
+    const fetched = await back.cmd(`UID FETCH 2:6 (FLAGS) (CHANGEDSINCE ${modseq} VANISHED)`);
+    assert.match(fetched, /^\* VANISHED \(EARLIER\) 3:4\r\n\* 2 FETCH \(UID 2 FLAGS/m);
+    assert.deepEqual([...flagsIn(fetched).keys()], [2, 5]);
+    assert.match(await back.cmd(`FETCH 1:* (FLAGS) (CHANGEDSINCE ${modseq} VANISHED)`), /BAD/);
+    assert.match(await back.cmd('UID FETCH 1:* (FLAGS) (VANISHED)'), /BAD VANISHED needs CHANGEDSINCE/);
+    back.close();
+    const plain = await session(false);
+    assert.match(
+      await plain.cmd(`SELECT INBOX (QRESYNC (${uidValidity} ${modseq}))`),
+      /BAD ENABLE QRESYNC first/,
+    );
+    plain.close();
+  });
+
+  it('tells a session in IDLE of another session expunging and flagging with VANISHED and FETCH (MODSEQ), in that order', async () => {
+    const idle = await session();
+    await idle.cmd('SELECT INBOX');
+    const before = flagsIn(await idle.cmd('UID FETCH 1:* (UID FLAGS)'));
+    assert.deepEqual([...before.keys()], [1, 2, 5, 6, 7]);
+    await idle.send('i1 IDLE\r\n', /\+ [^\r\n]*\r\n/);
+    const other = await session(false);
+    await other.cmd('SELECT INBOX');
+    await other.cmd('UID STORE 1 +FLAGS.SILENT (\\Deleted)');
+    await other.cmd('UID EXPUNGE 1');
+    await other.cmd('UID STORE 6 +FLAGS.SILENT (\\Answered)');
+    other.close();
+    const seen = await idle.send('', /\* \d+ FETCH \(UID 6 [^\r\n]*\r\n/);
+    // UID 1 goes first; then UID 6 is the third message (2, 5, 6, 7) and says its MODSEQ.
+    assert.match(
+      seen,
+      /\* VANISHED 1\r\n(?:.*\r\n)*?\* 3 FETCH \(UID 6 FLAGS \(\\Answered\) MODSEQ \(\d+\)\)\r\n/,
+    );
+    assert.doesNotMatch(seen, /EXPUNGE/);
+    await idle.send('DONE\r\n', /i1 OK/);
+    // imapflow with QRESYNC on hears the same as an expunge it can attribute (RFC 7162 §3.2.10).
+    const flow = new ImapFlow({
+      host: '127.0.0.1',
+      port: r.tlsPort,
+      secure: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'bob@example.org', pass: PASSWORD },
+      logger: false,
+      qresync: true,
+    });
+    await flow.connect();
+    try {
+      const lock = await flow.getMailboxLock('INBOX');
+      const heard: Array<{ uid?: number; vanished?: boolean; earlier?: boolean }> = [];
+      flow.on('expunge', (e) => heard.push(e));
+      flow.idle().catch(() => undefined);
+      const other2 = await session(false);
+      await other2.cmd('SELECT INBOX');
+      await other2.cmd('UID STORE 5 +FLAGS.SILENT (\\Deleted)');
+      await other2.cmd('UID EXPUNGE 5');
+      other2.close();
+      await eventually(() => heard.length > 0);
+      assert.deepEqual(
+        heard.map((e) => [e.uid, e.vanished, e.earlier]),
+        [[5, true, false]],
+      );
+      assert.equal(flow.mailbox ? flow.mailbox.exists : -1, 3);
+      lock.release();
+    } finally {
+      await flow.logout();
+    }
+    // In its own session too, an EXPUNGE is reported as VANISHED.
+    await idle.cmd('UID STORE 2 +FLAGS.SILENT (\\Deleted)');
+    // (with UID 5, which the other session expunged meanwhile)
+    assert.match(await idle.cmd('EXPUNGE'), /^\* VANISHED 2,5\r\n/m);
+    idle.close();
   });
 });

@@ -120,7 +120,7 @@ export async function eventually<T>(check: () => T | Promise<T>, ms = 3000): Pro
   }
 }
 
-/** Stores a message straight into a user's mailbox, as delivery would (no bus event: a session finds it on its next look). */
+/** Stores a message straight into a user's mailbox and says so on the bus, as delivery does. */
 export async function storeMessage(
   r: Rig,
   user: string,
@@ -129,7 +129,7 @@ export async function storeMessage(
   options: { flags?: string[]; internalDate?: Date } = {},
 ) {
   const mb = (await r.store.getMailbox(r.accounts[user]!, mailbox))!;
-  return r.store.appendMessage({
+  const m = await r.store.appendMessage({
     accountId: r.accounts[user]!,
     mailboxId: mb.id,
     blobId: contentId(raw),
@@ -139,6 +139,14 @@ export async function storeMessage(
     flags: options.flags ?? [],
     ...(options.internalDate ? { internalDate: options.internalDate } : {}),
   });
+  await r.bus.publish({
+    type: 'message.new',
+    accountId: r.accounts[user]!,
+    mailboxId: mb.id,
+    uid: m.uid,
+    modseq: m.modseq,
+  });
+  return m;
 }
 
 export const sample = (subject: string, body = 'Hello there.\r\n') =>

@@ -13,17 +13,8 @@ async function signedIn(r: Rig, user = 'bob'): Promise<RawImap> {
   return c;
 }
 
-async function put(r: Rig, user: string, box: string, raw: Buffer, flags: string[] = []) {
-  const m = await storeMessage(r, user, box, raw, { flags });
-  await r.bus.publish({
-    type: 'message.new',
-    accountId: r.accounts[user]!,
-    mailboxId: m.mailboxId,
-    uid: m.uid,
-    modseq: m.modseq,
-  });
-  return m;
-}
+const put = (r: Rig, user: string, box: string, raw: Buffer, flags: string[] = []) =>
+  storeMessage(r, user, box, raw, { flags });
 
 const searchResult = (out: string) => /\* SEARCH([ \d]*)/.exec(out)?.[1]?.trim();
 

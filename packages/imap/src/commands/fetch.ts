@@ -10,6 +10,7 @@ import type { MimeNode } from '@mailwerk/mime';
 import type { Message, MessageMeta } from '@mailwerk/store';
 import { hasFlag } from '@mailwerk/store';
 import type { TextKind } from '../cache.ts';
+import { bad } from '../errors.ts';
 import {
   bodyStructureText,
   envelopeText,
@@ -21,7 +22,7 @@ import {
 } from '../fetch-data.ts';
 import { type Chunk, dateTime } from '../protocol/encode.ts';
 import { type FetchItem, parseFetch } from '../protocol/fetch-parse.ts';
-import { readSequenceSet } from '../protocol/sequence.ts';
+import { formatRanges, isSaved, readSequenceSet } from '../protocol/sequence.ts';
 import { envelopeWords } from '../search.ts';
 import type { Selected } from '../selected.ts';
 import type { Session } from '../session.ts';
@@ -143,6 +144,12 @@ function fetch(): Command {
         partPath ||
         (textKinds.length > 0 &&
           (s.utf8 || textKinds.some((k) => s.ctx.textCache.peek(m.blobId, k) === undefined)));
+      if (req.vanished) {
+        // RFC 7162 §3.2.6: UID FETCH only, and only after ENABLE QRESYNC.
+        if (!uid || !s.qresync) throw bad('VANISHED is for UID FETCH after ENABLE QRESYNC');
+        const gone = isSaved(ranges) ? [] : sel.uids.missingIn(ranges, sel.topUid);
+        if (gone.length) s.untagged(`VANISHED (EARLIER) ${formatRanges(gone)}`);
+      }
       const uids = resolveSet(sel, ranges, uid);
       const store = s.ctx.store;
       for (let i = 0; i < uids.length; i += BATCH) {

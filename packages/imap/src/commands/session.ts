@@ -13,6 +13,11 @@ export const ENABLE: Command = {
       if (w === 'CONDSTORE' && !s.condstore) {
         s.condstore = true;
         enabled.push(w);
+      } else if (w === 'QRESYNC' && !s.qresync) {
+        // RFC 7162 §3.2.3: QRESYNC turns CONDSTORE on with it.
+        s.qresync = true;
+        s.condstore = true;
+        enabled.push(w);
       } else if (w === 'UTF8=ACCEPT' && !s.utf8) {
         // RFC 6855 §3: before a mailbox is selected, so names are never seen in both encodings.
         if (s.state.kind === 'selected') throw bad('ENABLE UTF8=ACCEPT before SELECT');

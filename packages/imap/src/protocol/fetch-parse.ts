@@ -34,6 +34,8 @@ export interface FetchRequest {
   items: FetchItem[];
   /** CHANGEDSINCE (RFC 7162 §3.1.4): only messages whose modseq is above it. */
   changedSince: number | null;
+  /** VANISHED (RFC 7162 §3.2.6): also the UIDs of the set that are gone. */
+  vanished: boolean;
 }
 
 const MACROS: Record<string, SimpleItem[]> = {
@@ -163,14 +165,19 @@ export function parseFetch(c: Cursor): FetchRequest {
     } else readItem(c, items);
   }
   let changedSince: number | null = null;
+  let vanished = false;
   if (c.take(' ')) {
     c.list(() => {
       const mod = c.word();
-      if (mod !== 'CHANGEDSINCE') throw bad(`Unknown FETCH modifier ${mod.slice(0, 40)}`);
-      c.space();
-      changedSince = c.modseq();
+      if (mod === 'CHANGEDSINCE') {
+        c.space();
+        changedSince = c.modseq();
+      } else if (mod === 'VANISHED') vanished = true;
+      else throw bad(`Unknown FETCH modifier ${mod.slice(0, 40)}`);
     });
+    // RFC 7162 §3.2.6: VANISHED only together with CHANGEDSINCE.
+    if (vanished && changedSince === null) throw bad('VANISHED needs CHANGEDSINCE');
   }
   c.end();
-  return { items, changedSince };
+  return { items, changedSince, vanished };
 }

@@ -165,10 +165,34 @@ export class UidList {
     return out;
   }
 
+  /**
+   * The UIDs of `ranges`, up to `top`, that are not in the list: what a client asks about and is gone
+   * (QRESYNC's VANISHED (EARLIER), RFC 7162 §3.2.5.1, §3.2.6), as ranges. Linear in the ranges and the
+   * UIDs within them.
+   */
+  missingIn(ranges: Range[], top: number): Range[] {
+    const out: Range[] = [];
+    for (const [a, b0] of normalise(ranges, top)) {
+      const b = Math.min(b0, top);
+      let next = a;
+      for (let i = this.lowerBound(a); i < this.n && this.data[i]! <= b; i++) {
+        const u = this.data[i]!;
+        if (u > next) out.push([next, u - 1]);
+        next = u + 1;
+      }
+      if (next <= b) out.push([next, b]);
+    }
+    return out;
+  }
+
   toArray(): number[] {
     return Array.from(this.data.subarray(0, this.n));
   }
 }
+
+/** Writes ranges as a sequence set: `1:3,7`. */
+export const formatRanges = (ranges: readonly Range[]): string =>
+  ranges.map(([a, b]) => (a === b ? String(a) : `${a}:${b}`)).join(',');
 
 /** Writes UIDs as a compact sequence set: `1:3,7,9:10` (for COPYUID, APPENDUID, ESEARCH). */
 export function formatUids(uids: readonly number[]): string {
