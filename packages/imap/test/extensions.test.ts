@@ -617,3 +617,130 @@ describe('IMAP extensions: QRESYNC (RFC 7162 §3.2)', () => {
     idle.close();
   });
 });
+
+describe('IMAP extensions: BINARY (RFC 3516)', () => {
+  let r: Rig;
+  let c: RawImap;
+  // An attachment with NUL and high bytes, in base64; a text part in quoted-printable; one in x-uuencode.
+  const attachment = Buffer.from([0, 1, 2, 255, 0, 0x0d, 0x0a, 65, 66, 0]);
+  const raw = Buffer.from(
+    [
+      'Subject: binary',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/mixed; boundary="b"',
+      '',
+      '--b',
+      'Content-Type: text/plain; charset=utf-8',
+      'Content-Transfer-Encoding: quoted-printable',
+      '',
+      'Gr=C3=BC=C3=9Fe, caf=C3=A9 =3D soft=',
+      'break',
+      '--b',
+      'Content-Type: application/octet-stream',
+      'Content-Transfer-Encoding: base64',
+      '',
+      attachment.toString('base64'),
+      '--b',
+      'Content-Type: application/octet-stream',
+      'Content-Transfer-Encoding: x-uuencode',
+      '',
+      'begin 644 x',
+      '--b--',
+      '',
+    ].join('\r\n'),
+  );
+  before(async () => {
+    r = await rig();
+    await storeMessage(r, 'bob', 'INBOX', raw);
+    c = await RawImap.connect(r.tlsPort, true);
+    assert.match(await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`), /OK/);
+    await c.cmd('SELECT INBOX');
+  });
+  after(async () => {
+    c?.close();
+    await r?.close();
+  });
+
+  it('returns parts decoded, their decoded size, partials, and a literal8 where there is a NUL', async () => {
+    assert.match(await c.cmd('CAPABILITY'), / BINARY/);
+    const out = Buffer.from(await c.cmd('FETCH 1 (BINARY.SIZE[2] BINARY.PEEK[2])'), 'latin1');
+    const text = out.toString('latin1');
+    assert.match(
+      text,
+      new RegExp(`BINARY\\.SIZE\\[2\\] ${attachment.length} BINARY\\[2\\] ~\\{${attachment.length}\\}\\r\\n`),
+    );
+    const at = out.indexOf(`~{${attachment.length}}\r\n`) + `~{${attachment.length}}\r\n`.length;
+    assert.deepEqual(out.subarray(at, at + attachment.length), attachment);
+    const qp = await c.cmd('FETCH 1 (BINARY.PEEK[1] BINARY.PEEK[1]<0.5>)');
+    const decoded = Buffer.from('Grüße, café = softbreak', 'utf8');
+    assert.ok(
+      Buffer.from(qp, 'latin1').includes(
+        Buffer.concat([Buffer.from(`BINARY[1] {${decoded.length}}\r\n`), decoded]),
+      ),
+    );
+    assert.ok(
+      Buffer.from(qp, 'latin1').includes(
+        Buffer.concat([Buffer.from('BINARY[1]<0> {5}\r\n'), decoded.subarray(0, 5)]),
+      ),
+    );
+    // The whole message as it is; a part that is not there, empty.
+    assert.match(await c.cmd('FETCH 1 (BINARY.SIZE[])'), new RegExp(`BINARY\\.SIZE\\[\\] ${raw.length}`));
+    assert.match(await c.cmd('FETCH 1 (BINARY.PEEK[9])'), /BINARY\[9\] \{0\}\r\n/);
+    // An encoding it cannot undo: NO [UNKNOWN-CTE] (§4.1).
+    assert.match(await c.cmd('FETCH 1 (BINARY.PEEK[3])'), /NO \[UNKNOWN-CTE\]/);
+    assert.match(await c.cmd('FETCH 1 (BINARY.PEEK[1.HEADER])'), /BAD/);
+    // BINARY.PEEK and BINARY.SIZE leave \Seen alone; BINARY sets it.
+    assert.doesNotMatch(await c.cmd('FETCH 1 (FLAGS)'), /\\Seen/);
+    assert.match(await c.cmd('FETCH 1 (BINARY[2])'), /\\Seen/);
+  });
+
+  it('takes APPEND with a literal8 holding NUL (RFC 3516 §4.4), stored byte for byte', async () => {
+    const message = Buffer.concat([
+      Buffer.from('Subject: nul\r\nContent-Transfer-Encoding: binary\r\n\r\n'),
+      Buffer.from([0, 1, 0, 2]),
+    ]);
+    const out = await c.send(
+      Buffer.concat([Buffer.from(`a1 APPEND INBOX ~{${message.length}+}\r\n`), message, Buffer.from('\r\n')]),
+      /a1 (OK|NO|BAD)[^\r\n]*\r\n/,
+    );
+    assert.match(out, /a1 OK \[APPENDUID \d+ 2\]/);
+    const back = Buffer.from(await c.cmd('UID FETCH 2 (BINARY.PEEK[])'), 'latin1');
+    assert.ok(back.includes(Buffer.concat([Buffer.from(`BINARY[] ~{${message.length}}\r\n`), message])));
+  });
+
+  it('imapflow fetches a part decoded over BINARY', async () => {
+    const client = new ImapFlow({
+      host: '127.0.0.1',
+      port: r.tlsPort,
+      secure: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'bob@example.org', pass: PASSWORD },
+      logger: {
+        debug: (o: { msg?: string }) => {
+          if (typeof o.msg === 'string') said.push(o.msg);
+        },
+        info: () => undefined,
+        warn: () => undefined,
+        error: () => undefined,
+      },
+    });
+    const said: string[] = [];
+    await client.connect();
+    try {
+      const lock = await client.getMailboxLock('INBOX');
+      try {
+        const m = await client.fetchOne('1', { bodyParts: ['2'] }, { binary: true });
+        assert.ok(m);
+        assert.deepEqual(m.bodyParts?.get('2'), attachment);
+        assert.ok(
+          said.some((l) => /FETCH .*BINARY\.PEEK\[2\]/.test(l)),
+          said.filter((l) => /FETCH/.test(l)).join('\n'),
+        );
+      } finally {
+        lock.release();
+      }
+    } finally {
+      await client.logout();
+    }
+  });
+});

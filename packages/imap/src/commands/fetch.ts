@@ -6,11 +6,11 @@
  * a read-only mailbox) and the new FLAGS are included in the response.
  */
 
-import type { MimeNode } from '@mailwerk/mime';
+import { decodeQuotedPrintable, findPart, type MimeNode } from '@mailwerk/mime';
 import type { Message, MessageMeta } from '@mailwerk/store';
 import { hasFlag } from '@mailwerk/store';
 import type { TextKind } from '../cache.ts';
-import { bad } from '../errors.ts';
+import { bad, no } from '../errors.ts';
 import {
   bodyStructureText,
   envelopeText,
@@ -66,6 +66,34 @@ function text(s: Session, kind: Exclude<TextKind, 'HEADER'>, m: MessageMeta, roo
   return s.utf8 ? make() : s.ctx.textCache.get(m.blobId, kind, make);
 }
 
+/**
+ * BINARY[path] (RFC 3516 §4.2): the part's body with its Content-Transfer-Encoding undone; the whole
+ * message as it is for an empty path; empty for a part that is not there. An encoding we do not know is
+ * NO [UNKNOWN-CTE] (§4.1), for the whole FETCH.
+ */
+function binaryBytes(raw: Buffer, root: MimeNode | null, path: number[]): Buffer {
+  if (path.length === 0) return raw;
+  const node = findPart(root!, path);
+  if (!node) return Buffer.alloc(0);
+  const body = raw.subarray(node.bodyStart, node.end);
+  if (node.children) return body;
+  switch (node.encoding) {
+    case '7bit':
+    case '8bit':
+    case 'binary':
+      return body;
+    case 'base64':
+      return Buffer.from(body.toString('latin1'), 'base64');
+    case 'quoted-printable':
+      return decodeQuotedPrintable(body.toString('latin1'));
+    default:
+      throw no(
+        'UNKNOWN-CTE',
+        `The part is in an encoding this server does not know: ${node.encoding.slice(0, 40)}`,
+      );
+  }
+}
+
 /** Appends one item to the response being built: text to `line`, literal bytes as chunks of their own. */
 function item(
   r: { line: string; out: Chunk[] },
@@ -100,6 +128,18 @@ function item(
       r.line += `${it.kind} ${text(s, it.kind, m, root!)}`;
       return;
     case 'section': {
+      if (it.binary) {
+        let bytes = binaryBytes(raw!, root, it.section.path);
+        if (it.binary === 'size') {
+          r.line += `${it.label} ${bytes.length}`;
+          return;
+        }
+        if (it.partial) bytes = partial(bytes, it.partial.start, it.partial.length);
+        // RFC 3516 §4.3: a literal8 (`~{n}`) where the bytes hold a NUL; a plain literal does otherwise.
+        r.out.push(`${r.line}${it.label} ${bytes.includes(0) ? '~' : ''}{${bytes.length}}\r\n`, bytes);
+        r.line = '';
+        return;
+      }
       // The structure is needed (and given) only for a part number; the header of the message is given as text.
       let bytes =
         (isTopHeader(it.section)

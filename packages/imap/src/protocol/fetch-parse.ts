@@ -28,6 +28,8 @@ export type FetchItem =
       /** Does not set \Seen (BODY.PEEK, RFC822.HEADER). */
       peek: boolean;
       partial: { start: number; length: number } | null;
+      /** BINARY (RFC 3516): the part with its transfer encoding undone, or only its size so decoded. */
+      binary?: 'content' | 'size';
     };
 
 export interface FetchRequest {
@@ -143,6 +145,39 @@ function readItem(c: Cursor, out: FetchItem[]): void {
         section,
         peek: name === 'BODY.PEEK',
         partial,
+      });
+      return;
+    }
+    case 'BINARY':
+    case 'BINARY.PEEK':
+    case 'BINARY.SIZE': {
+      // RFC 3516 §4.2: `[section-part]`, part numbers only (or none: the whole message).
+      c.expect('[');
+      const path: number[] = [];
+      if (!c.take(']')) {
+        for (;;) {
+          path.push(c.nzNumber());
+          if (!c.take('.')) break;
+        }
+        c.expect(']');
+      }
+      let partial: { start: number; length: number } | null = null;
+      let suffix = '';
+      if (name !== 'BINARY.SIZE' && c.take('<')) {
+        const start = c.number();
+        c.expect('.');
+        const length = c.nzNumber();
+        c.expect('>');
+        partial = { start, length };
+        suffix = `<${start}>`;
+      }
+      out.push({
+        kind: 'section',
+        label: `${name === 'BINARY.SIZE' ? 'BINARY.SIZE' : 'BINARY'}[${path.join('.')}]${suffix}`,
+        section: { path, kind: '' },
+        peek: name !== 'BINARY',
+        partial,
+        binary: name === 'BINARY.SIZE' ? 'size' : 'content',
       });
       return;
     }
