@@ -21,6 +21,7 @@ import {
 } from '@mailwerk/mime';
 import { hasFlag, type MessageMeta } from '@mailwerk/store';
 import type { BlobMemo } from './cache.ts';
+import { emailId, threadId } from './objectid.ts';
 import type { SearchKey } from './protocol/search-parse.ts';
 
 export interface SearchSubject {
@@ -169,15 +170,27 @@ function someKey(k: SearchKey, leaf: (x: SearchKey) => boolean): boolean {
 export const envelopeOnly = (k: SearchKey): boolean =>
   !someKey(
     k,
-    (x) => x.op === 'body' || x.op === 'text' || (x.op === 'header' && !ENVELOPE_FIELDS.has(x.field)),
+    (x) =>
+      x.op === 'body' ||
+      x.op === 'text' ||
+      x.op === 'threadid' ||
+      (x.op === 'header' && !ENVELOPE_FIELDS.has(x.field)),
   );
 
 /** Does evaluating `k` read a message's structure or bytes (so the search must list full messages)? */
 export const needsStructure = (k: SearchKey): boolean =>
-  someKey(k, (x) => x.op === 'header' || x.op === 'body' || x.op === 'text' || (x.op === 'date' && x.sent));
+  someKey(
+    k,
+    (x) =>
+      x.op === 'header' ||
+      x.op === 'body' ||
+      x.op === 'text' ||
+      x.op === 'threadid' ||
+      (x.op === 'date' && x.sent),
+  );
 
 /** Cheap keys first: an AND stops at its first false, before any key that reads the bytes. */
-const COSTLY = new Set(['header', 'body', 'text']);
+const COSTLY = new Set(['header', 'body', 'text', 'threadid']);
 const costly = (k: SearchKey): boolean =>
   COSTLY.has(k.op) ||
   ((k.op === 'and' || k.op === 'or') && k.keys.some(costly)) ||
@@ -247,6 +260,10 @@ export class Evaluator {
         return compare(k.sent ? sentDay(m, s.words) : ymd(m.internalDate), k.cmp, k.day);
       case 'modseq':
         return m.modseq >= k.modseq;
+      case 'emailid':
+        return emailId(m.blobId) === k.id;
+      case 'threadid':
+        return s.raw().then((raw) => threadId(raw.toString('latin1', root.start, root.bodyStart)) === k.id);
       case 'within': {
         // RFC 5032 §3: OLDER n is an internal date at least n seconds back, YOUNGER n less than that.
         const age = this.now - m.internalDate.getTime();

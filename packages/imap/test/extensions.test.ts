@@ -744,3 +744,92 @@ describe('IMAP extensions: BINARY (RFC 3516)', () => {
     }
   });
 });
+
+describe('IMAP extensions: OBJECTID (RFC 8474)', () => {
+  let r: Rig;
+  let c: RawImap;
+  const mail = (h: string) => Buffer.from(`${h}\r\n\r\nbody\r\n`);
+  before(async () => {
+    r = await rig();
+    await storeMessage(r, 'bob', 'INBOX', mail('Subject: start\r\nMessage-ID: <root@x>'));
+    await storeMessage(
+      r,
+      'bob',
+      'INBOX',
+      mail('Subject: Re: start\r\nMessage-ID: <r1@x>\r\nIn-Reply-To: <root@x>\r\nReferences: <root@x>'),
+    );
+    await storeMessage(
+      r,
+      'bob',
+      'INBOX',
+      mail('Subject: Re: Re: start\r\nMessage-ID: <r2@x>\r\nReferences: <root@x> <r1@x>'),
+    );
+    await storeMessage(r, 'bob', 'INBOX', mail('Subject: other\r\nMessage-ID: <o@x>'));
+    await storeMessage(r, 'bob', 'INBOX', mail('Subject: no ids'));
+    c = await RawImap.connect(r.tlsPort, true);
+    assert.match(await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`), /OK/);
+  });
+  after(async () => {
+    c?.close();
+    await r?.close();
+  });
+  const ids = (out: string) =>
+    [...out.matchAll(/^\* \d+ FETCH \(UID (\d+) EMAILID \(([^)]+)\) THREADID (\(([^)]+)\)|NIL)\)/gm)].map(
+      (m) => ({
+        uid: Number(m[1]),
+        email: m[2]!,
+        thread: m[4] ?? null,
+      }),
+    );
+
+  it('gives MAILBOXID, EMAILID and THREADID that survive COPY, MOVE, RENAME and a restart of the service', async () => {
+    assert.match(await c.cmd('CAPABILITY'), / OBJECTID/);
+    const selected = await c.cmd('SELECT INBOX');
+    const inbox = /OK \[MAILBOXID \(([A-Za-z0-9_-]+)\)\]/.exec(selected)![1];
+    assert.match(
+      await c.cmd('STATUS INBOX (MAILBOXID MESSAGES)'),
+      new RegExp(`\\(MAILBOXID \\(${inbox}\\) MESSAGES 5\\)`),
+    );
+    const created = /OK \[MAILBOXID \(([A-Za-z0-9_-]+)\)\] CREATE/.exec(await c.cmd('CREATE Keep'))![1];
+    assert.notEqual(created, inbox);
+    const before = ids(await c.cmd('UID FETCH 1:* (EMAILID THREADID)'));
+    assert.equal(before.length, 5);
+    // A thread shares one THREADID; another thread has its own; a message without ids has none.
+    assert.equal(before[0]!.thread, before[1]!.thread);
+    assert.equal(before[1]!.thread, before[2]!.thread);
+    assert.notEqual(before[3]!.thread, before[0]!.thread);
+    assert.equal(before[4]!.thread, null);
+    assert.equal(new Set(before.map((m) => m.email)).size, 5);
+    for (const m of before) assert.match(m.email, /^[A-Za-z0-9_-]{1,255}$/);
+    // COPY and MOVE keep the EMAILID and THREADID; RENAME keeps the MAILBOXID.
+    await c.cmd('UID COPY 2 Keep');
+    await c.cmd('UID MOVE 3 Keep');
+    assert.match(await c.cmd('RENAME Keep Kept'), /OK/);
+    const kept = await c.cmd('SELECT Kept');
+    assert.match(kept, new RegExp(`MAILBOXID \\(${created}\\)`));
+    const moved = ids(await c.cmd('UID FETCH 1:* (EMAILID THREADID)'));
+    assert.deepEqual(
+      moved.map((m) => [m.email, m.thread]),
+      [before[1]!, before[2]!].map((m) => [m.email, m.thread]),
+    );
+    // SEARCH by them (§6).
+    assert.match(await c.cmd(`UID SEARCH THREADID ${before[0]!.thread}`), /^\* SEARCH 1 2\r$/m);
+    assert.match(await c.cmd(`UID SEARCH EMAILID ${before[2]!.email}`), /^\* SEARCH 2\r$/m);
+    assert.match(await c.cmd('UID SEARCH EMAILID bad!id'), /BAD/);
+    // A new service over the same store (a restart) gives the same ids.
+    const again = await rig({ wrapStore: () => r.store });
+    try {
+      const c2 = await RawImap.connect(again.tlsPort, true);
+      await c2.cmd(`LOGIN bob@example.org "${PASSWORD}"`);
+      assert.match(await c2.cmd('SELECT INBOX'), new RegExp(`MAILBOXID \\(${inbox}\\)`));
+      const after = ids(await c2.cmd('UID FETCH 1:* (EMAILID THREADID)'));
+      assert.deepEqual(
+        after,
+        before.filter((m) => m.uid !== 3),
+      );
+      c2.close();
+    } finally {
+      await again.close();
+    }
+  });
+});

@@ -204,6 +204,8 @@ describe('SEARCH grammar', () => {
     assert.deepEqual(search('UID $'), { op: 'uid', ranges: [[-2, -2]] });
     assert.deepEqual(search('OLDER 3600'), { op: 'within', older: true, seconds: 3600 });
     assert.deepEqual(search('YOUNGER 1'), { op: 'within', older: false, seconds: 1 });
+    assert.deepEqual(search('EMAILID M1f_x-2'), { op: 'emailid', id: 'M1f_x-2' });
+    assert.deepEqual(search('THREADID T9'), { op: 'threadid', id: 'T9' });
   });
 
   it('flattens 3,000 ORs into one list, without recursion', () => {
@@ -235,6 +237,8 @@ describe('SEARCH grammar', () => {
     'YOUNGER',
     'OLDER x',
     'YOUNGER 4294967296',
+    'EMAILID',
+    'THREADID a.b',
   ];
   for (const line of bads)
     it(`refuses ${JSON.stringify(line)} with BAD`, () => assert.throws(() => search(line), ImapSyntaxError));
@@ -345,6 +349,10 @@ describe('Property: any command line gives a parse or a BAD, never another excep
     'RETURN',
     'OLDER',
     'YOUNGER',
+    'EMAILID',
+    'THREADID',
+    'BINARY[',
+    'BINARY.SIZE[',
   );
   const line = fc
     .array(fc.oneof(token, fc.string({ maxLength: 8 })), { maxLength: 40 })

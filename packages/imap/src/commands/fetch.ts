@@ -20,6 +20,7 @@ import {
   partial,
   sectionBytes,
 } from '../fetch-data.ts';
+import { emailId, threadId } from '../objectid.ts';
 import { type Chunk, dateTime } from '../protocol/encode.ts';
 import { type FetchItem, parseFetch } from '../protocol/fetch-parse.ts';
 import { formatRanges, isSaved, readSequenceSet } from '../protocol/sequence.ts';
@@ -121,6 +122,15 @@ function item(
     case 'MODSEQ':
       r.line += `MODSEQ (${m.modseq})`;
       return;
+    case 'EMAILID':
+      r.line += `EMAILID (${emailId(m.blobId)})`;
+      return;
+    case 'THREADID': {
+      // Given the header: the request asks for it with THREADID.
+      const t = threadId(header!);
+      r.line += t ? `THREADID (${t})` : 'THREADID NIL';
+      return;
+    }
     case 'ENVELOPE':
     case 'BODYSTRUCTURE':
     case 'BODY':
@@ -171,7 +181,9 @@ function fetch(): Command {
       const seen = !sel.readOnly && items.some((i) => i.kind === 'section' && !i.peek);
       // The bytes are read for a section other than the message's header, or for a header not cached yet.
       const bodyBytes = items.some((i) => i.kind === 'section' && !isTopHeader(i.section));
-      const headerItems = items.some((i) => i.kind === 'section' && isTopHeader(i.section));
+      const headerItems = items.some(
+        (i) => (i.kind === 'section' && isTopHeader(i.section)) || i.kind === 'THREADID',
+      );
       const hasFlags = items.some((i) => i.kind === 'FLAGS');
       const hasModseq = items.some((i) => i.kind === 'MODSEQ');
       // Flags, sizes, dates and UIDs come from the cached rows; the structure only for what describes the

@@ -6,6 +6,7 @@
  */
 import { isSameOrChild, SPECIAL_USES, type SpecialUse } from '@mailwerk/store';
 import { bad, no } from '../errors.ts';
+import { mailboxId } from '../objectid.ts';
 import type { Cursor } from '../protocol/cursor.ts';
 import { AUTHENTICATED, type Command } from './types.ts';
 import { creatableName, mailbox, readMailbox, user } from './util.ts';
@@ -42,7 +43,8 @@ export const CREATE: Command = {
       ...(use ? { specialUse: use } : {}),
     });
     s.ctx.publish({ type: 'mailbox.change', accountId, mailboxId: mb.id });
-    return 'CREATE completed';
+    // RFC 8474 §4.1.
+    return `[MAILBOXID (${mailboxId(mb.id)})] CREATE completed`;
   },
 };
 

@@ -4,6 +4,7 @@
  */
 import { hasFlag } from '@mailwerk/store';
 import { bad, no } from '../errors.ts';
+import { mailboxId } from '../objectid.ts';
 import type { Cursor } from '../protocol/cursor.ts';
 import { formatRanges, isSaved, type Range, readSequenceSet, STAR } from '../protocol/sequence.ts';
 import { Selected } from '../selected.ts';
@@ -100,6 +101,8 @@ function open(readOnly: boolean): Command {
       s.untagged(`OK [UIDNEXT ${sel.mailbox.uidNext}] Predicted next UID`);
       // RFC 7162 §3.1.2.1: a CONDSTORE server sends HIGHESTMODSEQ on every SELECT and EXAMINE.
       s.untagged(`OK [HIGHESTMODSEQ ${sel.mailbox.highestModseq}] Highest`);
+      // RFC 8474 §4.2.
+      s.untagged(`OK [MAILBOXID (${mailboxId(sel.mailbox.id)})] Ok`);
       if (resync) await resynchronise(s, sel, resync);
       s.state = { kind: 'selected', user: account, mailbox: sel };
       return `[${readOnly ? 'READ-ONLY' : 'READ-WRITE'}] ${readOnly ? 'EXAMINE' : 'SELECT'} completed`;

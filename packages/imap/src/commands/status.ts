@@ -1,6 +1,7 @@
 /** STATUS (RFC 3501 §6.3.10) with HIGHESTMODSEQ (RFC 7162), APPENDLIMIT (RFC 7889) and SIZE (RFC 8438). */
 import type { Mailbox } from '@mailwerk/store';
 import { bad } from '../errors.ts';
+import { mailboxId } from '../objectid.ts';
 import type { Cursor } from '../protocol/cursor.ts';
 import { mailboxName } from '../protocol/encode.ts';
 import type { Session } from '../session.ts';
@@ -16,6 +17,7 @@ const ITEMS = new Set([
   'HIGHESTMODSEQ',
   'APPENDLIMIT',
   'SIZE',
+  'MAILBOXID',
 ]);
 
 /** `(item …)` of STATUS (and of LIST's RETURN (STATUS …), RFC 5819): at least one, each known. */
@@ -34,7 +36,7 @@ export function readStatusItems(c: Cursor): string[] {
 export async function writeStatus(s: Session, mb: Mailbox, items: string[]): Promise<void> {
   const st = await s.ctx.store.mailboxStatus(mb.id);
   if (items.includes('HIGHESTMODSEQ')) s.condstore = true;
-  const value: Record<string, number> = {
+  const value: Record<string, number | string> = {
     MESSAGES: st.messages,
     RECENT: st.recent,
     UIDNEXT: st.uidNext,
@@ -43,6 +45,8 @@ export async function writeStatus(s: Session, mb: Mailbox, items: string[]): Pro
     HIGHESTMODSEQ: st.highestModseq,
     APPENDLIMIT: s.ctx.maxMessageSize,
     SIZE: st.size,
+    // RFC 8474 §4.2.
+    MAILBOXID: `(${mailboxId(mb.id)})`,
   };
   s.write(
     '* STATUS ',

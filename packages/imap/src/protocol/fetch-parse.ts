@@ -16,7 +16,9 @@ export type SimpleItem =
   | 'ENVELOPE'
   | 'BODYSTRUCTURE'
   | 'BODY'
-  | 'MODSEQ';
+  | 'MODSEQ'
+  | 'EMAILID'
+  | 'THREADID';
 
 export type FetchItem =
   | { kind: SimpleItem }
@@ -54,6 +56,8 @@ const SIMPLE = new Set<string>([
   'BODYSTRUCTURE',
   'BODY',
   'MODSEQ',
+  'EMAILID',
+  'THREADID',
 ]);
 
 /** `[section]` after BODY/BODY.PEEK, the `[` taken; returns the section and its text for the label. */

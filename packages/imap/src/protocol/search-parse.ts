@@ -27,6 +27,8 @@ export type SearchKey =
   /** BEFORE/ON/SINCE (internal date) and SENTBEFORE/SENTON/SENTSINCE (Date: as written): yyyymmdd. */
   | { op: 'date'; sent: boolean; cmp: '<' | '=' | '>='; day: number }
   | { op: 'modseq'; modseq: number }
+  /** OBJECTID (RFC 8474 §6): EMAILID and THREADID. */
+  | { op: 'emailid' | 'threadid'; id: string }
   /** WITHIN (RFC 5032): the internal date more (OLDER) or less (YOUNGER) than `seconds` ago. */
   | { op: 'within'; older: boolean; seconds: number };
 
@@ -125,6 +127,13 @@ function simpleKey(c: Cursor, text: (raw: string) => string, onModseq: () => voi
     case 'UID': {
       c.space();
       return { op: 'uid', ranges: readSequenceSet(c) };
+    }
+    case 'EMAILID':
+    case 'THREADID': {
+      c.space();
+      const id = c.atom();
+      if (!/^[A-Za-z0-9_-]{1,255}$/.test(id)) throw bad('Invalid object id');
+      return { op: word === 'EMAILID' ? 'emailid' : 'threadid', id };
     }
     case 'OLDER':
     case 'YOUNGER': {

@@ -1,0 +1,37 @@
+/**
+ * Object identifiers (OBJECTID, RFC 8474): MAILBOXID, EMAILID and THREADID,
+ * each made from what does not change when a message is copied or moved or
+ * the server restarts, so none needs storing:
+ * - MAILBOXID: the store's mailbox id (it survives RENAME);
+ * - EMAILID: "M" and the message's content id (the blob id: the same bytes
+ *   in another mailbox are the same email, §5.1);
+ * - THREADID: "T" and a digest of the thread's first Message-ID: the first
+ *   of References, else In-Reply-To, else the message's own Message-ID, so a
+ *   reply and what it answers share it as long as clients write References
+ *   as RFC 5322 §3.6.4 asks; NIL for a message with none of the three.
+ * All are 1*255 of ALPHA, DIGIT, "_" and "-" (§4).
+ */
+import { createHash } from 'node:crypto';
+import { parseHeaderBlock } from '@mailwerk/mime';
+import { messageIds } from './sort.ts';
+
+export const mailboxId = (id: string): string => (/^[A-Za-z0-9_-]{1,255}$/.test(id) ? id : digest(id));
+
+export const emailId = (blobId: string): string =>
+  `M${/^[A-Za-z0-9_-]{1,250}$/.test(blobId) ? blobId : digest(blobId)}`;
+
+const digest = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 32);
+
+/** The THREADID of a message whose header is `header`, or null (NIL). */
+export function threadId(header: string): string | null {
+  let references: string | undefined;
+  let inReplyTo: string | undefined;
+  let own: string | undefined;
+  for (const f of parseHeaderBlock(header)) {
+    if (f.key === 'references') references ??= f.value;
+    else if (f.key === 'in-reply-to') inReplyTo ??= f.value;
+    else if (f.key === 'message-id') own ??= f.value;
+  }
+  const root = messageIds(references, 1)[0] ?? messageIds(inReplyTo, 1)[0] ?? messageIds(own, 1)[0];
+  return root ? `T${digest(root)}` : null;
+}
