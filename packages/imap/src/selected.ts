@@ -121,9 +121,12 @@ export class Selected {
     return false;
   }
 
-  /** The flags as FETCH shows them: \Recent added for this session's recent messages. */
+  /** IMAP4rev2 (RFC 9051 Appendix E): no \Recent flag and no RECENT response. */
+  hideRecent = false;
+
+  /** The flags as FETCH shows them: \Recent added for this session's recent messages (not under rev2). */
   flagsOf(uid: number, flags: readonly string[]): string {
-    return flagList(this.isRecent(uid) ? [...flags, '\\Recent'] : flags);
+    return flagList(!this.hideRecent && this.isRecent(uid) ? [...flags, '\\Recent'] : flags);
   }
 
   /** `* FLAGS` and `* OK [PERMANENTFLAGS]` (RFC 3501 §7.2.6, §7.1). */
@@ -221,7 +224,7 @@ export class Selected {
         if (top > shown) this.recent.push([shown + 1, top]);
       }
       out.untagged(`${this.uids.length} EXISTS`);
-      out.untagged(`${this.recentCount} RECENT`);
+      if (!this.hideRecent) out.untagged(`${this.recentCount} RECENT`);
     }
     if (newKeywords) this.announceFlags(out);
     for (const [uid, f] of flagged) {

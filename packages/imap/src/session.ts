@@ -65,6 +65,8 @@ export class Session {
   condstore = false;
   /** QRESYNC (RFC 7162 §3.2): VANISHED instead of EXPUNGE, SELECT … (QRESYNC …); it implies CONDSTORE. */
   qresync = false;
+  /** IMAP4rev2 (RFC 9051) ENABLEd: no \Recent, SEARCH answers with ESEARCH. */
+  rev2 = false;
   utf8 = false;
   compressed = false;
   /** Failed sign-ins on this connection. */

@@ -833,3 +833,80 @@ describe('IMAP extensions: OBJECTID (RFC 8474)', () => {
     }
   });
 });
+
+describe('IMAP4rev2 (RFC 9051) after ENABLE IMAP4rev2', () => {
+  let r: Rig;
+  before(async () => {
+    r = await rig();
+    for (let i = 1; i <= 4; i++)
+      await storeMessage(r, 'bob', 'INBOX', sample(`rev2 ${i}`), {
+        flags: i === 2 ? ['\\Seen', '\\Deleted'] : [],
+      });
+  });
+  after(() => r?.close());
+
+  it('drops \\Recent, RECENT and UNSEEN, lists the mailbox at SELECT, answers SEARCH with ESEARCH and STATUS with DELETED', async () => {
+    const c = await RawImap.connect(r.tlsPort, true);
+    await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`);
+    assert.match(await c.cmd('CAPABILITY'), /\* CAPABILITY IMAP4rev1 IMAP4rev2 /);
+    assert.match(await c.cmd('ENABLE IMAP4rev2'), /^\* ENABLED IMAP4rev2\r\n/m);
+    const selected = await c.cmd('SELECT INBOX');
+    assert.match(selected, /^\* 4 EXISTS\r\n/m);
+    assert.match(selected, /^\* LIST \(\) "\/" INBOX\r\n/m);
+    assert.doesNotMatch(selected, /RECENT|UNSEEN/);
+    assert.doesNotMatch(await c.cmd('FETCH 1:* (FLAGS)'), /\\Recent/);
+    // SEARCH without RETURN is RETURN (ALL): an ESEARCH response (§6.4.4).
+    assert.deepEqual(
+      (await c.cmd('SEARCH UNSEEN')).split('\r\n').filter((l) => l.startsWith('* ')),
+      ['* ESEARCH (TAG "t6") ALL 1,3:4'],
+    );
+    assert.match(await c.cmd('UID SEARCH SUBJECT nothing'), /^\* ESEARCH \(TAG "t7"\) UID\r\n/m);
+    assert.match(await c.cmd('STATUS INBOX (MESSAGES DELETED)'), /\* STATUS INBOX \(MESSAGES 4 DELETED 1\)/);
+    // A message arriving is EXISTS alone, without RECENT.
+    await c.send('i1 IDLE\r\n', /\+ [^\r\n]*\r\n/);
+    await storeMessage(r, 'bob', 'INBOX', sample('rev2 5'));
+    const news = await c.send('', /\* 5 EXISTS\r\n/);
+    assert.doesNotMatch(news, /RECENT/);
+    await c.send('DONE\r\n', /i1 OK/);
+    c.close();
+  });
+
+  it('imapflow signs in with IMAP4rev2 enabled and searches and fetches as before', async () => {
+    const said: string[] = [];
+    const client = new ImapFlow({
+      host: '127.0.0.1',
+      port: r.tlsPort,
+      secure: true,
+      tls: { rejectUnauthorized: false },
+      auth: { user: 'bob@example.org', pass: PASSWORD },
+      logger: {
+        debug: (o: { msg?: string }) => {
+          if (typeof o.msg === 'string') said.push(o.msg);
+        },
+        info: () => undefined,
+        warn: () => undefined,
+        error: () => undefined,
+      },
+    });
+    await client.connect();
+    try {
+      assert.ok(
+        said.some((l) => /ENABLE .*IMAP4rev2/i.test(l)),
+        said.join('\n'),
+      );
+      const lock = await client.getMailboxLock('INBOX');
+      try {
+        assert.deepEqual(await client.search({ seen: false }, { uid: true }), [1, 3, 4, 5]);
+        assert.deepEqual(await client.search({ deleted: true }), [2]);
+        const m = await client.fetchOne('2', { flags: true, envelope: true });
+        assert.ok(m);
+        assert.deepEqual([...(m.flags ?? [])].sort(), ['\\Deleted', '\\Seen']);
+        assert.equal(m.envelope?.subject, 'rev2 2');
+      } finally {
+        lock.release();
+      }
+    } finally {
+      await client.logout();
+    }
+  });
+});

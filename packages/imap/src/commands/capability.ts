@@ -11,7 +11,7 @@ import type { Session } from '../session.ts';
 import { ANY, type Command } from './types.ts';
 
 export function capabilities(s: Session): string[] {
-  const caps = ['IMAP4rev1', 'SASL-IR', 'LITERAL+', 'ID', 'ENABLE', 'IDLE'];
+  const caps = ['IMAP4rev1', 'IMAP4rev2', 'SASL-IR', 'LITERAL+', 'ID', 'ENABLE', 'IDLE'];
   if (s.state.kind === 'not-authenticated') {
     if (!s.secure) caps.push('STARTTLS');
     // RFC 3501 §6.2.3 and RFC 8314: no password in the clear unless the admin allows it.

@@ -122,7 +122,8 @@ function search(): Command {
     noExpunge: true,
     async run(s, c, { uid, tag }) {
       const sel = selected(s);
-      const options = readReturn(c);
+      // RFC 9051 §6.4.4: under IMAP4rev2 a SEARCH without RETURN is RETURN (ALL), answered with ESEARCH.
+      const options = readReturn(c) ?? (s.rev2 ? new Set(['ALL']) : null);
       // RFC 5182 §2.4: a SAVE that fails (BAD or NO) leaves `$` empty, not what it held before.
       if (options?.has('SAVE')) sel.saved = [];
       const parsed = parseSearch(c, (raw) => utf8(raw));

@@ -6,6 +6,7 @@ import { hasFlag } from '@mailwerk/store';
 import { bad, no } from '../errors.ts';
 import { mailboxId } from '../objectid.ts';
 import type { Cursor } from '../protocol/cursor.ts';
+import { mailboxName } from '../protocol/encode.ts';
 import { formatRanges, isSaved, type Range, readSequenceSet, STAR } from '../protocol/sequence.ts';
 import { Selected } from '../selected.ts';
 import type { Session } from '../session.ts';
@@ -90,12 +91,18 @@ function open(readOnly: boolean): Command {
       s.state = { kind: 'authenticated', user: account };
       const mb = await mailbox(s, name);
       const { selected: sel, firstUnseen } = await Selected.open(s.ctx.store, mb, readOnly, s.ctx.metaCache);
+      sel.hideRecent = s.rev2;
       sel.announceFlags(s);
       s.untagged(`${sel.exists} EXISTS`);
-      s.untagged(`${sel.recentCount} RECENT`);
-      if (firstUnseen !== null) {
-        const seq = sel.uids.seqOf(firstUnseen);
-        if (seq) s.untagged(`OK [UNSEEN ${seq}] First unseen`);
+      if (s.rev2) {
+        // RFC 9051 §6.3.2: no RECENT and no UNSEEN code; a LIST response with the mailbox's name instead.
+        s.write('* LIST () "/" ', mailboxName(sel.mailbox.name, s.utf8), '\r\n');
+      } else {
+        s.untagged(`${sel.recentCount} RECENT`);
+        if (firstUnseen !== null) {
+          const seq = sel.uids.seqOf(firstUnseen);
+          if (seq) s.untagged(`OK [UNSEEN ${seq}] First unseen`);
+        }
       }
       s.untagged(`OK [UIDVALIDITY ${sel.mailbox.uidValidity}] UIDs valid`);
       s.untagged(`OK [UIDNEXT ${sel.mailbox.uidNext}] Predicted next UID`);

@@ -13,6 +13,10 @@ export const ENABLE: Command = {
       if (w === 'CONDSTORE' && !s.condstore) {
         s.condstore = true;
         enabled.push(w);
+      } else if (w === 'IMAP4REV2' && !s.rev2) {
+        // RFC 9051 §6.3.1: the rev2 behaviour from here on (before SELECT, as ENABLE asks).
+        s.rev2 = true;
+        enabled.push('IMAP4rev2');
       } else if (w === 'QRESYNC' && !s.qresync) {
         // RFC 7162 §3.2.3: QRESYNC turns CONDSTORE on with it.
         s.qresync = true;

@@ -1,5 +1,5 @@
 /** STATUS (RFC 3501 §6.3.10) with HIGHESTMODSEQ (RFC 7162), APPENDLIMIT (RFC 7889) and SIZE (RFC 8438). */
-import type { Mailbox } from '@mailwerk/store';
+import { hasFlag, type Mailbox } from '@mailwerk/store';
 import { bad } from '../errors.ts';
 import { mailboxId } from '../objectid.ts';
 import type { Cursor } from '../protocol/cursor.ts';
@@ -18,6 +18,7 @@ const ITEMS = new Set([
   'APPENDLIMIT',
   'SIZE',
   'MAILBOXID',
+  'DELETED',
 ]);
 
 /** `(item …)` of STATUS (and of LIST's RETURN (STATUS …), RFC 5819): at least one, each known. */
@@ -47,6 +48,10 @@ export async function writeStatus(s: Session, mb: Mailbox, items: string[]): Pro
     SIZE: st.size,
     // RFC 8474 §4.2.
     MAILBOXID: `(${mailboxId(mb.id)})`,
+    // RFC 9051 §6.3.11: the messages marked \Deleted (read only when asked: it walks the mailbox's rows).
+    DELETED: items.includes('DELETED')
+      ? (await s.ctx.metaCache.list(mb.id)).filter((m) => hasFlag(m.flags, '\\Deleted')).length
+      : 0,
   };
   s.write(
     '* STATUS ',
