@@ -395,6 +395,20 @@ export class Session {
     this.unwatch = this.ctx.notifier.watch({ accountId: user.id, onEvent: (e) => this.onEvent(e) });
   }
 
+  /**
+   * Back to the state before sign-in (UNAUTHENTICATE, RFC 8437 §3): no mailbox, no account's changes,
+   * and what ENABLE turned on is off again; TLS and COMPRESS stay as they are.
+   */
+  signedOut(): void {
+    this.unwatch?.();
+    this.unwatch = null;
+    this.state = { kind: 'not-authenticated' };
+    this.condstore = false;
+    this.qresync = false;
+    this.rev2 = false;
+    this.utf8 = false;
+  }
+
   private onEvent(event: MailEvent | null): void {
     if (this.state.kind !== 'selected') return;
     const sel = this.state.mailbox;

@@ -910,3 +910,32 @@ describe('IMAP4rev2 (RFC 9051) after ENABLE IMAP4rev2', () => {
     }
   });
 });
+
+describe('IMAP extensions: UNAUTHENTICATE (RFC 8437)', () => {
+  let r: Rig;
+  before(async () => {
+    r = await rig();
+    await storeMessage(r, 'bob', 'INBOX', sample('for bob'));
+  });
+  after(() => r?.close());
+
+  it('signs out and lets another user sign in on the same connection, with nothing of the first left', async () => {
+    const c = await RawImap.connect(r.tlsPort, true);
+    await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`);
+    assert.match(await c.cmd('CAPABILITY'), / UNAUTHENTICATE/);
+    await c.cmd('ENABLE QRESYNC IMAP4rev2');
+    assert.match(await c.cmd('SELECT INBOX'), /\* 1 EXISTS/);
+    assert.match(await c.cmd('UNAUTHENTICATE'), /t5 OK UNAUTHENTICATE completed/);
+    assert.match(await c.cmd('SELECT INBOX'), /t6 BAD/);
+    assert.match(await c.cmd('CAPABILITY'), /AUTH=PLAIN/);
+    assert.match(await c.cmd(`LOGIN ann@example.org "${PASSWORD}"`), /t8 OK/);
+    const ann = await c.cmd('SELECT INBOX');
+    assert.match(ann, /\* 0 EXISTS/);
+    // What bob ENABLEd is off: rev1 answers (RECENT) and no QRESYNC without ENABLE.
+    assert.match(ann, /\* 0 RECENT/);
+    assert.match(await c.cmd('SELECT INBOX (QRESYNC (1 1))'), /BAD ENABLE QRESYNC first/);
+    assert.match(await c.cmd('UNAUTHENTICATE'), /OK/);
+    assert.match(await c.cmd('UNAUTHENTICATE'), /BAD/);
+    c.close();
+  });
+});

@@ -10,7 +10,7 @@ import { CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE } from './mailbox.ts';
 import { GETQUOTA, GETQUOTAROOT, SETQUOTA } from './quota.ts';
 import { SEARCH, UID_SEARCH } from './search.ts';
 import { CHECK, CLOSE, EXAMINE, SELECT, UNSELECT } from './select.ts';
-import { COMPRESS, ENABLE, IDLE, NAMESPACE } from './session.ts';
+import { COMPRESS, ENABLE, IDLE, NAMESPACE, UNAUTHENTICATE } from './session.ts';
 import { SORT, THREAD, UID_SORT, UID_THREAD } from './sort.ts';
 import { STATUS } from './status.ts';
 import { STORE, UID_STORE } from './store.ts';
@@ -26,6 +26,7 @@ export const COMMANDS = new Map<string, Command>([
   ['AUTHENTICATE', AUTHENTICATE],
   ['ENABLE', ENABLE],
   ['NAMESPACE', NAMESPACE],
+  ['UNAUTHENTICATE', UNAUTHENTICATE],
   ['COMPRESS', COMPRESS],
   ['IDLE', IDLE],
   ['LIST', LIST],

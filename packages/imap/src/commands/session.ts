@@ -34,6 +34,16 @@ export const ENABLE: Command = {
   },
 };
 
+/** UNAUTHENTICATE (RFC 8437): sign out and stay connected, to sign in again (as another user, say). */
+export const UNAUTHENTICATE: Command = {
+  states: AUTHENTICATED,
+  async run(s, c) {
+    c.end();
+    s.signedOut();
+    return 'UNAUTHENTICATE completed';
+  },
+};
+
 export const NAMESPACE: Command = {
   states: AUTHENTICATED,
   async run(s, c) {
