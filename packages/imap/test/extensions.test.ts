@@ -354,7 +354,10 @@ describe('IMAP extensions: SORT, SORT=DISPLAY and THREAD', () => {
   };
 
   it('advertises SORT, SORT=DISPLAY and both THREAD algorithms', async () => {
-    assert.match(await c.cmd('CAPABILITY'), / SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES/);
+    assert.match(
+      await c.cmd('CAPABILITY'),
+      / SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES/,
+    );
   });
 
   it('sorts by every key, with REVERSE and ties by sequence number (RFC 5256 §3, RFC 5957)', async () => {
@@ -387,6 +390,26 @@ describe('IMAP extensions: SORT, SORT=DISPLAY and THREAD', () => {
     assert.match(await c.cmd('SORT (REVERSE) UTF-8 ALL'), /BAD/);
     assert.match(await c.cmd('SORT (COLOR) UTF-8 ALL'), /BAD Unknown sort key/);
     assert.match(await c.cmd('SORT SUBJECT UTF-8 ALL'), /BAD/);
+  });
+
+  it('answers SORT RETURN (…) with ESEARCH, MIN and MAX in sort order, ALL in sort order (ESORT, RFC 5267 §3)', async () => {
+    assert.match(await c.cmd('CAPABILITY'), / ESORT/);
+    assert.match(
+      await c.cmd('SORT RETURN (MIN MAX COUNT) (SUBJECT) UTF-8 ALL'),
+      /^\* ESEARCH \(TAG "t\d+"\) MIN 3 MAX 4 COUNT 5\r$/m,
+    );
+    // By DATE the order is 3 1 2 4 5: a run going up by one is a range, nothing is reordered.
+    assert.match(
+      await c.cmd('SORT RETURN () (DATE) UTF-8 ALL'),
+      /^\* ESEARCH \(TAG "t\d+"\) ALL 3,1:2,4:5\r$/m,
+    );
+    // REVERSE DATE: 5 4, then 1 and 2 (one instant, in sequence order), then 3: the last three one run.
+    assert.match(await c.cmd('SORT RETURN (ALL) (REVERSE DATE) UTF-8 ALL'), /ALL 5,4,1:3\r$/m);
+    assert.match(
+      await c.cmd('UID SORT RETURN (COUNT ALL) (SUBJECT) UTF-8 SUBJECT nothing'),
+      /^\* ESEARCH \(TAG "t\d+"\) UID COUNT 0\r$/m,
+    );
+    assert.match(await c.cmd('SORT RETURN (SAVE) (SUBJECT) UTF-8 ALL'), /BAD Unknown sort return option/);
   });
 
   it('threads by subject and by references (RFC 5256 §3)', async () => {

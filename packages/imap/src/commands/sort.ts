@@ -11,6 +11,7 @@ import type { Message, MessageMeta } from '@mailwerk/store';
 import { bad, no } from '../errors.ts';
 import type { Cursor } from '../protocol/cursor.ts';
 import { utf8 } from '../protocol/cursor.ts';
+import { str } from '../protocol/encode.ts';
 import { parseSearch } from '../protocol/search-parse.ts';
 import type { Session } from '../session.ts';
 import {
@@ -30,6 +31,20 @@ import { type Command, SELECTED } from './types.ts';
 import { selected, structureOf } from './util.ts';
 
 const BATCH = 500;
+const ESORT_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT']);
+
+/** Numbers in the given order as a sequence set: runs that go up by one become `a:b`, nothing is reordered. */
+function orderedSet(numbers: number[]): string {
+  const parts: string[] = [];
+  let i = 0;
+  while (i < numbers.length) {
+    let j = i;
+    while (j + 1 < numbers.length && numbers[j + 1] === numbers[j]! + 1) j++;
+    parts.push(j > i ? `${numbers[i]}:${numbers[j]}` : String(numbers[i]));
+    i = j + 1;
+  }
+  return parts.join(',');
+}
 
 /** `charset SP search-criteria` as SORT and THREAD write them (RFC 5256 §3: the charset is not optional). */
 function readCriteria(c: Cursor) {
@@ -116,8 +131,23 @@ function sort(): Command {
   return {
     states: SELECTED,
     noExpunge: true,
-    async run(s, c, { uid }) {
+    async run(s, c, { uid, tag }) {
       const sel = selected(s);
+      // ESORT (RFC 5267 §3): RETURN (MIN MAX ALL COUNT) before the criteria; `()` is ALL.
+      let options: Set<string> | null = null;
+      if (c.peekWord() === 'RETURN') {
+        c.word();
+        c.space();
+        options = new Set();
+        const chosen = options;
+        c.list(() => {
+          const o = c.word();
+          if (!ESORT_OPTIONS.has(o)) throw bad(`Unknown sort return option ${o.slice(0, 32)}`);
+          chosen.add(o);
+        });
+        if (chosen.size === 0) chosen.add('ALL');
+        c.space();
+      }
       const criteria: SortKey[] = [];
       let reverse = false;
       c.list(() => {
@@ -137,8 +167,19 @@ function sort(): Command {
       if (parsed.usesModseq) s.condstore = true;
       const found = await searchMessages(s, sel, parsed);
       const facts = await factsOf(s, sel.mailbox.id, found, false);
-      const sorted = sortMessages(facts, criteria, decodeWords);
-      s.untagged(`SORT${sorted.map((f) => ` ${uid ? f.uid : f.seq}`).join('')}`);
+      const sorted = sortMessages(facts, criteria, decodeWords).map((f) => (uid ? f.uid : f.seq));
+      if (!options) s.untagged(`SORT${sorted.map((n) => ` ${n}`).join('')}`);
+      else {
+        // MIN and MAX are the first and last in sort order; ALL keeps the order (ranges only ascending).
+        const data: string[] = [];
+        if (sorted.length) {
+          if (options.has('MIN')) data.push(`MIN ${sorted[0]}`);
+          if (options.has('MAX')) data.push(`MAX ${sorted.at(-1)}`);
+          if (options.has('ALL')) data.push(`ALL ${orderedSet(sorted)}`);
+        }
+        if (options.has('COUNT')) data.push(`COUNT ${sorted.length}`);
+        s.untagged(`ESEARCH (TAG ${str(tag)})${uid ? ' UID' : ''}${data.length ? ` ${data.join(' ')}` : ''}`);
+      }
       return `${uid ? 'UID SORT' : 'SORT'} completed`;
     },
   };
