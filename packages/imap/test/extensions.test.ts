@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { parseMessage } from '@mailwerk/mime';
+import { contentId } from '@mailwerk/store';
 import { ImapFlow } from 'imapflow';
 import { eventually, PASSWORD, RawImap, type Rig, rig, sample, storeMessage } from './harness.ts';
 
@@ -960,5 +962,84 @@ describe('IMAP extensions: UNAUTHENTICATE (RFC 8437)', () => {
     assert.match(await c.cmd('UNAUTHENTICATE'), /OK/);
     assert.match(await c.cmd('UNAUTHENTICATE'), /BAD/);
     c.close();
+  });
+});
+
+describe('IMAP extensions: PREVIEW (RFC 8970)', () => {
+  let r: Rig;
+  let c: RawImap;
+  const long = `${'word '.repeat(60)}end`;
+  before(async () => {
+    r = await rig();
+    // 1: quoted-printable text with a quoted reply; 2: HTML only; 3: an attachment alone; 4: long text.
+    await storeMessage(
+      r,
+      'bob',
+      'INBOX',
+      Buffer.from(
+        'Subject: a\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nCaf=C3=A9 at  noon?\r\n> earlier words\r\nBob\r\n',
+      ),
+    );
+    await storeMessage(
+      r,
+      'bob',
+      'INBOX',
+      Buffer.from(
+        'Subject: b\r\nContent-Type: text/html\r\n\r\n<html><style>p{color:red}</style><p>Hello&nbsp;<b>there</b> &amp; you</p></html>\r\n',
+      ),
+    );
+    await storeMessage(
+      r,
+      'bob',
+      'INBOX',
+      Buffer.from(
+        'Subject: c\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n',
+      ),
+    );
+    await storeMessage(r, 'bob', 'INBOX', Buffer.from(`Subject: d\r\n\r\n${long}\r\n`));
+    c = await RawImap.connect(r.tlsPort, true);
+    await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`);
+    await c.cmd('SELECT INBOX');
+  });
+  after(async () => {
+    c?.close();
+    await r?.close();
+  });
+
+  it('gives the start of the text, decoded, without quotes, markup or attachments, cut to 200 characters', async () => {
+    assert.match(await c.cmd('CAPABILITY'), / PREVIEW/);
+    const out = Buffer.from(await c.cmd('FETCH 1:4 (PREVIEW)'), 'latin1').toString('utf8');
+    assert.match(out, /\* 1 FETCH \(PREVIEW \{\d+\}\r\nCafé at noon\? Bob\)/);
+    assert.match(out, /\* 2 FETCH \(PREVIEW "Hello there & you"\)/);
+    assert.match(out, /\* 3 FETCH \(PREVIEW ""\)/);
+    assert.match(out, new RegExp(`\\* 4 FETCH \\(PREVIEW "${long.slice(0, 200).trimEnd()}"\\)`));
+    // Kept with the message when it was stored: listing previews reads no message body.
+    const stored = await r.store.getMessage((await r.store.getMailbox(r.accounts.bob!, 'INBOX'))!.id, 2);
+    assert.equal(stored!.structure.preview, 'Hello there & you');
+  });
+
+  it('makes the preview of a message stored without one, unless LAZY says NIL will do', async () => {
+    const raw = Buffer.from('Subject: old\r\n\r\nfrom before previews\r\n');
+    const mb = (await r.store.getMailbox(r.accounts.bob!, 'INBOX'))!;
+    const { preview: _dropped, ...structure } = parseMessage(raw);
+    const m = await r.store.appendMessage({
+      accountId: r.accounts.bob!,
+      mailboxId: mb.id,
+      blobId: contentId(raw),
+      data: raw,
+      size: raw.length,
+      structure,
+      flags: [],
+    });
+    await c.cmd('NOOP');
+    assert.match(await c.cmd(`UID FETCH ${m.uid} (PREVIEW)`), /PREVIEW "from before previews"/);
+    assert.match(await c.cmd(`UID FETCH ${m.uid} (PREVIEW (LAZY))`), /PREVIEW NIL/);
+    assert.match(await c.cmd('FETCH 1 (PREVIEW (LAZY))'), /PREVIEW \{/);
+    assert.match(
+      await c.cmd('FETCH 1 PREVIEW (CHANGEDSINCE 1)'),
+      // A lone PREVIEW, then the FETCH modifiers (not taken for PREVIEW's own).
+      /\* 1 FETCH \(PREVIEW \{\d+\}\r\n[^\r\n]* MODSEQ \(\d+\)\)/,
+    );
+    assert.match(await c.cmd('FETCH 1 (PREVIEW (EAGER))'), /BAD/);
   });
 });

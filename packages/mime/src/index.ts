@@ -7,6 +7,7 @@
  * the parsed fields that ENVELOPE and BODYSTRUCTURE need (RFC 3501 §7.4.2).
  */
 import { type AddressEntry, parseAddressList } from './address.ts';
+import { messagePreview } from './preview.ts';
 
 export {
   type AddressEntry,
@@ -18,6 +19,7 @@ export {
 } from './address.ts';
 export { type HeaderDate, parseHeaderDate } from './date.ts';
 export { dotStuff } from './dot-stuff.ts';
+export { messagePreview, PREVIEW_CHARS } from './preview.ts';
 export { decodeCharset, decodePartBody, decodeQuotedPrintable, decodeWords } from './words.ts';
 
 export interface HeaderField {
@@ -74,6 +76,8 @@ export interface MimeNode {
 export interface MessageStructure {
   size: number;
   root: MimeNode;
+  /** The start of its text (preview.ts); absent in structures stored before it was made. */
+  preview?: string;
 }
 
 /**
@@ -341,10 +345,8 @@ function parseNode(
 
 /** The structure of a message, within the limits above; linear in its size (times the nesting depth, at most 64). */
 export function parseMessage(raw: Buffer): MessageStructure {
-  return {
-    size: raw.length,
-    root: parseNode(raw, 0, raw.length, 0, 'text/plain', true, { parts: MAX_PARTS }),
-  };
+  const root = parseNode(raw, 0, raw.length, 0, 'text/plain', true, { parts: MAX_PARTS });
+  return { size: raw.length, root, preview: messagePreview(raw, root) };
 }
 
 /**
@@ -395,5 +397,10 @@ function shiftNode(node: MimeNode, by: number, isRoot: boolean): MimeNode {
  * again: the delivery of one message to many recipients parses it once.
  */
 export function withPrependedHeaders(structure: MessageStructure, prefixLength: number): MessageStructure {
-  return { size: structure.size + prefixLength, root: shiftNode(structure.root, prefixLength, true) };
+  return {
+    size: structure.size + prefixLength,
+    root: shiftNode(structure.root, prefixLength, true),
+    // Header fields in front change no text.
+    ...(structure.preview !== undefined ? { preview: structure.preview } : {}),
+  };
 }

@@ -6,7 +6,7 @@
  * a read-only mailbox) and the new FLAGS are included in the response.
  */
 
-import { decodeQuotedPrintable, findPart, type MimeNode } from '@mailwerk/mime';
+import { decodeQuotedPrintable, findPart, type MimeNode, messagePreview } from '@mailwerk/mime';
 import type { Message, MessageMeta } from '@mailwerk/store';
 import { hasFlag } from '@mailwerk/store';
 import type { TextKind } from '../cache.ts';
@@ -21,7 +21,7 @@ import {
   sectionBytes,
 } from '../fetch-data.ts';
 import { emailId, threadId } from '../objectid.ts';
-import { type Chunk, dateTime } from '../protocol/encode.ts';
+import { type Chunk, dateTime, nstring } from '../protocol/encode.ts';
 import { type FetchItem, parseFetch } from '../protocol/fetch-parse.ts';
 import { formatRanges, isSaved, readSequenceSet } from '../protocol/sequence.ts';
 import { envelopeWords } from '../search.ts';
@@ -105,6 +105,7 @@ function item(
   s: Session,
   sel: Selected,
   root: MimeNode | null,
+  preview: string | null,
 ): void {
   switch (it.kind) {
     case 'UID':
@@ -121,6 +122,10 @@ function item(
       return;
     case 'MODSEQ':
       r.line += `MODSEQ (${m.modseq})`;
+      return;
+    case 'PREVIEW':
+      // RFC 8970 §3: the kept text; NIL (with LAZY) for a message stored before previews were kept.
+      r.line += `PREVIEW ${nstring(preview)}`;
       return;
     case 'EMAILID':
       r.line += `EMAILID (${emailId(m.blobId)})`;
@@ -192,8 +197,10 @@ function fetch(): Command {
         i.kind === 'ENVELOPE' || i.kind === 'BODY' || i.kind === 'BODYSTRUCTURE' ? [i.kind] : [],
       );
       const partPath = items.some((i) => i.kind === 'section' && i.section.path.length > 0);
+      const previewItem = items.find((i) => i.kind === 'PREVIEW') as { lazy: boolean } | undefined;
       const needsStructure = (m: MessageMeta) =>
         partPath ||
+        previewItem !== undefined ||
         (textKinds.length > 0 &&
           (s.utf8 || textKinds.some((k) => s.ctx.textCache.peek(m.blobId, k) === undefined)));
       if (req.vanished) {
@@ -235,15 +242,21 @@ function fetch(): Command {
           // Decided after the last await before the line is built, so the text cache cannot lose an entry
           // in between; a row not read above (its text was evicted meanwhile) is read alone.
           let root: MimeNode | null = null;
+          let preview: string | null = null;
           if (needsStructure(m)) {
             const stored = full.get(m.uid) ?? (await store.getMessage(sel.mailbox.id, m.uid));
             if (!stored) continue; // expunged since the rows were read
-            root = (await structureOf(s, stored)).root;
+            const structure = await structureOf(s, stored);
+            root = structure.root;
+            preview = structure.preview ?? null;
+            // A message stored before previews were kept: made now from its bytes, unless LAZY says not to.
+            if (previewItem && preview === null && !previewItem.lazy)
+              preview = messagePreview(raw ?? (await store.blobs.get(m.blobId)), root);
           }
           const r = { line: `* ${seq} FETCH (`, out: [] as Chunk[] };
           for (let k = 0; k < items.length; k++) {
             if (k > 0) r.line += ' ';
-            item(r, items[k]!, m, raw, header, s, sel, root);
+            item(r, items[k]!, m, raw, header, s, sel, root, preview);
           }
           // The flags a FETCH changed are reported with it (RFC 3501 §6.4.5); with CONDSTORE, with their MODSEQ.
           if (changed.has(m.uid)) {

@@ -22,6 +22,8 @@ export type SimpleItem =
 
 export type FetchItem =
   | { kind: SimpleItem }
+  /** PREVIEW (RFC 8970 §3); LAZY: NIL rather than reading a message whose preview is not kept. */
+  | { kind: 'PREVIEW'; lazy: boolean }
   | {
       kind: 'section';
       /** How the response names it: `BODY[1.MIME]<0>`, `RFC822.HEADER`. */
@@ -101,6 +103,19 @@ function readItem(c: Cursor, out: FetchItem[]): void {
     return;
   }
   switch (name) {
+    case 'PREVIEW': {
+      let lazy = false;
+      // `PREVIEW (LAZY)`; a list that is not LAZY's is the FETCH modifiers after a lone PREVIEW.
+      if (/^ \(LAZY[ )]/i.test(c.rest())) {
+        c.space();
+        c.list(() => {
+          if (c.word() !== 'LAZY') throw bad('Unknown PREVIEW modifier');
+          lazy = true;
+        });
+      }
+      out.push({ kind: 'PREVIEW', lazy });
+      return;
+    }
     case 'RFC822':
       out.push({
         kind: 'section',
