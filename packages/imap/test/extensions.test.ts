@@ -73,8 +73,20 @@ describe('IMAP extensions: ESEARCH, SEARCHRES, WITHIN', () => {
     // With CONDSTORE's MODSEQ key: the highest mod-sequence of what is returned (RFC 7162 §3.1.5).
     const modseq = untagged(await c.cmd('SEARCH RETURN (COUNT) MODSEQ 1'))[0]!;
     assert.match(modseq, /^\* ESEARCH \(TAG "t9"\) COUNT 6 MODSEQ \d+$/);
-    assert.match(await c.cmd('SEARCH RETURN (FIRST) ALL'), /t10 BAD .*return option/);
-    assert.match(await c.cmd('SEARCH RETURN ALL'), /t11 BAD/);
+    // PARTIAL (RFC 9394): a window of the matches; from the end with negative positions.
+    assert.match(
+      await c.cmd('UID SEARCH RETURN (PARTIAL 2:3) ALL'),
+      /^\* ESEARCH \(TAG "t10"\) UID PARTIAL \(2:3 3:4\)\r$/m,
+    );
+    assert.match(
+      await c.cmd('SEARCH RETURN (PARTIAL -1:-2 COUNT) ALL'),
+      /^\* ESEARCH \(TAG "t11"\) PARTIAL \(-1:-2 5:6\) COUNT 6\r$/m,
+    );
+    assert.match(await c.cmd('SEARCH RETURN (PARTIAL 1:2 ALL) ALL'), /t12 BAD/);
+    assert.match(await c.cmd('SEARCH RETURN (PARTIAL 1:-2) ALL'), /t13 BAD/);
+    assert.match(await c.cmd('SEARCH RETURN (PARTIAL 0:2) ALL'), /t14 BAD/);
+    assert.match(await c.cmd('SEARCH RETURN (FIRST) ALL'), /t15 BAD .*return option/);
+    assert.match(await c.cmd('SEARCH RETURN ALL'), /t16 BAD/);
     // Without RETURN, SEARCH answers as RFC 3501 does.
     assert.deepEqual(untagged(await c.cmd('SEARCH FLAGGED')), ['* SEARCH 2 3 5']);
     c.close();
@@ -411,7 +423,14 @@ describe('IMAP extensions: SORT, SORT=DISPLAY and THREAD', () => {
       await c.cmd('UID SORT RETURN (COUNT ALL) (SUBJECT) UTF-8 SUBJECT nothing'),
       /^\* ESEARCH \(TAG "t\d+"\) UID COUNT 0\r$/m,
     );
-    assert.match(await c.cmd('SORT RETURN (SAVE) (SUBJECT) UTF-8 ALL'), /BAD Unknown sort return option/);
+    assert.match(await c.cmd('SORT RETURN (SAVE) (SUBJECT) UTF-8 ALL'), /BAD Unknown return option/);
+    // PARTIAL (RFC 9394): a window of the sorted list, from the start or the end.
+    assert.match(
+      await c.cmd('SORT RETURN (PARTIAL 2:3 COUNT) (SUBJECT) UTF-8 ALL'),
+      /^\* ESEARCH \(TAG "t\d+"\) PARTIAL \(2:3 5,1\) COUNT 5\r$/m,
+    );
+    assert.match(await c.cmd('SORT RETURN (PARTIAL -1:-2) (SUBJECT) UTF-8 ALL'), /PARTIAL \(-1:-2 2,4\)\r$/m);
+    assert.match(await c.cmd('SORT RETURN (PARTIAL 9:10) (SUBJECT) UTF-8 ALL'), /PARTIAL \(9:10 NIL\)\r$/m);
   });
 
   it('threads by subject and by references (RFC 5256 §3)', async () => {

@@ -353,6 +353,8 @@ describe('Property: any command line gives a parse or a BAD, never another excep
     'THREADID',
     'BINARY[',
     'BINARY.SIZE[',
+    'PREVIEW',
+    '(LAZY)',
   );
   const line = fc
     .array(fc.oneof(token, fc.string({ maxLength: 8 })), { maxLength: 40 })

@@ -10,7 +10,7 @@
 
 import type { Message, MessageMeta } from '@mailwerk/store';
 import { bad, no } from '../errors.ts';
-import { utf8 } from '../protocol/cursor.ts';
+import { type Cursor, utf8 } from '../protocol/cursor.ts';
 import { str } from '../protocol/encode.ts';
 import { type ParsedSearch, parseSearch, type SearchKey } from '../protocol/search-parse.ts';
 import { formatUids } from '../protocol/sequence.ts';
@@ -23,22 +23,61 @@ import { resolveSet, selected, structureOf } from './util.ts';
 const BATCH = 500;
 /** The charsets searches take (RFC 3501 §6.4.4: US-ASCII at least; UTF-8 is its superset here). */
 export const CHARSETS = new Set(['UTF-8', 'US-ASCII']);
-const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE']);
+const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE', 'PARTIAL']);
 
-/** `RETURN (…)` before the criteria (RFC 4731 §3.1): the options asked for; `()` means ALL. Null without. */
-function readReturn(c: import('../protocol/cursor.ts').Cursor): Set<string> | null {
+/** PARTIAL's range (RFC 9394 §3): positions `lo` to `hi` (from 1), counted from the last match when `fromEnd`. */
+export interface PartialRange {
+  fromEnd: boolean;
+  lo: number;
+  hi: number;
+  /** As the client wrote it, for the response. */
+  text: string;
+}
+
+/** What `RETURN (…)` asks: the options, and PARTIAL's range when given. */
+export interface ReturnOptions {
+  options: Set<string>;
+  partial: PartialRange | null;
+}
+
+/**
+ * `RETURN (…)` before the criteria (RFC 4731 §3.1): the options asked for; `()` means ALL. Null without.
+ * `allowed` are the options the command takes (SEARCH's, or SORT's without SAVE).
+ */
+export function readReturn(c: Cursor, allowed = RETURN_OPTIONS): ReturnOptions | null {
   if (c.peekWord() !== 'RETURN') return null;
   c.word();
   c.space();
   const options = new Set<string>();
+  let partial: PartialRange | null = null;
   c.list(() => {
     const o = c.word();
-    if (!RETURN_OPTIONS.has(o)) throw bad(`Unknown search return option ${o.slice(0, 40)}`);
+    if (!allowed.has(o)) throw bad(`Unknown return option ${o.slice(0, 40)}`);
     options.add(o);
+    if (o === 'PARTIAL') {
+      // RFC 9394 §3: `n:m` counts from the first match, `-n:-m` from the last; never both signs.
+      c.space();
+      const text = c.atom(':-');
+      const range = /^(-?)(\d{1,10}):(-?)(\d{1,10})$/.exec(text);
+      if (!range || range[1] !== range[3]) throw bad('PARTIAL needs a range such as 1:100 or -1:-100');
+      const a = Number(range[2]);
+      const b = Number(range[4]);
+      if (a < 1 || b < 1 || a > 0xffffffff || b > 0xffffffff) throw bad('PARTIAL positions start at 1');
+      partial = { fromEnd: range[1] === '-', lo: Math.min(a, b), hi: Math.max(a, b), text };
+    }
   });
   c.space();
+  if (options.has('PARTIAL') && options.has('ALL')) throw bad('PARTIAL and ALL do not go together');
   if (options.size === 0) options.add('ALL');
-  return options;
+  return { options, partial };
+}
+
+/** The results PARTIAL's range names, in result order. */
+export function partialOf<T>(r: PartialRange, results: T[]): T[] {
+  const n = results.length;
+  return r.fromEnd
+    ? results.slice(Math.max(0, n - r.hi), Math.max(0, n - r.lo + 1))
+    : results.slice(r.lo - 1, r.hi);
 }
 
 /**
@@ -123,7 +162,8 @@ function search(): Command {
     async run(s, c, { uid, tag }) {
       const sel = selected(s);
       // RFC 9051 §6.4.4: under IMAP4rev2 a SEARCH without RETURN is RETURN (ALL), answered with ESEARCH.
-      const options = readReturn(c) ?? (s.rev2 ? new Set(['ALL']) : null);
+      const ret = readReturn(c);
+      const options = ret?.options ?? (s.rev2 ? new Set(['ALL']) : null);
       // RFC 5182 §2.4: a SAVE that fails (BAD or NO) leaves `$` empty, not what it held before.
       if (options?.has('SAVE')) sel.saved = [];
       const parsed = parseSearch(c, (raw) => utf8(raw));
@@ -154,7 +194,14 @@ function search(): Command {
             (i) => i >= 0,
           )
         : hits.map((_, i) => i);
-      if (options.has('SAVE')) sel.saved = picked.map((i) => hitUids[i]!);
+      // PARTIAL (RFC 9394): the window of the matches; SAVE then keeps that window.
+      const window = ret?.partial
+        ? partialOf(
+            ret.partial,
+            hits.map((_, i) => i),
+          )
+        : null;
+      if (options.has('SAVE')) sel.saved = (window ?? picked).map((i) => hitUids[i]!);
       const only = [...options].filter((o) => o !== 'SAVE');
       if (only.length === 0) return done; // SAVE alone: no ESEARCH response (RFC 5182 §2.4).
       const data: string[] = [];
@@ -163,9 +210,13 @@ function search(): Command {
         if (options.has('MAX')) data.push(`MAX ${hits[last]}`);
         if (options.has('ALL')) data.push(`ALL ${formatUids(hits)}`);
       }
+      if (window && ret?.partial)
+        data.push(
+          `PARTIAL (${ret.partial.text} ${window.length ? formatUids(window.map((i) => hits[i]!)) : 'NIL'})`,
+        );
       if (options.has('COUNT')) data.push(`COUNT ${hits.length}`);
       // RFC 7162 §3.1.5: the highest mod-sequence of the messages returned.
-      if (parsed.usesModseq && hits.length) data.push(`MODSEQ ${highest(picked)}`);
+      if (parsed.usesModseq && hits.length) data.push(`MODSEQ ${highest(window ?? picked)}`);
       s.untagged(`ESEARCH (TAG ${str(tag)})${uid ? ' UID' : ''}${data.length ? ` ${data.join(' ')}` : ''}`);
       return done;
     },

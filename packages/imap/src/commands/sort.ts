@@ -26,12 +26,12 @@ import {
   threadOrderedSubject,
   threadReferences,
 } from '../sort.ts';
-import { CHARSETS, searchMessages } from './search.ts';
+import { CHARSETS, partialOf, readReturn, searchMessages } from './search.ts';
 import { type Command, SELECTED } from './types.ts';
 import { selected, structureOf } from './util.ts';
 
 const BATCH = 500;
-const ESORT_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT']);
+const ESORT_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'PARTIAL']);
 
 /** Numbers in the given order as a sequence set: runs that go up by one become `a:b`, nothing is reordered. */
 function orderedSet(numbers: number[]): string {
@@ -133,21 +133,9 @@ function sort(): Command {
     noExpunge: true,
     async run(s, c, { uid, tag }) {
       const sel = selected(s);
-      // ESORT (RFC 5267 §3): RETURN (MIN MAX ALL COUNT) before the criteria; `()` is ALL.
-      let options: Set<string> | null = null;
-      if (c.peekWord() === 'RETURN') {
-        c.word();
-        c.space();
-        options = new Set();
-        const chosen = options;
-        c.list(() => {
-          const o = c.word();
-          if (!ESORT_OPTIONS.has(o)) throw bad(`Unknown sort return option ${o.slice(0, 32)}`);
-          chosen.add(o);
-        });
-        if (chosen.size === 0) chosen.add('ALL');
-        c.space();
-      }
+      // ESORT (RFC 5267 §3): RETURN (MIN MAX ALL COUNT) before the criteria, `()` is ALL; PARTIAL (RFC 9394).
+      const ret = readReturn(c, ESORT_OPTIONS);
+      const options = ret?.options ?? null;
       const criteria: SortKey[] = [];
       let reverse = false;
       c.list(() => {
@@ -176,6 +164,10 @@ function sort(): Command {
           if (options.has('MIN')) data.push(`MIN ${sorted[0]}`);
           if (options.has('MAX')) data.push(`MAX ${sorted.at(-1)}`);
           if (options.has('ALL')) data.push(`ALL ${orderedSet(sorted)}`);
+        }
+        if (ret?.partial) {
+          const window = partialOf(ret.partial, sorted);
+          data.push(`PARTIAL (${ret.partial.text} ${window.length ? orderedSet(window) : 'NIL'})`);
         }
         if (options.has('COUNT')) data.push(`COUNT ${sorted.length}`);
         s.untagged(`ESEARCH (TAG ${str(tag)})${uid ? ' UID' : ''}${data.length ? ` ${data.join(' ')}` : ''}`);
