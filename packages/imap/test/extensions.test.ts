@@ -7,8 +7,17 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { parseMessage } from '@mailwerk/mime';
 import { contentId } from '@mailwerk/store';
-import { ImapFlow } from 'imapflow';
 import { eventually, PASSWORD, RawImap, type Rig, rig, sample, storeMessage } from './harness.ts';
+
+/** An imapflow logger that keeps what it logs at debug level (each command it sends) in `said`. */
+const saying = (said: string[]) => ({
+  debug: (o: { msg?: string }) => {
+    if (typeof o.msg === 'string') said.push(o.msg);
+  },
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+});
 
 const run = promisify(execFile);
 const DAY = 86_400_000;
@@ -261,24 +270,8 @@ describe('IMAP extensions: LIST-EXTENDED and LIST-STATUS', () => {
   });
 
   it('imapflow lists with the extended syntax and takes the STATUS it returns', async () => {
-    const client = new ImapFlow({
-      host: '127.0.0.1',
-      port: r.tlsPort,
-      secure: true,
-      tls: { rejectUnauthorized: false },
-      auth: { user: 'bob@example.org', pass: PASSWORD },
-      // Its debug log carries each command it sends.
-      logger: {
-        debug: (o: { msg?: string }) => {
-          if (typeof o.msg === 'string') said.push(o.msg);
-        },
-        info: () => undefined,
-        warn: () => undefined,
-        error: () => undefined,
-      },
-    });
     const said: string[] = [];
-    await client.connect();
+    const client = await r.client('bob', { logger: saying(said) });
     try {
       const list = await client.list({ statusQuery: { messages: true, unseen: true } });
       // One LIST with the status in it, no LSUB and no STATUS per mailbox.
@@ -624,16 +617,7 @@ describe('IMAP extensions: QRESYNC (RFC 7162 §3.2)', () => {
     assert.doesNotMatch(seen, /EXPUNGE/);
     await idle.send('DONE\r\n', /i1 OK/);
     // imapflow with QRESYNC on hears the same as an expunge it can attribute (RFC 7162 §3.2.10).
-    const flow = new ImapFlow({
-      host: '127.0.0.1',
-      port: r.tlsPort,
-      secure: true,
-      tls: { rejectUnauthorized: false },
-      auth: { user: 'bob@example.org', pass: PASSWORD },
-      logger: false,
-      qresync: true,
-    });
-    await flow.connect();
+    const flow = await r.client('bob', { qresync: true });
     try {
       const lock = await flow.getMailboxLock('INBOX');
       const heard: Array<{ uid?: number; vanished?: boolean; earlier?: boolean }> = [];
@@ -753,23 +737,8 @@ describe('IMAP extensions: BINARY (RFC 3516)', () => {
   });
 
   it('imapflow fetches a part decoded over BINARY', async () => {
-    const client = new ImapFlow({
-      host: '127.0.0.1',
-      port: r.tlsPort,
-      secure: true,
-      tls: { rejectUnauthorized: false },
-      auth: { user: 'bob@example.org', pass: PASSWORD },
-      logger: {
-        debug: (o: { msg?: string }) => {
-          if (typeof o.msg === 'string') said.push(o.msg);
-        },
-        info: () => undefined,
-        warn: () => undefined,
-        error: () => undefined,
-      },
-    });
     const said: string[] = [];
-    await client.connect();
+    const client = await r.client('bob', { logger: saying(said) });
     try {
       const lock = await client.getMailboxLock('INBOX');
       try {
@@ -917,22 +886,7 @@ describe('IMAP4rev2 (RFC 9051) after ENABLE IMAP4rev2', () => {
 
   it('imapflow signs in with IMAP4rev2 enabled and searches and fetches as before', async () => {
     const said: string[] = [];
-    const client = new ImapFlow({
-      host: '127.0.0.1',
-      port: r.tlsPort,
-      secure: true,
-      tls: { rejectUnauthorized: false },
-      auth: { user: 'bob@example.org', pass: PASSWORD },
-      logger: {
-        debug: (o: { msg?: string }) => {
-          if (typeof o.msg === 'string') said.push(o.msg);
-        },
-        info: () => undefined,
-        warn: () => undefined,
-        error: () => undefined,
-      },
-    });
-    await client.connect();
+    const client = await r.client('bob', { logger: saying(said) });
     try {
       assert.ok(
         said.some((l) => /ENABLE .*IMAP4rev2/i.test(l)),

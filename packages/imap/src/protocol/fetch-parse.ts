@@ -96,6 +96,16 @@ function readSection(c: Cursor): { section: Section; spec: string } {
   return { section: { path, kind, ...(fields ? { fields } : {}) }, spec };
 }
 
+/** `<start.length>` after a section, or null (RFC 3501 §6.4.5); the response names only the start, `BODY[]<0>`. */
+function readPartial(c: Cursor): { start: number; length: number } | null {
+  if (!c.take('<')) return null;
+  const start = c.number();
+  c.expect('.');
+  const length = c.nzNumber();
+  c.expect('>');
+  return { start, length };
+}
+
 function readItem(c: Cursor, out: FetchItem[]): void {
   const name = c.name();
   if (SIMPLE.has(name) && c.peek() !== '[') {
@@ -147,20 +157,10 @@ function readItem(c: Cursor, out: FetchItem[]): void {
     case 'BODY.PEEK': {
       c.expect('[');
       const { section, spec } = readSection(c);
-      let partial: { start: number; length: number } | null = null;
-      let suffix = '';
-      if (c.take('<')) {
-        const start = c.number();
-        c.expect('.');
-        const length = c.nzNumber();
-        c.expect('>');
-        partial = { start, length };
-        // RFC 3501 §7.4.2: the response names only the origin, `BODY[]<0>`.
-        suffix = `<${start}>`;
-      }
+      const partial = readPartial(c);
       out.push({
         kind: 'section',
-        label: `BODY[${spec}]${suffix}`,
+        label: `BODY[${spec}]${partial ? `<${partial.start}>` : ''}`,
         section,
         peek: name === 'BODY.PEEK',
         partial,
@@ -180,19 +180,10 @@ function readItem(c: Cursor, out: FetchItem[]): void {
         }
         c.expect(']');
       }
-      let partial: { start: number; length: number } | null = null;
-      let suffix = '';
-      if (name !== 'BINARY.SIZE' && c.take('<')) {
-        const start = c.number();
-        c.expect('.');
-        const length = c.nzNumber();
-        c.expect('>');
-        partial = { start, length };
-        suffix = `<${start}>`;
-      }
+      const partial = name === 'BINARY.SIZE' ? null : readPartial(c);
       out.push({
         kind: 'section',
-        label: `${name === 'BINARY.SIZE' ? 'BINARY.SIZE' : 'BINARY'}[${path.join('.')}]${suffix}`,
+        label: `${name === 'BINARY.SIZE' ? 'BINARY.SIZE' : 'BINARY'}[${path.join('.')}]${partial ? `<${partial.start}>` : ''}`,
         section: { path, kind: '' },
         peek: name !== 'BINARY',
         partial,
