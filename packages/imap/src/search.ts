@@ -257,7 +257,12 @@ export class Evaluator {
       case 'smaller':
         return m.size < k.size;
       case 'date':
-        return compare(k.sent ? sentDay(m, s.words) : ymd(m.internalDate), k.cmp, k.day);
+        // A message stored before save dates were kept is taken as saved when it arrived.
+        return compare(
+          k.sent ? sentDay(m, s.words) : ymd(k.saved ? (m.savedAt ?? m.internalDate) : m.internalDate),
+          k.cmp,
+          k.day,
+        );
       case 'modseq':
         return m.modseq >= k.modseq;
       case 'emailid':

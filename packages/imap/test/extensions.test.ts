@@ -1016,3 +1016,42 @@ describe('IMAP extensions: PREVIEW (RFC 8970)', () => {
     assert.match(await c.cmd('FETCH 1 (PREVIEW (EAGER))'), /BAD/);
   });
 });
+
+describe('IMAP extensions: SAVEDATE (RFC 8514)', () => {
+  let r: Rig;
+  before(async () => {
+    r = await rig();
+    await storeMessage(r, 'bob', 'INBOX', sample('from 2020'), {
+      internalDate: new Date('2020-03-04T05:06:07Z'),
+    });
+  });
+  after(() => r?.close());
+
+  it('gives when a message was stored in the mailbox, apart from INTERNALDATE, in FETCH and SEARCH', async () => {
+    const c = await RawImap.connect(r.tlsPort, true);
+    await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`);
+    assert.match(await c.cmd('CAPABILITY'), / SAVEDATE/);
+    await c.cmd('SELECT INBOX');
+    const fetched = await c.cmd('FETCH 1 (INTERNALDATE SAVEDATE)');
+    assert.match(
+      fetched,
+      /INTERNALDATE "04-Mar-2020 05:06:07 \+0000" SAVEDATE "\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d \+0000"/,
+    );
+    assert.doesNotMatch(fetched, /SAVEDATE "04-Mar-2020/);
+    // The day it was saved, as the server wrote it (no midnight between the two readings of a clock).
+    const day = /SAVEDATE "(\d\d-\w{3}-\d{4})/.exec(fetched)![1]!;
+    assert.match(await c.cmd(`SEARCH SAVEDON ${day}`), /^\* SEARCH 1\r$/m);
+    assert.match(await c.cmd('SEARCH SAVEDBEFORE 1-Jan-2021'), /^\* SEARCH\r$/m);
+    assert.match(await c.cmd('SEARCH BEFORE 1-Jan-2021'), /^\* SEARCH 1\r$/m);
+    assert.match(await c.cmd('SEARCH SAVEDATESUPPORTED'), /^\* SEARCH 1\r$/m);
+    // A copy is saved anew in its mailbox and keeps its INTERNALDATE.
+    await c.cmd('COPY 1 Archive');
+    await c.cmd('SELECT Archive');
+    assert.match(
+      await c.cmd('FETCH 1 (INTERNALDATE SAVEDATE)'),
+      /INTERNALDATE "04-Mar-2020 05:06:07 \+0000" SAVEDATE "(?!04-Mar-2020)/,
+    );
+    assert.match(await c.cmd(`SEARCH SAVEDSINCE ${day}`), /^\* SEARCH 1\r$/m);
+    c.close();
+  });
+});

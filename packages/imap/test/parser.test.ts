@@ -206,6 +206,14 @@ describe('SEARCH grammar', () => {
     assert.deepEqual(search('YOUNGER 1'), { op: 'within', older: false, seconds: 1 });
     assert.deepEqual(search('EMAILID M1f_x-2'), { op: 'emailid', id: 'M1f_x-2' });
     assert.deepEqual(search('THREADID T9'), { op: 'threadid', id: 'T9' });
+    assert.deepEqual(search('SAVEDSINCE 2-Jan-2026'), {
+      op: 'date',
+      sent: false,
+      saved: true,
+      cmp: '>=',
+      day: 20260102,
+    });
+    assert.deepEqual(search('SAVEDATESUPPORTED'), { op: 'all' });
   });
 
   it('flattens 3,000 ORs into one list, without recursion', () => {

@@ -107,6 +107,8 @@ interface MessageDoc {
   flags: string[];
   seen: boolean;
   internalDate: Date;
+  /** When it was stored in this mailbox (SAVEDATE); absent on documents from before. */
+  savedAt?: Date;
   size: number;
   blobId: string;
   /** JSON: MIME parameter names are not safe as document keys. */
@@ -144,6 +146,7 @@ const toMessageMeta = (d: Omit<MessageDoc, 'structure'>): MessageMeta => ({
   modseq: d.modseq,
   flags: d.flags,
   internalDate: d.internalDate,
+  savedAt: d.savedAt ?? null,
   size: d.size,
   blobId: d.blobId,
 });
@@ -783,6 +786,7 @@ export class MongoMailStore implements MailStore {
         flags,
         seen: hasFlag(flags, '\\Seen'),
         internalDate: input.internalDate ?? new Date(),
+        savedAt: new Date(),
         size: input.size,
         blobId: input.blobId,
         structure: JSON.stringify(input.structure),
@@ -944,7 +948,7 @@ export class MongoMailStore implements MailStore {
       const { firstUid, modseq } = await this.allocate(to, docs.length);
       const copies: MessageDoc[] = docs.map((d, i) => {
         const { deliveryKey: _key, ...rest } = d;
-        return { ...rest, _id: newId(), mailboxId: to, uid: firstUid + i, modseq };
+        return { ...rest, _id: newId(), mailboxId: to, uid: firstUid + i, modseq, savedAt: new Date() };
       });
       await this.messages.insertMany(copies, { ordered: true });
       for (const c of copies) await this.journal(to, modseq, 'append', c.uid, c.flags);

@@ -54,6 +54,7 @@ export const toMessageMeta = (r: Row): MessageMeta => ({
   modseq: Number(r.modseq),
   flags: JSON.parse(r.flags as string),
   internalDate: new Date(Number(r.internal_date)),
+  savedAt: r.saved_at === null || r.saved_at === undefined ? null : new Date(Number(r.saved_at)),
   size: Number(r.size),
   blobId: r.blob_id as string,
 });

@@ -169,4 +169,7 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX remote_accounts_account ON remote_accounts (account_id);
   `,
+  `
+  ALTER TABLE messages ADD COLUMN saved_at INTEGER;
+  `,
 ];

@@ -566,8 +566,8 @@ export class SqliteMailStore implements MailStore {
     },
   ): Row {
     return this.sql.get(
-      `INSERT INTO messages (account_id, mailbox_id, uid, modseq, flags, seen, internal_date, size, blob_id, structure, delivery_key)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+      `INSERT INTO messages (account_id, mailbox_id, uid, modseq, flags, seen, internal_date, size, blob_id, structure, delivery_key, saved_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
       r.accountId,
       r.mailboxId,
       r.uid,
@@ -579,6 +579,7 @@ export class SqliteMailStore implements MailStore {
       m.blobId,
       m.structure,
       m.deliveryKey ?? null,
+      Date.now(),
     )!;
   }
 
@@ -644,7 +645,7 @@ export class SqliteMailStore implements MailStore {
   ): Promise<MessageMeta[]> {
     return this.sql
       .all(
-        `SELECT id, account_id, mailbox_id, uid, modseq, flags, internal_date, size, blob_id FROM messages
+        `SELECT id, account_id, mailbox_id, uid, modseq, flags, internal_date, saved_at, size, blob_id FROM messages
          WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid`,
         rowId(mailboxId),
         range.uidFrom ?? 1,

@@ -17,6 +17,7 @@ class StoredMessage implements Message {
   modseq: number;
   flags: string[];
   internalDate: Date;
+  savedAt: Date | null;
   size: number;
   blobId: string;
   private json: string;
@@ -30,6 +31,7 @@ class StoredMessage implements Message {
     this.modseq = m.modseq;
     this.flags = m.flags;
     this.internalDate = m.internalDate;
+    this.savedAt = m.savedAt ?? null;
     this.size = m.size;
     this.blobId = m.blobId;
     this.json = json;
@@ -60,6 +62,7 @@ class StoredMessage implements Message {
       modseq: this.modseq,
       flags: this.flags,
       internalDate: this.internalDate,
+      savedAt: this.savedAt,
       size: this.size,
       blobId: this.blobId,
       structure: this.structure,

@@ -134,6 +134,11 @@ export interface Message {
   /** System flags (`\Seen` …) and keywords, each once, in the order set. */
   flags: string[];
   internalDate: Date;
+  /**
+   * When it was stored in this mailbox: delivered, appended, copied or moved here (IMAP SAVEDATE,
+   * RFC 8514). Absent or null for messages stored before the store kept it.
+   */
+  savedAt?: Date | null;
   size: number;
   /** Key of the byte-exact message in the blob store. */
   blobId: string;

@@ -127,6 +127,10 @@ function item(
       // RFC 8970 §3: the kept text; NIL (with LAZY) for a message stored before previews were kept.
       r.line += `PREVIEW ${nstring(preview)}`;
       return;
+    case 'SAVEDATE':
+      // RFC 8514 §4.1: NIL for a message stored before save dates were kept.
+      r.line += `SAVEDATE ${m.savedAt ? dateTime(m.savedAt) : 'NIL'}`;
+      return;
     case 'EMAILID':
       r.line += `EMAILID (${emailId(m.blobId)})`;
       return;

@@ -18,7 +18,8 @@ export type SimpleItem =
   | 'BODY'
   | 'MODSEQ'
   | 'EMAILID'
-  | 'THREADID';
+  | 'THREADID'
+  | 'SAVEDATE';
 
 export type FetchItem =
   | { kind: SimpleItem }
@@ -60,6 +61,7 @@ const SIMPLE = new Set<string>([
   'MODSEQ',
   'EMAILID',
   'THREADID',
+  'SAVEDATE',
 ]);
 
 /** `[section]` after BODY/BODY.PEEK, the `[` taken; returns the section and its text for the label. */

@@ -24,8 +24,11 @@ export type SearchKey =
   | { op: 'header'; field: string; value: string }
   | { op: 'body' | 'text'; value: string }
   | { op: 'larger' | 'smaller'; size: number }
-  /** BEFORE/ON/SINCE (internal date) and SENTBEFORE/SENTON/SENTSINCE (Date: as written): yyyymmdd. */
-  | { op: 'date'; sent: boolean; cmp: '<' | '=' | '>='; day: number }
+  /**
+   * BEFORE/ON/SINCE (internal date), SENTBEFORE/SENTON/SENTSINCE (Date: as written) and
+   * SAVEDBEFORE/SAVEDON/SAVEDSINCE (the save date, RFC 8514 §4.2): yyyymmdd.
+   */
+  | { op: 'date'; sent: boolean; saved?: boolean; cmp: '<' | '=' | '>='; day: number }
   | { op: 'modseq'; modseq: number }
   /** OBJECTID (RFC 8474 §6): EMAILID and THREADID. */
   | { op: 'emailid' | 'threadid'; id: string }
@@ -60,6 +63,9 @@ const DATE_KEYS: Record<string, [boolean, '<' | '=' | '>=']> = {
   SENTBEFORE: [true, '<'],
   SENTON: [true, '='],
   SENTSINCE: [true, '>='],
+  SAVEDBEFORE: [false, '<'],
+  SAVEDON: [false, '='],
+  SAVEDSINCE: [false, '>='],
 };
 
 export interface ParsedSearch {
@@ -92,10 +98,18 @@ function simpleKey(c: Cursor, text: (raw: string) => string, onModseq: () => voi
     const raw = c.peek() === '"' ? c.string() : c.atom();
     const day = parseDate(raw);
     if (day === null) throw bad(`Invalid date "${raw}"`);
-    return { op: 'date', sent: date[0], cmp: date[1], day };
+    return {
+      op: 'date',
+      sent: date[0],
+      cmp: date[1],
+      day,
+      ...(word.startsWith('SAVED') ? { saved: true } : {}),
+    };
   }
   switch (word) {
     case 'ALL':
+    // RFC 8514 §4.2: the messages of a mailbox that keeps save dates, which every mailbox here does.
+    case 'SAVEDATESUPPORTED':
       return { op: 'all' };
     case 'NEW':
       return { op: 'new' };

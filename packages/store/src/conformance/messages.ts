@@ -196,6 +196,29 @@ export function messageSuite(factory: StoreFactory): void {
       assert.equal(await ctx.store.recalculateQuota(account.id), size * 2);
     });
 
+    it('keeps when each message was stored in its mailbox (SAVEDATE): set by append, copy and move, apart from INTERNALDATE', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      const trash = (await ctx.store.getMailbox(account.id, 'Trash'))!;
+      const old = new Date('2020-05-06T07:08:09.000Z');
+      const before = Date.now();
+      await deliver(ctx.store, account, inbox.id, sampleMessage('saved'), { internalDate: old });
+      const stored = (await ctx.store.getMessage(inbox.id, 1))!;
+      assert.equal(stored.internalDate.getTime(), old.getTime());
+      assert.ok(stored.savedAt && stored.savedAt.getTime() >= before - 1000, String(stored.savedAt));
+      const [meta] = await ctx.store.listMessageMeta(inbox.id);
+      assert.equal(meta!.savedAt?.getTime(), stored.savedAt.getTime());
+      // A copy and a move are stored anew: their own time, the same INTERNALDATE.
+      // The clock past the first save, so a copy that kept its time would show.
+      while (Date.now() <= stored.savedAt.getTime()) await new Promise((r) => setImmediate(r));
+      await ctx.store.copyMessages(inbox.id, [1], trash.id);
+      await ctx.store.moveMessages(inbox.id, [1], trash.id);
+      for (const uid of [1, 2]) {
+        const m = (await ctx.store.getMessage(trash.id, uid))!;
+        assert.equal(m.internalDate.getTime(), old.getTime());
+        assert.ok(m.savedAt && m.savedAt.getTime() > stored.savedAt.getTime(), `uid ${uid}: ${m.savedAt}`);
+      }
+    });
+
     it('refuses a message over quota and writes nothing', async () => {
       const raw = sampleMessage('q');
       const { account, inbox } = await newAccount(ctx.store, 'bob@example.org', raw.length * 2);
