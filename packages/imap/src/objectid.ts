@@ -12,8 +12,7 @@
  * All are 1*255 of ALPHA, DIGIT, "_" and "-" (§4).
  */
 import { createHash } from 'node:crypto';
-import { parseHeaderBlock } from '@mailwerk/mime';
-import { messageIds } from './sort.ts';
+import { ancestryOf } from './sort.ts';
 
 export const mailboxId = (id: string): string => (/^[A-Za-z0-9_-]{1,255}$/.test(id) ? id : digest(id));
 
@@ -24,14 +23,7 @@ const digest = (s: string) => createHash('sha256').update(s).digest('hex').slice
 
 /** The THREADID of a message whose header is `header`, or null (NIL). */
 export function threadId(header: string): string | null {
-  let references: string | undefined;
-  let inReplyTo: string | undefined;
-  let own: string | undefined;
-  for (const f of parseHeaderBlock(header)) {
-    if (f.key === 'references') references ??= f.value;
-    else if (f.key === 'in-reply-to') inReplyTo ??= f.value;
-    else if (f.key === 'message-id') own ??= f.value;
-  }
-  const root = messageIds(references, 1)[0] ?? messageIds(inReplyTo, 1)[0] ?? messageIds(own, 1)[0];
+  const { references, messageId } = ancestryOf(header);
+  const root = references[0] ?? messageId;
   return root ? `T${digest(root)}` : null;
 }

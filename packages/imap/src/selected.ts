@@ -65,10 +65,10 @@ export class Selected {
   private readonly keywords = new Map<string, string>();
   readonly expunged = new Set<number>();
   /**
-   * Flag changes this session made and answered itself, as `uid/modseq`: the journal's record of them is
-   * not sent again. By message, since one STORE of several messages may share one mod-sequence.
+   * Flag changes this session made and answered itself, the UIDs by mod-sequence: the journal's record of
+   * them is not sent again. By message, since one STORE of several messages shares one mod-sequence.
    */
-  private readonly own = new Set<string>();
+  private readonly own = new Map<number, Set<number>>();
   /** RFC 5182 SEARCHRES: the UIDs the last SEARCH … RETURN (SAVE) found, `$` in later commands; empty at SELECT. */
   saved: number[] = [];
   /** Set by the notifier: the journal may have something new. */
@@ -157,7 +157,9 @@ export class Selected {
   /** Writes the EXPUNGE responses owed, highest sequence number first, and drops them from the view. */
   /** A flag change this session made and answers itself (STORE, FETCH setting \Seen). */
   madeHere(uid: number, modseq: number): void {
-    this.own.add(`${uid}/${modseq}`);
+    const uids = this.own.get(modseq);
+    if (uids) uids.add(uid);
+    else this.own.set(modseq, new Set([uid]));
   }
 
   /** The highest UID the session may know of: the mailbox's UIDNEXT at SELECT, or what came since. */
@@ -207,7 +209,7 @@ export class Selected {
       } else if (c.kind === 'expunge') {
         if (this.uids.has(c.uid)) this.expunged.add(c.uid);
         flagged.delete(c.uid);
-      } else if (this.own.delete(`${c.uid}/${c.modseq}`)) {
+      } else if (this.own.get(c.modseq)?.delete(c.uid)) {
         // Already answered by the command that made it.
       } else if (this.uids.has(c.uid) && !this.expunged.has(c.uid) && c.flags) {
         flagged.set(c.uid, { flags: c.flags, modseq: c.modseq });
@@ -215,7 +217,7 @@ export class Selected {
       }
     }
     // Own changes the journal has passed can be forgotten.
-    for (const k of this.own) if (Number(k.slice(k.indexOf('/') + 1)) <= this.modseq) this.own.delete(k);
+    for (const m of this.own.keys()) if (m <= this.modseq) this.own.delete(m);
     if (expunge) this.flushExpunges(out);
     if (added) {
       if (!this.readOnly) {

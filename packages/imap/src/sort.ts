@@ -10,7 +10,7 @@
  * mailbox (plus n log n for sorting) and nothing recurses on message data
  * (the thread tree is walked with explicit stacks).
  */
-import type { AddressEntry, EnvelopeAddress } from '@mailwerk/mime';
+import { type AddressEntry, type EnvelopeAddress, parseHeaderBlock } from '@mailwerk/mime';
 
 const MAX_TEXT = 1000;
 const MAX_REFERENCES = 100;
@@ -84,6 +84,26 @@ export function messageIds(value: string | null | undefined, max = MAX_REFERENCE
     if (out.length >= max) break;
   }
   return out;
+}
+
+/**
+ * A header's thread ancestry (RFC 5256 §3 REFERENCES step 1, RFC 5322 §3.6.4): the ids of References,
+ * else the first of In-Reply-To; and the message's own Message-ID.
+ */
+export function ancestryOf(header: string): { references: string[]; messageId: string | null } {
+  let references: string | undefined;
+  let inReplyTo: string | undefined;
+  let own: string | undefined;
+  for (const f of parseHeaderBlock(header)) {
+    if (f.key === 'references') references ??= f.value;
+    else if (f.key === 'in-reply-to') inReplyTo ??= f.value;
+    else if (f.key === 'message-id') own ??= f.value;
+  }
+  const refs = messageIds(references);
+  return {
+    references: refs.length ? refs : messageIds(inReplyTo, 1),
+    messageId: messageIds(own, 1)[0] ?? null,
+  };
 }
 
 /**

@@ -426,6 +426,21 @@ describe('IMAP extensions: SORT, SORT=DISPLAY and THREAD', () => {
     assert.match(await c.cmd('SORT RETURN (PARTIAL 9:10) (SUBJECT) UTF-8 ALL'), /PARTIAL \(9:10 NIL\)\r$/m);
   });
 
+  it('sorts right with the per-process memo of sort facts turned off (it is a cache, not the source)', async () => {
+    const bare = await rig({ searchCacheMessages: 0 });
+    try {
+      for (const subject of ['charlie', 'alpha', 'bravo'])
+        await storeMessage(bare, 'bob', 'INBOX', sample(subject));
+      const b = await RawImap.connect(bare.tlsPort, true);
+      await b.cmd(`LOGIN bob@example.org "${PASSWORD}"`);
+      await b.cmd('SELECT INBOX');
+      assert.match(await b.cmd('SORT (SUBJECT) UTF-8 ALL'), /^\* SORT 2 3 1\r$/m);
+      b.close();
+    } finally {
+      await bare.close();
+    }
+  });
+
   it('threads by subject and by references (RFC 5256 §3)', async () => {
     // ORDEREDSUBJECT: "Budget" (3, then 5), "Plans" (1, then 2 and 4 by date).
     assert.equal(await one('THREAD ORDEREDSUBJECT UTF-8 ALL', 'THREAD'), '(3 5)(1 (2)(4))');

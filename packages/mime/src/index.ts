@@ -20,7 +20,13 @@ export {
 export { type HeaderDate, parseHeaderDate } from './date.ts';
 export { dotStuff } from './dot-stuff.ts';
 export { messagePreview, PREVIEW_CHARS } from './preview.ts';
-export { decodeCharset, decodePartBody, decodeQuotedPrintable, decodeWords } from './words.ts';
+export {
+  decodeCharset,
+  decodePartBody,
+  decodeQuotedPrintable,
+  decodeTransfer,
+  decodeWords,
+} from './words.ts';
 
 export interface HeaderField {
   /** Lower-cased field name. */

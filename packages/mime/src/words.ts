@@ -45,15 +45,28 @@ export function decodeWords(value: string): string {
     );
 }
 
-/** The body of a leaf part as text: its transfer encoding undone (base64, quoted-printable), in its charset. */
-export function decodePartBody(raw: Buffer, node: MimeNode): string {
+/**
+ * The body of a leaf part with its Content-Transfer-Encoding undone (RFC 2045 §6): base64 and
+ * quoted-printable decoded, 7bit, 8bit and binary as they are; null for an encoding not known here.
+ */
+export function decodeTransfer(raw: Buffer, node: MimeNode): Buffer | null {
   const body = raw.subarray(node.bodyStart, node.end);
-  const enc = node.encoding.toLowerCase();
-  const bytes =
-    enc === 'base64'
-      ? Buffer.from(body.toString('latin1'), 'base64')
-      : enc === 'quoted-printable'
-        ? decodeQuotedPrintable(body.toString('latin1'))
-        : body;
+  switch (node.encoding.toLowerCase()) {
+    case 'base64':
+      return Buffer.from(body.toString('latin1'), 'base64');
+    case 'quoted-printable':
+      return decodeQuotedPrintable(body.toString('latin1'));
+    case '7bit':
+    case '8bit':
+    case 'binary':
+      return body;
+    default:
+      return null;
+  }
+}
+
+/** The body of a leaf part as text: its transfer encoding undone (an unknown one left as is), in its charset. */
+export function decodePartBody(raw: Buffer, node: MimeNode): string {
+  const bytes = decodeTransfer(raw, node) ?? raw.subarray(node.bodyStart, node.end);
   return decodeCharset(bytes, node.contentType.params.charset);
 }

@@ -6,7 +6,7 @@
  * a read-only mailbox) and the new FLAGS are included in the response.
  */
 
-import { decodeQuotedPrintable, findPart, type MimeNode, messagePreview } from '@mailwerk/mime';
+import { decodeTransfer, findPart, type MimeNode, messagePreview } from '@mailwerk/mime';
 import type { Message, MessageMeta } from '@mailwerk/store';
 import { hasFlag } from '@mailwerk/store';
 import type { TextKind } from '../cache.ts';
@@ -76,23 +76,14 @@ function binaryBytes(raw: Buffer, root: MimeNode | null, path: number[]): Buffer
   if (path.length === 0) return raw;
   const node = findPart(root!, path);
   if (!node) return Buffer.alloc(0);
-  const body = raw.subarray(node.bodyStart, node.end);
-  if (node.children) return body;
-  switch (node.encoding) {
-    case '7bit':
-    case '8bit':
-    case 'binary':
-      return body;
-    case 'base64':
-      return Buffer.from(body.toString('latin1'), 'base64');
-    case 'quoted-printable':
-      return decodeQuotedPrintable(body.toString('latin1'));
-    default:
-      throw no(
-        'UNKNOWN-CTE',
-        `The part is in an encoding this server does not know: ${node.encoding.slice(0, 40)}`,
-      );
-  }
+  if (node.children) return raw.subarray(node.bodyStart, node.end);
+  const bytes = decodeTransfer(raw, node);
+  if (!bytes)
+    throw no(
+      'UNKNOWN-CTE',
+      `The part is in an encoding this server does not know: ${node.encoding.slice(0, 40)}`,
+    );
+  return bytes;
 }
 
 /** Appends one item to the response being built: text to `line`, literal bytes as chunks of their own. */

@@ -21,8 +21,16 @@ import { type Command, SELECTED } from './types.ts';
 import { resolveSet, selected, structureOf } from './util.ts';
 
 const BATCH = 500;
-/** The charsets searches take (RFC 3501 §6.4.4: US-ASCII at least; UTF-8 is its superset here). */
-export const CHARSETS = new Set(['UTF-8', 'US-ASCII']);
+/** The charsets searches take (RFC 3501 §6.4.4: US-ASCII at least; UTF-8 is its superset here); NO [BADCHARSET] else. */
+export function checkCharset(charset: string): void {
+  if (charset !== 'UTF-8' && charset !== 'US-ASCII')
+    throw no('BADCHARSET (UTF-8 US-ASCII)', `Charset ${charset.slice(0, 40)} is not supported`);
+}
+
+/** The ESEARCH response (RFC 4731 §3.1) of SEARCH and SORT with RETURN. */
+export function esearch(s: Session, tag: string, uid: boolean, data: string[]): void {
+  s.untagged(`ESEARCH (TAG ${str(tag)})${uid ? ' UID' : ''}${data.length ? ` ${data.join(' ')}` : ''}`);
+}
 const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE', 'PARTIAL']);
 
 /** PARTIAL's range (RFC 9394 §3): positions `lo` to `hi` (from 1), counted from the last match when `fromEnd`. */
@@ -168,8 +176,7 @@ function search(): Command {
       if (options?.has('SAVE')) sel.saved = [];
       const parsed = parseSearch(c, (raw) => utf8(raw));
       c.end();
-      if (parsed.charset !== null && !CHARSETS.has(parsed.charset))
-        throw no('BADCHARSET (UTF-8 US-ASCII)', `Charset ${parsed.charset.slice(0, 40)} is not supported`);
+      if (parsed.charset !== null) checkCharset(parsed.charset);
       if (parsed.usesModseq) s.condstore = true;
       const found = await searchMessages(s, sel, parsed);
       const hits = found.map((f) => (uid ? f.message.uid : f.seq));
@@ -178,9 +185,10 @@ function search(): Command {
       const done = `${uid ? 'UID SEARCH' : 'SEARCH'} completed`;
       // A loop, not Math.max(...): a mailbox of a million messages would overflow the argument list.
       const highest = (indexes: number[]) => indexes.reduce((h, i) => Math.max(h, modseqs[i]!), 0);
+      // Positions in the matches, for the options that pick some of them.
+      const every = hits.map((_, i) => i);
       if (!options) {
-        const all = hits.map((_, i) => i);
-        const modseq = parsed.usesModseq && hits.length ? ` (MODSEQ ${highest(all)})` : '';
+        const modseq = parsed.usesModseq && hits.length ? ` (MODSEQ ${highest(every)})` : '';
         s.untagged(`SEARCH${hits.length ? ` ${hits.join(' ')}` : ''}${modseq}`);
         return done;
       }
@@ -193,14 +201,9 @@ function search(): Command {
         ? [...new Set([...(options.has('MIN') ? [0] : []), ...(options.has('MAX') ? [last] : [])])].filter(
             (i) => i >= 0,
           )
-        : hits.map((_, i) => i);
+        : every;
       // PARTIAL (RFC 9394): the window of the matches; SAVE then keeps that window.
-      const window = ret?.partial
-        ? partialOf(
-            ret.partial,
-            hits.map((_, i) => i),
-          )
-        : null;
+      const window = ret?.partial ? partialOf(ret.partial, every) : null;
       if (options.has('SAVE')) sel.saved = (window ?? picked).map((i) => hitUids[i]!);
       const only = [...options].filter((o) => o !== 'SAVE');
       if (only.length === 0) return done; // SAVE alone: no ESEARCH response (RFC 5182 §2.4).
@@ -217,7 +220,7 @@ function search(): Command {
       if (options.has('COUNT')) data.push(`COUNT ${hits.length}`);
       // RFC 7162 §3.1.5: the highest mod-sequence of the messages returned.
       if (parsed.usesModseq && hits.length) data.push(`MODSEQ ${highest(window ?? picked)}`);
-      s.untagged(`ESEARCH (TAG ${str(tag)})${uid ? ' UID' : ''}${data.length ? ` ${data.join(' ')}` : ''}`);
+      esearch(s, tag, uid, data);
       return done;
     },
   };

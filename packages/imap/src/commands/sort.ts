@@ -6,15 +6,16 @@
  * (ServiceContext.sortFacts), so a webmail that sorts the same mailbox on
  * every page view pays for the messages once.
  */
-import { decodeWords, parseHeaderBlock, parseHeaderDate } from '@mailwerk/mime';
+import { decodeWords, parseHeaderDate } from '@mailwerk/mime';
 import type { Message, MessageMeta } from '@mailwerk/store';
-import { bad, no } from '../errors.ts';
+import { bad } from '../errors.ts';
 import type { Cursor } from '../protocol/cursor.ts';
 import { utf8 } from '../protocol/cursor.ts';
-import { str } from '../protocol/encode.ts';
 import { parseSearch } from '../protocol/search-parse.ts';
+import { formatUids } from '../protocol/sequence.ts';
 import type { Session } from '../session.ts';
 import {
+  ancestryOf,
   type ContentFacts,
   firstAddress,
   formatThreads,
@@ -26,31 +27,16 @@ import {
   threadOrderedSubject,
   threadReferences,
 } from '../sort.ts';
-import { CHARSETS, partialOf, readReturn, searchMessages } from './search.ts';
+import { checkCharset, esearch, partialOf, readReturn, searchMessages } from './search.ts';
 import { type Command, SELECTED } from './types.ts';
 import { selected, structureOf } from './util.ts';
 
 const BATCH = 500;
 const ESORT_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'PARTIAL']);
 
-/** Numbers in the given order as a sequence set: runs that go up by one become `a:b`, nothing is reordered. */
-function orderedSet(numbers: number[]): string {
-  const parts: string[] = [];
-  let i = 0;
-  while (i < numbers.length) {
-    let j = i;
-    while (j + 1 < numbers.length && numbers[j + 1] === numbers[j]! + 1) j++;
-    parts.push(j > i ? `${numbers[i]}:${numbers[j]}` : String(numbers[i]));
-    i = j + 1;
-  }
-  return parts.join(',');
-}
-
 /** `charset SP search-criteria` as SORT and THREAD write them (RFC 5256 §3: the charset is not optional). */
 function readCriteria(c: Cursor) {
-  const charset = c.astring().toUpperCase();
-  if (!CHARSETS.has(charset))
-    throw no('BADCHARSET (UTF-8 US-ASCII)', `Charset ${charset.slice(0, 40)} is not supported`);
+  checkCharset(c.astring().toUpperCase());
   c.space();
   const parsed = parseSearch(c, (raw) => utf8(raw));
   c.end();
@@ -74,10 +60,9 @@ async function contentFacts(s: Session, m: Message, references: boolean): Promis
   };
   if (references) {
     const raw = await s.ctx.store.blobs.get(m.blobId);
-    const header = raw.toString('latin1', root.start, Math.min(root.bodyStart, root.start + 256 * 1024));
-    const field = parseHeaderBlock(header).find((f) => f.key === 'references');
-    const refs = messageIds(field?.value);
-    facts.references = refs.length ? refs : messageIds(env?.inReplyTo, 1);
+    facts.references = ancestryOf(
+      raw.toString('latin1', root.start, Math.min(root.bodyStart, root.start + 256 * 1024)),
+    ).references;
   }
   return facts;
 }
@@ -89,10 +74,14 @@ async function factsOf(
   found: Array<{ message: MessageMeta; seq: number }>,
   references: boolean,
 ): Promise<SortFacts[]> {
+  // Held here for this command: the memo is a cache, it may drop what was read a moment ago (or keep
+  // nothing, when it is sized 0).
   const memo = s.ctx.sortFacts;
+  const known = new Map<string, ContentFacts>();
   const missing = found.filter(({ message }) => {
     const f = memo.get(message.blobId);
-    return !f || (references && f.references === null);
+    if (f && (!references || f.references !== null)) known.set(message.blobId, f);
+    return !known.has(message.blobId);
   });
   for (let i = 0; i < missing.length; i += BATCH) {
     const part = missing.slice(i, i + BATCH);
@@ -101,20 +90,19 @@ async function factsOf(
       uidTo: part.at(-1)!.message.uid,
     });
     const want = new Set(part.map((p) => p.message.uid));
-    for (const m of rows) if (want.has(m.uid)) memo.set(m.blobId, await contentFacts(s, m, references));
+    for (const m of rows)
+      if (want.has(m.uid)) {
+        const f = await contentFacts(s, m, references);
+        known.set(m.blobId, f);
+        memo.set(m.blobId, f);
+      }
     // Other sessions run between batches.
     await new Promise((resolve) => setImmediate(resolve));
   }
-  return found.map(({ message, seq }) => {
-    const f = memo.get(message.blobId) ?? {
-      sent: null,
-      subject: '',
-      from: null,
-      to: null,
-      cc: null,
-      messageId: null,
-      references: null,
-    };
+  return found.flatMap(({ message, seq }) => {
+    // A message expunged between the search and the read of its row has no facts: it is left out.
+    const f = known.get(message.blobId);
+    if (!f) return [];
     return {
       ...f,
       seq,
@@ -163,14 +151,15 @@ function sort(): Command {
         if (sorted.length) {
           if (options.has('MIN')) data.push(`MIN ${sorted[0]}`);
           if (options.has('MAX')) data.push(`MAX ${sorted.at(-1)}`);
-          if (options.has('ALL')) data.push(`ALL ${orderedSet(sorted)}`);
+          // formatUids keeps the order and makes only runs going up by one into ranges.
+          if (options.has('ALL')) data.push(`ALL ${formatUids(sorted)}`);
         }
         if (ret?.partial) {
           const window = partialOf(ret.partial, sorted);
-          data.push(`PARTIAL (${ret.partial.text} ${window.length ? orderedSet(window) : 'NIL'})`);
+          data.push(`PARTIAL (${ret.partial.text} ${window.length ? formatUids(window) : 'NIL'})`);
         }
         if (options.has('COUNT')) data.push(`COUNT ${sorted.length}`);
-        s.untagged(`ESEARCH (TAG ${str(tag)})${uid ? ' UID' : ''}${data.length ? ` ${data.join(' ')}` : ''}`);
+        esearch(s, tag, uid, data);
       }
       return `${uid ? 'UID SORT' : 'SORT'} completed`;
     },
