@@ -426,7 +426,7 @@ describe('IMAP extensions: SORT, SORT=DISPLAY and THREAD', () => {
     assert.match(await c.cmd('SORT RETURN (PARTIAL 9:10) (SUBJECT) UTF-8 ALL'), /PARTIAL \(9:10 NIL\)\r$/m);
   });
 
-  it('sorts right with the per-process memo of sort facts turned off (it is a cache, not the source)', async () => {
+  it('sorts and searches right with the per-process memos turned off (they are caches, not the source)', async () => {
     const bare = await rig({ searchCacheMessages: 0 });
     try {
       for (const subject of ['charlie', 'alpha', 'bravo'])
@@ -435,6 +435,8 @@ describe('IMAP extensions: SORT, SORT=DISPLAY and THREAD', () => {
       await b.cmd(`LOGIN bob@example.org "${PASSWORD}"`);
       await b.cmd('SELECT INBOX');
       assert.match(await b.cmd('SORT (SUBJECT) UTF-8 ALL'), /^\* SORT 2 3 1\r$/m);
+      // SEARCH's envelope words likewise (they were lost with the memo off: nothing matched).
+      assert.match(await b.cmd('SEARCH SUBJECT bravo'), /^\* SEARCH 3\r$/m);
       b.close();
     } finally {
       await bare.close();

@@ -14,7 +14,14 @@ import { type Cursor, utf8 } from '../protocol/cursor.ts';
 import { str } from '../protocol/encode.ts';
 import { type ParsedSearch, parseSearch, type SearchKey } from '../protocol/search-parse.ts';
 import { formatUids } from '../protocol/sequence.ts';
-import { Evaluator, envelopeOnly, envelopeWords, memoWords, needsStructure } from '../search.ts';
+import {
+  type EnvelopeWords,
+  Evaluator,
+  envelopeOnly,
+  envelopeWords,
+  memoWords,
+  needsStructure,
+} from '../search.ts';
 import type { Selected } from '../selected.ts';
 import type { Session } from '../session.ts';
 import { type Command, SELECTED } from './types.ts';
@@ -123,8 +130,10 @@ export async function searchMessages(
     const list: MessageMeta[] = full
       ? await store.listMessages(sel.mailbox.id, range)
       : await s.ctx.metaCache.list(sel.mailbox.id, range);
+    // The words of the messages not yet in the memo, from their structures (one read for the batch), held
+    // for the batch too: the memo is a cache that may drop them at once (or keep nothing, sized 0).
+    const read = new Map<string, EnvelopeWords>();
     if (words) {
-      // The words of the messages not yet in the memo, from their structures (one read for the batch).
       const missing = list.filter((m) => memo.get(m.blobId) === undefined);
       if (missing.length) {
         const rows = await store.listMessages(sel.mailbox.id, {
@@ -132,8 +141,11 @@ export async function searchMessages(
           uidTo: missing.at(-1)!.uid,
         });
         for (const m of rows)
-          if (memo.get(m.blobId) === undefined)
-            memo.set(m.blobId, envelopeWords((await structureOf(s, m)).root.envelope ?? null));
+          if (memo.get(m.blobId) === undefined) {
+            const w = envelopeWords((await structureOf(s, m)).root.envelope ?? null);
+            read.set(m.blobId, w);
+            memo.set(m.blobId, w);
+          }
       }
     }
     for (const m of list) {
@@ -147,7 +159,7 @@ export async function searchMessages(
         words: root
           ? envelopeWords(root.envelope ?? null)
           : words
-            ? (memoWords(memo, m.blobId) ?? envelopeWords(null))
+            ? (read.get(m.blobId) ?? memoWords(memo, m.blobId) ?? envelopeWords(null))
             : null,
         seq,
         recent: sel.isRecent(m.uid),
