@@ -152,17 +152,21 @@ describe('mailwerk fetch (a private Dovecot on loopback)', { skip: dovecotImapMi
     assert.deepEqual(await contents(sb, 'hal@example.org'), []);
   });
 
-  it('stores nothing of a message the server breaks off, and says why', async () => {
-    // A POP3 server that sends half a message and hangs up.
+  it('stores nothing of a message the server breaks off, says why, and takes it whole at the next run', async () => {
+    // A POP3 server that sends half a message and hangs up, the first time; the whole message after.
+    let retrs = 0;
     const broken: Server = createServer((s) => {
       s.write('+OK hello\r\n');
       s.on('data', (d) => {
         const cmd = d.toString().trim().split(' ')[0]!.toUpperCase();
         if (cmd === 'UIDL') s.write('+OK\r\n1 abc\r\n.\r\n');
-        else if (cmd === 'RETR') {
+        else if (cmd === 'RETR' && ++retrs === 1) {
           s.write('+OK\r\nSubject: half\r\n\r\nthe first part of');
           s.destroy();
-        } else s.write('+OK\r\n');
+        } else if (cmd === 'RETR')
+          s.write('+OK\r\nSubject: half\r\n\r\nthe first part of it, and the rest\r\n.\r\n');
+        else if (cmd === 'QUIT') s.end('+OK\r\n');
+        else s.write('+OK\r\n');
       });
     });
     await new Promise<void>((resolve) => broken.listen(0, '127.0.0.1', resolve));
@@ -173,6 +177,19 @@ describe('mailwerk fetch (a private Dovecot on loopback)', { skip: dovecotImapMi
       assert.equal(r.code, 1);
       assert.match(r.stderr, /closed the connection/);
       assert.deepEqual(await contents(sb, 'ida@example.org'), []);
+      // Not stopped (only a refused password stops an account): the next run takes the message, once.
+      const [shown] = await sb.json<Array<{ stopped: boolean; errors: number }>>([
+        'fetch',
+        'list',
+        'ida@example.org',
+      ]);
+      assert.deepEqual([shown!.stopped, shown!.errors], [false, 1]);
+      const again = await sb.run(['fetch', 'run', 'ida@example.org']);
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual(
+        (await contents(sb, 'ida@example.org')).map((m) => m.subject),
+        ['half'],
+      );
     } finally {
       broken.close();
     }
