@@ -9,7 +9,8 @@
 // Dovecot: a private instance (bench/dovecot.ts); run as root.
 //
 // Usage: node bench/sort-thread.ts [count=10000] [runs=5]
-// BENCH_ONLY=mailwerk or BENCH_ONLY=dovecot runs one side.
+// BENCH_ONLY=mailwerk or BENCH_ONLY=dovecot runs one side. BENCH_COMMANDS='cmd;cmd' runs those commands
+// instead, in that order (the first one is the cold one: e.g. THREAD REFERENCES before any SORT).
 import { fork } from 'node:child_process';
 import { join } from 'node:path';
 import { generateSelfSigned } from '@mailwerk/tls';
@@ -21,7 +22,7 @@ const count = Number(process.argv[2] ?? 10_000);
 const runs = Number(process.argv[3] ?? 5);
 const only = process.env.BENCH_ONLY;
 
-const COMMANDS = [
+const COMMANDS = process.env.BENCH_COMMANDS ? process.env.BENCH_COMMANDS.split(';') : [
   'SORT (SUBJECT) UTF-8 ALL',
   'SORT (DATE) UTF-8 ALL',
   'SORT (REVERSE ARRIVAL) UTF-8 ALL',

@@ -18,8 +18,9 @@
  *   PERMANENTFLAGS before the FETCH that shows them.
  */
 import { hasFlag, type Mailbox, type MailboxView, type MailStore } from '@mailwerk/store';
+import { type ContextChanges, contextChanges, type SearchContext } from './contexts.ts';
 import type { MetaCache } from './meta-cache.ts';
-import { flagList } from './protocol/encode.ts';
+import { flagList, str } from './protocol/encode.ts';
 import { formatUids, UidList } from './protocol/sequence.ts';
 
 export const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
@@ -71,6 +72,8 @@ export class Selected {
   private readonly own = new Map<number, Set<number>>();
   /** RFC 5182 SEARCHRES: the UIDs the last SEARCH … RETURN (SAVE) found, `$` in later commands; empty at SELECT. */
   saved: number[] = [];
+  /** Results kept current for the client (CONTEXT=SEARCH/SORT), by the tag of the command that asked. */
+  readonly contexts = new Map<string, SearchContext>();
   /** Set by the notifier: the journal may have something new. */
   dirty = false;
   private readonly store: MailStore;
@@ -169,6 +172,13 @@ export class Selected {
 
   flushExpunges(out: Output): void {
     if (this.expunged.size === 0) return;
+    // RFC 5267 §4.3.4: a context's REMOVEFROM goes before the EXPUNGE, while its numbers still hold.
+    for (const ctx of this.contexts.values())
+      this.tellContext(
+        out,
+        ctx,
+        ctx.result.filter((u) => !this.expunged.has(u)),
+      );
     const seqs: number[] = [];
     for (const u of this.expunged) {
       const s = this.uids.seqOf(u);
@@ -236,5 +246,25 @@ export class Selected {
         `${seq} FETCH (UID ${uid} FLAGS ${this.flagsOf(uid, f.flags)}${out.condstore ? ` MODSEQ (${f.modseq})` : ''})`,
       );
     }
+    // RFC 5267 §4.3.3: after EXISTS, so the new sequence numbers are valid. Own changes count too: they
+    // are in the journal read above (a STORE can take a message out of an UNSEEN search).
+    if (changes.length) for (const ctx of this.contexts.values()) this.tellContext(out, ctx, await ctx.run());
+  }
+
+  /** Tells the client how the context's result became `now` (RFC 5267 §4.3.2), and keeps `now`. */
+  private tellContext(out: Output, ctx: SearchContext, now: number[]): void {
+    const changes = contextChanges(ctx.result, now, ctx.sorted);
+    ctx.result = now;
+    const item = (name: string, pairs: ContextChanges['removed']) =>
+      pairs.length
+        ? ` ${name} (${pairs.map(([pos, ids]) => `${pos} ${this.idsOf(ctx, ids)}`).join(' ')})`
+        : '';
+    const data = item('REMOVEFROM', changes.removed) + item('ADDTO', changes.added);
+    if (data) out.untagged(`ESEARCH (TAG ${str(ctx.tag)})${ctx.uid ? ' UID' : ''}${data}`);
+  }
+
+  /** UIDs as the context's command gave them: UIDs, or sequence numbers in the view as it is now. */
+  private idsOf(ctx: SearchContext, uids: number[]): string {
+    return formatUids(ctx.uid ? uids : uids.map((u) => this.uids.seqOf(u) ?? 0).filter((n) => n > 0));
   }
 }

@@ -10,13 +10,17 @@
  * mailbox (plus n log n for sorting) and nothing recurses on message data
  * (the thread tree is walked with explicit stacks).
  */
-import { type AddressEntry, type EnvelopeAddress, parseHeaderBlock } from '@mailwerk/mime';
+import {
+  ancestors,
+  type EnvelopeAddress,
+  MAX_SORT_TEXT as MAX_TEXT,
+  messageIds,
+  parseHeaderBlock,
+  type SortFields,
+} from '@mailwerk/mime';
 
-const MAX_TEXT = 1000;
-const MAX_REFERENCES = 100;
-
-/** What sorting and threading need of one message. */
-export interface SortFacts {
+/** What sorting and threading need of one message: its stored sort fields and its place in the mailbox. */
+export interface SortFacts extends Omit<SortFields, 'sent'> {
   seq: number;
   uid: number;
   size: number;
@@ -24,15 +28,6 @@ export interface SortFacts {
   arrival: number;
   /** The Date: field's instant, or INTERNALDATE when there is none or it does not parse (RFC 5256 §2.2). */
   sent: number;
-  /** The Subject: decoded (RFC 2047), or '' when there is none. */
-  subject: string;
-  /** The first address of each field: its local part (addr-mailbox) and display form (RFC 5957). */
-  from: EnvelopeAddress | null;
-  to: EnvelopeAddress | null;
-  cc: EnvelopeAddress | null;
-  messageId: string | null;
-  /** References: ids in order, else In-Reply-To's first (RFC 5256 §3 REFERENCES step 1). */
-  references: string[];
   keys?: Record<string, Buffer>;
 }
 
@@ -51,39 +46,11 @@ function keyOf(f: SortFacts, name: string, make: () => Buffer): Buffer {
 const subjectKey = (f: SortFacts) => keyOf(f, 'SUBJECT', () => casemap(baseSubject(f.subject).base));
 
 /** The part of SortFacts that depends only on the message's bytes (kept by blob). */
-export interface ContentFacts {
-  /** The Date: field's instant, or null when there is none or it does not parse. */
-  sent: number | null;
-  subject: string;
-  from: EnvelopeAddress | null;
-  to: EnvelopeAddress | null;
-  cc: EnvelopeAddress | null;
-  messageId: string | null;
-  /** Null until a THREAD=REFERENCES needed them (they take a read of the header). */
+export interface ContentFacts extends Omit<SortFields, 'references'> {
+  /** Null until a THREAD=REFERENCES needed them (a message stored before they were kept: a read of its header). */
   references: string[] | null;
   /** Sort keys made from the above, kept with them: the next SORT of the mailbox does not make them again. */
   keys?: Record<string, Buffer>;
-}
-
-/** The first address of a field, a group's first member counted (RFC 5256 §3: the first "addr-mailbox"). */
-export function firstAddress(list: AddressEntry[] | null | undefined): EnvelopeAddress | null {
-  for (const e of list ?? []) {
-    if ('group' in e) {
-      if (e.group[0]) return e.group[0];
-    } else return e;
-  }
-  return null;
-}
-
-/** The msg-ids of a References: or In-Reply-To: value, in order (`<…>` each, without the brackets). */
-export function messageIds(value: string | null | undefined, max = MAX_REFERENCES): string[] {
-  const out: string[] = [];
-  if (!value) return out;
-  for (const m of value.slice(0, 20_000).matchAll(/<([^<>\s]+)>/g)) {
-    out.push(m[1]!);
-    if (out.length >= max) break;
-  }
-  return out;
 }
 
 /**
@@ -99,9 +66,8 @@ export function ancestryOf(header: string): { references: string[]; messageId: s
     else if (f.key === 'in-reply-to') inReplyTo ??= f.value;
     else if (f.key === 'message-id') own ??= f.value;
   }
-  const refs = messageIds(references);
   return {
-    references: refs.length ? refs : messageIds(inReplyTo, 1),
+    references: ancestors(references, inReplyTo),
     messageId: messageIds(own, 1)[0] ?? null,
   };
 }
@@ -160,9 +126,11 @@ export function baseSubject(subject: string): { base: string; reply: boolean } {
  * a few digraphs), then NFKD; compared as UTF-8 octets, so the key is the UTF-8 bytes.
  */
 export function casemap(text: string): Buffer {
-  let out = '';
-  for (const ch of text.slice(0, MAX_TEXT)) out += ch.toUpperCase();
-  return Buffer.from(out.normalize('NFKD'), 'utf8');
+  const cut = text.slice(0, MAX_TEXT);
+  // Printable ASCII (most subjects and names): upper case is the whole mapping, NFKD changes nothing.
+  if (/^[\x20-\x7e]*$/.test(cut)) return Buffer.from(cut.toUpperCase(), 'latin1');
+  // Upper case is mapped per code point (no context: toUpperCase has none, unlike lower casing's final sigma).
+  return Buffer.from(cut.toUpperCase().normalize('NFKD'), 'utf8');
 }
 
 export const SORT_KEYS = new Set([

@@ -3,10 +3,11 @@
 // One exchange with python3's imaplib, a real client sending its own bytes.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { parseMessage } from '@mailwerk/mime';
 import { contentId } from '@mailwerk/store';
+import { applyChanges } from '../src/contexts.ts';
 import { eventually, PASSWORD, RawImap, type Rig, rig, sample, storeMessage } from './harness.ts';
 
 /** An imapflow logger that keeps what it logs at debug level (each command it sends) in `said`. */
@@ -301,50 +302,58 @@ describe('IMAP extensions: SORT, SORT=DISPLAY and THREAD', () => {
         .map(([k, v]) => `${k}: ${v}\r\n`)
         .join('')}\r\nbody\r\n`,
     );
-  before(async () => {
-    r = await rig();
-    // A fixed mailbox: the answers below are worked out by hand from RFC 5256 and RFC 5957.
-    const rows: Array<Record<string, string>> = [
-      {
-        From: '"Zoe" <zoe@a.example>',
-        To: 'bob@example.org',
-        Subject: 'Plans',
-        Date: 'Mon, 2 Mar 2026 10:00:00 +0000',
-        'Message-ID': '<p1@a>',
-      },
-      {
-        From: 'adam@b.example',
-        To: '"Bob B" <bob@example.org>',
-        Cc: 'carl@c.example',
-        Subject: 'Re: Plans',
-        Date: 'Mon, 2 Mar 2026 12:00:00 +0200',
-        'Message-ID': '<p2@b>',
-        References: '<p1@a>',
-      },
-      {
-        From: '=?UTF-8?Q?=C3=89mile?= <emile@c.example>',
-        To: 'ann@example.org',
-        Subject: '[team] Budget',
-        Date: 'Sun, 1 Mar 2026 09:00:00 +0000',
-        'Message-ID': '<b1@c>',
-      },
-      {
-        From: 'Bert <bert@d.example>',
-        To: 'bob@example.org',
-        Cc: 'alice@e.example',
-        Subject: 'RE: plans',
-        Date: 'Tue, 3 Mar 2026 08:00:00 +0000',
-        'Message-ID': '<p3@d>',
-        'In-Reply-To': '<p2@b>',
-      },
-      { From: 'nodate@f.example', Subject: 'Fwd: Budget', 'Message-ID': '<b2@f>' },
-    ];
+  // A fixed mailbox: the answers below are worked out by hand from RFC 5256 and RFC 5957.
+  const rows: Array<Record<string, string>> = [
+    {
+      From: '"Zoe" <zoe@a.example>',
+      To: 'bob@example.org',
+      Subject: 'Plans',
+      Date: 'Mon, 2 Mar 2026 10:00:00 +0000',
+      'Message-ID': '<p1@a>',
+    },
+    {
+      From: 'adam@b.example',
+      To: '"Bob B" <bob@example.org>',
+      Cc: 'carl@c.example',
+      Subject: 'Re: Plans',
+      Date: 'Mon, 2 Mar 2026 12:00:00 +0200',
+      'Message-ID': '<p2@b>',
+      References: '<p1@a>',
+    },
+    {
+      From: '=?UTF-8?Q?=C3=89mile?= <emile@c.example>',
+      To: 'ann@example.org',
+      Subject: '[team] Budget',
+      Date: 'Sun, 1 Mar 2026 09:00:00 +0000',
+      'Message-ID': '<b1@c>',
+    },
+    {
+      From: 'Bert <bert@d.example>',
+      To: 'bob@example.org',
+      Cc: 'alice@e.example',
+      Subject: 'RE: plans',
+      Date: 'Tue, 3 Mar 2026 08:00:00 +0000',
+      'Message-ID': '<p3@d>',
+      'In-Reply-To': '<p2@b>',
+    },
+    { From: 'nodate@f.example', Subject: 'Fwd: Budget', 'Message-ID': '<b2@f>' },
+  ];
+  /** The rows above into INBOX; `older`: their structures without the sort fields, as stored before they were kept. */
+  const fill = async (into: Rig, older = false) => {
     for (const [i, h] of rows.entries()) {
       const raw = mail(h);
-      sizes.push(raw.length);
+      const { sort: _, ...withoutSort } = parseMessage(raw);
       // Arrival: in order, a minute apart, after every Date: above.
-      await storeMessage(r, 'bob', 'INBOX', raw, { internalDate: new Date(Date.UTC(2026, 2, 10, 0, i)) });
+      await storeMessage(into, 'bob', 'INBOX', raw, {
+        internalDate: new Date(Date.UTC(2026, 2, 10, 0, i)),
+        ...(older ? { structure: withoutSort } : {}),
+      });
     }
+  };
+  before(async () => {
+    r = await rig();
+    sizes.push(...rows.map((h) => mail(h).length));
+    await fill(r);
     c = await RawImap.connect(r.tlsPort, true);
     assert.match(await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`), /OK/);
     await c.cmd('SELECT INBOX');
@@ -443,6 +452,36 @@ describe('IMAP extensions: SORT, SORT=DISPLAY and THREAD', () => {
     }
   });
 
+  it('answers the same for messages stored before their structures kept the sort fields (their headers read)', async () => {
+    const old = await rig();
+    try {
+      await fill(old, true);
+      const inbox = (await old.store.getMailbox(old.accounts.bob!, 'INBOX'))!;
+      assert.deepEqual(
+        (await old.store.listSortFields(inbox.id)).map((f) => f.sort),
+        rows.map(() => null),
+      );
+      const o = await RawImap.connect(old.tlsPort, true);
+      await o.cmd(`LOGIN bob@example.org "${PASSWORD}"`);
+      await o.cmd('SELECT INBOX');
+      for (const command of [
+        'SORT (DATE) UTF-8 ALL',
+        'SORT (SUBJECT) UTF-8 ALL',
+        'SORT (FROM) UTF-8 ALL',
+        'SORT (DISPLAYFROM) UTF-8 ALL',
+        'SORT (CC) UTF-8 ALL',
+        'THREAD REFERENCES UTF-8 ALL',
+        'THREAD ORDEREDSUBJECT UTF-8 ALL',
+      ]) {
+        const line = (out: string) => out.split('\r\n').find((l) => /^\* (SORT|THREAD)/.test(l));
+        assert.equal(line(await o.cmd(command)), line(await c.cmd(command)), command);
+      }
+      o.close();
+    } finally {
+      await old.close();
+    }
+  });
+
   it('threads by subject and by references (RFC 5256 §3)', async () => {
     // ORDEREDSUBJECT: "Budget" (3, then 5), "Plans" (1, then 2 and 4 by date).
     assert.equal(await one('THREAD ORDEREDSUBJECT UTF-8 ALL', 'THREAD'), '(3 5)(1 (2)(4))');
@@ -451,6 +490,187 @@ describe('IMAP extensions: SORT, SORT=DISPLAY and THREAD', () => {
     assert.equal(await one('UID THREAD REFERENCES UTF-8 FROM adam', 'THREAD'), '(2)');
     assert.equal(await one('THREAD REFERENCES UTF-8 SUBJECT nothing', 'THREAD'), '');
     assert.match(await c.cmd('THREAD JWZ UTF-8 ALL'), /BAD Unknown threading algorithm/);
+  });
+});
+
+describe('IMAP extensions: CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 §4)', () => {
+  let r: Rig;
+  const session = async () => {
+    const c = await RawImap.connect(r.tlsPort, true);
+    assert.match(await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`), /OK/);
+    assert.match(await c.cmd('SELECT INBOX'), /OK/);
+    return c;
+  };
+  const expand = (set: string) =>
+    set.split(',').flatMap((part) => {
+      const [a, b] = part.split(':').map(Number) as [number, number?];
+      if (b === undefined) return [a];
+      const out: number[] = [];
+      for (let n = Math.min(a, b); n <= Math.max(a, b); n++) out.push(n);
+      return out;
+    });
+  /** The ESEARCH updates for `tag` in `text`, as kind and [position, ids] pairs, in the order they came. */
+  const updates = (text: string, tag: string) =>
+    [
+      ...text.matchAll(
+        new RegExp(
+          `^\\* ESEARCH \\(TAG "${tag}"\\)( UID)?((?: (?:ADDTO|REMOVEFROM) \\([^)]*\\))+)\\r$`,
+          'gm',
+        ),
+      ),
+    ].flatMap((m) =>
+      [...m[2]!.matchAll(/(ADDTO|REMOVEFROM) \(([^)]*)\)/g)].map((item) => {
+        const words = item[2]!.split(' ');
+        const pairs: Array<[number, number[]]> = [];
+        for (let i = 0; i < words.length; i += 2) pairs.push([Number(words[i]), expand(words[i + 1]!)]);
+        return { kind: item[1]!, pairs };
+      }),
+    );
+  /** What a client holding `list` makes of the updates (§4.3.3–4: pair by pair, in order). */
+  const apply = (list: number[], text: string, tag: string, sorted: boolean) => {
+    for (const u of updates(text, tag))
+      list = applyChanges(
+        list,
+        u.kind === 'ADDTO' ? { removed: [], added: u.pairs } : { removed: u.pairs, added: [] },
+        sorted,
+      );
+    return list;
+  };
+  const uidsOf = (text: string) => {
+    const all = /^\* (?:SORT|SEARCH)((?: \d+)*)\r$/m.exec(text);
+    assert.ok(all, text);
+    return all[1]!.trim() ? all[1]!.trim().split(' ').map(Number) : [];
+  };
+  beforeEach(async () => {
+    r = await rig();
+    for (const [i, subject] of ['delta', 'alpha', 'echo', 'charlie'].entries())
+      await storeMessage(r, 'bob', 'INBOX', sample(subject), { flags: i === 0 ? ['\\Seen'] : [] });
+  });
+  afterEach(async () => {
+    await r?.close();
+  });
+
+  it('keeps a SEARCH result current: REMOVEFROM before EXPUNGE, ADDTO after EXISTS, own STORE and EXPUNGE included', async () => {
+    const c = await session();
+    assert.match(await c.cmd('CAPABILITY'), / CONTEXT=SEARCH CONTEXT=SORT/);
+    // One context by UID, one by sequence number; COUNT comes now, the changes later.
+    assert.match(
+      await c.send('u1 UID SEARCH RETURN (UPDATE COUNT) UNSEEN\r\n', /u1 OK[^\r]*\r\n/),
+      /^\* ESEARCH \(TAG "u1"\) UID COUNT 3\r$/m,
+    );
+    assert.match(
+      await c.send('s1 SEARCH RETURN (CONTEXT UPDATE) UNSEEN\r\n', /s1 OK[^\r]*\r\n/),
+      /^\* ESEARCH \(TAG "s1"\)\r$/m,
+    );
+    let byUid = [2, 3, 4];
+    let bySeq = [2, 3, 4];
+    await c.send('i1 IDLE\r\n', /\+ [^\r\n]*\r\n/);
+    const other = await session();
+    await other.cmd('UID STORE 2 +FLAGS.SILENT (\\Seen)');
+    let seen = await c.send('', /ESEARCH \(TAG "s1"\)[^\r]*\r\n/);
+    assert.match(seen, /^\* ESEARCH \(TAG "u1"\) UID REMOVEFROM \(0 2\)\r$/m);
+    byUid = apply(byUid, seen, 'u1', false);
+    bySeq = apply(bySeq, seen, 's1', false);
+    // A new unseen message: EXISTS first, so its sequence number means something.
+    await storeMessage(r, 'bob', 'INBOX', sample('bravo'));
+    seen = await c.send('', /ESEARCH \(TAG "s1"\)[^\r]*\r\n/);
+    assert.match(seen, /^\* 5 EXISTS\r\n(?:.*\r\n)*?\* ESEARCH \(TAG "u1"\) UID ADDTO \(0 5\)\r$/m);
+    assert.match(seen, /^\* ESEARCH \(TAG "s1"\) ADDTO \(0 5\)\r$/m);
+    byUid = apply(byUid, seen, 'u1', false);
+    bySeq = apply(bySeq, seen, 's1', false);
+    // An expunge elsewhere: the result loses it while its sequence number (3) still holds, then EXPUNGE.
+    // The flag change is seen first, alone, so the expunge comes by itself: the mailbox is read once.
+    await other.cmd('UID STORE 3 +FLAGS.SILENT (\\Deleted)');
+    await c.send('', /\* 3 FETCH \(UID 3 [^\r]*\r\n/);
+    await other.cmd('UID EXPUNGE 3');
+    seen = await c.send('', /\* 3 EXPUNGE\r\n/);
+    assert.match(seen, /^\* ESEARCH \(TAG "s1"\) REMOVEFROM \(0 3\)\r\n(?:.*\r\n)*?\* 3 EXPUNGE\r$/m);
+    byUid = apply(byUid, seen, 'u1', false);
+    // Sequence numbers after the expunge: the client's list shifts with the EXPUNGE (RFC 3501 §7.4.1).
+    bySeq = apply(bySeq, seen, 's1', false).map((n) => (n > 3 ? n - 1 : n));
+    await c.send('DONE\r\n', /i1 OK[^\r]*\r\n/);
+    // The session's own STORE takes a message out too, told with the STORE's answer.
+    const own = await c.cmd('UID STORE 4 +FLAGS (\\Seen)');
+    assert.match(own, /^\* ESEARCH \(TAG "u1"\) UID REMOVEFROM \(0 4\)\r$/m);
+    byUid = apply(byUid, own, 'u1', false);
+    bySeq = apply(bySeq, own, 's1', false);
+    assert.deepEqual(byUid, uidsOf(await c.cmd('UID SEARCH UNSEEN')));
+    assert.deepEqual(bySeq, uidsOf(await c.cmd('SEARCH UNSEEN')));
+    // CANCELUPDATE: no more for u1; s1 goes on.
+    assert.match(await c.cmd('CANCELUPDATE "u1"'), /OK/);
+    const unread = await c.cmd('STORE 1:* -FLAGS (\\Seen)');
+    assert.equal(updates(unread, 'u1').length, 0);
+    assert.deepEqual(updates(unread, 's1'), [{ kind: 'ADDTO', pairs: [[0, [1, 2, 3]]] }]);
+    // The session's own EXPUNGE: the REMOVEFROM while UID 4 is still message 3, then the EXPUNGE.
+    await c.cmd('UID STORE 4 +FLAGS.SILENT (\\Deleted)');
+    assert.match(await c.cmd('EXPUNGE'), /^\* ESEARCH \(TAG "s1"\) REMOVEFROM \(0 3\)\r\n\* 3 EXPUNGE\r$/m);
+    // Expunged elsewhere between two commands: the next NOOP reads both changes at once.
+    await other.cmd('UID STORE 5 +FLAGS.SILENT (\\Deleted)');
+    await other.cmd('UID EXPUNGE 5');
+    assert.match(await c.cmd('NOOP'), /^\* ESEARCH \(TAG "s1"\) REMOVEFROM \(0 3\)\r\n\* 3 EXPUNGE\r$/m);
+    assert.match(await c.cmd('CANCELUPDATE "u1"'), /BAD No result is kept current for the tag "u1"/);
+    assert.match(await c.cmd('CANCELUPDATE "s1" "nope"'), /BAD/);
+    other.close();
+    c.close();
+  });
+
+  it('refuses a tag in use, says NOUPDATE past the limit and ends the contexts when the mailbox is left', async () => {
+    const c = await session();
+    assert.match(await c.send('k1 SEARCH RETURN (UPDATE) ALL\r\n', /k1 OK[^\r]*\r\n/), /ESEARCH/);
+    assert.match(await c.send('k1 SEARCH RETURN (UPDATE) ALL\r\n', /k1 (OK|BAD)[^\r]*\r\n/), /k1 BAD/);
+    for (const n of [2, 3, 4, 5])
+      await c.send(`k${n} SORT RETURN (UPDATE) (SUBJECT) UTF-8 ALL\r\n`, /OK[^\r]*\r\n/);
+    // The sixth: refused as an update, the command itself answered (COUNT) and OK (§4.3.1).
+    const sixth = await c.send('k6 SEARCH RETURN (UPDATE COUNT) ALL\r\n', /k6 (OK|NO|BAD)[^\r]*\r\n/);
+    assert.match(sixth, /^\* NO \[NOUPDATE "k6"\][^\r]*\r\n\* ESEARCH \(TAG "k6"\) COUNT 4\r\nk6 OK/m);
+    assert.match(await c.cmd('UNSELECT'), /OK/);
+    assert.match(await c.cmd('SELECT INBOX'), /OK/);
+    await storeMessage(r, 'bob', 'INBOX', sample('late'));
+    const noop = await c.cmd('NOOP');
+    assert.match(noop, /\* 5 EXISTS/);
+    assert.doesNotMatch(noop, /ESEARCH/);
+    assert.match(await c.cmd('CANCELUPDATE "k1"'), /BAD/);
+    c.close();
+  });
+
+  it('keeps a SORT result current with positions in the sort order', async () => {
+    const c = await session();
+    // Unseen by subject: alpha (2), charlie (4), echo (3).
+    const first = await c.send(
+      'o1 UID SORT RETURN (UPDATE ALL) (SUBJECT) UTF-8 UNSEEN\r\n',
+      /o1 OK[^\r]*\r\n/,
+    );
+    assert.match(first, /^\* ESEARCH \(TAG "o1"\) UID ALL 2,4,3\r$/m);
+    let list = [2, 4, 3];
+    const other = await session();
+    // bravo (5) goes between alpha and charlie: position 2.
+    await storeMessage(r, 'bob', 'INBOX', sample('bravo'));
+    let seen = await c.cmd('NOOP');
+    assert.match(seen, /^\* ESEARCH \(TAG "o1"\) UID ADDTO \(2 5\)\r$/m);
+    list = apply(list, seen, 'o1', true);
+    // charlie read elsewhere, delta unread again (it comes before echo), foxtrot and able arrive, alpha
+    // is expunged: two removals and three additions at once.
+    await other.cmd('UID STORE 4 +FLAGS.SILENT (\\Seen)');
+    await other.cmd('UID STORE 1 -FLAGS.SILENT (\\Seen)');
+    await storeMessage(r, 'bob', 'INBOX', sample('foxtrot'));
+    await storeMessage(r, 'bob', 'INBOX', sample('able'));
+    await other.cmd('UID STORE 2 +FLAGS.SILENT (\\Deleted)');
+    await other.cmd('UID EXPUNGE 2');
+    seen = await c.cmd('NOOP');
+    list = apply(list, seen, 'o1', true);
+    assert.deepEqual(list, uidsOf(await c.cmd('UID SORT (SUBJECT) UTF-8 UNSEEN')));
+    assert.deepEqual(list, [7, 5, 1, 3, 6]);
+    // By sequence number too, with the same positions.
+    const seq = await c.send('o2 SORT RETURN (UPDATE) (REVERSE SUBJECT) UTF-8 UNSEEN\r\n', /o2 OK[^\r]*\r\n/);
+    assert.match(seq, /^\* ESEARCH \(TAG "o2"\)\r$/m);
+    let bySeq = uidsOf(await c.cmd('SORT (REVERSE SUBJECT) UTF-8 UNSEEN'));
+    await other.cmd('UID STORE 5 +FLAGS.SILENT (\\Seen)');
+    seen = await c.cmd('NOOP');
+    assert.equal(updates(seen, 'o2').length, 1);
+    bySeq = apply(bySeq, seen, 'o2', true);
+    assert.deepEqual(bySeq, uidsOf(await c.cmd('SORT (REVERSE SUBJECT) UTF-8 UNSEEN')));
+    other.close();
+    c.close();
   });
 });
 

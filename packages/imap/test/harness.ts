@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuthThrottle, hashPassword } from '@mailwerk/auth';
 import { type Bus, InProcessBus } from '@mailwerk/bus';
-import { parseMessage } from '@mailwerk/mime';
+import { type MessageStructure, parseMessage } from '@mailwerk/mime';
 import { contentId, DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import { generateSelfSigned } from '@mailwerk/tls';
@@ -126,7 +126,7 @@ export async function storeMessage(
   user: string,
   mailbox: string,
   raw: Buffer,
-  options: { flags?: string[]; internalDate?: Date } = {},
+  options: { flags?: string[]; internalDate?: Date; structure?: MessageStructure } = {},
 ) {
   const mb = (await r.store.getMailbox(r.accounts[user]!, mailbox))!;
   const m = await r.store.appendMessage({
@@ -135,7 +135,7 @@ export async function storeMessage(
     blobId: contentId(raw),
     data: raw,
     size: raw.length,
-    structure: parseMessage(raw),
+    structure: options.structure ?? parseMessage(raw),
     flags: options.flags ?? [],
     ...(options.internalDate ? { internalDate: options.internalDate } : {}),
   });

@@ -8,6 +8,7 @@
  */
 import { type AddressEntry, parseAddressList } from './address.ts';
 import { messagePreview } from './preview.ts';
+import { type SortFields, sortFields } from './sort-fields.ts';
 
 export {
   type AddressEntry,
@@ -20,6 +21,15 @@ export {
 export { type HeaderDate, parseHeaderDate } from './date.ts';
 export { dotStuff } from './dot-stuff.ts';
 export { messagePreview, PREVIEW_CHARS } from './preview.ts';
+export {
+  ancestors,
+  firstAddress,
+  MAX_REFERENCES,
+  MAX_SORT_TEXT,
+  messageIds,
+  type SortFields,
+  sortFields,
+} from './sort-fields.ts';
 export {
   decodeCharset,
   decodePartBody,
@@ -84,6 +94,8 @@ export interface MessageStructure {
   root: MimeNode;
   /** The start of its text (preview.ts); absent in structures stored before it was made. */
   preview?: string;
+  /** What SORT and THREAD read of it (sort-fields.ts); absent in structures stored before it was made. */
+  sort?: SortFields;
 }
 
 /**
@@ -298,9 +310,10 @@ function findParts(
   return parts;
 }
 
-/** How many more parts one message may have described. */
+/** How many more parts one message may have described; and its References:, which no node keeps. */
 interface Budget {
   parts: number;
+  references?: string | null;
 }
 
 function parseNode(
@@ -335,6 +348,7 @@ function parseNode(
     bodyLines: countLines(buf, bodyStart, end),
   };
   if (isMessageRoot) node.envelope = buildEnvelope(fields);
+  if (depth === 0) budget.references = get('references') ?? null;
   if (depth >= MAX_DEPTH) return node;
   const [type, subtype] = contentType.value.split('/') as [string, string];
   if (type === 'multipart' && contentType.params.boundary) {
@@ -351,8 +365,14 @@ function parseNode(
 
 /** The structure of a message, within the limits above; linear in its size (times the nesting depth, at most 64). */
 export function parseMessage(raw: Buffer): MessageStructure {
-  const root = parseNode(raw, 0, raw.length, 0, 'text/plain', true, { parts: MAX_PARTS });
-  return { size: raw.length, root, preview: messagePreview(raw, root) };
+  const budget: Budget = { parts: MAX_PARTS };
+  const root = parseNode(raw, 0, raw.length, 0, 'text/plain', true, budget);
+  return {
+    size: raw.length,
+    root,
+    preview: messagePreview(raw, root),
+    sort: sortFields(root.envelope!, budget.references),
+  };
 }
 
 /**
@@ -408,5 +428,6 @@ export function withPrependedHeaders(structure: MessageStructure, prefixLength: 
     root: shiftNode(structure.root, prefixLength, true),
     // Header fields in front change no text.
     ...(structure.preview !== undefined ? { preview: structure.preview } : {}),
+    ...(structure.sort !== undefined ? { sort: structure.sort } : {}),
   };
 }

@@ -47,6 +47,7 @@ import {
   type MailStore,
   type Message,
   type MessageMeta,
+  type MessageSortFields,
   type NewAccount,
   type NewMessage,
   type NewQueueEntry,
@@ -66,6 +67,7 @@ import {
   type SieveScript,
   type SpecialUse,
   StoreError,
+  sortFieldsOf,
   type TlsItem,
   withStructure,
 } from '@mailwerk/store';
@@ -836,6 +838,23 @@ export class MongoMailStore implements MailStore {
         .sort({ uid: 1 })
         .toArray()
     ).map(toMessageMeta);
+  }
+
+  async listSortFields(
+    mailboxId: string,
+    range: { uidFrom?: number; uidTo?: number } = {},
+  ): Promise<MessageSortFields[]> {
+    await this.ready;
+    // The structure is kept as one JSON string: its sort part is taken out here (lazy.ts).
+    return (
+      await this.messages
+        .find(
+          { mailboxId, uid: { $gte: range.uidFrom ?? 1, $lte: range.uidTo ?? Number.MAX_SAFE_INTEGER } },
+          { projection: { uid: 1, structure: 1 } },
+        )
+        .sort({ uid: 1 })
+        .toArray()
+    ).map((d) => ({ uid: d.uid, sort: sortFieldsOf(d.structure) }));
   }
 
   async listUids(mailboxId: string): Promise<number[]> {

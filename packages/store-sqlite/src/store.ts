@@ -23,6 +23,7 @@ import {
   type MailStore,
   type Message,
   type MessageMeta,
+  type MessageSortFields,
   type NewAccount,
   type NewMessage,
   type NewQueueEntry,
@@ -41,6 +42,7 @@ import {
   type SieveScript,
   type SpecialUse,
   StoreError,
+  sortFieldsOf,
   type TlsItem,
 } from '@mailwerk/store';
 import { type GroupCommit, uniqueAs } from './db.ts';
@@ -652,6 +654,20 @@ export class SqliteMailStore implements MailStore {
         range.uidTo ?? Number.MAX_SAFE_INTEGER,
       )
       .map(toMessageMeta);
+  }
+
+  async listSortFields(
+    mailboxId: string,
+    range: { uidFrom?: number; uidTo?: number } = {},
+  ): Promise<MessageSortFields[]> {
+    return this.sql
+      .all(
+        'SELECT uid, structure FROM messages WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid',
+        rowId(mailboxId),
+        range.uidFrom ?? 1,
+        range.uidTo ?? Number.MAX_SAFE_INTEGER,
+      )
+      .map((r) => ({ uid: Number(r.uid), sort: sortFieldsOf(r.structure) }));
   }
 
   async listUids(mailboxId: string): Promise<number[]> {

@@ -4,7 +4,7 @@
  * structure that does not parse fails only the reader that needs it (see
  * `StoreError('corrupt')`), not every listing of the mailbox.
  */
-import { type MessageStructure, parseMessage } from '@mailwerk/mime';
+import { type MessageStructure, parseMessage, type SortFields } from '@mailwerk/mime';
 import { isStoreError, StoreError } from './errors.ts';
 import type { MailStore, Message } from './types.ts';
 
@@ -90,5 +90,33 @@ export async function readStructure(
     if (!isStoreError(err, 'corrupt')) throw err;
     onDamaged?.(m, err);
     return parseMessage(await store.blobs.get(m.blobId));
+  }
+}
+
+/**
+ * A message's sort fields from the stored JSON text of its structure. MessageStructure is written by
+ * JSON.stringify with `sort` as its last key, so the object after the last `,"sort":` is read alone
+ * (a few hundred bytes instead of the whole structure); no other key of a structure holds an object
+ * named `sort`. Whatever does not read as sort fields that way is read whole. Null when there are none
+ * (a structure stored before they were kept) or the text is damaged: the reader falls back to the
+ * structure, as for a damaged one.
+ */
+export function sortFieldsOf(json: unknown): SortFields | null {
+  if (typeof json !== 'string') return null;
+  const fields = (v: unknown) =>
+    v && typeof v === 'object' && Array.isArray((v as SortFields).references) ? (v as SortFields) : null;
+  const at = json.lastIndexOf(',"sort":{');
+  if (at !== -1 && json.endsWith('}')) {
+    try {
+      const tail = fields(JSON.parse(json.slice(at + 8, -1)));
+      if (tail) return tail;
+    } catch {
+      // Read whole below.
+    }
+  }
+  try {
+    return fields((JSON.parse(json) as { sort?: unknown } | null)?.sort);
+  } catch {
+    return null;
   }
 }

@@ -14,7 +14,7 @@
  * conformance suite checks only the observable contract.
  */
 import { createHash } from 'node:crypto';
-import type { MessageStructure } from '@mailwerk/mime';
+import type { MessageStructure, SortFields } from '@mailwerk/mime';
 
 export interface Domain {
   /** Canonical A-label, lower case. */
@@ -124,6 +124,15 @@ export interface MailboxView {
 
 /** A message without its MIME structure: what FETCH FLAGS, SEARCH by flags and EXPUNGE need. */
 export type MessageMeta = Omit<Message, 'structure'>;
+
+/**
+ * What IMAP SORT and THREAD need of a message (its structure's `sort`), read without the rest of the
+ * structure; null when the structure was stored before it kept them, or is damaged.
+ */
+export interface MessageSortFields {
+  uid: number;
+  sort: SortFields | null;
+}
 
 export interface Message {
   id: string;
@@ -452,6 +461,11 @@ export interface MailStore {
   listMessages(mailboxId: string, range?: { uidFrom?: number; uidTo?: number }): Promise<Message[]>;
   /** The same without the structures (much less to read for a whole mailbox). */
   listMessageMeta(mailboxId: string, range?: { uidFrom?: number; uidTo?: number }): Promise<MessageMeta[]>;
+  /** The sort fields of the messages in UID order, optionally within [uidFrom, uidTo]. */
+  listSortFields(
+    mailboxId: string,
+    range?: { uidFrom?: number; uidTo?: number },
+  ): Promise<MessageSortFields[]>;
   /** The UIDs of the mailbox's messages, ascending: what POP3's listing needs, without the rows. */
   listUids(mailboxId: string): Promise<number[]>;
   /**

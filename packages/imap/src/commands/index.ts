@@ -8,7 +8,7 @@ import { FETCH, UID_FETCH } from './fetch.ts';
 import { LIST, LSUB } from './list.ts';
 import { CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE } from './mailbox.ts';
 import { GETQUOTA, GETQUOTAROOT, SETQUOTA } from './quota.ts';
-import { SEARCH, UID_SEARCH } from './search.ts';
+import { CANCELUPDATE, SEARCH, UID_SEARCH } from './search.ts';
 import { CHECK, CLOSE, EXAMINE, SELECT, UNSELECT } from './select.ts';
 import { COMPRESS, ENABLE, IDLE, NAMESPACE, UNAUTHENTICATE } from './session.ts';
 import { SORT, THREAD, UID_SORT, UID_THREAD } from './sort.ts';
@@ -47,6 +47,7 @@ export const COMMANDS = new Map<string, Command>([
   ['UID EXPUNGE', UID_EXPUNGE],
   ['SEARCH', SEARCH],
   ['UID SEARCH', UID_SEARCH],
+  ['CANCELUPDATE', CANCELUPDATE],
   ['SORT', SORT],
   ['UID SORT', UID_SORT],
   ['THREAD', THREAD],

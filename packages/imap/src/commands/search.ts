@@ -9,6 +9,7 @@
  */
 
 import type { Message, MessageMeta } from '@mailwerk/store';
+import { MAX_CONTEXTS, type SearchContext } from '../contexts.ts';
 import { bad, no } from '../errors.ts';
 import { type Cursor, utf8 } from '../protocol/cursor.ts';
 import { str } from '../protocol/encode.ts';
@@ -38,7 +39,7 @@ export function checkCharset(charset: string): void {
 export function esearch(s: Session, tag: string, uid: boolean, data: string[]): void {
   s.untagged(`ESEARCH (TAG ${str(tag)})${uid ? ' UID' : ''}${data.length ? ` ${data.join(' ')}` : ''}`);
 }
-const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE', 'PARTIAL']);
+const RETURN_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE', 'PARTIAL', 'CONTEXT', 'UPDATE']);
 
 /** PARTIAL's range (RFC 9394 §3): positions `lo` to `hi` (from 1), counted from the last match when `fromEnd`. */
 export interface PartialRange {
@@ -83,8 +84,37 @@ export function readReturn(c: Cursor, allowed = RETURN_OPTIONS): ReturnOptions |
   });
   c.space();
   if (options.has('PARTIAL') && options.has('ALL')) throw bad('PARTIAL and ALL do not go together');
+  // `()` is ALL (RFC 4731 §3.1); CONTEXT is only a hint (RFC 5267 §4.2), so `(CONTEXT)` is too. UPDATE
+  // asks for the changes to come, not for a result now.
+  options.delete('CONTEXT');
   if (options.size === 0) options.add('ALL');
   return { options, partial };
+}
+
+/**
+ * RETURN (UPDATE) (RFC 5267 §4.3): the result of the command kept current for the client from now on.
+ * Checked before the command does anything: a tag that names a kept context already is BAD.
+ */
+export function checkUpdate(sel: Selected, ret: ReturnOptions | null, tag: string): boolean {
+  if (!ret?.options.has('UPDATE')) return false;
+  if (sel.contexts.has(tag)) throw bad('That tag names a result kept current already; use a new tag');
+  return true;
+}
+
+/** Keeps the result `result` (UIDs in the command's order) current, or says NOUPDATE when there are too many (§4.3.1). */
+export function keepUpdated(
+  s: Session,
+  sel: Selected,
+  context: Omit<SearchContext, 'result'>,
+  result: number[],
+): void {
+  if (sel.contexts.size >= MAX_CONTEXTS) {
+    s.untagged(
+      `NO [NOUPDATE ${str(context.tag)}] At most ${MAX_CONTEXTS} results are kept current; CANCELUPDATE one`,
+    );
+    return;
+  }
+  sel.contexts.set(context.tag, { ...context, result });
 }
 
 /** The results PARTIAL's range names, in result order. */
@@ -189,8 +219,18 @@ function search(): Command {
       const parsed = parseSearch(c, (raw) => utf8(raw));
       c.end();
       if (parsed.charset !== null) checkCharset(parsed.charset);
+      const update = checkUpdate(sel, ret, tag);
       if (parsed.usesModseq) s.condstore = true;
       const found = await searchMessages(s, sel, parsed);
+      if (update) {
+        const run = async () => (await searchMessages(s, sel, parsed)).map((f) => f.message.uid);
+        keepUpdated(
+          s,
+          sel,
+          { tag, uid, sorted: false, run },
+          found.map((f) => f.message.uid),
+        );
+      }
       const hits = found.map((f) => (uid ? f.message.uid : f.seq));
       const hitUids = found.map((f) => f.message.uid);
       const modseqs = found.map((f) => f.message.modseq);
@@ -219,6 +259,7 @@ function search(): Command {
       if (options.has('SAVE')) sel.saved = (window ?? picked).map((i) => hitUids[i]!);
       const only = [...options].filter((o) => o !== 'SAVE');
       if (only.length === 0) return done; // SAVE alone: no ESEARCH response (RFC 5182 §2.4).
+      // UPDATE alone: an ESEARCH without data (RFC 5267 §4.3 has no interaction with the result options).
       const data: string[] = [];
       if (hits.length) {
         if (options.has('MIN')) data.push(`MIN ${hits[0]}`);
@@ -240,3 +281,20 @@ function search(): Command {
 
 export const SEARCH = search();
 export const UID_SEARCH = search();
+
+/** CANCELUPDATE (RFC 5267 §4.3.5): no more updates for the results kept for these tags. */
+export const CANCELUPDATE: Command = {
+  states: SELECTED,
+  async run(s, c) {
+    const sel = selected(s);
+    // `1*(SP quoted)` (RFC 5267 §5); a literal is taken too.
+    const tags = [c.string()];
+    while (c.take(' ')) tags.push(c.string());
+    c.end();
+    const unknown = tags.find((t) => !sel.contexts.has(t));
+    if (unknown !== undefined)
+      throw bad(`No result is kept current for the tag ${str(unknown.slice(0, 40))}`);
+    for (const t of tags) sel.contexts.delete(t);
+    return 'CANCELUPDATE completed';
+  },
+};

@@ -1,12 +1,14 @@
 /**
  * SORT and UID SORT (RFC 5256 §3, SORT=DISPLAY of RFC 5957), THREAD and UID
  * THREAD (RFC 5256 §3: ORDEREDSUBJECT, REFERENCES). The search is SEARCH's;
- * what a message says for sorting (its envelope, and References for
- * threading) is read once per message body and kept by blob
+ * what a message says for sorting (its date, subject and references, made
+ * when it was stored: MessageStructure.sort; the first addresses of its
+ * envelope) is read from its stored structure once and kept by blob
  * (ServiceContext.sortFacts), so a webmail that sorts the same mailbox on
- * every page view pays for the messages once.
+ * every page view pays for the messages once. A message stored before the
+ * structure kept them is read as before: its header for References.
  */
-import { decodeWords, parseHeaderDate } from '@mailwerk/mime';
+import { decodeWords, type Envelope, sortFields } from '@mailwerk/mime';
 import type { Message, MessageMeta } from '@mailwerk/store';
 import { bad } from '../errors.ts';
 import type { Cursor } from '../protocol/cursor.ts';
@@ -17,9 +19,7 @@ import type { Session } from '../session.ts';
 import {
   ancestryOf,
   type ContentFacts,
-  firstAddress,
   formatThreads,
-  messageIds,
   SORT_KEYS,
   type SortFacts,
   type SortKey,
@@ -27,12 +27,32 @@ import {
   threadOrderedSubject,
   threadReferences,
 } from '../sort.ts';
-import { checkCharset, esearch, partialOf, readReturn, searchMessages } from './search.ts';
+import {
+  checkCharset,
+  checkUpdate,
+  esearch,
+  keepUpdated,
+  partialOf,
+  readReturn,
+  searchMessages,
+} from './search.ts';
 import { type Command, SELECTED } from './types.ts';
 import { selected, structureOf } from './util.ts';
 
 const BATCH = 500;
-const ESORT_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'PARTIAL']);
+const EMPTY_ENVELOPE: Envelope = {
+  date: null,
+  subject: null,
+  from: null,
+  sender: null,
+  replyTo: null,
+  to: null,
+  cc: null,
+  bcc: null,
+  inReplyTo: null,
+  messageId: null,
+};
+const ESORT_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'PARTIAL', 'CONTEXT', 'UPDATE']);
 
 /** `charset SP search-criteria` as SORT and THREAD write them (RFC 5256 §3: the charset is not optional). */
 function readCriteria(c: Cursor) {
@@ -43,18 +63,14 @@ function readCriteria(c: Cursor) {
   return parsed;
 }
 
-/** What the message's content says, from its structure and (for threading) its header's References. */
-async function contentFacts(s: Session, m: Message, references: boolean): Promise<ContentFacts> {
+/**
+ * The facts of a message stored before its structure kept its sort fields: from its envelope, and
+ * (when threading) its header's References.
+ */
+async function olderFacts(s: Session, m: Message, references: boolean): Promise<ContentFacts> {
   const root = (await structureOf(s, m)).root;
-  const env = root.envelope ?? null;
-  const date = env?.date ? parseHeaderDate(env.date) : null;
   const facts: ContentFacts = {
-    sent: date ? date.time : null,
-    subject: env?.subject ? decodeWords(env.subject) : '',
-    from: firstAddress(env?.from),
-    to: firstAddress(env?.to),
-    cc: firstAddress(env?.cc),
-    messageId: messageIds(env?.messageId, 1)[0] ?? null,
+    ...sortFields(root.envelope ?? EMPTY_ENVELOPE, null),
     references: null,
     keys: {},
   };
@@ -83,19 +99,29 @@ async function factsOf(
     if (f && (!references || f.references !== null)) known.set(message.blobId, f);
     return !known.has(message.blobId);
   });
+  const learn = (blobId: string, f: ContentFacts) => {
+    known.set(blobId, f);
+    memo.set(blobId, f);
+  };
   for (let i = 0; i < missing.length; i += BATCH) {
     const part = missing.slice(i, i + BATCH);
-    const rows = await s.ctx.store.listMessages(mailboxId, {
-      uidFrom: part[0]!.message.uid,
-      uidTo: part.at(-1)!.message.uid,
-    });
-    const want = new Set(part.map((p) => p.message.uid));
-    for (const m of rows)
-      if (want.has(m.uid)) {
-        const f = await contentFacts(s, m, references);
-        known.set(m.blobId, f);
-        memo.set(m.blobId, f);
-      }
+    const range = { uidFrom: part[0]!.message.uid, uidTo: part.at(-1)!.message.uid };
+    const want = new Map(part.map((p) => [p.message.uid, p.message.blobId]));
+    // The sort fields kept in the structures; the messages stored before they were kept, read whole.
+    const older = new Set<number>();
+    for (const { uid, sort } of await s.ctx.store.listSortFields(mailboxId, range)) {
+      const blobId = want.get(uid);
+      if (blobId === undefined) continue;
+      if (sort) learn(blobId, { ...sort, keys: {} });
+      else older.add(uid);
+    }
+    if (older.size) {
+      const rows = await s.ctx.store.listMessages(mailboxId, {
+        uidFrom: Math.min(...older),
+        uidTo: Math.max(...older),
+      });
+      for (const m of rows) if (older.has(m.uid)) learn(m.blobId, await olderFacts(s, m, references));
+    }
     // Other sessions run between batches.
     await new Promise((resolve) => setImmediate(resolve));
   }
@@ -140,10 +166,24 @@ function sort(): Command {
       if (reverse || criteria.length === 0) throw bad('A sort key is missing');
       c.space();
       const parsed = readCriteria(c);
+      const update = checkUpdate(sel, ret, tag);
       if (parsed.usesModseq) s.condstore = true;
-      const found = await searchMessages(s, sel, parsed);
-      const facts = await factsOf(s, sel.mailbox.id, found, false);
-      const sorted = sortMessages(facts, criteria, decodeWords).map((f) => (uid ? f.uid : f.seq));
+      const order = async () =>
+        sortMessages(
+          await factsOf(s, sel.mailbox.id, await searchMessages(s, sel, parsed), false),
+          criteria,
+          decodeWords,
+        );
+      const facts = await order();
+      // RFC 5267 §4.3: the sorted result kept current, with positions in the sort order.
+      if (update)
+        keepUpdated(
+          s,
+          sel,
+          { tag, uid, sorted: true, run: async () => (await order()).map((f) => f.uid) },
+          facts.map((f) => f.uid),
+        );
+      const sorted = facts.map((f) => (uid ? f.uid : f.seq));
       if (!options) s.untagged(`SORT${sorted.map((n) => ` ${n}`).join('')}`);
       else {
         // MIN and MAX are the first and last in sort order; ALL keeps the order (ranges only ascending).

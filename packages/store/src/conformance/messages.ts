@@ -117,6 +117,42 @@ export function messageSuite(factory: StoreFactory): void {
       assert.equal((await ctx.store.viewMailbox(inbox.id)).uids.length, 2);
     });
 
+    it('lists the sort fields kept in the structures, in UID order; null for a damaged or older structure', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      const subjects = ['one', 'two', 'three', 'four'];
+      for (const subject of subjects) await deliver(ctx.store, account, inbox.id, sampleMessage(subject));
+      const bad = (await ctx.store.getMessage(inbox.id, 2))!;
+      await ctx.damage.messageStructure(bad.id);
+      // A structure stored before the sort fields were kept.
+      const raw = sampleMessage('older');
+      const { sort: _, ...older } = parseMessage(raw);
+      await ctx.store.appendMessage({
+        accountId: account.id,
+        mailboxId: inbox.id,
+        blobId: await ctx.store.blobs.put(raw),
+        size: raw.length,
+        structure: older,
+        flags: [],
+      });
+      const all = await ctx.store.listSortFields(inbox.id);
+      assert.deepEqual(
+        all.map((f) => [f.uid, f.sort?.subject ?? null]),
+        [
+          [1, 'one'],
+          [2, null],
+          [3, 'three'],
+          [4, 'four'],
+          [5, null],
+        ],
+      );
+      assert.deepEqual(all[0]!.sort, parseMessage(sampleMessage('one')).sort);
+      assert.deepEqual(
+        (await ctx.store.listSortFields(inbox.id, { uidFrom: 3, uidTo: 4 })).map((f) => f.uid),
+        [3, 4],
+      );
+      assert.deepEqual(await ctx.store.listSortFields('999999'), []);
+    });
+
     it('stores the body with the message when given', async () => {
       const { account, inbox } = await newAccount(ctx.store);
       const raw = sampleMessage('inline');
