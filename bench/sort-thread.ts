@@ -22,14 +22,16 @@ const count = Number(process.argv[2] ?? 10_000);
 const runs = Number(process.argv[3] ?? 5);
 const only = process.env.BENCH_ONLY;
 
-const COMMANDS = process.env.BENCH_COMMANDS ? process.env.BENCH_COMMANDS.split(';') : [
-  'SORT (SUBJECT) UTF-8 ALL',
-  'SORT (DATE) UTF-8 ALL',
-  'SORT (REVERSE ARRIVAL) UTF-8 ALL',
-  'SORT (FROM SIZE) UTF-8 ALL',
-  'THREAD ORDEREDSUBJECT UTF-8 ALL',
-  'THREAD REFERENCES UTF-8 ALL',
-];
+const COMMANDS = process.env.BENCH_COMMANDS
+  ? process.env.BENCH_COMMANDS.split(';')
+  : [
+      'SORT (SUBJECT) UTF-8 ALL',
+      'SORT (DATE) UTF-8 ALL',
+      'SORT (REVERSE ARRIVAL) UTF-8 ALL',
+      'SORT (FROM SIZE) UTF-8 ALL',
+      'THREAD ORDEREDSUBJECT UTF-8 ALL',
+      'THREAD REFERENCES UTF-8 ALL',
+    ];
 
 type Timing = Map<string, { cold: number; warm: number }>;
 
