@@ -674,6 +674,106 @@ describe('IMAP extensions: CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 §4)', () =
   });
 });
 
+describe('IMAP extensions: CATENATE (RFC 4469)', () => {
+  let r: Rig;
+  let c: RawImap;
+  let validity = 0;
+  const lit = (text: string | Buffer) => `{${Buffer.byteLength(text)}+}\r\n${text}`;
+  const original = Buffer.from(
+    [
+      'From: Ann <ann@example.org>',
+      'To: Bob <bob@example.org>',
+      'Subject: Report',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/mixed; boundary="b"',
+      '',
+      '--b',
+      'Content-Type: text/plain',
+      '',
+      'See the attachment.',
+      '--b',
+      'Content-Type: application/pdf; name="report.pdf"',
+      'Content-Transfer-Encoding: base64',
+      '',
+      'JVBERi0xLjQK',
+      '--b--',
+      '',
+    ].join('\r\n'),
+  );
+  const body = async (box: string, uid: number) => {
+    await c.cmd(`EXAMINE ${box}`);
+    const out = await c.cmd(`UID FETCH ${uid} BODY.PEEK[]`);
+    const m = /BODY\[\] \{(\d+)\}\r\n/.exec(out);
+    assert.ok(m, out);
+    const start = m.index + m[0].length;
+    return out.slice(start, start + Number(m[1]));
+  };
+  const messages = async (box: string) =>
+    Number(/MESSAGES (\d+)/.exec(await c.cmd(`STATUS ${box} (MESSAGES)`))![1]);
+  before(async () => {
+    r = await rig({ maxMessageSize: 4000 });
+    await storeMessage(r, 'bob', 'INBOX', original);
+    c = await RawImap.connect(r.tlsPort, true);
+    assert.match(await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`), /OK/);
+    validity = Number(/UIDVALIDITY (\d+)/.exec(await c.cmd('STATUS INBOX (UIDVALIDITY)'))![1]);
+  });
+  after(async () => {
+    c?.close();
+    await r?.close();
+  });
+
+  it('advertises CATENATE and makes a forward of a message and its attachment from URLs and text (§5)', async () => {
+    assert.match(await c.cmd('CAPABILITY'), / CATENATE/);
+    const head =
+      'From: Bob <bob@example.org>\r\nTo: Carl <carl@example.net>\r\nSubject: Fwd: Report\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="f"\r\n\r\n--f\r\nContent-Type: text/plain\r\n\r\nHere it is.\r\n--f\r\n';
+    const out = await c.cmd(
+      `APPEND Drafts (\\Draft) CATENATE (TEXT ${lit(head)} URL "/INBOX;UIDVALIDITY=${validity}/;UID=1/;SECTION=2.MIME" URL "imap://bob%40example.org@imap.test/INBOX/;UID=1/;SECTION=2" TEXT ${lit('\r\n--f--\r\n')})`,
+    );
+    assert.match(out, /OK \[APPENDUID \d+ 1\] APPEND completed/);
+    const mime =
+      'Content-Type: application/pdf; name="report.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n';
+    assert.equal(await body('Drafts', 1), `${head}${mime}JVBERi0xLjQK\r\n--f--\r\n`);
+    // The whole message, its header alone and a PARTIAL of it, with MULTIAPPEND beside a literal.
+    const two = await c.cmd(
+      `APPEND Drafts CATENATE (URL "/INBOX/;UID=1") CATENATE (URL "/INBOX/;UID=1/;SECTION=HEADER.FIELDS%20(SUBJECT)" URL "/INBOX/;UID=1/;SECTION=TEXT/;PARTIAL=5.18") ${lit('Subject: plain\r\n\r\nx\r\n')}`,
+    );
+    assert.match(two, /OK \[APPENDUID \d+ 2:4\]/);
+    assert.equal(await body('Drafts', 2), original.toString('latin1'));
+    assert.equal(await body('Drafts', 3), 'Subject: Report\r\n\r\nContent-Type: text');
+    // The new message's structure was made from the whole: BODYSTRUCTURE of the forward has two parts.
+    await c.cmd('EXAMINE Drafts');
+    assert.match(await c.cmd('UID FETCH 1 BODYSTRUCTURE'), /"application" "pdf"/);
+  });
+
+  it('answers NO [BADURL] for a URL naming nothing, and stores none of the command', async () => {
+    const before = await messages('Drafts');
+    const bad: Array<[string, RegExp]> = [
+      ['/INBOX/;UID=99', /no message there/],
+      [`/INBOX;UIDVALIDITY=${validity + 1}/;UID=1`, /another UIDVALIDITY/],
+      ['/Nowhere/;UID=1', /no mailbox of yours/],
+      ['/INBOX/;UID=1/;SECTION=7', /no such part/],
+      ['imap://elsewhere.example/INBOX/;UID=1', /another server/],
+      ['imap://alice%40example.org@imap.test/INBOX/;UID=1', /another user/],
+      ['/INBOX/;UID=1;URLAUTH=anonymous:internal:0000', /URLAUTH/],
+    ];
+    for (const [url, why] of bad) {
+      const out = await c.cmd(`APPEND Drafts ${lit('Subject: first\r\n\r\nok\r\n')} CATENATE (URL "${url}")`);
+      assert.match(out, new RegExp(`NO \\[BADURL ${url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\]`), url);
+      assert.match(out, why, url);
+    }
+    assert.equal(await messages('Drafts'), before);
+    // Past the message limit (4,000 octets here) when put together: TOOBIG, nothing stored.
+    const big = 'y'.repeat(3500);
+    assert.match(
+      await c.cmd(`APPEND Drafts CATENATE (TEXT ${lit(big)} URL "/INBOX/;UID=1" URL "/INBOX/;UID=1")`),
+      /NO \[TOOBIG\]/,
+    );
+    assert.match(await c.cmd('APPEND Drafts CATENATE ()'), /BAD/);
+    assert.match(await c.cmd('APPEND Drafts CATENATE (FILE "x")'), /BAD Unknown CATENATE part/);
+    assert.equal(await messages('Drafts'), before);
+  });
+});
+
 describe('IMAP extensions: MULTIAPPEND (RFC 3502)', () => {
   let r: Rig;
   let c: RawImap;

@@ -34,7 +34,7 @@ export function capabilities(s: Session): string[] {
   if (!s.compressed) caps.push('COMPRESS=DEFLATE');
   caps.push('STATUS=SIZE', 'UTF8=ACCEPT', 'ESEARCH', 'SEARCHRES', 'WITHIN', 'LIST-EXTENDED', 'LIST-STATUS');
   caps.push('SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'MULTIAPPEND');
-  caps.push('CONTEXT=SEARCH', 'CONTEXT=SORT');
+  caps.push('CONTEXT=SEARCH', 'CONTEXT=SORT', 'CATENATE');
   caps.push(
     'CREATE-SPECIAL-USE',
     'QRESYNC',

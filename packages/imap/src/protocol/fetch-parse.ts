@@ -65,7 +65,7 @@ const SIMPLE = new Set<string>([
 ]);
 
 /** `[section]` after BODY/BODY.PEEK, the `[` taken; returns the section and its text for the label. */
-function readSection(c: Cursor): { section: Section; spec: string } {
+export function readSection(c: Cursor): { section: Section; spec: string } {
   const path: number[] = [];
   let kind: Section['kind'] = '';
   let fields: string[] | undefined;
