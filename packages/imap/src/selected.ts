@@ -199,10 +199,11 @@ export class Selected {
 
   /**
    * Reads the journal from `modseq` and tells the client what changed: new
-   * messages (EXISTS, RECENT), flag changes (FETCH) and, when `expunge` is
-   * allowed, removals (EXPUNGE).
+   * messages (EXISTS, RECENT), flag changes (FETCH; not with `flags` false:
+   * NOTIFY without FlagChange) and, when `expunge` is allowed, removals
+   * (EXPUNGE).
    */
-  async sync(out: Output, expunge: boolean): Promise<void> {
+  async sync(out: Output, expunge: boolean, flags = true): Promise<void> {
     this.dirty = false;
     const changes = await this.store.changesSince(this.mailbox.id, this.modseq);
     let added = 0;
@@ -239,7 +240,7 @@ export class Selected {
       if (!this.hideRecent) out.untagged(`${this.recentCount} RECENT`);
     }
     if (newKeywords) this.announceFlags(out);
-    for (const [uid, f] of flagged) {
+    for (const [uid, f] of flags ? flagged : []) {
       const seq = this.uids.seqOf(uid);
       if (!seq) continue;
       out.untagged(

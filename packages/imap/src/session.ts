@@ -22,8 +22,10 @@ import { type SecureContext, TLSSocket } from 'node:tls';
 import { createDeflateRaw, createInflateRaw, type DeflateRaw, constants as zlibConstants } from 'node:zlib';
 import type { MailEvent } from '@mailwerk/bus';
 import { PacedWriter } from '@mailwerk/tls';
+import { fetchMessages } from './commands/fetch.ts';
 import { COMMANDS } from './commands/index.ts';
 import { ImapByeError, ImapSyntaxError, toResponse } from './errors.ts';
+import type { NotifyState } from './notify-session.ts';
 import { Cursor } from './protocol/cursor.ts';
 import type { Chunk } from './protocol/encode.ts';
 import { type Frame, FrameError, Framer, type LiteralRequest } from './protocol/framer.ts';
@@ -71,6 +73,8 @@ export class Session {
   compressed = false;
   /** Failed sign-ins on this connection. */
   authFailures = 0;
+  /** NOTIFY in force (RFC 5465), or null: none was given, updates come as RFC 3501 has them. */
+  notify: NotifyState | null = null;
 
   private socket: Socket;
   /** Where commands are read from: the socket, or the inflater after COMPRESS. */
@@ -88,6 +92,11 @@ export class Session {
   /** Set while IDLE waits for DONE: changes are sent as they come. */
   private idling = false;
   private syncing: Promise<void> | null = null;
+  /** A command is running (IDLE included): NOTIFY's updates wait for its end (or go out in IDLE). */
+  private busy = false;
+  /** NOTIFY's updates being written between commands; the next command waits for them. */
+  private pushing: Promise<void> | null = null;
+  private pushAgain = false;
   private readonly onClose: () => void;
 
   constructor(
@@ -296,7 +305,14 @@ export class Session {
         await this.flush();
         continue;
       }
-      await this.execute(item);
+      while (this.pushing) await this.pushing;
+      this.busy = true;
+      try {
+        await this.execute(item);
+      } finally {
+        this.busy = false;
+      }
+      if (this.notify?.pending) this.schedulePush();
       if (this.state.kind === 'logout') {
         await this.end();
         return;
@@ -371,21 +387,76 @@ export class Session {
 
   /** Untagged updates for the selected mailbox, after a command (RFC 3501 §7: the server may send them then). */
   private async afterCommand(expunge: boolean): Promise<void> {
-    if (this.state.kind !== 'selected') return;
-    const sel = this.state.mailbox;
-    if (sel.dirty || (expunge && sel.expunged.size)) await this.sync(expunge);
+    if (this.state.kind === 'selected') {
+      const sel = this.state.mailbox;
+      if (sel.dirty || (expunge && sel.expunged.size)) await this.sync(expunge);
+    }
+    await this.tellNotified();
   }
 
-  /** Reads the journal for the selected mailbox and writes what changed (one sync at a time). */
+  /**
+   * Reads the journal for the selected mailbox and writes what changed (one sync at a time). Under
+   * NOTIFY (RFC 5465 §5.1, §5.2): flag changes only with FlagChange, and new messages followed by the
+   * FETCH that MessageNew asked for.
+   */
   async sync(expunge = true): Promise<void> {
     while (this.syncing) await this.syncing;
     if (this.state.kind !== 'selected') return;
     const sel = this.state.mailbox;
-    this.syncing = sel.sync(this, expunge);
+    const group = this.notify?.spec.selected ?? null;
+    const flags = !this.notify || Boolean(group?.events.has('FlagChange'));
+    const top = sel.uids.last;
+    this.syncing = sel.sync(this, expunge, flags);
     try {
       await this.syncing;
     } finally {
       this.syncing = null;
+    }
+    if (group?.fetch && sel.uids.last > top) {
+      const fresh = sel.uids.toArray().filter((u) => u > top);
+      await fetchMessages(
+        this,
+        sel,
+        fresh,
+        { items: group.fetch, changedSince: null, vanished: false },
+        true,
+      );
+    }
+  }
+
+  /** What NOTIFY owes for mailboxes other than the selected one. */
+  private async tellNotified(): Promise<void> {
+    if (!this.notify?.pending || this.state.kind === 'not-authenticated' || this.state.kind === 'logout')
+      return;
+    const selectedId = this.state.kind === 'selected' ? this.state.mailbox.mailbox.id : null;
+    await this.notify.flush(this, this.state.user.id, selectedId);
+  }
+
+  /** NOTIFY's updates, written at once when no command runs (in IDLE too), else after the command. */
+  private schedulePush(): void {
+    if ((this.busy && !this.idling) || this.closed) return;
+    if (this.pushing) {
+      this.pushAgain = true;
+      return;
+    }
+    this.pushing = this.push().finally(() => {
+      this.pushing = null;
+      if (this.pushAgain) {
+        this.pushAgain = false;
+        this.schedulePush();
+      }
+    });
+  }
+
+  private async push(): Promise<void> {
+    try {
+      if (this.state.kind === 'selected' && this.state.mailbox.dirty && this.notify?.spec.selected)
+        // SELECTED-DELAYED (§6.1.2): expunges wait for a command that may report them, or IDLE.
+        await this.sync(this.idling || this.notify.spec.selected.filter === 'SELECTED');
+      await this.tellNotified();
+      await this.flush();
+    } catch (err) {
+      this.ctx.onError(err, `imap session ${this.id} (NOTIFY update)`);
     }
   }
 
@@ -403,6 +474,7 @@ export class Session {
     this.unwatch?.();
     this.unwatch = null;
     this.state = { kind: 'not-authenticated' };
+    this.notify = null;
     this.condstore = false;
     this.qresync = false;
     this.rev2 = false;
@@ -410,8 +482,9 @@ export class Session {
   }
 
   private onEvent(event: MailEvent | null): void {
-    if (this.state.kind !== 'selected') return;
-    const sel = this.state.mailbox;
+    const sel = this.state.kind === 'selected' ? this.state.mailbox : null;
+    if (this.notify && event && this.notify.notice(event, sel?.mailbox.id ?? null)) this.schedulePush();
+    if (!sel) return;
     if (event && event.mailboxId !== sel.mailbox.id) return;
     if (event?.type === 'mailbox.change') {
       // Renamed or deleted elsewhere: a deleted selected mailbox ends the session (as Dovecot does).
@@ -424,8 +497,11 @@ export class Session {
       );
       return;
     }
+    // NOTIFY without SELECTED (or SELECTED NONE): no message events of the selected mailbox (§3.1).
+    if (this.notify && !this.notify.spec.selected) return;
     sel.dirty = true;
     if (this.idling) void this.idleSync();
+    else if (this.notify) this.schedulePush();
   }
 
   private async idleSync(): Promise<void> {

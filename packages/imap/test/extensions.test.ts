@@ -774,6 +774,133 @@ describe('IMAP extensions: CATENATE (RFC 4469)', () => {
   });
 });
 
+describe('IMAP extensions: NOTIFY (RFC 5465)', () => {
+  let r: Rig;
+  const session = async (select = true) => {
+    const c = await RawImap.connect(r.tlsPort, true);
+    assert.match(await c.cmd(`LOGIN bob@example.org "${PASSWORD}"`), /OK/);
+    if (select) assert.match(await c.cmd('SELECT INBOX'), /OK/);
+    return c;
+  };
+  /** Waits for what the server sends by itself, no command given. */
+  const told = (c: RawImap, pattern: RegExp) => c.send('', pattern);
+  beforeEach(async () => {
+    r = await rig();
+    await storeMessage(r, 'bob', 'INBOX', sample('first'));
+  });
+  afterEach(async () => {
+    await r?.close();
+  });
+
+  it('tells, with no command running, of new, flagged and expunged messages, other mailboxes and names', async () => {
+    const c = await session();
+    assert.match(await c.cmd('CAPABILITY'), / NOTIFY/);
+    // STATUS: the other mailboxes now, before the OK; not INBOX (selected).
+    const set = await c.cmd(
+      'NOTIFY SET STATUS (SELECTED (MessageNew (UID FLAGS) MessageExpunge FlagChange)) (PERSONAL (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))',
+    );
+    assert.match(set, /^\* STATUS "Drafts" \(MESSAGES 0 UIDNEXT 1 UIDVALIDITY \d+ UNSEEN 0\)\r$/m);
+    assert.match(set, /^\* STATUS "Archive" \(/m);
+    assert.doesNotMatch(set, /STATUS INBOX/);
+    assert.match(set, /OK NOTIFY completed/);
+    // A delivery to INBOX: EXISTS, then the FETCH MessageNew asked for (§5.2).
+    await storeMessage(r, 'bob', 'INBOX', sample('second'));
+    assert.match(
+      await told(c, /\* 2 FETCH [^\r]*\r\n/),
+      /\* 2 EXISTS\r\n(?:.*\r\n)*?\* 2 FETCH \(UID 2 FLAGS \(\\Recent\)\)\r\n/,
+    );
+    // Another session flags and expunges: FETCH (§5.1) and EXPUNGE (§5.3) come by themselves.
+    const other = await session();
+    await other.cmd('UID STORE 1 +FLAGS.SILENT (\\Flagged)');
+    assert.match(await told(c, /\* 1 FETCH [^\r]*\r\n/), /\* 1 FETCH \(UID 1 FLAGS \(\\Flagged \\Recent\)\)/);
+    await other.cmd('UID STORE 2 +FLAGS.SILENT (\\Deleted)');
+    await other.cmd('UID EXPUNGE 2');
+    assert.match(await told(c, /\* 2 EXPUNGE\r\n/), /\* 2 EXPUNGE/);
+    // Another mailbox: a new one is LISTed, its messages give STATUS (§5.2, §5.4).
+    await other.cmd('CREATE Projects');
+    assert.match(await told(c, /LIST [^\r]*"Projects"\r\n/), /^\* LIST \(\\Subscribed\) "\/" "Projects"\r$/m);
+    await other.cmd(`APPEND Projects {${sample('p').length}+}\r\n${sample('p').toString()}`);
+    assert.match(
+      await told(c, /STATUS "Projects"[^\r]*\r\n/),
+      /^\* STATUS "Projects" \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+ UNSEEN 1\)\r$/m,
+    );
+    // Renamed, unsubscribed, deleted (§5.4, §5.5).
+    await other.cmd('RENAME Projects Done');
+    assert.match(
+      await told(c, /OLDNAME[^\r]*\r\n/),
+      /^\* LIST \(\\Subscribed\) "\/" "Done" \("OLDNAME" \("Projects"\)\)\r$/m,
+    );
+    await other.cmd('UNSUBSCRIBE Done');
+    assert.match(await told(c, /LIST [^\r]*"Done"\r\n/), /^\* LIST \(\) "\/" "Done"\r$/m);
+    await other.cmd('DELETE Done');
+    assert.match(await told(c, /NonExistent[^\r]*\r\n/), /^\* LIST \(\\NonExistent\) "\/" "Done"\r$/m);
+    // In IDLE as well.
+    await c.send('i1 IDLE\r\n', /\+ [^\r\n]*\r\n/);
+    await storeMessage(r, 'bob', 'Junk', sample('spam'));
+    assert.match(await told(c, /STATUS "Junk"[^\r]*\r\n/), /MESSAGES 1/);
+    await c.send('DONE\r\n', /i1 OK[^\r]*\r\n/);
+    // NOTIFY NONE: nothing more, not even at the next command.
+    assert.match(await c.cmd('NOTIFY NONE'), /OK/);
+    await storeMessage(r, 'bob', 'Junk', sample('more spam'));
+    await storeMessage(r, 'bob', 'INBOX', sample('third'));
+    const quiet = await c.cmd('NOOP');
+    assert.doesNotMatch(quiet, /STATUS|EXISTS/);
+    other.close();
+    c.close();
+  });
+
+  it('holds expunges with SELECTED-DELAYED until a command may report them, and leaves out FlagChange when not asked', async () => {
+    const c = await session();
+    await storeMessage(r, 'bob', 'INBOX', sample('second'));
+    assert.match(await c.cmd('NOTIFY SET (SELECTED-DELAYED (MessageNew MessageExpunge))'), /\* 2 EXISTS/);
+    const other = await session();
+    await other.cmd('UID STORE 1 +FLAGS.SILENT (\\Deleted \\Seen)');
+    await other.cmd('UID EXPUNGE 1');
+    // The new message is told at once; the expunge waits, and the flag change is never told.
+    await storeMessage(r, 'bob', 'INBOX', sample('third'));
+    const pushed = await told(c, /\* 3 EXISTS\r\n/);
+    assert.doesNotMatch(pushed, /EXPUNGE|FETCH/);
+    const noop = await c.cmd('NOOP');
+    assert.match(noop, /^\* 1 EXPUNGE\r$/m);
+    assert.doesNotMatch(noop, /FETCH/);
+    other.close();
+    c.close();
+  });
+
+  it('refuses what RFC 5465 forbids: BAD for broken groups, NO [BADEVENT] for events not offered', async () => {
+    const c = await session(false);
+    const bad = [
+      'NOTIFY SET (SELECTED (MessageNew))',
+      'NOTIFY SET (PERSONAL (FlagChange))',
+      'NOTIFY SET (SELECTED (MailboxName))',
+      'NOTIFY SET (SELECTED (MessageNew MessageExpunge)) (SELECTED-DELAYED (MessageNew MessageExpunge))',
+      'NOTIFY SET (PERSONAL (MessageNew (UID) MessageExpunge))',
+      'NOTIFY SET (EVERYWHERE (MessageNew MessageExpunge))',
+      'NOTIFY SET (SUBTREE (MessageNew MessageExpunge))',
+      'NOTIFY SET (PERSONAL ())',
+      'NOTIFY SET (PERSONAL (Shouting))',
+      'NOTIFY SET',
+      'NOTIFY',
+      'NOTIFY NONE extra',
+    ];
+    for (const command of bad) assert.match(await c.cmd(command), /^t\d+ BAD /m, command);
+    assert.match(
+      await c.cmd('NOTIFY SET (PERSONAL (MessageNew MessageExpunge AnnotationChange))'),
+      /NO \[BADEVENT \(MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange\)\]/,
+    );
+    // Well-formed: MAILBOXES and SUBTREE with names (INBOX in any case), NONE for a group, not selected.
+    assert.match(
+      await c.cmd(
+        'NOTIFY SET STATUS (MAILBOXES (inbox Sent) (MessageNew MessageExpunge)) (SUBTREE Archive NONE)',
+      ),
+      /^\* STATUS INBOX \(MESSAGES 1 [^\r]*\r\n\* STATUS "Sent" [^\r]*\r\nt\d+ OK/m,
+    );
+    await storeMessage(r, 'bob', 'Sent', sample('sent'));
+    assert.match(await told(c, /STATUS "Sent"[^\r]*\r\n/), /MESSAGES 1/);
+    c.close();
+  });
+});
+
 describe('IMAP extensions: MULTIAPPEND (RFC 3502)', () => {
   let r: Rig;
   let c: RawImap;

@@ -34,7 +34,7 @@ export function capabilities(s: Session): string[] {
   if (!s.compressed) caps.push('COMPRESS=DEFLATE');
   caps.push('STATUS=SIZE', 'UTF8=ACCEPT', 'ESEARCH', 'SEARCHRES', 'WITHIN', 'LIST-EXTENDED', 'LIST-STATUS');
   caps.push('SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'MULTIAPPEND');
-  caps.push('CONTEXT=SEARCH', 'CONTEXT=SORT', 'CATENATE');
+  caps.push('CONTEXT=SEARCH', 'CONTEXT=SORT', 'CATENATE', 'NOTIFY');
   caps.push(
     'CREATE-SPECIAL-USE',
     'QRESYNC',
@@ -63,8 +63,9 @@ export const NOOP: Command = {
   states: ANY,
   async run(s, c) {
     c.end();
-    // RFC 3501 §6.1.2: the chance for pending updates; the command ends with them.
-    if (s.state.kind === 'selected') s.state.mailbox.dirty = true;
+    // RFC 3501 §6.1.2: the chance for pending updates; the command ends with them. Not under a NOTIFY
+    // that asks for no message events of the selected mailbox (RFC 5465 §3.1: SELECTED NONE).
+    if (s.state.kind === 'selected' && (!s.notify || s.notify.spec.selected)) s.state.mailbox.dirty = true;
     return 'NOOP completed';
   },
 };

@@ -22,7 +22,7 @@ import {
 } from '../fetch-data.ts';
 import { emailId, threadId } from '../objectid.ts';
 import { type Chunk, dateTime, nstring } from '../protocol/encode.ts';
-import { type FetchItem, parseFetch } from '../protocol/fetch-parse.ts';
+import { type FetchItem, type FetchRequest, parseFetch } from '../protocol/fetch-parse.ts';
 import { formatRanges, isSaved, readSequenceSet } from '../protocol/sequence.ts';
 import { envelopeWords } from '../search.ts';
 import type { Selected } from '../selected.ts';
@@ -172,100 +172,112 @@ function fetch(): Command {
       const ranges = readSequenceSet(c);
       c.space();
       const req = parseFetch(c);
-      const items = [...req.items];
-      // RFC 3501 §6.4.8: UID FETCH always returns the UID; RFC 7162: CHANGEDSINCE and MODSEQ turn on CONDSTORE.
-      if (uid && !items.some((i) => i.kind === 'UID')) items.unshift({ kind: 'UID' });
-      if (req.changedSince !== null || items.some((i) => i.kind === 'MODSEQ')) s.condstore = true;
-      if (req.changedSince !== null && !items.some((i) => i.kind === 'MODSEQ'))
-        items.push({ kind: 'MODSEQ' });
-      const seen = !sel.readOnly && items.some((i) => i.kind === 'section' && !i.peek);
-      // The bytes are read for a section other than the message's header, or for a header not cached yet.
-      const bodyBytes = items.some((i) => i.kind === 'section' && !isTopHeader(i.section));
-      const headerItems = items.some(
-        (i) => (i.kind === 'section' && isTopHeader(i.section)) || i.kind === 'THREADID',
-      );
-      const hasFlags = items.some((i) => i.kind === 'FLAGS');
-      const hasModseq = items.some((i) => i.kind === 'MODSEQ');
-      // Flags, sizes, dates and UIDs come from the cached rows; the structure only for what describes the
-      // content and is not in the text cache already (a part number always needs it).
-      const textKinds = items.flatMap((i) =>
-        i.kind === 'ENVELOPE' || i.kind === 'BODY' || i.kind === 'BODYSTRUCTURE' ? [i.kind] : [],
-      );
-      const partPath = items.some((i) => i.kind === 'section' && i.section.path.length > 0);
-      const previewItem = items.find((i) => i.kind === 'PREVIEW') as { lazy: boolean } | undefined;
-      const needsStructure = (m: MessageMeta) =>
-        partPath ||
-        previewItem !== undefined ||
-        (textKinds.length > 0 &&
-          (s.utf8 || textKinds.some((k) => s.ctx.textCache.peek(m.blobId, k) === undefined)));
       if (req.vanished) {
         // RFC 7162 §3.2.6: UID FETCH only, and only after ENABLE QRESYNC.
         if (!uid || !s.qresync) throw bad('VANISHED is for UID FETCH after ENABLE QRESYNC');
         const gone = isSaved(ranges) ? [] : sel.uids.missingIn(ranges, sel.topUid);
         if (gone.length) s.untagged(`VANISHED (EARLIER) ${formatRanges(gone)}`);
       }
-      const uids = resolveSet(sel, ranges, uid);
-      const store = s.ctx.store;
-      for (let i = 0; i < uids.length; i += BATCH) {
-        const batch = uids.slice(i, i + BATCH);
-        const wanted = new Set(batch);
-        const range = { uidFrom: batch[0]!, uidTo: batch[batch.length - 1]! };
-        let list = (await s.ctx.metaCache.list(sel.mailbox.id, range)).filter(
-          (m) => wanted.has(m.uid) && (req.changedSince === null || m.modseq > req.changedSince),
-        );
-        const missing = list.filter(needsStructure);
-        const full = new Map<number, Message>();
-        if (missing.length) {
-          const rows = await store.listMessages(sel.mailbox.id, {
-            uidFrom: missing[0]!.uid,
-            uidTo: missing[missing.length - 1]!.uid,
-          });
-          for (const m of rows) full.set(m.uid, m);
-        }
-        let changed = new Set<number>();
-        if (seen) ({ list, changed } = await markSeen(s, sel, list));
-        for (const m of list) {
-          const seq = sel.uids.seqOf(m.uid);
-          if (!seq) continue;
-          // Taken from the cache before any await, so an eviction meanwhile cannot take it away.
-          let header = headerItems ? (s.ctx.textCache.peek(m.blobId, 'HEADER') ?? null) : null;
-          const raw = bodyBytes || (headerItems && header === null) ? await store.blobs.get(m.blobId) : null;
-          if (headerItems && header === null) {
-            const h = headerText(raw!);
-            header = s.ctx.textCache.get(m.blobId, 'HEADER', () => h);
-          }
-          // Decided after the last await before the line is built, so the text cache cannot lose an entry
-          // in between; a row not read above (its text was evicted meanwhile) is read alone.
-          let root: MimeNode | null = null;
-          let preview: string | null = null;
-          if (needsStructure(m)) {
-            const stored = full.get(m.uid) ?? (await store.getMessage(sel.mailbox.id, m.uid));
-            if (!stored) continue; // expunged since the rows were read
-            const structure = await structureOf(s, stored);
-            root = structure.root;
-            preview = structure.preview ?? null;
-            // A message stored before previews were kept: made now from its bytes, unless LAZY says not to.
-            if (previewItem && preview === null && !previewItem.lazy)
-              preview = messagePreview(raw ?? (await store.blobs.get(m.blobId)), root);
-          }
-          const r = { line: `* ${seq} FETCH (`, out: [] as Chunk[] };
-          for (let k = 0; k < items.length; k++) {
-            if (k > 0) r.line += ' ';
-            item(r, items[k]!, m, raw, header, s, sel, root, preview);
-          }
-          // The flags a FETCH changed are reported with it (RFC 3501 §6.4.5); with CONDSTORE, with their MODSEQ.
-          if (changed.has(m.uid)) {
-            if (!hasFlags) r.line += ` FLAGS ${sel.flagsOf(m.uid, m.flags)}`;
-            if (s.condstore && !hasModseq) r.line += ` MODSEQ (${m.modseq})`;
-          }
-          r.out.push(`${r.line})\r\n`);
-          s.writeChunks(r.out);
-          if (s.full) await s.flush();
-        }
-      }
+      await fetchMessages(s, sel, resolveSet(sel, ranges, uid), req, uid);
       return `${uid ? 'UID FETCH' : 'FETCH'} completed`;
     },
   };
+}
+
+/**
+ * The FETCH responses for `uids` of the selected mailbox (FETCH and UID FETCH, and NOTIFY's MessageNew
+ * with FETCH attributes, RFC 5465 §5.2).
+ */
+export async function fetchMessages(
+  s: Session,
+  sel: Selected,
+  uids: number[],
+  req: FetchRequest,
+  uid: boolean,
+): Promise<void> {
+  const items = [...req.items];
+  // RFC 3501 §6.4.8: UID FETCH always returns the UID; RFC 7162: CHANGEDSINCE and MODSEQ turn on CONDSTORE.
+  if (uid && !items.some((i) => i.kind === 'UID')) items.unshift({ kind: 'UID' });
+  if (req.changedSince !== null || items.some((i) => i.kind === 'MODSEQ')) s.condstore = true;
+  if (req.changedSince !== null && !items.some((i) => i.kind === 'MODSEQ')) items.push({ kind: 'MODSEQ' });
+  const seen = !sel.readOnly && items.some((i) => i.kind === 'section' && !i.peek);
+  // The bytes are read for a section other than the message's header, or for a header not cached yet.
+  const bodyBytes = items.some((i) => i.kind === 'section' && !isTopHeader(i.section));
+  const headerItems = items.some(
+    (i) => (i.kind === 'section' && isTopHeader(i.section)) || i.kind === 'THREADID',
+  );
+  const hasFlags = items.some((i) => i.kind === 'FLAGS');
+  const hasModseq = items.some((i) => i.kind === 'MODSEQ');
+  // Flags, sizes, dates and UIDs come from the cached rows; the structure only for what describes the
+  // content and is not in the text cache already (a part number always needs it).
+  const textKinds = items.flatMap((i) =>
+    i.kind === 'ENVELOPE' || i.kind === 'BODY' || i.kind === 'BODYSTRUCTURE' ? [i.kind] : [],
+  );
+  const partPath = items.some((i) => i.kind === 'section' && i.section.path.length > 0);
+  const previewItem = items.find((i) => i.kind === 'PREVIEW') as { lazy: boolean } | undefined;
+  const needsStructure = (m: MessageMeta) =>
+    partPath ||
+    previewItem !== undefined ||
+    (textKinds.length > 0 &&
+      (s.utf8 || textKinds.some((k) => s.ctx.textCache.peek(m.blobId, k) === undefined)));
+  const store = s.ctx.store;
+  for (let i = 0; i < uids.length; i += BATCH) {
+    const batch = uids.slice(i, i + BATCH);
+    const wanted = new Set(batch);
+    const range = { uidFrom: batch[0]!, uidTo: batch[batch.length - 1]! };
+    let list = (await s.ctx.metaCache.list(sel.mailbox.id, range)).filter(
+      (m) => wanted.has(m.uid) && (req.changedSince === null || m.modseq > req.changedSince),
+    );
+    const missing = list.filter(needsStructure);
+    const full = new Map<number, Message>();
+    if (missing.length) {
+      const rows = await store.listMessages(sel.mailbox.id, {
+        uidFrom: missing[0]!.uid,
+        uidTo: missing[missing.length - 1]!.uid,
+      });
+      for (const m of rows) full.set(m.uid, m);
+    }
+    let changed = new Set<number>();
+    if (seen) ({ list, changed } = await markSeen(s, sel, list));
+    for (const m of list) {
+      const seq = sel.uids.seqOf(m.uid);
+      if (!seq) continue;
+      // Taken from the cache before any await, so an eviction meanwhile cannot take it away.
+      let header = headerItems ? (s.ctx.textCache.peek(m.blobId, 'HEADER') ?? null) : null;
+      const raw = bodyBytes || (headerItems && header === null) ? await store.blobs.get(m.blobId) : null;
+      if (headerItems && header === null) {
+        const h = headerText(raw!);
+        header = s.ctx.textCache.get(m.blobId, 'HEADER', () => h);
+      }
+      // Decided after the last await before the line is built, so the text cache cannot lose an entry
+      // in between; a row not read above (its text was evicted meanwhile) is read alone.
+      let root: MimeNode | null = null;
+      let preview: string | null = null;
+      if (needsStructure(m)) {
+        const stored = full.get(m.uid) ?? (await store.getMessage(sel.mailbox.id, m.uid));
+        if (!stored) continue; // expunged since the rows were read
+        const structure = await structureOf(s, stored);
+        root = structure.root;
+        preview = structure.preview ?? null;
+        // A message stored before previews were kept: made now from its bytes, unless LAZY says not to.
+        if (previewItem && preview === null && !previewItem.lazy)
+          preview = messagePreview(raw ?? (await store.blobs.get(m.blobId)), root);
+      }
+      const r = { line: `* ${seq} FETCH (`, out: [] as Chunk[] };
+      for (let k = 0; k < items.length; k++) {
+        if (k > 0) r.line += ' ';
+        item(r, items[k]!, m, raw, header, s, sel, root, preview);
+      }
+      // The flags a FETCH changed are reported with it (RFC 3501 §6.4.5); with CONDSTORE, with their MODSEQ.
+      if (changed.has(m.uid)) {
+        if (!hasFlags) r.line += ` FLAGS ${sel.flagsOf(m.uid, m.flags)}`;
+        if (s.condstore && !hasModseq) r.line += ` MODSEQ (${m.modseq})`;
+      }
+      r.out.push(`${r.line})\r\n`);
+      s.writeChunks(r.out);
+      if (s.full) await s.flush();
+    }
+  }
 }
 
 export const FETCH = fetch();

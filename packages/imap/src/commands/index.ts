@@ -10,7 +10,7 @@ import { CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE } from './mailbox.ts';
 import { GETQUOTA, GETQUOTAROOT, SETQUOTA } from './quota.ts';
 import { CANCELUPDATE, SEARCH, UID_SEARCH } from './search.ts';
 import { CHECK, CLOSE, EXAMINE, SELECT, UNSELECT } from './select.ts';
-import { COMPRESS, ENABLE, IDLE, NAMESPACE, UNAUTHENTICATE } from './session.ts';
+import { COMPRESS, ENABLE, IDLE, NAMESPACE, NOTIFY, UNAUTHENTICATE } from './session.ts';
 import { SORT, THREAD, UID_SORT, UID_THREAD } from './sort.ts';
 import { STATUS } from './status.ts';
 import { STORE, UID_STORE } from './store.ts';
@@ -25,6 +25,7 @@ export const COMMANDS = new Map<string, Command>([
   ['LOGIN', LOGIN],
   ['AUTHENTICATE', AUTHENTICATE],
   ['ENABLE', ENABLE],
+  ['NOTIFY', NOTIFY],
   ['NAMESPACE', NAMESPACE],
   ['UNAUTHENTICATE', UNAUTHENTICATE],
   ['COMPRESS', COMPRESS],

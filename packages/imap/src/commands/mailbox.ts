@@ -99,6 +99,8 @@ function subscription(on: boolean): Command {
       const mb = await mailbox(s, readMailbox(s, c));
       c.end();
       await s.ctx.store.setSubscribed(mb.id, on);
+      // NOTIFY's SubscriptionChange (RFC 5465 §5.5) in other sessions.
+      s.ctx.publish({ type: 'mailbox.change', accountId: user(s).id, mailboxId: mb.id });
       return `${on ? 'SUBSCRIBE' : 'UNSUBSCRIBE'} completed`;
     },
   };

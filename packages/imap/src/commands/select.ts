@@ -166,8 +166,9 @@ export const CHECK: Command = {
   states: SELECTED,
   async run(s, c) {
     c.end();
-    // Every write is durable when it returns; CHECK is a chance for updates, as NOOP.
-    selected(s).dirty = true;
+    // Every write is durable when it returns; CHECK is a chance for updates, as NOOP (and as NOOP, not
+    // under a NOTIFY without message events of the selected mailbox).
+    if (!s.notify || s.notify.spec.selected) selected(s).dirty = true;
     return 'CHECK completed';
   },
 };

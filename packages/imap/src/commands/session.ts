@@ -1,6 +1,9 @@
 /** ENABLE (RFC 5161), NAMESPACE (RFC 2342), COMPRESS (RFC 4978) and IDLE (RFC 2177). */
 import { bad, no } from '../errors.ts';
+import { NotifySpec, readNotify } from '../notify.ts';
+import { NotifyState } from '../notify-session.ts';
 import { AUTHENTICATED, type Command } from './types.ts';
+import { decodeName, user, validName } from './util.ts';
 
 export const ENABLE: Command = {
   states: AUTHENTICATED,
@@ -77,5 +80,35 @@ export const IDLE: Command = {
     if (s.state.kind === 'logout') return null;
     if (!done) throw bad('Expected DONE');
     return 'IDLE terminated';
+  },
+};
+
+/**
+ * NOTIFY (RFC 5465): which events of which mailboxes the client is told of, from now on without asking
+ * (notify.ts, notify-session.ts). SET replaces what was asked before; NONE asks for nothing.
+ */
+export const NOTIFY: Command = {
+  states: AUTHENTICATED,
+  async run(s, c) {
+    const req = readNotify(c);
+    // §6.5, §6.6: names that are not mailboxes (or do not decode) are kept out, not refused.
+    const groups = req.groups.map((g) => ({
+      ...g,
+      decoded: g.names.flatMap((n) => {
+        const name = validName(decodeName(s, n));
+        return name === null ? [] : [name];
+      }),
+    }));
+    const state = new NotifyState(new NotifySpec(groups));
+    const boxes = await state.start(s, user(s).id);
+    s.notify = state;
+    const sel = s.state.kind === 'selected' ? s.state.mailbox : null;
+    // §3.1: with STATUS, the present state of every other mailbox whose message events are asked for.
+    if (req.status)
+      for (const mb of boxes)
+        if (mb.id !== sel?.mailbox.id && state.spec.wants(mb, 'MessageNew', false)) await state.status(s, mb);
+    // §3.1: a NOTIFY SET is also a NOOP for the selected mailbox: what accumulated is told now.
+    if (sel && req.groups.length) sel.dirty = true;
+    return 'NOTIFY completed';
   },
 };

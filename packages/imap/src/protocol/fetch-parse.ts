@@ -198,6 +198,14 @@ function readItem(c: Cursor, out: FetchItem[]): void {
   }
 }
 
+/** `"(" fetch-att *(SP fetch-att) ")"` alone: NOTIFY's MessageNew (RFC 5465 §8). */
+export function readFetchItems(c: Cursor): FetchItem[] {
+  const items: FetchItem[] = [];
+  c.list(() => readItem(c, items));
+  if (items.length === 0) throw bad('Empty FETCH item list');
+  return items;
+}
+
 /** `fetch-att / "(" fetch-att *(SP fetch-att) ")" / ALL / FAST / FULL`, then `(CHANGEDSINCE n)`. */
 export function parseFetch(c: Cursor): FetchRequest {
   const items: FetchItem[] = [];
