@@ -55,9 +55,9 @@ export class NotifyState {
     if (event.mailboxId === selectedId) return false;
     const kind = KIND[event.type];
     if (!kind) return false;
-    let kinds = this.owed.get(event.mailboxId);
-    if (!kinds) this.owed.set(event.mailboxId, (kinds = new Set()));
+    const kinds = this.owed.get(event.mailboxId) ?? new Set<NotifyEvent>();
     kinds.add(kind);
+    this.owed.set(event.mailboxId, kinds);
     return true;
   }
 

@@ -165,7 +165,7 @@ export class NotifySpec {
   /** The group for the selected mailbox, or null: SELECTED NONE, as when none is named (§3.1). */
   get selected(): (EventGroup & { decoded: string[] }) | null {
     const g = this.groups.find((x) => x.filter === 'SELECTED' || x.filter === 'SELECTED-DELAYED');
-    return g && g.events.size ? g : null;
+    return g?.events.size ? g : null;
   }
 
   wants(mb: MailboxFacts, event: NotifyEvent, isSelected: boolean): boolean {
@@ -185,12 +185,5 @@ export class NotifySpec {
       if (g.events.has(event)) return true;
     }
     return false;
-  }
-
-  /** Whether any group asks for message events of mailboxes other than the selected one. */
-  get watchesOthers(): boolean {
-    return this.groups.some(
-      (g) => g.filter !== 'SELECTED' && g.filter !== 'SELECTED-DELAYED' && g.events.has('MessageNew'),
-    );
   }
 }
