@@ -5,8 +5,9 @@
  * before a command's tagged answer.
  *
  * - Message events (§5.1–5.3) of another mailbox: one STATUS (MESSAGES
- *   UIDNEXT UIDVALIDITY UNSEEN, and HIGHESTMODSEQ with CONDSTORE) per
- *   mailbox however many events came, with the values of when it is written.
+ *   UIDNEXT UIDVALIDITY, and HIGHESTMODSEQ with FlagChange or CONDSTORE)
+ *   per mailbox however many events came, with the values of when it is
+ *   written.
  * - MailboxName and SubscriptionChange (§5.4, §5.5): the account's mailboxes
  *   are read again and compared with what was known: a new name is a LIST,
  *   a gone one LIST (\NonExistent), a renamed one LIST with OLDNAME, a
@@ -102,11 +103,17 @@ export class NotifyState {
     }
   }
 
-  /** STATUS of a mailbox as §5.2 asks (and §3.1's STATUS indicator). */
+  /**
+   * STATUS of a mailbox as §5.2 and §5.3 ask (and §3.1's STATUS indicator): MESSAGES, UIDNEXT and
+   * UIDVALIDITY; HIGHESTMODSEQ too where flag changes are asked for (§5.1) or CONDSTORE is on.
+   */
   async status(s: Session, mb: Mailbox): Promise<void> {
-    const items = ['MESSAGES', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN'];
-    if (s.condstore) items.push('HIGHESTMODSEQ');
+    const items = ['MESSAGES', 'UIDNEXT', 'UIDVALIDITY'];
+    if (s.condstore || this.spec.wants(mb, 'FlagChange', false)) items.push('HIGHESTMODSEQ');
+    // writeStatus turns CONDSTORE on when asked for HIGHESTMODSEQ; this is not the client asking.
+    const condstore = s.condstore;
     await writeStatus(s, mb, items);
+    s.condstore = condstore;
   }
 
   /** `* LIST (…) "/" name`, with OLDNAME after a rename (§5.4, RFC 5258 extended data). */

@@ -2,7 +2,10 @@
  * Object identifiers (OBJECTID, RFC 8474): MAILBOXID, EMAILID and THREADID,
  * each made from what does not change when a message is copied or moved or
  * the server restarts, so none needs storing:
- * - MAILBOXID: the store's mailbox id (it survives RENAME);
+ * - MAILBOXID: the store's mailbox id and its UIDVALIDITY (both survive
+ *   RENAME; a mailbox deleted and made again gets a new UIDVALIDITY, so its
+ *   MAILBOXID is never one an earlier mailbox had, §4.1, even where the
+ *   store gives its row id again);
  * - EMAILID: "M" and the message's content id (the blob id: the same bytes
  *   in another mailbox are the same email, §5.1);
  * - THREADID: "T" and a digest of the thread's first Message-ID: the first
@@ -14,7 +17,10 @@
 import { createHash } from 'node:crypto';
 import { ancestryOf } from './sort.ts';
 
-export const mailboxId = (id: string): string => (/^[A-Za-z0-9_-]{1,255}$/.test(id) ? id : digest(id));
+export const mailboxId = (mb: { id: string; uidValidity: number }): string => {
+  const id = `${mb.id}_${mb.uidValidity}`;
+  return /^[A-Za-z0-9_-]{1,255}$/.test(id) ? id : digest(id);
+};
 
 export const emailId = (blobId: string): string =>
   `M${/^[A-Za-z0-9_-]{1,250}$/.test(blobId) ? blobId : digest(blobId)}`;

@@ -152,6 +152,8 @@ const toMessageMeta = (d: Omit<MessageDoc, 'structure'>): MessageMeta => ({
   size: d.size,
   blobId: d.blobId,
 });
+const keptId = (accountId: string, name: string) => `${accountId}\0${name}`;
+
 const toMessage = (d: MessageDoc): Message => withStructure(toMessageMeta(d), d.structure);
 /** A queue document as an entry; one whose recipients or meta are not what they must be comes back quarantined. */
 function toQueueEntry({ _id, ...rest }: QueueDoc): QueueEntry {
@@ -233,6 +235,10 @@ export class MongoMailStore implements MailStore {
   }
   private get messages() {
     return this.c<MessageDoc>('messages');
+  }
+  /** Names subscribed to that have no mailbox (RFC 3501 §6.3.6); `_id` is account id NUL name. */
+  private get keptSubscriptions() {
+    return this.c<{ _id: string; accountId: string; name: string }>('kept_subscriptions');
   }
   private get journalC() {
     return this.c<JournalDoc>('journal');
@@ -483,6 +489,7 @@ export class MongoMailStore implements MailStore {
     await this.mailboxes.deleteMany({ accountId: id });
     await this.sieve.deleteMany({ accountId: id });
     await this.remote.deleteMany({ accountId: id });
+    await this.keptSubscriptions.deleteMany({ accountId: id });
     await this.accounts.deleteOne({ _id: id });
     await this.dropUnusedBlobs(blobs as string[]);
   }
@@ -557,6 +564,9 @@ export class MongoMailStore implements MailStore {
     specialUse: SpecialUse | null,
     subscribed: boolean,
   ): Promise<MailboxDoc> {
+    // A name subscribed while it had no mailbox: the mailbox made under it is subscribed.
+    if ((await this.keptSubscriptions.deleteOne({ _id: keptId(accountId, name) })).deletedCount > 0)
+      subscribed = true;
     const doc: MailboxDoc = {
       _id: newId(),
       accountId,
@@ -653,7 +663,15 @@ export class MongoMailStore implements MailStore {
     for (const r of renamed)
       if (await this.mailboxes.findOne({ accountId, name: r.name }))
         throw new StoreError('exists', `mailbox ${r.name} exists already`);
-    for (const r of renamed) await this.mailboxes.updateOne({ _id: r.id }, { $set: { name: r.name } });
+    for (const r of renamed) {
+      // A name subscribed while it had no mailbox now has one: the subscription is its.
+      const kept =
+        (await this.keptSubscriptions.deleteOne({ _id: keptId(accountId, r.name) })).deletedCount > 0;
+      await this.mailboxes.updateOne(
+        { _id: r.id },
+        { $set: { name: r.name, ...(kept ? { subscribed: true } : {}) } },
+      );
+    }
     for (const parent of parentNames(dst))
       if (!(await this.mailboxes.findOne({ accountId, name: parent })))
         await this.insertMailbox(accountId, parent, null, false).catch(() => undefined);
@@ -670,6 +688,13 @@ export class MongoMailStore implements MailStore {
       .find({ mailboxId: box._id }, { projection: { size: 1, blobId: 1 } })
       .toArray();
     const size = docs.reduce((s, m) => s + m.size, 0);
+    // RFC 3501 §6.3.6: a subscription outlives its mailbox.
+    if (box.subscribed)
+      await this.keptSubscriptions.updateOne(
+        { _id: keptId(accountId, canonical) },
+        { $set: { accountId, name: canonical } },
+        { upsert: true },
+      );
     await this.mailboxes.deleteOne({ _id: box._id });
     await this.messages.deleteMany({ mailboxId: box._id });
     await this.journalC.deleteMany({ mailboxId: box._id });
@@ -681,6 +706,29 @@ export class MongoMailStore implements MailStore {
     await this.ready;
     if ((await this.mailboxes.updateOne({ _id: mailboxId }, { $set: { subscribed } })).matchedCount === 0)
       throw new StoreError('not_found', `no mailbox ${mailboxId}`);
+  }
+
+  async subscribeName(accountId: string, name: string, subscribed: boolean): Promise<boolean> {
+    await this.ready;
+    const canonical = normalizeMailboxName(name);
+    const box = await this.mailboxes.findOne({ accountId, name: canonical });
+    if (box) {
+      await this.mailboxes.updateOne({ _id: box._id }, { $set: { subscribed } });
+      return true;
+    }
+    if (!subscribed)
+      return (await this.keptSubscriptions.deleteOne({ _id: keptId(accountId, canonical) })).deletedCount > 0;
+    await this.keptSubscriptions.updateOne(
+      { _id: keptId(accountId, canonical) },
+      { $set: { accountId, name: canonical } },
+      { upsert: true },
+    );
+    return true;
+  }
+
+  async listKeptSubscriptions(accountId: string): Promise<string[]> {
+    await this.ready;
+    return (await this.keptSubscriptions.find({ accountId }).sort({ name: 1 }).toArray()).map((d) => d.name);
   }
 
   async mailboxStatus(mailboxId: string): Promise<MailboxStatus> {

@@ -172,4 +172,11 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE messages ADD COLUMN saved_at INTEGER;
   `,
+  `
+  CREATE TABLE kept_subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+  ) STRICT;
+  `,
 ];

@@ -368,6 +368,9 @@ export class SqliteMailStore implements MailStore {
     specialUse: SpecialUse | null,
     subscribed: boolean,
   ): Row {
+    // A name subscribed while it had no mailbox: the mailbox made under it is subscribed.
+    if (this.sql.run('DELETE FROM kept_subscriptions WHERE account_id = ? AND name = ?', accountId, name) > 0)
+      subscribed = true;
     return this.sql.get(
       `INSERT INTO mailboxes (account_id, name, special_use, subscribed, uid_validity, created_at)
        VALUES (?, ?, ?, ?, ?, ?) RETURNING *`,
@@ -442,7 +445,12 @@ export class SqliteMailStore implements MailStore {
           throw new StoreError('exists', `mailbox ${r.name} exists already`);
         }
       }
-      for (const r of renamed) this.sql.run('UPDATE mailboxes SET name = ? WHERE id = ?', r.name, r.id);
+      for (const r of renamed) {
+        this.sql.run('UPDATE mailboxes SET name = ? WHERE id = ?', r.name, r.id);
+        // A name subscribed while it had no mailbox now has one: the subscription is its.
+        if (this.sql.run('DELETE FROM kept_subscriptions WHERE account_id = ? AND name = ?', acc, r.name) > 0)
+          this.sql.run('UPDATE mailboxes SET subscribed = 1 WHERE id = ?', r.id);
+      }
       for (const parent of parentNames(dst)) {
         if (!this.sql.get('SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?', acc, parent)) {
           this.insertMailbox(acc, parent, null, false);
@@ -458,8 +466,19 @@ export class SqliteMailStore implements MailStore {
     if (canonical === 'INBOX') throw new StoreError('invalid', 'INBOX cannot be deleted');
     const acc = rowId(accountId);
     await this.sql.tx(() => {
-      const box = this.sql.get('SELECT id FROM mailboxes WHERE account_id = ? AND name = ?', acc, canonical);
+      const box = this.sql.get(
+        'SELECT id, subscribed FROM mailboxes WHERE account_id = ? AND name = ?',
+        acc,
+        canonical,
+      );
       if (!box) throw new StoreError('not_found', `no mailbox ${canonical}`);
+      // RFC 3501 §6.3.6: a subscription outlives its mailbox.
+      if (box.subscribed === 1)
+        this.sql.run(
+          'INSERT OR IGNORE INTO kept_subscriptions (account_id, name) VALUES (?, ?)',
+          acc,
+          canonical,
+        );
       const size = Number(
         this.sql.get('SELECT coalesce(sum(size), 0) AS s FROM messages WHERE mailbox_id = ?', box.id!)!.s,
       );
@@ -485,6 +504,35 @@ export class SqliteMailStore implements MailStore {
     ) {
       throw new StoreError('not_found', `no mailbox ${mailboxId}`);
     }
+  }
+
+  async subscribeName(accountId: string, name: string, subscribed: boolean): Promise<boolean> {
+    const canonical = normalizeMailboxName(name);
+    const acc = rowId(accountId);
+    return this.sql.tx(() => {
+      const box = this.sql.get('SELECT id FROM mailboxes WHERE account_id = ? AND name = ?', acc, canonical);
+      if (box) {
+        this.sql.run('UPDATE mailboxes SET subscribed = ? WHERE id = ?', subscribed ? 1 : 0, box.id!);
+        return true;
+      }
+      if (subscribed)
+        this.sql.run(
+          'INSERT OR IGNORE INTO kept_subscriptions (account_id, name) VALUES (?, ?)',
+          acc,
+          canonical,
+        );
+      else
+        return (
+          this.sql.run('DELETE FROM kept_subscriptions WHERE account_id = ? AND name = ?', acc, canonical) > 0
+        );
+      return true;
+    });
+  }
+
+  async listKeptSubscriptions(accountId: string): Promise<string[]> {
+    return this.sql
+      .all('SELECT name FROM kept_subscriptions WHERE account_id = ? ORDER BY name', rowId(accountId))
+      .map((r) => r.name as string);
   }
 
   async mailboxStatus(mailboxId: string): Promise<MailboxStatus> {

@@ -452,6 +452,14 @@ export interface MailStore {
   /** Deletes the mailbox and its messages (freeing quota). Children stay. INBOX cannot be deleted. */
   deleteMailbox(accountId: string, name: string): Promise<void>;
   setSubscribed(mailboxId: string, subscribed: boolean): Promise<void>;
+  /**
+   * Subscribes to a name or ends its subscription, whether a mailbox has it or not (RFC 3501 §6.3.6:
+   * a subscription is to a name; deleting a mailbox keeps it, and a mailbox made under a subscribed name
+   * is subscribed). False when ending a subscription that was not there.
+   */
+  subscribeName(accountId: string, name: string, subscribed: boolean): Promise<boolean>;
+  /** The names subscribed to that have no mailbox, in name order. */
+  listKeptSubscriptions(accountId: string): Promise<string[]>;
   mailboxStatus(mailboxId: string): Promise<MailboxStatus>;
 
   /** Stores a message with the mailbox's next UID. The blob must already be in `blobs`. */

@@ -119,20 +119,27 @@ async function list(s: Session, c: Cursor, lsub: boolean): Promise<string> {
   const subscribedOnly = lsub || req.selection.has('SUBSCRIBED');
   const picked = (b: Mailbox) =>
     (!subscribedOnly || b.subscribed) && (!req.selection.has('SPECIAL-USE') || Boolean(b.specialUse));
-  const listed = boxes.filter(picked);
+  const returnSubscribed = req.returns.has('SUBSCRIBED') || req.selection.has('SUBSCRIBED');
+  // Names subscribed to that have no mailbox (RFC 3501 §6.3.6 keeps them): listed when subscriptions are.
+  const kept = new Set(
+    subscribedOnly && !req.selection.has('SPECIAL-USE')
+      ? await s.ctx.store.listKeptSubscriptions(user(s).id)
+      : [],
+  );
+  const listed = [...boxes.filter(picked).map((b) => b.name), ...kept];
   // Candidates: the mailboxes picked, and the levels above them that are not mailboxes: for LSUB as
   // \Noselect when the pattern ends in `%` (§6.3.9), for LIST when nothing filters.
-  const names = new Set<string>(listed.map((b) => b.name));
+  const names = new Set<string>(listed);
   const childInfo = new Set<string>();
   // CHILDINFO is defined for SUBSCRIBED (RFC 5258 §3.5); with SPECIAL-USE alone RECURSIVEMATCH adds nothing.
   const recursive = req.selection.has('RECURSIVEMATCH') && req.selection.has('SUBSCRIBED');
   const filtering = subscribedOnly || req.selection.has('SPECIAL-USE');
   const percent = matchers.some((m) => m.endsInPercent);
-  for (const b of listed) {
+  for (const name of listed) {
     // RFC 5258 §3.5: a name the pattern matches gets CHILDINFO when a mailbox below it is picked but not
     // matched itself (and is listed for it, picked or not).
-    const below = recursive && !matches(b.name);
-    for (const p of parentNames(b.name)) {
+    const below = recursive && !matches(name);
+    for (const p of parentNames(name)) {
       if (below) childInfo.add(p);
       if (!names.has(p) && (lsub ? percent : !filtering && !byName.has(p))) names.add(p);
     }
@@ -141,7 +148,6 @@ async function list(s: Session, c: Cursor, lsub: boolean): Promise<string> {
   const sorted = [...names].sort((a, b) =>
     a === 'INBOX' ? -1 : b === 'INBOX' ? 1 : a < b ? -1 : a > b ? 1 : 0,
   );
-  const returnSubscribed = req.returns.has('SUBSCRIBED') || req.selection.has('SUBSCRIBED');
   for (const name of sorted) {
     if (!matches(name)) continue;
     const box = byName.get(name);
@@ -154,7 +160,7 @@ async function list(s: Session, c: Cursor, lsub: boolean): Promise<string> {
       if (!box) attrs.push(req.extended ? '\\NonExistent' : '\\Noselect');
       attrs.push(hasChildren.has(name) ? '\\HasChildren' : '\\HasNoChildren');
       if (box?.specialUse) attrs.push(box.specialUse);
-      if (returnSubscribed && box?.subscribed) attrs.push('\\Subscribed');
+      if (returnSubscribed && (box?.subscribed || kept.has(name))) attrs.push('\\Subscribed');
       if (childInfo.has(name)) extra = ' ("CHILDINFO" ("SUBSCRIBED"))';
     }
     s.write(`* ${kind} (${attrs.join(' ')}) "/" `, mailboxName(name, s.utf8), `${extra}\r\n`);

@@ -38,13 +38,11 @@ export const CREATE: Command = {
     c.end();
     const accountId = user(s).id;
     if (await s.ctx.store.getMailbox(accountId, name)) throw no('ALREADYEXISTS', 'Mailbox exists already');
-    const mb = await s.ctx.store.createMailbox(accountId, name, {
-      subscribed: true,
-      ...(use ? { specialUse: use } : {}),
-    });
+    // RFC 3501 §6.3.3: not subscribed (clients subscribe what they create themselves), unless the name was.
+    const mb = await s.ctx.store.createMailbox(accountId, name, use ? { specialUse: use } : {});
     s.ctx.publish({ type: 'mailbox.change', accountId, mailboxId: mb.id });
     // RFC 8474 §4.1.
-    return `[MAILBOXID (${mailboxId(mb.id)})] CREATE completed`;
+    return `[MAILBOXID (${mailboxId(mb)})] CREATE completed`;
   },
 };
 
@@ -78,7 +76,7 @@ export const RENAME: Command = {
     if (isSameOrChild(target, source.name)) throw no('CANNOT', 'Cannot rename a mailbox into itself');
     if (source.name === 'INBOX') {
       // RFC 3501 §6.3.5: renaming INBOX moves its messages to the new name and leaves INBOX, empty.
-      const dest = await store.createMailbox(accountId, target, { subscribed: true });
+      const dest = await store.createMailbox(accountId, target);
       const uids = await store.listUids(source.id);
       if (uids.length) await store.moveMessages(source.id, uids, dest.id);
       s.ctx.publish({ type: 'mailbox.change', accountId, mailboxId: dest.id });
@@ -92,15 +90,23 @@ export const RENAME: Command = {
   },
 };
 
+/**
+ * SUBSCRIBE and UNSUBSCRIBE (RFC 3501 §6.3.6, §6.3.7): a subscription is to a name, which need not be a
+ * mailbox (yet, or any more: DELETE keeps it). UNSUBSCRIBE of a name not subscribed is NO.
+ */
 function subscription(on: boolean): Command {
   return {
     states: AUTHENTICATED,
     async run(s, c) {
-      const mb = await mailbox(s, readMailbox(s, c));
+      const name = readMailbox(s, c);
       c.end();
-      await s.ctx.store.setSubscribed(mb.id, on);
+      if (name === null) throw no('CANNOT', 'Invalid mailbox name');
+      const accountId = user(s).id;
+      if (!(await s.ctx.store.subscribeName(accountId, name, on)))
+        throw no('NONEXISTENT', 'That name is not subscribed');
       // NOTIFY's SubscriptionChange (RFC 5465 §5.5) in other sessions.
-      s.ctx.publish({ type: 'mailbox.change', accountId: user(s).id, mailboxId: mb.id });
+      const mb = await s.ctx.store.getMailbox(accountId, name);
+      if (mb) s.ctx.publish({ type: 'mailbox.change', accountId, mailboxId: mb.id });
       return `${on ? 'SUBSCRIBE' : 'UNSUBSCRIBE'} completed`;
     },
   };

@@ -46,7 +46,7 @@ export interface PartialRange {
   fromEnd: boolean;
   lo: number;
   hi: number;
-  /** As the client wrote it, for the response. */
+  /** For the response: the range with its lower position first (`4:2` is answered as `2:4`). */
   text: string;
 }
 
@@ -79,7 +79,8 @@ export function readReturn(c: Cursor, allowed = RETURN_OPTIONS): ReturnOptions |
       const a = Number(range[2]);
       const b = Number(range[4]);
       if (a < 1 || b < 1 || a > 0xffffffff || b > 0xffffffff) throw bad('PARTIAL positions start at 1');
-      partial = { fromEnd: range[1] === '-', lo: Math.min(a, b), hi: Math.max(a, b), text };
+      const [lo, hi] = [Math.min(a, b), Math.max(a, b)];
+      partial = { fromEnd: range[1] === '-', lo, hi, text: `${range[1]}${lo}:${range[1]}${hi}` };
     }
   });
   c.space();

@@ -109,7 +109,7 @@ function open(readOnly: boolean): Command {
       // RFC 7162 §3.1.2.1: a CONDSTORE server sends HIGHESTMODSEQ on every SELECT and EXAMINE.
       s.untagged(`OK [HIGHESTMODSEQ ${sel.mailbox.highestModseq}] Highest`);
       // RFC 8474 §4.2.
-      s.untagged(`OK [MAILBOXID (${mailboxId(sel.mailbox.id)})] Ok`);
+      s.untagged(`OK [MAILBOXID (${mailboxId(sel.mailbox)})] Ok`);
       if (resync) await resynchronise(s, sel, resync);
       s.state = { kind: 'selected', user: account, mailbox: sel };
       return `[${readOnly ? 'READ-ONLY' : 'READ-WRITE'}] ${readOnly ? 'EXAMINE' : 'SELECT'} completed`;

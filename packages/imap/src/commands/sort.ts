@@ -54,10 +54,15 @@ const EMPTY_ENVELOPE: Envelope = {
 };
 const ESORT_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'PARTIAL', 'CONTEXT', 'UPDATE']);
 
-/** `charset SP search-criteria` as SORT and THREAD write them (RFC 5256 §3: the charset is not optional). */
-function readCriteria(c: Cursor) {
+/**
+ * `charset SP search-criteria` as SORT and THREAD write them (RFC 5256 §3: the charset is not optional).
+ * With `late`, SORT's RETURN (…) is taken after the charset too: RFC 5267 puts it before the sort keys,
+ * some clients (and Dovecot's test suite) after the charset; no search key is called RETURN.
+ */
+function readCriteria(c: Cursor, late?: (c: Cursor) => void) {
   checkCharset(c.astring().toUpperCase());
   c.space();
+  if (late && c.peekWord() === 'RETURN') late(c);
   const parsed = parseSearch(c, (raw) => utf8(raw));
   c.end();
   return parsed;
@@ -148,8 +153,7 @@ function sort(): Command {
     async run(s, c, { uid, tag }) {
       const sel = selected(s);
       // ESORT (RFC 5267 §3): RETURN (MIN MAX ALL COUNT) before the criteria, `()` is ALL; PARTIAL (RFC 9394).
-      const ret = readReturn(c, ESORT_OPTIONS);
-      const options = ret?.options ?? null;
+      let ret = readReturn(c, ESORT_OPTIONS);
       const criteria: SortKey[] = [];
       let reverse = false;
       c.list(() => {
@@ -165,7 +169,8 @@ function sort(): Command {
       });
       if (reverse || criteria.length === 0) throw bad('A sort key is missing');
       c.space();
-      const parsed = readCriteria(c);
+      const parsed = readCriteria(c, ret ? undefined : (at) => (ret = readReturn(at, ESORT_OPTIONS)));
+      const options = ret?.options ?? null;
       const update = checkUpdate(sel, ret, tag);
       if (parsed.usesModseq) s.condstore = true;
       const order = async () =>

@@ -47,7 +47,7 @@ export async function writeStatus(s: Session, mb: Mailbox, items: string[]): Pro
     APPENDLIMIT: s.ctx.maxMessageSize,
     SIZE: st.size,
     // RFC 8474 §4.2.
-    MAILBOXID: `(${mailboxId(mb.id)})`,
+    MAILBOXID: `(${mailboxId(mb)})`,
     // RFC 9051 §6.3.11: the messages marked \Deleted (read only when asked: it walks the mailbox's rows).
     DELETED: items.includes('DELETED')
       ? (await s.ctx.metaCache.list(mb.id)).filter((m) => hasFlag(m.flags, '\\Deleted')).length

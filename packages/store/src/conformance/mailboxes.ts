@@ -44,6 +44,35 @@ export function mailboxSuite(factory: StoreFactory): void {
       ]);
     });
 
+    it('keeps a subscription to a name whose mailbox is deleted, and gives it to a mailbox made under that name (RFC 3501 §6.3.6)', async () => {
+      const { account } = await newAccount(ctx.store);
+      const kept = () => ctx.store.listKeptSubscriptions(account.id);
+      await ctx.store.createMailbox(account.id, 'Lists', { subscribed: true });
+      await ctx.store.createMailbox(account.id, 'Plain');
+      await ctx.store.deleteMailbox(account.id, 'Lists');
+      await ctx.store.deleteMailbox(account.id, 'Plain');
+      assert.deepEqual(await kept(), ['Lists']);
+      // Made again: subscribed, and no longer a name without a mailbox.
+      assert.equal((await ctx.store.createMailbox(account.id, 'Lists')).subscribed, true);
+      assert.equal((await ctx.store.createMailbox(account.id, 'Plain')).subscribed, false);
+      assert.deepEqual(await kept(), []);
+      // A name without a mailbox can be subscribed to and unsubscribed from; a mailbox's name as well.
+      assert.equal(await ctx.store.subscribeName(account.id, 'Later/On', true), true);
+      assert.equal(await ctx.store.subscribeName(account.id, 'Plain', true), true);
+      assert.equal((await ctx.store.getMailbox(account.id, 'Plain'))!.subscribed, true);
+      assert.deepEqual(await kept(), ['Later/On']);
+      assert.equal(await ctx.store.subscribeName(account.id, 'Nothing', false), false);
+      // A mailbox renamed onto a subscribed name takes the subscription.
+      await ctx.store.createMailbox(account.id, 'Old');
+      await ctx.store.renameMailbox(account.id, 'Old', 'Later/On');
+      assert.equal((await ctx.store.getMailbox(account.id, 'Later/On'))!.subscribed, true);
+      assert.deepEqual(await kept(), []);
+      assert.equal(await ctx.store.subscribeName(account.id, 'Later/On', false), true);
+      assert.equal((await ctx.store.getMailbox(account.id, 'Later/On'))!.subscribed, false);
+      assert.equal(await ctx.store.subscribeName(account.id, 'inbox', true), true);
+      assert.equal((await ctx.store.getMailbox(account.id, 'INBOX'))!.subscribed, true);
+    });
+
     it('keeps users apart: one account cannot reach another account mailbox by name', async () => {
       const { account: bob } = await newAccount(ctx.store, 'bob@example.org');
       const { account: ann } = await newAccount(ctx.store, 'ann@example.org');
