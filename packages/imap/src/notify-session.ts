@@ -110,10 +110,7 @@ export class NotifyState {
   async status(s: Session, mb: Mailbox): Promise<void> {
     const items = ['MESSAGES', 'UIDNEXT', 'UIDVALIDITY'];
     if (s.condstore || this.spec.wants(mb, 'FlagChange', false)) items.push('HIGHESTMODSEQ');
-    // writeStatus turns CONDSTORE on when asked for HIGHESTMODSEQ; this is not the client asking.
-    const condstore = s.condstore;
-    await writeStatus(s, mb, items);
-    s.condstore = condstore;
+    await writeStatus(s, mb, items, false);
   }
 
   /** `* LIST (…) "/" name`, with OLDNAME after a rename (§5.4, RFC 5258 extended data). */

@@ -63,8 +63,20 @@ export class Session {
   readonly remoteAddress: string;
   state: State = { kind: 'not-authenticated' };
   secure: boolean;
-  /** ENABLEd extensions (RFC 5161). */
-  condstore = false;
+  private condstoreOn = false;
+  /**
+   * CONDSTORE (RFC 7162 §3.1), on from ENABLE or the first command that uses it. Turned on while a
+   * mailbox is selected, it says the mailbox's HIGHESTMODSEQ at once (as Dovecot does; clients that
+   * enable it by a FETCH MODSEQ then know where they stand).
+   */
+  get condstore(): boolean {
+    return this.condstoreOn;
+  }
+  set condstore(on: boolean) {
+    if (on && !this.condstoreOn && this.state.kind === 'selected')
+      this.untagged(`OK [HIGHESTMODSEQ ${this.state.mailbox.modseq}] Highest`);
+    this.condstoreOn = on;
+  }
   /** QRESYNC (RFC 7162 §3.2): VANISHED instead of EXPUNGE, SELECT … (QRESYNC …); it implies CONDSTORE. */
   qresync = false;
   /** IMAP4rev2 (RFC 9051) ENABLEd: no \Recent, SEARCH answers with ESEARCH. */

@@ -81,7 +81,9 @@ describe('IMAP extensions: ESEARCH, SEARCHRES, WITHIN', () => {
       '* ESEARCH (TAG "t8") COUNT 0',
     ]);
     // With CONDSTORE's MODSEQ key: the highest mod-sequence of what is returned (RFC 7162 §3.1.5).
-    const modseq = untagged(await c.cmd('SEARCH RETURN (COUNT) MODSEQ 1'))[0]!;
+    // The first use of MODSEQ turns CONDSTORE on: HIGHESTMODSEQ is said first (RFC 7162 §3.1).
+    const [said, modseq] = untagged(await c.cmd('SEARCH RETURN (COUNT) MODSEQ 1')) as [string, string];
+    assert.match(said, /^\* OK \[HIGHESTMODSEQ \d+\]/);
     assert.match(modseq, /^\* ESEARCH \(TAG "t9"\) COUNT 6 MODSEQ \d+$/);
     // PARTIAL (RFC 9394): a window of the matches; from the end with negative positions.
     assert.match(

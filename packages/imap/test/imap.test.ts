@@ -327,6 +327,27 @@ describe('IMAP: messages', () => {
   });
   after(() => r.close());
 
+  it('says HIGHESTMODSEQ once when a command turns CONDSTORE on in a selected mailbox (RFC 7162 §3.1)', async () => {
+    const c = await r.client();
+    await c.append('Drafts', sample('modseq'));
+    await c.logout();
+    const raw = await RawImap.connect(r.tlsPort, true);
+    await raw.cmd(login);
+    const sel = await raw.cmd('SELECT Drafts');
+    const highest = /HIGHESTMODSEQ (\d+)/.exec(sel)![1];
+    assert.match(
+      await raw.cmd('FETCH 1 (MODSEQ)'),
+      new RegExp(`^\\* OK \\[HIGHESTMODSEQ ${highest}\\][^\\r]*\\r\\n\\* 1 FETCH`, 'm'),
+    );
+    assert.doesNotMatch(await raw.cmd('FETCH 1 (MODSEQ)'), /HIGHESTMODSEQ/);
+    // Turned on before a mailbox is selected: nothing to say then.
+    const other = await RawImap.connect(r.tlsPort, true);
+    await other.cmd(login);
+    assert.doesNotMatch(await other.cmd('ENABLE CONDSTORE'), /HIGHESTMODSEQ/);
+    raw.close();
+    other.close();
+  });
+
   it('FETCH returns every item exactly, and BODY[] byte for byte', async () => {
     const c = await r.client();
     const appended = await c.append('INBOX', mime, ['$Important'], new Date('2026-11-11T12:00:00Z'));
