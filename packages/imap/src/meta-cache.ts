@@ -113,6 +113,10 @@ export class MetaCache {
     const since = entry.modseq;
     const changes = await this.store.changesSince(mailboxId, since);
     if (changes.length > this.maxLag) return false;
+    // Every change takes the next MODSEQ and writes the journal: a first change above since + 1 (or none
+    // while the mailbox moved on) means the journal was pruned past the entry, and cannot say what changed.
+    if (mb.highestModseq > since && (changes[0]?.modseq ?? Number.POSITIVE_INFINITY) > since + 1)
+      return false;
     const added = new Set<number>();
     for (const c of changes) {
       if (c.kind === 'append') added.add(c.uid);

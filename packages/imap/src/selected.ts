@@ -17,7 +17,7 @@
  * - Keywords the client has not been told of are announced with FLAGS and
  *   PERMANENTFLAGS before the FETCH that shows them.
  */
-import { hasFlag, type Mailbox, type MailboxView, type MailStore } from '@mailwerk/store';
+import { type Change, hasFlag, type Mailbox, type MailboxView, type MailStore } from '@mailwerk/store';
 import { type ContextChanges, contextChanges, type SearchContext } from './contexts.ts';
 import type { MetaCache } from './meta-cache.ts';
 import { flagList, str } from './protocol/encode.ts';
@@ -205,7 +205,7 @@ export class Selected {
    */
   async sync(out: Output, expunge: boolean, flags = true): Promise<void> {
     this.dirty = false;
-    const changes = await this.store.changesSince(this.mailbox.id, this.modseq);
+    const changes = await this.changes();
     let added = 0;
     const flagged = new Map<number, { flags: string[]; modseq: number }>();
     let newKeywords = false;
@@ -250,6 +250,33 @@ export class Selected {
     // RFC 5267 §4.3.3: after EXISTS, so the new sequence numbers are valid. Own changes count too: they
     // are in the journal read above (a STORE can take a message out of an UNSEEN search).
     if (changes.length) for (const ctx of this.contexts.values()) this.tellContext(out, ctx, await ctx.run());
+  }
+
+  /**
+   * The changes since what the session has read: from the journal, or, when the journal was pruned past
+   * that point (every change takes the next MODSEQ, so a first change above modseq + 1, or none while the
+   * mailbox moved on, is a hole), made from the rows themselves: what left the view is expunged, what is
+   * above it appended, what changed after the session's MODSEQ flagged.
+   */
+  private async changes(): Promise<Change[]> {
+    const changes = await this.store.changesSince(this.mailbox.id, this.modseq);
+    if (changes.length && changes[0]!.modseq <= this.modseq + 1) return changes;
+    const mb = await this.store.getMailboxById(this.mailbox.id);
+    if (!mb || mb.highestModseq <= this.modseq) return changes;
+    const rows = await this.store.listMessageMeta(this.mailbox.id);
+    const present = new Set(rows.map((m) => m.uid));
+    const last = this.uids.last;
+    const made: Change[] = [];
+    for (const uid of this.uids.toArray())
+      if (!present.has(uid)) made.push({ mailboxId: mb.id, modseq: mb.highestModseq, kind: 'expunge', uid });
+    for (const m of rows)
+      if (m.uid > last)
+        made.push({ mailboxId: mb.id, modseq: m.modseq, kind: 'append', uid: m.uid, flags: m.flags });
+      else if (m.modseq > this.modseq && this.uids.has(m.uid))
+        made.push({ mailboxId: mb.id, modseq: m.modseq, kind: 'flags', uid: m.uid, flags: m.flags });
+    // Up to the mailbox's MODSEQ, whatever the rows say (the last change may have been an expunge).
+    made.push({ mailboxId: mb.id, modseq: mb.highestModseq, kind: 'expunge', uid: 0 });
+    return made.sort((a, b) => a.modseq - b.modseq);
   }
 
   /** Tells the client how the context's result became `now` (RFC 5267 §4.3.2), and keeps `now`. */

@@ -1,7 +1,7 @@
 // The IMAP service against imapflow (the card's IMAP client) and a raw line client, over loopback TLS.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { count, PASSWORD, RawImap, type Rig, rig, sample } from './harness.ts';
+import { count, PASSWORD, RawImap, type Rig, rig, sample, storeMessage } from './harness.ts';
 
 const login = `LOGIN bob@example.org "${PASSWORD}"`;
 
@@ -577,6 +577,37 @@ describe('IMAP: live updates between sessions', () => {
     r = await rig();
   });
   after(() => r.close());
+
+  it('a session away while the change journal was pruned past it is told the truth from the mailbox itself', async () => {
+    const rr = await rig();
+    try {
+      for (const subject of ['one', 'two', 'three']) await storeMessage(rr, 'bob', 'Drafts', sample(subject));
+      const away = await RawImap.connect(rr.tlsPort, true);
+      await away.cmd(login);
+      assert.match(await away.cmd('SELECT Drafts'), /\* 3 EXISTS/);
+      const other = await RawImap.connect(rr.tlsPort, true);
+      await other.cmd(login);
+      await other.cmd('SELECT Drafts');
+      await other.cmd('UID STORE 1 +FLAGS.SILENT (\\Flagged)');
+      await other.cmd('UID STORE 2 +FLAGS.SILENT (\\Deleted)');
+      await other.cmd('UID EXPUNGE 2');
+      await storeMessage(rr, 'bob', 'Drafts', sample('four'));
+      // Nothing of it is left in the journal.
+      assert.ok((await rr.store.pruneJournal(0)) > 0);
+      const told = await away.cmd('NOOP');
+      assert.match(told, /^\* 2 EXPUNGE\r$/m);
+      assert.match(told, /^\* 3 EXISTS\r$/m);
+      assert.match(told, /^\* 1 FETCH \(UID 1 FLAGS \(\\Flagged[^)]*\)\)\r$/m);
+      assert.match(
+        await away.cmd('UID FETCH 1:* (UID)'),
+        /\* 1 FETCH \(UID 1\)\r\n\* 2 FETCH \(UID 3\)\r\n\* 3 FETCH \(UID 4\)/,
+      );
+      away.close();
+      other.close();
+    } finally {
+      await rr.close();
+    }
+  });
 
   it('a session in IDLE sees new mail, flag changes and expunges made by another session', async () => {
     const watcher = await r.client();

@@ -86,6 +86,20 @@ describe('MetaCache', () => {
     );
   });
 
+  it('reads the mailbox whole when the journal was pruned past what it knows', async () => {
+    const acc = await account();
+    const box = (await store.getMailbox(acc.id, 'INBOX'))!;
+    const cache = new MetaCache(store);
+    for (let i = 0; i < 3; i++) await deliver(other, acc, box.id, sampleMessage(`kept ${i}`));
+    assert.equal((await cache.list(box.id)).length, 3);
+    // Two changes, then a prune that keeps only the last: the first (a flag) is gone from the journal.
+    await other.updateFlags(box.id, [1], { op: 'add', flags: ['\\Flagged'] });
+    await other.expungeMessages(box.id, [2]);
+    await other.pruneJournal(0);
+    assert.deepEqual(shape(await cache.list(box.id)), shape(await store.listMessageMeta(box.id)));
+    assert.deepEqual((await cache.list(box.id, { uidFrom: 1, uidTo: 1 }))[0]!.flags, ['\\Flagged']);
+  });
+
   it('keeps at most maxRows rows, dropping the mailbox read least recently', async () => {
     const a = await account();
     const b = await account();
