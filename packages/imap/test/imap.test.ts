@@ -344,6 +344,14 @@ describe('IMAP: messages', () => {
     const other = await RawImap.connect(r.tlsPort, true);
     await other.cmd(login);
     assert.doesNotMatch(await other.cmd('ENABLE CONDSTORE'), /HIGHESTMODSEQ/);
+    // By SELECT … (CONDSTORE) from another mailbox: only the new mailbox's, once.
+    const third = await RawImap.connect(r.tlsPort, true);
+    await third.cmd(login);
+    await third.cmd('SELECT INBOX');
+    const reselect = await third.cmd('SELECT Drafts (CONDSTORE)');
+    assert.equal(reselect.match(/HIGHESTMODSEQ/g)?.length, 1, reselect);
+    assert.match(reselect, new RegExp(`HIGHESTMODSEQ ${highest}\\]`));
+    third.close();
     raw.close();
     other.close();
   });

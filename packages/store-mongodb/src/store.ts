@@ -296,6 +296,7 @@ export class MongoMailStore implements MailStore {
     await this.queue.createIndex({ held: 1, nextAttemptAt: 1 });
     await this.queue.createIndex({ blobId: 1 });
     await this.sieve.createIndex({ accountId: 1, name: 1 }, { unique: true });
+    await this.keptSubscriptions.createIndex({ accountId: 1, name: 1 });
     await this.dkim.createIndex({ domain: 1, selector: 1 }, { unique: true });
     await this.dkimRetired.createIndex({ domain: 1, selector: 1 }, { unique: true });
     // MongoDB removes what is no longer remembered by itself too (pruneRemembered does it at once).

@@ -71,10 +71,11 @@ function open(readOnly: boolean): Command {
     async run(s, c) {
       const name = readMailbox(s, c);
       let resync: Resync | null = null;
+      let condstore = false;
       if (c.take(' ')) {
         c.list(() => {
           const p = c.word();
-          if (p === 'CONDSTORE') s.condstore = true;
+          if (p === 'CONDSTORE') condstore = true;
           else if (p === 'QRESYNC') {
             // RFC 7162 §3.2.5: only after ENABLE QRESYNC.
             if (!s.qresync) throw bad('ENABLE QRESYNC first');
@@ -89,6 +90,8 @@ function open(readOnly: boolean): Command {
       // QRESYNC the client is told (RFC 7162 §3.2.11), so it knows which responses are whose.
       if (s.state.kind === 'selected' && s.qresync) s.untagged('OK [CLOSED] Previous mailbox closed');
       s.state = { kind: 'authenticated', user: account };
+      // Turned on with no mailbox selected: SELECT's own HIGHESTMODSEQ below says it for this one.
+      if (condstore) s.condstore = true;
       const mb = await mailbox(s, name);
       const { selected: sel, firstUnseen } = await Selected.open(s.ctx.store, mb, readOnly, s.ctx.metaCache);
       sel.hideRecent = s.rev2;
