@@ -72,6 +72,8 @@ export class Selected {
   private readonly own = new Map<number, Set<number>>();
   /** RFC 5182 SEARCHRES: the UIDs the last SEARCH … RETURN (SAVE) found, `$` in later commands; empty at SELECT. */
   saved: number[] = [];
+  /** UIDs this session's own APPEND, COPY or MOVE put here: NOTIFY's MessageNew FETCH leaves them out (RFC 5465 §5.2). */
+  readonly madeByUs = new Set<number>();
   /** Results kept current for the client (CONTEXT=SEARCH/SORT), by the tag of the command that asked. */
   readonly contexts = new Map<string, SearchContext>();
   /** Set by the notifier: the journal may have something new. */

@@ -424,8 +424,11 @@ export class Session {
     } finally {
       this.syncing = null;
     }
+    if (!group?.fetch) sel.madeByUs.clear();
     if (group?.fetch && sel.uids.last > top) {
-      const fresh = sel.uids.toArray().filter((u) => u > top);
+      // RFC 5465 §5.2: not for what this session put here itself (its APPEND or COPY said so).
+      const fresh = sel.uids.toArray().filter((u) => u > top && !sel.madeByUs.has(u));
+      sel.madeByUs.clear();
       await fetchMessages(
         this,
         sel,

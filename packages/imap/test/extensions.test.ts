@@ -845,6 +845,11 @@ describe('IMAP extensions: NOTIFY (RFC 5465)', () => {
       await told(c, /\* 2 FETCH [^\r]*\r\n/),
       /\* 2 EXISTS\r\n(?:.*\r\n)*?\* 2 FETCH \(UID 2 FLAGS \(\\Recent\)\)\r\n/,
     );
+    // Its own APPEND: EXISTS, and no FETCH for it (§5.2: the client knows what it appended).
+    const mine = sample('mine').toString();
+    const appended = await c.cmd(`APPEND INBOX {${mine.length}+}\r\n${mine}`);
+    assert.match(appended, /^\* 3 EXISTS\r$/m);
+    assert.doesNotMatch(appended, /FETCH/);
     // Another session flags and expunges: FETCH (§5.1) and EXPUNGE (§5.3) come by themselves.
     const other = await session();
     await other.cmd('UID STORE 1 +FLAGS.SILENT (\\Flagged)');

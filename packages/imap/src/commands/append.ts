@@ -155,7 +155,10 @@ export const APPEND: Command = {
     }
     for (const m of stored)
       s.ctx.publish({ type: 'message.new', accountId, mailboxId: mb.id, uid: m.uid, modseq: m.modseq });
-    if (s.state.kind === 'selected' && s.state.mailbox.mailbox.id === mb.id) s.state.mailbox.dirty = true;
+    if (s.state.kind === 'selected' && s.state.mailbox.mailbox.id === mb.id) {
+      s.state.mailbox.dirty = true;
+      for (const m of stored) s.state.mailbox.madeByUs.add(m.uid);
+    }
     // RFC 4315 §3 with RFC 3502: the UIDs in the order of the messages.
     return `[APPENDUID ${mb.uidValidity} ${formatUids(stored.map((m) => m.uid))}] APPEND completed`;
   },

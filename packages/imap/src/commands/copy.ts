@@ -37,7 +37,10 @@ function copy(move: boolean): Command {
         uid: result.uids[result.uids.length - 1]![1],
         modseq: 0,
       });
-      if (dest.id === sel.mailbox.id) sel.dirty = true;
+      if (dest.id === sel.mailbox.id) {
+        sel.dirty = true;
+        for (const [, u] of result.uids) sel.madeByUs.add(u);
+      }
       if (!move) return `[${copyuid}] ${verb} completed`;
       s.untagged(`OK [${copyuid}] Moved`);
       for (const u of source) sel.expunged.add(u);
