@@ -81,29 +81,39 @@ async function startMailwerk(services?: string): Promise<System> {
   await cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example.org']);
   await cli(['domain', 'add', 'example.org']);
   for (const u of USERS) await cli(['user', 'add', u], 'benchmark password\n');
-  const p = spawn(MAILWERK_BIN, ['start', ...(services ? ['--service', services] : [])], {
-    env,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    p.stdout!.on('data', (d) => {
-      out += d;
-      if (/SMTP \(MX\).*running/.test(out)) resolve();
-    });
-    p.once('exit', (code) => reject(new Error(`mailwerk start exited ${code}: ${out}`)));
-  });
+  // The MX alone with BENCH_MTA_PROCESSES=n: n `--service mta` processes on the one port (mta.processes),
+  // as an admin runs them without the supervisor; the whole suite: the supervisor starts them.
+  const copies = services ? Number(process.env.BENCH_MTA_PROCESSES ?? 1) : 1;
+  const procs = Array.from({ length: copies }, () =>
+    spawn(MAILWERK_BIN, ['start', ...(services ? ['--service', services] : [])], {
+      env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
+  await Promise.all(
+    procs.map(
+      (p) =>
+        new Promise<void>((resolve, reject) => {
+          let out = '';
+          p.stdout!.on('data', (d) => {
+            out += d;
+            if (/SMTP \(MX\).*running/.test(out)) resolve();
+          });
+          p.once('exit', (code) => reject(new Error(`mailwerk start exited ${code}: ${out}`)));
+        }),
+    ),
+  );
   const db = new DatabaseSync(join(dir, 'data', 'mailwerk.sqlite'), { readOnly: true, timeout: 10_000 });
   const countStmt = db.prepare('SELECT count(*) AS n FROM messages');
   return {
     name: services ? 'Mailwerk MX alone' : 'Mailwerk',
     port,
     delivered: () => (services ? null : Number((countStmt.get() as { n: number }).n)),
-    pids: () => [p.pid!],
+    pids: () => procs.map((p) => p.pid!),
     async stop() {
       db.close();
-      p.kill('SIGTERM');
-      await new Promise((r) => p.once('exit', r));
+      for (const p of procs) p.kill('SIGTERM');
+      await Promise.all(procs.map((p) => new Promise((r) => p.once('exit', r))));
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -79,6 +79,8 @@ export const receivingEnv = (dir: string, port: number, sessions: number): NodeJ
   MAILWERK_CHECKS__AUTHENTICATION: 'false',
   MAILWERK_LIMITS__MAX_CONNECTIONS_PER_IP: String(sessions * 2),
   MAILWERK_LIMITS__CONNECTIONS_PER_MINUTE: '1000000',
+  // BENCH_MTA_PROCESSES=2: the MTA in two processes sharing the MX port (mta.processes).
+  ...(process.env.BENCH_MTA_PROCESSES ? { MAILWERK_MTA__PROCESSES: process.env.BENCH_MTA_PROCESSES } : {}),
   ...(process.env.BENCH_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROF}` } : {}),
 });
 

@@ -124,6 +124,69 @@ describe('mailwerk start', () => {
     }
   });
 
+  it('runs the MTA in two processes sharing the MX port with mta.processes = 2: each message delivered once, one killed started again while the other serves', async () => {
+    const adminPort = await freePort();
+    const shared = { ...env, MAILWERK_MTA__PROCESSES: '2', MAILWERK_ADMIN__PORT: String(adminPort) };
+    const svc = await sb.spawn(['start'], /Admin \(HTTP\)\s+127\.0\.0\.1:\d+\s+running/, shared);
+    type Row = { service: string; instance?: number; pid: number | null; state: string };
+    const mtas = async () =>
+      (
+        (await (await fetch(`http://127.0.0.1:${adminPort}/readyz`)).json()) as { services: Row[] }
+      ).services.filter((r) => r.service === 'mta');
+    try {
+      const first = await mtas();
+      assert.deepEqual(
+        first.map((r) => [r.instance, r.state]),
+        [
+          [1, 'running'],
+          [2, 'running'],
+        ],
+      );
+      assert.notEqual(first[0]!.pid, first[1]!.pid);
+      // Both listen on the MX port itself (SO_REUSEPORT): read from /proc, the sockets each process holds.
+      const { readFile, readdir, readlink } = await import('node:fs/promises');
+      const listeningInodes = new Set(
+        (await readFile('/proc/net/tcp', 'utf8'))
+          .split('\n')
+          .slice(1)
+          .map((l) => l.trim().split(/\s+/))
+          .filter(
+            (f) => f[1]?.endsWith(`:${port.toString(16).toUpperCase().padStart(4, '0')}`) && f[3] === '0A',
+          )
+          .map((f) => f[9]),
+      );
+      for (const { pid } of first) {
+        const fds = await readdir(`/proc/${pid}/fd`);
+        const links = await Promise.all(fds.map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+        assert.ok(
+          links.some((l) => listeningInodes.has(/^socket:\[(\d+)\]$/.exec(l)?.[1] ?? '')),
+          `process ${pid} does not listen on ${port}`,
+        );
+      }
+      const status = await sb.run(['status'], '', shared);
+      assert.match(status.stdout, /^mta #1 +running/m);
+      assert.match(status.stdout, /^mta #2 +running/m);
+      // Twenty connections at once, spread by the kernel over both processes; every message once.
+      await Promise.all(Array.from({ length: 20 }, (_, i) => send(`shared ${i}`)));
+      await eventually(async () => (await subjects()).filter((x) => x.startsWith('shared ')).length >= 20);
+      await eventually(async () => (await sb.json<unknown[]>(['queue', 'list'])).length === 0);
+      assert.equal(new Set((await subjects()).filter((x) => x.startsWith('shared '))).size, 20);
+      assert.equal((await subjects()).filter((x) => x.startsWith('shared ')).length, 20);
+      // One process killed: the other takes the mail meanwhile, and the supervisor starts it again.
+      process.kill(first[0]!.pid!, 'SIGKILL');
+      await eventually(async () => (await mtas())[0]!.state !== 'running');
+      const info = await send('while one is down');
+      assert.match(info.response, /^250 /);
+      await eventually(async () => {
+        const now = await mtas();
+        return now.every((r) => r.state === 'running') && now[0]!.pid !== first[0]!.pid;
+      });
+      await eventually(async () => (await subjects()).includes('while one is down'));
+    } finally {
+      await svc.kill();
+    }
+  });
+
   it('keeps mail queued while the MDA process is down, then delivers it', async () => {
     const mta = await sb.spawn(
       ['start', '--service', 'mta'],

@@ -161,6 +161,15 @@ export const configSchema = z.strictObject({
       smtp_port: port(25, 'SMTP for mail from the internet (MX)'),
       submission_port: port(587, 'Submission with STARTTLS for your users'),
       submissions_port: port(465, 'Submission over implicit TLS for your users'),
+      processes: z
+        .number()
+        .int()
+        .min(1)
+        .max(64)
+        .default(1)
+        .describe(
+          'How many processes run the MTA under `mailwerk start` (each listens on the SMTP ports, sharing them with SO_REUSEPORT on Linux, and runs a queue runner): more than one lets the MX use more cores. Ports given as 0 (any free port) allow only one.',
+        ),
       send_limit_per_hour: z
         .number()
         .int()

@@ -1,6 +1,7 @@
 /**
  * A service process under `mailwerk start`'s supervisor:
- * `child.ts CONFIG SERVICE`. It runs one service with the bus and counters
+ * `child.ts CONFIG SERVICE [SHARED]` (SHARED: other processes of the same
+ * service listen on its ports too, mta.processes). It runs one service with the bus and counters
  * of the supervisor (over IPC) unless Redis is configured, tells the
  * supervisor when it listens (or why it cannot), and says it is alive every
  * second together with its oldest running work, so that a stalled event loop
@@ -12,7 +13,7 @@ import { createLogger } from './log.ts';
 import { dropPrivileges, isRoot, serviceIdentity } from './privileges.ts';
 import { type Running, SERVICES, type ServiceName, startServices } from './services.ts';
 
-const [configPath, service] = process.argv.slice(2) as [string, ServiceName];
+const [configPath, service, shared] = process.argv.slice(2) as [string, ServiceName, string | undefined];
 if (!SERVICES.includes(service) || !process.send) {
   process.stderr.write(
     'mailwerk: child.ts is started by `mailwerk start`, with a config path and a service\n',
@@ -38,9 +39,9 @@ const config = await new Promise<Config>((resolve) => {
   process.on('message', first);
 });
 const log = createLogger(config.log_level, service);
-const shared = !config.redis.url;
-const bus = shared ? new IpcBus() : undefined;
-const counters = shared ? new IpcCounters() : undefined;
+const viaSupervisor = !config.redis.url;
+const bus = viaSupervisor ? new IpcBus() : undefined;
+const counters = viaSupervisor ? new IpcCounters() : undefined;
 
 // Work in progress, oldest first (a Map keeps insertion order).
 const work = new Map<number, { what: string; since: number }>();
@@ -99,6 +100,7 @@ try {
     busCarriesMda: true,
     activity,
     logListening: false,
+    sharePorts: shared === 'shared',
   });
   // Started as root to bind its ports: from here on, the unprivileged user (privileges.ts).
   if (isRoot()) dropPrivileges(serviceIdentity(config), running.listening);

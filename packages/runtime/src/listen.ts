@@ -51,6 +51,8 @@ export async function listen(
   where: string | number,
   host: string,
   onConnection?: () => void,
+  /** Several processes listen on this port (SO_REUSEPORT: the kernel spreads connections among them). */
+  reusePort = false,
 ): Promise<string> {
   const spec = String(where);
   if (onConnection) {
@@ -72,10 +74,13 @@ export async function listen(
     }
     const m = /^(?:\[?([^\]]*)\]?:)?(\d+)$/.exec(spec);
     if (!m) return reject(new Error(`cannot listen on "${spec}"`));
-    server.listen(Number(m[2]), m[1] || host, () => {
-      const a = server.server ? server.server.address() : server.address?.();
-      done(typeof a === 'object' && a ? `${a.address}:${a.port}` : String(a));
-    });
+    server.listen(
+      { port: Number(m[2]), host: m[1] || host, ...(reusePort ? { reusePort: true } : {}) },
+      () => {
+        const a = server.server ? server.server.address() : server.address?.();
+        done(typeof a === 'object' && a ? `${a.address}:${a.port}` : String(a));
+      },
+    );
   });
 }
 

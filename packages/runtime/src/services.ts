@@ -45,6 +45,8 @@ export interface RunOptions {
   activity?: (what: string) => () => void;
   /** Log a line per listening address (default); a supervised child leaves that to its supervisor. */
   logListening?: boolean;
+  /** Other processes listen on the same TCP ports (mta.processes): SO_REUSEPORT. Default: from mta.processes. */
+  sharePorts?: boolean;
 }
 
 const MODULES: Record<ServiceName, () => Promise<{ start(d: ServiceDeps): Promise<StartedService> }>> = {
@@ -74,6 +76,10 @@ export async function startServices(
       : new InProcessCounters());
   const started: StartedService[] = [];
   const metrics = new Metrics();
+  // mta.processes above 1: this MTA is one of several on the same ports (the supervisor's, or processes an
+  // admin runs with `--service mta`), so it listens with SO_REUSEPORT.
+  const sharePorts =
+    options.sharePorts ?? (config.mta.processes > 1 && services.length === 1 && services[0] === 'mta');
   let certificates: TlsReloader | null = null;
   const shutdown = async () => {
     certificates?.stop();
@@ -123,7 +129,7 @@ export async function startServices(
       metrics,
       listenAs: async (server: Listenable, service: string, where: string | number, host: string) => ({
         service,
-        address: await listen(server, where, host, () => metrics.connections.inc({ service })),
+        address: await listen(server, where, host, () => metrics.connections.inc({ service }), sharePorts),
       }),
       onError: (err, context) => {
         metrics.errors.inc({ service: services.join('+') });

@@ -13,6 +13,9 @@
  *   killed, even one whose event loop is stuck.
  * - The supervisor relays change events between the children and keeps the
  *   abuse counters (ipc.ts); it opens no store and loads no service code.
+ * - The MTA may run in mta.processes processes, each restarted on its own;
+ *   they listen on the same ports (SO_REUSEPORT) and share the queue by
+ *   leases, as MTA processes on several hosts do.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import type { Config } from '@mailwerk/config';
@@ -38,6 +41,8 @@ export interface SupervisorOptions {
 
 interface Child {
   name: ServiceName;
+  /** 1 to mta.processes for the MTA; 1 for the others. */
+  instance: number;
   proc: ChildProcess | null;
   ready: boolean;
   lastAlive: number;
@@ -51,6 +56,8 @@ interface Child {
 
 export interface ServiceStatus {
   service: ServiceName;
+  /** Which of the service's processes, where it runs several (mta.processes). */
+  instance?: number;
   state: 'running' | 'starting' | 'restarting';
   pid: number | null;
   /** When its current process started (ISO 8601). */
@@ -75,7 +82,8 @@ const HEALTHY_AFTER_MS = 60_000;
 
 export class Supervisor {
   private readonly opts: SupervisorOptions;
-  private readonly children = new Map<ServiceName, Child>();
+  /** By service name, and `name#n` for the n-th process of a service that runs several. */
+  private readonly children = new Map<string, Child>();
   private readonly counters = new InProcessCounters();
   private stopping = false;
   private watchdog: NodeJS.Timeout | null = null;
@@ -90,9 +98,22 @@ export class Supervisor {
     this.opts = options;
   }
 
+  /**
+   * How many processes run a service: mta.processes for the MTA (they share its ports), one for the
+   * others. A port of 0 (any free port) would give each process another one: then one.
+   */
+  private instances(name: ServiceName): number {
+    if (name !== 'mta') return 1;
+    const { mta } = this.opts.config;
+    if ([mta.smtp_port, mta.submission_port, mta.submissions_port].some((p) => Number(p) === 0)) return 1;
+    return mta.processes;
+  }
+
   /** Starts every service; resolves once all listen, or stops them all and rejects with the first failure. */
   async start(): Promise<Listening[]> {
-    const first = this.opts.services.map((name) => this.spawn(name));
+    const first = this.opts.services.flatMap((name) =>
+      Array.from({ length: this.instances(name) }, (_, i) => this.spawn(name, i + 1)),
+    );
     try {
       await Promise.all(first);
     } catch (err) {
@@ -111,10 +132,12 @@ export class Supervisor {
     return this.children.get(name)?.proc?.pid;
   }
 
-  private spawn(name: ServiceName): Promise<void> {
-    const existing = this.children.get(name);
+  private spawn(name: ServiceName, instance: number): Promise<void> {
+    const key = instance === 1 ? name : `${name}#${instance}`;
+    const existing = this.children.get(key);
     const child: Child = existing ?? {
       name,
+      instance,
       proc: null,
       ready: false,
       lastAlive: Date.now(),
@@ -125,11 +148,12 @@ export class Supervisor {
       restartTimer: null,
       exited: Promise.resolve(),
     };
-    this.children.set(name, child);
+    this.children.set(key, child);
     child.ready = false;
     child.startedAt = Date.now();
     child.lastAlive = Date.now();
-    const proc = fork(this.opts.entry, [this.opts.configPath, name], {
+    const shared = this.instances(name) > 1;
+    const proc = fork(this.opts.entry, [this.opts.configPath, name, ...(shared ? ['shared'] : [])], {
       execArgv: this.opts.execArgv,
       env: this.opts.env ?? process.env,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -206,7 +230,7 @@ export class Supervisor {
     child.restartTimer = setTimeout(() => {
       child.restartTimer = null;
       if (this.stopping) return;
-      this.spawn(child.name).catch((err) =>
+      this.spawn(child.name, child.instance).catch((err) =>
         // It exits after saying why; the exit schedules the next attempt.
         this.opts.log.log('error', 'service did not start', {
           service: child.name,
@@ -226,20 +250,23 @@ export class Supervisor {
       if (c.proc && c.ready) this.tell(c, { t: 'reload', why, ...(config ? { config } : {}) });
   }
 
-  /** Each service's state, for `mailwerk status` and /readyz. */
+  /** Each service's state, for `mailwerk status` and /readyz: a line per process. */
   status(): ServiceStatus[] {
-    return this.opts.services.map((name) => {
-      const c = this.children.get(name);
-      const up = Boolean(c?.proc && c.ready);
-      return {
-        service: name,
-        state: up ? 'running' : c?.restartTimer ? 'restarting' : 'starting',
-        pid: c?.proc?.pid ?? null,
-        since: c ? new Date(c.startedAt).toISOString() : null,
-        restarts: this.restarts.get(name) ?? 0,
-        listening: this.listening.get(name) ?? [],
-      };
-    });
+    return this.opts.services.flatMap((name) =>
+      Array.from({ length: this.instances(name) }, (_, i) => {
+        const c = this.children.get(i === 0 ? name : `${name}#${i + 1}`);
+        const up = Boolean(c?.proc && c.ready);
+        return {
+          service: name,
+          ...(this.instances(name) > 1 ? { instance: i + 1 } : {}),
+          state: up ? 'running' : c?.restartTimer ? 'restarting' : 'starting',
+          pid: c?.proc?.pid ?? null,
+          since: c ? new Date(c.startedAt).toISOString() : null,
+          restarts: this.restarts.get(name) ?? 0,
+          listening: this.listening.get(name) ?? [],
+        } satisfies ServiceStatus;
+      }),
+    );
   }
 
   /**

@@ -9,6 +9,8 @@ import { printJson, printTable } from '../output.ts';
 
 interface ServiceStatus {
   service: string;
+  /** Which process of a service that runs several (mta.processes). */
+  instance?: number;
   state: string;
   pid: number | null;
   since: string | null;
@@ -107,7 +109,7 @@ export const statusCommands: Command[] = [
             ctx,
             ['SERVICE', 'STATE', 'PID', 'RESTARTS', 'LISTENING'],
             services.map((s) => [
-              s.service,
+              s.instance ? `${s.service} #${s.instance}` : s.service,
               s.state,
               String(s.pid ?? '-'),
               String(s.restarts),
