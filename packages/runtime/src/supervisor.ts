@@ -104,10 +104,15 @@ export class Supervisor {
    */
   private instances(name: ServiceName): number {
     if (name !== 'mta') return 1;
-    const { mta } = this.opts.config;
-    if ([mta.smtp_port, mta.submission_port, mta.submissions_port].some((p) => Number(p) === 0)) return 1;
-    return mta.processes;
+    // Decided once, at start: a reloaded configuration changes it at the next start (as for ports).
+    if (this.mtaProcesses === null) {
+      const { mta } = this.opts.config;
+      const anyPort = [mta.smtp_port, mta.submission_port, mta.submissions_port].some((p) => Number(p) === 0);
+      this.mtaProcesses = anyPort ? 1 : mta.processes;
+    }
+    return this.mtaProcesses;
   }
+  private mtaProcesses: number | null = null;
 
   /** Starts every service; resolves once all listen, or stops them all and rejects with the first failure. */
   async start(): Promise<Listening[]> {
