@@ -62,6 +62,9 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
   const pushed = new Set<string>();
   let fetching = false;
   let again = false;
+  // Stopping waits for the fetch under way (its account's lock and fetched state written), and starts none.
+  let stopped = false;
+  let inFlight: Promise<void> = Promise.resolve();
   const options = () => ({
     store,
     bus: d.bus,
@@ -78,6 +81,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     await store.releaseLock(`fetch-idle:${id}`, owner);
   };
   const keepWatching = async (all: RemoteAccount[], key: Buffer) => {
+    if (stopped) return;
     const wanted = all.filter((r) => r.protocol === 'imap' && !r.stopped && r.errors === 0 && r.lastFetchAt);
     for (const id of watchers.keys()) if (!wanted.some((r) => r.id === id)) await unwatch(id);
     for (const r of wanted) {
@@ -105,16 +109,21 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
             id: r.id,
             remote: `imap://${r.user}@${r.host}`,
           });
-          return watchers.has(r.id) ? watchers.set(r.id, stop) : stop();
+          return watchers.has(r.id) && !stopped ? watchers.set(r.id, stop) : stop();
         })
         .catch((err: Error) => onClosed(err));
     }
   };
-  const fetchDue = async (): Promise<void> => {
+  const fetchDue = (): Promise<void> => {
+    if (stopped) return Promise.resolve();
     if (fetching) {
       again = true;
-      return;
+      return inFlight;
     }
+    inFlight = runFetch();
+    return inFlight;
+  };
+  const runFetch = async (): Promise<void> => {
     fetching = true;
     try {
       const all = await store.listRemoteAccounts();
@@ -127,6 +136,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
       const o = options();
       const due = all.filter((r) => !r.stopped && (pushed.has(r.id) || fetchDueAt(r) <= Date.now()));
       for (const r of due) {
+        if (stopped) break;
         pushed.delete(r.id);
         const lock = `fetch:${r.id}`;
         if (!(await store.acquireLock(lock, owner, 15 * 60_000))) continue;
@@ -148,7 +158,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
       d.onError(err, 'fetching from other servers');
     } finally {
       fetching = false;
-      if (again) {
+      if (again && !stopped) {
         again = false;
         void fetchDue();
       }
@@ -165,9 +175,13 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     return {
       listening: [listening],
       async stop() {
+        stopped = true;
         clearInterval(maintenance);
         clearInterval(fetchTimer);
         for (const id of [...watchers.keys()]) await unwatch(id).catch(() => undefined);
+        // A fetch cut off here would leave its account's lock held (15 minutes) and its last message
+        // unrecorded; it ends with the account it is on (the supervisor kills after stop_timeout_seconds).
+        await inFlight;
         await closeServer(lmtp);
       },
     };
