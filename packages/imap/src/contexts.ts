@@ -6,7 +6,7 @@
  * are expunged or change flags, until CANCELUPDATE or the mailbox is left.
  *
  * Here: the pure part, what turns one result into the next (`contextChanges`,
- * tested by applying it back); the Selected mailbox keeps the contexts and
+ * tested by applying it back as a client would: test/harness.ts); the Selected mailbox keeps the contexts and
  * runs them again when the mailbox changed (selected.ts).
  *
  * Positions (§4.3.3, §4.3.4): a SEARCH result is in mailbox order and its
@@ -73,19 +73,4 @@ export function contextChanges(before: number[], after: number[], sorted: boolea
     removed: runs(before, (x) => !keep(x), true),
     added: runs(after, (x) => !keep(x), false),
   };
-}
-
-/** The client's side (RFC 5267 §4.3.3–4): `changes` applied to `before`, pair by pair; for the tests. */
-export function applyChanges(before: number[], changes: ContextChanges, sorted: boolean): number[] {
-  let list = [...before];
-  for (const [pos, ids] of changes.removed) {
-    if (pos === 0) list = list.filter((x) => !ids.includes(x));
-    else if (!sameOrder(list.splice(pos - 1, ids.length), ids))
-      throw new Error(`REMOVEFROM ${pos} names others`);
-  }
-  for (const [pos, ids] of changes.added) {
-    if (pos === 0) list = [...list, ...ids].sort((a, b) => a - b);
-    else list.splice(pos - 1, 0, ...ids);
-  }
-  return sorted ? list : list.sort((a, b) => a - b);
 }

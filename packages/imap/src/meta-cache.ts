@@ -18,7 +18,7 @@
  * - Bounded: at most `maxRows` rows over all mailboxes; the mailbox used
  *   least recently goes first.
  */
-import type { Mailbox, MailStore, MessageMeta } from '@mailwerk/store';
+import { journalFollows, type Mailbox, type MailStore, type MessageMeta } from '@mailwerk/store';
 
 interface Entry {
   /** The mailbox row read by the last refresh. */
@@ -113,10 +113,8 @@ export class MetaCache {
     const since = entry.modseq;
     const changes = await this.store.changesSince(mailboxId, since);
     if (changes.length > this.maxLag) return false;
-    // Every change takes the next MODSEQ and writes the journal: a first change above since + 1 (or none
-    // while the mailbox moved on) means the journal was pruned past the entry, and cannot say what changed.
-    if (mb.highestModseq > since && (changes[0]?.modseq ?? Number.POSITIVE_INFINITY) > since + 1)
-      return false;
+    // The journal pruned past the entry cannot say what changed: the caller reads the mailbox whole.
+    if (mb.highestModseq > since && !journalFollows(changes, since)) return false;
     const added = new Set<number>();
     for (const c of changes) {
       if (c.kind === 'append') added.add(c.uid);

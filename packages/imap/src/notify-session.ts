@@ -110,7 +110,7 @@ export class NotifyState {
   async status(s: Session, mb: Mailbox): Promise<void> {
     const items = ['MESSAGES', 'UIDNEXT', 'UIDVALIDITY'];
     if (s.condstore || this.spec.wants(mb, 'FlagChange', false)) items.push('HIGHESTMODSEQ');
-    await writeStatus(s, mb, items, false);
+    await writeStatus(s, mb, items);
   }
 
   /** `* LIST (…) "/" name`, with OLDNAME after a rename (§5.4, RFC 5258 extended data). */

@@ -17,7 +17,14 @@
  * - Keywords the client has not been told of are announced with FLAGS and
  *   PERMANENTFLAGS before the FETCH that shows them.
  */
-import { type Change, hasFlag, type Mailbox, type MailboxView, type MailStore } from '@mailwerk/store';
+import {
+  type Change,
+  hasFlag,
+  journalFollows,
+  type Mailbox,
+  type MailboxView,
+  type MailStore,
+} from '@mailwerk/store';
 import { type ContextChanges, contextChanges, type SearchContext } from './contexts.ts';
 import type { MetaCache } from './meta-cache.ts';
 import { flagList, str } from './protocol/encode.ts';
@@ -207,7 +214,7 @@ export class Selected {
    */
   async sync(out: Output, expunge: boolean, flags = true): Promise<void> {
     this.dirty = false;
-    const changes = await this.changes();
+    const { changes, upTo } = await this.changes();
     let added = 0;
     const flagged = new Map<number, { flags: string[]; modseq: number }>();
     let newKeywords = false;
@@ -229,6 +236,7 @@ export class Selected {
         if (this.learn(c.flags)) newKeywords = true;
       }
     }
+    if (upTo > this.modseq) this.modseq = upTo;
     // Own changes the journal has passed can be forgotten.
     for (const m of this.own.keys()) if (m <= this.modseq) this.own.delete(m);
     if (expunge) this.flushExpunges(out);
@@ -255,16 +263,16 @@ export class Selected {
   }
 
   /**
-   * The changes since what the session has read: from the journal, or, when the journal was pruned past
-   * that point (every change takes the next MODSEQ, so a first change above modseq + 1, or none while the
-   * mailbox moved on, is a hole), made from the rows themselves: what left the view is expunged, what is
-   * above it appended, what changed after the session's MODSEQ flagged.
+   * The changes since what the session has read, and the MODSEQ they bring it to: from the journal, or,
+   * when the journal was pruned past that point (journalFollows), made from the rows themselves: what left
+   * the view is expunged, what is above it appended, what changed after the session's MODSEQ flagged; up
+   * to the mailbox's MODSEQ, whatever the rows say (the last change may have been an expunge).
    */
-  private async changes(): Promise<Change[]> {
+  private async changes(): Promise<{ changes: Change[]; upTo: number }> {
     const changes = await this.store.changesSince(this.mailbox.id, this.modseq);
-    if (changes.length && changes[0]!.modseq <= this.modseq + 1) return changes;
+    if (journalFollows(changes, this.modseq)) return { changes, upTo: 0 };
     const mb = await this.store.getMailboxById(this.mailbox.id);
-    if (!mb || mb.highestModseq <= this.modseq) return changes;
+    if (!mb || mb.highestModseq <= this.modseq) return { changes, upTo: 0 };
     const rows = await this.store.listMessageMeta(this.mailbox.id);
     const present = new Set(rows.map((m) => m.uid));
     const last = this.uids.last;
@@ -276,9 +284,7 @@ export class Selected {
         made.push({ mailboxId: mb.id, modseq: m.modseq, kind: 'append', uid: m.uid, flags: m.flags });
       else if (m.modseq > this.modseq && this.uids.has(m.uid))
         made.push({ mailboxId: mb.id, modseq: m.modseq, kind: 'flags', uid: m.uid, flags: m.flags });
-    // Up to the mailbox's MODSEQ, whatever the rows say (the last change may have been an expunge).
-    made.push({ mailboxId: mb.id, modseq: mb.highestModseq, kind: 'expunge', uid: 0 });
-    return made.sort((a, b) => a.modseq - b.modseq);
+    return { changes: made.sort((a, b) => a.modseq - b.modseq), upTo: mb.highestModseq };
   }
 
   /** Tells the client how the context's result became `now` (RFC 5267 §4.3.2), and keeps `now`. */

@@ -424,19 +424,20 @@ export class Session {
     } finally {
       this.syncing = null;
     }
-    if (!group?.fetch) sel.madeByUs.clear();
-    if (group?.fetch && sel.uids.last > top) {
-      // RFC 5465 §5.2: not for what this session put here itself (its APPEND or COPY said so).
-      const fresh = sel.uids.toArray().filter((u) => u > top && !sel.madeByUs.has(u));
-      sel.madeByUs.clear();
+    // RFC 5465 §5.2: not for what this session put here itself (its APPEND or COPY said so).
+    const fresh =
+      group?.fetch && sel.uids.last > top
+        ? sel.uids.byUid([[top + 1, sel.uids.last]]).filter((u) => !sel.madeByUs.has(u))
+        : [];
+    sel.madeByUs.clear();
+    if (fresh.length)
       await fetchMessages(
         this,
         sel,
         fresh,
-        { items: group.fetch, changedSince: null, vanished: false },
+        { items: group!.fetch!, changedSince: null, vanished: false },
         true,
       );
-    }
   }
 
   /** What NOTIFY owes for mailboxes other than the selected one. */

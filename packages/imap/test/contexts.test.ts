@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { applyChanges, contextChanges } from '../src/contexts.ts';
+import { contextChanges } from '../src/contexts.ts';
+import { applyChanges } from './harness.ts';
 
 describe('context updates (CONTEXT=SEARCH, CONTEXT=SORT)', () => {
   it('gives a SEARCH result position 0 and the sets in mailbox order', () => {

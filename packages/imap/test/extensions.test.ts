@@ -6,9 +6,16 @@ import { execFile } from 'node:child_process';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { parseMessage } from '@mailwerk/mime';
-import { contentId } from '@mailwerk/store';
-import { applyChanges } from '../src/contexts.ts';
-import { eventually, PASSWORD, RawImap, type Rig, rig, sample, storeMessage } from './harness.ts';
+import {
+  applyChanges,
+  eventually,
+  PASSWORD,
+  RawImap,
+  type Rig,
+  rig,
+  sample,
+  storeMessage,
+} from './harness.ts';
 
 /** An imapflow logger that keeps what it logs at debug level (each command it sends) in `said`. */
 const saying = (said: string[]) => ({
@@ -1503,17 +1510,8 @@ describe('IMAP extensions: PREVIEW (RFC 8970)', () => {
 
   it('makes the preview of a message stored without one, unless LAZY says NIL will do', async () => {
     const raw = Buffer.from('Subject: old\r\n\r\nfrom before previews\r\n');
-    const mb = (await r.store.getMailbox(r.accounts.bob!, 'INBOX'))!;
     const { preview: _dropped, ...structure } = parseMessage(raw);
-    const m = await r.store.appendMessage({
-      accountId: r.accounts.bob!,
-      mailboxId: mb.id,
-      blobId: contentId(raw),
-      data: raw,
-      size: raw.length,
-      structure,
-      flags: [],
-    });
+    const m = await storeMessage(r, 'bob', 'INBOX', raw, { structure });
     await c.cmd('NOOP');
     assert.match(await c.cmd(`UID FETCH ${m.uid} (PREVIEW)`), /PREVIEW "from before previews"/);
     assert.match(await c.cmd(`UID FETCH ${m.uid} (PREVIEW (LAZY))`), /PREVIEW NIL/);

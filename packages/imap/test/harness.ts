@@ -10,6 +10,7 @@ import { contentId, DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import { generateSelfSigned } from '@mailwerk/tls';
 import { ImapFlow, type ImapFlowOptions } from 'imapflow';
+import type { ContextChanges } from '../src/contexts.ts';
 import { type ImapOptions, ImapService } from '../src/index.ts';
 
 export const PASSWORD = 'correct horse battery';
@@ -239,4 +240,19 @@ export async function count(c: ImapFlow, path: string): Promise<number> {
   const s = await c.status(path, { messages: true });
   if (!s || s.messages === undefined) throw new Error(`no STATUS for ${path}`);
   return s.messages;
+}
+
+/** A client keeping a CONTEXT result (RFC 5267 §4.3.3–4): `changes` applied to `before`, pair by pair. */
+export function applyChanges(before: number[], changes: ContextChanges, sorted: boolean): number[] {
+  let list = [...before];
+  for (const [pos, ids] of changes.removed) {
+    if (pos === 0) list = list.filter((x) => !ids.includes(x));
+    else if (list.splice(pos - 1, ids.length).join() !== ids.join())
+      throw new Error(`REMOVEFROM ${pos} names others`);
+  }
+  for (const [pos, ids] of changes.added) {
+    if (pos === 0) list = [...list, ...ids].sort((a, b) => a - b);
+    else list.splice(pos - 1, 0, ...ids);
+  }
+  return sorted ? list : list.sort((a, b) => a - b);
 }

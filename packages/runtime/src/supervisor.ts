@@ -76,13 +76,16 @@ export class StartError extends Error {
   }
 }
 
+/** A child's key: the service name, and `name#n` for the n-th process of a service that runs several. */
+const childKey = (name: ServiceName, instance: number) => (instance === 1 ? name : `${name}#${instance}`);
+
 const FIRST_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
 const HEALTHY_AFTER_MS = 60_000;
 
 export class Supervisor {
   private readonly opts: SupervisorOptions;
-  /** By service name, and `name#n` for the n-th process of a service that runs several. */
+  /** By childKey. */
   private readonly children = new Map<string, Child>();
   private readonly counters = new InProcessCounters();
   private stopping = false;
@@ -138,7 +141,7 @@ export class Supervisor {
   }
 
   private spawn(name: ServiceName, instance: number): Promise<void> {
-    const key = instance === 1 ? name : `${name}#${instance}`;
+    const key = childKey(name, instance);
     const existing = this.children.get(key);
     const child: Child = existing ?? {
       name,
@@ -259,7 +262,7 @@ export class Supervisor {
   status(): ServiceStatus[] {
     return this.opts.services.flatMap((name) =>
       Array.from({ length: this.instances(name) }, (_, i) => {
-        const c = this.children.get(i === 0 ? name : `${name}#${i + 1}`);
+        const c = this.children.get(childKey(name, i + 1));
         const up = Boolean(c?.proc && c.ready);
         return {
           service: name,

@@ -152,8 +152,6 @@ const toMessageMeta = (d: Omit<MessageDoc, 'structure'>): MessageMeta => ({
   size: d.size,
   blobId: d.blobId,
 });
-const keptId = (accountId: string, name: string) => `${accountId}\0${name}`;
-
 const toMessage = (d: MessageDoc): Message => withStructure(toMessageMeta(d), d.structure);
 /** A queue document as an entry; one whose recipients or meta are not what they must be comes back quarantined. */
 function toQueueEntry({ _id, ...rest }: QueueDoc): QueueEntry {
@@ -566,8 +564,7 @@ export class MongoMailStore implements MailStore {
     subscribed: boolean,
   ): Promise<MailboxDoc> {
     // A name subscribed while it had no mailbox: the mailbox made under it is subscribed.
-    if ((await this.keptSubscriptions.deleteOne({ _id: keptId(accountId, name) })).deletedCount > 0)
-      subscribed = true;
+    if (await this.keptSubscription(accountId, name, false)) subscribed = true;
     const doc: MailboxDoc = {
       _id: newId(),
       accountId,
@@ -666,8 +663,7 @@ export class MongoMailStore implements MailStore {
         throw new StoreError('exists', `mailbox ${r.name} exists already`);
     for (const r of renamed) {
       // A name subscribed while it had no mailbox now has one: the subscription is its.
-      const kept =
-        (await this.keptSubscriptions.deleteOne({ _id: keptId(accountId, r.name) })).deletedCount > 0;
+      const kept = await this.keptSubscription(accountId, r.name, false);
       await this.mailboxes.updateOne(
         { _id: r.id },
         { $set: { name: r.name, ...(kept ? { subscribed: true } : {}) } },
@@ -690,12 +686,7 @@ export class MongoMailStore implements MailStore {
       .toArray();
     const size = docs.reduce((s, m) => s + m.size, 0);
     // RFC 3501 §6.3.6: a subscription outlives its mailbox.
-    if (box.subscribed)
-      await this.keptSubscriptions.updateOne(
-        { _id: keptId(accountId, canonical) },
-        { $set: { accountId, name: canonical } },
-        { upsert: true },
-      );
+    if (box.subscribed) await this.keptSubscription(accountId, canonical, true);
     await this.mailboxes.deleteOne({ _id: box._id });
     await this.messages.deleteMany({ mailboxId: box._id });
     await this.journalC.deleteMany({ mailboxId: box._id });
@@ -717,14 +708,15 @@ export class MongoMailStore implements MailStore {
       await this.mailboxes.updateOne({ _id: box._id }, { $set: { subscribed } });
       return true;
     }
-    if (!subscribed)
-      return (await this.keptSubscriptions.deleteOne({ _id: keptId(accountId, canonical) })).deletedCount > 0;
-    await this.keptSubscriptions.updateOne(
-      { _id: keptId(accountId, canonical) },
-      { $set: { accountId, name: canonical } },
-      { upsert: true },
-    );
-    return true;
+    return (await this.keptSubscription(accountId, canonical, subscribed)) || subscribed;
+  }
+
+  /** Keeps (or drops) a subscription to a name without a mailbox; true when one was dropped. */
+  private async keptSubscription(accountId: string, name: string, keep: boolean): Promise<boolean> {
+    const _id = `${accountId}\0${name}`;
+    if (!keep) return (await this.keptSubscriptions.deleteOne({ _id })).deletedCount > 0;
+    await this.keptSubscriptions.updateOne({ _id }, { $set: { accountId, name } }, { upsert: true });
+    return false;
   }
 
   async listKeptSubscriptions(accountId: string): Promise<string[]> {

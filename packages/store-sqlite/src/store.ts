@@ -369,8 +369,7 @@ export class SqliteMailStore implements MailStore {
     subscribed: boolean,
   ): Row {
     // A name subscribed while it had no mailbox: the mailbox made under it is subscribed.
-    if (this.sql.run('DELETE FROM kept_subscriptions WHERE account_id = ? AND name = ?', accountId, name) > 0)
-      subscribed = true;
+    if (this.keptSubscription(accountId, name, false)) subscribed = true;
     return this.sql.get(
       `INSERT INTO mailboxes (account_id, name, special_use, subscribed, uid_validity, created_at)
        VALUES (?, ?, ?, ?, ?, ?) RETURNING *`,
@@ -448,7 +447,7 @@ export class SqliteMailStore implements MailStore {
       for (const r of renamed) {
         this.sql.run('UPDATE mailboxes SET name = ? WHERE id = ?', r.name, r.id);
         // A name subscribed while it had no mailbox now has one: the subscription is its.
-        if (this.sql.run('DELETE FROM kept_subscriptions WHERE account_id = ? AND name = ?', acc, r.name) > 0)
+        if (this.keptSubscription(acc, r.name, false))
           this.sql.run('UPDATE mailboxes SET subscribed = 1 WHERE id = ?', r.id);
       }
       for (const parent of parentNames(dst)) {
@@ -473,12 +472,7 @@ export class SqliteMailStore implements MailStore {
       );
       if (!box) throw new StoreError('not_found', `no mailbox ${canonical}`);
       // RFC 3501 §6.3.6: a subscription outlives its mailbox.
-      if (box.subscribed === 1)
-        this.sql.run(
-          'INSERT OR IGNORE INTO kept_subscriptions (account_id, name) VALUES (?, ?)',
-          acc,
-          canonical,
-        );
+      if (box.subscribed === 1) this.keptSubscription(acc, canonical, true);
       const size = Number(
         this.sql.get('SELECT coalesce(sum(size), 0) AS s FROM messages WHERE mailbox_id = ?', box.id!)!.s,
       );
@@ -515,18 +509,26 @@ export class SqliteMailStore implements MailStore {
         this.sql.run('UPDATE mailboxes SET subscribed = ? WHERE id = ?', subscribed ? 1 : 0, box.id!);
         return true;
       }
-      if (subscribed)
-        this.sql.run(
-          'INSERT OR IGNORE INTO kept_subscriptions (account_id, name) VALUES (?, ?)',
-          acc,
-          canonical,
-        );
-      else
-        return (
-          this.sql.run('DELETE FROM kept_subscriptions WHERE account_id = ? AND name = ?', acc, canonical) > 0
-        );
-      return true;
+      return this.keptSubscription(acc, canonical, subscribed) || subscribed;
     });
+  }
+
+  /**
+   * Keeps (or drops) a subscription to a name without a mailbox; true when one was dropped. Must run
+   * inside a transaction.
+   */
+  private keptSubscription(accountId: number, name: string, keep: boolean): boolean {
+    if (keep) {
+      this.sql.run(
+        'INSERT OR IGNORE INTO kept_subscriptions (account_id, name) VALUES (?, ?)',
+        accountId,
+        name,
+      );
+      return false;
+    }
+    return (
+      this.sql.run('DELETE FROM kept_subscriptions WHERE account_id = ? AND name = ?', accountId, name) > 0
+    );
   }
 
   async listKeptSubscriptions(accountId: string): Promise<string[]> {

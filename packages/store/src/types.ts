@@ -210,6 +210,16 @@ export interface Change {
   flags?: string[];
 }
 
+/**
+ * Whether `changes`, read with `changesSince(mailbox, since)`, start right after `since`. Every change
+ * takes the mailbox's next MODSEQ and is written to the journal, so when they do not (or none came while
+ * the mailbox's MODSEQ moved past `since`), the journal was pruned past `since` and cannot say what
+ * changed: the reader reads the mailbox's rows instead.
+ */
+export function journalFollows(changes: readonly Change[], since: number): boolean {
+  return changes.length > 0 && changes[0]!.modseq <= since + 1;
+}
+
 export type RecipientState = 'pending' | 'delivered' | 'failed';
 
 /** An SMTP or LMTP reply (RFC 5321 §4.2, RFC 3463), as the next hop gave it or as we made it (see reply.ts). */

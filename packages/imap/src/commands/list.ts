@@ -95,6 +95,8 @@ function readList(c: Cursor, lsub: boolean): ListRequest {
 
 async function list(s: Session, c: Cursor, lsub: boolean): Promise<string> {
   const req = readList(c, lsub);
+  // As a STATUS asking for it (RFC 7162 §3.1), RETURN (STATUS (HIGHESTMODSEQ)) turns CONDSTORE on.
+  if (req.status?.includes('HIGHESTMODSEQ')) s.condstore = true;
   const kind = lsub ? 'LSUB' : 'LIST';
   if (req.patterns.every((p) => p === '')) {
     // RFC 3501 §6.3.8: an empty pattern asks for the delimiter and the root.

@@ -8,7 +8,7 @@
  * every page view pays for the messages once. A message stored before the
  * structure kept them is read as before: its header for References.
  */
-import { decodeWords, type Envelope, sortFields } from '@mailwerk/mime';
+import { buildEnvelope, decodeWords, sortFields } from '@mailwerk/mime';
 import type { Message, MessageMeta } from '@mailwerk/store';
 import { bad } from '../errors.ts';
 import type { Cursor } from '../protocol/cursor.ts';
@@ -40,18 +40,6 @@ import { type Command, SELECTED } from './types.ts';
 import { selected, structureOf } from './util.ts';
 
 const BATCH = 500;
-const EMPTY_ENVELOPE: Envelope = {
-  date: null,
-  subject: null,
-  from: null,
-  sender: null,
-  replyTo: null,
-  to: null,
-  cc: null,
-  bcc: null,
-  inReplyTo: null,
-  messageId: null,
-};
 const ESORT_OPTIONS = new Set(['MIN', 'MAX', 'ALL', 'COUNT', 'PARTIAL', 'CONTEXT', 'UPDATE']);
 
 /**
@@ -75,7 +63,7 @@ function readCriteria(c: Cursor, late?: (c: Cursor) => void) {
 async function olderFacts(s: Session, m: Message, references: boolean): Promise<ContentFacts> {
   const root = (await structureOf(s, m)).root;
   const facts: ContentFacts = {
-    ...sortFields(root.envelope ?? EMPTY_ENVELOPE, null),
+    ...sortFields(root.envelope ?? buildEnvelope([]), null),
     references: null,
     keys: {},
   };

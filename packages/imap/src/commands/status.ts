@@ -33,13 +33,9 @@ export function readStatusItems(c: Cursor): string[] {
   return items;
 }
 
-/**
- * Writes `* STATUS name (…)` for one mailbox. A client asking for HIGHESTMODSEQ turns CONDSTORE on
- * (RFC 7162 §3.1); `asked` false: the server chose the items (NOTIFY), nothing is turned on.
- */
-export async function writeStatus(s: Session, mb: Mailbox, items: string[], asked = true): Promise<void> {
+/** Writes `* STATUS name (…)` for one mailbox. */
+export async function writeStatus(s: Session, mb: Mailbox, items: string[]): Promise<void> {
   const st = await s.ctx.store.mailboxStatus(mb.id);
-  if (asked && items.includes('HIGHESTMODSEQ')) s.condstore = true;
   const value: Record<string, number | string> = {
     MESSAGES: st.messages,
     RECENT: st.recent,
@@ -70,6 +66,8 @@ export const STATUS: Command = {
     c.space();
     const items = readStatusItems(c);
     c.end();
+    // RFC 7162 §3.1: a STATUS asking for HIGHESTMODSEQ turns CONDSTORE on.
+    if (items.includes('HIGHESTMODSEQ')) s.condstore = true;
     await writeStatus(s, await mailbox(s, name), items);
     return 'STATUS completed';
   },
