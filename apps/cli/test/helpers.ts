@@ -1,4 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -84,16 +85,68 @@ function startService(
   });
 }
 
-/** A port nothing listens on right now (for a service that needs its port in its config). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports for services that need theirs in their config, and keep it over many starts. A port the kernel hands out
+ * (`listen(0)`) comes from the ephemeral range, where every outgoing connection of the other test files running at
+ * the same time also takes its local port: one restart in a long test then found "its" port taken (CI, 2026-12-02).
+ * So ports are chosen below that range, and reserved for this process with a file per port that other test
+ * processes respect while this process lives.
+ */
+const RESERVED = join(tmpdir(), 'mailwerk-test-ports');
+const LOW = 20_000;
+const HIGH = ephemeralStart() - 1;
+
+function ephemeralStart(): number {
+  try {
+    return (
+      Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32_768
+    );
+  } catch {
+    return 32_768;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Takes the reservation file of `port` for this process, unless a living process holds it. */
+function reserve(port: number): boolean {
+  const file = join(RESERVED, String(port));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = Number(readFileSync(file, 'utf8'));
+      if (holder === process.pid || (holder > 0 && alive(holder))) return false;
+      rmSync(file, { force: true });
+    }
+  }
+  return false;
+}
+
+const bindable = (port: number) =>
+  new Promise<boolean>((resolve) => {
     const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
+
+/** A loopback port outside the kernel's ephemeral range that nothing listens on, reserved for this test process. */
+export async function freePort(): Promise<number> {
+  mkdirSync(RESERVED, { recursive: true, mode: 0o777 });
+  for (let tries = 0; tries < 1000; tries++) {
+    const port = LOW + Math.floor(Math.random() * (HIGH - LOW + 1));
+    if (reserve(port) && (await bindable(port))) return port;
+  }
+  throw new Error(`no free port between ${LOW} and ${HIGH}`);
 }
 
 export async function sandbox(): Promise<Sandbox> {
