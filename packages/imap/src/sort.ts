@@ -1,22 +1,25 @@
 /**
- * SORT and THREAD (RFC 5256) with SORT=DISPLAY (RFC 5957): base subjects,
- * the i;unicode-casemap collation (RFC 5051), sort keys, and the
+ * SORT and THREAD (RFC 5256) with SORT=DISPLAY (RFC 5957): sort keys and the
  * ORDEREDSUBJECT and REFERENCES threading algorithms, as pure functions over
- * what each message says (SortFacts). The command (commands/sort.ts) gathers
- * the facts; nothing here reads the store.
+ * what each message says (SortFacts); base subjects and the i;unicode-casemap
+ * collation (RFC 5051) are @mailwerk/mime's (collation.ts). The command
+ * (commands/sort.ts) gathers the facts; nothing here reads the store.
  *
- * Bounds: subjects and names are cut to MAX_TEXT characters before any work,
+ * Bounds: subjects and names are cut to MAX_SORT_TEXT characters before any work,
  * a message's references to MAX_REFERENCES ids; everything is linear in the
  * mailbox (plus n log n for sorting) and nothing recurses on message data
  * (the thread tree is walked with explicit stacks).
  */
 import {
   ancestors,
+  baseSubject,
+  casemap,
+  casemapText,
   type EnvelopeAddress,
-  MAX_SORT_TEXT as MAX_TEXT,
   messageIds,
   parseHeaderBlock,
   type SortFields,
+  subjectKey as subjectText,
 } from '@mailwerk/mime';
 
 /** What sorting and threading need of one message: its stored sort fields and its place in the mailbox. */
@@ -42,8 +45,9 @@ function keyOf(f: SortFacts, name: string, make: () => Buffer): Buffer {
   return k;
 }
 
-/** The collation key of the base subject. */
-const subjectKey = (f: SortFacts) => keyOf(f, 'SUBJECT', () => casemap(baseSubject(f.subject).base));
+/** The collation key of the base subject: kept with the message's sort fields, made here for older ones. */
+const subjectKey = (f: SortFacts) =>
+  keyOf(f, 'SUBJECT', () => Buffer.from(f.subjectKey ?? subjectText(f.subject), 'utf8'));
 
 /** The part of SortFacts that depends only on the message's bytes (kept by blob). */
 export interface ContentFacts extends Omit<SortFields, 'references'> {
@@ -70,67 +74,6 @@ export function ancestryOf(header: string): { references: string[]; messageId: s
     references: ancestors(references, inReplyTo),
     messageId: messageIds(own, 1)[0] ?? null,
   };
-}
-
-/**
- * The base subject (RFC 5256 §2.1): without "Re:", "Fwd:", "[list]" leaders, "(fwd)" trailers and the
- * "[fwd: …]" wrapper, white space collapsed. `reply` is whether anything reply-like came off (§2.1 steps
- * 2–6; THREAD=REFERENCES step 5 asks).
- */
-export function baseSubject(subject: string): { base: string; reply: boolean } {
-  // (1) Decoded already; white space runs to one space.
-  let s = subject.slice(0, MAX_TEXT).replace(/[\t\r\n ]+/g, ' ');
-  let reply = false;
-  for (let round = 0; round < MAX_TEXT; round++) {
-    // (2) Trailers: "(fwd)" and white space, as often as they come.
-    for (;;) {
-      const t = s.replace(/ $/, '');
-      const u = /\(fwd\)$/i.test(t) ? t.slice(0, -5) : t;
-      if (u.length !== t.length) reply = true;
-      if (u === s) break;
-      s = u;
-    }
-    // (3)-(5) Leaders: "re"/"fw"/"fwd" with blobs before and one after, a lone white space, and a blob
-    // when something is left after it.
-    for (;;) {
-      const leader = /^(?:\[[^[\]]*\] *)*(?:re|fwd?) *(?:\[[^[\]]*\] *)?:/i.exec(s);
-      if (leader) {
-        s = s.slice(leader[0].length);
-        reply = true;
-        continue;
-      }
-      if (s.startsWith(' ')) {
-        s = s.slice(1);
-        continue;
-      }
-      const blob = /^\[[^[\]]*\] */.exec(s);
-      if (blob && blob[0].length < s.length) {
-        s = s.slice(blob[0].length);
-        continue;
-      }
-      break;
-    }
-    // (6) "[fwd: … ]" around it: off, and again from (2).
-    if (/^\[fwd:/i.test(s) && s.endsWith(']')) {
-      s = s.slice(5, -1);
-      reply = true;
-      continue;
-    }
-    break;
-  }
-  return { base: s, reply };
-}
-
-/**
- * i;unicode-casemap (RFC 5051 §2): each character titlecased (its upper case here: the two differ only for
- * a few digraphs), then NFKD; compared as UTF-8 octets, so the key is the UTF-8 bytes.
- */
-export function casemap(text: string): Buffer {
-  const cut = text.slice(0, MAX_TEXT);
-  // Printable ASCII (most subjects and names): upper case is the whole mapping, NFKD changes nothing.
-  if (/^[\x20-\x7e]*$/.test(cut)) return Buffer.from(cut.toUpperCase(), 'latin1');
-  // Upper case is mapped per code point (no context: toUpperCase has none, unlike lower casing's final sigma).
-  return Buffer.from(cut.toUpperCase().normalize('NFKD'), 'utf8');
 }
 
 export const SORT_KEYS = new Set([
@@ -358,7 +301,7 @@ export function threadReferences(facts: SortFacts[]): ThreadNode[] {
   for (const c of top) {
     const { base, reply } = subjectOf(c);
     if (!base) continue;
-    const key = casemap(base).toString('latin1');
+    const key = casemapText(base);
     const old = bySubject.get(key);
     if (!old || (!c.message && old.message) || (old.message && subjectOf(old).reply && !reply))
       bySubject.set(key, c);
@@ -367,7 +310,7 @@ export function threadReferences(facts: SortFacts[]): ThreadNode[] {
   const gone = new Set<Container>();
   for (const c of top) {
     const { base, reply } = subjectOf(c);
-    const key = base ? casemap(base).toString('latin1') : null;
+    const key = base ? casemapText(base) : null;
     const old = key === null ? undefined : bySubject.get(key);
     if (!old || old === c || gone.has(c)) {
       if (!gone.has(c)) merged.push(c);

@@ -1,12 +1,9 @@
-// SORT and THREAD's pure parts (packages/imap/src/sort.ts): base subjects (RFC 5256 §2.1), the collation,
-// sort order with ties, both threading algorithms on known trees, the response's notation, and hostile
+// SORT and THREAD's pure parts (packages/imap/src/sort.ts): sort order with ties, both threading algorithms on known trees, the response's notation, and hostile
 // references (loops, self-references, deep chains) that must neither hang nor lose a message.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
-  baseSubject,
-  casemap,
   formatThreads,
   type SortFacts,
   sortMessages,
@@ -29,50 +26,6 @@ const msg = (seq: number, o: Partial<SortFacts> = {}): SortFacts => ({
   ...o,
 });
 const bySeq = (f: SortFacts) => f.seq;
-
-describe('base subject (RFC 5256 §2.1)', () => {
-  const table: Array<[string, string, boolean]> = [
-    ['Hello', 'Hello', false],
-    ['Re: Hello', 'Hello', true],
-    ['RE: re: Fwd: Hello', 'Hello', true],
-    ['Fw: Hello', 'Hello', true],
-    ['Re[2]: Hello', 'Hello', true],
-    ['[list] Re: Hello', 'Hello', true],
-    ['[list] Hello', 'Hello', false],
-    ['[list]', '[list]', false],
-    ['Hello (fwd)', 'Hello', true],
-    ['Hello (fwd) (FWD)  ', 'Hello', true],
-    ['[Fwd: Re: Hello]', 'Hello', true],
-    ['[fwd: [list] Hello (fwd)]', 'Hello', true],
-    ['  Hello \t  world  ', 'Hello world', false],
-    ['Re:Re:Re:', '', true],
-    ['Reply: about', 'Reply: about', false],
-    ['', '', false],
-  ];
-  for (const [subject, base, reply] of table)
-    it(`${JSON.stringify(subject)} → ${JSON.stringify(base)}`, () =>
-      assert.deepEqual(baseSubject(subject), { base, reply }));
-
-  it('takes linear time on long leaders and blobs', () => {
-    const t = Date.now();
-    baseSubject(`${'[x]'.repeat(50_000)}Re: a`);
-    baseSubject(`${'Re: '.repeat(50_000)}a`);
-    baseSubject(`${'[fwd: '.repeat(10_000)}a${']'.repeat(10_000)}`);
-    assert.ok(Date.now() - t < 500, `${Date.now() - t} ms`);
-  });
-});
-
-describe('i;unicode-casemap (RFC 5051)', () => {
-  it('ignores case and compatibility forms, and compares what remains by code point', () => {
-    assert.equal(Buffer.compare(casemap('apple'), casemap('APPLE')), 0);
-    assert.equal(Buffer.compare(casemap('ﬁle'), casemap('FILE')), 0);
-    assert.equal(Buffer.compare(casemap('e\u0301'), casemap('É')), 0);
-    assert.ok(Buffer.compare(casemap('a'), casemap('B')) < 0);
-    // é decomposes to E and a combining accent: after E, before F.
-    assert.ok(Buffer.compare(casemap('e'), casemap('é')) < 0);
-    assert.ok(Buffer.compare(casemap('é'), casemap('f')) < 0);
-  });
-});
 
 describe('SORT order (RFC 5256 §3, RFC 5957)', () => {
   const a = (address: string, name = '') => ({ address, name });

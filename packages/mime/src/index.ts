@@ -18,6 +18,7 @@ export {
   MAX_ADDRESSES,
   parseAddressList,
 } from './address.ts';
+export { baseSubject, casemap, casemapText, subjectKey } from './collation.ts';
 export { type HeaderDate, parseHeaderDate } from './date.ts';
 export { dotStuff } from './dot-stuff.ts';
 export { messagePreview, PREVIEW_CHARS } from './preview.ts';

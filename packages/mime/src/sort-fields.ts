@@ -6,11 +6,12 @@
  * MAX_REFERENCES ids of the first 20,000 characters of the field.
  */
 import type { AddressEntry, EnvelopeAddress } from './address.ts';
+import { MAX_SORT_TEXT, subjectKey } from './collation.ts';
 import { parseHeaderDate } from './date.ts';
 import type { Envelope } from './index.ts';
 import { decodeWords } from './words.ts';
 
-export const MAX_SORT_TEXT = 1000;
+export { MAX_SORT_TEXT };
 export const MAX_REFERENCES = 100;
 
 export interface SortFields {
@@ -18,6 +19,11 @@ export interface SortFields {
   sent: number | null;
   /** Subject: decoded (RFC 2047), '' when there is none. */
   subject: string;
+  /**
+   * The casemapped base subject (collation.ts subjectKey): SORT (SUBJECT)'s key, made here so the first SORT
+   * of a mailbox does not make it for every message. Absent in fields kept before it was.
+   */
+  subjectKey?: string;
   /** The first address of From:, To: and Cc: (RFC 5256 §3: the first "addr-mailbox"; RFC 5957: its display). */
   from: EnvelopeAddress | null;
   to: EnvelopeAddress | null;
@@ -60,9 +66,11 @@ export function ancestors(
 
 /** The sort fields of a message with envelope `env` whose References: field is `references`. */
 export function sortFields(env: Envelope, references: string | null | undefined): SortFields {
+  const subject = env.subject ? decodeWords(env.subject).slice(0, MAX_SORT_TEXT) : '';
   return {
     sent: env.date ? (parseHeaderDate(env.date)?.time ?? null) : null,
-    subject: env.subject ? decodeWords(env.subject).slice(0, MAX_SORT_TEXT) : '',
+    subject,
+    subjectKey: subjectKey(subject),
     from: firstAddress(env.from),
     to: firstAddress(env.to),
     cc: firstAddress(env.cc),

@@ -179,4 +179,33 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (account_id, name)
   ) STRICT;
   `,
+  // A message's sort fields (MessageStructure.sort) beside its row, small and in UID order, so the first
+  // SORT or THREAD of a mailbox reads a few hundred bytes a message instead of its whole structure; gone
+  // with the message. Packed as @mailwerk/store's packSortFields writes them (an address's route, which
+  // sorting does not read, is left out here). Filled from the structures that have them.
+  `
+  CREATE TABLE message_sort (
+    mailbox_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    fields TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, uid),
+    FOREIGN KEY (mailbox_id, uid) REFERENCES messages(mailbox_id, uid) ON DELETE CASCADE
+  ) STRICT, WITHOUT ROWID;
+  INSERT INTO message_sort (mailbox_id, uid, fields)
+    SELECT mailbox_id, uid, json_array(
+      1,
+      json_extract(structure, '$.sort.sent'),
+      json_extract(structure, '$.sort.subject'),
+      json_extract(structure, '$.sort.subjectKey'),
+      CASE WHEN json_type(structure, '$.sort.from') = 'object' THEN
+        json_array(json_extract(structure, '$.sort.from.name'), json_extract(structure, '$.sort.from.address')) END,
+      CASE WHEN json_type(structure, '$.sort.to') = 'object' THEN
+        json_array(json_extract(structure, '$.sort.to.name'), json_extract(structure, '$.sort.to.address')) END,
+      CASE WHEN json_type(structure, '$.sort.cc') = 'object' THEN
+        json_array(json_extract(structure, '$.sort.cc.name'), json_extract(structure, '$.sort.cc.address')) END,
+      json_extract(structure, '$.sort.messageId'),
+      json_extract(structure, '$.sort.references'))
+    FROM messages
+    WHERE json_valid(structure) AND json_type(structure, '$.sort') = 'object';
+  `,
 ];

@@ -33,6 +33,7 @@ import {
   normalizeDomain,
   normalizeFlags,
   normalizeMailboxName,
+  packSortFields,
   parentNames,
   parseAddress,
   type QueueEntry,
@@ -44,6 +45,7 @@ import {
   StoreError,
   sortFieldsOf,
   type TlsItem,
+  unpackSortFields,
 } from '@mailwerk/store';
 import { type GroupCommit, uniqueAs } from './db.ts';
 import { SqliteDkim } from './dkim.ts';
@@ -616,8 +618,9 @@ export class SqliteMailStore implements MailStore {
       structure: string;
       deliveryKey?: string | undefined;
     },
+    sort: { fields: string | null } | { from: number; uid: number },
   ): Row {
-    return this.sql.get(
+    const row = this.sql.get(
       `INSERT INTO messages (account_id, mailbox_id, uid, modseq, flags, seen, internal_date, size, blob_id, structure, delivery_key, saved_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
       r.accountId,
@@ -633,6 +636,24 @@ export class SqliteMailStore implements MailStore {
       m.deliveryKey ?? null,
       Date.now(),
     )!;
+    // Its sort fields beside it (schema.ts, message_sort): as given, or a copy's those of its original.
+    if ('from' in sort)
+      this.sql.run(
+        `INSERT INTO message_sort (mailbox_id, uid, fields)
+         SELECT ?, ?, fields FROM message_sort WHERE mailbox_id = ? AND uid = ?`,
+        r.mailboxId,
+        r.uid,
+        sort.from,
+        sort.uid,
+      );
+    else if (sort.fields !== null)
+      this.sql.run(
+        'INSERT INTO message_sort (mailbox_id, uid, fields) VALUES (?, ?, ?)',
+        r.mailboxId,
+        r.uid,
+        sort.fields,
+      );
+    return row;
   }
 
   async appendMessage(input: NewMessage): Promise<Message> {
@@ -665,6 +686,7 @@ export class SqliteMailStore implements MailStore {
           structure,
           deliveryKey: input.deliveryKey,
         },
+        { fields: input.structure.sort ? packSortFields(input.structure.sort) : null },
       );
       this.journal(mailboxId, modseq, 'append', firstUid, flags);
       return inserted;
@@ -710,14 +732,41 @@ export class SqliteMailStore implements MailStore {
     mailboxId: string,
     range: { uidFrom?: number; uidTo?: number } = {},
   ): Promise<MessageSortFields[]> {
-    return this.sql
-      .all(
-        'SELECT uid, structure FROM messages WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid',
-        rowId(mailboxId),
-        range.uidFrom ?? 1,
-        range.uidTo ?? Number.MAX_SAFE_INTEGER,
-      )
-      .map((r) => ({ uid: Number(r.uid), sort: sortFieldsOf(r.structure) }));
+    const box = rowId(mailboxId);
+    const from = range.uidFrom ?? 1;
+    const to = range.uidTo ?? Number.MAX_SAFE_INTEGER;
+    // The kept fields (message_sort) alone when every message of the range has them (the count is read
+    // from the index); else with the structures of those that do not (SQLite's deferred seek: a message's
+    // row is visited only when the CASE needs it).
+    const kept = this.sql.all(
+      'SELECT uid, fields FROM message_sort WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid',
+      box,
+      from,
+      to,
+    );
+    const count = Number(
+      this.sql.get(
+        'SELECT count(*) AS n FROM messages WHERE mailbox_id = ? AND uid >= ? AND uid <= ?',
+        box,
+        from,
+        to,
+      )!.n,
+    );
+    const rows =
+      kept.length === count
+        ? kept
+        : this.sql.all(
+            `SELECT m.uid, s.fields, CASE WHEN s.fields IS NULL THEN m.structure END AS structure
+             FROM messages m LEFT JOIN message_sort s ON s.mailbox_id = m.mailbox_id AND s.uid = m.uid
+             WHERE m.mailbox_id = ? AND m.uid >= ? AND m.uid <= ? ORDER BY m.uid`,
+            box,
+            from,
+            to,
+          );
+    return rows.map((r) => ({
+      uid: Number(r.uid),
+      sort: r.fields != null ? unpackSortFields(r.fields) : sortFieldsOf(r.structure),
+    }));
   }
 
   async listUids(mailboxId: string): Promise<number[]> {
@@ -844,6 +893,7 @@ export class SqliteMailStore implements MailStore {
           blobId: r.blob_id as string,
           structure: r.structure as string,
         },
+        { from, uid: Number(r.uid) },
       );
       this.journal(to, modseq, 'append', uid, flags);
       pairs.push([Number(r.uid), uid]);

@@ -4,7 +4,7 @@
  * structure that does not parse fails only the reader that needs it (see
  * `StoreError('corrupt')`), not every listing of the mailbox.
  */
-import { type MessageStructure, parseMessage, type SortFields } from '@mailwerk/mime';
+import { type EnvelopeAddress, type MessageStructure, parseMessage, type SortFields } from '@mailwerk/mime';
 import { isStoreError, StoreError } from './errors.ts';
 import type { MailStore, Message } from './types.ts';
 
@@ -119,4 +119,72 @@ export function sortFieldsOf(json: unknown): SortFields | null {
   } catch {
     return null;
   }
+}
+
+/** An address as packed: [name, address] or [name, address, route]. */
+type PackedAddress = [string, string] | [string, string, string];
+
+const packAddress = (a: EnvelopeAddress | null): PackedAddress | null =>
+  a ? (a.route ? [a.name, a.address, a.route] : [a.name, a.address]) : null;
+
+function unpackAddress(v: unknown): EnvelopeAddress | null | undefined {
+  if (v === null) return null;
+  if (!Array.isArray(v) || typeof v[0] !== 'string' || typeof v[1] !== 'string') return undefined;
+  return typeof v[2] === 'string'
+    ? { name: v[0], address: v[1], route: v[2] }
+    : { name: v[0], address: v[1] };
+}
+
+/**
+ * Sort fields as a store keeps them beside a message (SQLite's message_sort): a JSON array, version first,
+ * `[1, sent, subject, subjectKey, from, to, cc, messageId, references]`, each address [name, address(,
+ * route)] or null. An array of strings reads about three times as fast as the same fields as objects
+ * with their names, which is most of the first SORT of a big mailbox.
+ */
+export function packSortFields(f: SortFields): string {
+  return JSON.stringify([
+    1,
+    f.sent,
+    f.subject,
+    f.subjectKey ?? null,
+    packAddress(f.from),
+    packAddress(f.to),
+    packAddress(f.cc),
+    f.messageId,
+    f.references,
+  ]);
+}
+
+/** The fields packSortFields wrote, or null when the text is not that (damaged): the reader then reads the message. */
+export function unpackSortFields(text: unknown): SortFields | null {
+  if (typeof text !== 'string') return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(v) || v.length !== 9 || v[0] !== 1) return null;
+  const [, sent, subject, subjectKey, from, to, cc, messageId, references] = v as unknown[];
+  const addresses = [unpackAddress(from), unpackAddress(to), unpackAddress(cc)];
+  if (
+    (sent !== null && typeof sent !== 'number') ||
+    typeof subject !== 'string' ||
+    (subjectKey !== null && typeof subjectKey !== 'string') ||
+    addresses.includes(undefined) ||
+    (messageId !== null && typeof messageId !== 'string') ||
+    !Array.isArray(references) ||
+    !references.every((r) => typeof r === 'string')
+  )
+    return null;
+  return {
+    sent,
+    subject,
+    ...(subjectKey !== null ? { subjectKey } : {}),
+    from: addresses[0]!,
+    to: addresses[1]!,
+    cc: addresses[2]!,
+    messageId,
+    references,
+  };
 }

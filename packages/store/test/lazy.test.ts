@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseMessage } from '@mailwerk/mime';
 import fc from 'fast-check';
-import { sortFieldsOf } from '../src/lazy.ts';
+import { packSortFields, sortFieldsOf, unpackSortFields } from '../src/lazy.ts';
 
 const stored = (raw: string) => JSON.stringify(parseMessage(Buffer.from(raw)));
 
@@ -31,5 +31,48 @@ describe('sort fields from a stored structure', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('sort fields packed as a store keeps them beside a message', () => {
+  it('unpack as they were packed, for any header, source routes included (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ maxLength: 200 }),
+        fc.string({ maxLength: 200 }),
+        fc.string({ maxLength: 100 }),
+        (subject, refs, from) => {
+          const raw = `Subject: ${subject}\r\nReferences: ${refs}\r\nFrom: ${from}\r\nTo: <@route.example:a@b.example>\r\n\r\nx`;
+          const sort = parseMessage(Buffer.from(raw)).sort!;
+          assert.deepEqual(unpackSortFields(packSortFields(sort)), sort);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('read fields kept before the subject key was as without it', () => {
+    const { subjectKey: _, ...older } = parseMessage(Buffer.from('Subject: Re: x\r\n\r\nx')).sort!;
+    assert.deepEqual(unpackSortFields(packSortFields(older)), older);
+  });
+
+  it('give null, never a throw, for what is not packed fields', () => {
+    const good = JSON.parse(
+      packSortFields(parseMessage(Buffer.from('Subject: a\r\nFrom: b@c\r\n\r\nx')).sort!),
+    );
+    const damaged: unknown[] = [
+      'not json',
+      '',
+      null,
+      42,
+      '{"sent":1}',
+      '[]',
+      JSON.stringify([2, ...good.slice(1)]),
+      JSON.stringify(good.slice(0, 8)),
+      JSON.stringify(good.map((v: unknown, i: number) => (i === 2 ? 7 : v))),
+      JSON.stringify(good.map((v: unknown, i: number) => (i === 4 ? ['only a name'] : v))),
+      JSON.stringify(good.map((v: unknown, i: number) => (i === 8 ? [1, 2] : v))),
+    ];
+    for (const text of damaged) assert.equal(unpackSortFields(text), null, String(text));
   });
 });

@@ -105,7 +105,8 @@ async function factsOf(
     for (const { uid, sort } of await s.ctx.store.listSortFields(mailboxId, range)) {
       const blobId = want.get(uid);
       if (blobId === undefined) continue;
-      if (sort) learn(blobId, { ...sort, keys: {} });
+      // Fresh from the store: kept as they are, with a place for their sort keys.
+      if (sort) learn(blobId, Object.assign(sort, { keys: {} }));
       else older.add(uid);
     }
     if (older.size) {

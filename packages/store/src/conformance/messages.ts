@@ -117,7 +117,7 @@ export function messageSuite(factory: StoreFactory): void {
       assert.equal((await ctx.store.viewMailbox(inbox.id)).uids.length, 2);
     });
 
-    it('lists the sort fields kept in the structures, in UID order; null for a damaged or older structure', async () => {
+    it('lists the sort fields kept with the messages, in UID order; null for an older structure', async () => {
       const { account, inbox } = await newAccount(ctx.store);
       const subjects = ['one', 'two', 'three', 'four'];
       for (const subject of subjects) await deliver(ctx.store, account, inbox.id, sampleMessage(subject));
@@ -135,11 +135,14 @@ export function messageSuite(factory: StoreFactory): void {
         flags: [],
       });
       const all = await ctx.store.listSortFields(inbox.id);
+      // A damaged structure: its fields, where the store keeps them apart, else none (read from the message).
+      const damaged = all[1]!.sort;
+      assert.ok(damaged === null || damaged.subject === 'two', JSON.stringify(damaged));
       assert.deepEqual(
-        all.map((f) => [f.uid, f.sort?.subject ?? null]),
+        all.map((f) => [f.uid, f.uid === 2 ? 'either' : (f.sort?.subject ?? null)]),
         [
           [1, 'one'],
-          [2, null],
+          [2, 'either'],
           [3, 'three'],
           [4, 'four'],
           [5, null],
@@ -151,6 +154,32 @@ export function messageSuite(factory: StoreFactory): void {
         [3, 4],
       );
       assert.deepEqual(await ctx.store.listSortFields('999999'), []);
+    });
+
+    it('keeps the sort fields of a message copied or moved, and none of one expunged', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      const other = await ctx.store.createMailbox(account.id, 'Other');
+      for (const subject of ['one', 'two', 'three'])
+        await deliver(ctx.store, account, inbox.id, sampleMessage(subject));
+      await ctx.store.copyMessages(inbox.id, [1], other.id);
+      await ctx.store.moveMessages(inbox.id, [2], other.id);
+      await ctx.store.expungeMessages(inbox.id, [3]);
+      const subjectsOf = async (id: string) =>
+        (await ctx.store.listSortFields(id)).map((f) => [f.uid, f.sort?.subject ?? null]);
+      assert.deepEqual(await subjectsOf(other.id), [
+        [1, 'one'],
+        [2, 'two'],
+      ]);
+      assert.deepEqual(await subjectsOf(inbox.id), [[1, 'one']]);
+      assert.deepEqual(
+        (await ctx.store.listSortFields(other.id))[1]!.sort,
+        parseMessage(sampleMessage('two')).sort,
+      );
+      // Gone with their mailbox: a mailbox made later (SQLite may give it the same id) has none of them.
+      await ctx.store.deleteMailbox(account.id, 'Other');
+      const again = await ctx.store.createMailbox(account.id, 'Again');
+      await deliver(ctx.store, account, again.id, sampleMessage('new'));
+      assert.deepEqual(await subjectsOf(again.id), [[1, 'new']]);
     });
 
     it('stores the body with the message when given', async () => {
