@@ -23,7 +23,7 @@ export interface SortFields {
    * The casemapped base subject (collation.ts subjectKey): SORT (SUBJECT)'s key, made here so the first SORT
    * of a mailbox does not make it for every message. Absent in fields kept before it was.
    */
-  subjectKey?: string;
+  subjectKey?: string | undefined;
   /** The first address of From:, To: and Cc: (RFC 5256 §3: the first "addr-mailbox"; RFC 5957: its display). */
   from: EnvelopeAddress | null;
   to: EnvelopeAddress | null;

@@ -166,25 +166,29 @@ export function unpackSortFields(text: unknown): SortFields | null {
   }
   if (!Array.isArray(v) || v.length !== 9 || v[0] !== 1) return null;
   const [, sent, subject, subjectKey, from, to, cc, messageId, references] = v as unknown[];
-  const addresses = [unpackAddress(from), unpackAddress(to), unpackAddress(cc)];
+  const first = [unpackAddress(from), unpackAddress(to), unpackAddress(cc)] as const;
   if (
     (sent !== null && typeof sent !== 'number') ||
     typeof subject !== 'string' ||
     (subjectKey !== null && typeof subjectKey !== 'string') ||
-    addresses.includes(undefined) ||
+    first[0] === undefined ||
+    first[1] === undefined ||
+    first[2] === undefined ||
     (messageId !== null && typeof messageId !== 'string') ||
     !Array.isArray(references) ||
     !references.every((r) => typeof r === 'string')
   )
     return null;
-  return {
+  // One shape for every message read (no key added or left out), which keeps the sort's reads fast.
+  const fields: SortFields = {
     sent,
     subject,
-    ...(subjectKey !== null ? { subjectKey } : {}),
-    from: addresses[0]!,
-    to: addresses[1]!,
-    cc: addresses[2]!,
+    subjectKey: subjectKey ?? undefined,
+    from: first[0],
+    to: first[1],
+    cc: first[2],
     messageId,
     references,
   };
+  return fields;
 }
