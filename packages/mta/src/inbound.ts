@@ -242,13 +242,18 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
       );
     let refusal: SmtpError | null = null;
     try {
-      if ((await counters.hit(`mx:conn:${ip}`, 60_000)) > limits.connectionsPerMinute)
+      // Asked together: one round trip where the counters are the supervisor's or Redis.
+      const [connections, failed] = await Promise.all([
+        counters.hit(`mx:conn:${ip}`, 60_000),
+        counters.count(`mx:rcptfail:${ip}`),
+      ]);
+      if (connections > limits.connectionsPerMinute)
         refusal = reply(
           421,
           '4.7.0',
           `${options.hostname} too many connections from your address per minute, try again later`,
         );
-      else if ((await counters.count(`mx:rcptfail:${ip}`)) >= limits.failedRecipientsPerIp)
+      else if (failed >= limits.failedRecipientsPerIp)
         refusal = reply(
           421,
           '4.7.0',

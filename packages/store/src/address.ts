@@ -23,8 +23,25 @@ function printable(s: string): string {
   return s.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
+/**
+ * Domains normalized lately (input → A-label form): a message names a few domains several times over
+ * (MAIL, RCPT, the queue, the MDA), and domainToASCII with the checks costs tens of microseconds.
+ * Only what normalized is kept; cleared when full.
+ */
+const normalized = new Map<string, string>();
+const NORMALIZED_MAX = 2000;
+
 /** Returns the canonical A-label form of a domain, or throws `invalid`. */
 export function normalizeDomain(input: string): string {
+  const known = normalized.get(input);
+  if (known !== undefined) return known;
+  const ascii = checkDomain(input);
+  if (normalized.size >= NORMALIZED_MAX) normalized.clear();
+  normalized.set(input, ascii);
+  return ascii;
+}
+
+function checkDomain(input: string): string {
   if (input.length === 0) throw new StoreError('invalid', 'invalid domain "": empty');
   if (input.normalize('NFC') !== input) {
     throw new StoreError('invalid', `invalid domain "${printable(input)}": not in Unicode NFC form`);

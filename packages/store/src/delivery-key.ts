@@ -9,17 +9,21 @@
  * another MTA in front, RFC 3461 §4.4) is only an envelope id, never a key,
  * so nobody can make the MDA drop a different message as a "duplicate".
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import type { MailStore } from './types.ts';
 
 const SECRET = 'lmtp-delivery-key';
 const OURS = /^mailwerk\.([0-9a-z]{1,40})\.([A-Za-z0-9_-]{22})$/;
-const secrets = new WeakMap<MailStore, Promise<Buffer>>();
+const secrets = new WeakMap<MailStore, Promise<KeyObject>>();
 
-function secretOf(store: MailStore): Promise<Buffer> {
+/**
+ * The secret as a KeyObject, made once per store: on Node 24, createHmac given the key's bytes makes a
+ * KeyObject of them on every call, about 25 µs, five times the HMAC itself (two a message).
+ */
+function secretOf(store: MailStore): Promise<KeyObject> {
   let s = secrets.get(store);
   if (!s) {
-    s = store.secret(SECRET);
+    s = store.secret(SECRET).then((bytes) => createSecretKey(bytes));
     // A failed read is tried again next time.
     s.catch(() => secrets.delete(store));
     secrets.set(store, s);
@@ -27,7 +31,7 @@ function secretOf(store: MailStore): Promise<Buffer> {
   return s;
 }
 
-const mac = (secret: Buffer, id: string) =>
+const mac = (secret: KeyObject, id: string) =>
   createHmac('sha256', secret).update(id).digest('base64url').slice(0, 22);
 
 /** The ENVID our MTA sends with a queue entry. */

@@ -1,0 +1,48 @@
+// The counters of supervised services, kept by the supervisor and asked over Node's IPC channel: a real
+// child process makes the calls (IpcCounters), this process answers them as the supervisor does
+// (answerCounter over InProcessCounters). Calls made in one turn go in one message, answered in order.
+import assert from 'node:assert/strict';
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { InProcessCounters } from '@mailwerk/limits';
+import { answerCounter, type ChildMessage } from '../src/ipc.ts';
+
+describe('counters over IPC', () => {
+  it('sends the calls of one turn in one message and answers each in order', async () => {
+    const child = fork(join(import.meta.dirname, 'fixtures', 'counter-child.ts'), {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const counters = new InProcessCounters();
+    const batches: number[] = [];
+    const done = new Promise<{ together: number[]; alone: number; failed: string }>((resolve) =>
+      child.on(
+        'message',
+        (
+          m: ChildMessage | { t: 'up' } | { t: 'done'; together: number[]; alone: number; failed: string },
+        ) => {
+          if (m.t === 'up') child.send({ t: 'go' });
+          else if (m.t === 'done') resolve(m);
+          else if (m.t === 'counter') {
+            batches.push(m.calls.length);
+            // A call the store cannot answer is refused to its caller alone.
+            if (m.calls.some((c) => c.op === 'get'))
+              counters.get = () => Promise.reject(new Error('no such counter'));
+            void answerCounter(counters, m).then((r) => child.send(r));
+          }
+        },
+      ),
+    );
+    try {
+      const r = await done;
+      assert.deepEqual(r.together, [1, 2, 2]);
+      assert.equal(r.alone, 2);
+      assert.equal(r.failed, 'refused: Error: no such counter');
+      assert.deepEqual(batches, [3, 1, 1]);
+    } finally {
+      child.kill();
+      await once(child, 'exit');
+    }
+  });
+});
