@@ -17,7 +17,9 @@
 // DATA to the 250. Delivered means counted in the mailbox (the SQLite store,
 // the Maildirs), not at the SMTP reply. Peak memory is the PSS summed over the process
 // tree (Mailwerk's supervisor and services; Postfix's and Dovecot's masters
-// and their children), sampled every 100 ms.
+// and their children), sampled every 100 ms. CPU ms/msg is the user and system time of the same trees
+// from the start of the load to the last delivery (or the last acceptance), per message delivered (or
+// accepted): what each system costs the machine, whatever the load generator took of it.
 //
 // Usage (as root: the incumbents drop privileges to their own users):
 //   node bench/compare.ts [rounds=3] [count=2000]
@@ -35,6 +37,7 @@ import {
   MAILWERK_BIN,
   mailwerkCli,
   receivingEnv,
+  treeCpuMs,
   treePssMiB,
 } from './proc.ts';
 import { benchMessage, percentile, SmtpClient } from './smtp-client.ts';
@@ -241,6 +244,8 @@ interface Figures {
   p50: number | null;
   p99: number | null;
   rss: number;
+  /** CPU time of the system's processes per message delivered (or accepted, when it does not deliver), ms. */
+  cpu: number;
 }
 
 /** Postfix's load generator; it reports no latencies. */
@@ -293,6 +298,7 @@ async function measure(system: System, load: Load): Promise<Figures> {
   const sampler = setInterval(() => {
     peak = Math.max(peak, treePssMiB(system.pids()));
   }, 100);
+  const cpu0 = treeCpuMs(system.pids());
   const t0 = performance.now();
   const latencies = await (load.own ? ownClient : smtpSource)(load, system.port);
   const acceptedSecs = (performance.now() - t0) / 1000;
@@ -309,7 +315,9 @@ async function measure(system: System, load: Load): Promise<Figures> {
   }
   clearInterval(sampler);
   peak = Math.max(peak, treePssMiB(system.pids()));
+  const cpu = (treeCpuMs(system.pids()) - cpu0) / (load.messages * (before !== null ? load.rcpts : 1));
   return {
+    cpu,
     accepted: load.messages / acceptedSecs,
     delivered,
     p50: latencies.length ? percentile(latencies, 50) : null,
@@ -339,9 +347,9 @@ try {
   for (let round = 1; round <= rounds; round++) {
     console.log(`## round ${round}\n`);
     console.log(
-      '| load | system | accepted msg/s | delivered msg/s | DATA→250 p50 / p99 ms | peak PSS MiB |',
+      '| load | system | accepted msg/s | delivered msg/s | DATA→250 p50 / p99 ms | peak PSS MiB | CPU ms/msg |',
     );
-    console.log('| --- | --- | --- | --- | --- | --- |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- |');
     for (const load of loads) {
       const [ours, theirs] = systems[load.pair] as [System, System];
       const order = round % 2 ? [ours, theirs] : [theirs, ours];
@@ -351,7 +359,7 @@ try {
         const f = figures.get(s)!;
         const lat = f.p50 === null ? '—' : `${fmt(f.p50, 1)} / ${fmt(f.p99, 1)}`;
         console.log(
-          `| ${load.name} | ${s.name} | ${fmt(f.accepted)} | ${fmt(f.delivered)} | ${lat} | ${fmt(f.rss)} |`,
+          `| ${load.name} | ${s.name} | ${fmt(f.accepted)} | ${fmt(f.delivered)} | ${lat} | ${fmt(f.rss)} | ${fmt(f.cpu, 2)} |`,
         );
       }
       const a = figures.get(ours)!;

@@ -1,5 +1,5 @@
 // What processes cost, read from /proc (Linux).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -45,6 +45,38 @@ export function processTree(roots: number[]): number[] {
 /** PSS summed over the trees under `roots`, in MiB. */
 export const treePssMiB = (roots: number[]): number =>
   processTree(roots).reduce((sum, pid) => sum + pssKiB(pid), 0) / 1024;
+
+/** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ: 100 on Linux's common builds). */
+const TICKS_PER_SECOND = Number(
+  (() => {
+    try {
+      return execFileSync('getconf', ['CLK_TCK']).toString().trim();
+    } catch {
+      return '100';
+    }
+  })(),
+);
+
+/**
+ * CPU time (user + system, ms) spent so far by the trees under `roots`: each living process's own, and
+ * what its children that ended and were waited for spent (cutime, cstime), so the short-lived processes of
+ * Postfix and Dovecot (an smtpd, an lmtp) count once they are reaped. The difference of two readings is
+ * the CPU the system spent between them; a process that ended unreaped in between is missed.
+ */
+export function treeCpuMs(roots: number[]): number {
+  let ticks = 0;
+  for (const pid of processTree(roots)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // Fields after the command name: state is [0]; utime, stime, cutime, cstime are [11]..[14].
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return (ticks * 1000) / TICKS_PER_SECOND;
+}
 
 /** The checkout's `mailwerk` command. */
 export const MAILWERK_BIN = join(import.meta.dirname, '..', 'bin', 'mailwerk');
