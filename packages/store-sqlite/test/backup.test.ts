@@ -8,9 +8,10 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { parseMessage } from '@mailwerk/mime';
-import { contentId, DEFAULT_MAILBOXES, isStoreError, type MailStore } from '@mailwerk/store';
+import { contentId, isStoreError, type MailStore } from '@mailwerk/store';
 import { backupStore, openDatabase, openSqliteStore, restoreStore } from '../src/index.ts';
 import { MIGRATIONS } from '../src/schema.ts';
+import { storeWithBob } from './helpers.ts';
 
 const message = (i: number) =>
   Buffer.from(
@@ -26,14 +27,7 @@ describe('backup and restore of the embedded store', () => {
 
   async function filled(name: string, blobs: 'sqlite' | { dir: string }) {
     const path = join(dir, `${name}.sqlite`);
-    const store = openSqliteStore({ path, blobs });
-    await store.addDomain('example.org');
-    const account = await store.createAccount({
-      address: 'bob@example.org',
-      passwordHash: 'x',
-      mailboxes: [...DEFAULT_MAILBOXES],
-    });
-    const inbox = (await store.getMailbox(account.id, 'INBOX'))!;
+    const { store, account, inbox } = await storeWithBob(path, blobs);
     const append = (i: number) => {
       const raw = message(i);
       return store.appendMessage({

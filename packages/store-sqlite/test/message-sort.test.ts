@@ -8,9 +8,10 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { parseMessage } from '@mailwerk/mime';
-import { contentId, DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
+import { contentId, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '../src/index.ts';
 import { MIGRATIONS } from '../src/schema.ts';
+import { storeWithBob } from './helpers.ts';
 
 const raw = (subject: string) =>
   Buffer.from(
@@ -51,14 +52,7 @@ describe('message_sort (SQLite)', () => {
 
   it('has a row for every message, through append, copy, move, expunge and a deleted mailbox', async () => {
     const path = join(dir, 'a.sqlite');
-    const store = openSqliteStore({ path, blobs: 'sqlite' });
-    await store.addDomain('example.org');
-    const account = await store.createAccount({
-      address: 'bob@example.org',
-      passwordHash: 'x',
-      mailboxes: [...DEFAULT_MAILBOXES],
-    });
-    const inbox = (await store.getMailbox(account.id, 'INBOX'))!;
+    const { store, account, inbox } = await storeWithBob(path);
     const other = await store.createMailbox(account.id, 'Other');
     for (const s of ['one', 'two', 'three', 'four']) await deliver(store, account.id, inbox.id, s);
     await store.copyMessages(inbox.id, [1, 2], other.id);
@@ -85,14 +79,7 @@ describe('message_sort (SQLite)', () => {
 
   it('reads the kept fields, not the structure', async () => {
     const path = join(dir, 'b.sqlite');
-    const store = openSqliteStore({ path, blobs: 'sqlite' });
-    await store.addDomain('example.org');
-    const account = await store.createAccount({
-      address: 'bob@example.org',
-      passwordHash: 'x',
-      mailboxes: [...DEFAULT_MAILBOXES],
-    });
-    const inbox = (await store.getMailbox(account.id, 'INBOX'))!;
+    const { store, account, inbox } = await storeWithBob(path);
     await deliver(store, account.id, inbox.id, 'kept');
     const db = new DatabaseSync(path);
     db.exec(`UPDATE messages SET structure = 'not json'`);
@@ -108,14 +95,7 @@ describe('message_sort (SQLite)', () => {
 
   it('is filled by its migration from the structures of messages stored before', async () => {
     const path = join(dir, 'c.sqlite');
-    const store = openSqliteStore({ path, blobs: 'sqlite' });
-    await store.addDomain('example.org');
-    const account = await store.createAccount({
-      address: 'bob@example.org',
-      passwordHash: 'x',
-      mailboxes: [...DEFAULT_MAILBOXES],
-    });
-    const inbox = (await store.getMailbox(account.id, 'INBOX'))!;
+    const { store, account, inbox } = await storeWithBob(path);
     for (const s of ['one', 'two']) await deliver(store, account.id, inbox.id, s);
     // A structure without sort fields (stored before they were kept), and one damaged.
     const data = raw('older');
