@@ -735,25 +735,25 @@ export class SqliteMailStore implements MailStore {
     const box = rowId(mailboxId);
     const from = range.uidFrom ?? 1;
     const to = range.uidTo ?? Number.MAX_SAFE_INTEGER;
-    // The kept fields (message_sort) alone when every message of the range has them (the count is read
-    // from the index); else with the structures of those that do not (SQLite's deferred seek: a message's
-    // row is visited only when the CASE needs it).
+    // The kept fields (message_sort) alone when they are those of exactly the messages of the range: as
+    // many, and the same highest UID, read from the index after them (UIDs only grow: a message stored in
+    // between raises the highest, one expunged lowers the count). Else, in one statement, with the
+    // structures of those that have none (SQLite's deferred seek: a message's row is visited only when
+    // the CASE needs it).
     const kept = this.sql.all(
       'SELECT uid, fields FROM message_sort WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid',
       box,
       from,
       to,
     );
-    const count = Number(
-      this.sql.get(
-        'SELECT count(*) AS n FROM messages WHERE mailbox_id = ? AND uid >= ? AND uid <= ?',
-        box,
-        from,
-        to,
-      )!.n,
-    );
+    const now = this.sql.get(
+      'SELECT count(*) AS n, max(uid) AS top FROM messages WHERE mailbox_id = ? AND uid >= ? AND uid <= ?',
+      box,
+      from,
+      to,
+    )!;
     const rows =
-      kept.length === count
+      kept.length === Number(now.n) && (kept.at(-1)?.uid ?? null) === now.top
         ? kept
         : this.sql.all(
             `SELECT m.uid, s.fields, CASE WHEN s.fields IS NULL THEN m.structure END AS structure
