@@ -72,7 +72,7 @@ const stop = async (code: number) => {
 };
 
 process.on('message', (m: ParentMessage) => {
-  if (m.t === 'bus') bus?.deliver(m.event);
+  if (m.t === 'bus') for (const event of m.events) bus?.deliver(event);
   else if (m.t === 'counter-result') counters?.settle(m);
   else if (m.t === 'stop') void stop(0);
   else if (m.t === 'reload') running?.reload(m.why, m.config);

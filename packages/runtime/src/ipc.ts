@@ -34,7 +34,8 @@ export type ChildMessage =
   | { t: 'ready'; listening: Listening[] }
   | { t: 'failed'; message: string; code?: string; address?: string }
   | { t: 'alive'; activity: string | null; since: number }
-  | { t: 'bus'; event: MailEvent }
+  /** Change events published in one turn of the child's event loop, in order. */
+  | { t: 'bus'; events: MailEvent[] }
   /** The counter calls a child made in one turn of its event loop, in order (one message, one answer). */
   | { t: 'counter'; calls: CounterCall[] }
   /** The process's metrics, as prom-client's getMetricsAsJSON gives them (an answer to 'metrics'). */
@@ -44,7 +45,7 @@ export type ChildMessage =
 export type ParentMessage =
   /** The configuration, read and checked once by the supervisor (the child then needs no parser and no schema). */
   | { t: 'config'; config: Config }
-  | { t: 'bus'; event: MailEvent }
+  | { t: 'bus'; events: MailEvent[] }
   | { t: 'counter-result'; answers: CounterAnswer[] }
   | { t: 'metrics'; id: number }
   /** Read the certificate files again (SIGHUP to the supervisor, `mailwerk reload`). */
@@ -58,11 +59,22 @@ const send: Send = (m) => {
   if (process.connected) process.send?.(m);
 };
 
-/** The bus of a supervised child: local subscribers, and every event to the supervisor for the others. */
+/**
+ * The bus of a supervised child: local subscribers, and every event to the supervisor for the others;
+ * the events of one turn of the event loop in one message (a group commit settles several deliveries
+ * at once, each with its event).
+ */
 export class IpcBus extends InProcessBus {
+  private batch: MailEvent[] = [];
+
   override async publish(event: MailEvent): Promise<void> {
     this.deliver(event);
-    send({ t: 'bus', event });
+    if (this.batch.push(event) === 1)
+      queueMicrotask(() => {
+        const events = this.batch;
+        this.batch = [];
+        send({ t: 'bus', events });
+      });
   }
 }
 

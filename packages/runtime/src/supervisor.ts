@@ -194,7 +194,7 @@ export class Supervisor {
             break;
           case 'bus':
             for (const other of this.children.values())
-              if (other !== child && other.ready) this.tell(other, { t: 'bus', event: m.event });
+              if (other !== child && other.ready) this.tell(other, { t: 'bus', events: m.events });
             break;
           case 'counter':
             void answerCounter(this.counters, m).then((r) => this.tell(child, r));

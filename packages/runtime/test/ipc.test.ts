@@ -1,6 +1,7 @@
-// The counters of supervised services, kept by the supervisor and asked over Node's IPC channel: a real
-// child process makes the calls (IpcCounters), this process answers them as the supervisor does
-// (answerCounter over InProcessCounters). Calls made in one turn go in one message, answered in order.
+// The counters of supervised services, kept by the supervisor and asked over Node's IPC channel, and the
+// change events they publish: a real child process makes the calls (IpcCounters) and publishes (IpcBus),
+// this process answers as the supervisor does (answerCounter over InProcessCounters). Calls and events
+// of one turn go in one message, in order.
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
@@ -40,6 +41,43 @@ describe('counters over IPC', () => {
       assert.equal(r.alone, 2);
       assert.equal(r.failed, 'refused: Error: no such counter');
       assert.deepEqual(batches, [3, 1, 1]);
+    } finally {
+      child.kill();
+      await once(child, 'exit');
+    }
+  });
+
+  it('sends the events published in one turn in one message, and hands those it is sent to its subscribers', async () => {
+    const child = fork(join(import.meta.dirname, 'fixtures', 'counter-child.ts'), {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const got: number[][] = [];
+    const messages = new Map<string, (m: unknown) => void>();
+    const next = (t: string) => new Promise<unknown>((resolve) => messages.set(t, resolve));
+    child.on('message', (m: { t: string; events?: Array<{ uid: number }> }) => {
+      if (m.t === 'bus') got.push(m.events!.map((e) => e.uid));
+      messages.get(m.t)?.(m);
+    });
+    try {
+      await next('up');
+      child.send({ t: 'publish' });
+      const deadline = Date.now() + 10_000;
+      while (got.flat().length < 4 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+      assert.deepEqual(got, [[1, 2, 3], [4]]);
+      // From the supervisor: another process's events, to this one's subscribers, in order.
+      child.send({
+        t: 'bus',
+        events: [7, 8].map((uid) => ({
+          type: 'message.new',
+          accountId: 'a1',
+          mailboxId: 'm1',
+          uid,
+          modseq: uid,
+        })),
+      });
+      const heard = next('heard');
+      child.send({ t: 'heard' });
+      assert.deepEqual(((await heard) as { uids: number[] }).uids, [1, 2, 3, 4, 7, 8]);
     } finally {
       child.kill();
       await once(child, 'exit');
