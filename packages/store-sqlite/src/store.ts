@@ -570,29 +570,39 @@ export class SqliteMailStore implements MailStore {
 
   /** Reserves `size` bytes of the account's quota. Must run inside a transaction. */
   private chargeQuota(accountId: number, size: number, enforce: boolean): void {
+    // One statement when it fits (every delivery comes here); which refusal it is, only when it does not.
+    const charged = this.sql.get(
+      `UPDATE accounts SET used_bytes = used_bytes + ?
+       WHERE id = ? AND (? = 0 OR ? <= 0 OR quota_bytes IS NULL OR used_bytes + ? <= quota_bytes)
+       RETURNING id`,
+      size,
+      accountId,
+      enforce ? 1 : 0,
+      size,
+      size,
+    );
+    if (charged) return;
     const acc = this.sql.get('SELECT quota_bytes, used_bytes FROM accounts WHERE id = ?', accountId);
     if (!acc) throw new StoreError('not_found', `no account ${accountId}`);
-    if (
-      enforce &&
-      size > 0 &&
-      acc.quota_bytes !== null &&
-      Number(acc.used_bytes) + size > Number(acc.quota_bytes)
-    ) {
-      throw new StoreError(
-        'over_quota',
-        `quota exceeded (${acc.used_bytes} of ${acc.quota_bytes} bytes used)`,
-      );
-    }
-    this.sql.run('UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?', size, accountId);
+    throw new StoreError('over_quota', `quota exceeded (${acc.used_bytes} of ${acc.quota_bytes} bytes used)`);
   }
 
-  /** Takes `count` UIDs and one MODSEQ from the mailbox. Must run inside a transaction. */
-  private allocate(mailboxId: number, count: number): { firstUid: number; modseq: number } {
+  /**
+   * Takes `count` UIDs and one MODSEQ from the mailbox (one of `accountId`'s, when given: else it is not
+   * found). Must run inside a transaction.
+   */
+  private allocate(
+    mailboxId: number,
+    count: number,
+    accountId: number | null = null,
+  ): { firstUid: number; modseq: number } {
     const r = this.sql.get(
       `UPDATE mailboxes SET uid_next = uid_next + ?, highest_modseq = highest_modseq + 1
-       WHERE id = ? RETURNING uid_next, highest_modseq`,
+       WHERE id = ? AND (? IS NULL OR account_id = ?) RETURNING uid_next, highest_modseq`,
       count,
       mailboxId,
+      accountId,
+      accountId,
     );
     if (!r) throw new StoreError('not_found', `no mailbox ${mailboxId}`);
     return { firstUid: Number(r.uid_next) - count, modseq: Number(r.highest_modseq) };
@@ -662,9 +672,8 @@ export class SqliteMailStore implements MailStore {
     const mailboxId = rowId(input.mailboxId);
     const structure = JSON.stringify(input.structure);
     const row = await this.sql.txWithBlob(input.blobId, input.data, () => {
-      const box = this.mailboxRow(mailboxId);
-      if (Number(box.account_id) !== accountId)
-        throw new StoreError('not_found', `no mailbox ${input.mailboxId}`);
+      // The mailbox (the account's) and its next UID in one statement; a refusal below undoes it.
+      const { firstUid, modseq } = this.allocate(mailboxId, 1, accountId);
       if (
         input.deliveryKey !== undefined &&
         this.sql.get(
@@ -676,7 +685,6 @@ export class SqliteMailStore implements MailStore {
         throw new StoreError('exists', `already delivered (${input.deliveryKey})`);
       }
       this.chargeQuota(accountId, input.size, input.enforceQuota ?? true);
-      const { firstUid, modseq } = this.allocate(mailboxId, 1);
       const inserted = this.insertMessage(
         { accountId, mailboxId, uid: firstUid, modseq, flags },
         {
