@@ -257,15 +257,17 @@ export class LmtpClient {
         ...(utf8 && [msg.sender, ...sendTo].some(nonAscii) ? ['SMTPUTF8'] : []),
         ...(caps.has('DSN') && msg.envid ? [`ENVID=${xtext(msg.envid)}`] : []),
       ];
+      const pipelining = caps.has('PIPELINING');
+      // RFC 2920 §3.1: with PIPELINING the whole group goes at once, DATA last in it (one round trip
+      // fewer a message); without, one command per reply, and DATA only for accepted recipients.
       const commands = [
         `MAIL FROM:<${msg.sender}>${params.map((p) => ` ${p}`).join('')}`,
         ...sendTo.map((a) => `RCPT TO:<${a}>`),
+        ...(pipelining ? ['DATA'] : []),
       ];
-      // RFC 2920: with PIPELINING the whole group goes at once; without, one command per reply.
-      if (caps.has('PIPELINING')) conn.write(commands.map((c) => `${c}\r\n`).join(''));
+      if (pipelining) conn.write(commands.map((c) => `${c}\r\n`).join(''));
       const replies: Reply[] = [];
-      for (const c of commands)
-        replies.push(caps.has('PIPELINING') ? await conn.read() : await conn.command(c));
+      for (const c of commands) replies.push(pipelining ? await conn.read() : await conn.command(c));
       const mail = replies[0]!;
       const accepted: string[] = [];
       sendTo.forEach((address, i) => {
@@ -274,10 +276,17 @@ export class LmtpClient {
         else if (r.code !== 250) out.set(address, r);
         else accepted.push(address);
       });
+      const pipelinedData = pipelining ? replies.at(-1)! : null;
       if (accepted.length === 0) {
-        await conn.command('RSET');
+        // A server that took DATA anyway gets an empty message, which it has nobody to deliver to
+        // (RFC 2920 §3.1), and the session ends there (what it answers to it is not worth guessing);
+        // else the transaction is reset for the next message.
+        if (pipelinedData?.code === 354) {
+          conn.write('.\r\n');
+          conn.quit();
+        } else await conn.command('RSET');
       } else {
-        const data = await conn.command('DATA');
+        const data = pipelinedData ?? (await conn.command('DATA'));
         if (data.code !== 354) {
           for (const a of accepted) out.set(a, data);
         } else {

@@ -1,0 +1,153 @@
+// The LMTP client against a scripted server on loopback (a stand-in for a misbehaving or minimal LMTP
+// server, which no real one here can be made into): with PIPELINING, MAIL, RCPT and DATA go in one
+// write (RFC 2920 §3.1); without it, one command per reply and DATA only after an accepted RCPT; a
+// server that answers DATA with 354 though no recipient was accepted gets an empty message and the
+// session ends. Real servers (our MDA, Dovecot's LMTP) are in queue.test.ts and peers.test.ts.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
+import { after, describe, it } from 'node:test';
+import { deliverOverLmtp } from '../src/lmtp-client.ts';
+
+/** A server answering each complete line with `answer(line)` (null: no answer); records what it read. */
+async function scripted(caps: string[], answer: (line: string, s: Socket) => string | null) {
+  const reads: string[] = [];
+  const lines: string[] = [];
+  let closed!: () => void;
+  const ended = new Promise<void>((r) => {
+    closed = r;
+  });
+  const server = createServer((s) => {
+    s.write('220 lmtp.test ready\r\n');
+    let buf = '';
+    let data = false;
+    s.on('data', (d) => {
+      reads.push(d.toString('latin1'));
+      buf += d.toString('latin1');
+      for (let nl = buf.indexOf('\n'); nl !== -1; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl).replace(/\r$/, '');
+        buf = buf.slice(nl + 1);
+        lines.push(line);
+        if (data) {
+          if (line === '.') {
+            data = false;
+            const a = answer('.', s);
+            if (a) s.write(a);
+          }
+          continue;
+        }
+        if (/^LHLO /i.test(line)) {
+          s.write(['250-lmtp.test', ...caps.map((c) => `250-${c}`), '250 8BITMIME'].join('\r\n') + '\r\n');
+          continue;
+        }
+        const a = answer(line, s);
+        if (a?.startsWith('354')) data = true;
+        if (a) s.write(a);
+      }
+    });
+    s.on('close', closed);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  return { target: `127.0.0.1:${port}`, reads, lines, ended, close: () => server.close() };
+}
+
+const message = {
+  sender: 'a@ext.org',
+  data: Buffer.from('Subject: x\r\n\r\nbody\r\n'),
+  envid: 'e1',
+  hostname: 'mx.test',
+};
+
+describe('LMTP client', () => {
+  const servers: Array<{ close(): void }> = [];
+  after(() => {
+    for (const s of servers) s.close();
+  });
+
+  it('with PIPELINING sends MAIL, RCPT and DATA in one write and the message after the 354', async () => {
+    const srv = await scripted(['PIPELINING'], (line) =>
+      line.startsWith('MAIL') || line.startsWith('RCPT')
+        ? '250 ok\r\n'
+        : line === 'DATA'
+          ? '354 go\r\n'
+          : line === '.'
+            ? '250 2.0.0 stored\r\n'
+            : line === 'QUIT'
+              ? '221 bye\r\n'
+              : '500 what\r\n',
+    );
+    servers.push(srv);
+    const replies = await deliverOverLmtp(srv.target, { ...message, recipients: ['bob@example.org'] });
+    assert.deepEqual(
+      replies.map((r) => [r.address, r.code]),
+      [['bob@example.org', 250]],
+    );
+    assert.ok(
+      srv.reads.some((r) =>
+        /^MAIL FROM:<a@ext\.org>[^\r]*\r\nRCPT TO:<bob@example\.org>\r\nDATA\r\n$/.test(r),
+      ),
+      JSON.stringify(srv.reads),
+    );
+  });
+
+  it('ends the session when DATA is taken though every recipient was refused, and reports the refusals', async () => {
+    const srv = await scripted(['PIPELINING'], (line) =>
+      line.startsWith('MAIL')
+        ? '250 ok\r\n'
+        : line.startsWith('RCPT')
+          ? '550 5.1.1 no such user\r\n'
+          : line === 'DATA'
+            ? '354 go anyway\r\n'
+            : line === '.'
+              ? null
+              : line === 'QUIT'
+                ? '221 bye\r\n'
+                : '500 what\r\n',
+    );
+    servers.push(srv);
+    const replies = await deliverOverLmtp(srv.target, {
+      ...message,
+      recipients: ['x@example.org', 'y@example.org'],
+    });
+    assert.deepEqual(
+      replies.map((r) => [r.address, r.code]),
+      [
+        ['x@example.org', 550],
+        ['y@example.org', 550],
+      ],
+    );
+    await srv.ended;
+    const after = srv.lines.slice(srv.lines.indexOf('DATA') + 1);
+    assert.deepEqual(after, ['.', 'QUIT']);
+  });
+
+  it('without PIPELINING waits for each reply and sends DATA only for an accepted recipient', async () => {
+    const srv = await scripted([], (line) =>
+      line.startsWith('MAIL')
+        ? '250 ok\r\n'
+        : line.startsWith('RCPT')
+          ? '550 5.1.1 no such user\r\n'
+          : line === 'RSET'
+            ? '250 reset\r\n'
+            : line === 'QUIT'
+              ? '221 bye\r\n'
+              : '500 what\r\n',
+    );
+    servers.push(srv);
+    const replies = await deliverOverLmtp(srv.target, { ...message, recipients: ['x@example.org'] });
+    assert.deepEqual(
+      replies.map((r) => r.code),
+      [550],
+    );
+    await srv.ended;
+    assert.ok(!srv.lines.includes('DATA'), srv.lines.join(' | '));
+    assert.ok(srv.lines.includes('RSET'));
+    // One command a write: the client waited for each reply.
+    assert.ok(
+      srv.reads.every((r) => (r.match(/\r\n/g) ?? []).length <= 1),
+      JSON.stringify(srv.reads),
+    );
+  });
+});
