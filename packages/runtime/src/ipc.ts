@@ -59,22 +59,30 @@ const send: Send = (m) => {
   if (process.connected) process.send?.(m);
 };
 
+/** What is handed over in one turn of the event loop, sent to `flush` as one batch at its end. */
+function perTurn<T>(flush: (items: T[]) => void): (item: T) => void {
+  let batch: T[] = [];
+  return (item) => {
+    if (batch.push(item) === 1)
+      queueMicrotask(() => {
+        const items = batch;
+        batch = [];
+        flush(items);
+      });
+  };
+}
+
 /**
  * The bus of a supervised child: local subscribers, and every event to the supervisor for the others;
  * the events of one turn of the event loop in one message (a group commit settles several deliveries
  * at once, each with its event).
  */
 export class IpcBus extends InProcessBus {
-  private batch: MailEvent[] = [];
+  private readonly relay = perTurn<MailEvent>((events) => send({ t: 'bus', events }));
 
   override async publish(event: MailEvent): Promise<void> {
     this.deliver(event);
-    if (this.batch.push(event) === 1)
-      queueMicrotask(() => {
-        const events = this.batch;
-        this.batch = [];
-        send({ t: 'bus', events });
-      });
+    this.relay(event);
   }
 }
 
@@ -86,7 +94,7 @@ export class IpcBus extends InProcessBus {
 export class IpcCounters implements Counters {
   private next = 0;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private batch: CounterCall[] = [];
+  private readonly ask = perTurn<CounterCall>((calls) => send({ t: 'counter', calls }));
 
   /** Answers from the supervisor. */
   settle(m: Extract<ParentMessage, { t: 'counter-result' }>): void {
@@ -104,12 +112,7 @@ export class IpcCounters implements Counters {
     const id = ++this.next;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      if (this.batch.push({ id, op, args }) === 1)
-        queueMicrotask(() => {
-          const calls = this.batch;
-          this.batch = [];
-          send({ t: 'counter', calls });
-        });
+      this.ask({ id, op, args });
     });
   }
 
