@@ -100,8 +100,13 @@ export interface InboundServerOptions {
   authentication?: AuthenticationOptions;
   /** rspamd scanning (absent: none); `onFailure` decides when rspamd cannot answer. */
   rspamd?: RspamdPolicy;
-  /** Called after a message is queued (to wake the queue runner). */
+  /** Called after a message is queued (to wake the queue runner, or hand it the entry it leased). */
   onQueued?: (entry: QueueEntry) => void;
+  /**
+   * The queue runner of this process (QueueRunner's claim/unclaim): an entry is queued already leased
+   * to it when it has a free place, and onQueued hands it over; else queued unleased.
+   */
+  handoff?: { claim(): { owner: string; until: Date } | null; unclaim(): void };
   onError?: (err: unknown, context: string) => void;
   /** Called for every refused command (for the log), with the client's address. */
   onRefused?: (client: string, reply: string) => void;
@@ -361,19 +366,27 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     const checked = await inspect(data, session, traceId, tls);
     const message = Buffer.concat([Buffer.from(received + checked.prepend, 'latin1'), checked.body]);
     // The body and its queue entry are committed together, synced, before the 250.
-    const entry = await store.enqueue({
-      sender: env.mailFrom ? env.mailFrom.address : '',
-      recipients: queueRecipients(env),
-      blobId: contentId(message),
-      data: message,
-      size: message.length,
-      meta: {
-        client: session.remoteAddress,
-        helo: session.hostNameAppearsAs,
-        trace: traceId,
-        ...dsnMeta(env),
-      },
-    });
+    const lease = options.handoff?.claim() ?? null;
+    let entry: QueueEntry;
+    try {
+      entry = await store.enqueue({
+        sender: env.mailFrom ? env.mailFrom.address : '',
+        recipients: queueRecipients(env),
+        blobId: contentId(message),
+        data: message,
+        size: message.length,
+        meta: {
+          client: session.remoteAddress,
+          helo: session.hostNameAppearsAs,
+          trace: traceId,
+          ...dsnMeta(env),
+        },
+        ...(lease ? { lease } : {}),
+      });
+    } catch (err) {
+      if (lease) options.handoff?.unclaim();
+      throw err;
+    }
     options.onQueued?.(entry);
     return entry.id;
   }

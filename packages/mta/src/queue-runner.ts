@@ -184,6 +184,52 @@ export class QueueRunner {
     }
   }
 
+  /** Places taken by claim() for entries being queued, not yet adopted. */
+  private claimed = 0;
+
+  /**
+   * A lease for an entry about to be queued, when this runner can work it at once (running, a free
+   * place, the MDA not known down): the place is held until adopt() or unclaim(). Null: queue it
+   * unleased and wake() the runner instead.
+   */
+  claim(): { owner: string; until: Date } | null {
+    if (!this.running || this.mdaDownUntil > Date.now() || this.mdaPause > 0) return null;
+    if (this.active.size + this.claimed >= this.o.concurrency) return null;
+    this.claimed++;
+    return { owner: this.owner, until: new Date(this.o.now().getTime() + this.o.leaseMs) };
+  }
+
+  /** The place of a claim whose entry was not queued after all. */
+  unclaim(): void {
+    this.claimed = Math.max(0, this.claimed - 1);
+  }
+
+  /** Works an entry queued with this runner's claim(), without leasing it again. */
+  adopt(entry: QueueEntry): void {
+    this.unclaim();
+    if (entry.leaseOwner !== this.owner) {
+      this.wake();
+      return;
+    }
+    if (!this.running) {
+      // Stopping: given back, for the next start (or another process) to take.
+      void this.o.store
+        .releaseLease(entry.id, this.owner)
+        .catch((err) => this.o.onError?.(err, `queue entry ${entry.id}`));
+      return;
+    }
+    this.begin(entry);
+  }
+
+  private begin(entry: QueueEntry): void {
+    const job = this.work(entry).catch((err) => this.o.onError?.(err, `queue entry ${entry.id}`));
+    this.active.add(job);
+    void job.finally(() => {
+      this.active.delete(job);
+      this.wakeUp?.();
+    });
+  }
+
   /** Looks at the queue now (after a new message was queued). */
   wake(): void {
     this.pendingWake = true;
@@ -236,7 +282,11 @@ export class QueueRunner {
       // After a pause for an unreachable MDA, one entry goes first to see whether it is back; the
       // others wait for its answer instead of all trying (and failing) at once.
       const free =
-        this.mdaPause > 0 ? (this.active.size === 0 ? 1 : 0) : this.o.concurrency - this.active.size;
+        this.mdaPause > 0
+          ? this.active.size === 0
+            ? 1
+            : 0
+          : this.o.concurrency - this.active.size - this.claimed;
       let leased: QueueEntry[] = [];
       if (free > 0) {
         try {
@@ -257,14 +307,10 @@ export class QueueRunner {
           this.o.onError?.(new Error(entry.quarantined), `queue entry ${entry.id} quarantined`);
           continue;
         }
-        const job = this.work(entry).catch((err) => this.o.onError?.(err, `queue entry ${entry.id}`));
-        this.active.add(job);
-        void job.finally(() => {
-          this.active.delete(job);
-          this.wakeUp?.();
-        });
+        this.begin(entry);
       }
-      if (leased.length === 0 || this.active.size >= this.o.concurrency) await this.sleep(this.o.pollMs);
+      if (leased.length === 0 || this.active.size + this.claimed >= this.o.concurrency)
+        await this.sleep(this.o.pollMs);
     }
   }
 

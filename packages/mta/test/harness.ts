@@ -99,7 +99,9 @@ export async function rig(
     hostname: 'mx.test.example',
     tls: await testTls(),
     limits: { maxMessageSize: 200_000, maxRecipients: 5, ...limits },
-    onQueued: () => runner.wake(),
+    // As the MTA service wires them: a fresh entry queued leased to the runner and handed over.
+    handoff: runner,
+    onQueued: (entry) => (entry.leaseOwner ? runner.adopt(entry) : runner.wake()),
     ...mxOptions,
   });
   const smtpPort = await listen(smtp);

@@ -23,6 +23,26 @@ describe('queue and LMTP hand-off', () => {
   const count = async (address: string, subject: string, mailbox = 'INBOX') =>
     (await r.inbox(address, mailbox)).filter((m) => m.includes(`Subject: ${subject}`)).length;
 
+  it("hands a fresh entry to the runner leased: delivered without the runner's lease query taking it", async () => {
+    const leasedByQuery: string[] = [];
+    const leaseQueue = r.store.leaseQueue.bind(r.store);
+    r.store.leaseQueue = async (request) => {
+      const got = await leaseQueue(request);
+      leasedByQuery.push(...got.map((e) => e.id));
+      return got;
+    };
+    try {
+      const info = await send('sender@ext.org', ['bob@example.org'], 'handed over');
+      const id = /queued as (\S+)/.exec(info.response)?.[1];
+      assert.ok(id, info.response);
+      await eventually(async () => (await count('bob@example.org', 'handed over')) === 1);
+      await eventually(async () => (await r.store.getQueueEntry(id)) === null);
+      assert.ok(!leasedByQuery.includes(id), `leased again by the runner's query: ${leasedByQuery}`);
+    } finally {
+      r.store.leaseQueue = leaseQueue;
+    }
+  });
+
   it('keeps mail queued while the MDA is down and delivers it when it is back', async () => {
     await r.stopMda();
     await send('sender@ext.org', ['bob@example.org'], 'while down');

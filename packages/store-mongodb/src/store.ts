@@ -1129,8 +1129,8 @@ export class MongoMailStore implements MailStore {
       nextAttemptAt: input.nextAttemptAt ?? now,
       attempts: 0,
       held: false,
-      leaseOwner: null,
-      leaseUntil: null,
+      leaseOwner: input.lease?.owner ?? null,
+      leaseUntil: input.lease?.until ?? null,
       meta: input.meta ?? {},
     };
     if (input.once && !(await this.remember(input.once.key, input.once.until)))

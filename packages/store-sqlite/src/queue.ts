@@ -35,8 +35,8 @@ export class SqliteQueue {
       if (input.once && !this.rememberInWrite(input.once.key, input.once.until))
         throw new StoreError('exists', `already queued once: ${input.once.key}`);
       return this.sql.get(
-        `INSERT INTO queue (id, sender, recipients, blob_id, size, created_at, next_attempt_at, meta)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+        `INSERT INTO queue (id, sender, recipients, blob_id, size, created_at, next_attempt_at, meta, lease_owner, lease_until)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
         id,
         input.sender,
         JSON.stringify(recipients),
@@ -45,6 +45,8 @@ export class SqliteQueue {
         now,
         (input.nextAttemptAt ?? new Date(now)).getTime(),
         JSON.stringify(input.meta ?? {}),
+        input.lease?.owner ?? null,
+        input.lease?.until.getTime() ?? null,
       )!;
     });
     return toQueueEntry(row);

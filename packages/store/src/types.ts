@@ -280,6 +280,11 @@ export interface NewQueueEntry {
    * however often the delivery is retried. A remembered key is refused with `exists`, nothing queued.
    */
   once?: { key: string; until: Date };
+  /**
+   * Queued already leased to `owner` until `until`, as leaseQueue would lease it: the MX hands a fresh
+   * entry to its own queue runner without the runner's lease query (a write a message).
+   */
+  lease?: { owner: string; until: Date };
 }
 
 export interface LeaseRequest {

@@ -147,7 +147,9 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
         size: entry.size,
         ...(entry.meta.authUser ? { user: entry.meta.authUser } : {}),
       });
-      runner.wake();
+      // Leased to this runner when queued (the MX's handoff): worked at once; else the runner looks.
+      if (entry.leaseOwner) runner.adopt(entry);
+      else runner.wake();
     };
     const onRefused = (client: string, reply: string) => {
       d.metrics.refused.inc();
@@ -197,6 +199,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
         greetingDelayMs: config.mta.greeting_delay_ms,
       },
       onQueued,
+      handoff: runner,
       onError: d.onError,
       onRefused,
     });

@@ -123,6 +123,50 @@ export function queueSuite(factory: StoreFactory): void {
       await rejects(ctx.store.enqueue({ sender: '', recipients: [], blobId: e.blobId, size: 1 }), 'invalid');
     });
 
+    it('queues an entry already leased: nobody else leases it until the lease ends, its owner records attempts', async () => {
+      const now = new Date();
+      const blobId = await ctx.store.blobs.put(Buffer.from('Subject: leased\r\n\r\nbody\r\n'));
+      const until = new Date(now.getTime() + 30_000);
+      const entry = await ctx.store.enqueue({
+        sender: 'sender@example.org',
+        recipients: [{ address: 'a@x.org' }],
+        blobId,
+        size: 25,
+        lease: { owner: 'mx1', until },
+      });
+      assert.equal(entry.leaseOwner, 'mx1');
+      assert.equal(entry.leaseUntil?.getTime(), until.getTime());
+      assert.deepEqual(await ctx.store.leaseQueue({ owner: 'w2', leaseMs: 30_000, limit: 10, now }), []);
+      await rejects(
+        ctx.store.recordAttempt(entry.id, 'w2', {
+          results: [{ address: 'a@x.org', state: 'delivered' }],
+          nextAttemptAt: now,
+        }),
+        'lease_lost',
+      );
+      // After the lease, as any entry whose worker died.
+      const later = new Date(until.getTime() + 1);
+      assert.deepEqual(
+        (await ctx.store.leaseQueue({ owner: 'w2', leaseMs: 30_000, limit: 10, now: later })).map(
+          (e) => e.id,
+        ),
+        [entry.id],
+      );
+      await ctx.store.releaseLease(entry.id, 'w2');
+      const done = await ctx.store.enqueue({
+        sender: 'sender@example.org',
+        recipients: [{ address: 'b@x.org' }],
+        blobId,
+        size: 25,
+        lease: { owner: 'mx1', until },
+      });
+      await ctx.store.recordAttempt(done.id, 'mx1', {
+        results: [{ address: 'b@x.org', state: 'delivered' }],
+        nextAttemptAt: now,
+      });
+      assert.equal(await ctx.store.getQueueEntry(done.id), null);
+    });
+
     it('leases only due, unheld, unleased entries, and records attempts per recipient', async () => {
       const now = new Date('2026-11-23T10:00:00Z');
       const due = await enqueueOne(ctx.store, ['a@x.org', 'b@y.org'], new Date(now.getTime() - 1000));
