@@ -104,7 +104,7 @@ export interface InboundServerOptions {
   onQueued?: (entry: QueueEntry) => void;
   /**
    * The queue runner of this process (QueueRunner's claim/unclaim): an entry is queued already leased
-   * to it when it has a free place, and onQueued hands it over; else queued unleased.
+   * to it when it has a free place, and onQueued hands it over (QueueRunner.queued); else queued unleased.
    */
   handoff?: { claim(): { owner: string; until: Date } | null; unclaim(): void };
   onError?: (err: unknown, context: string) => void;

@@ -184,12 +184,12 @@ export class QueueRunner {
     }
   }
 
-  /** Places taken by claim() for entries being queued, not yet adopted. */
+  /** Places taken by claim() for entries being queued, not yet handed over (queued). */
   private claimed = 0;
 
   /**
    * A lease for an entry about to be queued, when this runner can work it at once (running, a free
-   * place, the MDA not known down): the place is held until adopt() or unclaim(). Null: queue it
+   * place, the MDA not known down): the place is held until queued() or unclaim(). Null: queue it
    * unleased and wake() the runner instead.
    */
   claim(): { owner: string; until: Date } | null {
@@ -204,13 +204,16 @@ export class QueueRunner {
     this.claimed = Math.max(0, this.claimed - 1);
   }
 
-  /** Works an entry queued with this runner's claim(), without leasing it again. */
-  adopt(entry: QueueEntry): void {
-    this.unclaim();
+  /**
+   * A new entry was queued: worked at once when it was queued with this runner's claim() (leased to
+   * it already), else the runner looks at the queue.
+   */
+  queued(entry: QueueEntry): void {
     if (entry.leaseOwner !== this.owner) {
       this.wake();
       return;
     }
+    this.unclaim();
     if (!this.running) {
       // Stopping: given back, for the next start (or another process) to take.
       void this.o.store

@@ -101,7 +101,7 @@ export async function rig(
     limits: { maxMessageSize: 200_000, maxRecipients: 5, ...limits },
     // As the MTA service wires them: a fresh entry queued leased to the runner and handed over.
     handoff: runner,
-    onQueued: (entry) => (entry.leaseOwner ? runner.adopt(entry) : runner.wake()),
+    onQueued: (entry) => runner.queued(entry),
     ...mxOptions,
   });
   const smtpPort = await listen(smtp);

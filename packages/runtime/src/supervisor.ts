@@ -88,6 +88,8 @@ export class Supervisor {
   /** By childKey. */
   private readonly children = new Map<string, Child>();
   private readonly counters = new InProcessCounters();
+  /** How many processes run the MTA (instances()). */
+  private readonly mtaProcesses: number;
   private stopping = false;
   private watchdog: NodeJS.Timeout | null = null;
   /** Restarts so far, by service (for tests and the status). */
@@ -99,6 +101,10 @@ export class Supervisor {
 
   constructor(options: SupervisorOptions) {
     this.opts = options;
+    // Decided once, at start: a reloaded configuration changes it at the next start (as for ports).
+    const { mta } = options.config;
+    const anyPort = [mta.smtp_port, mta.submission_port, mta.submissions_port].some((p) => Number(p) === 0);
+    this.mtaProcesses = anyPort ? 1 : mta.processes;
   }
 
   /**
@@ -106,16 +112,8 @@ export class Supervisor {
    * others. A port of 0 (any free port) would give each process another one: then one.
    */
   private instances(name: ServiceName): number {
-    if (name !== 'mta') return 1;
-    // Decided once, at start: a reloaded configuration changes it at the next start (as for ports).
-    if (this.mtaProcesses === null) {
-      const { mta } = this.opts.config;
-      const anyPort = [mta.smtp_port, mta.submission_port, mta.submissions_port].some((p) => Number(p) === 0);
-      this.mtaProcesses = anyPort ? 1 : mta.processes;
-    }
-    return this.mtaProcesses;
+    return name === 'mta' ? this.mtaProcesses : 1;
   }
-  private mtaProcesses: number | null = null;
 
   /** Starts every service; resolves once all listen, or stops them all and rejects with the first failure. */
   async start(): Promise<Listening[]> {

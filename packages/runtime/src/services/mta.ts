@@ -148,8 +148,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
         ...(entry.meta.authUser ? { user: entry.meta.authUser } : {}),
       });
       // Leased to this runner when queued (the MX's handoff): worked at once; else the runner looks.
-      if (entry.leaseOwner) runner.adopt(entry);
-      else runner.wake();
+      runner.queued(entry);
     };
     const onRefused = (client: string, reply: string) => {
       d.metrics.refused.inc();

@@ -6,7 +6,12 @@ import { makeReply } from '../reply.ts';
 import { contentId, type MailStore } from '../types.ts';
 import { rejects, type StoreFactory, useStore } from './harness.ts';
 
-async function enqueueOne(store: MailStore, recipients = ['a@x.org', 'b@y.org'], nextAttemptAt?: Date) {
+async function enqueueOne(
+  store: MailStore,
+  recipients = ['a@x.org', 'b@y.org'],
+  nextAttemptAt?: Date,
+  lease?: { owner: string; until: Date },
+) {
   const blobId = await store.blobs.put(Buffer.from('Subject: queued\r\n\r\nbody\r\n'));
   return store.enqueue({
     sender: 'sender@example.org',
@@ -15,6 +20,7 @@ async function enqueueOne(store: MailStore, recipients = ['a@x.org', 'b@y.org'],
     size: 25,
     meta: { envid: 'E1' },
     ...(nextAttemptAt ? { nextAttemptAt } : {}),
+    ...(lease ? { lease } : {}),
   });
 }
 
@@ -125,15 +131,8 @@ export function queueSuite(factory: StoreFactory): void {
 
     it('queues an entry already leased: nobody else leases it until the lease ends, its owner records attempts', async () => {
       const now = new Date();
-      const blobId = await ctx.store.blobs.put(Buffer.from('Subject: leased\r\n\r\nbody\r\n'));
       const until = new Date(now.getTime() + 30_000);
-      const entry = await ctx.store.enqueue({
-        sender: 'sender@example.org',
-        recipients: [{ address: 'a@x.org' }],
-        blobId,
-        size: 25,
-        lease: { owner: 'mx1', until },
-      });
+      const entry = await enqueueOne(ctx.store, ['a@x.org'], undefined, { owner: 'mx1', until });
       assert.equal(entry.leaseOwner, 'mx1');
       assert.equal(entry.leaseUntil?.getTime(), until.getTime());
       assert.deepEqual(await ctx.store.leaseQueue({ owner: 'w2', leaseMs: 30_000, limit: 10, now }), []);
@@ -153,13 +152,7 @@ export function queueSuite(factory: StoreFactory): void {
         [entry.id],
       );
       await ctx.store.releaseLease(entry.id, 'w2');
-      const done = await ctx.store.enqueue({
-        sender: 'sender@example.org',
-        recipients: [{ address: 'b@x.org' }],
-        blobId,
-        size: 25,
-        lease: { owner: 'mx1', until },
-      });
+      const done = await enqueueOne(ctx.store, ['b@x.org'], undefined, { owner: 'mx1', until });
       await ctx.store.recordAttempt(done.id, 'mx1', {
         results: [{ address: 'b@x.org', state: 'delivered' }],
         nextAttemptAt: now,
