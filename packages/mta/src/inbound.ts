@@ -8,10 +8,11 @@
  *   quoted `@`, source routes), so no trick turns the MX into an open relay.
  * - An unknown local recipient is refused at RCPT (550 5.1.1), never accepted
  *   and bounced later (no backscatter).
- * - The 250 after DATA is sent only once the message and its queue entry are
- *   committed; on any failure to store the reply is 451 4.3.0.
+ * - The 250 after DATA is sent only once the message is committed, synced: in
+ *   the recipients' mailboxes when the MDA took it for all of them before the
+ *   reply (deliverNow), else with its queue entry; on any failure to store the
+ *   reply is 451 4.3.0.
  */
-import { randomBytes } from 'node:crypto';
 import { ConnectionLimiter, type Counters, type Greylist, InProcessCounters } from '@mailwerk/limits';
 import {
   asReply,
@@ -34,6 +35,9 @@ import {
 import {
   contentId,
   type MailStore,
+  type NewQueueEntry,
+  newQueueEntry,
+  newQueueId,
   normalizeAddress,
   normalizeDomain,
   type QueueEntry,
@@ -100,6 +104,12 @@ export interface InboundServerOptions {
   authentication?: AuthenticationOptions;
   /** rspamd scanning (absent: none); `onFailure` decides when rspamd cannot answer. */
   rspamd?: RspamdPolicy;
+  /**
+   * Local delivery before the reply to DATA (QueueRunner.deliverNow): given the entry as it would be
+   * queued, nothing stored yet; true when every recipient has the message, which is then not queued
+   * (answered `delivered as <id>`); false to queue it, under the same id, as without it.
+   */
+  deliverNow?: (entry: QueueEntry, data: Buffer) => Promise<boolean>;
   /** Called after a message is queued (to wake the queue runner, or hand it the entry it leased). */
   onQueued?: (entry: QueueEntry) => void;
   /**
@@ -213,7 +223,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     },
     onData(stream, session, callback) {
       accept(stream as unknown as import('node:stream').Readable, session)
-        .then((id) => callback(null, `2.0.0 Ok: queued as ${id}`))
+        .then((what) => callback(null, `2.0.0 Ok: ${what}`))
         .catch((err: unknown) => {
           const r = asReply(err, options.onError, `smtp session ${session.id}: DATA`);
           if (r === err) options.onRefused?.(session.remoteAddress, `${r.responseCode} ${r.message}`);
@@ -338,6 +348,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     await checkDeliverable(store, canonical);
   }
 
+  /** Takes the message: `delivered as <id>` or `queued as <id>`, for the reply. */
   async function accept(stream: import('node:stream').Readable, session: SMTPServerSession): Promise<string> {
     const { data } = await readBounded(stream, limits.maxMessageSize);
     if (!data) throw reply(552, '5.3.4', `message exceeds the size limit of ${limits.maxMessageSize} bytes`);
@@ -353,42 +364,54 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     }
     const env = session.envelope;
     const tls = tlsOf(session);
-    const traceId = `${session.id}${randomBytes(2).toString('hex')}`;
+    // The id of the delivery or queue entry, in the Received: field too (as Postfix's queue id), so
+    // that a message's header leads to its lines in the log.
+    const now = new Date();
+    const id = newQueueId(now.getTime());
     const received = receivedHeader({
       helo: session.hostNameAppearsAs,
       clientAddress: session.remoteAddress,
       by: options.hostname,
       protocol: session.secure ? 'ESMTPS' : 'ESMTP',
-      id: traceId,
+      id,
       tls,
       ...(env.rcptTo.length === 1 ? { recipient: env.rcptTo[0]!.address } : {}),
     });
-    const checked = await inspect(data, session, traceId, tls);
+    const checked = await inspect(data, session, id, tls);
     const message = Buffer.concat([Buffer.from(received + checked.prepend, 'latin1'), checked.body]);
+    const input: NewQueueEntry = {
+      id,
+      sender: env.mailFrom ? env.mailFrom.address : '',
+      recipients: queueRecipients(env),
+      blobId: contentId(message),
+      size: message.length,
+      meta: {
+        client: session.remoteAddress,
+        helo: session.hostNameAppearsAs,
+        trace: id,
+        ...dsnMeta(env),
+      },
+    };
+    if (options.deliverNow) {
+      let delivered = false;
+      try {
+        delivered = await options.deliverNow(newQueueEntry(input, id, now), message);
+      } catch (err) {
+        options.onError?.(err, `smtp session ${session.id}: delivery before the reply`);
+      }
+      if (delivered) return `delivered as ${id}`;
+    }
     // The body and its queue entry are committed together, synced, before the 250.
     const lease = options.handoff?.claim() ?? null;
     let entry: QueueEntry;
     try {
-      entry = await store.enqueue({
-        sender: env.mailFrom ? env.mailFrom.address : '',
-        recipients: queueRecipients(env),
-        blobId: contentId(message),
-        data: message,
-        size: message.length,
-        meta: {
-          client: session.remoteAddress,
-          helo: session.hostNameAppearsAs,
-          trace: traceId,
-          ...dsnMeta(env),
-        },
-        ...(lease ? { lease } : {}),
-      });
+      entry = await store.enqueue({ ...input, data: message, ...(lease ? { lease } : {}) });
     } catch (err) {
       if (lease) options.handoff?.unclaim();
       throw err;
     }
     options.onQueued?.(entry);
-    return entry.id;
+    return `queued as ${entry.id}`;
   }
 
   /**

@@ -16,6 +16,7 @@
  * - Every read has a deadline; a reply is bounded (lines and length), so a
  *   broken peer costs a timeout, never memory.
  */
+import { isAscii } from 'node:buffer';
 import { createConnection, type Socket } from 'node:net';
 import { dotStuff } from '@mailwerk/mime';
 
@@ -253,7 +254,7 @@ export class LmtpClient {
     });
     if (sendTo.length > 0) {
       const params = [
-        ...(caps.has('8BITMIME') && msg.data.some((b) => b > 0x7f) ? ['BODY=8BITMIME'] : []),
+        ...(caps.has('8BITMIME') && !isAscii(msg.data) ? ['BODY=8BITMIME'] : []),
         ...(utf8 && [msg.sender, ...sendTo].some(nonAscii) ? ['SMTPUTF8'] : []),
         ...(caps.has('DSN') && msg.envid ? [`ENVID=${xtext(msg.envid)}`] : []),
       ];

@@ -62,6 +62,11 @@ export interface QueueRunnerOptions {
   leaseMs?: number;
   /** Entries worked at once. */
   concurrency?: number;
+  /**
+   * Messages delivered at once while their client waits (deliverNow, the MX); more wait in the queue.
+   * Each holds an LMTP session to the MDA.
+   */
+  directConcurrency?: number;
   /** How often to look for due entries when nobody calls wake(). */
   pollMs?: number;
   /**
@@ -143,6 +148,7 @@ export class QueueRunner {
       delayWarningMs: 0,
       leaseMs: 300_000,
       concurrency: 8,
+      directConcurrency: 32,
       pollMs: 1_000,
       mdaPauseMs: 2_000,
       now: () => new Date(),
@@ -417,22 +423,16 @@ export class QueueRunner {
     }
   }
 
-  /**
-   * Local recipients: each is expanded here, in the MTA (aliases, catch-alls,
-   * plus-addresses), and only account addresses go to the MDA over LMTP, so
-   * the MDA never has to queue anything (and can stand behind another MTA).
-   * An alias's outside targets become a queue entry of their own, once the
-   * alias's local part is final (not on every retry). An alias's result is
-   * its members': one waiting makes it wait (the others are not stored twice:
-   * the delivery key), all refusing make it fail, else it is delivered.
-   */
-  private async deliverLocal(entry: QueueEntry, local: string[], data: Buffer): Promise<Outcome[]> {
-    const { store } = this.o;
+  /** Each local recipient's accounts (with their tags) and outside targets; a refusal for one that has none. */
+  private async expand(local: string[]): Promise<{
+    plans: Array<{ address: string; members: string[]; external: string[] }>;
+    results: Outcome[];
+  }> {
     const results: Outcome[] = [];
     const plans: Array<{ address: string; members: string[]; external: string[] }> = [];
     for (const address of local) {
       try {
-        const e = await expandRecipient(store, address, this.o.isLocalDomain);
+        const e = await expandRecipient(this.o.store, address, this.o.isLocalDomain);
         const members = e.accounts.map(({ account, tag }) =>
           tag ? account.address.replace('@', `+${tag}@`) : account.address,
         );
@@ -448,6 +448,96 @@ export class QueueRunner {
         results.push({ address, state: reply.code >= 500 ? 'failed' : 'pending', reply });
       }
     }
+    return { plans, results };
+  }
+
+  /** Deliveries of deliverNow under way. */
+  private direct = 0;
+
+  /**
+   * Local delivery while the MX's client waits for its reply to DATA, of a message not queued (`entry`
+   * as newQueueEntry makes it, nothing stored): true when every recipient has it, and then it is never
+   * queued. The MDA answers 250 only after its synced commit, so a 250 to the client after this keeps
+   * the promise that what was answered 250 is on disk, one synced write a message instead of the
+   * queue's. False when any part needs the queue: a domain not local, a NOTIFY=SUCCESS report to
+   * write, an alias with outside members, a failed lookup, a recipient refused or deferred, the MDA
+   * down or as busy as `directConcurrency` deliveries. Nothing done here is done twice then: the only
+   * thing it may have done is the LMTP delivery, under the delivery key of `entry.id`, and the caller
+   * queues the message under that id, so the MDA does not store it again for whom it already did.
+   */
+  async deliverNow(entry: QueueEntry, data: Buffer): Promise<boolean> {
+    if (!this.running || this.mdaDownUntil > Date.now() || this.mdaPause > 0) return false;
+    if (this.direct >= this.o.directConcurrency) return false;
+    const pending = entry.recipients;
+    if (pending.some((r) => r.state !== 'pending' || r.notify?.includes('SUCCESS'))) return false;
+    this.direct++;
+    try {
+      for (const r of pending) if (!(await this.o.isLocalDomain(domainOf(r.address)))) return false;
+      const { plans, results } = await this.expand(pending.map((r) => r.address));
+      if (results.length > 0 || plans.some((p) => p.external.length > 0 || p.members.length === 0))
+        return false;
+      let replies: LmtpReply[];
+      try {
+        replies = await this.lmtp.deliver({
+          sender: entry.sender,
+          recipients: [...new Set(plans.flatMap((p) => p.members))],
+          data,
+          envid: await deliveryEnvid(this.o.store, entry.id),
+        });
+      } catch (err) {
+        this.mdaUnreachable(err);
+        return false;
+      }
+      const byMember = new Map(replies.map((r) => [r.address, r]));
+      if (replies.some((r) => r.code >= 300)) return false;
+      this.o.onAttempt?.(
+        entry,
+        plans.map((plan) =>
+          this.delivered(
+            plan,
+            plan.members.map((m) => byMember.get(m)!),
+          ),
+        ),
+      );
+      return true;
+    } finally {
+      this.direct--;
+    }
+  }
+
+  /** The result of a local recipient that went to the MDA: the MDA's own reply, or what it became. */
+  private delivered(
+    plan: { address: string; members: string[]; external: string[] },
+    replies: LmtpReply[],
+  ): Outcome {
+    const took = replies.filter((r) => r.code < 300);
+    const direct =
+      plan.members.length === 1 && plan.members[0] === plan.address && plan.external.length === 0;
+    const reply = direct
+      ? parseReply(took[0]!.text)
+      : makeReply(
+          250,
+          '2.1.5',
+          `<${plan.address}> expanded: ${[
+            ...plan.members.map((m, i) => `${m} ${replies[i]!.text}`),
+            ...plan.external.map((x) => `${x} queued for forwarding`),
+          ].join('; ')}`,
+        );
+    return { address: plan.address, state: 'delivered', reply, ...(direct ? {} : { expanded: true }) };
+  }
+
+  /**
+   * Local recipients: each is expanded here, in the MTA (aliases, catch-alls,
+   * plus-addresses), and only account addresses go to the MDA over LMTP, so
+   * the MDA never has to queue anything (and can stand behind another MTA).
+   * An alias's outside targets become a queue entry of their own, once the
+   * alias's local part is final (not on every retry). An alias's result is
+   * its members': one waiting makes it wait (the others are not stored twice:
+   * the delivery key), all refusing make it fail, else it is delivered.
+   */
+  private async deliverLocal(entry: QueueEntry, local: string[], data: Buffer): Promise<Outcome[]> {
+    const { store } = this.o;
+    const { plans, results } = await this.expand(local);
     const members = [...new Set(plans.flatMap((p) => p.members))];
     const byMember = new Map<string, LmtpReply>();
     let mdaDown = false;
@@ -538,25 +628,7 @@ export class QueueRunner {
           continue;
         }
       }
-      // The MDA's own reply when the address went as it is; else what it became.
-      const direct =
-        plan.members.length === 1 && plan.members[0] === plan.address && plan.external.length === 0;
-      const reply = direct
-        ? parseReply(took[0]!.text)
-        : makeReply(
-            250,
-            '2.1.5',
-            `<${plan.address}> expanded: ${[
-              ...plan.members.map((m, i) => `${m} ${replies[i]!.text}`),
-              ...plan.external.map((x) => `${x} queued for forwarding`),
-            ].join('; ')}`,
-          );
-      results.push({
-        address: plan.address,
-        state: 'delivered',
-        reply,
-        ...(direct ? {} : { expanded: true }),
-      });
+      results.push(this.delivered(plan, replies));
     }
     return results;
   }

@@ -99,7 +99,9 @@ export async function rig(
     hostname: 'mx.test.example',
     tls: await testTls(),
     limits: { maxMessageSize: 200_000, maxRecipients: 5, ...limits },
-    // As the MTA service wires them: a fresh entry queued leased to the runner and handed over.
+    // As the MTA service wires them: local mail delivered before the reply; else a fresh entry queued
+    // leased to the runner and handed over.
+    deliverNow: (entry, data) => runner.deliverNow(entry, data),
     handoff: runner,
     onQueued: (entry) => runner.queued(entry),
     ...mxOptions,

@@ -67,11 +67,15 @@ describe('MX: receiving mail', () => {
       text: 'First line\n.leading dot\n',
       messageId: '<m1@ext.org>',
     });
-    assert.match(info.response, /^250 2\.0\.0 Ok: queued as \S+/);
-    const msg = await eventually(async () =>
-      (await r.inbox('bob@example.org')).find((m) => m.includes('Hello Bob')),
-    );
+    // Delivered before the reply (deliverNow): in the mailbox by the time of the 250, never queued.
+    const id = /^250 2\.0\.0 Ok: delivered as (\S+)$/.exec(info.response)?.[1];
+    assert.ok(id, info.response);
+    const msg = (await r.inbox('bob@example.org')).find((m) => m.includes('Hello Bob'));
+    assert.ok(msg, 'in the mailbox when the 250 came');
+    assert.equal(await r.store.getQueueEntry(id), null);
     const text = msg.toString();
+    // The Received: field names the id of the 250 and the log lines (as Postfix's queue id).
+    assert.match(text, new RegExp(`\\bid ${id}\\b`));
     assert.match(
       text,
       /^Return-Path: <sender@ext\.org>\r\nDelivered-To: bob@example\.org\r\nReceived: from \[127\.0\.0\.1\] \(\[127\.0\.0\.1\]\)\r\n\t\(using TLSv1\.3/,
@@ -86,8 +90,7 @@ describe('MX: receiving mail', () => {
     assert.deepEqual(stored!.flags, []);
     assert.equal(stored!.size, msg.length);
     assert.equal(stored!.structure.root.envelope?.subject, 'Hello Bob');
-    // The entry goes once the runner has the MDA's reply, which can come just after the mailbox shows it.
-    await eventually(async () => (await r.store.listQueue()).length === 0);
+    assert.deepEqual(await r.store.listQueue(), []);
     transport.close();
   });
 
@@ -104,19 +107,23 @@ describe('MX: receiving mail', () => {
       '--body',
       'swaks body',
     ]);
-    assert.match(stdout, /<[-~] +250 2\.0\.0 Ok: queued as/);
+    assert.match(stdout, /<[-~] +250 2\.0\.0 Ok: delivered as/);
     await eventually(async () =>
       (await r.inbox('carl@example.org')).find((m) => m.includes('Subject: from swaks')),
     );
   });
 
   it('answers 451 4.3.0, never 250, when the message cannot be written', async () => {
-    // A failing disk cannot be had on loopback: the store's enqueue is made to
-    // fail the way a full disk makes SQLite fail (an I/O error), for this test only.
+    // A failing disk cannot be had on loopback: the store's writes of a message (into a mailbox, by the
+    // MDA before the reply, and into the queue) are made to fail the way a full disk makes SQLite fail
+    // (an I/O error), for this test only.
     const original = r.store.enqueue.bind(r.store);
-    r.store.enqueue = async () => {
+    const append = r.store.appendMessage.bind(r.store);
+    const ioError = async () => {
       throw Object.assign(new Error('disk I/O error'), { code: 'ERR_SQLITE_ERROR' });
     };
+    r.store.enqueue = ioError;
+    r.store.appendMessage = ioError;
     try {
       const c = await RawClient.open(r.smtpPort);
       await c.cmd('EHLO client.example');
@@ -126,6 +133,7 @@ describe('MX: receiving mail', () => {
       c.close();
     } finally {
       r.store.enqueue = original;
+      r.store.appendMessage = append;
     }
   });
 

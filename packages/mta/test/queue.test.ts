@@ -12,10 +12,16 @@ describe('queue and LMTP hand-off', () => {
   });
   after(() => r.close());
 
-  const send = async (from: string, to: string[], subject: string) => {
+  const send = async (from: string, to: string[], subject: string, notify?: 'SUCCESS') => {
     const t = nodemailer.createTransport({ host: '127.0.0.1', port: r.smtpPort, ignoreTLS: true });
     try {
-      return await t.sendMail({ from, to, subject, text: `${subject}\n` });
+      return await t.sendMail({
+        from,
+        to,
+        subject,
+        text: `${subject}\n`,
+        ...(notify ? { dsn: { notify } } : {}),
+      });
     } finally {
       t.close();
     }
@@ -32,12 +38,15 @@ describe('queue and LMTP hand-off', () => {
       return got;
     };
     try {
-      const info = await send('sender@ext.org', ['bob@example.org'], 'handed over');
+      // NOTIFY=SUCCESS asks for a report, which only the queue runner writes: queued, not delivered before the reply.
+      // From ann, so that the report goes to a local mailbox too.
+      const info = await send('ann@example.org', ['bob@example.org'], 'handed over', 'SUCCESS');
       const id = /queued as (\S+)/.exec(info.response)?.[1];
       assert.ok(id, info.response);
       await eventually(async () => (await count('bob@example.org', 'handed over')) === 1);
       await eventually(async () => (await r.store.getQueueEntry(id)) === null);
       assert.ok(!leasedByQuery.includes(id), `leased again by the runner's query: ${leasedByQuery}`);
+      await eventually(async () => (await r.store.listQueue()).length === 0);
     } finally {
       r.store.leaseQueue = leaseQueue;
     }
@@ -75,8 +84,18 @@ describe('queue and LMTP hand-off', () => {
   it('with three recipients of which one fails, replies per recipient and retries only that one', async () => {
     const ann = r.users.ann!;
     await r.store.updateAccount(ann.id, { quotaBytes: 10 }); // far too small: 452 4.2.2 at the MDA
-    await send('sender@ext.org', ['bob@example.org', 'ann@example.org', 'carl@example.org'], 'three');
+    const info = await send(
+      'sender@ext.org',
+      ['bob@example.org', 'ann@example.org', 'carl@example.org'],
+      'three',
+    );
+    // Tried before the reply, where bob and carl had it and ann did not: queued under the id of that
+    // attempt, so its delivery key keeps bob and carl from a second copy when the runner tries all three.
+    const id = /queued as (\S+)/.exec(info.response)?.[1];
+    assert.ok(id, info.response);
+    assert.equal(await count('bob@example.org', 'three'), 1);
     const entry = await eventually(async () => (await r.store.listQueue()).find((e) => e.attempts >= 2));
+    assert.equal(entry.id, id);
     const states = Object.fromEntries(entry.recipients.map((x) => [x.address, [x.state, x.attempts]]));
     assert.deepEqual(states['bob@example.org'], ['delivered', 1]);
     assert.deepEqual(states['carl@example.org'], ['delivered', 1]);
@@ -171,6 +190,46 @@ describe('an MDA that comes up after the MTA', () => {
         (await r.inbox('bob@example.org')).some((m) => m.includes('Subject: early')),
       );
     } finally {
+      await r.close();
+    }
+  });
+});
+
+describe('delivery before the reply to DATA', () => {
+  it('holds no more than directConcurrency messages at once; the others go by the queue', async () => {
+    const r = await rig({}, { directConcurrency: 1 });
+    // The MDA's mailbox write held until released (the same store object in this process), so that the
+    // first message is still being delivered when the second comes.
+    const append = r.store.appendMessage.bind(r.store);
+    let release!: () => void;
+    const released = new Promise<void>((res) => {
+      release = res;
+    });
+    let writes = 0;
+    r.store.appendMessage = async (input) => {
+      writes++;
+      await released;
+      return append(input);
+    };
+    const send = (subject: string) => {
+      const t = nodemailer.createTransport({ host: '127.0.0.1', port: r.smtpPort, ignoreTLS: true });
+      return t
+        .sendMail({ from: 'a@ext.org', to: 'bob@example.org', subject, text: 'x\n' })
+        .finally(() => t.close());
+    };
+    try {
+      const first = send('first');
+      await eventually(async () => writes === 1);
+      const second = await send('second');
+      assert.match(second.response, /^250 2\.0\.0 Ok: queued as /);
+      release();
+      assert.match((await first).response, /^250 2\.0\.0 Ok: delivered as /);
+      await eventually(async () => (await r.inbox('bob@example.org')).length === 2);
+      await eventually(async () => (await r.store.listQueue()).length === 0);
+      // The place is free again.
+      assert.match((await send('third')).response, /^250 2\.0\.0 Ok: delivered as /);
+    } finally {
+      r.store.appendMessage = append;
       await r.close();
     }
   });

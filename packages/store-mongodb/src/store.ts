@@ -52,6 +52,8 @@ import {
   type NewMessage,
   type NewQueueEntry,
   type NewRemoteAccount,
+  newQueueEntry,
+  newQueueId,
   normalizeAddress,
   normalizeAliasSource,
   normalizeDomain,
@@ -1112,27 +1114,8 @@ export class MongoMailStore implements MailStore {
       throw new StoreError('invalid', 'a queue entry needs at least one recipient');
     await this.storeData(input.blobId, input.data);
     const now = new Date();
-    const doc: QueueDoc = {
-      // Sortable by time, unique across processes.
-      _id: now.getTime().toString(36).padStart(9, '0') + randomBytes(5).toString('hex'),
-      sender: input.sender,
-      recipients: input.recipients.map((r) => ({
-        address: r.address,
-        state: 'pending',
-        attempts: 0,
-        ...(r.orcpt !== undefined ? { orcpt: r.orcpt } : {}),
-        ...(r.notify !== undefined ? { notify: r.notify } : {}),
-      })),
-      blobId: input.blobId,
-      size: input.size,
-      createdAt: now,
-      nextAttemptAt: input.nextAttemptAt ?? now,
-      attempts: 0,
-      held: false,
-      leaseOwner: input.lease?.owner ?? null,
-      leaseUntil: input.lease?.until ?? null,
-      meta: input.meta ?? {},
-    };
+    const { id, ...entry } = newQueueEntry(input, input.id ?? newQueueId(now.getTime()), now);
+    const doc: QueueDoc = { _id: id, ...entry };
     if (input.once && !(await this.remember(input.once.key, input.once.until)))
       throw new StoreError('exists', `already queued once: ${input.once.key}`);
     try {

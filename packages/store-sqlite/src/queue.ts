@@ -1,12 +1,12 @@
 /** The outbound queue of the embedded store: one row per message, recipients as JSON. */
-import { randomBytes } from 'node:crypto';
 import {
   type AttemptResult,
   applyAttempt,
   type LeaseRequest,
   type NewQueueEntry,
+  newQueueEntry,
+  newQueueId,
   type QueueEntry,
-  type QueueRecipient,
   StoreError,
 } from '@mailwerk/store';
 import { toQueueEntry } from './rows.ts';
@@ -22,15 +22,8 @@ export class SqliteQueue {
     if (input.recipients.length === 0)
       throw new StoreError('invalid', 'a queue entry needs at least one recipient');
     const now = Date.now();
-    // Sortable by time, unique across processes.
-    const id = now.toString(36).padStart(9, '0') + randomBytes(5).toString('hex');
-    const recipients: QueueRecipient[] = input.recipients.map((r) => ({
-      address: r.address,
-      state: 'pending',
-      attempts: 0,
-      ...(r.orcpt !== undefined ? { orcpt: r.orcpt } : {}),
-      ...(r.notify !== undefined ? { notify: r.notify } : {}),
-    }));
+    const id = input.id ?? newQueueId(now);
+    const recipients = newQueueEntry(input, id, new Date(now)).recipients;
     const row = await this.sql.txWithBlob(input.blobId, input.data, () => {
       if (input.once && !this.rememberInWrite(input.once.key, input.once.until))
         throw new StoreError('exists', `already queued once: ${input.once.key}`);

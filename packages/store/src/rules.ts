@@ -3,9 +3,47 @@
  * mailbox-name.ts): recording a delivery attempt per recipient, and what a
  * valid Sieve script name and DKIM key are.
  */
+import { randomUUID } from 'node:crypto';
 import { StoreError } from './errors.ts';
 import { readReply } from './reply.ts';
-import type { AttemptResult, DkimKey, QueueRecipient } from './types.ts';
+import type { AttemptResult, DkimKey, NewQueueEntry, QueueEntry, QueueRecipient } from './types.ts';
+
+/**
+ * A queue entry's id: sortable by time, unique across processes and hosts (40 random bits after the
+ * time). The random part from randomUUID, which Node draws from a cache it fills in batches: a
+ * randomBytes call of its own cost about 25 µs here, once a message.
+ */
+export const newQueueId = (now = Date.now()): string => {
+  const u = randomUUID();
+  return now.toString(36).padStart(9, '0') + u.slice(0, 8) + u.slice(9, 11);
+};
+
+/**
+ * The entry `enqueue` stores for `input`: every recipient pending, not tried yet. Also what the MX's
+ * delivery before its reply (QueueRunner.deliverNow) works on while nothing is stored.
+ */
+export function newQueueEntry(input: NewQueueEntry, id: string, now: Date): QueueEntry {
+  return {
+    id,
+    sender: input.sender,
+    recipients: input.recipients.map((r) => ({
+      address: r.address,
+      state: 'pending',
+      attempts: 0,
+      ...(r.orcpt !== undefined ? { orcpt: r.orcpt } : {}),
+      ...(r.notify !== undefined ? { notify: r.notify } : {}),
+    })),
+    blobId: input.blobId,
+    size: input.size,
+    createdAt: now,
+    nextAttemptAt: input.nextAttemptAt ?? now,
+    attempts: 0,
+    held: false,
+    leaseOwner: input.lease?.owner ?? null,
+    leaseUntil: input.lease?.until ?? null,
+    meta: input.meta ?? {},
+  };
+}
 
 /** The recipients after an attempt: each pending one that was tried takes its new state and reply. */
 export function applyAttempt(

@@ -285,6 +285,12 @@ export interface NewQueueEntry {
    * entry to its own queue runner without the runner's lease query (a write a message).
    */
   lease?: { owner: string; until: Date };
+  /**
+   * The entry's id, made beforehand by newQueueId (else the adapter makes one): the MX queues a
+   * message its delivery before the reply did not finish under the id that delivery used, so that
+   * the delivery key (deliveryEnvid) keeps a recipient who had it from a second copy.
+   */
+  id?: string;
 }
 
 export interface LeaseRequest {

@@ -138,17 +138,26 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
     await Promise.all(servers.map(closeServer));
   };
   try {
-    const onQueued = (entry: QueueEntry) => {
+    const received = (entry: QueueEntry, how: 'queued' | 'delivered') => {
       d.metrics.messages.inc({ event: 'received' });
-      log.log('info', 'queued', {
+      log.log('info', how, {
         id: entry.id,
         from: entry.sender,
         to: entry.recipients.map((r) => r.address),
         size: entry.size,
         ...(entry.meta.authUser ? { user: entry.meta.authUser } : {}),
       });
+    };
+    const onQueued = (entry: QueueEntry) => {
+      received(entry, 'queued');
       // Leased to this runner when queued (the MX's handoff): worked at once; else the runner looks.
       runner.queued(entry);
+    };
+    // The MX's local mail into the mailboxes before its reply to DATA, the queue only when that cannot be.
+    const deliverNow = async (entry: QueueEntry, data: Buffer) => {
+      const delivered = await runner.deliverNow(entry, data);
+      if (delivered) received(entry, 'delivered');
+      return delivered;
     };
     const onRefused = (client: string, reply: string) => {
       d.metrics.refused.inc();
@@ -198,6 +207,7 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
         greetingDelayMs: config.mta.greeting_delay_ms,
       },
       onQueued,
+      deliverNow,
       handoff: runner,
       onError: d.onError,
       onRefused,

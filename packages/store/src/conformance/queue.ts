@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isStoreError } from '../errors.ts';
 import { makeReply } from '../reply.ts';
+import { newQueueEntry, newQueueId } from '../rules.ts';
 import { contentId, type MailStore } from '../types.ts';
 import { rejects, type StoreFactory, useStore } from './harness.ts';
 
@@ -160,6 +161,27 @@ export function queueSuite(factory: StoreFactory): void {
       assert.equal(await ctx.store.getQueueEntry(done.id), null);
     });
 
+    it('queues an entry under the id it is given, read back as newQueueEntry makes it', async () => {
+      const id = newQueueId();
+      const data = Buffer.from('Subject: given id\r\n\r\nbody\r\n');
+      const input = {
+        id,
+        sender: 's@example.org',
+        recipients: [{ address: 'a@x.org', notify: ['NEVER' as const] }, { address: 'b@x.org' }],
+        blobId: contentId(data),
+        data,
+        size: data.length,
+        meta: { envid: 'E2' },
+      };
+      const entry = await ctx.store.enqueue(input);
+      assert.equal(entry.id, id);
+      const { data: _, ...stored } = input;
+      assert.deepEqual(await ctx.store.getQueueEntry(id), newQueueEntry(stored, id, entry.createdAt));
+      // Ids made apart from each other differ, and sort by time.
+      const ids = Array.from({ length: 50 }, (_, i) => newQueueId(1_700_000_000_000 + i));
+      assert.equal(new Set(ids).size, 50);
+      assert.deepEqual([...ids].sort(), ids);
+    });
     it('leases only due, unheld, unleased entries, and records attempts per recipient', async () => {
       const now = new Date('2026-11-23T10:00:00Z');
       const due = await enqueueOne(ctx.store, ['a@x.org', 'b@y.org'], new Date(now.getTime() - 1000));
