@@ -77,6 +77,9 @@ export class StartError extends Error {
 }
 
 /** A child's key: the service name, and `name#n` for the n-th process of a service that runs several. */
+/** The services that subscribe to change events. */
+const LISTENERS: ReadonlySet<ServiceName> = new Set(['access']);
+
 const childKey = (name: ServiceName, instance: number) => (instance === 1 ? name : `${name}#${instance}`);
 
 const FIRST_BACKOFF_MS = 1000;
@@ -191,8 +194,11 @@ export class Supervisor {
             child.activitySince = m.since;
             break;
           case 'bus':
+            // To the services whose sessions listen (IMAP IDLE and NOTIFY, in access): the MTA has no
+            // subscriber, and reading every stored message's event cost it a read a message.
             for (const other of this.children.values())
-              if (other !== child && other.ready) this.tell(other, { t: 'bus', events: m.events });
+              if (other !== child && other.ready && LISTENERS.has(other.name))
+                this.tell(other, { t: 'bus', events: m.events });
             break;
           case 'counter':
             void answerCounter(this.counters, m).then((r) => this.tell(child, r));
