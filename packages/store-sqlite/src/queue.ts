@@ -22,27 +22,28 @@ export class SqliteQueue {
     if (input.recipients.length === 0)
       throw new StoreError('invalid', 'a queue entry needs at least one recipient');
     const now = Date.now();
-    const id = input.id ?? newQueueId(now);
-    const recipients = newQueueEntry(input, id, new Date(now)).recipients;
-    const row = await this.sql.txWithBlob(input.blobId, input.data, () => {
+    // What the row reads back as (the conformance suite checks they agree), made here instead of read
+    // back with RETURNING: parsing the row's JSON again was a tenth of the MX's enqueue.
+    const entry = newQueueEntry(input, input.id ?? newQueueId(now), new Date(now));
+    await this.sql.txWithBlob(input.blobId, input.data, () => {
       if (input.once && !this.rememberInWrite(input.once.key, input.once.until))
         throw new StoreError('exists', `already queued once: ${input.once.key}`);
-      return this.sql.get(
+      this.sql.run(
         `INSERT INTO queue (id, sender, recipients, blob_id, size, created_at, next_attempt_at, meta, lease_owner, lease_until)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
-        id,
-        input.sender,
-        JSON.stringify(recipients),
-        input.blobId,
-        input.size,
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        entry.id,
+        entry.sender,
+        JSON.stringify(entry.recipients),
+        entry.blobId,
+        entry.size,
         now,
-        (input.nextAttemptAt ?? new Date(now)).getTime(),
-        JSON.stringify(input.meta ?? {}),
-        input.lease?.owner ?? null,
-        input.lease?.until.getTime() ?? null,
-      )!;
+        entry.nextAttemptAt.getTime(),
+        JSON.stringify(entry.meta),
+        entry.leaseOwner,
+        entry.leaseUntil?.getTime() ?? null,
+      );
     });
-    return toQueueEntry(row);
+    return entry;
   }
 
   /** See MailStore.remember. */
