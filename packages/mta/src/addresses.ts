@@ -11,7 +11,13 @@
  *   reflexes for commands and paths; no real mailbox needs these.
  */
 import { reply, type SmtpError } from '@mailwerk/smtp';
-import { expandRecipient, expansionRefusal, isStoreError, type MailStore } from '@mailwerk/store';
+import {
+  type Expansion,
+  expandRecipient,
+  expansionRefusal,
+  isStoreError,
+  type MailStore,
+} from '@mailwerk/store';
 
 const MAX_LOCAL_OCTETS = 64;
 
@@ -57,11 +63,11 @@ export function checkSenderSyntax(address: string): SmtpError | null {
  * a sender that may be forged (backscatter), so it is refused now: 550 5.1.1
  * for an address (or alias target) that does not exist, 550 5.4.6 for a
  * loop (RFC 3463). A store that fails is not an answer: the error goes up
- * and becomes 451.
+ * and becomes 451. Returns the expansion, which the MX uses again at DATA.
  */
-export async function checkDeliverable(store: MailStore, address: string): Promise<void> {
+export async function checkDeliverable(store: MailStore, address: string): Promise<Expansion> {
   try {
-    await expandRecipient(store, address, async (d) => (await store.getDomain(d)) !== null);
+    return await expandRecipient(store, address, async (d) => (await store.getDomain(d)) !== null);
   } catch (err) {
     const refusal = expansionRefusal(err, address);
     if (refusal) throw reply(refusal.code, refusal.enhanced, refusal.text);

@@ -34,6 +34,7 @@ import {
 } from '@mailwerk/smtp';
 import {
   contentId,
+  type Expansion,
   type MailStore,
   type NewQueueEntry,
   newQueueEntry,
@@ -107,9 +108,14 @@ export interface InboundServerOptions {
   /**
    * Local delivery before the reply to DATA (QueueRunner.deliverNow): given the entry as it would be
    * queued, nothing stored yet; true when every recipient has the message, which is then not queued
-   * (answered `delivered as <id>`); false to queue it, under the same id, as without it.
+   * (answered `delivered as <id>`); false to queue it, under the same id, as without it. `expanded`:
+   * what the recipients checked at RCPT expand to.
    */
-  deliverNow?: (entry: QueueEntry, data: Buffer) => Promise<boolean>;
+  deliverNow?: (
+    entry: QueueEntry,
+    data: Buffer,
+    expanded: ReadonlyMap<string, Expansion>,
+  ) => Promise<boolean>;
   /** Called after a message is queued (to wake the queue runner, or hand it the entry it leased). */
   onQueued?: (entry: QueueEntry) => void;
   /**
@@ -125,6 +131,11 @@ export interface InboundServerOptions {
 interface SessionState {
   errors: number;
   timer: NodeJS.Timeout | null;
+  /**
+   * The local recipients of this transaction as checked at RCPT, by canonical address: what they
+   * expand to is not looked up again for the delivery before the reply to DATA.
+   */
+  expanded: Map<string, Expansion>;
 }
 
 /** Characters that route mail on old MTAs or hide a second address: never in a local part we accept. */
@@ -202,6 +213,8 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
           ok = false;
         }
       }
+      // A new transaction: the recipients checked in an earlier one are not its own.
+      sessions.get(session.id)?.expanded.clear();
       if (!ok) return callback(refuse(session, reply(553, '5.1.7', `<${a}> bad sender address syntax`)));
       const bad =
         checkUtf8(a, Boolean(address.args && (address.args as Record<string, unknown>).SMTPUTF8)) ??
@@ -290,7 +303,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
       }
     }, limits.sessionTimeoutMs);
     timer.unref();
-    sessions.set(session.id, { errors: 0, timer });
+    sessions.set(session.id, { errors: 0, timer, expanded: new Map() });
   }
 
   /** A refused recipient counts against the client's address; past the limit the session ends. */
@@ -345,7 +358,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
       }
       return;
     }
-    await checkDeliverable(store, canonical);
+    sessions.get(session.id)?.expanded.set(canonical, await checkDeliverable(store, canonical));
   }
 
   /** Takes the message: `delivered as <id>` or `queued as <id>`, for the reply. */
@@ -395,7 +408,11 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     if (options.deliverNow) {
       let delivered = false;
       try {
-        delivered = await options.deliverNow(newQueueEntry(input, id, now), message);
+        delivered = await options.deliverNow(
+          newQueueEntry(input, id, now),
+          message,
+          sessions.get(session.id)?.expanded ?? new Map(),
+        );
       } catch (err) {
         options.onError?.(err, `smtp session ${session.id}: delivery before the reply`);
       }

@@ -17,6 +17,7 @@ import { isSieveRefusal, markedAsSpam, srsForward } from '@mailwerk/smtp';
 import {
   contentId,
   deliveryEnvid,
+  type Expansion,
   expandRecipient,
   expansionRefusal,
   formatReply,
@@ -424,7 +425,10 @@ export class QueueRunner {
   }
 
   /** Each local recipient's accounts (with their tags) and outside targets; a refusal for one that has none. */
-  private async expand(local: string[]): Promise<{
+  private async expand(
+    local: string[],
+    known: ReadonlyMap<string, Expansion> = new Map(),
+  ): Promise<{
     plans: Array<{ address: string; members: string[]; external: string[] }>;
     results: Outcome[];
   }> {
@@ -432,7 +436,7 @@ export class QueueRunner {
     const plans: Array<{ address: string; members: string[]; external: string[] }> = [];
     for (const address of local) {
       try {
-        const e = await expandRecipient(this.o.store, address, this.o.isLocalDomain);
+        const e = known.get(address) ?? (await expandRecipient(this.o.store, address, this.o.isLocalDomain));
         const members = e.accounts.map(({ account, tag }) =>
           tag ? account.address.replace('@', `+${tag}@`) : account.address,
         );
@@ -464,16 +468,26 @@ export class QueueRunner {
    * down or as busy as `directConcurrency` deliveries. Nothing done here is done twice then: the only
    * thing it may have done is the LMTP delivery, under the delivery key of `entry.id`, and the caller
    * queues the message under that id, so the MDA does not store it again for whom it already did.
+   * `expanded`: recipients already expanded (the MX's at RCPT, seconds ago), not looked up again.
    */
-  async deliverNow(entry: QueueEntry, data: Buffer): Promise<boolean> {
+  async deliverNow(
+    entry: QueueEntry,
+    data: Buffer,
+    expanded: ReadonlyMap<string, Expansion> = new Map(),
+  ): Promise<boolean> {
     if (!this.running || this.mdaDownUntil > Date.now() || this.mdaPause > 0) return false;
     if (this.direct >= this.o.directConcurrency) return false;
     const pending = entry.recipients;
     if (pending.some((r) => r.state !== 'pending' || r.notify?.includes('SUCCESS'))) return false;
     this.direct++;
     try {
-      for (const r of pending) if (!(await this.o.isLocalDomain(domainOf(r.address)))) return false;
-      const { plans, results } = await this.expand(pending.map((r) => r.address));
+      // A recipient the MX expanded at RCPT is local (its domain was checked there); another is looked up.
+      for (const r of pending)
+        if (!expanded.has(r.address) && !(await this.o.isLocalDomain(domainOf(r.address)))) return false;
+      const { plans, results } = await this.expand(
+        pending.map((r) => r.address),
+        expanded,
+      );
       if (results.length > 0 || plans.some((p) => p.external.length > 0 || p.members.length === 0))
         return false;
       let replies: LmtpReply[];

@@ -101,7 +101,7 @@ export async function rig(
     limits: { maxMessageSize: 200_000, maxRecipients: 5, ...limits },
     // As the MTA service wires them: local mail delivered before the reply; else a fresh entry queued
     // leased to the runner and handed over.
-    deliverNow: (entry, data) => runner.deliverNow(entry, data),
+    deliverNow: (entry, data, expanded) => runner.deliverNow(entry, data, expanded),
     handoff: runner,
     onQueued: (entry) => runner.queued(entry),
     ...mxOptions,

@@ -196,6 +196,33 @@ describe('an MDA that comes up after the MTA', () => {
 });
 
 describe('delivery before the reply to DATA', () => {
+  it('delivers to what the recipients expanded to at RCPT, not looking them up again', async () => {
+    const r = await rig();
+    try {
+      await r.store.addAlias({ address: 'team@example.org', targets: ['bob@example.org'] });
+      const c = await RawClient.open(r.smtpPort);
+      await c.cmd('EHLO client.example');
+      assert.match(await c.cmd('MAIL FROM:<a@ext.org>'), /^250/);
+      assert.match(await c.cmd('RCPT TO:<team@example.org>'), /^250/);
+      // Changed between RCPT and DATA: the recipient checked at RCPT is the one delivered to.
+      await r.store.removeAlias('team@example.org');
+      await r.store.addAlias({ address: 'team@example.org', targets: ['carl@example.org'] });
+      assert.match(await c.cmd('DATA'), /^354/);
+      assert.match(await c.cmd('Subject: team\r\n\r\nx\r\n.'), /^250 2\.0\.0 Ok: delivered as /);
+      assert.equal((await r.inbox('bob@example.org')).length, 1);
+      assert.equal((await r.inbox('carl@example.org')).length, 0);
+      // A new transaction on the same session looks its recipients up anew.
+      assert.match(await c.cmd('MAIL FROM:<a@ext.org>'), /^250/);
+      assert.match(await c.cmd('RCPT TO:<team@example.org>'), /^250/);
+      assert.match(await c.cmd('DATA'), /^354/);
+      assert.match(await c.cmd('Subject: team 2\r\n\r\nx\r\n.'), /^250 2\.0\.0 Ok: delivered as /);
+      assert.equal((await r.inbox('carl@example.org')).length, 1);
+      c.close();
+    } finally {
+      await r.close();
+    }
+  });
+
   it('holds no more than directConcurrency messages at once; the others go by the queue', async () => {
     const r = await rig({}, { directConcurrency: 1 });
     // The MDA's mailbox write held until released (the same store object in this process), so that the

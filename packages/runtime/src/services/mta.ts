@@ -21,7 +21,7 @@ import {
   remoteRetryPolicy,
   SendLimiter,
 } from '@mailwerk/mta';
-import { formatReply, type MailStore, type QueueEntry } from '@mailwerk/store';
+import { type Expansion, formatReply, type MailStore, type QueueEntry } from '@mailwerk/store';
 import type { SMTPServer } from 'smtp-server';
 import { closeServer, type Listening } from '../listen.ts';
 import type { ServiceDeps, StartedService } from './types.ts';
@@ -154,8 +154,8 @@ export async function start(d: ServiceDeps): Promise<StartedService> {
       runner.queued(entry);
     };
     // The MX's local mail into the mailboxes before its reply to DATA, the queue only when that cannot be.
-    const deliverNow = async (entry: QueueEntry, data: Buffer) => {
-      const delivered = await runner.deliverNow(entry, data);
+    const deliverNow = async (entry: QueueEntry, data: Buffer, expanded: ReadonlyMap<string, Expansion>) => {
+      const delivered = await runner.deliverNow(entry, data, expanded);
       if (delivered) received(entry, 'delivered');
       return delivered;
     };
