@@ -23,7 +23,7 @@ export class SqliteQueue {
       throw new StoreError('invalid', 'a queue entry needs at least one recipient');
     const now = Date.now();
     // What the row reads back as (the conformance suite checks they agree), made here instead of read
-    // back with RETURNING: parsing the row's JSON again was a tenth of the MX's enqueue.
+    // back with RETURNING and parsing its JSON again (about 50 ms of the MX's CPU per 3,000 messages).
     const entry = newQueueEntry(input, input.id ?? newQueueId(now), new Date(now));
     await this.sql.txWithBlob(input.blobId, input.data, () => {
       if (input.once && !this.rememberInWrite(input.once.key, input.once.until))
