@@ -200,10 +200,15 @@ export class QueueRunner {
    * unleased and wake() the runner instead.
    */
   claim(): { owner: string; until: Date } | null {
-    if (!this.running || this.mdaDownUntil > Date.now() || this.mdaPause > 0) return null;
+    if (!this.mdaUsable()) return null;
     if (this.active.size + this.claimed >= this.o.concurrency) return null;
     this.claimed++;
     return { owner: this.owner, until: new Date(this.o.now().getTime() + this.o.leaseMs) };
+  }
+
+  /** Running, and the MDA neither known down nor being probed after it was: a message can go at once. */
+  private mdaUsable(): boolean {
+    return this.running && this.mdaDownUntil <= Date.now() && this.mdaPause === 0;
   }
 
   /** The place of a claim whose entry was not queued after all. */
@@ -475,8 +480,7 @@ export class QueueRunner {
     data: Buffer,
     expanded: ReadonlyMap<string, Expansion> = new Map(),
   ): Promise<boolean> {
-    if (!this.running || this.mdaDownUntil > Date.now() || this.mdaPause > 0) return false;
-    if (this.direct >= this.o.directConcurrency) return false;
+    if (!this.mdaUsable() || this.direct >= this.o.directConcurrency) return false;
     const pending = entry.recipients;
     if (pending.some((r) => r.state !== 'pending' || r.notify?.includes('SUCCESS'))) return false;
     this.direct++;

@@ -5,12 +5,19 @@
 // session ends. Real servers (our MDA, Dovecot's LMTP) are in queue.test.ts and peers.test.ts.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { type AddressInfo, createServer, type Socket } from 'node:net';
+import { type AddressInfo, createServer } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { deliverOverLmtp } from '../src/lmtp-client.ts';
 
-/** A server answering each complete line with `answer(line)` (null: no answer); records what it read. */
-async function scripted(caps: string[], answer: (line: string, s: Socket) => string | null) {
+/**
+ * A server answering each complete line by its command word (the end of data by '.'): the table's reply,
+ * none for null, `500 what` for a word it lacks; records what it read.
+ */
+async function scripted(caps: string[], table: Record<string, string | null>) {
+  const answer = (line: string): string | null => {
+    const reply = table[line === '.' ? '.' : line.split(/[ :]/)[0]!.toUpperCase()];
+    return reply === undefined ? '500 what\r\n' : reply === null ? null : `${reply}\r\n`;
+  };
   const reads: string[] = [];
   const lines: string[] = [];
   let closed!: () => void;
@@ -31,7 +38,7 @@ async function scripted(caps: string[], answer: (line: string, s: Socket) => str
         if (data) {
           if (line === '.') {
             data = false;
-            const a = answer('.', s);
+            const a = answer('.');
             if (a) s.write(a);
           }
           continue;
@@ -40,7 +47,7 @@ async function scripted(caps: string[], answer: (line: string, s: Socket) => str
           s.write(['250-lmtp.test', ...caps.map((c) => `250-${c}`), '250 8BITMIME'].join('\r\n') + '\r\n');
           continue;
         }
-        const a = answer(line, s);
+        const a = answer(line);
         if (a?.startsWith('354')) data = true;
         if (a) s.write(a);
       }
@@ -67,17 +74,13 @@ describe('LMTP client', () => {
   });
 
   it('with PIPELINING sends MAIL, RCPT and DATA in one write and the message after the 354', async () => {
-    const srv = await scripted(['PIPELINING'], (line) =>
-      line.startsWith('MAIL') || line.startsWith('RCPT')
-        ? '250 ok\r\n'
-        : line === 'DATA'
-          ? '354 go\r\n'
-          : line === '.'
-            ? '250 2.0.0 stored\r\n'
-            : line === 'QUIT'
-              ? '221 bye\r\n'
-              : '500 what\r\n',
-    );
+    const srv = await scripted(['PIPELINING'], {
+      MAIL: '250 ok',
+      RCPT: '250 ok',
+      DATA: '354 go',
+      '.': '250 2.0.0 stored',
+      QUIT: '221 bye',
+    });
     servers.push(srv);
     const replies = await deliverOverLmtp(srv.target, { ...message, recipients: ['bob@example.org'] });
     assert.deepEqual(
@@ -93,19 +96,13 @@ describe('LMTP client', () => {
   });
 
   it('ends the session when DATA is taken though every recipient was refused, and reports the refusals', async () => {
-    const srv = await scripted(['PIPELINING'], (line) =>
-      line.startsWith('MAIL')
-        ? '250 ok\r\n'
-        : line.startsWith('RCPT')
-          ? '550 5.1.1 no such user\r\n'
-          : line === 'DATA'
-            ? '354 go anyway\r\n'
-            : line === '.'
-              ? null
-              : line === 'QUIT'
-                ? '221 bye\r\n'
-                : '500 what\r\n',
-    );
+    const srv = await scripted(['PIPELINING'], {
+      MAIL: '250 ok',
+      RCPT: '550 5.1.1 no such user',
+      DATA: '354 go anyway',
+      '.': null,
+      QUIT: '221 bye',
+    });
     servers.push(srv);
     const replies = await deliverOverLmtp(srv.target, {
       ...message,
@@ -124,17 +121,12 @@ describe('LMTP client', () => {
   });
 
   it('without PIPELINING waits for each reply and sends DATA only for an accepted recipient', async () => {
-    const srv = await scripted([], (line) =>
-      line.startsWith('MAIL')
-        ? '250 ok\r\n'
-        : line.startsWith('RCPT')
-          ? '550 5.1.1 no such user\r\n'
-          : line === 'RSET'
-            ? '250 reset\r\n'
-            : line === 'QUIT'
-              ? '221 bye\r\n'
-              : '500 what\r\n',
-    );
+    const srv = await scripted([], {
+      MAIL: '250 ok',
+      RCPT: '550 5.1.1 no such user',
+      RSET: '250 reset',
+      QUIT: '221 bye',
+    });
     servers.push(srv);
     const replies = await deliverOverLmtp(srv.target, { ...message, recipients: ['x@example.org'] });
     assert.deepEqual(
