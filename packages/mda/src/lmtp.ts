@@ -1,18 +1,11 @@
 /**
- * The MDA's LMTP server (RFC 2033) on smtp-server in LMTP mode. RCPT checks
+ * The MDA's LMTP server (RFC 2033) on our SMTP engine in LMTP mode. RCPT checks
  * that the recipient exists; DATA delivers to each and replies once per
  * recipient. It never listens by itself: the caller does (socket or loopback).
  */
 import type { Bus } from '@mailwerk/bus';
 import { parseMessage } from '@mailwerk/mime';
-import {
-  asReply,
-  installDotReader,
-  installGreetingDelay,
-  installReplyCodes,
-  readBounded,
-  reply,
-} from '@mailwerk/smtp';
+import { asReply, reply, type SmtpError, SmtpServer, type SmtpSession } from '@mailwerk/smtp';
 import {
   deliveryKeyOf,
   type Expansion,
@@ -21,7 +14,6 @@ import {
   type MailStore,
   normalizeAddress,
 } from '@mailwerk/store';
-import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { type DeliveryInput, deliverToRecipient, type Outbox } from './deliver.ts';
 
 export interface LmtpServerOptions {
@@ -38,56 +30,40 @@ export interface LmtpServerOptions {
   outbox?: Outbox;
 }
 
-export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
-  installReplyCodes();
-  installGreetingDelay();
-  installDotReader();
+export function createLmtpServer(options: LmtpServerOptions): SmtpServer {
   const { store, bus } = options;
   const expansions = new Map<string, Map<string, Expansion>>();
   const isLocal = async (domain: string) => (await store.getDomain(domain)) !== null;
 
-  const server: SMTPServer = new SMTPServer({
+  const server = new SmtpServer({
     lmtp: true,
-    // The MTA on the other end never talks first; no pause before the greeting.
-    ...({ greetingDelayMs: 0 } as object),
     name: options.hostname,
     banner: 'Mailwerk LMTP',
-    disabledCommands: ['AUTH', 'STARTTLS'],
-    hideDSN: false,
-    hideENHANCEDSTATUSCODES: false,
     size: options.maxMessageSize,
-    rejectOversized: true,
-    disableReverseLookup: true,
-    logger: false,
-    onConnect(session, callback) {
+    onConnect(session) {
       expansions.set(session.id, new Map());
-      callback();
     },
     onClose(session) {
       expansions.delete(session.id);
     },
-    onMailFrom(_address, session, callback) {
+    onMailFrom(_address, session) {
       expansions.set(session.id, new Map());
-      callback();
     },
-    onRcptTo(address, session, callback) {
-      resolve(address.address)
-        .then((expansion) => {
-          expansions.get(session.id)?.set(address.address, expansion);
-          callback();
-        })
-        // A store that fails is a temporary condition (451), never the 550 smtp-server would make of it.
-        .catch((err: unknown) =>
-          callback(asReply(err, options.onError, `lmtp session ${session.id}: RCPT <${address.address}>`)),
-        );
+    async onRcptTo(address, session) {
+      try {
+        expansions.get(session.id)?.set(address.address, await resolve(address.address));
+      } catch (err) {
+        // A store that fails is a temporary condition (451), never a permanent refusal.
+        throw asReply(err, options.onError, `lmtp session ${session.id}: RCPT <${address.address}>`);
+      }
     },
-    onData(stream, session, callback) {
-      handleData(stream, session)
-        .then((results) => callback(null, results))
-        .catch((err: unknown) => {
-          options.onError?.(err, `lmtp session ${session.id}: DATA`);
-          callback(reply(451, '4.3.0', 'local error in processing, try again later'));
-        });
+    async onData(message, session) {
+      try {
+        return await handleData(message, session);
+      } catch (err) {
+        options.onError?.(err, `lmtp session ${session.id}: DATA`);
+        throw reply(451, '4.3.0', 'local error in processing, try again later');
+      }
     },
   });
 
@@ -119,16 +95,14 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
     return expansion;
   }
 
-  async function handleData(stream: NodeJS.ReadableStream, session: SMTPServerSession) {
-    const { data } = await readBounded(stream as import('node:stream').Readable, options.maxMessageSize);
+  async function handleData(data: Buffer, session: SmtpSession) {
     const rcpts = session.envelope.rcptTo.map((r) => r.address);
-    // Oversized data is answered by smtp-server itself (rejectOversized), once per recipient.
-    if (!data) return rcpts.map(() => reply(552, '5.3.4', 'message too big'));
-    const envid = session.envelope.dsn?.envid ?? null;
+    const { ENVID } = session.envelope.mailFrom?.params ?? {};
+    const envid = typeof ENVID === 'string' ? ENVID : null;
     const input = {
       store,
       bus,
-      sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+      sender: session.envelope.mailFrom?.address ?? '',
       raw: data,
       structure: parseMessage(data),
       // Only our MTA's signed ENVID is a delivery key; a client's ENVID passed on by another MTA is not.
@@ -139,7 +113,7 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
     };
     const byRcpt = expansions.get(session.id) ?? new Map<string, Expansion>();
     const done = new Set<string>();
-    const results: Array<string | Error> = [];
+    const results: Array<string | SmtpError> = [];
     for (const rcpt of rcpts) {
       const expansion = byRcpt.get(rcpt);
       if (!expansion) {

@@ -6,16 +6,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { InProcessBus, type MailEvent } from '@mailwerk/bus';
+import type { SmtpServer } from '@mailwerk/smtp';
 import { DEFAULT_MAILBOXES, deliveryEnvid, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import nodemailer, { type SendMailOptions } from 'nodemailer';
-import type { SMTPServer } from 'smtp-server';
 import { createLmtpServer, queueOutbox } from '../src/index.ts';
 
 describe('MDA over LMTP', () => {
   let dir: string;
   let store: MailStore;
-  let server: SMTPServer;
+  let server: SmtpServer;
   let port: number;
   const events: MailEvent[] = [];
   const bus = new InProcessBus();
@@ -173,7 +173,7 @@ describe('MDA over LMTP', () => {
   });
   describe('with a Sieve script (packages/sieve run by the MDA)', () => {
     const lines: Array<{ message: string; fields: Record<string, unknown> }> = [];
-    let sieveServer: SMTPServer;
+    let sieveServer: SmtpServer;
     let sievePort: number;
     before(async () => {
       sieveServer = createLmtpServer({
@@ -384,7 +384,7 @@ describe('MDA over LMTP', () => {
 
   describe('Sieve redirect and vacation into the queue (queueOutbox, the real store queue)', () => {
     const lines: Array<{ message: string; fields: Record<string, unknown> }> = [];
-    let outServer: SMTPServer;
+    let outServer: SmtpServer;
     let outPort: number;
     before(async () => {
       outServer = createLmtpServer({

@@ -19,16 +19,13 @@ import {
   countHeaderFields,
   editHeader,
   headerBlock,
-  installDotReader,
-  installGreetingDelay,
-  installProtocolGuards,
-  installRelayGuard,
-  installReplyCodes,
   isSrsAddress,
-  readBounded,
   receivedHeader,
   reply,
+  type SmtpAddress,
   type SmtpError,
+  SmtpServer,
+  type SmtpSession,
   SrsError,
   srsReverse,
 } from '@mailwerk/smtp';
@@ -43,9 +40,8 @@ import {
   normalizeDomain,
   type QueueEntry,
 } from '@mailwerk/store';
-import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import { checkDeliverable, checkSenderSyntax, checkUtf8 } from './addresses.ts';
-import { baseServerOptions, dsnMeta, queueRecipients, smtputf8, tlsOf } from './envelope.ts';
+import { baseServerOptions, dsnMeta, queueRecipients, smtputf8 } from './envelope.ts';
 import { type RspamdPolicy, scan, verdictOf } from './rspamd.ts';
 import { type AuthenticationOptions, checkAuthentication, claimsOurAuthservId } from './trust.ts';
 
@@ -128,78 +124,50 @@ export interface InboundServerOptions {
   onRefused?: (client: string, reply: string) => void;
 }
 
-interface SessionState {
-  errors: number;
-  timer: NodeJS.Timeout | null;
-  /**
-   * The local recipients of this transaction as checked at RCPT, by canonical address: what they
-   * expand to is not looked up again for the delivery before the reply to DATA.
-   */
-  expanded: Map<string, Expansion>;
-}
-
 /** Characters that route mail on old MTAs or hide a second address: never in a local part we accept. */
 const ROUTING = /[%!@":\\]/;
 
-export function createInboundServer(options: InboundServerOptions): SMTPServer {
-  installReplyCodes();
-  installRelayGuard();
-  installGreetingDelay();
-  installProtocolGuards();
-  installDotReader();
+export function createInboundServer(options: InboundServerOptions): SmtpServer {
   const limits = { ...defaultInboundLimits, ...options.limits };
   const { store } = options;
   const limiter = new ConnectionLimiter(limits.maxConnections, limits.maxConnectionsPerIp);
-  const sessions = new Map<string, SessionState>();
+  /**
+   * The local recipients of each session's transaction as checked at RCPT, by canonical address: what
+   * they expand to is not looked up again for the delivery before the reply to DATA.
+   */
+  const expansions = new Map<string, Map<string, Expansion>>();
   const counters = options.counters ?? new InProcessCounters();
   const FAILED_RCPT_WINDOW_MS = 15 * 60_000;
 
-  /** Counts a refusal; past the limit the session ends with 421. */
-  const refuse = (session: SMTPServerSession, err: SmtpError): SmtpError => {
+  /** A refusal, told to the log (the engine counts it toward maxErrors). */
+  const refuse = (session: SmtpSession, err: SmtpError): SmtpError => {
     options.onRefused?.(session.remoteAddress, `${err.responseCode} ${err.message}`);
-    const state = sessions.get(session.id);
-    if (state && ++state.errors > limits.maxErrors) {
-      return reply(421, '4.7.0', `${options.hostname} too many errors, closing connection`);
-    }
     return err;
   };
 
-  const server: SMTPServer = new SMTPServer({
-    // Read by installRelayGuard; smtp-server keeps unknown options.
-    ...({
-      refuseQuotedRouting: true,
-      greetingDelayMs: limits.greetingDelayMs,
-      strictProtocol: true,
-      strictLineEndings: true,
-      commandTimeoutMs: limits.commandTimeoutMs,
-      minDataRate: limits.minDataRate,
-      dataGraceMs: limits.dataGraceMs,
-    } as object),
+  const server = new SmtpServer({
     name: options.hostname,
     banner: 'Mailwerk',
     ...baseServerOptions(options.tls, limits),
-    disabledCommands: ['AUTH'],
-    // Our hooks check every address themselves; strict parsing would answer a
-    // quoted relay trick ("a@ext"@local) with a syntax error instead of 554 5.7.1.
-    lenientAddressParsing: true,
-    onConnect(session, callback) {
-      void admit(session.remoteAddress).then((refusal) => {
-        if (refusal) {
-          options.onRefused?.(session.remoteAddress, `${refusal.responseCode} ${refusal.message}`);
-          return callback(refusal);
-        }
-        open(session);
-        callback();
-      });
+    greetingDelayMs: limits.greetingDelayMs,
+    strictProtocol: true,
+    strictLineEndings: true,
+    commandTimeoutMs: limits.commandTimeoutMs,
+    minDataRate: limits.minDataRate,
+    dataGraceMs: limits.dataGraceMs,
+    sessionTimeoutMs: limits.sessionTimeoutMs,
+    async onConnect(session) {
+      const refusal = await admit(session.remoteAddress);
+      if (refusal) {
+        options.onRefused?.(session.remoteAddress, `${refusal.responseCode} ${refusal.message}`);
+        throw refusal;
+      }
+      expansions.set(session.id, new Map());
     },
     onClose(session) {
-      const state = sessions.get(session.id);
-      if (!state) return;
-      if (state.timer) clearTimeout(state.timer);
-      sessions.delete(session.id);
-      limiter.release(session.remoteAddress);
+      if (expansions.delete(session.id)) limiter.release(session.remoteAddress);
     },
-    onMailFrom(address, session, callback) {
+    onMailFrom(address, session) {
       // Senders from the internet may use any RFC 5321 local part (quoted ones too);
       // only the domain has to make sense, so that a bounce could reach it.
       const a = address.address;
@@ -214,40 +182,37 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
         }
       }
       // A new transaction: the recipients checked in an earlier one are not its own.
-      sessions.get(session.id)?.expanded.clear();
-      if (!ok) return callback(refuse(session, reply(553, '5.1.7', `<${a}> bad sender address syntax`)));
-      const bad =
-        checkUtf8(a, Boolean(address.args && (address.args as Record<string, unknown>).SMTPUTF8)) ??
-        checkSenderSyntax(a);
-      if (bad) return callback(refuse(session, bad));
-      callback();
+      expansions.get(session.id)?.clear();
+      if (!ok) throw refuse(session, reply(553, '5.1.7', `<${a}> bad sender address syntax`));
+      const bad = checkUtf8(a, address.params.SMTPUTF8 === true) ?? checkSenderSyntax(a);
+      if (bad) throw refuse(session, bad);
     },
-    onRcptTo(address, session, callback) {
+    async onRcptTo(address, session) {
       const bad = checkUtf8(address.address, smtputf8(session));
-      if (bad) return callback(refuse(session, bad));
-      checkRecipient(address, session)
-        .then(() => greylisted(address.address, session))
-        .then(() => callback())
-        .catch(async (err: unknown) => {
-          const r = asReply(err, options.onError, `smtp session ${session.id}: RCPT`);
-          if (r !== err) return callback(r);
-          callback(refuse(session, await failedRecipient(session, r).catch(() => r)));
-        });
+      if (bad) throw refuse(session, bad);
+      try {
+        await checkRecipient(address, session);
+        await greylisted(address.address, session);
+      } catch (err) {
+        const r = asReply(err, options.onError, `smtp session ${session.id}: RCPT`);
+        if (r !== err) throw r;
+        throw refuse(session, await failedRecipient(session, r).catch(() => r));
+      }
     },
-    onData(stream, session, callback) {
-      accept(stream as unknown as import('node:stream').Readable, session)
-        .then((what) => callback(null, `2.0.0 Ok: ${what}`))
-        .catch((err: unknown) => {
-          const r = asReply(err, options.onError, `smtp session ${session.id}: DATA`);
-          if (r === err) options.onRefused?.(session.remoteAddress, `${r.responseCode} ${r.message}`);
-          callback(r);
-        });
+    async onData(message, session) {
+      try {
+        return `2.0.0 Ok: ${await accept(message, session)}`;
+      } catch (err) {
+        const r = asReply(err, options.onError, `smtp session ${session.id}: DATA`);
+        if (r === err) options.onRefused?.(session.remoteAddress, `${r.responseCode} ${r.message}`);
+        throw r;
+      }
     },
   });
 
-  async function greylisted(recipient: string, session: SMTPServerSession): Promise<void> {
+  async function greylisted(recipient: string, session: SmtpSession): Promise<void> {
     if (!options.greylist) return;
-    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+    const sender = session.envelope.mailFrom?.address ?? '';
     const wait = await options.greylist.check(session.remoteAddress, sender, recipient);
     if (wait !== null)
       throw reply(
@@ -295,19 +260,8 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     return refusal;
   }
 
-  function open(session: SMTPServerSession): void {
-    const timer = setTimeout(() => {
-      for (const c of server.connections as Set<{ id: string; send(code: number, text: string): void }>) {
-        if (c.id === session.id)
-          c.send(421, `4.4.2 ${options.hostname} session time limit reached, closing connection`);
-      }
-    }, limits.sessionTimeoutMs);
-    timer.unref();
-    sessions.set(session.id, { errors: 0, timer, expanded: new Map() });
-  }
-
   /** A refused recipient counts against the client's address; past the limit the session ends. */
-  async function failedRecipient(session: SMTPServerSession, err: SmtpError): Promise<SmtpError> {
+  async function failedRecipient(session: SmtpSession, err: SmtpError): Promise<SmtpError> {
     if (err.responseCode < 500) return err;
     const n = await counters.hit(`mx:rcptfail:${session.remoteAddress}`, FAILED_RCPT_WINDOW_MS);
     if (n >= limits.failedRecipientsPerIp)
@@ -319,7 +273,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     return err;
   }
 
-  async function checkRecipient(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+  async function checkRecipient(address: SmtpAddress, session: SmtpSession): Promise<void> {
     const raw = address.address;
     // RFC 3461 §4.1 and common practice: a bounce (null sender) goes to one recipient.
     if (
@@ -358,31 +312,22 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
       }
       return;
     }
-    sessions.get(session.id)?.expanded.set(canonical, await checkDeliverable(store, canonical));
+    expansions.get(session.id)?.set(canonical, await checkDeliverable(store, canonical));
   }
 
   /** Takes the message: `delivered as <id>` or `queued as <id>`, for the reply. */
-  async function accept(stream: import('node:stream').Readable, session: SMTPServerSession): Promise<string> {
-    const { data } = await readBounded(stream, limits.maxMessageSize);
-    if (!data) throw reply(552, '5.3.4', `message exceeds the size limit of ${limits.maxMessageSize} bytes`);
-    if ((stream as { smuggling?: boolean }).smuggling) {
-      throw reply(
-        554,
-        '5.6.0',
-        'message refused: a "." line with a bare CR or LF (SMTP smuggling); send CRLF line endings',
-      );
-    }
+  async function accept(data: Buffer, session: SmtpSession): Promise<string> {
     if (countHeaderFields(data, 'Received') > limits.maxHops) {
       throw reply(554, '5.4.0', `too many hops (more than ${limits.maxHops} Received: headers), mail loop?`);
     }
     const env = session.envelope;
-    const tls = tlsOf(session);
+    const { tls } = session;
     // The id of the delivery or queue entry, in the Received: field too (as Postfix's queue id), so
     // that a message's header leads to its lines in the log.
     const now = new Date();
     const id = newQueueId(now.getTime());
     const received = receivedHeader({
-      helo: session.hostNameAppearsAs,
+      helo: session.helo,
       clientAddress: session.remoteAddress,
       by: options.hostname,
       protocol: session.secure ? 'ESMTPS' : 'ESMTP',
@@ -394,13 +339,13 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     const message = Buffer.concat([Buffer.from(received + checked.prepend, 'latin1'), checked.body]);
     const input: NewQueueEntry = {
       id,
-      sender: env.mailFrom ? env.mailFrom.address : '',
+      sender: env.mailFrom?.address ?? '',
       recipients: queueRecipients(env),
       blobId: contentId(message),
       size: message.length,
       meta: {
         client: session.remoteAddress,
-        helo: session.hostNameAppearsAs,
+        helo: session.helo,
         trace: id,
         ...dsnMeta(env),
       },
@@ -411,7 +356,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
         delivered = await options.deliverNow(
           newQueueEntry(input, id, now),
           message,
-          sessions.get(session.id)?.expanded ?? new Map(),
+          expansions.get(session.id) ?? new Map(),
         );
       } catch (err) {
         options.onError?.(err, `smtp session ${session.id}: delivery before the reply`);
@@ -438,7 +383,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
    */
   async function inspect(
     data: Buffer,
-    session: SMTPServerSession,
+    session: SmtpSession,
     queueId: string,
     tls: { protocol: string; cipher: string } | null,
   ): Promise<{ prepend: string; body: Buffer }> {
@@ -451,13 +396,13 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
     );
     if (!options.authentication && !options.rspamd) return { prepend: '', body };
     const env = session.envelope;
-    const sender = env.mailFrom ? env.mailFrom.address : '';
+    const sender = env.mailFrom?.address ?? '';
     let prepend = '';
     let junk = false;
     if (options.authentication) {
       const v = await checkAuthentication(
         body,
-        { ip: session.remoteAddress, helo: session.hostNameAppearsAs, sender },
+        { ip: session.remoteAddress, helo: session.helo, sender },
         options.authentication,
       );
       if (v.action === 'reject')
@@ -474,7 +419,7 @@ export function createInboundServer(options: InboundServerOptions): SMTPServer {
         Buffer.concat([Buffer.from(prepend, 'latin1'), body]),
         {
           ip: session.remoteAddress,
-          helo: session.hostNameAppearsAs,
+          helo: session.helo,
           sender,
           recipients: env.rcptTo.map((r) => r.address),
           queueId,

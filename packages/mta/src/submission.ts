@@ -25,16 +25,12 @@ import {
   asReply,
   foldLongLines,
   headerBlock,
-  installAuthAfterTls,
-  installDotReader,
-  installGreetingDelay,
-  installProtocolGuards,
-  installReplyCodes,
-  readBounded,
   receivedHeader,
   reply,
   rfc5322Date,
   type SmtpError,
+  SmtpServer,
+  type SmtpSession,
 } from '@mailwerk/smtp';
 import {
   type Account,
@@ -45,9 +41,8 @@ import {
   ownsAddress,
   type QueueEntry,
 } from '@mailwerk/store';
-import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { checkDeliverable, checkSenderSyntax, checkUtf8 } from './addresses.ts';
-import { baseServerOptions, dsnMeta, queueRecipients, smtputf8, tlsOf } from './envelope.ts';
+import { baseServerOptions, dsnMeta, queueRecipients, smtputf8 } from './envelope.ts';
 import { defaultInboundLimits, type InboundLimits } from './inbound.ts';
 import { type RspamdPolicy, scan, verdictOf } from './rspamd.ts';
 
@@ -114,12 +109,7 @@ export class SendLimiter {
   }
 }
 
-export function createSubmissionServer(options: SubmissionServerOptions): SMTPServer {
-  installReplyCodes();
-  installGreetingDelay();
-  installAuthAfterTls();
-  installProtocolGuards();
-  installDotReader();
+export function createSubmissionServer(options: SubmissionServerOptions): SmtpServer {
   const limits = { ...defaultSubmissionLimits, ...options.limits };
   const { store } = options;
   const throttle = options.throttle ?? new AuthThrottle();
@@ -127,95 +117,84 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
   const limiter = new ConnectionLimiter(limits.maxConnections, limits.maxConnectionsPerIp);
   /** Sessions holding a place in the limiter. */
   const admitted = new Set<string>();
-  const errors = new Map<string, number>();
-  /** The signed-in account of each session (smtp-server keeps only an opaque `user`). */
+  /** The signed-in account of each session (the engine keeps only its id). */
   const accounts = new Map<string, Account>();
 
-  const refuse = (session: SMTPServerSession, err: SmtpError): SmtpError => {
+  /** A refusal, told to the log (the engine counts it toward maxErrors). */
+  const refuse = (session: SmtpSession, err: SmtpError): SmtpError => {
     options.onRefused?.(session.remoteAddress, `${err.responseCode} ${err.message}`);
-    const n = (errors.get(session.id) ?? 0) + 1;
-    errors.set(session.id, n);
-    if (n > limits.maxErrors)
-      return reply(421, '4.7.0', `${options.hostname} too many errors, closing connection`);
     return err;
   };
 
-  const account = (session: SMTPServerSession): Account => {
+  const account = (session: SmtpSession): Account => {
     const a = accounts.get(session.id);
     if (!a) throw reply(530, '5.7.0', 'authentication required');
     return a;
   };
 
-  const server: SMTPServer = new SMTPServer({
-    ...({ greetingDelayMs: 0, authAfterTls: !options.allowPlaintext, strictLineEndings: true } as object),
+  /** What a hook met: its reply, logged as a refusal; anything else 451, reported. */
+  const fail = (err: unknown, session: SmtpSession, context: string): SmtpError => {
+    const r = asReply(err, options.onError, `submission session ${session.id}: ${context}`);
+    return r === err ? refuse(session, r) : r;
+  };
+
+  const server = new SmtpServer({
     name: options.hostname,
     banner: 'Mailwerk submission',
     secure: options.secure,
     ...baseServerOptions(options.tls, limits),
-    authMethods: ['PLAIN', 'LOGIN'],
-    authOptional: false,
-    allowInsecureAuth: options.allowPlaintext,
-    onConnect(session, callback) {
+    strictLineEndings: true,
+    auth: { allowInsecure: options.allowPlaintext },
+    onConnect(session) {
       if (limiter.admit(session.remoteAddress))
-        return callback(reply(421, '4.7.0', `${options.hostname} too many connections from your address`));
+        throw reply(421, '4.7.0', `${options.hostname} too many connections from your address`);
       admitted.add(session.id);
-      callback();
     },
     onClose(session) {
       accounts.delete(session.id);
-      errors.delete(session.id);
       if (admitted.delete(session.id)) limiter.release(session.remoteAddress);
     },
-    onAuth(auth, session, callback) {
-      signIn(auth.username ?? '', auth.password ?? '', session)
-        .then((a) => {
-          accounts.set(session.id, a);
-          callback(null, { user: a.id });
-        })
-        .catch((err: unknown) => {
-          const r = asReply(err, options.onError, `submission session ${session.id}: AUTH`);
-          callback(
-            r === err
-              ? refuse(session, r)
-              : reply(454, '4.7.0', 'temporary authentication failure, try again later'),
-          );
-        });
+    async onAuth(username, password, session) {
+      try {
+        const a = await signIn(username, password, session);
+        accounts.set(session.id, a);
+        return a.id;
+      } catch (err) {
+        const r = asReply(err, options.onError, `submission session ${session.id}: AUTH`);
+        throw r === err
+          ? refuse(session, r)
+          : reply(454, '4.7.0', 'temporary authentication failure, try again later');
+      }
     },
-    onMailFrom(address, session, callback) {
+    async onMailFrom(address, session) {
       const bad =
-        checkUtf8(
-          address.address,
-          Boolean(address.args && (address.args as Record<string, unknown>).SMTPUTF8),
-        ) ?? checkSenderSyntax(address.address);
-      if (bad) return fail(bad, session, 'mail', callback);
-      checkSender(address.address, session)
-        .then(() => callback())
-        .catch((err: unknown) => fail(err, session, 'mail', callback));
+        checkUtf8(address.address, address.params.SMTPUTF8 === true) ?? checkSenderSyntax(address.address);
+      try {
+        if (bad) throw bad;
+        await checkSender(address.address, session);
+      } catch (err) {
+        throw fail(err, session, 'mail');
+      }
     },
-    onRcptTo(address, session, callback) {
+    async onRcptTo(address, session) {
       const bad = checkUtf8(address.address, smtputf8(session));
-      if (bad) return fail(bad, session, 'rcpt', callback);
-      checkRecipient(address.address, session)
-        .then(() => callback())
-        .catch((err: unknown) => fail(err, session, 'rcpt', callback));
+      try {
+        if (bad) throw bad;
+        await checkRecipient(address.address, session);
+      } catch (err) {
+        throw fail(err, session, 'rcpt');
+      }
     },
-    onData(stream, session, callback) {
-      accept(stream as unknown as import('node:stream').Readable, session)
-        .then((id) => callback(null, `2.0.0 Ok: queued as ${id}`))
-        .catch((err: unknown) => {
-          // The rest of the message must be read for the client to see the reply.
-          (stream as unknown as import('node:stream').Readable).resume();
-          fail(err, session, 'data', callback);
-        });
+    async onData(message, session) {
+      try {
+        return `2.0.0 Ok: queued as ${await accept(message, session)}`;
+      } catch (err) {
+        throw fail(err, session, 'data');
+      }
     },
   });
 
-  function fail(err: unknown, session: SMTPServerSession, context: string, callback: (err?: Error) => void) {
-    const r = asReply(err, options.onError, `submission session ${session.id}: ${context}`);
-    callback(r === err ? refuse(session, r) : r);
-  }
-
-  async function signIn(user: string, password: string, session: SMTPServerSession): Promise<Account> {
+  async function signIn(user: string, password: string, session: SmtpSession): Promise<Account> {
     const v = await checkLogin({
       throttle,
       service: 'submission',
@@ -232,7 +211,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
     throw reply(535, '5.7.8', 'authentication credentials invalid');
   }
 
-  async function checkSender(sender: string, session: SMTPServerSession): Promise<void> {
+  async function checkSender(sender: string, session: SmtpSession): Promise<void> {
     const a = account(session);
     if (sender === '') throw reply(553, '5.7.1', 'a signed-in user cannot send with the null sender <>');
     if (!(await ownsAddress(store, a, sender)))
@@ -249,7 +228,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
       );
   }
 
-  async function checkRecipient(raw: string, session: SMTPServerSession): Promise<void> {
+  async function checkRecipient(raw: string, session: SmtpSession): Promise<void> {
     account(session);
     if (session.envelope.rcptTo.length >= limits.maxRecipients)
       throw reply(452, '4.5.3', `too many recipients: at most ${limits.maxRecipients} per message`);
@@ -265,19 +244,15 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
     if (await store.getDomain(domain)) await checkDeliverable(store, raw);
   }
 
-  async function accept(stream: import('node:stream').Readable, session: SMTPServerSession): Promise<string> {
+  async function accept(data: Buffer, session: SmtpSession): Promise<string> {
     const a = account(session);
-    const { data } = await readBounded(stream, limits.maxMessageSize);
-    if (!data) throw reply(552, '5.3.4', `message exceeds the size limit of ${limits.maxMessageSize} bytes`);
-    if ((stream as { smuggling?: boolean }).smuggling)
-      throw reply(554, '5.6.0', 'message refused: a "." line with a bare CR or LF; send CRLF line endings');
     const envelope = parseMessage(data).root.envelope;
     // Every From: and Sender: field counts, not only the first (RFC 5322 §3.6 allows one From: field).
     const fields = parseHeaderBlock(headerBlock(data));
     const fromFields = fields.filter((f) => f.key === 'from');
     if (fromFields.length === 0) throw reply(550, '5.6.0', 'the message has no From: header');
     if (fromFields.length > 1)
-      throw reply(550, '5.6.0', 'the message has more than one From: field (RFC 5322 §3.6)');
+      throw reply(550, '5.6.0', 'the message has more than one From: field (RFC 5322 section 3.6)');
     const from = flatAddresses(parseAddressList(fromFields[0]!.value));
     if (from.length === 0) throw reply(550, '5.6.0', 'the From: field holds no address');
     const senderField = fields
@@ -297,7 +272,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
       }
     }
     const env = session.envelope;
-    const sender = env.mailFrom ? env.mailFrom.address : '';
+    const sender = env.mailFrom?.address ?? '';
     // DKIM signs for the header From's domain: that is what DMARC aligns with.
     const fromDomain = from[0]!.slice(from[0]!.lastIndexOf('@') + 1).toLowerCase();
     const traceId = `${session.id}${randomBytes(2).toString('hex')}`;
@@ -305,10 +280,10 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
     if ((envelope?.date ?? null) === null) added.push(`Date: ${rfc5322Date(new Date())}\r\n`);
     if ((envelope?.messageId ?? null) === null)
       added.push(`Message-ID: <${randomBytes(12).toString('hex')}@${options.hostname}>\r\n`);
-    const tls = tlsOf(session);
+    const { tls } = session;
     const full = options.receivedHeader === 'full';
     const received = receivedHeader({
-      helo: full ? session.hostNameAppearsAs : null,
+      helo: full ? session.helo : null,
       clientAddress: full ? session.remoteAddress : null,
       by: options.hostname,
       protocol: session.secure ? 'ESMTPSA' : 'ESMTPA',
@@ -323,7 +298,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SMTPSe
         data,
         {
           ip: session.remoteAddress,
-          helo: session.hostNameAppearsAs,
+          helo: session.helo,
           sender,
           recipients: env.rcptTo.map((r) => r.address),
           user: a.address,

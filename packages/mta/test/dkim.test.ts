@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { hashPassword } from '@mailwerk/auth';
+import type { SmtpServer } from '@mailwerk/smtp';
 import { DEFAULT_MAILBOXES, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import nodemailer from 'nodemailer';
-import type { SMTPServer } from 'smtp-server';
 import {
   createDkimSigner,
   createSubmissionServer,
@@ -26,7 +26,7 @@ import { loopbackDialer, type RemoteServer, remoteServer, tableResolver } from '
 describe('DKIM', () => {
   let dir: string;
   let store: MailStore;
-  let submission: SMTPServer;
+  let submission: SmtpServer;
   let remote: RemoteServer;
   let runner: QueueRunner;
   let port: number;

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InProcessBus } from '@mailwerk/bus';
 import { createLmtpServer } from '@mailwerk/mda';
+import type { SmtpServer } from '@mailwerk/smtp';
 import {
   type Account,
   contentId,
@@ -19,7 +20,6 @@ import {
 } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import { generateSelfSigned } from '@mailwerk/tls';
-import type { SMTPServer } from 'smtp-server';
 import {
   createInboundServer,
   type InboundLimits,
@@ -34,12 +34,12 @@ export async function testTls() {
   return tlsPair;
 }
 
-export async function listen(server: SMTPServer): Promise<number> {
+export async function listen(server: SmtpServer): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return (server.server.address() as AddressInfo).port;
 }
 
-export const closeServer = (server: SMTPServer) =>
+export const closeServer = (server: SmtpServer) =>
   new Promise<void>((resolve) => server.close(() => resolve()));
 
 export interface Rig {

@@ -1,3 +1,4 @@
+export { decodeXtext, parsePath, type SmtpAddress, type SmtpParams } from './command.ts';
 export {
   countHeaderFields,
   editHeader,
@@ -7,18 +8,20 @@ export {
   type ReadResult,
   readBounded,
 } from './data.ts';
-export { installDotReader, REQUIRED_MEMBERS } from './dots.ts';
-export { installProtocolGuards } from './guards.ts';
+export { DataReader } from './dots.ts';
 export { type ReceivedInfo, receivedHeader, rfc5322Date } from './received.ts';
 export {
   asReply,
-  installAuthAfterTls,
-  installGreetingDelay,
-  installRelayGuard,
-  installReplyCodes,
   isSieveRefusal,
   reply,
   SIEVE_REFUSAL,
   SmtpError,
 } from './reply.ts';
+export {
+  SmtpConnection,
+  type SmtpEnvelope,
+  SmtpServer,
+  type SmtpServerOptions,
+  type SmtpSession,
+} from './server.ts';
 export { isSrsAddress, SrsError, type SrsOptions, srsForward, srsReverse } from './srs.ts';

@@ -21,8 +21,8 @@ import {
   remoteRetryPolicy,
   SendLimiter,
 } from '@mailwerk/mta';
+import type { SmtpServer } from '@mailwerk/smtp';
 import { type Expansion, formatReply, type MailStore, type QueueEntry } from '@mailwerk/store';
-import type { SMTPServer } from 'smtp-server';
 import { closeServer, type Listening } from '../listen.ts';
 import type { ServiceDeps, StartedService } from './types.ts';
 
@@ -86,7 +86,7 @@ export function relayHost(r: Config['mta']['relay_host']): RelayHost {
 
 export async function start(d: ServiceDeps): Promise<StartedService> {
   const { config, store, log, counters } = d;
-  const servers: SMTPServer[] = [];
+  const servers: SmtpServer[] = [];
   const listening: Listening[] = [];
   const isLocalDomain = async (name: string) => (await store.getDomain(name)) !== null;
   const sign = createDkimSigner(store);
