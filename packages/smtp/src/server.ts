@@ -114,6 +114,8 @@ const CR = 0x0d;
 const LF = 0x0a;
 const EMPTY = Buffer.alloc(0);
 const MAX_LINE = 12_288;
+/** Input kept waiting behind a command before the socket is paused. */
+const HIGH_WATER = 64 * 1024;
 const WEB = /^(GET|HEAD|POST|PUT|DELETE|OPTIONS|TRACE|PATCH|CONNECT)\s+\S+(\s+HTTP\/\d(\.\d)?)?\s*$/i;
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 
@@ -310,6 +312,9 @@ export class SmtpConnection {
     }
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     if (!this.busy) this.pump();
+    // While a command waits (a hook, the wait before 354), what the client sends behind it waits in the
+    // buffer; past a bound the socket is paused until the buffer is worked down (pump).
+    if (this.buf.length > HIGH_WATER && !this.socket.isPaused()) this.socket.pause();
   }
 
   /** Works what is in the buffer, a command (or the message) at a time, until it needs more or waits. */
@@ -351,6 +356,7 @@ export class SmtpConnection {
       this.run(this.command(line.toString('utf8')));
     }
     if (!this.busy || this.closed) this.flush();
+    if (this.buf.length <= HIGH_WATER && this.socket.isPaused()) this.socket.resume();
   }
 
   /** Waits for a command that went asynchronous, then goes on with the input. */
@@ -707,6 +713,11 @@ export class SmtpConnection {
   private idle(): void {
     if (this.busy && !this.data) return; // our own work (a hook) is slow, not the client
     this.say(421, '4.4.2', `${this.o.name} idle too long, closing connection`);
+  }
+
+  /** Input received and not yet worked (bounded by pausing the socket). */
+  get pendingInput(): number {
+    return this.buf.length;
   }
 
   /** @internal Called by the server's timer. A 421 closes the session (see send). */

@@ -200,6 +200,38 @@ describe('SMTP engine', () => {
   });
 });
 
+describe('input behind a waiting command', () => {
+  it('is held to a bound (the socket is paused), and all of it is worked once the command is answered', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const { server, port } = await serve({ onMailFrom: () => held });
+    try {
+      const c = await Client.open(port);
+      await c.send('EHLO a\r\n');
+      c.socket.write('MAIL FROM:<a@x>\r\n');
+      const noops = 50_000;
+      c.socket.write('NOOP\r\n'.repeat(noops));
+      const [conn] = [...server.connections];
+      // The client's 300 KB reach the server as far as the bound lets them; then nothing more is read.
+      let most = 0;
+      const deadline = Date.now() + 500;
+      while (Date.now() < deadline) {
+        most = Math.max(most, conn!.pendingInput);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(most > 0 && most < 200 * 1024, `held ${most} bytes`);
+      release();
+      const text = await c.until((t) => (t.match(/^250 2\.0\.0 Ok\r$/gm)?.length ?? 0) >= noops, 10_000);
+      assert.match(text, /250 2\.1\.0 Ok\r\n250 2\.0\.0 Ok/);
+      c.socket.destroy();
+    } finally {
+      await close(server);
+    }
+  });
+});
+
 describe('LMTP engine', () => {
   it('answers DATA once per recipient, in RCPT order, and LHLO only', async () => {
     const { server, port } = await serve({
