@@ -21,7 +21,7 @@ import {
 
 const MAX_LOCAL_OCTETS = 64;
 
-/** An address as smtp-server decoded it (UTF-8; undecodable bytes became U+FFFD). */
+/** An address as the SMTP engine decoded it (UTF-8; undecodable bytes became U+FFFD). */
 export function checkUtf8(address: string, smtputf8: boolean): SmtpError | null {
   if (!/[^\x00-\x7f]/.test(address)) return null;
   if (!smtputf8)

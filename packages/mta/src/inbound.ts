@@ -1,6 +1,7 @@
 /**
- * The MX: SMTP from the internet for local domains only (RFC 5321), on
- * smtp-server. Nothing is answered 250 before it is on disk in the queue.
+ * The MX: SMTP from the internet for local domains only (RFC 5321), on our
+ * engine (@mailwerk/smtp). Nothing is answered 250 before it is on disk, in
+ * the mailboxes or the queue.
  *
  * Invariants:
  * - Relay is refused at RCPT (554 5.7.1) for any recipient whose domain is not
@@ -58,7 +59,7 @@ export interface InboundLimits {
   sessionTimeoutMs: number;
   /** Most Received: headers before a message is taken for a loop (RFC 5321 §6.3). */
   maxHops: number;
-  /** Pause before the greeting, in ms (smtp-server's own is 100 ms, paid by every connection); a client that talks during it is refused. */
+  /** Pause before the greeting, in ms (0: greet at once; a pause is paid by every connection); a client that talks during it is refused. */
   greetingDelayMs: number;
   /** New connections from one client address per minute. */
   connectionsPerMinute: number;

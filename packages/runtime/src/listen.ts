@@ -29,7 +29,7 @@ function removeStaleSocket(path: string): Promise<void> {
   });
 }
 
-/** What can listen: smtp-server and a plain net/http server both have this shape. */
+/** What can listen: our SMTP engine (SmtpServer) and a plain net/http server both have this shape. */
 export interface Listenable {
   listen(...args: unknown[]): unknown;
   once(event: 'error', listener: (err: Error) => void): unknown;
