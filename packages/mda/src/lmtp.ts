@@ -40,6 +40,8 @@ export function createLmtpServer(options: LmtpServerOptions): SmtpServer {
     name: options.hostname,
     banner: 'Mailwerk LMTP',
     size: options.maxMessageSize,
+    // Clients keep idle sessions for seconds (ours 2 s, Postfix's connection cache 2 s); one left open is closed.
+    idleTimeoutMs: 300_000,
     onConnect(session) {
       expansions.set(session.id, new Map());
     },
