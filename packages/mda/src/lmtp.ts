@@ -40,6 +40,8 @@ export function createLmtpServer(options: LmtpServerOptions): SmtpServer {
     name: options.hostname,
     banner: 'Mailwerk LMTP',
     size: options.maxMessageSize,
+    // RFC 3030 in LMTP: our MTA sends MAIL, RCPT and BDAT with the message in one write, one round trip.
+    chunking: true,
     // Clients keep idle sessions for seconds (ours 2 s, Postfix's connection cache 2 s); one left open is closed.
     idleTimeoutMs: 300_000,
     onConnect(session) {

@@ -66,6 +66,22 @@ export function xtext(s: string): string {
   );
 }
 
+/**
+ * The recipients the server took, given the replies to MAIL and to each RCPT in order; the others get
+ * their refusal (or MAIL's) in `out`.
+ */
+function acceptedOf(sendTo: string[], replies: Reply[], out: Map<string, Reply>): string[] {
+  const mail = replies[0]!;
+  const accepted: string[] = [];
+  sendTo.forEach((address, i) => {
+    const r = replies[i + 1]!;
+    if (mail.code !== 250) out.set(address, mail);
+    else if (r.code !== 250) out.set(address, r);
+    else accepted.push(address);
+  });
+  return accepted;
+}
+
 /** One LMTP session: a line reader with deadlines over a socket. */
 class Connection {
   private buffer = '';
@@ -259,24 +275,15 @@ export class LmtpClient {
         ...(caps.has('DSN') && msg.envid ? [`ENVID=${xtext(msg.envid)}`] : []),
       ];
       const pipelining = caps.has('PIPELINING');
+      const mail = `MAIL FROM:<${msg.sender}>${params.map((p) => ` ${p}`).join('')}`;
+      if (pipelining && caps.has('CHUNKING')) return this.chunked(conn, msg, mail, sendTo, out);
       // RFC 2920 §3.1: with PIPELINING the whole group goes at once, DATA last in it (one round trip
       // fewer a message); without, one command per reply, and DATA only for accepted recipients.
-      const commands = [
-        `MAIL FROM:<${msg.sender}>${params.map((p) => ` ${p}`).join('')}`,
-        ...sendTo.map((a) => `RCPT TO:<${a}>`),
-        ...(pipelining ? ['DATA'] : []),
-      ];
+      const commands = [mail, ...sendTo.map((a) => `RCPT TO:<${a}>`), ...(pipelining ? ['DATA'] : [])];
       if (pipelining) conn.write(commands.map((c) => `${c}\r\n`).join(''));
       const replies: Reply[] = [];
       for (const c of commands) replies.push(pipelining ? await conn.read() : await conn.command(c));
-      const mail = replies[0]!;
-      const accepted: string[] = [];
-      sendTo.forEach((address, i) => {
-        const r = replies[i + 1]!;
-        if (mail.code !== 250) out.set(address, mail);
-        else if (r.code !== 250) out.set(address, r);
-        else accepted.push(address);
-      });
+      const accepted = acceptedOf(sendTo, replies, out);
       const pipelinedData = pipelining ? replies.at(-1)! : null;
       if (accepted.length === 0) {
         // A server that took DATA anyway gets an empty message, which it has nobody to deliver to
@@ -297,6 +304,32 @@ export class LmtpClient {
         }
       }
     }
+    return msg.recipients.map((address) => ({ address, ...out.get(address)! }));
+  }
+
+  /**
+   * RFC 3030 with PIPELINING: MAIL, RCPT and `BDAT <size> LAST` with the message, undotted, in one
+   * write; the server reads the chunk whatever it answered before it, then answers once per accepted
+   * recipient (RFC 2033 §4.2), or once when there is none (then RSET ends the transaction).
+   */
+  private async chunked(
+    conn: Connection,
+    msg: LmtpMessage,
+    mail: string,
+    sendTo: string[],
+    out: Map<string, Reply>,
+  ): Promise<LmtpReply[]> {
+    const head = [mail, ...sendTo.map((a) => `RCPT TO:<${a}>`), `BDAT ${msg.data.length} LAST`];
+    conn.write(Buffer.concat([Buffer.from(head.map((c) => `${c}\r\n`).join(''), 'latin1'), msg.data]));
+    const replies: Reply[] = [];
+    for (let i = 0; i < sendTo.length + 1; i++) replies.push(await conn.read());
+    const accepted = acceptedOf(sendTo, replies, out);
+    if (accepted.length === 0) {
+      // BDAT refused (no recipient); the transaction MAIL opened is still open there.
+      await conn.read();
+      await conn.command('RSET');
+    }
+    for (const a of accepted) out.set(a, await conn.read());
     return msg.recipients.map((address) => ({ address, ...out.get(address)! }));
   }
 

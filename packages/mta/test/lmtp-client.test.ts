@@ -2,12 +2,14 @@
 // server, which no real one here can be made into): with PIPELINING, MAIL, RCPT and DATA go in one
 // write (RFC 2920 §3.1); without it, one command per reply and DATA only after an accepted RCPT; a
 // server that answers DATA with 354 though no recipient was accepted gets an empty message and the
-// session ends. Real servers (our MDA, Dovecot's LMTP) are in queue.test.ts and peers.test.ts.
+// session ends. With CHUNKING (RFC 3030), against our own engine: MAIL, RCPT and BDAT LAST with the
+// message in one write. Real servers (our MDA, Dovecot's LMTP) are in queue.test.ts and peers.test.ts.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { deliverOverLmtp } from '../src/lmtp-client.ts';
+import { reply, SmtpServer } from '@mailwerk/smtp';
+import { deliverOverLmtp, LmtpClient } from '../src/lmtp-client.ts';
 
 /**
  * A server answering each complete line by its command word (the end of data by '.'): the table's reply,
@@ -93,6 +95,65 @@ describe('LMTP client', () => {
       ),
       JSON.stringify(srv.reads),
     );
+  });
+
+  it('with CHUNKING sends MAIL, RCPT and BDAT LAST with the message as it is in one write, and stays in step', async () => {
+    const reads: string[] = [];
+    const stored: string[] = [];
+    const server = new SmtpServer({
+      lmtp: true,
+      chunking: true,
+      name: 'lmtp.test',
+      banner: 'test',
+      size: 100_000,
+      onRcptTo(address) {
+        if (address.address.startsWith('nobody')) throw reply(550, '5.1.1', 'no such user');
+      },
+      onData: async (m, session) => {
+        stored.push(m.toString('latin1'));
+        return session.envelope.rcptTo.map((r) => `2.0.0 <${r.address}> delivered`);
+      },
+    });
+    server.server.on('connection', (s) => s.on('data', (d: Buffer) => reads.push(d.toString('latin1'))));
+    server.listen(0, '127.0.0.1');
+    await once(server.server, 'listening');
+    const client = new LmtpClient(`127.0.0.1:${(server.address() as AddressInfo).port}`, {
+      hostname: 'mx.test',
+    });
+    try {
+      // A line starting with a dot and a bare LF go as they are: no stuffing, no line ending changed.
+      const data = Buffer.from('Subject: x\r\n\r\n.dot\nbody');
+      const replies = await client.deliver({
+        ...message,
+        data,
+        recipients: ['bob@example.org', 'nobody@example.org'],
+      });
+      assert.deepEqual(
+        replies.map((r) => [r.address, r.code]),
+        [
+          ['bob@example.org', 250],
+          ['nobody@example.org', 550],
+        ],
+      );
+      assert.deepEqual(stored, [data.toString('latin1')]);
+      const wire = `MAIL FROM:<a@ext.org> ENVID=e1\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<nobody@example.org>\r\nBDAT ${data.length} LAST\r\n${data.toString('latin1')}`;
+      assert.ok(reads.includes(wire), JSON.stringify(reads));
+      // Every recipient refused: the one reply to BDAT is read, and the pooled session goes on.
+      const none = await client.deliver({ ...message, recipients: ['nobody@example.org'] });
+      assert.deepEqual(
+        none.map((r) => r.code),
+        [550],
+      );
+      const again = await client.deliver({ ...message, recipients: ['bob@example.org'] });
+      assert.deepEqual(
+        again.map((r) => r.code),
+        [250],
+      );
+      assert.equal(server.connections.size, 1);
+    } finally {
+      client.close();
+      await new Promise<void>((r) => server.close(r));
+    }
   });
 
   it('ends the session when DATA is taken though every recipient was refused, and reports the refusals', async () => {

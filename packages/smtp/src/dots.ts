@@ -15,7 +15,7 @@
  * The work is linear in the bytes: one `indexOf` pass for dots, at most two
  * bytes held back between chunks. Past `limit` bytes of content the rest is
  * counted and dropped, so an oversized message costs no more memory than the
- * limit.
+ * limit. The chunks of BDAT (RFC 3030) go through `take`, as they are.
  */
 
 const CR = 0x0d;
@@ -81,6 +81,12 @@ export class DataReader {
     this.t0 = at(end - 2);
     this.t1 = at(end - 1);
     return null;
+  }
+
+  /** Takes a BDAT chunk's bytes as they are: no dot rule, no end marker (RFC 3030 §2). */
+  take(chunk: Buffer): void {
+    this.wireBytes += chunk.length;
+    this.keep(chunk);
   }
 
   /** The message, or null when it went over the limit. */

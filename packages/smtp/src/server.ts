@@ -68,6 +68,8 @@ export interface SmtpServerOptions {
   tls?: { key: string; cert: string };
   /** Implicit TLS (465): the handshake comes first. */
   secure?: boolean;
+  /** CHUNKING (RFC 3030): BDAT, the message in counted chunks with no dot rule; offered when true. */
+  chunking?: boolean;
   /** SMTP AUTH PLAIN and LOGIN (RFC 4954), checked by `onAuth`; MAIL needs it. */
   auth?: { allowInsecure: boolean };
   /** Largest message, in bytes (SIZE, RFC 1870): announced, checked at MAIL and after DATA. */
@@ -229,7 +231,12 @@ export class SmtpConnection {
   private closed = false;
   /** The server is shutting down: close once the command at hand is answered. */
   private stopping = false;
+  /** The message being received: by DATA (`dots`) or in BDAT chunks. */
   private data: DataReader | null = null;
+  /** DATA's dot-ended data is being read. */
+  private dots = false;
+  /** The BDAT chunk being read: octets left, whether it is the last, and the refusal if it is refused. */
+  private chunk: { left: number; size: number; last: boolean; refused: SmtpError | null } | null = null;
   /** The next line belongs to an AUTH exchange. */
   private sasl: ((line: string) => Step) | null = null;
   private errors = 0;
@@ -320,11 +327,25 @@ export class SmtpConnection {
   /** Works what is in the buffer, a command (or the message) at a time, until it needs more or waits. */
   private pump(): void {
     while (!this.busy && !this.closed) {
-      if (this.data) {
+      if (this.chunk) {
+        const c = this.chunk;
+        if (c.left > 0) {
+          if (!this.buf.length) break;
+          const take = Math.min(c.left, this.buf.length);
+          if (!c.refused) this.data?.take(this.buf.subarray(0, take));
+          this.buf = this.buf.subarray(take);
+          c.left -= take;
+          if (c.left > 0) break;
+        }
+        this.chunk = null;
+        this.run(this.endOfChunk(c));
+        continue;
+      }
+      if (this.dots) {
         if (!this.buf.length) break;
         const chunk = this.buf;
         this.buf = EMPTY;
-        const rest = this.data.feed(chunk);
+        const rest = this.data!.feed(chunk);
         if (rest === null) break;
         this.buf = rest;
         this.run(this.endOfData());
@@ -392,6 +413,8 @@ export class SmtpConnection {
         return this.rcpt(line.slice(sp + 1));
       case 'DATA':
         return this.startData(arg);
+      case 'BDAT':
+        return this.bdat(arg);
       case 'RSET':
         this.reset();
         return this.say(250, '2.0.0', 'Ok');
@@ -414,8 +437,7 @@ export class SmtpConnection {
           this.say(221, '2.7.0', 'this is a mail server, not a web server or proxy; goodbye');
           return this.end();
         }
-        if (['EXPN', 'BDAT', 'ETRN', 'TURN'].includes(verb))
-          return this.say(502, '5.5.1', `${verb} not implemented`);
+        if (['EXPN', 'ETRN', 'TURN'].includes(verb)) return this.say(502, '5.5.1', `${verb} not implemented`);
         return this.say(500, '5.5.2', 'command not recognized');
     }
   }
@@ -439,6 +461,7 @@ export class SmtpConnection {
       'ENHANCEDSTATUSCODES',
       'DSN',
       `SIZE ${this.o.size}`,
+      ...(this.o.chunking ? ['CHUNKING'] : []),
       ...(canTls ? ['STARTTLS'] : []),
       ...(canAuth ? ['AUTH PLAIN LOGIN'] : []),
     ];
@@ -488,10 +511,13 @@ export class SmtpConnection {
     const env = this.session.envelope;
     if (!env.mailFrom) return this.say(503, '5.5.1', 'need MAIL command');
     if (!env.rcptTo.length) return this.say(503, '5.5.1', 'need RCPT command');
+    if (this.data)
+      return this.say(503, '5.5.1', 'DATA after BDAT: send the rest with BDAT (RFC 3030 section 2)');
     if (arg) return this.say(501, '5.5.4', 'DATA takes no argument');
     const go = () => {
       this.out.push('354 End data with <CR><LF>.<CR><LF>\r\n');
       this.data = new DataReader(this.o.size);
+      this.dots = true;
       this.dataStartedAt = Date.now();
     };
     if (!this.o.strictProtocol) return void go();
@@ -510,9 +536,43 @@ export class SmtpConnection {
     );
   }
 
+  /**
+   * BDAT <size> [LAST] (RFC 3030 §2): the next `size` octets are the chunk, read whatever the answer
+   * to it (a refused chunk is read and dropped, so the session stays in step).
+   */
+  private bdat(arg: string): Step {
+    if (!this.o.chunking) return this.say(502, '5.5.1', 'BDAT not implemented: use DATA');
+    const m = /^(\d{1,15})(?: +(LAST))? *$/i.exec(arg);
+    if (!m) {
+      // Without a size the octets that follow cannot be told from commands: the session ends.
+      this.say(501, '5.5.4', 'syntax: BDAT <size> [LAST]; closing');
+      return this.end();
+    }
+    const env = this.session.envelope;
+    const refused = !env.mailFrom
+      ? reply(503, '5.5.1', 'need MAIL command')
+      : !env.rcptTo.length
+        ? reply(503, '5.5.1', 'need RCPT command')
+        : null;
+    if (!refused && !this.data) {
+      this.data = new DataReader(this.o.size);
+      this.dataStartedAt = Date.now();
+    }
+    const size = Number(m[1]);
+    this.chunk = { left: size, size, last: Boolean(m[2]), refused };
+    return undefined;
+  }
+
+  private endOfChunk(c: { size: number; last: boolean; refused: SmtpError | null }): Step {
+    if (c.refused) return this.refuse(c.refused);
+    if (!c.last) return this.say(250, '2.0.0', `${c.size} octets received`);
+    return this.endOfData();
+  }
+
   private async endOfData(): Promise<void> {
     const reader = this.data!;
     this.data = null;
+    this.dots = false;
     const rcpts = this.session.envelope.rcptTo.length;
     const each = (code: number, message: string) => {
       for (let i = 0; i < (this.o.lmtp ? rcpts : 1); i++) this.send(code, message);
@@ -689,8 +749,10 @@ export class SmtpConnection {
     if (!this.socket.destroyed) this.socket.write(text);
   }
 
+  /** A new transaction (RSET, EHLO, after the message): the envelope and any BDAT chunks so far go. */
   private reset(): void {
     this.session.envelope = { mailFrom: null, rcptTo: [] };
+    this.data = null;
   }
 
   /** Closes after what was said is written. */

@@ -273,6 +273,85 @@ describe('LMTP engine', () => {
   });
 });
 
+describe('CHUNKING (BDAT, RFC 3030)', () => {
+  it('takes the message in counted chunks as they are, and keeps the session in step when it refuses one', async () => {
+    const got: string[] = [];
+    const { server, port } = await serve({
+      chunking: true,
+      onData: async (m) => {
+        got.push(m.toString('latin1'));
+        return '2.0.0 Ok';
+      },
+    });
+    const plain = await serve({});
+    try {
+      const c = await Client.open(port);
+      assert.match((await c.send('EHLO a\r\n'))[0]!, /^250[ -]CHUNKING\r?$/m);
+      // Before MAIL and RCPT: refused, and its octets (which look like commands) are read, not run.
+      assert.match((await c.send('BDAT 6 LAST\r\nQUIT\r\n'))[0]!, /^503 5\.5\.1 /);
+      const replies = await c.send(
+        'MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nBDAT 8\r\n.x\r\n\n.\n\rBDAT 0\r\nBDAT 6 LAST\r\n.\r\nz\r\n',
+        5,
+      );
+      assert.deepEqual(replies, [
+        '250 2.1.0 Ok',
+        '250 2.1.5 Ok',
+        '250 2.0.0 8 octets received',
+        '250 2.0.0 0 octets received',
+        '250 2.0.0 Ok',
+      ]);
+      // No dot rule, no smuggling check: the bytes are the message.
+      assert.deepEqual(got, ['.x\r\n\n.\n\r.\r\nz\r\n']);
+      // DATA cannot follow BDAT; RSET drops the chunks so far.
+      await c.send('MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nBDAT 3\r\nabc', 3);
+      assert.match((await c.send('DATA\r\n'))[0]!, /^503 5\.5\.1 /);
+      await c.send('RSET\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nBDAT 2 LAST\r\nde', 4);
+      assert.equal(got.at(-1), 'de');
+      // A size that cannot be read: the octets after it cannot be told from commands, so the session ends.
+      assert.match((await c.send('BDAT lots\r\n'))[0]!, /^501 5\.5\.4 /);
+      await c.until(() => c.closed);
+      // A server without it does not list it and refuses BDAT.
+      const d = await Client.open(plain.port);
+      assert.doesNotMatch((await d.send('EHLO a\r\n'))[0]!, /CHUNKING/);
+      assert.match((await d.send('BDAT 1 LAST\r\n'))[0]!, /^502 5\.5\.1 /);
+      d.socket.destroy();
+    } finally {
+      await close(server);
+      await close(plain.server);
+    }
+  });
+
+  it('answers BDAT LAST once per recipient in LMTP, and an oversized message 552 for each after reading it', async () => {
+    const { server, port } = await serve({
+      lmtp: true,
+      chunking: true,
+      onData: async (m, session) =>
+        session.envelope.rcptTo.map((r) => `2.0.0 <${r.address}> ${m.length} octets`),
+    });
+    try {
+      const c = await Client.open(port);
+      await c.send('LHLO a\r\n');
+      const replies = await c.send(
+        'MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nRCPT TO:<c@y>\r\nBDAT 5 LAST\r\nhello',
+        5,
+      );
+      assert.deepEqual(replies.slice(3), ['250 2.0.0 <b@y> 5 octets', '250 2.0.0 <c@y> 5 octets']);
+      const big = await c.send(
+        `MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nRCPT TO:<c@y>\r\nBDAT 1500 LAST\r\n${'x'.repeat(1500)}`,
+        5,
+      );
+      assert.deepEqual(
+        big.slice(3).map((r) => r.slice(0, 9)),
+        ['552 5.3.4', '552 5.3.4'],
+      );
+      assert.match((await c.send('NOOP\r\n'))[0]!, /^250 /);
+      c.socket.destroy();
+    } finally {
+      await close(server);
+    }
+  });
+});
+
 describe('AUTH and shutdown', () => {
   it('signs in with PLAIN and LOGIN, initial response or not, and refuses cancels and bad base64', async () => {
     const seen: string[] = [];
