@@ -36,9 +36,11 @@ export const baseServerOptions = (
   },
 ): Pick<
   SmtpServerOptions,
-  'tls' | 'size' | 'maxRecipients' | 'maxClients' | 'maxErrors' | 'idleTimeoutMs'
+  'tls' | 'size' | 'maxRecipients' | 'maxClients' | 'maxErrors' | 'idleTimeoutMs' | 'chunking'
 > => ({
   tls,
+  // BDAT (RFC 3030), as Postfix offers it since 3.4: senders that use it skip the dot rule both ways.
+  chunking: true,
   size: limits.maxMessageSize,
   maxRecipients: limits.maxRecipients,
   maxClients: limits.maxConnections,

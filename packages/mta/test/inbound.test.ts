@@ -34,6 +34,7 @@ describe('MX: receiving mail', () => {
       'ENHANCEDSTATUSCODES',
       'STARTTLS',
       'DSN',
+      'CHUNKING',
     ]) {
       assert.match(ehlo, new RegExp(`^250[ -]${ext}\\r?$`, 'm'));
     }
@@ -92,6 +93,25 @@ describe('MX: receiving mail', () => {
     assert.equal(stored!.structure.root.envelope?.subject, 'Hello Bob');
     assert.deepEqual(await r.store.listQueue(), []);
     transport.close();
+  });
+
+  it('takes a message in BDAT chunks (RFC 3030) as it is, and refuses an oversized one after reading it', async () => {
+    const c = await RawClient.open(r.smtpPort);
+    await c.cmd('EHLO client.example');
+    await transaction(c, 'chunks@ext.org', ['carl@example.org']);
+    const body = 'Subject: in chunks\r\n\r\n.no dot rule here\r\n';
+    c.write(`BDAT 20\r\n${body.slice(0, 20)}`);
+    assert.match(await c.read(), /^250 2\.0\.0 20 octets/);
+    c.write(`BDAT ${body.length - 20} LAST\r\n${body.slice(20)}`);
+    assert.match(await c.read(), /^250 2\.0\.0 Ok: delivered as /);
+    const got = (await r.inbox('carl@example.org')).find((m) => m.includes('in chunks'));
+    assert.ok(got?.toString().endsWith('\r\n\r\n.no dot rule here\r\n'), got?.toString());
+    await transaction(c, 'chunks@ext.org', ['carl@example.org']);
+    const big = 250_000;
+    c.write(`BDAT ${big} LAST\r\n${'x'.repeat(big)}`);
+    assert.match(await c.read(), /^552 5\.3\.4 /);
+    assert.match(await c.cmd('NOOP'), /^250 /);
+    c.close();
   });
 
   it('takes mail from swaks', async () => {
@@ -253,7 +273,9 @@ describe('MX: receiving mail', () => {
     await eventually(async () => lines.join('').includes('\r\n'));
     assert.match(lines.join(''), /^503 5\.5\.1 /);
     tls.write('EHLO client.example\r\n');
-    await eventually(async () => /250 SIZE/.test(lines.join('')));
+    // The whole EHLO reply (its last line has a space after the code), now without STARTTLS.
+    await eventually(async () => /^250 [^\r\n]*\r\n/m.test(lines.join('')));
+    assert.match(lines.join(''), /^250[ -]SIZE /m);
     assert.doesNotMatch(lines.join(''), /STARTTLS/);
     tls.destroy();
   });
