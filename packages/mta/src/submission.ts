@@ -132,10 +132,14 @@ export function createSubmissionServer(options: SubmissionServerOptions): SmtpSe
     return a;
   };
 
-  /** What a hook met: its reply, logged as a refusal; anything else 451, reported. */
-  const fail = (err: unknown, session: SmtpSession, context: string): SmtpError => {
-    const r = asReply(err, options.onError, `submission session ${session.id}: ${context}`);
-    return r === err ? refuse(session, r) : r;
+  /** Runs a hook's work: what it refuses is logged as a refusal; anything else it meets is 451, reported. */
+  const guarded = async <T>(session: SmtpSession, context: string, work: () => Promise<T>): Promise<T> => {
+    try {
+      return await work();
+    } catch (err) {
+      const r = asReply(err, options.onError, `submission session ${session.id}: ${context}`);
+      throw r === err ? refuse(session, r) : r;
+    }
   };
 
   const server = new SmtpServer({
@@ -166,32 +170,21 @@ export function createSubmissionServer(options: SubmissionServerOptions): SmtpSe
           : reply(454, '4.7.0', 'temporary authentication failure, try again later');
       }
     },
-    async onMailFrom(address, session) {
-      const bad =
-        checkUtf8(address.address, address.params.SMTPUTF8 === true) ?? checkSenderSyntax(address.address);
-      try {
+    onMailFrom: (address, session) =>
+      guarded(session, 'mail', async () => {
+        const bad =
+          checkUtf8(address.address, address.params.SMTPUTF8 === true) ?? checkSenderSyntax(address.address);
         if (bad) throw bad;
         await checkSender(address.address, session);
-      } catch (err) {
-        throw fail(err, session, 'mail');
-      }
-    },
-    async onRcptTo(address, session) {
-      const bad = checkUtf8(address.address, smtputf8(session));
-      try {
+      }),
+    onRcptTo: (address, session) =>
+      guarded(session, 'rcpt', async () => {
+        const bad = checkUtf8(address.address, smtputf8(session));
         if (bad) throw bad;
         await checkRecipient(address.address, session);
-      } catch (err) {
-        throw fail(err, session, 'rcpt');
-      }
-    },
-    async onData(message, session) {
-      try {
-        return `2.0.0 Ok: queued as ${await accept(message, session)}`;
-      } catch (err) {
-        throw fail(err, session, 'data');
-      }
-    },
+      }),
+    onData: (message, session) =>
+      guarded(session, 'data', async () => `2.0.0 Ok: queued as ${await accept(message, session)}`),
   });
 
   async function signIn(user: string, password: string, session: SmtpSession): Promise<Account> {
