@@ -454,7 +454,8 @@ export class SmtpConnection {
     const canAuth =
       Boolean(this.o.auth) && !this.session.user && (this.session.secure || this.o.auth!.allowInsecure);
     const lines = [
-      `${this.o.name} greets ${name}`,
+      // The client's name echoed as printable ASCII, and not all of a 12 KB one.
+      `${this.o.name} greets ${name.slice(0, 255).replace(/[^\x21-\x7e]/g, '?')}`,
       'PIPELINING',
       '8BITMIME',
       'SMTPUTF8',
