@@ -82,7 +82,8 @@ export function createLmtpServer(options: LmtpServerOptions): SmtpServer {
     if (!(await isLocal(domain))) throw reply(550, '5.1.2', `<${rcpt}> not a local domain`);
     let expansion: Expansion;
     try {
-      expansion = await expandRecipient(store, canonical, isLocal);
+      // The recipient's own domain was just found local: not looked up again for the expansion.
+      expansion = await expandRecipient(store, canonical, async (d) => d === domain || (await isLocal(d)));
     } catch (err) {
       const refusal = expansionRefusal(err, rcpt);
       if (refusal) throw reply(refusal.code, refusal.enhanced, refusal.text);

@@ -65,9 +65,18 @@ export function checkSenderSyntax(address: string): SmtpError | null {
  * loop (RFC 3463). A store that fails is not an answer: the error goes up
  * and becomes 451. Returns the expansion, which the MX uses again at DATA.
  */
-export async function checkDeliverable(store: MailStore, address: string): Promise<Expansion> {
+export async function checkDeliverable(
+  store: MailStore,
+  address: string,
+  /** A domain the caller has just found local (not looked up again). */
+  knownLocal?: string,
+): Promise<Expansion> {
   try {
-    return await expandRecipient(store, address, async (d) => (await store.getDomain(d)) !== null);
+    return await expandRecipient(
+      store,
+      address,
+      async (d) => d === knownLocal || (await store.getDomain(d)) !== null,
+    );
   } catch (err) {
     const refusal = expansionRefusal(err, address);
     if (refusal) throw reply(refusal.code, refusal.enhanced, refusal.text);

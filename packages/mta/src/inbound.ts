@@ -313,7 +313,7 @@ export function createInboundServer(options: InboundServerOptions): SmtpServer {
       }
       return;
     }
-    expansions.get(session.id)?.set(canonical, await checkDeliverable(store, canonical));
+    expansions.get(session.id)?.set(canonical, await checkDeliverable(store, canonical, domain));
   }
 
   /** Takes the message: `delivered as <id>` or `queued as <id>`, for the reply. */

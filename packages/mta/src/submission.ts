@@ -234,7 +234,7 @@ export function createSubmissionServer(options: SubmissionServerOptions): SmtpSe
       throw reply(501, '5.1.3', `<${raw}> bad recipient address syntax`);
     }
     // A local recipient that does not exist is refused now, not bounced later.
-    if (await store.getDomain(domain)) await checkDeliverable(store, raw);
+    if (await store.getDomain(domain)) await checkDeliverable(store, raw, domain);
   }
 
   async function accept(data: Buffer, session: SmtpSession): Promise<string> {
