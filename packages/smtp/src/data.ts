@@ -1,33 +1,4 @@
-/** Reading the DATA of a transaction, bounded, and checks on what was read. */
-import type { Readable } from 'node:stream';
-
-export interface ReadResult {
-  /** The message, or null when it went over `limit` (then only counted, not kept). */
-  data: Buffer | null;
-  size: number;
-}
-
-/**
- * Reads the message stream, keeping at most `limit` bytes in memory: past the
- * limit the rest is read and counted but thrown away, so an oversized message
- * costs no more memory than the limit.
- */
-export async function readBounded(stream: Readable, limit: number): Promise<ReadResult> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let over = false;
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (over) continue;
-    if (size > limit) {
-      over = true;
-      chunks.length = 0;
-      continue;
-    }
-    chunks.push(chunk);
-  }
-  return { data: over ? null : Buffer.concat(chunks, size), size };
-}
+/** Checks on a message's header, and the edits the MX and submission make to it. */
 
 /** The header block: up to the first empty line. */
 export function headerBlock(data: Buffer): string {

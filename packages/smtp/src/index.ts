@@ -5,8 +5,6 @@ export {
   foldLongLines,
   headerBlock,
   markedAsSpam,
-  type ReadResult,
-  readBounded,
 } from './data.ts';
 export { DataReader } from './dots.ts';
 export { type ReceivedInfo, receivedHeader, rfc5322Date } from './received.ts';
