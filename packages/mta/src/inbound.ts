@@ -166,6 +166,7 @@ export function createInboundServer(options: InboundServerOptions): SmtpServer {
       expansions.set(session.id, new Map());
     },
     onClose(session) {
+      // A session has its map only once admitted (onConnect): only then does it hold a place to give back.
       if (expansions.delete(session.id)) limiter.release(session.remoteAddress);
     },
     onMailFrom(address, session) {

@@ -76,10 +76,10 @@ export class StartError extends Error {
   }
 }
 
-/** A child's key: the service name, and `name#n` for the n-th process of a service that runs several. */
 /** The services that subscribe to change events. */
 const LISTENERS: ReadonlySet<ServiceName> = new Set(['access']);
 
+/** A child's key: the service name, and `name#n` for the n-th process of a service that runs several. */
 const childKey = (name: ServiceName, instance: number) => (instance === 1 ? name : `${name}#${instance}`);
 
 const FIRST_BACKOFF_MS = 1000;

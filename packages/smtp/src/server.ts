@@ -240,6 +240,8 @@ export class SmtpConnection {
   /** The next line belongs to an AUTH exchange. */
   private sasl: ((line: string) => Step) | null = null;
   private errors = 0;
+  /** The transaction's recipients by lower-cased address: their place in `envelope.rcptTo`. */
+  private readonly rcptIndex = new Map<string, number>();
   private readonly startedAt = Date.now();
   private lastCommandAt = Date.now();
   private dataStartedAt = 0;
@@ -493,15 +495,16 @@ export class SmtpConnection {
     if (!env.mailFrom) return this.say(503, '5.5.1', 'need MAIL command');
     const parsed = parsePath('RCPT', arg);
     if (parsed instanceof SmtpError) return this.refuse(parsed);
-    // A recipient named twice is one recipient (the later parameters count).
+    // A recipient named twice is one recipient (the later parameters count); found by a map, so a long
+    // list (LMTP has no recipient limit) costs linear time, not a scan per RCPT.
     const key = parsed.address.toLowerCase();
-    const index = env.rcptTo.findIndex((r) => r.address.toLowerCase() === key);
-    if (index === -1 && this.o.maxRecipients && env.rcptTo.length >= this.o.maxRecipients)
+    const index = this.rcptIndex.get(key);
+    if (index === undefined && this.o.maxRecipients && env.rcptTo.length >= this.o.maxRecipients)
       return this.say(452, '4.5.3', `too many recipients: at most ${this.o.maxRecipients} per message`);
     return this.hook(
       () => this.o.onRcptTo?.(parsed, this.session),
       () => {
-        if (index === -1) env.rcptTo.push(parsed);
+        if (index === undefined) this.rcptIndex.set(key, env.rcptTo.push(parsed) - 1);
         else env.rcptTo[index] = parsed;
         this.say(250, '2.1.5', 'Ok');
       },
@@ -753,6 +756,7 @@ export class SmtpConnection {
   /** A new transaction (RSET, EHLO, after the message): the envelope and any BDAT chunks so far go. */
   private reset(): void {
     this.session.envelope = { mailFrom: null, rcptTo: [] };
+    this.rcptIndex.clear();
     this.data = null;
   }
 
