@@ -34,9 +34,9 @@ import { peersMissing, startDovecotLmtp, startPostfix } from '../packages/mta/te
 import {
   benchDir,
   freePort,
+  initMailwerk,
   listenerPorts,
   MAILWERK_BIN,
-  mailwerkCli,
   receivingEnv,
   treeCpuMs,
   treePssMiB,
@@ -81,10 +81,7 @@ async function startMailwerk(services?: string): Promise<System> {
     ...(await listenerPorts()),
   };
 
-  const cli = mailwerkCli(env);
-  await cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example.org']);
-  await cli(['domain', 'add', 'example.org']);
-  for (const u of USERS) await cli(['user', 'add', u], 'benchmark password\n');
+  await initMailwerk(env, dir, USERS);
   // The MX alone with BENCH_MTA_PROCESSES=n: n `--service mta` processes on the one port (mta.processes),
   // as an admin runs them without the supervisor; the whole suite: the supervisor starts them.
   const copies = services ? Number(process.env.BENCH_MTA_PROCESSES ?? 1) : 1;

@@ -12,14 +12,13 @@
  */
 import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { LmtpClient } from '../packages/mta/src/lmtp-client.ts';
 import {
   benchDir,
   freePort,
+  initMailwerk,
   listenerPorts,
   MAILWERK_BIN,
-  mailwerkCli,
   receivingEnv,
   treeCpuMs,
 } from './proc.ts';
@@ -36,10 +35,7 @@ async function round(): Promise<{ perSecond: number; cpuMicros: number; p50: num
     ...(await listenerPorts()),
     MAILWERK_MDA__LMTP: `127.0.0.1:${lmtpPort}`,
   };
-  const cli = mailwerkCli(env);
-  await cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example.org']);
-  await cli(['domain', 'add', 'example.org']);
-  await cli(['user', 'add', 'bob@example.org'], 'benchmark password\n');
+  await initMailwerk(env, dir, ['bob@example.org']);
   const mda = spawn(MAILWERK_BIN, ['start', '--service', 'mda'], {
     env,
     stdio: ['ignore', 'pipe', 'inherit'],

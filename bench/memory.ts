@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { message, PASSWORD } from './messages.ts';
-import { benchDir, freePort, listenerPorts, MAILWERK_BIN, mailwerkCli, pssKiB, RUN_AS } from './proc.ts';
+import { benchDir, freePort, initMailwerk, listenerPorts, MAILWERK_BIN, pssKiB, RUN_AS } from './proc.ts';
 import { RawImap } from './raw-imap.ts';
 
 const clients = Number(process.argv[2] ?? 10);
@@ -25,10 +25,12 @@ const env = {
   MAILWERK_ACCESS__LISTEN: '127.0.0.1',
   ...ports,
 };
-const cli = mailwerkCli(env);
-await cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example.org']);
-await cli(['domain', 'add', 'example.org']);
-for (let i = 1; i <= clients; i++) await cli(['user', 'add', `u${i}@example.org`], `${PASSWORD}\n`);
+await initMailwerk(
+  env,
+  dir,
+  Array.from({ length: clients }, (_, i) => `u${i + 1}@example.org`),
+  PASSWORD,
+);
 
 const server = spawn(MAILWERK_BIN, ['start'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
 await new Promise<void>((resolve, reject) => {

@@ -93,6 +93,19 @@ export const mailwerkCli =
       c.stdin.end(input);
     });
 
+/** A data directory `dir`/data for bench.example.org, with the domain example.org and `users` (each with `password`). */
+export async function initMailwerk(
+  env: NodeJS.ProcessEnv,
+  dir: string,
+  users: readonly string[],
+  password = 'benchmark password',
+): Promise<void> {
+  const cli = mailwerkCli(env);
+  await cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example.org']);
+  await cli(['domain', 'add', 'example.org']);
+  for (const u of users) await cli(['user', 'add', u], `${password}\n`);
+}
+
 /**
  * The environment of a `mailwerk` on loopback for a receiving benchmark: a
  * configuration in `dir`, the MX on `port`, the limits meant for the internet

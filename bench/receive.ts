@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { benchDir, freePort, MAILWERK_BIN, mailwerkCli, receivingEnv, treePssMiB } from './proc.ts';
+import { benchDir, freePort, initMailwerk, MAILWERK_BIN, receivingEnv, treePssMiB } from './proc.ts';
 import { benchMessage, percentile, SmtpClient } from './smtp-client.ts';
 
 const count = Number(process.argv[2] ?? 5000);
@@ -18,10 +18,7 @@ const connections = Number(process.argv[4] ?? 20);
 const dir = await benchDir('mailwerk-bench-');
 const port = await freePort();
 const env = receivingEnv(dir, port, connections);
-const cli = mailwerkCli(env);
-await cli(['init', '--data-dir', join(dir, 'data'), '--hostname', 'bench.example.org']);
-await cli(['domain', 'add', 'example.org']);
-await cli(['user', 'add', 'bob@example.org'], 'benchmark password\n');
+await initMailwerk(env, dir, ['bob@example.org']);
 
 // BENCH_SPLIT=1 runs the MX and the MDA as two processes (as the shared setup does).
 const split = process.env.BENCH_SPLIT === '1';
