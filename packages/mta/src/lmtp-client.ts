@@ -320,7 +320,8 @@ export class LmtpClient {
     out: Map<string, Reply>,
   ): Promise<LmtpReply[]> {
     const head = [mail, ...sendTo.map((a) => `RCPT TO:<${a}>`), `BDAT ${msg.data.length} LAST`];
-    conn.write(Buffer.concat([Buffer.from(head.map((c) => `${c}\r\n`).join(''), 'latin1'), msg.data]));
+    // Commands in UTF-8, as conn.write sends them on the DATA path (SMTPUTF8 addresses, RFC 6531).
+    conn.write(Buffer.concat([Buffer.from(head.map((c) => `${c}\r\n`).join(''), 'utf8'), msg.data]));
     const replies: Reply[] = [];
     for (let i = 0; i < sendTo.length + 1; i++) replies.push(await conn.read());
     const accepted = acceptedOf(sendTo, replies, out);

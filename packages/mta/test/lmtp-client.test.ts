@@ -156,6 +156,44 @@ describe('LMTP client', () => {
     }
   });
 
+  it('with CHUNKING sends non-ASCII addresses as UTF-8 (RFC 6531), as with DATA', async () => {
+    const seen: string[] = [];
+    const server = new SmtpServer({
+      lmtp: true,
+      chunking: true,
+      name: 'lmtp.test',
+      banner: 'test',
+      size: 100_000,
+      onMailFrom(address) {
+        seen.push(address.address);
+      },
+      onRcptTo(address) {
+        seen.push(address.address);
+      },
+      onData: async (_m, session) => session.envelope.rcptTo.map(() => '2.0.0 delivered'),
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server.server, 'listening');
+    const client = new LmtpClient(`127.0.0.1:${(server.address() as AddressInfo).port}`, {
+      hostname: 'mx.test',
+    });
+    try {
+      const replies = await client.deliver({
+        ...message,
+        sender: 'jörg@ext.org',
+        recipients: ['дмитрий@example.org'],
+      });
+      assert.deepEqual(
+        replies.map((r) => r.code),
+        [250],
+      );
+      assert.deepEqual(seen, ['jörg@ext.org', 'дмитрий@example.org']);
+    } finally {
+      client.close();
+      await new Promise<void>((r) => server.close(r));
+    }
+  });
+
   it('ends the session when DATA is taken though every recipient was refused, and reports the refusals', async () => {
     const srv = await scripted(['PIPELINING'], {
       MAIL: '250 ok',
