@@ -323,7 +323,6 @@ export function createInboundServer(options: InboundServerOptions): SmtpServer {
       throw reply(554, '5.4.0', `too many hops (more than ${limits.maxHops} Received: headers), mail loop?`);
     }
     const env = session.envelope;
-    const { tls } = session;
     // The id of the delivery or queue entry, in the Received: field too (as Postfix's queue id), so
     // that a message's header leads to its lines in the log.
     const now = new Date();
@@ -334,10 +333,10 @@ export function createInboundServer(options: InboundServerOptions): SmtpServer {
       by: options.hostname,
       protocol: session.secure ? 'ESMTPS' : 'ESMTP',
       id,
-      tls,
+      tls: session.tls,
       ...(env.rcptTo.length === 1 ? { recipient: env.rcptTo[0]!.address } : {}),
     });
-    const checked = await inspect(data, session, id, tls);
+    const checked = await inspect(data, session, id);
     const message = Buffer.concat([Buffer.from(received + checked.prepend, 'latin1'), checked.body]);
     const input: NewQueueEntry = {
       id,
@@ -387,7 +386,6 @@ export function createInboundServer(options: InboundServerOptions): SmtpServer {
     data: Buffer,
     session: SmtpSession,
     queueId: string,
-    tls: { protocol: string; cipher: string } | null,
   ): Promise<{ prepend: string; body: Buffer }> {
     // Trust headers from outside are not ours to believe: X-Spam* and Authentication-Results in our name go.
     let body = editHeader(data, (name, raw) =>
@@ -425,7 +423,7 @@ export function createInboundServer(options: InboundServerOptions): SmtpServer {
           sender,
           recipients: env.rcptTo.map((r) => r.address),
           queueId,
-          tls: tls ? { cipher: tls.cipher, version: tls.protocol } : null,
+          tls: session.tls ? { cipher: session.tls.cipher, version: session.tls.protocol } : null,
         },
         options.onError,
       );

@@ -223,8 +223,6 @@ export function createSubmissionServer(options: SubmissionServerOptions): SmtpSe
 
   async function checkRecipient(raw: string, session: SmtpSession): Promise<void> {
     account(session);
-    if (session.envelope.rcptTo.length >= limits.maxRecipients)
-      throw reply(452, '4.5.3', `too many recipients: at most ${limits.maxRecipients} per message`);
     const at = raw.lastIndexOf('@');
     let domain: string;
     try {

@@ -628,7 +628,6 @@ export class SmtpConnection {
         this.socket = tls;
         tls.setNoDelay(true);
         tls.on('data', this.onBytes);
-        this.buf = EMPTY;
         // A new session: the client starts over with EHLO (RFC 3207 §4.2).
         this.session.secure = true;
         this.session.tls = tlsOf(tls);
