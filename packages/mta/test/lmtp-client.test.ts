@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { reply, SmtpServer } from '@mailwerk/smtp';
+import { reply, SmtpServer, type SmtpServerOptions } from '@mailwerk/smtp';
 import { deliverOverLmtp, LmtpClient } from '../src/lmtp-client.ts';
 
 /**
@@ -62,6 +62,26 @@ async function scripted(caps: string[], table: Record<string, string | null>) {
   return { target: `127.0.0.1:${port}`, reads, lines, ended, close: () => server.close() };
 }
 
+/** Our engine in LMTP mode with CHUNKING, on loopback, with `hooks`; and a client of it. */
+async function chunkingEngine(
+  hooks: Pick<SmtpServerOptions, 'onMailFrom' | 'onRcptTo' | 'onData'>,
+): Promise<{ server: SmtpServer; client: LmtpClient }> {
+  const server = new SmtpServer({
+    lmtp: true,
+    chunking: true,
+    name: 'lmtp.test',
+    banner: 'test',
+    size: 100_000,
+    ...hooks,
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server.server, 'listening');
+  const client = new LmtpClient(`127.0.0.1:${(server.address() as AddressInfo).port}`, {
+    hostname: 'mx.test',
+  });
+  return { server, client };
+}
+
 const message = {
   sender: 'a@ext.org',
   data: Buffer.from('Subject: x\r\n\r\nbody\r\n'),
@@ -100,12 +120,7 @@ describe('LMTP client', () => {
   it('with CHUNKING sends MAIL, RCPT and BDAT LAST with the message as it is in one write, and stays in step', async () => {
     const reads: string[] = [];
     const stored: string[] = [];
-    const server = new SmtpServer({
-      lmtp: true,
-      chunking: true,
-      name: 'lmtp.test',
-      banner: 'test',
-      size: 100_000,
+    const { server, client } = await chunkingEngine({
       onRcptTo(address) {
         if (address.address.startsWith('nobody')) throw reply(550, '5.1.1', 'no such user');
       },
@@ -115,11 +130,6 @@ describe('LMTP client', () => {
       },
     });
     server.server.on('connection', (s) => s.on('data', (d: Buffer) => reads.push(d.toString('latin1'))));
-    server.listen(0, '127.0.0.1');
-    await once(server.server, 'listening');
-    const client = new LmtpClient(`127.0.0.1:${(server.address() as AddressInfo).port}`, {
-      hostname: 'mx.test',
-    });
     try {
       // A line starting with a dot and a bare LF go as they are: no stuffing, no line ending changed.
       const data = Buffer.from('Subject: x\r\n\r\n.dot\nbody');
@@ -158,12 +168,7 @@ describe('LMTP client', () => {
 
   it('with CHUNKING sends non-ASCII addresses as UTF-8 (RFC 6531), as with DATA', async () => {
     const seen: string[] = [];
-    const server = new SmtpServer({
-      lmtp: true,
-      chunking: true,
-      name: 'lmtp.test',
-      banner: 'test',
-      size: 100_000,
+    const { server, client } = await chunkingEngine({
       onMailFrom(address) {
         seen.push(address.address);
       },
@@ -171,11 +176,6 @@ describe('LMTP client', () => {
         seen.push(address.address);
       },
       onData: async (_m, session) => session.envelope.rcptTo.map(() => '2.0.0 delivered'),
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server.server, 'listening');
-    const client = new LmtpClient(`127.0.0.1:${(server.address() as AddressInfo).port}`, {
-      hostname: 'mx.test',
     });
     try {
       const replies = await client.deliver({
