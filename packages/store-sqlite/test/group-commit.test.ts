@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import fs, { mkdtempSync, rmSync } from 'node:fs';
+import fs, { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it, mock } from 'node:test';
-import { GroupCommit } from '../src/db.ts';
+import { GroupCommit, openDatabase } from '../src/db.ts';
 
 describe('group commit: synced and unsynced writes', () => {
   let dir: string;
@@ -166,5 +166,47 @@ describe('group commit: synced and unsynced writes', () => {
       holder.close();
     }
     assert.ok(!seen('g'));
+  });
+});
+
+describe('the statement journal of a batch', () => {
+  /** The files this process has open, by name (Linux: /proc/self/fd). */
+  const openFiles = () =>
+    readdirSync('/proc/self/fd').flatMap((fd) => {
+      try {
+        return [readlinkSync(`/proc/self/fd/${fd}`)];
+      } catch {
+        return [];
+      }
+    });
+
+  it('stays in memory: a write that changes more than 64 KiB of pages opens no temporary file', {
+    skip: !existsSync('/proc/self/fd') && 'needs /proc/self/fd',
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mailwerk-stmtjournal-'));
+    const db = openDatabase({ path: join(dir, 'db.sqlite') });
+    try {
+      db.exec('CREATE TABLE big (v BLOB)');
+      const add = db.prepare('INSERT INTO big (v) VALUES (?)');
+      for (let i = 0; i < 200; i++) add.run(Buffer.alloc(1000, i));
+      const g = new GroupCommit(db);
+      // Inside the write's SAVEPOINT every page of the table is changed, so what ROLLBACK TO would need
+      // (about 200 KB) passes the size at which SQLite moves a statement journal from memory to a file
+      // (SQLite names those etilqs_…, and removes them at once: they show only as open descriptors).
+      const during = await g.write(() => {
+        db.exec('UPDATE big SET v = zeroblob(1000)');
+        return openFiles().filter((f) => f.includes('etilqs_'));
+      });
+      assert.deepEqual(during, []);
+      assert.equal(
+        Number(
+          (db.prepare('SELECT count(*) AS n FROM big WHERE v = zeroblob(1000)').get() as { n: number }).n,
+        ),
+        200,
+      );
+    } finally {
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
