@@ -5,7 +5,9 @@
  * messages a second, the CPU a message (user and system) and the read and write system calls a message
  * (from /proc/self/io: pread and pwrite count there too, so the WAL's frames and the statement journal's
  * spills show). One process and no network: much less noisy than the end-to-end benchmarks, and the
- * system calls do not depend on the machine's load at all.
+ * system calls do not depend on the machine's load at all. Then, once, the pages a message writes to the
+ * WAL by table and index: read off the WAL while another connection's read transaction keeps SQLite from
+ * checkpointing it, and named with the dbstat table.
  *
  *   node bench/append.ts [messages=6000] [batch=6] [rounds=3] [size=5000]
  *
@@ -15,6 +17,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { parseMessage } from '@mailwerk/mime';
 import { contentId } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
@@ -29,26 +32,27 @@ function syscalls(): { reads: number; writes: number } {
   return { reads: field('syscr'), writes: field('syscw') };
 }
 
-async function round(n: number): Promise<string> {
+/** A fresh store in a temporary directory with bob@example.org, and a function appending `batch` messages. */
+async function freshStore() {
   const dir = await mkdtemp(join(tmpdir(), 'mailwerk-append-'));
-  const store = openSqliteStore({ path: join(dir, 'mailwerk.sqlite'), blobs: 'sqlite' });
-  try {
-    await store.addDomain('example.org');
-    const account = await store.createAccount({
-      address: 'bob@example.org',
-      passwordHash: 'x',
-      mailboxes: [{ name: 'INBOX' }],
-    });
-    const inbox = (await store.getMailbox(account.id, 'INBOX'))!;
-    const body = benchMessage(size);
-    const cpu0 = process.cpuUsage();
-    const io0 = syscalls();
-    const t0 = performance.now();
-    for (let i = 0; i < count; i += batch) {
+  const path = join(dir, 'mailwerk.sqlite');
+  const store = openSqliteStore({ path, blobs: 'sqlite' });
+  await store.addDomain('example.org');
+  const account = await store.createAccount({
+    address: 'bob@example.org',
+    passwordHash: 'x',
+    mailboxes: [{ name: 'INBOX' }],
+  });
+  const inbox = (await store.getMailbox(account.id, 'INBOX'))!;
+  const body = benchMessage(size);
+  let next = 0;
+  /** `n` messages, `batch` at a time, each with content of its own (a Message-ID), as deliveries are. */
+  const append = async (n: number) => {
+    for (let i = 0; i < n; i += batch) {
       await Promise.all(
-        Array.from({ length: Math.min(batch, count - i) }, (_, j) => {
-          // Each message its own content, as deliveries are (a Message-ID of its own).
-          const raw = Buffer.from(`Message-ID: <${i + j}.${n}@bench.example>\r\n${body}`);
+        Array.from({ length: Math.min(batch, n - i) }, () => {
+          const k = next++;
+          const raw = Buffer.from(`Message-ID: <${k}@bench.example>\r\n${body}`);
           return store.appendMessage({
             accountId: account.id,
             mailboxId: inbox.id,
@@ -56,19 +60,71 @@ async function round(n: number): Promise<string> {
             data: raw,
             size: raw.length,
             structure: parseMessage(raw),
-            deliveryKey: `mailwerk.bench${i + j}`,
+            deliveryKey: `mailwerk.bench${k}`,
           });
         }),
       );
     }
+  };
+  const close = async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  };
+  return { path, append, close };
+}
+
+async function round(n: number): Promise<string> {
+  const { append, close } = await freshStore();
+  try {
+    const cpu0 = process.cpuUsage();
+    const io0 = syscalls();
+    const t0 = performance.now();
+    await append(count);
     const secs = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const io = syscalls();
     const per = (v: number) => (v / count).toFixed(1);
     return `| ${n} | ${Math.round(count / secs)} | ${Math.round((cpu.user + cpu.system) / count)} (${Math.round(cpu.user / count)} / ${Math.round(cpu.system / count)}) | ${per(io.writes - io0.writes)} | ${per(io.reads - io0.reads)} |`;
   } finally {
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
+    await close();
+  }
+}
+
+/**
+ * The WAL frames (pages written) a message, by table and index, for `n` messages appended to a store
+ * already holding `before`. A read transaction held on another connection keeps the checkpoint from
+ * copying or restarting the WAL meanwhile, so every frame the appends wrote is still in it.
+ */
+async function framesByTree(before: number, n: number): Promise<Array<[string, number]>> {
+  const { path, append, close } = await freshStore();
+  try {
+    await append(before);
+    const reader = new DatabaseSync(path);
+    try {
+      // An empty WAL, then a read transaction that keeps it from being checkpointed or restarted.
+      reader.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+      reader.exec('BEGIN');
+      reader.prepare('SELECT count(*) FROM messages').get();
+      await append(n);
+      reader.exec('COMMIT');
+      const wal = readFileSync(`${path}-wal`);
+      // The WAL: a 32-byte header, then frames of a 24-byte header (the page number first) and a page.
+      const pageSize = wal.readUInt32BE(8);
+      const frame = 24 + pageSize;
+      const names = new Map<number, string>();
+      for (const r of reader.prepare('SELECT name, pageno, pagetype FROM dbstat').all())
+        names.set(Number(r.pageno), `${r.name}${r.pagetype === 'overflow' ? ' (overflow pages)' : ''}`);
+      const by = new Map<string, number>();
+      for (let off = 32; off + frame <= wal.length; off += frame) {
+        const name = names.get(wal.readUInt32BE(off)) ?? '(free list)';
+        by.set(name, (by.get(name) ?? 0) + 1);
+      }
+      return [...by].map(([name, c]): [string, number] => [name, c / n]).sort((a, b) => b[1] - a[1]);
+    } finally {
+      reader.close();
+    }
+  } finally {
+    await close();
   }
 }
 
@@ -76,3 +132,9 @@ console.log(`${count} messages of about ${size} bytes a round, ${batch} at a tim
 console.log('| round | msg/s | CPU µs/msg (user / sys) | write syscalls/msg | read syscalls/msg |');
 console.log('| --- | --- | --- | --- | --- |');
 for (let n = 1; n <= rounds; n++) console.log(await round(n));
+const frames = await framesByTree(3000, 600);
+const total = frames.reduce((sum, [, c]) => sum + c, 0);
+console.log(
+  `\nWAL frames a message, 600 messages appended to 3,000, ${batch} at a time: ${total.toFixed(2)}`,
+);
+for (const [name, c] of frames) console.log(`  ${c.toFixed(2)}  ${name}`);
