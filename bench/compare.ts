@@ -365,6 +365,15 @@ const systems = {
   delivery: [await startMailwerk(), await startIncumbent()],
   accepting: loads.some((l) => l.pair === 'accepting') ? [await startMailwerk('mta'), await startSink()] : [],
 };
+// Interrupted (Ctrl-C, a kill): every system is stopped and its directory removed, as at the end; else the
+// private Postfix's master and Dovecot outlive the run and keep taking the machine.
+for (const signal of ['SIGINT', 'SIGTERM'] as const)
+  process.once(signal, () => {
+    console.error(`compare.ts: ${signal}, stopping the systems`);
+    void Promise.all(
+      [...systems.delivery, ...systems.accepting].map((s) => s.stop().catch(() => undefined)),
+    ).finally(() => process.exit(130));
+  });
 const ratios = new Map<string, { accepted: number[]; delivered: number[] }>();
 // Every system first takes an unmeasured load (a fifth of the count, one 5 KB message per connection, as
 // the first load of its pair would), delivered before the rounds begin: Mailwerk's processes otherwise
