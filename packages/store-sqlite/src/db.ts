@@ -30,18 +30,19 @@ export function openDatabase({ path, busyTimeoutMs = 10_000 }: OpenOptions): Dat
   // with 250 must survive a power cut, so NORMAL (which may lose the last commits) is not enough.
   db.exec('PRAGMA synchronous = FULL');
   db.exec('PRAGMA foreign_keys = ON');
-  // The statement journal in memory. The group commit's SAVEPOINTs need one (the pages a write changed,
-  // as they were, for its ROLLBACK TO), and on disk it spilled past 64 KiB to a temporary file that was
-  // created, written and removed again in nearly every batch of deliveries: half the write system calls
-  // of a stored message and five file operations a batch (bench/append.ts; docs/decisions.md, "The
-  // statement journal in memory"). Temporary tables and sorts go there too; ours are small.
-  db.exec('PRAGMA temp_store = MEMORY');
   try {
     migrate(db, path);
   } catch (err) {
     db.close();
     throw err;
   }
+  // The statement journal in memory. The group commit's SAVEPOINTs need one (the pages a write changed,
+  // as they were, for its ROLLBACK TO), and on disk it spilled past 64 KiB to a temporary file that was
+  // created, written and removed again in nearly every batch of deliveries: half the write system calls
+  // of a stored message and five file operations a batch (bench/append.ts; docs/decisions.md, "The
+  // statement journal in memory"). Temporary tables and sorts go there too; ours are small. Set after
+  // the migrations: an index a migration builds over a large store sorts more than memory should hold.
+  db.exec('PRAGMA temp_store = MEMORY');
   return db;
 }
 
