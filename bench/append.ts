@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { parseMessage } from '@mailwerk/mime';
 import { contentId } from '@mailwerk/store';
-import { openSqliteStore } from '@mailwerk/store-sqlite';
+import { storeWithBob } from '../packages/store-sqlite/test/helpers.ts';
 import { benchMessage } from './smtp-client.ts';
 
 const [count = 6000, batch = 6, rounds = 3, size = 5000] = process.argv.slice(2).map(Number);
@@ -36,14 +36,7 @@ function syscalls(): { reads: number; writes: number } {
 async function freshStore() {
   const dir = await mkdtemp(join(tmpdir(), 'mailwerk-append-'));
   const path = join(dir, 'mailwerk.sqlite');
-  const store = openSqliteStore({ path, blobs: 'sqlite' });
-  await store.addDomain('example.org');
-  const account = await store.createAccount({
-    address: 'bob@example.org',
-    passwordHash: 'x',
-    mailboxes: [{ name: 'INBOX' }],
-  });
-  const inbox = (await store.getMailbox(account.id, 'INBOX'))!;
+  const { store, account, inbox } = await storeWithBob(path);
   const body = benchMessage(size);
   let next = 0;
   /** `n` messages, `batch` at a time, each with content of its own (a Message-ID), as deliveries are. */

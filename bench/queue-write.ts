@@ -16,8 +16,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { contentId } from '../packages/store/src/index.ts';
-import { openSqliteStore } from '../packages/store-sqlite/src/index.ts';
+import { contentId } from '@mailwerk/store';
+import { openSqliteStore } from '@mailwerk/store-sqlite';
 import { percentile } from './smtp-client.ts';
 
 const [writes = 6000, rate = 2000, rounds = 3] = process.argv.slice(2).map(Number);
