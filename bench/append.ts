@@ -7,7 +7,10 @@
  * spills show). One process and no network: much less noisy than the end-to-end benchmarks, and the
  * system calls do not depend on the machine's load at all. Then, once, the pages a message writes to the
  * WAL by table and index: read off the WAL while another connection's read transaction keeps SQLite from
- * checkpointing it, and named with the dbstat table.
+ * checkpointing it, and named with the dbstat table. Last, the four reads the MDA makes a delivery
+ * before its append (the recipient's domain and account at RCPT, the INBOX row and the active Sieve
+ * script at DATA), timed between the appends: through the store's methods, then the same four SELECTs
+ * as plain statements, each in its own (autocommit) read transaction and the four in one.
  *
  *   node bench/append.ts [messages=6000] [batch=6] [rounds=3] [size=5000]
  *
@@ -63,7 +66,7 @@ async function freshStore() {
     await store.close();
     await rm(dir, { recursive: true, force: true });
   };
-  return { path, append, close };
+  return { path, store, account, append, close };
 }
 
 async function round(n: number): Promise<string> {
@@ -121,6 +124,64 @@ async function framesByTree(before: number, n: number): Promise<Array<[string, n
   }
 }
 
+/**
+ * The CPU of the four reads of a delivery, µs, between appends of `batch` (the reads of the next batch
+ * run while the WAL grows and the last commit's sync may still be under way, as in the MDA): through
+ * the store (names normalized, rows made objects, each read its own transaction), and as plain
+ * statements, each alone and the four inside one BEGIN … COMMIT.
+ */
+async function lookups(n: number): Promise<{ store: number; each: number; together: number }> {
+  const { path, store, account, append, close } = await freshStore();
+  // A second connection to the same file for the explicit transaction: the store's own connection is
+  // the group commit's, which must not find a transaction open.
+  const db = new DatabaseSync(path);
+  const begin = db.prepare('BEGIN');
+  const commit = db.prepare('COMMIT');
+  const reads = [
+    db.prepare('SELECT * FROM domains WHERE name = ?'),
+    db.prepare('SELECT * FROM accounts WHERE address = ?'),
+    db.prepare('SELECT * FROM mailboxes WHERE account_id = ? AND name = ?'),
+    db.prepare('SELECT * FROM sieve_scripts WHERE account_id = ? AND active = 1'),
+  ];
+  const id = Number(account.id);
+  const plain = () => {
+    reads[0]!.get('example.org');
+    reads[1]!.get('bob@example.org');
+    reads[2]!.get(id, 'INBOX');
+    reads[3]!.get(id);
+  };
+  const sum = { store: 0, each: 0, together: 0 };
+  const cpu = (key: keyof typeof sum, t: NodeJS.CpuUsage) => {
+    const u = process.cpuUsage(t);
+    sum[key] += u.user + u.system;
+  };
+  try {
+    for (let i = 0; i < n; i += batch) {
+      for (let j = 0; j < batch; j++) {
+        let t = process.cpuUsage();
+        await store.getDomain('example.org');
+        await store.getAccountByAddress('bob@example.org');
+        await store.getMailbox(account.id, 'INBOX');
+        await store.getActiveSieveScript(account.id);
+        cpu('store', t);
+        t = process.cpuUsage();
+        plain();
+        cpu('each', t);
+        t = process.cpuUsage();
+        begin.run();
+        plain();
+        commit.run();
+        cpu('together', t);
+      }
+      await append(batch);
+    }
+    return { store: sum.store / n, each: sum.each / n, together: sum.together / n };
+  } finally {
+    db.close();
+    await close();
+  }
+}
+
 console.log(`${count} messages of about ${size} bytes a round, ${batch} at a time`);
 console.log('| round | msg/s | CPU µs/msg (user / sys) | write syscalls/msg | read syscalls/msg |');
 console.log('| --- | --- | --- | --- | --- |');
@@ -131,3 +192,11 @@ console.log(
   `\nWAL frames a message, 600 messages appended to 3,000, ${batch} at a time: ${total.toFixed(2)}`,
 );
 for (const [name, c] of frames) console.log(`  ${c.toFixed(2)}  ${name}`);
+
+console.log('\nThe four reads of a delivery, between appends: CPU µs, 3,000 deliveries a round');
+console.log('| round | through the store | plain SQL, each alone | plain SQL, in one transaction |');
+console.log('| --- | --- | --- | --- |');
+for (let n = 1; n <= rounds; n++) {
+  const r = await lookups(3000);
+  console.log(`| ${n} | ${r.store.toFixed(1)} | ${r.each.toFixed(1)} | ${r.together.toFixed(1)} |`);
+}
