@@ -24,10 +24,12 @@
 // Usage (as root: the incumbents drop privileges to their own users):
 //   node bench/compare.ts [rounds=3] [count=2000]
 // BENCH_LOADS=a,b,… runs only the named loads (see `loads` below); BENCH_WARMUP=n the unmeasured
-// messages each system takes first (default a fifth of the count).
+// messages each system takes first (default a fifth of the count). BENCH_LATENCIES=DIR writes, for each
+// load of our client, a file per system and round with a line a message: its session, when its DATA
+// ended (ms from the load's start) and the ms to its reply, to see whether the slow ones come together.
 // Installs postfix and dovecot-lmtpd through apt when they are missing.
 import { execFileSync, spawn } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { peersMissing, startDovecotLmtp, startPostfix } from '../packages/mta/test/peers.ts';
@@ -289,13 +291,15 @@ async function smtpSource(load: Load, port: number): Promise<number[]> {
   });
 }
 
-async function ownClient(load: Load, port: number): Promise<number[]> {
+/** Our client's figures: the sorted latencies, and a line a message for BENCH_LATENCIES. */
+async function ownClient(load: Load, port: number): Promise<{ sorted: number[]; lines: string[] }> {
   const latencies: number[] = [];
+  const lines: string[] = [];
   const message = benchMessage(load.size);
   let next = 0;
   const start = performance.now();
   await Promise.all(
-    Array.from({ length: SESSIONS }, async () => {
+    Array.from({ length: SESSIONS }, async (_, session) => {
       const c = await SmtpClient.open(port);
       await c.cmd('EHLO load.example');
       while (next < load.messages) {
@@ -304,15 +308,17 @@ async function ownClient(load: Load, port: number): Promise<number[]> {
         const due = load.rate ? start + (n * 1000) / load.rate : 0;
         const wait = due - performance.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        latencies.push(await c.send('load@ext.org', USERS.slice(0, load.rcpts), message));
+        const ms = await c.send('load@ext.org', USERS.slice(0, load.rcpts), message);
+        latencies.push(ms);
+        lines.push(`${session}\t${(performance.now() - ms - start).toFixed(2)}\t${ms.toFixed(2)}`);
       }
       await c.quit();
     }),
   );
-  return latencies.sort((a, b) => a - b);
+  return { sorted: latencies.sort((a, b) => a - b), lines };
 }
 
-async function measure(system: System, load: Load): Promise<Figures> {
+async function measure(system: System, load: Load, round = 0): Promise<Figures> {
   const before = system.delivered();
   let peak = 0;
   // Reading a process's PSS (/proc/PID/smaps_rollup) walks its memory map under its lock and stalls it
@@ -326,7 +332,18 @@ async function measure(system: System, load: Load): Promise<Figures> {
       }, 100);
   const cpu0 = treeCpuMs(system.pids());
   const t0 = performance.now();
-  const latencies = await (load.own ? ownClient : smtpSource)(load, system.port);
+  let latencies: number[];
+  if (load.own) {
+    const own = await ownClient(load, system.port);
+    latencies = own.sorted;
+    if (process.env.BENCH_LATENCIES) {
+      const file = `${load.key}-${system.name.replace(/[^A-Za-z0-9]+/g, '-')}-round${round}.tsv`;
+      await writeFile(
+        join(process.env.BENCH_LATENCIES, file),
+        `session\tend_of_data_ms\treply_ms\n${own.lines.join('\n')}\n`,
+      );
+    }
+  } else latencies = await smtpSource(load, system.port);
   const acceptedSecs = (performance.now() - t0) / 1000;
   let delivered: number | null = null;
   if (before !== null) {
@@ -408,7 +425,7 @@ try {
       const [ours, theirs] = systems[load.pair] as [System, System];
       const order = round % 2 ? [ours, theirs] : [theirs, ours];
       const figures = new Map<System, Figures>();
-      for (const s of order) figures.set(s, await measure(s, load));
+      for (const s of order) figures.set(s, await measure(s, load, round));
       for (const s of [ours, theirs]) {
         const f = figures.get(s)!;
         const lat = f.p50 === null ? '—' : `${fmt(f.p50, 1)} / ${fmt(f.p99, 1)}`;
