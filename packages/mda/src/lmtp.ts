@@ -7,6 +7,7 @@ import type { Bus } from '@mailwerk/bus';
 import { parseMessage } from '@mailwerk/mime';
 import { asReply, reply, type SmtpError, SmtpServer, type SmtpSession } from '@mailwerk/smtp';
 import {
+  accountExpansion,
   deliveryKeyOf,
   type Expansion,
   expandRecipient,
@@ -78,6 +79,9 @@ export function createLmtpServer(options: LmtpServerOptions): SmtpServer {
     } catch {
       throw reply(550, '5.1.3', `<${rcpt}> bad recipient address syntax`);
     }
+    // The common recipient, an account's own address: one read (its domain is local by the store's rules).
+    const own = await accountExpansion(store, canonical);
+    if (own) return own;
     const domain = canonical.slice(canonical.lastIndexOf('@') + 1);
     if (!(await isLocal(domain))) throw reply(550, '5.1.2', `<${rcpt}> not a local domain`);
     let expansion: Expansion;

@@ -598,3 +598,56 @@ describe('MDA over LMTP: a store that fails', () => {
     }
   });
 });
+
+describe('MDA over LMTP: the lookups a recipient costs', () => {
+  it("takes an account's own address with one lookup; any other still has its domain checked", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailwerk-mda-'));
+    const store = openSqliteStore({ path: join(dir, 'db.sqlite'), blobs: 'sqlite' });
+    await store.addDomain('example.org');
+    await store.createAccount({
+      address: 'bob@example.org',
+      passwordHash: 'x',
+      mailboxes: [...DEFAULT_MAILBOXES],
+    });
+    // The store's two lookups counted (the read count is what this is for).
+    const calls: string[] = [];
+    const counted = new Proxy(store, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (prop === 'getDomain' || prop === 'getAccountByAddress')
+          return (arg: string) => {
+            calls.push(`${prop} ${arg}`);
+            return v.call(target, arg);
+          };
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const server = createLmtpServer({
+      store: counted,
+      bus: new InProcessBus(),
+      hostname: 'mda.test',
+      maxMessageSize: 100_000,
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.server.address() as AddressInfo).port;
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port, lmtp: true, ignoreTLS: true });
+    const send = (to: string) =>
+      t.sendMail({ envelope: { from: 'a@ext.org', to: [to] }, raw: 'Subject: x\r\n\r\nbody\r\n' });
+    try {
+      const sent = await send('Bob@example.org');
+      assert.deepEqual(sent.accepted, ['Bob@example.org']);
+      assert.deepEqual(calls, ['getAccountByAddress bob@example.org']);
+      calls.length = 0;
+      await assert.rejects(send('bob@elsewhere.org'), (err: Error & { response?: string }) => {
+        assert.match(err.response ?? '', /^550 5\.1\.2 /);
+        return true;
+      });
+      assert.ok(calls.includes('getDomain elsewhere.org'), calls.join(', '));
+    } finally {
+      t.close();
+      await new Promise<void>((r) => server.close(() => r()));
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -31,6 +31,7 @@ import {
   srsReverse,
 } from '@mailwerk/smtp';
 import {
+  accountExpansion,
   contentId,
   type Expansion,
   type MailStore,
@@ -294,7 +295,17 @@ export function createInboundServer(options: InboundServerOptions): SmtpServer {
       throw reply(501, '5.1.3', `<${raw}> bad recipient address syntax`);
     }
     const local = raw.slice(0, at);
-    if (!(await store.getDomain(domain)) || ROUTING.test(local) || local.startsWith('@')) {
+    const routed = ROUTING.test(local) || local.startsWith('@');
+    // The common recipient, an account's own address: one read, its domain being local by the store's
+    // rules (accountExpansion). Any other goes the whole way below, in the same order as ever.
+    if (!routed && !isSrsAddress(local)) {
+      const own = await ownAddress(raw);
+      if (own) {
+        expansions.get(session.id)?.set(own.canonical, own.expansion);
+        return;
+      }
+    }
+    if (routed || !(await store.getDomain(domain))) {
       throw reply(554, '5.7.1', `<${raw}> relay access denied`);
     }
     let canonical: string;
@@ -315,6 +326,18 @@ export function createInboundServer(options: InboundServerOptions): SmtpServer {
       return;
     }
     expansions.get(session.id)?.set(canonical, await checkDeliverable(store, canonical, domain));
+  }
+
+  /** The expansion of an account's own address (canonical form), or null: not one, or not an address. */
+  async function ownAddress(raw: string): Promise<{ canonical: string; expansion: Expansion } | null> {
+    let canonical: string;
+    try {
+      canonical = normalizeAddress(raw);
+    } catch {
+      return null;
+    }
+    const expansion = await accountExpansion(store, canonical);
+    return expansion ? { canonical, expansion } : null;
   }
 
   /** Takes the message: `delivered as <id>` or `queued as <id>`, for the reply. */

@@ -159,19 +159,56 @@ describe('MX: receiving mail', () => {
 
   it('answers 451 4.3.0 at RCPT when the store fails the lookup, and the session goes on', async () => {
     // A store failing mid-session cannot be had on loopback: its lookups are made to throw, for this test only.
-    const original = r.store.getDomain.bind(r.store);
-    r.store.getDomain = async () => {
+    const { getDomain, getAccountByAddress } = r.store;
+    const locked = async () => {
       throw new Error('database is locked');
     };
+    r.store.getDomain = locked;
+    r.store.getAccountByAddress = locked;
     const c = await RawClient.open(r.smtpPort);
     try {
       await c.cmd('EHLO client.example');
       await c.cmd('MAIL FROM:<a@ext.org>');
       assert.match(await c.cmd('RCPT TO:<bob@example.org>'), /^451 4\.3\.0 /);
+      // The account found, the domain's lookup failing: an alias's recipient still needs it.
+      r.store.getAccountByAddress = getAccountByAddress;
+      assert.match(await c.cmd('RCPT TO:<nobody@example.org>'), /^451 4\.3\.0 /);
     } finally {
-      r.store.getDomain = original;
+      r.store.getDomain = getDomain;
+      r.store.getAccountByAddress = getAccountByAddress;
     }
     assert.match(await c.cmd('RCPT TO:<bob@example.org>'), /^250 /);
+    c.close();
+  });
+
+  it("takes an account's own address with one lookup, and still checks the domain of any other", async () => {
+    // Counted by wrapping the store's two lookups (the read count is what this is for).
+    const { getDomain, getAccountByAddress } = r.store;
+    const calls: string[] = [];
+    r.store.getDomain = (d) => {
+      calls.push(`domain ${d}`);
+      return getDomain.call(r.store, d);
+    };
+    r.store.getAccountByAddress = (a) => {
+      calls.push(`account ${a}`);
+      return getAccountByAddress.call(r.store, a);
+    };
+    const c = await RawClient.open(r.smtpPort);
+    try {
+      await c.cmd('EHLO client.example');
+      await c.cmd('MAIL FROM:<a@ext.org>');
+      assert.match(await c.cmd('RCPT TO:<Bob@Example.org>'), /^250 /);
+      assert.deepEqual(calls, ['account bob@example.org']);
+      calls.length = 0;
+      assert.match(await c.cmd('RCPT TO:<bob+news@example.org>'), /^250 /);
+      assert.ok(calls.includes('domain example.org'), calls.join(', '));
+      assert.match(await c.cmd('RCPT TO:<bob@elsewhere.org>'), /^554 5\.7\.1 .*relay access denied/);
+    } finally {
+      r.store.getDomain = getDomain;
+      r.store.getAccountByAddress = getAccountByAddress;
+    }
+    assert.match(await c.cmd('DATA'), /^354 /);
+    assert.match(await c.cmd('Subject: one read\r\n\r\nhi\r\n.'), /^250 /);
     c.close();
   });
 

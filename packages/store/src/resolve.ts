@@ -45,6 +45,18 @@ export interface Expansion {
   external: string[];
 }
 
+/**
+ * The expansion of an address that is an account's own (no `+tag`, no alias), or null when it is not
+ * one. The domain is not looked up: an account's domain is always local (createAccount refuses an
+ * unknown domain, removeDomain removes the domain's accounts or refuses). So the MX and the MDA ask this
+ * first at RCPT, one read for the common recipient instead of the domain's and the account's, and go
+ * the whole way (their domain check, then expandRecipient) for the others.
+ */
+export async function accountExpansion(store: MailStore, canonical: string): Promise<Expansion | null> {
+  const account = await store.getAccountByAddress(canonical);
+  return account ? { accounts: [{ account, tag: null }], external: [] } : null;
+}
+
 /** A chain of aliases longer than this is treated as a loop. */
 export const MAX_ALIAS_DEPTH = 10;
 

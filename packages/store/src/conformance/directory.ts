@@ -1,7 +1,7 @@
 /** Domains, accounts, aliases and recipient resolution. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { expandRecipient, resolveRecipient } from '../resolve.ts';
+import { accountExpansion, expandRecipient, resolveRecipient } from '../resolve.ts';
 import { DEFAULT_MAILBOXES } from '../types.ts';
 import { rejects, type StoreFactory, useStore } from './harness.ts';
 
@@ -191,6 +191,22 @@ export function directorySuite(factory: StoreFactory): void {
       await s.addAlias({ address: 'b@example.org', targets: ['a@example.org'] });
       await rejects(expandRecipient(s, 'a@example.org', local), 'conflict');
       await rejects(expandRecipient(s, 'ghost@example.org', local), 'not_found');
+    });
+
+    it("expands an account's own address without its domain, as expandRecipient does, and nothing else", async () => {
+      const { s, bob } = await setup();
+      await s.addAlias({ address: 'sales@example.org', targets: ['bob@example.org'] });
+      await s.addAlias({ address: '@example.org', targets: ['bob@example.org'] });
+      const local = async (d: string) => (await s.getDomain(d)) !== null;
+      const own = await accountExpansion(s, 'bob@example.org');
+      assert.deepEqual(own, await expandRecipient(s, 'bob@example.org', local));
+      assert.equal(own?.accounts[0]?.account.id, bob.id);
+      // Not an account's own address: a +tag, an alias, one the catch-all takes, another domain's.
+      for (const a of ['bob+x@example.org', 'sales@example.org', 'nobody@example.org', 'bob@other.org'])
+        assert.equal(await accountExpansion(s, a), null, a);
+      // What lets callers skip the domain: no account outlives its domain.
+      await s.removeDomain('example.org', { force: true });
+      assert.equal(await accountExpansion(s, 'bob@example.org'), null);
     });
 
     it('keeps one random secret per name, the same for every process on the store', async () => {
