@@ -61,7 +61,8 @@ export async function startServices(
   options: RunOptions = {},
 ): Promise<Running> {
   const log = options.logger ?? createLogger(config.log_level, 'mailwerk');
-  const store = openStore(config);
+  // A process of the MDA alone syncs its deliveries on its event loop (it has nothing else to do meanwhile).
+  const store = openStore(config, { syncOnLoop: services.length === 1 && services[0] === 'mda' });
   // Change events and abuse counters: Redis when several processes share the store, else this process's
   // own (or the supervisor's, handed in).
   const bus: Bus =

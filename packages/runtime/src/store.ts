@@ -15,8 +15,11 @@ const require = createRequire(import.meta.url);
 /** The configuration names a store that cannot be opened as configured. */
 export class UnsupportedBackendError extends Error {}
 
-/** Opens the store the configuration names. */
-export function openStore(config: Config): MailStore {
+/**
+ * Opens the store the configuration names. `syncOnLoop`: for a process that runs the MDA alone, whose
+ * every write waits for its sync (SqliteStoreOptions.syncOnLoop); the other backends ignore it.
+ */
+export function openStore(config: Config, options: { syncOnLoop?: boolean } = {}): MailStore {
   if (config.store.backend === 'mongodb') {
     if (!config.store.mongodb_url)
       throw new UnsupportedBackendError(
@@ -28,5 +31,6 @@ export function openStore(config: Config): MailStore {
   return openSqliteStore({
     path: config.store.sqlite_path,
     blobs: config.store.bodies === 'sqlite' ? 'sqlite' : { dir: join(config.data_dir, 'blobs') },
+    ...(options.syncOnLoop ? { syncOnLoop: true } : {}),
   });
 }

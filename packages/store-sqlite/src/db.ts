@@ -1,5 +1,5 @@
 /** Opening a database the way every process on the host must: WAL, durable commits, a busy timeout, migrations. */
-import { chmodSync, closeSync, existsSync, fsync, openSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsync, fsyncSync, openSync, rmSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { StoreError } from '@mailwerk/store';
 import { MIGRATIONS } from './schema.ts';
@@ -137,6 +137,24 @@ interface PendingWrite {
   reject: (err: unknown) => void;
 }
 
+/** A sync on the event loop slower than this sends the syncs to the thread pool for POOL_AFTER_SLOW_MS. */
+const SLOW_SYNC_MS = 4;
+const POOL_AFTER_SLOW_MS = 10_000;
+
+export interface GroupCommitOptions {
+  /** Most writes in one transaction, to bound the time the write lock is held. */
+  maxBatch?: number;
+  busyTimeoutMs?: number;
+  /**
+   * Sync the WAL on the event loop right after the COMMIT, instead of in the thread pool, while the
+   * disk answers within SLOW_SYNC_MS. For a process whose every write waits for its sync and that has
+   * nothing else to do meanwhile (the MDA): handing each sync to a thread and the answer back cost it
+   * more than the sync itself (bench/mda.ts, docs/decisions.md "The MDA syncs on its event loop"). A
+   * process that serves sessions while a sync runs (the MX, IMAP) keeps the thread pool.
+   */
+  syncOnLoop?: boolean;
+}
+
 /**
  * Group commit. Writes issued in the same turn of the event loop (say, twenty
  * SMTP sessions ending DATA at once) run in one transaction with one synced
@@ -175,21 +193,25 @@ export class GroupCommit {
   /** Batches committed and waiting for the next sync of the WAL to settle. */
   private awaitingSync: Array<(err: Error | null) => void> = [];
   private syncing = false;
+  private readonly syncOnLoop: boolean;
+  /** Until when the syncs go to the thread pool after one on the event loop was slow (ms since the epoch). */
+  private poolUntil = 0;
 
-  constructor(db: DatabaseSync, maxBatch = 200, busyTimeoutMs = 10_000) {
+  constructor(db: DatabaseSync, options: GroupCommitOptions = {}) {
     this.db = db;
-    this.maxBatch = maxBatch;
-    this.busyTimeoutMs = busyTimeoutMs;
+    this.maxBatch = options.maxBatch ?? 200;
+    this.busyTimeoutMs = options.busyTimeoutMs ?? 10_000;
+    this.syncOnLoop = options.syncOnLoop ?? false;
     const file = db.location();
     this.walPath = file ? `${file}-wal` : null;
   }
 
   /**
-   * Syncs the WAL for every batch committed so far, off the event loop: SQLite's
-   * FULL is NORMAL plus this same sync after the commit (SQLite: "PRAGMA
-   * synchronous"), so a batch settles with the durability of FULL while the
-   * process goes on serving its clients, and batches committed during a sync
-   * share the next one. A checkpoint syncs the WAL before it copies frames into
+   * Syncs the WAL for every batch committed so far, off the event loop (or on
+   * it, with syncOnLoop, while the disk is fast): SQLite's FULL is NORMAL plus
+   * this same sync after the commit (SQLite: "PRAGMA synchronous"), so a batch
+   * settles with the durability of FULL while the process goes on serving its
+   * clients, and batches committed during a sync share the next one. A checkpoint syncs the WAL before it copies frames into
    * the database, so frames are never in neither place unsynced. The WAL file is
    * never removed while this connection is open (SQLite removes it when the last
    * connection closes), so the descriptor stays the file's.
@@ -208,6 +230,19 @@ export class GroupCommit {
       this.walFd ??= openSync(this.walPath!, 'r');
     } catch (err) {
       done(err as Error);
+      return;
+    }
+    if (this.syncOnLoop && Date.now() >= this.poolUntil) {
+      const started = performance.now();
+      let failed: Error | null = null;
+      try {
+        fsyncSync(this.walFd);
+      } catch (err) {
+        failed = err as Error;
+      }
+      // A slow disk (or a slow moment of it) must not hold the event loop: the thread pool for a while.
+      if (performance.now() - started > SLOW_SYNC_MS) this.poolUntil = Date.now() + POOL_AFTER_SLOW_MS;
+      done(failed);
       return;
     }
     fsync(this.walFd, done);

@@ -17,6 +17,8 @@ export interface SqliteStoreOptions {
   /** Where message bodies go: a directory for files (the default), or "sqlite" to keep them in the database. */
   blobs: { dir: string } | 'sqlite';
   busyTimeoutMs?: number;
+  /** Sync the WAL on the event loop while the disk is fast (GroupCommitOptions.syncOnLoop): the MDA's process. */
+  syncOnLoop?: boolean;
 }
 
 /**
@@ -29,7 +31,7 @@ export function openSqliteStore(options: SqliteStoreOptions): MailStore {
     path: options.path,
     ...(options.busyTimeoutMs ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
   });
-  const writer = new GroupCommit(db);
+  const writer = new GroupCommit(db, { syncOnLoop: options.syncOnLoop ?? false });
   const blobs =
     options.blobs === 'sqlite' ? new SqliteBlobStore(db, writer) : new FsBlobStore(options.blobs.dir);
   return new SqliteMailStore(db, writer, blobs);

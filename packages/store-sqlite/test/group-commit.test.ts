@@ -159,13 +159,116 @@ describe('group commit: synced and unsynced writes', () => {
     const holder = new DatabaseSync(join(dir, 'db.sqlite'));
     holder.exec('BEGIN IMMEDIATE');
     try {
-      const g = new GroupCommit(db, 200, 50);
+      const g = new GroupCommit(db, { busyTimeoutMs: 50 });
       await assert.rejects(g.write(insert('g')), /database is locked/);
     } finally {
       holder.exec('ROLLBACK');
       holder.close();
     }
     assert.ok(!seen('g'));
+  });
+
+  /**
+   * fs.fsyncSync wrapped for one test (syncBuiltinESMExports, so the store's import sees it): counted,
+   * the real sync run, and `extraMs` of busy time after it, standing in for a slow disk (which cannot be
+   * had on demand here).
+   */
+  function countSyncOnLoop(extraMs: () => number): { calls: () => number; restore(): void } {
+    const real = fs.fsyncSync;
+    let calls = 0;
+    const m = mock.method(fs, 'fsyncSync', (fd: number) => {
+      calls++;
+      real(fd);
+      const until = performance.now() + extraMs();
+      while (performance.now() < until);
+    });
+    syncBuiltinESMExports();
+    return {
+      calls: () => calls,
+      restore: () => {
+        m.mock.restore();
+        syncBuiltinESMExports();
+      },
+    };
+  }
+
+  it('with syncOnLoop, syncs the WAL on the event loop before the batch settles, never in the thread pool', {
+    timeout: 10_000,
+  }, async () => {
+    // The thread pool's fsync counted and passed through.
+    const fsyncReal = fs.fsync;
+    let poolCalls = 0;
+    const pool = mock.method(fs, 'fsync', (fd: number, cb: (err: Error | null) => void) => {
+      poolCalls++;
+      fsyncReal(fd, cb);
+    });
+    syncBuiltinESMExports();
+    const loop = countSyncOnLoop(() => 0);
+    try {
+      const g = new GroupCommit(db, { syncOnLoop: true });
+      await Promise.all([g.write(insert('h')), g.write(insert('i'))]);
+      await g.write(insert('j'));
+      assert.ok(seen('h') && seen('i') && seen('j'));
+      assert.equal(loop.calls(), 2, 'one sync a batch');
+      assert.equal(poolCalls, 0);
+      // Unsynced writes are not synced on the loop either.
+      await g.write(insert('k'), false);
+      assert.equal(loop.calls(), 2);
+    } finally {
+      loop.restore();
+      pool.mock.restore();
+      syncBuiltinESMExports();
+    }
+  });
+
+  it('with syncOnLoop, a sync slower than 4 ms sends the next ones to the thread pool for ten seconds', {
+    timeout: 10_000,
+  }, async () => {
+    let slow = 6;
+    const loop = countSyncOnLoop(() => slow);
+    const pool = holdFsync();
+    mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    try {
+      const g = new GroupCommit(db, { syncOnLoop: true });
+      await g.write(insert('l'));
+      assert.equal(loop.calls(), 1);
+      slow = 0;
+      const second = g.write(insert('m'));
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+      assert.equal(pool.calls(), 1, 'the next sync went to the thread pool');
+      pool.release();
+      await second;
+      mock.timers.tick(9_000);
+      const third = g.write(insert('n'));
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+      assert.equal(pool.calls(), 2, 'still the thread pool after 9 s');
+      pool.release();
+      await third;
+      mock.timers.tick(1_001);
+      await g.write(insert('o'));
+      assert.equal(loop.calls(), 2, 'back on the loop after 10 s');
+      assert.equal(pool.calls(), 2);
+    } finally {
+      mock.timers.reset();
+      pool.restore();
+      loop.restore();
+    }
+  });
+
+  it('with syncOnLoop, fails a durable write whose sync fails', { timeout: 10_000 }, async () => {
+    const m = mock.method(fs, 'fsyncSync', () => {
+      throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+    });
+    syncBuiltinESMExports();
+    try {
+      const g = new GroupCommit(db, { syncOnLoop: true });
+      await assert.rejects(g.write(insert('p')), /EIO/);
+    } finally {
+      m.mock.restore();
+      syncBuiltinESMExports();
+    }
   });
 });
 
