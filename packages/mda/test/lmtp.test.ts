@@ -548,16 +548,22 @@ describe('MDA over LMTP', () => {
   });
 });
 
+/** A store of its own in a temporary directory, with example.org and bob@example.org. */
+async function storeWithBob(): Promise<{ dir: string; store: MailStore }> {
+  const dir = await mkdtemp(join(tmpdir(), 'mailwerk-mda-'));
+  const store = openSqliteStore({ path: join(dir, 'db.sqlite'), blobs: 'sqlite' });
+  await store.addDomain('example.org');
+  await store.createAccount({
+    address: 'bob@example.org',
+    passwordHash: 'x',
+    mailboxes: [...DEFAULT_MAILBOXES],
+  });
+  return { dir, store };
+}
+
 describe('MDA over LMTP: a store that fails', () => {
   it('answers RCPT 451 4.3.0 (try again), never a permanent 550, and reports the error', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'mailwerk-mda-'));
-    const store = openSqliteStore({ path: join(dir, 'db.sqlite'), blobs: 'sqlite' });
-    await store.addDomain('example.org');
-    await store.createAccount({
-      address: 'bob@example.org',
-      passwordHash: 'x',
-      mailboxes: [...DEFAULT_MAILBOXES],
-    });
+    const { dir, store } = await storeWithBob();
     // A database hiccup during the recipient lookup (mocked: a real one cannot be caused on demand).
     const failing = new Proxy(store, {
       get(target, prop, receiver) {
@@ -601,14 +607,7 @@ describe('MDA over LMTP: a store that fails', () => {
 
 describe('MDA over LMTP: the lookups a recipient costs', () => {
   it("takes an account's own address with one lookup; any other still has its domain checked", async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'mailwerk-mda-'));
-    const store = openSqliteStore({ path: join(dir, 'db.sqlite'), blobs: 'sqlite' });
-    await store.addDomain('example.org');
-    await store.createAccount({
-      address: 'bob@example.org',
-      passwordHash: 'x',
-      mailboxes: [...DEFAULT_MAILBOXES],
-    });
+    const { dir, store } = await storeWithBob();
     // The store's two lookups counted (the read count is what this is for).
     const calls: string[] = [];
     const counted = new Proxy(store, {
