@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseMessage } from '@mailwerk/mime';
-import { openSqliteStore } from '@mailwerk/store-sqlite';
+import { storeWithBob } from '../packages/store-sqlite/test/helpers.ts';
 
 const count = Number(process.argv[2] ?? 2000);
 const size = Number(process.argv[3] ?? 5000);
@@ -16,17 +16,14 @@ function percentile(sorted: number[], p: number): number {
 
 for (const kind of ['files', 'sqlite'] as const) {
   const dir = await mkdtemp(join(tmpdir(), 'mailwerk-bench-'));
-  const store = openSqliteStore({
-    path: join(dir, 'mailwerk.sqlite'),
-    blobs: kind === 'files' ? { dir: join(dir, 'blobs') } : 'sqlite',
-  });
-  await store.addDomain('example.org');
-  const acc = await store.createAccount({
-    address: 'b@example.org',
-    passwordHash: 'x',
-    mailboxes: [{ name: 'INBOX' }],
-  });
-  const inbox = (await store.getMailbox(acc.id, 'INBOX'))!;
+  const {
+    store,
+    account: acc,
+    inbox,
+  } = await storeWithBob(
+    join(dir, 'mailwerk.sqlite'),
+    kind === 'files' ? { dir: join(dir, 'blobs') } : 'sqlite',
+  );
   const lat: number[] = [];
   const t0 = performance.now();
   for (let i = 0; i < count; i++) {
