@@ -16,11 +16,7 @@ function percentile(sorted: number[], p: number): number {
 
 for (const kind of ['files', 'sqlite'] as const) {
   const dir = await mkdtemp(join(tmpdir(), 'mailwerk-bench-'));
-  const {
-    store,
-    account: acc,
-    inbox,
-  } = await storeWithBob(
+  const { store, account, inbox } = await storeWithBob(
     join(dir, 'mailwerk.sqlite'),
     kind === 'files' ? { dir: join(dir, 'blobs') } : 'sqlite',
   );
@@ -31,7 +27,7 @@ for (const kind of ['files', 'sqlite'] as const) {
     const s = performance.now();
     const blobId = await store.blobs.put(raw);
     await store.appendMessage({
-      accountId: acc.id,
+      accountId: account.id,
       mailboxId: inbox.id,
       blobId,
       size: raw.length,

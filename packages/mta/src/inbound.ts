@@ -296,24 +296,24 @@ export function createInboundServer(options: InboundServerOptions): SmtpServer {
     }
     const local = raw.slice(0, at);
     const routed = ROUTING.test(local) || local.startsWith('@');
+    // Its canonical form, once; one that does not parse is answered only after the relay check, as ever.
+    let canonical: string | null = null;
+    try {
+      canonical = normalizeAddress(raw);
+    } catch {}
     // The common recipient, an account's own address: one read, its domain being local by the store's
     // rules (accountExpansion). Any other goes the whole way below, in the same order as ever.
-    if (!routed && !isSrsAddress(local)) {
-      const own = await ownAddress(raw);
+    if (canonical !== null && !routed && !isSrsAddress(local)) {
+      const own = await accountExpansion(store, canonical);
       if (own) {
-        expansions.get(session.id)?.set(own.canonical, own.expansion);
+        expansions.get(session.id)?.set(canonical, own);
         return;
       }
     }
     if (routed || !(await store.getDomain(domain))) {
       throw reply(554, '5.7.1', `<${raw}> relay access denied`);
     }
-    let canonical: string;
-    try {
-      canonical = normalizeAddress(raw);
-    } catch {
-      throw reply(501, '5.1.3', `<${raw}> bad recipient address syntax`);
-    }
+    if (canonical === null) throw reply(501, '5.1.3', `<${raw}> bad recipient address syntax`);
     if (isSrsAddress(local)) {
       // A bounce to an address our forwarding wrote (SRS, packages/smtp/src/srs.ts): it goes back to
       // the sender the address names, which this envelope then holds; a forged or expired one is refused.
@@ -326,18 +326,6 @@ export function createInboundServer(options: InboundServerOptions): SmtpServer {
       return;
     }
     expansions.get(session.id)?.set(canonical, await checkDeliverable(store, canonical, domain));
-  }
-
-  /** The expansion of an account's own address (canonical form), or null: not one, or not an address. */
-  async function ownAddress(raw: string): Promise<{ canonical: string; expansion: Expansion } | null> {
-    let canonical: string;
-    try {
-      canonical = normalizeAddress(raw);
-    } catch {
-      return null;
-    }
-    const expansion = await accountExpansion(store, canonical);
-    return expansion ? { canonical, expansion } : null;
   }
 
   /** Takes the message: `delivered as <id>` or `queued as <id>`, for the reply. */

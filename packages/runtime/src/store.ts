@@ -31,6 +31,6 @@ export function openStore(config: Config, options: { syncOnLoop?: boolean } = {}
   return openSqliteStore({
     path: config.store.sqlite_path,
     blobs: config.store.bodies === 'sqlite' ? 'sqlite' : { dir: join(config.data_dir, 'blobs') },
-    ...(options.syncOnLoop ? { syncOnLoop: true } : {}),
+    syncOnLoop: options.syncOnLoop === true,
   });
 }

@@ -211,8 +211,9 @@ export class GroupCommit {
    * it, with syncOnLoop, while the disk is fast): SQLite's FULL is NORMAL plus
    * this same sync after the commit (SQLite: "PRAGMA synchronous"), so a batch
    * settles with the durability of FULL while the process goes on serving its
-   * clients, and batches committed during a sync share the next one. A checkpoint syncs the WAL before it copies frames into
-   * the database, so frames are never in neither place unsynced. The WAL file is
+   * clients, and batches committed during a sync share the next one. A
+   * checkpoint syncs the WAL before it copies frames into the database, so
+   * frames are never in neither place unsynced. The WAL file is
    * never removed while this connection is open (SQLite removes it when the last
    * connection closes), so the descriptor stays the file's.
    */

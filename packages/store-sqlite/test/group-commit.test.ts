@@ -50,24 +50,33 @@ describe('group commit: synced and unsynced writes', () => {
     assert.equal(synchronous(), 2);
   });
 
-  /** fs.fsync replaced for one test (through syncBuiltinESMExports, so the store's import sees it). */
+  /**
+   * An fs function replaced for one test, through syncBuiltinESMExports so that the store's named import
+   * sees it; returns what puts it back.
+   */
+  function replaceFs<K extends 'fsync' | 'fsyncSync'>(name: K, impl: (typeof fs)[K]): () => void {
+    const m = mock.method(fs, name, impl as never);
+    syncBuiltinESMExports();
+    return () => {
+      m.mock.restore();
+      syncBuiltinESMExports();
+    };
+  }
+
+  /** fs.fsync held: its callbacks run when the test releases them. */
   function holdFsync(): { release(err?: Error): void; calls: () => number; restore(): void } {
     const held: Array<(err: Error | null) => void> = [];
     let calls = 0;
-    const m = mock.method(fs, 'fsync', (_fd: number, cb: (err: Error | null) => void) => {
+    const restore = replaceFs('fsync', ((_fd: number, cb: (err: Error | null) => void) => {
       calls++;
       held.push(cb);
-    });
-    syncBuiltinESMExports();
+    }) as typeof fs.fsync);
     return {
       release: (err) => {
         for (const cb of held.splice(0)) cb(err ?? null);
       },
       calls: () => calls,
-      restore: () => {
-        m.mock.restore();
-        syncBuiltinESMExports();
-      },
+      restore,
     };
   }
 
@@ -169,27 +178,19 @@ describe('group commit: synced and unsynced writes', () => {
   });
 
   /**
-   * fs.fsyncSync wrapped for one test (syncBuiltinESMExports, so the store's import sees it): counted,
-   * the real sync run, and `extraMs` of busy time after it, standing in for a slow disk (which cannot be
-   * had on demand here).
+   * fs.fsyncSync counted, the real sync run, and `extraMs` of busy time after it, standing in for a slow
+   * disk (which cannot be had on demand here).
    */
   function countSyncOnLoop(extraMs: () => number): { calls: () => number; restore(): void } {
     const real = fs.fsyncSync;
     let calls = 0;
-    const m = mock.method(fs, 'fsyncSync', (fd: number) => {
+    const restore = replaceFs('fsyncSync', (fd) => {
       calls++;
       real(fd);
       const until = performance.now() + extraMs();
       while (performance.now() < until);
     });
-    syncBuiltinESMExports();
-    return {
-      calls: () => calls,
-      restore: () => {
-        m.mock.restore();
-        syncBuiltinESMExports();
-      },
-    };
+    return { calls: () => calls, restore };
   }
 
   it('with syncOnLoop, syncs the WAL on the event loop before the batch settles, never in the thread pool', {
@@ -198,11 +199,10 @@ describe('group commit: synced and unsynced writes', () => {
     // The thread pool's fsync counted and passed through.
     const fsyncReal = fs.fsync;
     let poolCalls = 0;
-    const pool = mock.method(fs, 'fsync', (fd: number, cb: (err: Error | null) => void) => {
+    const restorePool = replaceFs('fsync', ((fd: number, cb: (err: Error | null) => void) => {
       poolCalls++;
       fsyncReal(fd, cb);
-    });
-    syncBuiltinESMExports();
+    }) as typeof fs.fsync);
     const loop = countSyncOnLoop(() => 0);
     try {
       const g = new GroupCommit(db, { syncOnLoop: true });
@@ -216,8 +216,7 @@ describe('group commit: synced and unsynced writes', () => {
       assert.equal(loop.calls(), 2);
     } finally {
       loop.restore();
-      pool.mock.restore();
-      syncBuiltinESMExports();
+      restorePool();
     }
   });
 
@@ -233,19 +232,18 @@ describe('group commit: synced and unsynced writes', () => {
       await g.write(insert('l'));
       assert.equal(loop.calls(), 1);
       slow = 0;
-      const second = g.write(insert('m'));
-      await new Promise((r) => setImmediate(r));
-      await new Promise((r) => setImmediate(r));
-      assert.equal(pool.calls(), 1, 'the next sync went to the thread pool');
-      pool.release();
-      await second;
+      // A durable write whose sync is to reach the (held) thread pool: counted there, then let go.
+      const viaPool = async (v: string, calls: number, why: string) => {
+        const w = g.write(insert(v));
+        await new Promise((r) => setImmediate(r));
+        await new Promise((r) => setImmediate(r));
+        assert.equal(pool.calls(), calls, why);
+        pool.release();
+        await w;
+      };
+      await viaPool('m', 1, 'the next sync went to the thread pool');
       mock.timers.tick(9_000);
-      const third = g.write(insert('n'));
-      await new Promise((r) => setImmediate(r));
-      await new Promise((r) => setImmediate(r));
-      assert.equal(pool.calls(), 2, 'still the thread pool after 9 s');
-      pool.release();
-      await third;
+      await viaPool('n', 2, 'still the thread pool after 9 s');
       mock.timers.tick(1_001);
       await g.write(insert('o'));
       assert.equal(loop.calls(), 2, 'back on the loop after 10 s');
@@ -258,16 +256,14 @@ describe('group commit: synced and unsynced writes', () => {
   });
 
   it('with syncOnLoop, fails a durable write whose sync fails', { timeout: 10_000 }, async () => {
-    const m = mock.method(fs, 'fsyncSync', () => {
+    const restore = replaceFs('fsyncSync', () => {
       throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
     });
-    syncBuiltinESMExports();
     try {
       const g = new GroupCommit(db, { syncOnLoop: true });
       await assert.rejects(g.write(insert('p')), /EIO/);
     } finally {
-      m.mock.restore();
-      syncBuiltinESMExports();
+      restore();
     }
   });
 });
