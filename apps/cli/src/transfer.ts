@@ -137,7 +137,6 @@ async function add(
     await store.appendMessage({
       accountId: box.accountId,
       mailboxId: box.id,
-      blobId: contentId(raw),
       data: raw,
       size: raw.length,
       structure: parseMessage(raw),

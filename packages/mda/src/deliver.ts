@@ -36,7 +36,6 @@ import {
 import { editHeader, markedAsSpam, reply, SIEVE_REFUSAL, type SmtpError, srsForward } from '@mailwerk/smtp';
 import {
   type Account,
-  contentId,
   type Expansion,
   isStoreError,
   type Mailbox,
@@ -409,7 +408,7 @@ export async function deliverToAccount(
       const m = await store.appendMessage({
         accountId: account.id,
         mailboxId: mailbox.id,
-        blobId: contentId(bytes),
+        // The store hashes the bytes for their blob id (once: a given id would be checked, a second hash).
         data: bytes,
         size: bytes.length,
         structure: withPrependedHeaders(message.structure, prefix.length),

@@ -27,13 +27,13 @@ import {
   applyAttempt,
   applyFlagOperation,
   type BlobStore,
+  blobRef,
   type Change,
   type ChangeKind,
   type CopyResult,
   checkDkimKey,
   checkQueueRecipients,
   checkSieveName,
-  contentId,
   type DkimKey,
   type Domain,
   type FlagUpdate,
@@ -325,11 +325,11 @@ export class MongoMailStore implements MailStore {
     }
   }
 
-  /** Stores a body given with a message or queue entry, after checking it is what the id says. */
-  private async storeData(blobId: string, data: Buffer | undefined): Promise<void> {
-    if (!data) return;
-    if (contentId(data) !== blobId) throw new StoreError('invalid', 'blobId is not the content id of data');
-    await this.blobs.put(data);
+  /** Stores a body given with a message or queue entry (checked against the id, when both are given); its id. */
+  private async storeData(blobId: string | undefined, data: Buffer | undefined): Promise<string> {
+    const id = blobRef(blobId, data);
+    if (data) await this.blobs.put(data);
+    return id;
   }
 
   // ---- domains -------------------------------------------------------------
@@ -810,7 +810,7 @@ export class MongoMailStore implements MailStore {
   async appendMessage(input: NewMessage): Promise<Message> {
     await this.ready;
     const flags = normalizeFlags(input.flags ?? []);
-    await this.storeData(input.blobId, input.data);
+    const blobId = await this.storeData(input.blobId, input.data);
     const box = await this.mailboxDoc(input.mailboxId);
     if (box.accountId !== input.accountId) throw new StoreError('not_found', `no mailbox ${input.mailboxId}`);
     if (
@@ -833,7 +833,7 @@ export class MongoMailStore implements MailStore {
         internalDate: input.internalDate ?? new Date(),
         savedAt: new Date(),
         size: input.size,
-        blobId: input.blobId,
+        blobId,
         structure: JSON.stringify(input.structure),
         ...(input.deliveryKey !== undefined ? { deliveryKey: input.deliveryKey } : {}),
       };

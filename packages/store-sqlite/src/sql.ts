@@ -3,7 +3,7 @@
  * statements, and every write through the group commit (see db.ts).
  */
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
-import { type BlobStore, contentId, StoreError } from '@mailwerk/store';
+import { type BlobStore, blobRef } from '@mailwerk/store';
 import { SqliteBlobStore } from './blobs.ts';
 import type { GroupCommit } from './db.ts';
 
@@ -86,18 +86,25 @@ export class Sql {
     return this.all(sql, ...params).map((r) => r.blob_id as string);
   }
 
-  /** A write that also stores a not yet stored blob: in the same transaction when bodies live in SQLite. */
-  async txWithBlob<T>(blobId: string, data: Buffer | undefined, fn: () => T): Promise<T> {
-    if (!data) return this.tx(fn);
-    if (contentId(data) !== blobId) throw new StoreError('invalid', 'blobId is not the content id of data');
+  /**
+   * A write that also stores a not yet stored blob: in the same transaction when bodies live in SQLite.
+   * `fn` gets the blob's id: `blobId`, or the content id of `data` when it is left out (blobRef).
+   */
+  async txWithBlob<T>(
+    blobId: string | undefined,
+    data: Buffer | undefined,
+    fn: (blobId: string) => T,
+  ): Promise<T> {
+    const id = blobRef(blobId, data);
+    if (!data) return this.tx(() => fn(id));
     const blobs = this.blobs;
     if (blobs instanceof SqliteBlobStore) {
       return this.tx(() => {
-        blobs.insertInTransaction(blobId, data);
-        return fn();
+        blobs.insertInTransaction(id, data);
+        return fn(id);
       });
     }
     await blobs.put(data);
-    return this.tx(fn);
+    return this.tx(() => fn(id));
   }
 }

@@ -671,7 +671,7 @@ export class SqliteMailStore implements MailStore {
     const accountId = rowId(input.accountId);
     const mailboxId = rowId(input.mailboxId);
     const structure = JSON.stringify(input.structure);
-    const row = await this.sql.txWithBlob(input.blobId, input.data, () => {
+    const row = await this.sql.txWithBlob(input.blobId, input.data, (blobId) => {
       // The mailbox (the account's) and its next UID in one statement; a refusal below undoes it.
       const { firstUid, modseq } = this.allocate(mailboxId, 1, accountId);
       if (
@@ -690,7 +690,7 @@ export class SqliteMailStore implements MailStore {
         {
           internalDate: (input.internalDate ?? new Date()).getTime(),
           size: input.size,
-          blobId: input.blobId,
+          blobId,
           structure,
           deliveryKey: input.deliveryKey,
         },

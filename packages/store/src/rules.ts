@@ -6,7 +6,30 @@
 import { randomUUID } from 'node:crypto';
 import { StoreError } from './errors.ts';
 import { readReply } from './reply.ts';
-import type { AttemptResult, DkimKey, NewQueueEntry, QueueEntry, QueueRecipient } from './types.ts';
+import {
+  type AttemptResult,
+  contentId,
+  type DkimKey,
+  type NewQueueEntry,
+  type QueueEntry,
+  type QueueRecipient,
+} from './types.ts';
+
+/**
+ * The blob a new message or queue entry refers to: `blobId`, checked against `data` when both are given
+ * (an id that is not the bytes' hash would file them under another body's name); the content id of
+ * `data` when only the bytes are given, so that the caller and the adapter do not hash them twice.
+ */
+export function blobRef(blobId: string | undefined, data: Buffer | undefined): string {
+  if (data === undefined) {
+    if (blobId === undefined) throw new StoreError('invalid', 'blobId or data is needed');
+    return blobId;
+  }
+  const id = contentId(data);
+  if (blobId !== undefined && blobId !== id)
+    throw new StoreError('invalid', 'blobId is not the content id of data');
+  return id;
+}
 
 /**
  * A queue entry's id: sortable by time, unique across processes and hosts (40 random bits after the

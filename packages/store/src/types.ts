@@ -157,8 +157,11 @@ export interface Message {
 export interface NewMessage {
   accountId: string;
   mailboxId: string;
-  /** `contentId(data)`; the blob must be in `blobs` already unless `data` is given. */
-  blobId: string;
+  /**
+   * `contentId(data)`; the blob must be in `blobs` already unless `data` is given. With `data` it may be
+   * left out: the adapter hashes the bytes once (a given one is checked against them, a second hash).
+   */
+  blobId?: string;
   /** The bytes, when they are not stored yet: the adapter stores them with the message in one step. */
   data?: Buffer;
   size: number;

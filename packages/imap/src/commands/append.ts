@@ -8,7 +8,7 @@
  * (`* n EXISTS`) before the tagged OK.
  */
 import { parseMessage } from '@mailwerk/mime';
-import { contentId, normalizeFlags } from '@mailwerk/store';
+import { normalizeFlags } from '@mailwerk/store';
 import { bad, no } from '../errors.ts';
 import { partial, sectionBytes } from '../fetch-data.ts';
 import { type MessageUrl, parseMessageUrl, UrlError } from '../imap-url.ts';
@@ -135,7 +135,6 @@ export const APPEND: Command = {
           await s.ctx.store.appendMessage({
             accountId,
             mailboxId: mb.id,
-            blobId: contentId(data),
             data,
             size: data.length,
             structure: parseMessage(data),

@@ -196,6 +196,28 @@ export function messageSuite(factory: StoreFactory): void {
       assert.ok((await ctx.store.blobs.get(m.blobId)).equals(raw));
     });
 
+    it('names the body by its hash when only the bytes are given, and refuses an id that is not theirs', async () => {
+      const { account, inbox } = await newAccount(ctx.store);
+      const raw = sampleMessage('hashed here');
+      const base = {
+        accountId: account.id,
+        mailboxId: inbox.id,
+        size: raw.length,
+        structure: parseMessage(raw),
+      };
+      const m = await ctx.store.appendMessage({ ...base, data: raw });
+      assert.equal(m.blobId, contentId(raw));
+      assert.equal((await ctx.store.getMessage(inbox.id, m.uid))!.blobId, contentId(raw));
+      assert.ok((await ctx.store.blobs.get(m.blobId)).equals(raw));
+      // An id that is another body's, or neither id nor bytes: refused, and nothing stored.
+      const other = sampleMessage('another body');
+      await rejects(ctx.store.appendMessage({ ...base, blobId: contentId(raw), data: other }), 'invalid');
+      await rejects(ctx.store.appendMessage(base), 'invalid');
+      assert.equal(await ctx.store.blobs.has(contentId(other)), false);
+      assert.deepEqual(await ctx.store.listUids(inbox.id), [m.uid]);
+      assert.equal((await ctx.store.getMailboxById(inbox.id))!.uidNext, m.uid + 1);
+    });
+
     it('never reuses a UID after expunge', async () => {
       const { account, inbox } = await newAccount(ctx.store);
       await deliver(ctx.store, account, inbox.id, sampleMessage('a'));
