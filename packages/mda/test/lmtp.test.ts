@@ -10,6 +10,7 @@ import type { SmtpServer } from '@mailwerk/smtp';
 import { DEFAULT_MAILBOXES, deliveryEnvid, type MailStore } from '@mailwerk/store';
 import { openSqliteStore } from '@mailwerk/store-sqlite';
 import nodemailer, { type SendMailOptions } from 'nodemailer';
+import { storeWithBob as sqliteStoreWithBob } from '../../store-sqlite/test/helpers.ts';
 import { createLmtpServer, queueOutbox } from '../src/index.ts';
 
 describe('MDA over LMTP', () => {
@@ -548,16 +549,10 @@ describe('MDA over LMTP', () => {
   });
 });
 
-/** A store of its own in a temporary directory, with example.org and bob@example.org. */
+/** A store of its own in a temporary directory, with example.org and bob@example.org (the store's test helper). */
 async function storeWithBob(): Promise<{ dir: string; store: MailStore }> {
   const dir = await mkdtemp(join(tmpdir(), 'mailwerk-mda-'));
-  const store = openSqliteStore({ path: join(dir, 'db.sqlite'), blobs: 'sqlite' });
-  await store.addDomain('example.org');
-  await store.createAccount({
-    address: 'bob@example.org',
-    passwordHash: 'x',
-    mailboxes: [...DEFAULT_MAILBOXES],
-  });
+  const { store } = await sqliteStoreWithBob(join(dir, 'db.sqlite'));
   return { dir, store };
 }
 
