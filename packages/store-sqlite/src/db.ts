@@ -177,6 +177,14 @@ export interface GroupCommitOptions {
  * another process holds it, tries again a millisecond later from a timer;
  * writes issued meanwhile join the batch. After `busyTimeoutMs` of trying,
  * the batch fails as a busy database would.
+ *
+ * While a sync runs in the thread pool, durable writes are held and
+ * committed together when it ends, then synced at once: they would wait for
+ * that next sync anyway, and a COMMIT per turn of the event loop meanwhile
+ * wrote the pages every batch shares (the table's last leaf, the mailbox or
+ * queue rows, the indexes' right edges) to the WAL again each time, with its
+ * own locks (the MX alone under 20 sessions, one message per connection: 18
+ * `pwrite` calls a message, 15.6 with this). A write that is not durable is never held.
  */
 export class GroupCommit {
   private readonly db: DatabaseSync;
@@ -193,6 +201,8 @@ export class GroupCommit {
   /** Batches committed and waiting for the next sync of the WAL to settle. */
   private awaitingSync: Array<(err: Error | null) => void> = [];
   private syncing = false;
+  /** Durable writes wait for the sync in flight to end, to be committed together after it (flush). */
+  private held = false;
   private readonly syncOnLoop: boolean;
   /** Until when the syncs go to the thread pool after one on the event loop was slow (ms since the epoch). */
   private poolUntil = 0;
@@ -225,7 +235,11 @@ export class GroupCommit {
     const done = (err: Error | null) => {
       this.syncing = false;
       for (const settle of waiting) settle(err);
-      this.syncWal();
+      // The writes held during this sync are committed now and synced next (flush ends in syncWal).
+      if (this.held) {
+        this.held = false;
+        this.flush();
+      } else this.syncWal();
     };
     try {
       this.walFd ??= openSync(this.walPath!, 'r');
@@ -272,7 +286,11 @@ export class GroupCommit {
   write<T>(fn: () => T, durable = true): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ fn, durable, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.scheduled) {
+      if (!durable && this.held) {
+        // Not to wait for the sync: committed in the next turn with the durable writes held so far.
+        this.held = false;
+        setImmediate(() => this.flush());
+      } else if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
       }
@@ -282,6 +300,11 @@ export class GroupCommit {
   private flush(): void {
     if (this.queue.length === 0) {
       this.scheduled = false;
+      return;
+    }
+    if (this.syncing && this.queue.length < this.maxBatch && this.queue.every((w) => w.durable)) {
+      // Committed when the sync in flight ends (syncWal's done); `scheduled` stays set meanwhile.
+      this.held = true;
       return;
     }
     // NORMAL in WAL mode: no sync inside the commit (SQLite: "PRAGMA synchronous"); durable writes settle

@@ -114,6 +114,57 @@ describe('group commit: synced and unsynced writes', () => {
     }
   });
 
+  it('holds durable writes while a sync is in flight and commits them in one transaction when it ends', async () => {
+    const hold = holdFsync();
+    try {
+      execs.length = 0;
+      const g = new GroupCommit(db);
+      const first = g.write(insert('h1'));
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(hold.calls(), 1);
+      // Three durable writes in three turns of the event loop, the sync still in flight.
+      const later: Array<Promise<unknown>> = [];
+      for (const v of ['h2', 'h3', 'h4']) {
+        later.push(g.write(insert(v)));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      assert.ok(!seen('h2') && !seen('h3') && !seen('h4'), 'held, not committed, while the sync runs');
+      hold.release();
+      await first;
+      await new Promise((r) => setTimeout(r, 20));
+      assert.ok(seen('h2') && seen('h3') && seen('h4'));
+      assert.equal(execs.filter((s) => s === 'BEGIN IMMEDIATE').length, 2, 'one transaction for the three');
+      assert.equal(hold.calls(), 2, 'and one sync for them, started when they were committed');
+      hold.release();
+      await Promise.all(later);
+    } finally {
+      hold.restore();
+    }
+  });
+
+  it('never holds a write that is not durable: it is committed at once, with the durable ones held so far', async () => {
+    const hold = holdFsync();
+    try {
+      const g = new GroupCommit(db);
+      const first = g.write(insert('n1'));
+      await new Promise((r) => setTimeout(r, 20));
+      const durable = g.write(insert('n2'));
+      await new Promise((r) => setTimeout(r, 5));
+      assert.ok(!seen('n2'));
+      await g.write(insert('n3'), false);
+      assert.ok(seen('n3') && seen('n2'), 'the unsynced write went at once, and took the held one along');
+      assert.equal(hold.calls(), 1, 'the held write waits for the next sync, after the one in flight');
+      hold.release();
+      await first;
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(hold.calls(), 2);
+      hold.release();
+      await durable;
+    } finally {
+      hold.restore();
+    }
+  });
+
   it('fails a durable write whose sync fails: it must not be promised', async () => {
     const hold = holdFsync();
     try {
