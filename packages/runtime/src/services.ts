@@ -62,7 +62,13 @@ export async function startServices(
 ): Promise<Running> {
   const log = options.logger ?? createLogger(config.log_level, 'mailwerk');
   // A process of the MDA alone syncs its deliveries on its event loop (it has nothing else to do meanwhile).
-  const store = openStore(config, { syncOnLoop: services.length === 1 && services[0] === 'mda' });
+  // The process that runs the MDA checkpoints the WAL in a thread (store-sqlite's checkpointer.ts).
+  const store = openStore(config, {
+    syncOnLoop: services.length === 1 && services[0] === 'mda',
+    ...(services.includes('mda')
+      ? { checkpointer: { onError: (err: Error) => log.error(err, 'checkpointing the WAL') } }
+      : {}),
+  });
   // Change events and abuse counters: Redis when several processes share the store, else this process's
   // own (or the supervisor's, handed in).
   const bus: Bus =

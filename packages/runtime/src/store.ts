@@ -15,11 +15,15 @@ const require = createRequire(import.meta.url);
 /** The configuration names a store that cannot be opened as configured. */
 export class UnsupportedBackendError extends Error {}
 
-/**
- * Opens the store the configuration names. `syncOnLoop`: for a process that runs the MDA alone, whose
- * every write waits for its sync (SqliteStoreOptions.syncOnLoop); the other backends ignore it.
- */
-export function openStore(config: Config, options: { syncOnLoop?: boolean } = {}): MailStore {
+export interface OpenStoreOptions {
+  /** For a process that runs the MDA alone, whose every write waits for its sync (SqliteStoreOptions.syncOnLoop). */
+  syncOnLoop?: boolean;
+  /** For the process that runs the MDA: the WAL's checkpoints in a thread (SqliteStoreOptions.checkpointer). */
+  checkpointer?: { onError: (err: Error) => void };
+}
+
+/** Opens the store the configuration names. The options are the embedded store's; the other backends ignore them. */
+export function openStore(config: Config, options: OpenStoreOptions = {}): MailStore {
   if (config.store.backend === 'mongodb') {
     if (!config.store.mongodb_url)
       throw new UnsupportedBackendError(
@@ -32,5 +36,6 @@ export function openStore(config: Config, options: { syncOnLoop?: boolean } = {}
     path: config.store.sqlite_path,
     blobs: config.store.bodies === 'sqlite' ? 'sqlite' : { dir: join(config.data_dir, 'blobs') },
     syncOnLoop: options.syncOnLoop === true,
+    ...(options.checkpointer ? { checkpointer: options.checkpointer } : {}),
   });
 }
