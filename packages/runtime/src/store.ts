@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Config } from '@mailwerk/config';
 import type { MailStore } from '@mailwerk/store';
-import { openSqliteStore } from '@mailwerk/store-sqlite';
+import { type CheckpointerOptions, openSqliteStore } from '@mailwerk/store-sqlite';
 
 /**
  * The MongoDB driver is loaded only for the MongoDB backend: importing it
@@ -19,7 +19,7 @@ export interface OpenStoreOptions {
   /** For a process that runs the MDA alone, whose every write waits for its sync (SqliteStoreOptions.syncOnLoop). */
   syncOnLoop?: boolean;
   /** For the process that runs the MDA: the WAL's checkpoints in a thread (SqliteStoreOptions.checkpointer). */
-  checkpointer?: { onError: (err: Error) => void };
+  checkpointer?: CheckpointerOptions;
 }
 
 /** Opens the store the configuration names. The options are the embedded store's; the other backends ignore them. */

@@ -8,7 +8,7 @@ import { SqliteMailStore } from './store.ts';
 
 export { type BackupResult, backupStore, type RestoreResult, restoreStore } from './backup.ts';
 export { FsBlobStore, SqliteBlobStore } from './blobs.ts';
-export { BACKSTOP_FRAMES, type CheckpointerOptions, WalCheckpointer } from './checkpointer.ts';
+export type { CheckpointerOptions } from './checkpointer.ts';
 export { GroupCommit, openDatabase, transaction } from './db.ts';
 export { MIGRATIONS } from './schema.ts';
 export { SqliteMailStore } from './store.ts';
@@ -25,7 +25,7 @@ export interface SqliteStoreOptions {
    * Run the WAL's checkpoints in a thread of this process (checkpointer.ts): the MDA's process, or the
    * one process that runs every service. Every process's own checkpoints wait for BACKSTOP_FRAMES.
    */
-  checkpointer?: boolean | CheckpointerOptions;
+  checkpointer?: CheckpointerOptions;
 }
 
 /**
@@ -45,7 +45,7 @@ export function openSqliteStore(options: SqliteStoreOptions): MailStore {
     options.blobs === 'sqlite' ? new SqliteBlobStore(db, writer) : new FsBlobStore(options.blobs.dir);
   const checkpointer =
     options.checkpointer && options.path !== ':memory:'
-      ? new WalCheckpointer(options.path, options.checkpointer === true ? {} : options.checkpointer)
+      ? new WalCheckpointer(options.path, options.checkpointer)
       : null;
   return new SqliteMailStore(db, writer, blobs, async () => {
     await checkpointer?.stop();
