@@ -34,7 +34,7 @@ export type ChildMessage =
   | { t: 'ready'; listening: Listening[] }
   | { t: 'failed'; message: string; code?: string; address?: string }
   | { t: 'alive'; activity: string | null; since: number }
-  /** Change events published in one turn of the child's event loop, in order. */
+  /** Change events a child published within BUS_WINDOW_MS of the first, in order. */
   | { t: 'bus'; events: MailEvent[] }
   /** The counter calls a child made in one turn of its event loop, in order (one message, one answer). */
   | { t: 'counter'; calls: CounterCall[] }
@@ -73,16 +73,28 @@ function perTurn<T>(flush: (items: T[]) => void): (item: T) => void {
 }
 
 /**
- * The bus of a supervised child: local subscribers, and every event to the supervisor for the others;
- * the events of one turn of the event loop in one message (a group commit settles several deliveries
- * at once, each with its event).
+ * How long a child gathers change events before it hands them to the supervisor, from the first one. Each
+ * message costs a write here, a wake-up of the supervisor and of the process it relays to, and a parse in
+ * both: sent once per group commit they took about a tenth of the services' CPU under a delivery load
+ * (bench/README.md, "Change events gathered"). An IMAP session told of new mail 10 ms later cannot tell.
+ */
+export const BUS_WINDOW_MS = 10;
+
+/**
+ * The bus of a supervised child: local subscribers at once, and every event to the supervisor for the
+ * others, those published within BUS_WINDOW_MS of each other in one message, in order.
  */
 export class IpcBus extends InProcessBus {
-  private readonly relay = perTurn<MailEvent>((events) => send({ t: 'bus', events }));
+  private batch: MailEvent[] = [];
 
   override async publish(event: MailEvent): Promise<void> {
     this.deliver(event);
-    this.relay(event);
+    if (this.batch.push(event) === 1)
+      setTimeout(() => {
+        const events = this.batch;
+        this.batch = [];
+        send({ t: 'bus', events });
+      }, BUS_WINDOW_MS).unref();
   }
 }
 
