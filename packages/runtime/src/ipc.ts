@@ -75,8 +75,8 @@ function perTurn<T>(flush: (items: T[]) => void): (item: T) => void {
 /**
  * How long a child gathers change events before it hands them to the supervisor, from the first one. Each
  * message costs a write here, a wake-up of the supervisor and of the process it relays to, and a parse in
- * both: sent once per group commit they took about a tenth of the services' CPU under a delivery load
- * (bench/README.md, "Change events gathered"). An IMAP session told of new mail 10 ms later cannot tell.
+ * both: sent once per group commit they took about a twentieth of the services' CPU under a delivery
+ * load (bench/README.md, "Change events gathered"). An IMAP session told of new mail 10 ms later cannot tell.
  */
 export const BUS_WINDOW_MS = 10;
 
