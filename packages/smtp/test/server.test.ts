@@ -87,6 +87,44 @@ describe('SMTP engine', () => {
   });
   after(() => close(s.server));
 
+  it('closes the session at its QUIT once the 221 is sent, not waiting for the client to close', async () => {
+    const { server, port } = await serve({});
+    try {
+      // A client that reads the 221 and keeps its own side open (half-closed, the server would wait
+      // for it, or 5 s) gets the 221 whole, then the end of the connection, and no session is left.
+      const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      let text = '';
+      let ended = false;
+      socket.setEncoding('latin1');
+      socket.on('data', (d: string) => {
+        text += d;
+      });
+      socket.on('end', () => {
+        ended = true;
+      });
+      const deadline = Date.now() + 2000;
+      const until = async (done: () => boolean, what: string) => {
+        while (!done()) {
+          assert.ok(Date.now() < deadline, `${what}; got ${JSON.stringify(text)}`);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      };
+      await until(() => text.includes('\r\n'), 'no greeting');
+      socket.write('QUIT\r\n');
+      await until(() => ended, 'the server did not close');
+      assert.match(text, /\r\n221 2\.0\.0 mx\.test closing connection\r\n$/);
+      await until(() => server.connections.size === 0, 'a session is still open');
+      socket.destroy();
+      // Input behind the QUIT: the 221 is sent first, and the session ends all the same.
+      const talker = await Client.open(port);
+      const [bye] = await talker.send('QUIT\r\nNOOP\r\n');
+      assert.match(bye!, /^221 /);
+      await talker.until(() => talker.closed);
+    } finally {
+      await close(server);
+    }
+  });
+
   it('answers a pipelined group in one write, in order (RFC 2920)', async () => {
     const c = await Client.open(s.port);
     await c.send('EHLO client.test\r\n');
