@@ -776,9 +776,9 @@ export class SmtpConnection {
    * TCP with the reply handed to the kernel whole, the socket is closed at once: the kernel still sends
    * the 221 and then the FIN. Many clients close without reading the 221 (Postfix's smtp client by
    * default, smtp_skip_quit_response), so the 221 meets a closed socket and the client's RST comes
-   * back; half-closed (end) this session would then read that RST as an error, which Node builds with a
-   * stack trace, and wait for it or for the 5 s timer: 3 % of the MX's CPU with one message a
-   * connection (bench/README.md, "A session closed at its QUIT"). Over TLS the close_notify is sent
+   * back; half-closed (end), this session then read that RST as an error, which Node builds with a
+   * stack trace, and waited for it or for the 5 s timer: the engine alone spent about 40 % more CPU a
+   * connection so (bench/README.md, "A session closed at its QUIT"). Over TLS the close_notify is sent
    * first (end).
    */
   private quit(): undefined {
