@@ -40,6 +40,7 @@ import {
   listenerPorts,
   MAILWERK_BIN,
   receivingEnv,
+  smtpSource,
   treeCpuMs,
   treePssMiB,
 } from './proc.ts';
@@ -268,32 +269,6 @@ interface Figures {
   cpu: number;
 }
 
-/** Postfix's load generator; it reports no latencies. */
-async function smtpSource(load: Load, port: number): Promise<number[]> {
-  const args = [
-    '-s',
-    String(SESSIONS),
-    '-m',
-    String(load.messages),
-    '-l',
-    String(load.size),
-    '-r',
-    String(load.rcpts),
-  ];
-  if (load.reuse) args.push('-d');
-  args.push('-f', 'load@ext.org', '-t', 'bob@example.org', `127.0.0.1:${port}`);
-  return new Promise<number[]>((resolve, reject) => {
-    const p = spawn('smtp-source', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d) => {
-      err += d;
-    });
-    p.on('exit', (code) =>
-      code === 0 ? resolve([]) : reject(new Error(`smtp-source exited ${code}: ${err}`)),
-    );
-  });
-}
-
 /** Our client's figures: the sorted latencies, and a line a message for BENCH_LATENCIES. */
 async function ownClient(load: Load, port: number): Promise<{ sorted: number[]; lines: string[] }> {
   const latencies: number[] = [];
@@ -346,7 +321,17 @@ async function measure(system: System, load: Load, round = 0): Promise<Figures> 
         `session\tend_of_data_ms\treply_ms\n${own.lines.join('\n')}\n`,
       );
     }
-  } else latencies = await smtpSource(load, system.port);
+  } else {
+    await smtpSource({
+      port: system.port,
+      sessions: SESSIONS,
+      messages: load.messages,
+      size: load.size,
+      recipients: load.rcpts,
+      reuse: load.reuse,
+    });
+    latencies = [];
+  }
   const acceptedSecs = (performance.now() - t0) / 1000;
   let delivered: number | null = null;
   if (before !== null) {

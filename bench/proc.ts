@@ -168,3 +168,34 @@ export async function listenerPorts(): Promise<Record<string, string>> {
   for (const k of keys) env[`MAILWERK_${k}`] = String(await freePort());
   return env;
 }
+
+/** What Postfix's load generator sends: `messages` of `size` bytes over `sessions` connections at once. */
+export interface SmtpSourceLoad {
+  port: number;
+  sessions: number;
+  messages: number;
+  size: number;
+  /** Recipients a message (smtp-source -r; bob@, 2bob@ … Nbob@). */
+  recipients?: number;
+  /** Several messages a connection (-d) rather than one. */
+  reuse?: boolean;
+}
+
+/** Runs Postfix's smtp-source (Debian package postfix) against 127.0.0.1; it reports no latencies. */
+export function smtpSource(load: SmtpSourceLoad): Promise<void> {
+  const args = ['-s', String(load.sessions), '-m', String(load.messages), '-l', String(load.size)];
+  if (load.recipients) args.push('-r', String(load.recipients));
+  if (load.reuse) args.push('-d');
+  args.push('-f', 'load@ext.org', '-t', 'bob@example.org', `127.0.0.1:${load.port}`);
+  return new Promise<void>((resolve, reject) => {
+    const p = spawn('smtp-source', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d) => {
+      err += d;
+    });
+    p.on('error', (e) => reject(new Error(`smtp-source: ${e.message} (Debian package postfix)`)));
+    p.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`smtp-source exited ${code}: ${err}`)),
+    );
+  });
+}

@@ -8,7 +8,15 @@ import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { benchDir, freePort, initMailwerk, MAILWERK_BIN, receivingEnv, treePssMiB } from './proc.ts';
+import {
+  benchDir,
+  freePort,
+  initMailwerk,
+  MAILWERK_BIN,
+  receivingEnv,
+  smtpSource,
+  treePssMiB,
+} from './proc.ts';
 import { benchMessage, percentile, SmtpClient } from './smtp-client.ts';
 
 const count = Number(process.argv[2] ?? 5000);
@@ -45,23 +53,7 @@ let next = 0;
 const t0 = performance.now();
 if (process.env.BENCH_LOADGEN === 'smtp-source') {
   // Postfix's load generator (Debian package postfix) instead of ours; it reports no latencies.
-  await new Promise<void>((resolve, reject) => {
-    const args = [
-      '-s',
-      String(connections),
-      '-m',
-      String(count),
-      '-l',
-      String(size),
-      '-f',
-      'load@ext.org',
-      '-t',
-      'bob@example.org',
-      `127.0.0.1:${port}`,
-    ];
-    const p = spawn('smtp-source', args, { stdio: 'inherit' });
-    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`smtp-source exited ${code}`))));
-  });
+  await smtpSource({ port, sessions: connections, messages: count, size });
 } else
   await Promise.all(
     Array.from({ length: connections }, async () => {

@@ -10,17 +10,11 @@
  * `engine` may be another checkout's (a worktree of an older commit), to compare the two alternately in
  * the same minutes. Needs smtp-source (Debian package postfix; bench/compare.ts installs it).
  */
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { smtpSource } from './proc.ts';
 
-const SMTP_SOURCE = '/usr/sbin/smtp-source';
 const count = Number(process.argv[2] ?? 10_000);
 const engine = resolve(process.argv[3] ?? resolve(import.meta.dirname, '..', 'packages/smtp/src/index.ts'));
-if (!existsSync(SMTP_SOURCE)) {
-  console.error(`${SMTP_SOURCE} is missing: apt-get install postfix (or run bench/compare.ts once)`);
-  process.exit(1);
-}
 const { SmtpServer } = (await import(engine)) as typeof import('../packages/smtp/src/index.ts');
 const server = new SmtpServer({
   name: 'mx.bench',
@@ -30,26 +24,7 @@ const server = new SmtpServer({
 });
 await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
 const { port } = server.address() as { port: number };
-
-const load = (messages: number) =>
-  new Promise<void>((done, fail) =>
-    execFile(
-      SMTP_SOURCE,
-      [
-        '-s',
-        '20',
-        '-m',
-        String(messages),
-        '-l',
-        '5000',
-        '-f',
-        'load@ext.org',
-        '-t',
-        'bob@example.org',
-      ].concat(`127.0.0.1:${port}`),
-      (err) => (err ? fail(err) : done()),
-    ),
-  );
+const load = (messages: number) => smtpSource({ port, sessions: 20, messages, size: 5000 });
 
 // Unmeasured first: V8 optimizes the engine's code meanwhile.
 await load(Math.ceil(count / 10));

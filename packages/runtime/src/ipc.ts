@@ -59,12 +59,12 @@ const send: Send = (m) => {
   if (process.connected) process.send?.(m);
 };
 
-/** What is handed over in one turn of the event loop, sent to `flush` as one batch at its end. */
-function perTurn<T>(flush: (items: T[]) => void): (item: T) => void {
+/** Items handed over until `wait` calls back, given to `flush` then as one batch, in order. */
+function gathered<T>(flush: (items: T[]) => void, wait: (go: () => void) => void): (item: T) => void {
   let batch: T[] = [];
   return (item) => {
     if (batch.push(item) === 1)
-      queueMicrotask(() => {
+      wait(() => {
         const items = batch;
         batch = [];
         flush(items);
@@ -82,19 +82,17 @@ export const BUS_WINDOW_MS = 10;
 
 /**
  * The bus of a supervised child: local subscribers at once, and every event to the supervisor for the
- * others, those published within BUS_WINDOW_MS of each other in one message, in order.
+ * others, those published within BUS_WINDOW_MS of the first in one message, in order.
  */
 export class IpcBus extends InProcessBus {
-  private batch: MailEvent[] = [];
+  private readonly relay = gathered<MailEvent>(
+    (events) => send({ t: 'bus', events }),
+    (go) => void setTimeout(go, BUS_WINDOW_MS).unref(),
+  );
 
   override async publish(event: MailEvent): Promise<void> {
     this.deliver(event);
-    if (this.batch.push(event) === 1)
-      setTimeout(() => {
-        const events = this.batch;
-        this.batch = [];
-        send({ t: 'bus', events });
-      }, BUS_WINDOW_MS).unref();
+    this.relay(event);
   }
 }
 
@@ -106,7 +104,8 @@ export class IpcBus extends InProcessBus {
 export class IpcCounters implements Counters {
   private next = 0;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private readonly ask = perTurn<CounterCall>((calls) => send({ t: 'counter', calls }));
+  // The calls of one turn of the event loop, sent at its end.
+  private readonly ask = gathered<CounterCall>((calls) => send({ t: 'counter', calls }), queueMicrotask);
 
   /** Answers from the supervisor. */
   settle(m: Extract<ParentMessage, { t: 'counter-result' }>): void {
